@@ -1,0 +1,75 @@
+"""The ``shopml`` command: assembles one typer sub-app per part.
+
+Each part keeps its own thin sub-app in ``shopml/<part>/cli.py``; real work lives in the parts.
+Sub-apps import their heavy dependencies inside the commands, so ``shopml --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shopml import __version__
+
+app = typer.Typer(
+    name="shopml",
+    help="Rank, forecast and search one product catalog on GPUs.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+# part -> help line; a part's sub-app is registered only once its cli module exists.
+PARTS = {
+    "world": "Generate and describe synthetic retail worlds.",
+    "jagged": "Jagged tensor kernels: checks and quick benchmarks.",
+    "rank": "Train and evaluate the click-through ranking model.",
+    "forecast": "Train, predict and backtest AR-MDN demand forecasts.",
+    "visual": "Train VisNet, index the catalog, search and recommend.",
+}
+
+for _part, _help in PARTS.items():
+    try:
+        _module = importlib.import_module(f"shopml.{_part}.cli")
+    except ModuleNotFoundError as _exc:
+        if _exc.name not in (f"shopml.{_part}", f"shopml.{_part}.cli"):
+            raise
+        continue
+    app.add_typer(_module.app, name=_part, help=_help)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"shopml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """shopml: one system over one product catalog."""
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Directory for the world, models and report.")] = Path(
+        "demo-out"
+    ),
+    scale: Annotated[str, typer.Option(help="World scale: tiny, small, medium, large.")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Run the end-to-end demo: generate a world and run every part that exists on it."""
+    from shopml.demo import run_demo
+
+    run_demo(out=out, scale=scale, seed=seed, device=device)
+
+
+if __name__ == "__main__":
+    app()
