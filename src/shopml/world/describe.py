@@ -193,3 +193,63 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
             f"{im['rows']:,}", f"{im['train']:,}", f"{im['test']:,}", f"{im['click_rate']:.3f}"
         )
         console.print(t)
+
+
+def _quiet_days(calendar: pd.DataFrame, margin: int = 10) -> pd.Series:
+    """Days at least ``margin`` days away from any event (no event, dip or hangover effects)."""
+    q = (
+        (calendar["event"] == "")
+        & (calendar["days_to_event"] > margin)
+        & (calendar["days_since_event"] > margin)
+    )
+    return calendar.loc[q, "ds"]
+
+
+def price_elasticity(sales: pd.DataFrame, calendar: pd.DataFrame) -> float:
+    """Own-price elasticity by a log-log regression, from observed sales only.
+
+    On quiet, non-promo days, each product's full-price mean is its baseline; for each discount
+    level the pooled ratio (units sold) / (baseline units expected) is regressed, in logs, on
+    log(price / list price) = log(1 - discount). Discount timing is independent of the other demand
+    factors, so the slope estimates the (average) elasticity.
+    """
+    s = sales[sales["ds"].isin(_quiet_days(calendar)) & (sales["promo"] == 0)]
+    full = s[s["discount"] == 0].groupby("unique_id")["y"].mean()
+    s = s[s["unique_id"].isin(full.index[full > 0])]
+    base = s["unique_id"].map(full).to_numpy()
+    d = s["discount"].round(2).to_numpy()
+    levels = np.unique(d)
+    x, r = [], []
+    for lv in levels:
+        m = d == lv
+        if m.sum() < 50:
+            continue
+        x.append(np.log1p(-lv))
+        r.append(np.log(s["y"].to_numpy()[m].sum() / base[m].sum()))
+    if len(x) < 3:
+        raise ValueError(
+            f"sales: expected at least 3 discount levels with 50+ quiet days, found {len(x)}"
+        )
+    return float(np.polyfit(np.asarray(x), np.asarray(r), 1)[0])
+
+
+def event_effects(sales: pd.DataFrame, calendar: pd.DataFrame, window: int = 7) -> dict[str, float]:
+    """Mean units on festival days, in the ``window`` days before and after, relative to quiet days."""
+    cal = calendar.set_index("ds")
+    fest = cal["is_festival"] == 1
+    before = (cal["event"] == "") & (cal["days_to_event"] <= window)
+    after = (cal["event"] == "") & (cal["days_since_event"] <= window)
+    # Restrict "before/after" to the festival's neighbourhood: the nearest event is the festival.
+    fest_days = cal.index[fest]
+    near = pd.Series(False, index=cal.index)
+    for day in fest_days:
+        near |= (cal.index >= day - pd.Timedelta(days=window)) & (
+            cal.index <= day + pd.Timedelta(days=window)
+        )
+    quiet = sales["ds"].isin(_quiet_days(calendar))
+    base = sales.loc[quiet, "y"].mean()
+    out = {}
+    for name, mask in (("festival", fest), ("before", before & near), ("after", after & near)):
+        days = cal.index[mask]
+        out[name] = float(sales.loc[sales["ds"].isin(days), "y"].mean() / base)
+    return out
