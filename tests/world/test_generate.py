@@ -142,3 +142,28 @@ def test_refuses_to_overwrite_a_non_world_directory(tmp_path):
     ):
         generate_world(tmp_path, scale="tiny")
     assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_chunked_streaming_path(tmp_path):
+    """The large scale's path: many sales and event chunks appended to one file each."""
+    from dataclasses import replace
+
+    from shopml.world import readers
+    from shopml.world.generate import SCALE_CONFIGS
+
+    cfg = replace(
+        SCALE_CONFIGS["tiny"], n_products=60, n_street=10, n_users=40, product_chunk=7, user_chunk=9
+    )
+    w = generate_world(tmp_path / "w", scale="tiny", seed=5, config=cfg)
+    sales = readers.read_sales(w)
+    assert sales["unique_id"].nunique() == 60
+    assert sales[["unique_id", "ds"]].equals(
+        sales[["unique_id", "ds"]].sort_values(["unique_id", "ds"])
+    )
+    raw = pd.read_parquet(w / "events.parquet")
+    assert raw[["user_id", "ts"]].equals(
+        raw[["user_id", "ts"]].sort_values(["user_id", "ts"], kind="stable")
+    )
+    assert raw["user_id"].nunique() == 40
+    assert len(readers.read_impressions(w)) > 0
+    assert len(pd.read_parquet(w / "truth" / "sales_mean.parquet")) == len(sales)

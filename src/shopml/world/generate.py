@@ -44,7 +44,7 @@ SCALE_CONFIGS: dict[str, ScaleConfig] = {
         2000, 1000, 5000, UserParams(30, 0.9, 0.05, 1.2, 2000, 8), 2000, 100_000, True
     ),
     "medium": ScaleConfig(
-        30_000, 5000, 50_000, UserParams(40, 1.0, 0.08, 1.0, 5000, 10), 2000, 20_000, True
+        30_000, 5000, 50_000, UserParams(40, 1.0, 0.08, 1.0, 5000, 10), 2000, 10_000, True
     ),
     "large": ScaleConfig(
         100_000, 10_000, 1_000_000, UserParams(60, 1.0, 0.08, 1.0, 8000, 4), 1000, 10_000, True
@@ -102,6 +102,7 @@ def generate_world(
     seed: int = 0,
     progress: bool = False,
     processes: int | None = None,
+    config: ScaleConfig | None = None,
 ) -> Path:
     """Generate a synthetic retail world in ``out_dir`` and return ``out_dir`` as a Path.
 
@@ -112,13 +113,19 @@ def generate_world(
         seed: non-negative int; the same seed gives byte-identical tables and images.
         progress: show rich progress bars (on stderr).
         processes: image-rendering worker processes (default: CPUs, for small and larger scales).
+        config: overrides the scale's :class:`ScaleConfig` (sizes, chunking); ``scale`` then only
+            names the world in world.json.
 
     Raises:
         ValueError: bad scale, seed or out_dir.
     """
     out = _check_args(out_dir, scale, seed)
     seed = int(seed)
-    cfg = SCALE_CONFIGS[scale]
+    cfg = config if config is not None else SCALE_CONFIGS[scale]
+    if cfg.n_products < 10 or cfg.n_users < 1 or cfg.product_chunk < 1 or cfg.user_chunk < 1:
+        raise ValueError(
+            f"config: expected >= 10 products, >= 1 user and positive chunks, found {cfg}"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
