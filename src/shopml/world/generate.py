@@ -130,6 +130,7 @@ def generate_world(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         _generate_into(tmp, scale, cfg, seed, progress, processes)
+        _normal_permissions(tmp)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, trash / "w")
@@ -301,6 +302,16 @@ def _generate_into(
             },
         }
         write_json(tmp / "world.json", meta)
+
+
+def _normal_permissions(root: Path) -> None:
+    """Give the world's directories and tables the usual modes (temp files are created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        d.chmod(0o777 & ~umask)
+    for f in [*root.glob("*.*"), *(root / "truth").glob("*.*")]:
+        f.chmod(0o666 & ~umask)
 
 
 def _specs(cat, catalog_mod, images_mod) -> dict[int, object]:
