@@ -6,7 +6,8 @@ whose distribution is heavy-tailed (at medium and large scale some users have th
 A history is a sequence of sessions. Each session starts from a *seed* product drawn from the user's
 tastes (category by taste weight, product by popularity; sometimes from the favourite brand); its
 events are the seed again, products of the seed's style, of its category and brand, or of its
-category. So the recent history holds a few distinct interest threads.
+category. So the recent history holds a few distinct interest threads. Every product shown or
+seen is on sale at that time (redrawn otherwise).
 
 An impression request shows a slate of candidates at a moment between two events. The click
 probability depends mostly on the candidate's similarity to *specific recent* history items,
