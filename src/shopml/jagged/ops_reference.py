@@ -60,11 +60,6 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-def _keep(offsets: torch.Tensor, total: int, max_seqlen: int) -> torch.Tensor:
-    """(T,) bool: rows at positions < max_seqlen."""
-    return token_index(offsets, total)[1] < max_seqlen
-
-
 def _zero_graph(values: torch.Tensor) -> torch.Tensor:
     """A 0 that keeps ``values`` in the autograd graph (its gradient is then 0, not None)."""
     return 0 * values.sum() if values.is_floating_point() else 0
@@ -150,7 +145,12 @@ def jagged_dense_add(x: torch.Tensor, offsets: torch.Tensor, y: torch.Tensor) ->
 def jagged2_mul_dense(x: torch.Tensor, offsets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """x (sum L_i^2,) jagged2 times the top-left L_i x L_i block of y (N, N) -> (sum L_i^2,)."""
     seq, r, c = jagged2_index(offsets, x.shape[0])
-    return (_f32(x) * _f32(y)[r, c]).to(x.dtype)
+    n = y.shape[0]
+    if n == 0:
+        return (_f32(x) * 0 + _zero_graph(y)).to(x.dtype)
+    inside = (r < n) & (c < n)  # entries outside y (L_i > N, checks off) are multiplied by 0
+    yv = torch.where(inside, _f32(y)[r.clamp(max=n - 1), c.clamp(max=n - 1)], 0.0)
+    return (_f32(x) * yv).to(x.dtype)
 
 
 def jagged_pairwise_diff(

@@ -107,6 +107,7 @@ def _jagged2_mul_dense_kernel(
     dy_ptr,
     offsets_ptr,
     offsets2_ptr,
+    N,
     stride_y_r,
     N_BUCKET,
     COMPUTE_DY: tl.constexpr,
@@ -268,7 +269,7 @@ def _mul_launch(x, y, out, g, dy, offsets, compute_dy):
     b = offsets.numel() - 1
     off2 = jagged2_offsets(offsets)
     _jagged2_mul_dense_kernel[_rows_grid(n, b)](
-        x, y, out, g, dy, offsets, off2, y.stride(0), bucket(n), COMPUTE_DY=compute_dy
+        x, y, out, g, dy, offsets, off2, n, y.stride(0), bucket(n), COMPUTE_DY=compute_dy
     )
 
 
