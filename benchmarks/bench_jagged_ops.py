@@ -8,7 +8,9 @@ Usage (GPU machine, from the repo root)::
 Appends rows of the shared CSV schema to ``benchmarks/results/jagged_ops-<device>.csv`` and prints
 a Markdown table last. Lengths are heavy-tailed: ``Exponential(mean = fill * N)`` clamped to
 ``[1, N]`` (all equal to N at fill 1.0); every row records the real mean fill, p50 and p99.
-Before timing, each op's Triton result is checked against the reference. Bandwidth and FLOP
+Before timing, each op's Triton result is checked against the reference. Timings run with
+content checks off (``shopml.jagged.checks_enabled(False)``, the documented hot-loop setting: no
+device syncs); the provider ``triton+checks`` times the default (checks on) once, forward only. Bandwidth and FLOP
 rates count real bytes / FLOPs (from the real lengths, inputs read once, outputs written once)
 and are compared with ceilings measured in the same run (device copy, cuBLAS matmul).
 Imports only torch, triton, numpy-free stdlib and shopml.jagged (no typer/rich).
@@ -30,7 +32,7 @@ import torch
 import triton
 from triton.testing import do_bench
 
-from shopml.jagged import ops
+from shopml.jagged import checks_enabled, ops
 from shopml.jagged import ops_reference as ref
 from shopml.jagged.tensor import lengths_to_offsets
 
@@ -337,12 +339,20 @@ def main(argv=None) -> int:
              "config_json": json.dumps({"value": round(v, 2)})} for k, v in ceil.items()]  # fmt: skip
     gen = torch.Generator().manual_seed(0)
     table = []
+    checks_enabled(False)  # hot-loop setting for all timings (see the module docstring)
     for op, b, n, d, fill, dtype in grid(args.quick):
         if args.ops and op not in args.ops:
             continue
         case = Case(op, b, n, d, fill, dtype, gen)
         prov, nbytes, flops = build(case)
         err = check(case, prov)
+        fwd_triton = prov["triton"][0]
+
+        def triton_checked(fwd_triton=fwd_triton):
+            with checks_enabled(True):
+                return fwd_triton()
+
+        prov["triton+checks"] = (triton_checked, [])
         dname = str(dtype).split(".")[-1]
         res = {}
         for mode in ("fwd", "fwd+bwd"):
@@ -378,6 +388,7 @@ def main(argv=None) -> int:
             pad = res.get((mode, "padded"))
             refr = res.get((mode, "reference"))
             nst = res.get((mode, "nested"))
+            chk = res.get((mode, "triton+checks"))
             rate = (
                 f"{cfg['tflops']} TF/s ({cfg['pct_of_mm']}%)"
                 if "tflops" in cfg
@@ -386,7 +397,8 @@ def main(argv=None) -> int:
             table.append([op, dname, f"{b}x{n}x{d}", fill, cfg["mean_fill"], mode, f"{tri:.3f}",
                           f"{pad[0]:.3f}" if pad else "-", f"{pad[0] / tri:.2f}x" if pad else "-",
                           f"{0.8 / fill:.1f}x", f"{refr[0] / tri:.2f}x" if refr else "-",
-                          f"{nst[0] / tri:.2f}x" if nst else "-", f"{tri_peak:.0f}",
+                          f"{nst[0] / tri:.2f}x" if nst else "-",
+                          f"{chk[0]:.3f}" if chk else "-", f"{tri_peak:.0f}",
                           f"{pad[1]:.0f}" if pad else "-", rate, f"{err:.1e}"])  # fmt: skip
         print(f"done {op} {dname} B={b} N={n} D={d} fill={fill} err={err:.1e}", flush=True)
         del case, prov
@@ -398,7 +410,7 @@ def main(argv=None) -> int:
             w.writeheader()
         w.writerows(rows)
     head = ["op", "dtype", "BxNxD", "fill", "real fill", "mode", "triton ms", "padded ms",
-            "vs padded", "target", "vs reference", "vs nested", "triton MiB", "padded MiB",
+            "vs padded", "target", "vs reference", "vs nested", "with checks ms", "triton MiB", "padded MiB",
             "triton rate (% of ceiling)", "rel err"]  # fmt: skip
     print(f"\nwrote {len(rows)} rows to {out_path}")
     print(f"\n{common['device']}, torch {common['torch']}, triton {common['triton']}; ceilings: "

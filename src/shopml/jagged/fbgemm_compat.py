@@ -145,8 +145,9 @@ def jagged2_softmax(
             "offsets_total: expected the exclusive cumsum of squared lengths of offsets"
         )
     checks.check_max_seqlen(max_seq_len, name="max_seq_len")
-    # Kernels grid-stride over each block, so any max_seq_len gives the full (untruncated) result.
-    return impl("jagged2_softmax", "auto", x)(x, offsets, max(max_seq_len, 1), bool(transpose))
+    # FBGEMM's CPU path does not truncate: size the kernels by the true longest length.
+    longest = max(max_seq_len, _longest(offsets))
+    return impl("jagged2_softmax", "auto", x)(x, offsets, longest, bool(transpose))
 
 
 def jagged_jagged_bmm_jagged_out(

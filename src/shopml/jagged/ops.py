@@ -106,10 +106,24 @@ def jagged2_offsets(offsets: torch.Tensor) -> torch.Tensor:
     return ref.jagged2_offsets(offsets)
 
 
-def _check_jagged(x, offsets, name="x", *, min_ndim=1, ndim=None, floating=False):
+def _check_jagged(
+    x,
+    offsets,
+    name="x",
+    *,
+    min_ndim=1,
+    ndim=None,
+    floating=False,
+    max_len=None,
+    max_len_name="max_seqlen",
+):
+    """Structure of x and offsets; contents of offsets (and lengths <= max_len) in one sync."""
     checks.check_tensor(x, name, min_ndim=min_ndim, ndim=ndim, floating=floating)
-    oname = "offsets" if name == "x" else f"{name}_offsets" if name in ("a", "b") else "offsets"
-    checks.check_offsets(offsets, x.shape[0], name=oname, device=x.device)
+    if max_len is not None:
+        checks.check_max_seqlen(max_len, name=max_len_name)
+    checks.check_offsets(
+        offsets, x.shape[0], device=x.device, max_len=max_len, max_len_name=max_len_name
+    )
 
 
 def _check_same(t: torch.Tensor, like: torch.Tensor, name: str, like_name: str) -> None:
@@ -120,9 +134,18 @@ def _check_same(t: torch.Tensor, like: torch.Tensor, name: str, like_name: str) 
         )
 
 
-def _check_jagged2(x: torch.Tensor, offsets: torch.Tensor, name: str = "x") -> None:
+def _check_jagged2(
+    x: torch.Tensor,
+    offsets: torch.Tensor,
+    name: str = "x",
+    *,
+    max_len: int | None = None,
+    max_len_name: str = "max_seqlen",
+) -> None:
     checks.check_tensor(x, name, ndim=1)
-    checks.check_offsets(offsets, None, device=x.device)
+    if max_len is not None:
+        checks.check_max_seqlen(max_len, name=max_len_name)
+    checks.check_offsets(offsets, None, device=x.device, max_len=max_len, max_len_name=max_len_name)
     if checks.content_checks_on():
         total2 = int(ref.jagged2_offsets(offsets)[-1])
         if x.shape[0] != total2:
@@ -182,8 +205,14 @@ def padded_to_jagged(
         ``(T, ...)``, dtype and device of ``dense``.
     """
     checks.check_tensor(dense, "dense", min_ndim=2)
-    checks.check_offsets(offsets, total, device=dense.device, batch_size=dense.shape[0])
-    checks.check_max_seqlen(dense.shape[1], offsets, name="dense.shape[1]")
+    checks.check_offsets(
+        offsets,
+        total,
+        device=dense.device,
+        batch_size=dense.shape[0],
+        max_len=dense.shape[1],
+        max_len_name="dense.shape[1]",
+    )
     if total is None:
         total = int(offsets[-1])
     return impl("padded_to_jagged", backend, dense)(dense, offsets, total)
@@ -210,14 +239,13 @@ def jagged_dense_bmm(
     Returns:
         ``(T, N)``, dtype of ``x`` (fp32 accumulation).
     """
-    _check_jagged(x, offsets, ndim=2, floating=True)
+    _check_jagged(x, offsets, ndim=2, floating=True, max_len=max_seqlen)
     checks.check_tensor(y, "y", ndim=3)
     _check_same(y, x, "y", "x")
     if y.shape[0] != offsets.numel() - 1 or y.shape[1] != x.shape[1]:
         raise ValueError(
             f"y: expected shape (B, K, N) = ({offsets.numel() - 1}, {x.shape[1]}, N), found {tuple(y.shape)}"
         )
-    checks.check_max_seqlen(max_seqlen, offsets)
     return impl("jagged_dense_bmm", backend, x, y)(x, offsets, y, max_seqlen)
 
 
@@ -241,12 +269,11 @@ def jagged_jagged_bmm(
     Returns:
         ``(B, D, N)``, dtype of ``x`` (fp32 accumulation; empty sequences give zeros).
     """
-    _check_jagged(x, offsets, ndim=2, floating=True)
+    _check_jagged(x, offsets, ndim=2, floating=True, max_len=max_seqlen)
     checks.check_tensor(y, "y", ndim=2)
     _check_same(y, x, "y", "x")
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"y: expected {x.shape[0]} rows (like x), found {y.shape[0]}")
-    checks.check_max_seqlen(max_seqlen, offsets)
     return impl("jagged_jagged_bmm", backend, x, y)(x, y, offsets, max_seqlen)
 
 
@@ -265,8 +292,7 @@ def jagged_softmax(
     Returns:
         ``(T, H)``, dtype of ``x``.
     """
-    _check_jagged(x, offsets, ndim=2, floating=True)
-    checks.check_max_seqlen(max_seqlen, offsets)
+    _check_jagged(x, offsets, ndim=2, floating=True, max_len=max_seqlen)
     return impl("jagged_softmax", backend, x)(x, offsets, max_seqlen)
 
 
@@ -287,9 +313,8 @@ def jagged2_softmax(
         transpose: False: each row sums to 1 (softmax over columns); True: each column does.
         backend: ``"auto" | "triton" | "reference"``.
     """
-    _check_jagged2(x, offsets)
+    _check_jagged2(x, offsets, max_len=max_seqlen)
     checks.check_tensor(x, "x", floating=True)
-    checks.check_max_seqlen(max_seqlen, offsets)
     return impl("jagged2_softmax", backend, x)(x, offsets, max_seqlen, bool(transpose))
 
 
@@ -308,14 +333,15 @@ def jagged_dense_add(
     Returns:
         ``(T, D)`` jagged like ``x``.
     """
-    _check_jagged(x, offsets, ndim=2, floating=True)
+    checks.check_tensor(x, "x", ndim=2, floating=True)
     checks.check_tensor(y, "y", ndim=3)
     _check_same(y, x, "y", "x")
+    checks.check_tensor(offsets, "offsets", ndim=1, device=x.device)
     if y.shape[0] != offsets.numel() - 1 or y.shape[2] != x.shape[1]:
         raise ValueError(
             f"y: expected shape (B, N, D) = ({offsets.numel() - 1}, N, {x.shape[1]}), found {tuple(y.shape)}"
         )
-    checks.check_max_seqlen(y.shape[1], offsets, name="y.shape[1]")
+    _check_jagged(x, offsets, ndim=2, max_len=y.shape[1], max_len_name="y.shape[1]")
     return impl("jagged_dense_add", backend, x, y)(x, offsets, y)
 
 
@@ -330,13 +356,12 @@ def jagged2_mul_dense(
         y: ``(N, N)`` same dtype and device (e.g. a causal mask).
         backend: ``"auto" | "triton" | "reference"``.
     """
-    _check_jagged2(x, offsets)
-    checks.check_tensor(x, "x", floating=True)
+    checks.check_tensor(x, "x", ndim=1, floating=True)
     checks.check_tensor(y, "y", ndim=2)
     _check_same(y, x, "y", "x")
     if y.shape[0] != y.shape[1]:
         raise ValueError(f"y: expected a square (N, N) tensor, found {tuple(y.shape)}")
-    checks.check_max_seqlen(y.shape[0], offsets, name="y.shape[0]")
+    _check_jagged2(x, offsets, max_len=y.shape[0], max_len_name="y.shape[0]")
     return impl("jagged2_mul_dense", backend, x, y)(x, offsets, y)
 
 
@@ -469,12 +494,11 @@ def jagged2_bmm(
     Returns:
         ``(sum L_i^2,)``, dtype of ``x``.
     """
-    _check_jagged(x, offsets, ndim=2, floating=True)
+    _check_jagged(x, offsets, ndim=2, floating=True, max_len=max_seqlen)
     checks.check_tensor(y, "y", ndim=2)
     _check_same(y, x, "y", "x")
     if y.shape != x.shape:
         raise ValueError(f"y: expected shape {tuple(x.shape)} (like x), found {tuple(y.shape)}")
-    checks.check_max_seqlen(max_seqlen, offsets)
     total2 = _total2(offsets, total2)
     return impl("jagged2_bmm", backend, x, y)(x, y, offsets, max_seqlen, total2)
 
@@ -502,10 +526,9 @@ def jagged2_matmul(
         ``(T, D)``, dtype of ``v``.
     """
     checks.check_tensor(v, "v", ndim=2, floating=True)
-    _check_jagged2(p, offsets, "p")
-    checks.check_offsets(offsets, v.shape[0], device=v.device)
     _check_same(p, v, "p", "v")
-    checks.check_max_seqlen(max_seqlen, offsets)
+    _check_jagged(v, offsets, "v", ndim=2, max_len=max_seqlen)
+    _check_jagged2(p, offsets, "p")
     return impl("jagged2_matmul", backend, p, v)(p, v, offsets, max_seqlen, bool(transpose))
 
 

@@ -12,6 +12,10 @@ a program owns BLOCK_L "lanes" (rows, or columns) and reduces along the other ax
 chunks, with the same two-pass online scheme. Grid ``(cdiv(max_seqlen, BLOCK_L), B)``, lanes
 grid-strided over L_i so a program past the sequence's end does nothing.
 
+Backward: the forward saves the fp32 log-sum-exp of each column (``(B, H)``) or matrix row/column
+(``(B, max_seqlen)``) and the input; the backward recomputes ``y = exp(x - lse)`` in fp32 instead
+of reading a rounded fp16/bf16 ``y``, so low-precision gradients match the fp32 reference closely.
+
 Differences from the reference: the reference pads with -1e30 and calls ``torch.softmax`` in fp32;
 here the max/sum are accumulated online in fp32, results cast to the input dtype.
 """
@@ -53,6 +57,7 @@ _CONFIGS2 = configs(
 def _jagged_softmax_fwd_kernel(
     x_ptr,
     out_ptr,
+    lse_ptr,
     offsets_ptr,
     max_seqlen,
     H,
@@ -85,8 +90,9 @@ def _jagged_softmax_fwd_kernel(
         m_safe = tl.where(m_new == -float("inf"), 0.0, m_new)
         s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(x - m_safe[None, :]), axis=0)
         m = m_new
-    m_safe = tl.where(m == -float("inf"), 0.0, m)
-    inv = 1.0 / tl.where(s == 0.0, 1.0, s)
+    # Log-sum-exp per column, kept in fp32 for the backward (empty sequence: 0).
+    lse = tl.where(m == -float("inf"), 0.0, m) + tl.log(tl.where(s == 0.0, 1.0, s))
+    tl.store(lse_ptr + pid_b * H + offs_h, lse, mask=mask_h)
     # Pass 2: normalised values; rows past max_seqlen are written as 0.
     for row0 in range(0, seq_len, BLOCK_M):
         offs_m = row0 + tl.arange(0, BLOCK_M).to(tl.int64)
@@ -97,8 +103,7 @@ def _jagged_softmax_fwd_kernel(
             mask=used,
             other=-float("inf"),
         ).to(tl.float32)
-        y = tl.exp(x - m_safe[None, :]) * inv[None, :]
-        y = tl.where(used, y, 0.0)
+        y = tl.where(used, tl.exp(x - lse[None, :]), 0.0)
         tl.store(
             out_ptr + (seq_start + offs_m)[:, None] * stride_out_t + offs_h[None, :],
             y.to(out_ptr.dtype.element_ty),
@@ -109,13 +114,14 @@ def _jagged_softmax_fwd_kernel(
 @triton.autotune(configs=_CONFIGS, key=["M_BUCKET", "H_BUCKET"])
 @triton.jit
 def _jagged_softmax_bwd_kernel(
-    y_ptr,
+    x_ptr,
+    lse_ptr,
     dy_ptr,
     dx_ptr,
     offsets_ptr,
     max_seqlen,
     H,
-    stride_y_t,
+    stride_x_t,
     stride_dy_t,
     stride_dx_t,
     M_BUCKET,
@@ -130,22 +136,31 @@ def _jagged_softmax_bwd_kernel(
     used_len = tl.minimum(seq_len, max_seqlen)
     offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     mask_h = offs_h < H
+    # y is recomputed in fp32 from x and the saved log-sum-exp (no rounded y is stored).
+    lse = tl.load(lse_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0)
     # Pass 1: per-column sum of dy * y.
     acc = tl.zeros((BLOCK_H,), dtype=tl.float32)
     for row0 in range(0, used_len, BLOCK_M):
         rows = seq_start + row0 + tl.arange(0, BLOCK_M).to(tl.int64)
         mask = (row0 + tl.arange(0, BLOCK_M) < used_len)[:, None] & mask_h[None, :]
-        y = tl.load(y_ptr + rows[:, None] * stride_y_t + offs_h[None, :], mask=mask, other=0.0)
+        x = tl.load(
+            x_ptr + rows[:, None] * stride_x_t + offs_h[None, :], mask=mask, other=-float("inf")
+        )
+        y = tl.exp(x.to(tl.float32) - lse[None, :])
         dy = tl.load(dy_ptr + rows[:, None] * stride_dy_t + offs_h[None, :], mask=mask, other=0.0)
-        acc += tl.sum(y.to(tl.float32) * dy.to(tl.float32), axis=0)
+        acc += tl.sum(y * dy.to(tl.float32), axis=0)
     # Pass 2: dx = y * (dy - acc) (0 past max_seqlen, where y is 0).
     for row0 in range(0, seq_len, BLOCK_M):
         offs_m = row0 + tl.arange(0, BLOCK_M).to(tl.int64)
         rows = seq_start + offs_m
         mask = (offs_m < seq_len)[:, None] & mask_h[None, :]
-        y = tl.load(y_ptr + rows[:, None] * stride_y_t + offs_h[None, :], mask=mask, other=0.0)
+        used = (offs_m < used_len)[:, None] & mask_h[None, :]
+        x = tl.load(
+            x_ptr + rows[:, None] * stride_x_t + offs_h[None, :], mask=used, other=-float("inf")
+        )
+        y = tl.exp(x.to(tl.float32) - lse[None, :])
         dy = tl.load(dy_ptr + rows[:, None] * stride_dy_t + offs_h[None, :], mask=mask, other=0.0)
-        dx = y.to(tl.float32) * (dy.to(tl.float32) - acc[None, :])
+        dx = y * (dy.to(tl.float32) - acc[None, :])
         tl.store(
             dx_ptr + rows[:, None] * stride_dx_t + offs_h[None, :],
             dx.to(dx_ptr.dtype.element_ty),
@@ -158,8 +173,10 @@ def _jagged_softmax_bwd_kernel(
 def _jagged2_softmax_fwd_kernel(
     x_ptr,
     out_ptr,
+    lse_ptr,
     offsets_ptr,
     offsets2_ptr,
+    LSE_STRIDE,
     M_BUCKET,
     TRANSPOSE: tl.constexpr,
     BLOCK_L: tl.constexpr,
@@ -192,26 +209,29 @@ def _jagged2_softmax_fwd_kernel(
             m_safe = tl.where(m_new == -float("inf"), 0.0, m_new)
             s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(x - m_safe[:, None]), axis=1)
             m = m_new
-        m_safe = tl.where(m == -float("inf"), 0.0, m)
-        inv = 1.0 / tl.where(s == 0.0, 1.0, s)
+        # Per-lane log-sum-exp in fp32 for the backward, at lse[b, lane] (lane < LSE_STRIDE).
+        lse = tl.where(m == -float("inf"), 0.0, m) + tl.log(tl.where(s == 0.0, 1.0, s))
+        tl.store(lse_ptr + pid_b * LSE_STRIDE + offs_l, lse, mask=mask_l & (offs_l < LSE_STRIDE))
         # Pass 2: write normalised values.
         for r0 in range(0, seq_len, BLOCK_R):
             offs_r = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
             mask = mask_l[:, None] & (offs_r < seq_len)[None, :]
             off = base + offs_l[:, None] * stride_lane + offs_r[None, :] * stride_red
             x = tl.load(x_ptr + off, mask=mask, other=-float("inf")).to(tl.float32)
-            y = tl.exp(x - m_safe[:, None]) * inv[:, None]
+            y = tl.exp(x - lse[:, None])
             tl.store(out_ptr + off, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.autotune(configs=_CONFIGS2, key=["M_BUCKET"])
 @triton.jit
 def _jagged2_softmax_bwd_kernel(
-    y_ptr,
+    x_ptr,
+    lse_ptr,
     dy_ptr,
     dx_ptr,
     offsets_ptr,
     offsets2_ptr,
+    LSE_STRIDE,
     M_BUCKET,
     TRANSPOSE: tl.constexpr,
     BLOCK_L: tl.constexpr,
@@ -231,42 +251,58 @@ def _jagged2_softmax_bwd_kernel(
     for lane0 in range(pid_l * BLOCK_L, seq_len, tl.num_programs(0) * BLOCK_L):
         offs_l = lane0 + tl.arange(0, BLOCK_L).to(tl.int64)
         mask_l = offs_l < seq_len
+        # y recomputed in fp32 from x and the saved per-lane log-sum-exp.
+        lse = tl.load(
+            lse_ptr + pid_b * LSE_STRIDE + offs_l, mask=mask_l & (offs_l < LSE_STRIDE), other=0.0
+        )
         acc = tl.zeros((BLOCK_L,), dtype=tl.float32)
         for r0 in range(0, seq_len, BLOCK_R):
             offs_r = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
             mask = mask_l[:, None] & (offs_r < seq_len)[None, :]
             off = base + offs_l[:, None] * stride_lane + offs_r[None, :] * stride_red
-            y = tl.load(y_ptr + off, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_ptr + off, mask=mask, other=-float("inf")).to(tl.float32)
+            y = tl.exp(x - lse[:, None])
             dy = tl.load(dy_ptr + off, mask=mask, other=0.0).to(tl.float32)
             acc += tl.sum(y * dy, axis=1)
         for r0 in range(0, seq_len, BLOCK_R):
             offs_r = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
             mask = mask_l[:, None] & (offs_r < seq_len)[None, :]
             off = base + offs_l[:, None] * stride_lane + offs_r[None, :] * stride_red
-            y = tl.load(y_ptr + off, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_ptr + off, mask=mask, other=-float("inf")).to(tl.float32)
+            y = tl.exp(x - lse[:, None])
             dy = tl.load(dy_ptr + off, mask=mask, other=0.0).to(tl.float32)
             tl.store(dx_ptr + off, (y * (dy - acc[:, None])).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int):
     t, h = x.shape
-    out = torch.empty_like(x)
     b = offsets.numel() - 1
+    out = torch.empty_like(x)
+    lse = torch.empty((b, h), dtype=torch.float32, device=x.device)
     if t == 0 or h == 0:
-        return out
+        return out, lse
 
     def grid(meta):
         return (triton.cdiv(h, meta["BLOCK_H"]), b)
 
     _jagged_softmax_fwd_kernel[grid](
-        x, out, offsets, max_seqlen, h, x.stride(0), out.stride(0), bucket(max_seqlen), bucket(h)
+        x,
+        out,
+        lse,
+        offsets,
+        max_seqlen,
+        h,
+        x.stride(0),
+        out.stride(0),
+        bucket(max_seqlen),
+        bucket(h),
     )
-    return out
+    return out, lse
 
 
-def _jagged_softmax_bwd(y, dy, offsets, max_seqlen):
-    t, h = y.shape
-    dx = torch.empty_like(y)
+def _jagged_softmax_bwd(x, lse, dy, offsets, max_seqlen):
+    t, h = x.shape
+    dx = torch.empty_like(x)
     if t == 0 or h == 0:
         return dx
 
@@ -274,7 +310,7 @@ def _jagged_softmax_bwd(y, dy, offsets, max_seqlen):
         return (triton.cdiv(h, meta["BLOCK_H"]), offsets.numel() - 1)
 
     _jagged_softmax_bwd_kernel[grid](
-        y, dy, dx, offsets, max_seqlen, h, y.stride(0), dy.stride(0), dx.stride(0),
+        x, lse, dy, dx, offsets, max_seqlen, h, x.stride(0), dy.stride(0), dx.stride(0),
         bucket(max_seqlen), bucket(h),
     )  # fmt: skip
     return dx
@@ -283,15 +319,16 @@ def _jagged_softmax_bwd(y, dy, offsets, max_seqlen):
 class _JaggedSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, offsets, max_seqlen):
-        y = _jagged_softmax_fwd(x.contiguous(), offsets, max_seqlen)
-        ctx.save_for_backward(y, offsets)
+        x = x.contiguous()
+        y, lse = _jagged_softmax_fwd(x, offsets, max_seqlen)
+        ctx.save_for_backward(x, lse, offsets)
         ctx.max_seqlen = max_seqlen
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        y, offsets = ctx.saved_tensors
-        return _jagged_softmax_bwd(y, dy.contiguous(), offsets, ctx.max_seqlen), None, None
+        x, lse, offsets = ctx.saved_tensors
+        return _jagged_softmax_bwd(x, lse, dy.contiguous(), offsets, ctx.max_seqlen), None, None
 
 
 def _jagged2_launch(kernel, tensors, offsets, max_seqlen, transpose):
@@ -301,7 +338,7 @@ def _jagged2_launch(kernel, tensors, offsets, max_seqlen, transpose):
     def grid(meta):
         return (triton.cdiv(max(max_seqlen, 1), meta["BLOCK_L"]), b)
 
-    kernel[grid](*tensors, offsets, off2, bucket(max_seqlen), TRANSPOSE=transpose)
+    kernel[grid](*tensors, offsets, off2, max_seqlen, bucket(max_seqlen), TRANSPOSE=transpose)
 
 
 class _Jagged2SoftmaxFunction(torch.autograd.Function):
@@ -309,24 +346,26 @@ class _Jagged2SoftmaxFunction(torch.autograd.Function):
     def forward(ctx, x, offsets, max_seqlen, transpose):
         x = x.contiguous()
         y = torch.empty_like(x)
+        # fp32 log-sum-exp of each row (column), at [b, lane]; lanes past max_seqlen (content
+        # checks off) are not stored and their backward is undefined.
+        lse = torch.empty((offsets.numel() - 1, max_seqlen), dtype=torch.float32, device=x.device)
         if x.numel() > 0:
-            _jagged2_launch(_jagged2_softmax_fwd_kernel, (x, y), offsets, max_seqlen, transpose)
-        ctx.save_for_backward(y, offsets)
+            _jagged2_launch(
+                _jagged2_softmax_fwd_kernel, (x, y, lse), offsets, max_seqlen, transpose
+            )
+        ctx.save_for_backward(x, lse, offsets)
         ctx.max_seqlen = max_seqlen
         ctx.transpose = transpose
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        y, offsets = ctx.saved_tensors
-        dx = torch.empty_like(y)
-        if y.numel() > 0:
+        x, lse, offsets = ctx.saved_tensors
+        dx = torch.empty_like(x)
+        if x.numel() > 0:
+            tensors = (x, lse, dy.contiguous(), dx)
             _jagged2_launch(
-                _jagged2_softmax_bwd_kernel,
-                (y, dy.contiguous(), dx),
-                offsets,
-                ctx.max_seqlen,
-                ctx.transpose,
+                _jagged2_softmax_bwd_kernel, tensors, offsets, ctx.max_seqlen, ctx.transpose
             )
         return dx, None, None, None
 
