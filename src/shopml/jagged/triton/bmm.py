@@ -153,17 +153,17 @@ def _jagged_jagged_bmm_fwd_kernel(
         offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
         mask_k = offs_k < used_len
         rows = seq_start + offs_k
-        xt = tl.load(
-            x_ptr + rows[None, :] * stride_x_t + offs_d[:, None] * stride_x_d,
-            mask=mask_d[:, None] & mask_k[None, :],
+        x = tl.load(
+            x_ptr + rows[:, None] * stride_x_t + offs_d[None, :] * stride_x_d,
+            mask=mask_k[:, None] & mask_d[None, :],
             other=0.0,
-        )  # (BLOCK_M, BLOCK_K) = x^T tile
+        )  # (BLOCK_K, BLOCK_M), row-major rows; transposed in registers for the dot
         y = tl.load(
             y_ptr + rows[:, None] * stride_y_t + offs_n[None, :] * stride_y_n,
             mask=mask_k[:, None] & mask_n[None, :],
             other=0.0,
         )
-        acc = tl.dot(xt, y, acc, input_precision=INPUT_PRECISION)
+        acc = tl.dot(tl.trans(x), y, acc, input_precision=INPUT_PRECISION)
     out = (
         out_ptr
         + pid_b * stride_out_b

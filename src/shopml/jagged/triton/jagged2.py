@@ -18,8 +18,8 @@ Backward identities (no extra kernels): for ``S = x y^T``: ``dx = dS @ y``, ``dy
 ``O = P^T v``: ``dP = v dO^T``, ``dv = P dO``.
 
 Limits / differences from the reference: fp32 uses IEEE ``tl.dot`` (``allow_tf32`` opt-in);
-fp16/bf16 multiply in their dtype with fp32 accumulation. P tiles for ``transpose=True`` are read
-column-wise (uncoalesced); fine for attention-sized L.
+fp16/bf16 multiply in their dtype with fp32 accumulation. Transposed operands are loaded row-major
+(coalesced) and transposed in registers (``tl.trans``).
 """
 
 from __future__ import annotations
@@ -96,12 +96,13 @@ def _jagged2_bmm_fwd_kernel(
                     mask=(offs_r < used_len)[:, None] & mask_k[None, :],
                     other=0.0,
                 )
-                yt = tl.load(
-                    y_ptr + (seq_start + offs_c)[None, :] * stride_y_t + offs_k[:, None],
-                    mask=mask_k[:, None] & (offs_c < used_len)[None, :],
+                # y rows loaded row-major (coalesced), transposed in registers for the dot.
+                y = tl.load(
+                    y_ptr + (seq_start + offs_c)[:, None] * stride_y_t + offs_k[None, :],
+                    mask=(offs_c < used_len)[:, None] & mask_k[None, :],
                     other=0.0,
                 )
-                acc = tl.dot(x, yt, acc, input_precision=INPUT_PRECISION)
+                acc = tl.dot(x, tl.trans(y), acc, input_precision=INPUT_PRECISION)
             mask = (offs_r < seq_len)[:, None] & (offs_c < seq_len)[None, :]
             off = base + offs_r[:, None] * seq_len + offs_c[None, :]
             tl.store(out_ptr + off, acc.to(out_ptr.dtype.element_ty), mask=mask)
@@ -134,13 +135,7 @@ def _jagged2_matmul_fwd_kernel(
     seq_len = tl.load(offsets_ptr + pid_b + 1).to(tl.int64) - seq_start
     used_len = tl.minimum(seq_len, max_seqlen)
     base = tl.load(offsets2_ptr + pid_b).to(tl.int64)
-    # P[r, k] lives at base + r * L + k; P^T[r, k] = P[k, r].
-    if TRANSPOSE:
-        stride_p_r = 1
-        stride_p_k = seq_len
-    else:
-        stride_p_r = seq_len
-        stride_p_k = 1
+    # P[r, k] lives at base + r * L + k; P^T[r, k] = P[k, r] (loaded row-major, transposed).
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < D
     for r0 in range(pid_m * BLOCK_M, seq_len, tl.num_programs(0) * BLOCK_M):
@@ -150,11 +145,20 @@ def _jagged2_matmul_fwd_kernel(
         for k0 in range(0, used_len, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
             mask_k = offs_k < used_len
-            p = tl.load(
-                p_ptr + base + offs_r[:, None] * stride_p_r + offs_k[None, :] * stride_p_k,
-                mask=mask_r[:, None] & mask_k[None, :],
-                other=0.0,
-            )
+            if TRANSPOSE:
+                p = tl.trans(
+                    tl.load(
+                        p_ptr + base + offs_k[:, None] * seq_len + offs_r[None, :],
+                        mask=mask_k[:, None] & mask_r[None, :],
+                        other=0.0,
+                    )
+                )
+            else:
+                p = tl.load(
+                    p_ptr + base + offs_r[:, None] * seq_len + offs_k[None, :],
+                    mask=mask_r[:, None] & mask_k[None, :],
+                    other=0.0,
+                )
             v = tl.load(
                 v_ptr + (seq_start + offs_k)[:, None] * stride_v_t + offs_n[None, :],
                 mask=mask_k[:, None] & mask_n[None, :],
