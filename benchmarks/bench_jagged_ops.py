@@ -10,7 +10,10 @@ a Markdown table last. Lengths are heavy-tailed: ``Exponential(mean = fill * N)`
 ``[1, N]`` (all equal to N at fill 1.0); every row records the real mean fill, p50 and p99.
 Before timing, each op's Triton result is checked against the reference. Timings run with
 content checks off (``shopml.jagged.checks_enabled(False)``, the documented hot-loop setting: no
-device syncs); the provider ``triton+checks`` times the default (checks on) once, forward only. Bandwidth and FLOP
+device syncs); the provider ``triton+checks`` times the default (checks on) once, forward only.
+Eager timings include host overhead (Python, autograd, Triton launches); the providers
+``triton/graph`` and ``padded/graph`` replay the same call captured in a CUDA graph
+(``do_bench_cudagraph``: device time without host overhead, and without an L2 flush). Bandwidth and FLOP
 rates count real bytes / FLOPs (from the real lengths, inputs read once, outputs written once)
 and are compared with ceilings measured in the same run (device copy, cuBLAS matmul).
 Imports only torch, triton, numpy-free stdlib and shopml.jagged (no typer/rich).
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import torch
 import triton
-from triton.testing import do_bench
+from triton.testing import do_bench, do_bench_cudagraph
 
 from shopml.jagged import checks_enabled, ops
 from shopml.jagged import ops_reference as ref
@@ -381,6 +384,29 @@ def main(argv=None) -> int:
                              "ms_p20": round(p20, 4), "ms_p80": round(p80, 4),
                              "peak_mib": round(peak, 1), "config_json": json.dumps(cfg)})  # fmt: skip
                 res[(mode, name)] = (p50, peak, cfg)
+                if name in ("triton", "padded"):
+                    try:
+                        g50 = do_bench_cudagraph(run, rep=args.rep, return_mode="median")
+                    except Exception as exc:
+                        print(
+                            f"skip graph {op} {name} {mode}: {type(exc).__name__}: {str(exc)[:120]}",
+                            flush=True,
+                        )
+                        continue
+                    gcfg = dict(cfg)
+                    if "gbps" in cfg:
+                        gcfg["gbps"] = round(nbytes / g50 / 1e6, 1)
+                        gcfg["pct_of_copy_bw"] = round(100 * gcfg["gbps"] / ceil["copy_gbps"], 1)
+                    if "tflops" in cfg:
+                        gcfg["tflops"] = round(factor * flops / g50 / 1e9, 2)
+                        gcfg["pct_of_mm"] = round(
+                            100 * gcfg["tflops"] / ceil[f"mm_tflops_{dname}"], 1
+                        )
+                    rows.append({**common, "suite": SUITE, "op": op, "provider": f"{name}/graph",
+                                 "mode": mode, "x_name": "fill", "x_value": fill,
+                                 "ms_p50": round(g50, 4), "ms_p20": "", "ms_p80": "",
+                                 "peak_mib": "", "config_json": json.dumps(gcfg)})  # fmt: skip
+                    res[(mode, f"{name}/graph")] = (g50, None, gcfg)
         for mode in ("fwd", "fwd+bwd"):
             if (mode, "triton") not in res:
                 continue
@@ -389,17 +415,26 @@ def main(argv=None) -> int:
             refr = res.get((mode, "reference"))
             nst = res.get((mode, "nested"))
             chk = res.get((mode, "triton+checks"))
-            rate = (
-                f"{cfg['tflops']} TF/s ({cfg['pct_of_mm']}%)"
-                if "tflops" in cfg
-                else (f"{cfg['gbps']} GB/s ({cfg['pct_of_copy_bw']}%)" if "gbps" in cfg else "")
-            )
+            tg = res.get((mode, "triton/graph"))
+            pg = res.get((mode, "padded/graph"))
+
+            def fmt_rate(c):
+                if c is None:
+                    return "-"
+                if "tflops" in c:
+                    return f"{c['tflops']} TF/s ({c['pct_of_mm']}%)"
+                return f"{c['gbps']} GB/s ({c['pct_of_copy_bw']}%)" if "gbps" in c else "-"
+
+            rate = fmt_rate(cfg)
+            grate = fmt_rate(tg[2] if tg else None)
             table.append([op, dname, f"{b}x{n}x{d}", fill, cfg["mean_fill"], mode, f"{tri:.3f}",
                           f"{pad[0]:.3f}" if pad else "-", f"{pad[0] / tri:.2f}x" if pad else "-",
                           f"{0.8 / fill:.1f}x", f"{refr[0] / tri:.2f}x" if refr else "-",
                           f"{nst[0] / tri:.2f}x" if nst else "-",
-                          f"{chk[0]:.3f}" if chk else "-", f"{tri_peak:.0f}",
-                          f"{pad[1]:.0f}" if pad else "-", rate, f"{err:.1e}"])  # fmt: skip
+                          f"{chk[0]:.3f}" if chk else "-",
+                          f"{tg[0]:.3f}" if tg else "-", f"{pg[0]:.3f}" if pg else "-",
+                          f"{pg[0] / tg[0]:.2f}x" if (tg and pg) else "-", f"{tri_peak:.0f}",
+                          f"{pad[1]:.0f}" if pad else "-", rate, grate, f"{err:.1e}"])  # fmt: skip
         print(f"done {op} {dname} B={b} N={n} D={d} fill={fill} err={err:.1e}", flush=True)
         del case, prov
         torch.cuda.empty_cache()
@@ -410,8 +445,9 @@ def main(argv=None) -> int:
             w.writeheader()
         w.writerows(rows)
     head = ["op", "dtype", "BxNxD", "fill", "real fill", "mode", "triton ms", "padded ms",
-            "vs padded", "target", "vs reference", "vs nested", "with checks ms", "triton MiB", "padded MiB",
-            "triton rate (% of ceiling)", "rel err"]  # fmt: skip
+            "vs padded", "target", "vs reference", "vs nested", "with checks ms", "graph triton ms",
+            "graph padded ms", "graph vs padded", "triton MiB", "padded MiB",
+            "triton rate (% of ceiling)", "graph triton rate", "rel err"]  # fmt: skip
     print(f"\nwrote {len(rows)} rows to {out_path}")
     print(f"\n{common['device']}, torch {common['torch']}, triton {common['triton']}; ceilings: "
           + ", ".join(f"{k} {v:.0f}" for k, v in ceil.items()) + "\n")  # fmt: skip

@@ -304,15 +304,16 @@ def test_content_checks_switch_skips_offset_contents():
 
 @needs_triton_cpu
 def test_truncation_without_checks_matches_reference():
-    """With checks off, lengths above max_seqlen follow FBGEMM's truncation in both backends."""
+    """Lengths above max_seqlen: FBGEMM's truncation in both backends (memory-bound ops with checks
+    off, matmuls in truncate mode as used by fbgemm_compat)."""
     off, t, _ = batch([2, 7, 4], "cpu")
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(t, 16, generator=gen)
     y = torch.randn(3, 16, 5, generator=gen)
     with checks_enabled(False):
         for fn in (
-            lambda be: ops.jagged_dense_bmm(x, off, y, 3, backend=be),
-            lambda be: ops.jagged_jagged_bmm(x, x, off, 3, backend=be),
+            lambda be: ops.impl("jagged_dense_bmm", be, x)(x, off, y, 3, truncate=True),
+            lambda be: ops.impl("jagged_jagged_bmm", be, x)(x, x, off, 3, truncate=True),
             lambda be: ops.jagged_softmax(x, off, 3, backend=be),
             lambda be: ops.jagged_dense_add(x, off, torch.ones(3, 3, 16), backend=be),
             lambda be: ops.padded_to_jagged(torch.ones(3, 3, 16), off, t, backend=be),

@@ -88,7 +88,7 @@ def jagged_dense_bmm(
             f"y: expected (B, {x.shape[1]}, M) of dtype {x.dtype}, found {tuple(y.shape)} {y.dtype}"
         )
     checks.check_max_seqlen(N, name="N")
-    return impl("jagged_dense_bmm", "auto", x, y)(x, x_offsets, y, N)
+    return impl("jagged_dense_bmm", "auto", x, y)(x, x_offsets, y, N, truncate=True)
 
 
 def jagged_jagged_bmm(
@@ -108,7 +108,7 @@ def jagged_jagged_bmm(
             f"y: expected ({x.shape[0]}, M) of dtype {x.dtype}, found {tuple(y.shape)} {y.dtype}"
         )
     checks.check_max_seqlen(N, name="N")
-    return impl("jagged_jagged_bmm", "auto", x, y)(x, y, x_offsets, N)
+    return impl("jagged_jagged_bmm", "auto", x, y)(x, y, x_offsets, N, truncate=True)
 
 
 def jagged_softmax(
@@ -209,7 +209,7 @@ def array_jagged_bmm_jagged_out(
     ):
         raise ValueError("x_offsets: expected the exclusive cumsum of squared lengths of y_offsets")
     checks.check_max_seqlen(max_seq_len, name="max_seq_len")
-    return impl("jagged2_matmul", "auto", x, y)(x, y, y_offsets, max_seq_len, False)
+    return impl("jagged2_matmul", "auto", x, y)(x, y, y_offsets, max_seq_len, False, truncate=True)
 
 
 def jagged_dense_elementwise_add(

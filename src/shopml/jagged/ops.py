@@ -8,7 +8,9 @@ reference. Every floating input receives a gradient.
 Checks: structure (ranks, dtypes, devices, sizes) always; content (offsets start at 0, never
 decrease, end at T; lengths <= ``max_seqlen``; jagged2 sizes) unless switched off with
 :func:`shopml.jagged.checks_enabled` (they cost a device sync). Each failure is a ``ValueError``
-naming the argument, the expectation and what was found.
+naming the argument, the expectation and what was found. With content checks off, inputs that
+break these rules give undefined results (e.g. rows past ``max_seqlen`` of the matmul ops are
+left unwritten); :mod:`shopml.jagged.fbgemm_compat` implements FBGEMM's truncation instead.
 
 Layout: ``values (T, ...)``, ``offsets (B+1,)`` int32/int64 (= flash-attention's ``cu_seqlens``),
 ``max_seqlen`` a host int >= every length. "Jagged2" tensors hold one L_i x L_i matrix per

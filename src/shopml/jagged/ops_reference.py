@@ -102,16 +102,20 @@ def padded_to_jagged(
 
 # ----------------------------------------------------------------------------- bmm
 def jagged_dense_bmm(
-    x: torch.Tensor, offsets: torch.Tensor, y: torch.Tensor, max_seqlen: int
+    x: torch.Tensor, offsets: torch.Tensor, y: torch.Tensor, max_seqlen: int, truncate: bool = True
 ) -> torch.Tensor:
-    """x (T, K) jagged, y (B, K, N) -> (T, N) with out_i = x_i @ y_i (rows >= max_seqlen: 0)."""
+    """x (T, K) jagged, y (B, K, N) -> (T, N) with out_i = x_i @ y_i (rows >= max_seqlen: 0).
+
+    ``truncate`` (here and below) is accepted for parity with the Triton versions; the reference
+    always truncates.
+    """
     xp = jagged_to_padded(_f32(x), offsets, max_seqlen)  # (B, M, K)
     out = torch.bmm(xp, _f32(y))  # (B, M, N)
     return padded_to_jagged(out, offsets, x.shape[0]).to(x.dtype)
 
 
 def jagged_jagged_bmm(
-    x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor, max_seqlen: int
+    x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor, max_seqlen: int, truncate: bool = True
 ) -> torch.Tensor:
     """x (T, D), y (T, N) jagged -> (B, D, N) with out_i = x_i^T @ y_i (rows >= max_seqlen ignored)."""
     xp = jagged_to_padded(_f32(x), offsets, max_seqlen)  # (B, M, D)
@@ -214,6 +218,7 @@ def jagged2_bmm(
     offsets: torch.Tensor,
     max_seqlen: int,
     total2: int | None = None,
+    truncate: bool = True,
 ) -> torch.Tensor:
     """x, y (T, D) -> jagged2 (sum L_i^2,) with out_i = x_i @ y_i^T (e.g. attention scores)."""
     if total2 is None:
@@ -230,6 +235,7 @@ def jagged2_matmul(
     offsets: torch.Tensor,
     max_seqlen: int,
     transpose: bool = False,
+    truncate: bool = True,
 ) -> torch.Tensor:
     """p jagged2 (sum L_i^2,), v (T, D) -> (T, D) with out_i = P_i @ v_i (``transpose``: P_i^T @ v_i).
 

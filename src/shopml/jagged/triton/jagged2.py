@@ -4,12 +4,15 @@ A jagged2 tensor holds one ``L_i x L_i`` row-major matrix per sequence, concaten
 ``offsets2[i] = sum_{j<i} L_j^2`` (computed on the device from ``offsets``).
 
 - ``jagged2_bmm``: ``S_i = x_i @ y_i^T`` (attention scores); x, y ``(T, D)``. Grid
-  ``(cdiv(M, BLOCK_M), cdiv(M, BLOCK_N), B)`` with M = max_seqlen; row and column blocks are
-  grid-strided over L_i (programs past the end do nothing); the K loop runs over D with
-  ``tl.dot`` into an fp32 accumulator. Entries with row or column ``>= max_seqlen`` are zero.
+  ``(cdiv(M, BLOCK_M), cdiv(M, BLOCK_N), B)`` with M = max_seqlen; one output tile per program
+  (tiles outside the L_i x L_i block exit at once); the K loop runs over D with ``tl.dot`` into
+  an fp32 accumulator.
 - ``jagged2_matmul``: ``O_i = P_i @ v_i`` (or ``P_i^T @ v_i``); v ``(T, D)``. Grid
   ``(cdiv(M, BLOCK_M), cdiv(D, BLOCK_N), B)``; reduction over the first ``min(L_i, M)`` columns
-  of P (FBGEMM's cap), rows past M written as zeros.
+  of P.
+- ``truncate=True`` (the FBGEMM compat path; ``GRID_STRIDE`` constexpr): programs grid-stride
+  over all tiles of the block, so lengths above ``max_seqlen`` work: entries with a row or column
+  ``>= max_seqlen`` are zero (``jagged2_bmm``), rows past it are zero (``jagged2_matmul``).
 - ``jagged2_to_padded``: ``(sum L_i^2,) -> (B, N, N)`` with padding; its backward
   ``padded_to_jagged2`` gathers entries back (entries past N get 0).
 
@@ -56,6 +59,34 @@ def _precision(dtype: torch.dtype, allow_tf32: bool) -> str:
     return "tf32" if (dtype == torch.float32 and allow_tf32) else "ieee"
 
 
+@triton.jit
+def _jagged2_bmm_tile(
+    x_ptr, y_ptr, out_ptr, r0, c0, seq_start, seq_len, used_len, base, D, stride_x_t, stride_y_t,
+    INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    offs_r = r0 + tl.arange(0, BLOCK_M).to(tl.int64)
+    offs_c = c0 + tl.arange(0, BLOCK_N).to(tl.int64)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    # acc += x[rows, k] @ y[cols, k]^T over D (y rows loaded row-major, transposed in registers).
+    for k0 in range(0, D, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < D
+        x = tl.load(
+            x_ptr + (seq_start + offs_r)[:, None] * stride_x_t + offs_k[None, :],
+            mask=(offs_r < used_len)[:, None] & mask_k[None, :],
+            other=0.0,
+        )
+        y = tl.load(
+            y_ptr + (seq_start + offs_c)[:, None] * stride_y_t + offs_k[None, :],
+            mask=(offs_c < used_len)[:, None] & mask_k[None, :],
+            other=0.0,
+        )
+        acc = tl.dot(x, tl.trans(y), acc, input_precision=INPUT_PRECISION)
+    mask = (offs_r < seq_len)[:, None] & (offs_c < seq_len)[None, :]
+    off = base + offs_r[:, None] * seq_len + offs_c[None, :]
+    tl.store(out_ptr + off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
 @triton.autotune(configs=_MM_CONFIGS, key=["M_BUCKET", "D_BUCKET"])
 @triton.jit
 def _jagged2_bmm_fwd_kernel(
@@ -71,6 +102,7 @@ def _jagged2_bmm_fwd_kernel(
     M_BUCKET,
     D_BUCKET,
     INPUT_PRECISION: tl.constexpr,
+    GRID_STRIDE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -82,30 +114,63 @@ def _jagged2_bmm_fwd_kernel(
     seq_len = tl.load(offsets_ptr + pid_b + 1).to(tl.int64) - seq_start
     used_len = tl.minimum(seq_len, max_seqlen)
     base = tl.load(offsets2_ptr + pid_b).to(tl.int64)
-    for r0 in range(pid_m * BLOCK_M, seq_len, tl.num_programs(0) * BLOCK_M):
-        offs_r = r0 + tl.arange(0, BLOCK_M).to(tl.int64)
-        for c0 in range(pid_n * BLOCK_N, seq_len, tl.num_programs(1) * BLOCK_N):
-            offs_c = c0 + tl.arange(0, BLOCK_N).to(tl.int64)
-            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-            # acc += x[rows, k] @ y[cols, k]^T over D.
-            for k0 in range(0, D, BLOCK_K):
-                offs_k = k0 + tl.arange(0, BLOCK_K)
-                mask_k = offs_k < D
-                x = tl.load(
-                    x_ptr + (seq_start + offs_r)[:, None] * stride_x_t + offs_k[None, :],
-                    mask=(offs_r < used_len)[:, None] & mask_k[None, :],
+    if GRID_STRIDE:
+        # Truncation mode: cover the whole L x L block; entries past max_seqlen get 0.
+        for r0 in range(pid_m * BLOCK_M, seq_len, tl.num_programs(0) * BLOCK_M):
+            for c0 in range(pid_n * BLOCK_N, seq_len, tl.num_programs(1) * BLOCK_N):
+                _jagged2_bmm_tile(
+                    x_ptr, y_ptr, out_ptr, r0, c0, seq_start, seq_len, used_len, base, D,
+                    stride_x_t, stride_y_t, INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
+                )  # fmt: skip
+    else:
+        # One tile per program; tiles outside the L x L block exit at once.
+        r0 = pid_m * BLOCK_M
+        c0 = pid_n * BLOCK_N
+        if (r0 < seq_len) & (c0 < seq_len):
+            _jagged2_bmm_tile(
+                x_ptr, y_ptr, out_ptr, r0, c0, seq_start, seq_len, used_len, base, D,
+                stride_x_t, stride_y_t, INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
+            )  # fmt: skip
+
+
+@triton.jit
+def _jagged2_matmul_tile(
+    p_ptr, v_ptr, out_ptr, r0, seq_start, seq_len, used_len, base, offs_n, mask_n,
+    stride_v_t, stride_out_t,
+    TRANSPOSE: tl.constexpr, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    offs_r = r0 + tl.arange(0, BLOCK_M).to(tl.int64)
+    mask_r = offs_r < used_len
+    acc = tl.zeros((BLOCK_M, offs_n.shape[0]), dtype=tl.float32)
+    # P[r, k] lives at base + r * L + k; P^T[r, k] = P[k, r] (loaded row-major, transposed).
+    for k0 in range(0, used_len, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
+        mask_k = offs_k < used_len
+        if TRANSPOSE:
+            p = tl.trans(
+                tl.load(
+                    p_ptr + base + offs_k[:, None] * seq_len + offs_r[None, :],
+                    mask=mask_k[:, None] & mask_r[None, :],
                     other=0.0,
                 )
-                # y rows loaded row-major (coalesced), transposed in registers for the dot.
-                y = tl.load(
-                    y_ptr + (seq_start + offs_c)[:, None] * stride_y_t + offs_k[None, :],
-                    mask=(offs_c < used_len)[:, None] & mask_k[None, :],
-                    other=0.0,
-                )
-                acc = tl.dot(x, tl.trans(y), acc, input_precision=INPUT_PRECISION)
-            mask = (offs_r < seq_len)[:, None] & (offs_c < seq_len)[None, :]
-            off = base + offs_r[:, None] * seq_len + offs_c[None, :]
-            tl.store(out_ptr + off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+            )
+        else:
+            p = tl.load(
+                p_ptr + base + offs_r[:, None] * seq_len + offs_k[None, :],
+                mask=mask_r[:, None] & mask_k[None, :],
+                other=0.0,
+            )
+        v = tl.load(
+            v_ptr + (seq_start + offs_k)[:, None] * stride_v_t + offs_n[None, :],
+            mask=mask_k[:, None] & mask_n[None, :],
+            other=0.0,
+        )
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=INPUT_PRECISION)
+    tl.store(
+        out_ptr + (seq_start + offs_r)[:, None] * stride_out_t + offs_n[None, :],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=(offs_r < seq_len)[:, None] & mask_n[None, :],
+    )
 
 
 @triton.autotune(configs=_MM_CONFIGS, key=["M_BUCKET", "D_BUCKET"])
@@ -124,6 +189,7 @@ def _jagged2_matmul_fwd_kernel(
     D_BUCKET,
     TRANSPOSE: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
+    GRID_STRIDE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -135,41 +201,22 @@ def _jagged2_matmul_fwd_kernel(
     seq_len = tl.load(offsets_ptr + pid_b + 1).to(tl.int64) - seq_start
     used_len = tl.minimum(seq_len, max_seqlen)
     base = tl.load(offsets2_ptr + pid_b).to(tl.int64)
-    # P[r, k] lives at base + r * L + k; P^T[r, k] = P[k, r] (loaded row-major, transposed).
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < D
-    for r0 in range(pid_m * BLOCK_M, seq_len, tl.num_programs(0) * BLOCK_M):
-        offs_r = r0 + tl.arange(0, BLOCK_M).to(tl.int64)
-        mask_r = offs_r < used_len
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k0 in range(0, used_len, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
-            mask_k = offs_k < used_len
-            if TRANSPOSE:
-                p = tl.trans(
-                    tl.load(
-                        p_ptr + base + offs_k[:, None] * seq_len + offs_r[None, :],
-                        mask=mask_k[:, None] & mask_r[None, :],
-                        other=0.0,
-                    )
-                )
-            else:
-                p = tl.load(
-                    p_ptr + base + offs_r[:, None] * seq_len + offs_k[None, :],
-                    mask=mask_r[:, None] & mask_k[None, :],
-                    other=0.0,
-                )
-            v = tl.load(
-                v_ptr + (seq_start + offs_k)[:, None] * stride_v_t + offs_n[None, :],
-                mask=mask_k[:, None] & mask_n[None, :],
-                other=0.0,
-            )
-            acc = tl.dot(p.to(v.dtype), v, acc, input_precision=INPUT_PRECISION)
-        tl.store(
-            out_ptr + (seq_start + offs_r)[:, None] * stride_out_t + offs_n[None, :],
-            acc.to(out_ptr.dtype.element_ty),
-            mask=(offs_r < seq_len)[:, None] & mask_n[None, :],
-        )
+    if GRID_STRIDE:
+        # Truncation mode: all row blocks; rows past max_seqlen get 0.
+        for r0 in range(pid_m * BLOCK_M, seq_len, tl.num_programs(0) * BLOCK_M):
+            _jagged2_matmul_tile(
+                p_ptr, v_ptr, out_ptr, r0, seq_start, seq_len, used_len, base, offs_n, mask_n,
+                stride_v_t, stride_out_t, TRANSPOSE, INPUT_PRECISION, BLOCK_M, BLOCK_K,
+            )  # fmt: skip
+    else:
+        r0 = pid_m * BLOCK_M
+        if r0 < seq_len:
+            _jagged2_matmul_tile(
+                p_ptr, v_ptr, out_ptr, r0, seq_start, seq_len, used_len, base, offs_n, mask_n,
+                stride_v_t, stride_out_t, TRANSPOSE, INPUT_PRECISION, BLOCK_M, BLOCK_K,
+            )  # fmt: skip
 
 
 @triton.autotune(configs=_PAD_CONFIGS, key=["N_BUCKET"])
@@ -243,7 +290,7 @@ def _padded_to_jagged2_fwd_kernel(
             tl.store(out_ptr + base + offs_r[:, None] * seq_len + offs_c[None, :], x, mask=mask)
 
 
-def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32):
+def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32, truncate):
     x = x.contiguous()
     y = y.contiguous()
     out = torch.empty(total2, dtype=x.dtype, device=x.device)
@@ -262,11 +309,12 @@ def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32):
     _jagged2_bmm_fwd_kernel[grid](
         x, y, out, offsets, off2, max_seqlen, d, x.stride(0), y.stride(0),
         bucket(max_seqlen), bucket(d), INPUT_PRECISION=_precision(x.dtype, allow_tf32),
+        GRID_STRIDE=truncate,
     )  # fmt: skip
     return out
 
 
-def _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32):
+def _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32, truncate):
     p = p.contiguous()
     v = v.contiguous()
     t, d = v.shape
@@ -286,7 +334,7 @@ def _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32):
     _jagged2_matmul_fwd_kernel[grid](
         p, v, out, offsets, off2, max_seqlen, d, v.stride(0), out.stride(0),
         bucket(max_seqlen), bucket(d), TRANSPOSE=transpose,
-        INPUT_PRECISION=_precision(v.dtype, allow_tf32),
+        INPUT_PRECISION=_precision(v.dtype, allow_tf32), GRID_STRIDE=truncate,
     )  # fmt: skip
     return out
 
@@ -329,41 +377,43 @@ def _padded_to_jagged2_fwd(dense, offsets, total2):
 
 class _Jagged2BmmFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, y, offsets, max_seqlen, total2, allow_tf32):
+    def forward(ctx, x, y, offsets, max_seqlen, total2, allow_tf32, truncate):
         ctx.save_for_backward(x, y, offsets)
-        ctx.args = (max_seqlen, allow_tf32)
-        return _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32)
+        ctx.args = (max_seqlen, allow_tf32, truncate)
+        return _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32, truncate)
 
     @staticmethod
     def backward(ctx, ds):
         x, y, offsets = ctx.saved_tensors
-        m, tf32 = ctx.args
-        dx = (
-            _jagged2_matmul_fwd(ds, y, offsets, m, False, tf32) if ctx.needs_input_grad[0] else None
-        )
-        dy = _jagged2_matmul_fwd(ds, x, offsets, m, True, tf32) if ctx.needs_input_grad[1] else None
-        return dx, dy, None, None, None, None
+        m, tf32, tr = ctx.args
+        ds = ds.contiguous()
+        dx = dy = None
+        if ctx.needs_input_grad[0]:
+            dx = _jagged2_matmul_fwd(ds, y, offsets, m, False, tf32, tr)
+        if ctx.needs_input_grad[1]:
+            dy = _jagged2_matmul_fwd(ds, x, offsets, m, True, tf32, tr)
+        return dx, dy, None, None, None, None, None
 
 
 class _Jagged2MatmulFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, p, v, offsets, max_seqlen, transpose, allow_tf32):
+    def forward(ctx, p, v, offsets, max_seqlen, transpose, allow_tf32, truncate):
         ctx.save_for_backward(p, v, offsets)
-        ctx.args = (max_seqlen, transpose, allow_tf32)
-        return _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32)
+        ctx.args = (max_seqlen, transpose, allow_tf32, truncate)
+        return _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32, truncate)
 
     @staticmethod
     def backward(ctx, do):
         p, v, offsets = ctx.saved_tensors
-        m, transpose, tf32 = ctx.args
+        m, transpose, tf32, tr = ctx.args
         do = do.contiguous()
         dp = dv = None
         if ctx.needs_input_grad[0]:
             a, b = (v, do) if transpose else (do, v)
-            dp = _jagged2_bmm_fwd(a, b, offsets, m, p.shape[0], tf32)
+            dp = _jagged2_bmm_fwd(a, b, offsets, m, p.shape[0], tf32, tr)
         if ctx.needs_input_grad[1]:
-            dv = _jagged2_matmul_fwd(p, do, offsets, m, not transpose, tf32)
-        return dp, dv, None, None, None, None
+            dv = _jagged2_matmul_fwd(p, do, offsets, m, not transpose, tf32, tr)
+        return dp, dv, None, None, None, None, None
 
 
 class _Jagged2ToPaddedFunction(torch.autograd.Function):
@@ -386,9 +436,13 @@ def jagged2_bmm(
     max_seqlen: int,
     total2: int,
     allow_tf32: bool = False,
+    truncate: bool = False,
 ) -> torch.Tensor:
-    """Triton ``S_i = x_i @ y_i^T`` as jagged2; see :func:`shopml.jagged.ops.jagged2_bmm`."""
-    return _Jagged2BmmFunction.apply(x, y, offsets, max_seqlen, total2, allow_tf32)
+    """Triton ``S_i = x_i @ y_i^T`` as jagged2; see :func:`shopml.jagged.ops.jagged2_bmm`.
+
+    ``truncate=True`` supports lengths above ``max_seqlen`` (entries past it get 0).
+    """
+    return _Jagged2BmmFunction.apply(x, y, offsets, max_seqlen, total2, allow_tf32, truncate)
 
 
 def jagged2_matmul(
@@ -398,9 +452,15 @@ def jagged2_matmul(
     max_seqlen: int,
     transpose: bool = False,
     allow_tf32: bool = False,
+    truncate: bool = False,
 ) -> torch.Tensor:
-    """Triton ``O_i = P_i @ v_i``; see :func:`shopml.jagged.ops.jagged2_matmul`."""
-    return _Jagged2MatmulFunction.apply(p, v, offsets, max_seqlen, bool(transpose), allow_tf32)
+    """Triton ``O_i = P_i @ v_i``; see :func:`shopml.jagged.ops.jagged2_matmul`.
+
+    ``truncate=True``: FBGEMM's cap (top-left ``max_seqlen`` block; later rows 0).
+    """
+    return _Jagged2MatmulFunction.apply(
+        p, v, offsets, max_seqlen, bool(transpose), allow_tf32, truncate
+    )
 
 
 def jagged2_to_padded(
