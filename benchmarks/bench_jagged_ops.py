@@ -313,6 +313,50 @@ def grid(quick: bool):
     return out
 
 
+def report(csv_path: Path, timestamp: str | None = None) -> str:
+    """Condensed Markdown from a results CSV (latest run unless ``timestamp``): speedups vs padded."""
+    with csv_path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["op"] != "ceiling"]
+    stamp = timestamp or max(r["timestamp"] for r in rows)
+    rows = [r for r in rows if r["timestamp"] == stamp]
+    cells: dict[tuple, dict] = {}
+    for r in rows:
+        cfg = json.loads(r["config_json"])
+        key = (r["op"], cfg["dtype"], f"{cfg['B']}x{cfg['N']}x{cfg['D']}", r["mode"])
+        cells.setdefault(key, {}).setdefault(float(r["x_value"]), {})[r["provider"]] = (
+            float(r["ms_p50"]),
+            cfg,
+        )
+    fills = sorted({f for v in cells.values() for f in v})
+    head = ["op", "dtype", "BxNxD", "mode"] + [f"fill {f}" for f in fills]
+    out = [f"run {stamp}, {rows[0]['device']}, torch {rows[0]['torch']}, triton {rows[0]['triton']}, "
+           f"git {rows[0]['git_sha']}", "",
+           "Each cell: triton ms, then speedup vs padded eager / with CUDA graphs "
+           "(target 0.8/fill), then % of the measured ceiling (graph).", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    for key in sorted(cells):
+        line = list(key)
+        for f in fills:
+            p = cells[key].get(f, {})
+            if "triton" not in p:
+                line.append("-")
+                continue
+            tri = p["triton"][0]
+            txt = f"{tri:.3f}"
+            if "padded" in p:
+                txt += f", {p['padded'][0] / tri:.2f}x"
+                if "triton/graph" in p and "padded/graph" in p:
+                    txt += f" / {p['padded/graph'][0] / p['triton/graph'][0]:.2f}x"
+            g = p.get("triton/graph", p["triton"])[1]
+            if "pct_of_copy_bw" in g:
+                txt += f", {g['pct_of_copy_bw']}% BW"
+            elif "pct_of_mm" in g:
+                txt += f", {g['pct_of_mm']}% MM"
+            line.append(txt)
+        out.append("| " + " | ".join(str(x) for x in line) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="CSV to append to")
@@ -321,7 +365,11 @@ def main(argv=None) -> int:
     ap.add_argument("--git-sha", default=os.environ.get("GIT_SHA", "unknown"))
     ap.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=int, default=40, help="do_bench repetitions, ms")
+    ap.add_argument("--report", type=Path, default=None, help="only print the summary of this CSV")
     args = ap.parse_args(argv)
+    if args.report is not None:
+        print(report(args.report))
+        return 0
     if not torch.cuda.is_available():
         print("bench_jagged_ops: needs a CUDA device", file=sys.stderr)
         return 2
