@@ -18,7 +18,7 @@ from shopml.rank.data import RankExamples, RankTables
 from shopml.rank.evaluate import CHECKPOINT_KIND, load_run
 from shopml.rank.train import train
 
-SMALL = dict(embed_dim=16, num_heads=2, num_layers=1, mlp_dims=(16,), max_history=8, batch_size=32)
+SMALL = dict(embed_dim=32, num_heads=2, num_layers=1, mlp_dims=(16,), max_history=8, batch_size=32)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -65,7 +65,7 @@ def test_two_process_gloo_equals_one_process(frame_world, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     common = [
         "-m", "shopml.rank.train", "--world", str(frame_world), "--epochs", "1",
-        "--batch-size", "40", "--max-history", "8", "--embed-dim", "16",
+        "--batch-size", "40", "--max-history", "8", "--embed-dim", "32",
         "--attention-backend", "reference", "--device", "cpu", "--no-progress",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -95,7 +95,8 @@ def test_cli_end_to_end_on_the_tiny_world(tiny_world, tmp_path):
     res = runner.invoke(
         app,
         ["rank", "train", "--world", str(tiny_world), "--out", str(run), "--epochs", "1",
-         "--max-history", "16", "--embed-dim", "16", "--batch-size", "128", "--device", "cpu"],
+         "--max-history", "16", "--embed-dim", "32", "--batch-size", "128", "--device", "cpu",
+         "--attention-backend", "reference"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     metrics = json.loads((run / "metrics.json").read_text())

@@ -30,6 +30,9 @@ def train_cmd(
     embed_dim: Annotated[int, typer.Option(help="Embedding / encoder width.")] = 64,
     num_layers: Annotated[int, typer.Option(help="Jagged self-attention blocks.")] = 1,
     num_heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
+    attention_backend: Annotated[
+        str, typer.Option(help="Jagged attention kernels: auto, triton or reference.")
+    ] = "auto",
     num_workers: Annotated[int, typer.Option(help="Data-loader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -52,6 +55,7 @@ def train_cmd(
             embed_dim=embed_dim,
             num_layers=num_layers,
             num_heads=num_heads,
+            attention_backend=attention_backend,
             num_workers=num_workers,
             seed=seed,
         )

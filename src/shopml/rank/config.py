@@ -88,6 +88,13 @@ class RankConfig:
             "num_heads",
             f"an int >= 1 dividing embed_dim={self.embed_dim}",
         )
+        if self.sequence_backend != "pooling":
+            head_dim = self.embed_dim // self.num_heads
+            need(
+                16 <= head_dim <= 256,
+                "embed_dim",
+                f"embed_dim / num_heads in [16, 256] for attention (found head dim {head_dim})",
+            )
         need(self.num_layers >= 0, "num_layers", "an int >= 0")
         need(self.num_bias_buckets >= 0, "num_bias_buckets", "an int >= 0")
         need(self.ffn_mult >= 1, "ffn_mult", "an int >= 1")
