@@ -43,15 +43,13 @@ from shopml.rank.config import ACTIONS, RankConfig
 from shopml.rank.data import HISTORY_KEYS, JaggedHistory, PaddedHistory
 
 
-def relative_time_boundaries(num_buckets: int) -> list[int]:
-    """Bucket boundaries (seconds) of the relative-time bias: 0, then log2-spaced minutes.
+def _minutes(times: torch.Tensor) -> torch.Tensor:
+    """Event times in whole minutes (int64): the unit of the relative-time bias buckets.
 
-    Bucket 0 holds negative deltas (the key is later than the query), bucket 1 deltas under a
-    minute, bucket k deltas in ``[2**(k-2), 2**(k-1))`` minutes, the last bucket everything beyond.
+    The bias table's log-spaced buckets reach ``max_distance = 4096`` units, i.e. about three
+    days in minutes, which spans a session (minutes) and a few days of revisits.
     """
-    if num_buckets <= 1:
-        return []
-    return [0] + [60 * 2**k for k in range(num_buckets - 2)]
+    return torch.div(times, 60, rounding_mode="floor")
 
 
 class FeedForward(nn.Module):
@@ -217,8 +215,9 @@ class RankingModel(nn.Module):
         ids = dict(zip(HISTORY_KEYS, kjt.values.view(len(HISTORY_KEYS), t), strict=True))
         offsets = kjt.offsets[: b + 1]
         x = JaggedTensor(self._tokens(ids), offsets, history.max_seqlen)  # values (T, E)
+        times = _minutes(history.times)  # (T,)
         for block in self.blocks:
-            x = block.forward_jagged(x, history.times)
+            x = block.forward_jagged(x, times)
         x = x.with_values(self.final_norm(x.values))  # (T, E)
         lengths = offsets[1:] - offsets[:-1]  # (B,)
         segment = torch.repeat_interleave(
@@ -237,8 +236,9 @@ class RankingModel(nn.Module):
         n = history.times.shape[1]
         mask = (torch.arange(n, device=lengths.device)[None, :] < lengths[:, None])[..., None]
         x = self._tokens(history.features)  # (B, N, E)
+        times = _minutes(history.times)  # (B, N)
         for block in self.blocks:
-            x = block.forward_padded(x, lengths, history.times, mask.to(x.dtype))
+            x = block.forward_padded(x, lengths, times, mask.to(x.dtype))
         x = self.final_norm(x) * mask  # (B, N, E)
         pooled = x.sum(dim=1) / lengths.clamp(min=1).to(x.dtype)[:, None]  # (B, E)
         if self.target_attn is not None:
