@@ -107,7 +107,9 @@ def synthetic_examples(
     )
 
 
-def bench_ms(fn, device: torch.device, warmup: int = 3, reps: int = 10) -> tuple[float, float, float]:
+def bench_ms(
+    fn, device: torch.device, warmup: int = 3, reps: int = 10
+) -> tuple[float, float, float]:
     """(p50, p20, p80) milliseconds."""
     if device.type == "cuda":
         from triton.testing import do_bench
@@ -175,9 +177,6 @@ def run_case(config: RankConfig, batch, device: torch.device, compile: bool) -> 
         out["status"] = "oom"
     except Exception as exc:  # report and continue with the next case
         out["status"] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
-    del model, opt, step_model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return out
 
 
@@ -196,7 +195,9 @@ def main() -> None:
     p.add_argument("--num-bias-buckets", type=int, default=16)
     p.add_argument("--num-items", type=int, default=100_000)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default=None, help="CSV to append to (default results/rank-<device>.csv)")
+    p.add_argument(
+        "--out", default=None, help="CSV to append to (default results/rank-<device>.csv)"
+    )
     p.add_argument("--git-sha", default=None)
     args = p.parse_args()
 
@@ -214,7 +215,9 @@ def main() -> None:
     sha = args.git_sha
     if sha is None:
         try:
-            sha = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+            sha = subprocess.check_output(
+                ["git", "rev-parse", "--short", "HEAD"], text=True
+            ).strip()
         except Exception:
             sha = ""
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -232,7 +235,12 @@ def main() -> None:
         }
         idx = np.arange(args.batch_size)
         for layout in ("jagged", "padded"):
-            c_ms = bench_ms(lambda layout=layout: ex.collate(idx, layout), torch.device("cpu"), 1, 5)
+            c_ms = bench_ms(
+                lambda layout=layout, ex=ex, idx=idx: ex.collate(idx, layout),
+                torch.device("cpu"),
+                1,
+                5,
+            )
             rows.append(
                 dict(op="collate", provider=layout, x_value=n, ms=c_ms, peak=float("nan"),
                      cfg={**dist, "examples_per_s": args.batch_size / (c_ms[0] / 1e3)})
@@ -259,6 +267,8 @@ def main() -> None:
                 if args.num_bias_buckets == 0 and backend != "pooling":
                     provider += "+nobias"
                 res = run_case(config, batch, device, comp == "on")
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
                 cfg = {
                     **dist,
                     "E": args.embed_dim,
