@@ -127,3 +127,10 @@ def test_cli_rejects_bad_inputs(frame_world, tmp_path):
         app, ["rank", "evaluate", "--model", str(tmp_path / "nope"), "--world", str(frame_world)]
     )
     assert res.exit_code == 2 and "model" in res.output
+
+
+@pytest.mark.gpu
+def test_gpu_training_run(frame_world, tmp_path):
+    config = RankConfig(epochs=1, **SMALL)
+    metrics = train(frame_world, tmp_path / "run", config, device="cuda", progress=False)
+    assert metrics["device"].startswith("cuda") and np.isfinite(metrics["logloss"])
