@@ -156,3 +156,13 @@ def test_users_without_events_and_unknown_products(frames):
     assert ex.cand_item[1] == 0
     batch = ex.collate(np.array([0, 1]), "jagged")
     assert int(batch.history.lengths[0]) == 0
+
+
+def test_a_directory_of_csv_files_is_read(frames, tmp_path):
+    catalog, events, impressions = frames
+    catalog.to_csv(tmp_path / "catalog.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    impressions.to_csv(tmp_path / "impressions.csv", index=False)
+    tables = RankTables.from_world(tmp_path)
+    assert len(tables.events) == len(events)
+    assert tables.impressions["ts"].equals(impressions["ts"])

@@ -62,17 +62,23 @@ class RankTables:
 
     @classmethod
     def from_world(cls, world_dir: str | os.PathLike[str]) -> RankTables:
-        """Read ``catalog``, ``events`` and ``impressions`` of a world directory."""
+        """Read ``catalog``, ``events`` and ``impressions`` of a world directory.
+
+        Each table is ``<name>.parquet``, or ``<name>.csv`` when no parquet file is there (a
+        user's own data in the world's format).
+        """
         world_dir = Path(world_dir)
         if not world_dir.is_dir():
             raise ValueError(
                 f"world: expected a world directory, found no directory at {world_dir}"
             )
-        return cls.from_files(
-            world_dir / "catalog.parquet",
-            world_dir / "events.parquet",
-            world_dir / "impressions.parquet",
-        )
+
+        def table(name: str) -> Path:
+            parquet = world_dir / f"{name}.parquet"
+            csv = world_dir / f"{name}.csv"
+            return csv if not parquet.exists() and csv.exists() else parquet
+
+        return cls.from_files(table("catalog"), table("events"), table("impressions"))
 
     @classmethod
     def from_files(
