@@ -22,7 +22,8 @@ if has tests; then
 fi
 if has bench; then
   echo "== benchmark: jagged vs padded vs pooling, no relative bias (the paper's comparison)"
-  timeout 110 python3 benchmarks/bench_rank.py --max-history 256 1024 4096 --num-bias-buckets 0 \
+  timeout 110 python3 benchmarks/bench_rank.py --max-history ${BENCH_N:-256 1024 4096} \
+    --num-bias-buckets 0 --batch-size ${BENCH_B:-256} \
     --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench_nobias.log" | tail -12
 fi
 if has bias; then
@@ -32,7 +33,8 @@ if has bias; then
 fi
 if has auc; then
   echo "== hold-out AUC per backend on $WORLD (no bias, so padded trains at a normal speed)"
-  for b in jagged padded; do
+  for b in ${AUC_BACKENDS:-jagged padded}; do
+    rm -rf "/tmp/runs/$b"
     timeout 45 python3 -m shopml.rank.train --world "$WORLD" --out "/tmp/runs/$b" \
       --sequence-backend "$b" --max-history 256 --epochs 2 --batch-size 1024 --no-progress \
       --num-bias-buckets 0 2>&1 | tail -1
