@@ -97,6 +97,15 @@ def _bucket(n: int) -> int:
     return max(16, 1 << max(0, int(n) - 1).bit_length())
 
 
+def _use_order() -> bool:
+    """``SHOPML_ATTN_ORDER=1`` maps the grid through a longest-first batch permutation.
+
+    Off by default: measured on an H200 (benchmarks/README.md) it cost 3-8% on exponential
+    lengths (the argsort launches, and no tail to balance once blocks are this small).
+    """
+    return os.environ.get("SHOPML_ATTN_ORDER", "0") == "1"
+
+
 def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:
     """Batch permutation, longest sequence first (int32, on device; no host sync)."""
     lengths = (offsets[1:] - offsets[:-1]).clamp(max=max_seqlen)
