@@ -132,6 +132,7 @@ class Case:
         self.flops_fwd = 4.0 * sq * h * d * mult
         lf = self.lengths.float()
         self.stats = dict(
+            flops_fwd=self.flops_fwd,
             mean_fill=round(float(lf.mean()) / n, 4),
             p50=int(lf.median()),
             p99=int(torch.quantile(lf, 0.99)),
@@ -366,7 +367,11 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="check shopml against varlen_attn")
     ap.add_argument("--quick-timing", action="store_true", help="shorter do_bench windows")
     ap.add_argument("--out", default="")
+    ap.add_argument("--report", default="", help="print the Markdown report of a results CSV")
     args = ap.parse_args()
+    if args.report:
+        report(args.report)
+        return
 
     from shopml.jagged import checks_enabled
 
@@ -459,6 +464,91 @@ def print_table(rows, device) -> None:
         gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"\ngeometric mean speed-up vs varlen_attn (fwd+bwd): x{gm:.3f} over {len(ratios)} cases; "
               f"min x{min(ratios):.3f}")  # fmt: skip
+
+
+def report(path: str) -> None:
+    """Markdown tables from a results CSV: fwd+bwd (and fwd) ms per provider, ratios, memory."""
+    rows = list(csv.DictReader(open(path)))  # noqa: SIM115
+    cases: dict[str, dict] = {}
+    for r in rows:
+        c = cases.setdefault(
+            r["x_value"], {"cfg": json.loads(r["config_json"]), "t": {}, "mem": {}}
+        )
+        c["t"][(r["provider"], r["mode"])] = float(r["ms_p50"])
+        if r["peak_mib"]:
+            c["mem"][r["provider"]] = float(r["peak_mib"])
+    device = rows[0]["device"] if rows else "?"
+    peers = [
+        "varlen",
+        "flex",
+        "sdpa_flash_pad",
+        "sdpa_mask_pad",
+        "nested",
+        "dense",
+        "fbgemm_compat",
+    ]
+    for mode in ("fwd+bwd", "fwd"):
+        print(
+            f"\n#### {mode}, bf16, ms (p50); `xR` = peer time / shopml time (> 1: shopml faster); {device}\n"
+        )
+        print("| case | mean fill | p50/p99 len | shopml | TFLOP/s | " + " | ".join(peers) + " |")
+        print("|---" * (len(peers) + 5) + "|")
+        gm: dict[str, list[float]] = {p: [] for p in peers}
+        for c in cases.values():
+            cfg, t = c["cfg"], c["t"]
+            s_t = t.get(("shopml", mode))
+            if s_t is None:
+                continue
+            cells = []
+            for p in peers:
+                pt = t.get((p, mode))
+                if pt is None:
+                    cells.append("-")
+                    continue
+                if p == "flex" and ("flex", "mask") in t:
+                    total = pt + t[("flex", "mask")]
+                    cells.append(f"{pt:.3f} (+{t[('flex', 'mask')]:.2f} mask) x{total / s_t:.2f}")
+                    gm[p].append(total / s_t)
+                else:
+                    cells.append(f"{pt:.3f} x{pt / s_t:.2f}")
+                    gm[p].append(pt / s_t)
+            lens = f"{cfg['p50']}/{cfg['p99']}"
+            label = f"{cfg['tag']} B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}" + (
+                " causal" if cfg["causal"] else ""
+            )
+            tf = _tflops(c, mode)
+            print(
+                f"| {label} | {cfg['mean_fill']} | {lens} | {s_t:.3f} | {tf:.0f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+        print("\n" + ", ".join(
+            f"{p}: geomean x{math.exp(sum(map(math.log, v)) / len(v)):.2f} (min x{min(v):.2f}, n={len(v)})"
+            for p, v in gm.items() if v
+        ))  # fmt: skip
+    print(f"\n#### peak memory of one fwd+bwd above the inputs, MiB; {device}\n")
+    mem_peers = ["shopml", "varlen", "flex", "sdpa_flash_pad", "sdpa_mask_pad", "nested", "dense"]
+    print("| case | " + " | ".join(mem_peers) + " |")
+    print("|---" * (len(mem_peers) + 1) + "|")
+    for name, c in cases.items():
+        m = c["mem"]
+        s_m = m.get("shopml")
+        cells = [
+            "-"
+            if p not in m
+            else f"{m[p]:.0f}" + (f" x{m[p] / s_m:.1f}" if s_m and p != "shopml" else "")
+            for p in mem_peers
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def _tflops(case: dict, mode: str) -> float:
+    cfg = case["cfg"]
+    t = case["t"].get(("shopml", mode))
+    sq_flops = cfg.get("flops_fwd")
+    if not t or not sq_flops:
+        return 0.0
+    return sq_flops * {"fwd": 1.0, "fwd+bwd": 3.5}[mode] / (t * 1e-3) / 1e12
 
 
 if __name__ == "__main__":

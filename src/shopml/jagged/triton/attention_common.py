@@ -116,5 +116,13 @@ def _precision(dtype: torch.dtype, allow_tf32: bool) -> str:
     return "tf32" if (dtype == torch.float32 and allow_tf32 and not _INTERPRET) else "ieee"
 
 
+_DUMMIES: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
 def _dummy(device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.empty(1, device=device, dtype=dtype)
+    """A 1-element placeholder for an absent optional pointer (cached: saves host time)."""
+    key = (device, dtype)
+    t = _DUMMIES.get(key)
+    if t is None:
+        t = _DUMMIES[key] = torch.empty(1, device=device, dtype=dtype)
+    return t
