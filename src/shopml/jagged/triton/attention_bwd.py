@@ -204,7 +204,7 @@ def _attn_bwd_dkdv_kernel(
         mid = tl.maximum(mid, lo)
     full = tl.maximum((q_len // BLOCK_M) * BLOCK_M, lo)
     if n_start + BLOCK_N > k_len:  # partial key block: everything masked
-        full = lo
+        full = tl.minimum(full, lo)  # == lo, keeping full's int64 type
     mid = tl.minimum(mid, full)
     dk, dv, dtab = _attn_bwd_dkdv_inner(
         dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len,
