@@ -23,8 +23,8 @@ _AUTOTUNE = os.environ.get("SHOPML_ATTN_AUTOTUNE", "1") not in ("", "0")
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per kernel; the first is the default
 _SHAPES = {
     "fwd": [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 128, 8, 2), (64, 32, 4, 4)],
-    "dkdv": [(32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2)],
-    "dq": [(128, 32, 4, 3), (128, 64, 8, 2), (64, 64, 4, 3), (64, 32, 4, 3)],
+    "dkdv": [(32, 128, 4, 3), (64, 128, 8, 2), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 2)],
+    "dq": [(128, 32, 4, 3), (128, 64, 8, 2), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 3)],
 }
 # defaults for head dims > 128 (shared memory)
 _SHAPES_LARGE_D = {"fwd": (64, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dq": (64, 32, 4, 2)}
