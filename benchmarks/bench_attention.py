@@ -31,6 +31,7 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 
 import torch
@@ -164,7 +165,7 @@ def make_provider(name: str, case: Case):
     if name == "fbgemm_compat":
         if causal:
             return None
-        from shopml.jagged.fbgemm_compat_attention import multi_head_jagged_flash_attention
+        from shopml.jagged.fbgemm_compat import multi_head_jagged_flash_attention
 
         q, k, v = _leaf(*(t.permute(1, 0, 2) for t in (case.q, case.k, case.v)))  # (H, T, D)
         fn = lambda: multi_head_jagged_flash_attention(q, k, v, case.offsets, n)
@@ -385,8 +386,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     import triton
 
-    name = torch.cuda.get_device_name().lower()
-    device = "h200" if "h200" in name else "h100" if "h100" in name else name.replace(" ", "_")
+    device = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
     meta = dict(
         device=device, torch=torch.__version__, triton=triton.__version__,
         git_sha=os.environ.get("SHOPML_GIT_SHA", "unknown"),

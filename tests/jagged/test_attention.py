@@ -23,7 +23,7 @@ from shopml.jagged.attention import (
     log_bucket_boundaries,
     relative_bias_dense,
 )
-from shopml.jagged.fbgemm_compat_attention import (
+from shopml.jagged.fbgemm_compat import (
     jagged_dense_flash_attention,
     jagged_flash_attention_basic,
     multi_head_jagged_flash_attention,
