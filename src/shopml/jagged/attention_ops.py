@@ -92,6 +92,7 @@ def jagged_attention_bwd(
     post_scale: float,
     causal: bool,
     allow_tf32: bool,
+    zero_init: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward launchers as an op: ``(dq, dk, dv, dbias or empty, dtable or empty)``."""
     dq, dk, dv, dbias, dtable = _attn_bwd(
@@ -115,6 +116,7 @@ def jagged_attention_bwd(
         post_scale,
         causal,
         allow_tf32,
+        zero_init,
     )
     dbias = dbias if dbias is not None else q.new_empty(0)
     dtable = dtable if dtable is not None else q.new_empty(0)
@@ -123,7 +125,7 @@ def jagged_attention_bwd(
 
 @jagged_attention_bwd.register_fake
 def _(do, q, k, v, out, lse, q_offsets, k_offsets, bias, bias_offsets, table, bounds, tq, tk,
-      max_seqlen_q, max_seqlen_k, scale, post_scale, causal, allow_tf32):  # fmt: skip
+      max_seqlen_q, max_seqlen_k, scale, post_scale, causal, allow_tf32, zero_init):  # fmt: skip
     dbias = torch.empty_like(bias) if bias is not None else q.new_empty(0)
     dtable = torch.empty_like(table) if table is not None else q.new_empty(0)
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dbias, dtable
@@ -134,13 +136,13 @@ _N_INPUTS = 18
 
 def _setup_context(ctx, inputs, output):  # noqa: ANN001
     (q, k, v, q_offsets, k_offsets, bias, bias_offsets, table, bounds, tq, tk,
-     max_seqlen_q, max_seqlen_k, scale, post_scale, causal, allow_tf32, _zero) = inputs  # fmt: skip
+     max_seqlen_q, max_seqlen_k, scale, post_scale, causal, allow_tf32, zero_init) = inputs  # fmt: skip
     out, lse = output
     ctx.has = (bias is not None, bias_offsets is not None, table is not None, bounds is not None,
                tq is not None, tk is not None)  # fmt: skip
     optional = [t for t in (bias, bias_offsets, table, bounds, tq, tk) if t is not None]
     ctx.save_for_backward(q, k, v, out, lse, q_offsets, k_offsets, *optional)
-    ctx.args = (max_seqlen_q, max_seqlen_k, scale, post_scale, causal, allow_tf32)
+    ctx.args = (max_seqlen_q, max_seqlen_k, scale, post_scale, causal, allow_tf32, zero_init)
 
 
 def _backward(ctx, dout, _dlse):  # noqa: ANN001
@@ -175,6 +177,34 @@ def _backward(ctx, dout, _dlse):  # noqa: ANN001
 
 
 jagged_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _JaggedAttentionFunction(torch.autograd.Function):
+    """Eager path: the same launchers without the custom-op dispatcher (less host overhead).
+
+    Used outside torch.compile; under compile, the custom ops above are traced instead.
+    """
+
+    @staticmethod
+    def forward(ctx, *inputs):  # noqa: ANN001, ANN205
+        output = _attn_fwd(*inputs)
+        _setup_context(ctx, inputs, output)
+        ctx.mark_non_differentiable(output[1])
+        return output
+
+    @staticmethod
+    def backward(ctx, dout, dlse):  # noqa: ANN001, ANN205
+        saved = list(ctx.saved_tensors)
+        q, k, v, out, lse, q_offsets, k_offsets = saved[:7]
+        rest = iter(saved[7:])
+        bias, bias_offsets, table, bounds, tq, tk = (next(rest) if h else None for h in ctx.has)
+        dq, dk, dv, dbias, dtable = _attn_bwd(
+            dout, q, k, v, out, lse, q_offsets, k_offsets, bias, bias_offsets, table, bounds,
+            tq, tk, *ctx.args,
+        )  # fmt: skip
+        grads = [None] * _N_INPUTS
+        grads[0], grads[1], grads[2], grads[5], grads[7] = dq, dk, dv, dbias, dtable
+        return tuple(grads)
 
 
 def _last_dim_contiguous(t: Tensor) -> Tensor:
@@ -224,7 +254,8 @@ def triton_attention(
         lq = (offsets[1:] - offsets[:-1]).clamp(max=max_seqlen)
         lk = (k_offsets[1:] - k_offsets[:-1]).clamp(max=max_seqlen_k)
         bias_offsets = jagged_bias_offsets(lq, lk)
-    out, lse = jagged_attention_fwd(
+    run = jagged_attention_fwd if torch.compiler.is_compiling() else _JaggedAttentionFunction.apply
+    out, lse = run(
         q,
         k,
         v,

@@ -198,12 +198,16 @@ def jagged_flash_attention(
     attn_bias: torch.Tensor | RelativeBias | None = None,
     return_lse: bool = False,
     post_scale: float = 1.0,
+    math_dtype: torch.dtype | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Reference jagged attention (arguments as :func:`shopml.jagged.attention.jagged_flash_attention`).
 
     ``post_scale`` multiplies the output after the softmax (FBGEMM's ``1 / max_seq_len``).
+    ``math_dtype`` overrides the compute dtype (default float32, float64 for float64 inputs);
+    tests pass the low precision itself to build flash-attention's "reference in low precision".
     Inputs are not validated here. Output dtype = ``q.dtype``; lse float32 ``(T_q, H)``.
     """
+    acc = _acc if math_dtype is None else (lambda t: t.to(math_dtype))
     self_attention = k_offsets is None
     if k_offsets is None:
         k_offsets = offsets
@@ -215,17 +219,19 @@ def jagged_flash_attention(
 
     q_index, q_valid, q_len = pad_index(offsets, max_seqlen)  # (B, Nq)
     k_index, k_valid, k_len = pad_index(k_offsets, max_seqlen_k)  # (B, Nk)
-    qp = _gather_padded(_acc(q), q_index, q_valid).transpose(1, 2)  # (B, H, Nq, D)
-    kp = _gather_padded(_acc(k), k_index, k_valid).transpose(1, 2)  # (B, H, Nk, D)
-    vp = _gather_padded(_acc(v), k_index, k_valid).transpose(1, 2)  # (B, H, Nk, D)
+    qp = _gather_padded(acc(q), q_index, q_valid).transpose(1, 2)  # (B, H, Nq, D)
+    kp = _gather_padded(acc(k), k_index, k_valid).transpose(1, 2)  # (B, H, Nk, D)
+    vp = _gather_padded(acc(v), k_index, k_valid).transpose(1, 2)  # (B, H, Nk, D)
 
     scores = torch.matmul(qp, kp.transpose(-1, -2)) * scale  # (B, H, Nq, Nk)
     if isinstance(attn_bias, RelativeBias):
         scores = scores + _relative_dense(
             attn_bias, q_index, q_valid, q_len, k_index, k_valid, k_len, self_attention
-        )
+        ).to(scores.dtype)
     elif attn_bias is not None:
-        scores = scores + _tensor_bias_dense(attn_bias, q_valid, q_len, k_valid, k_len)
+        scores = scores + _tensor_bias_dense(attn_bias, q_valid, q_len, k_valid, k_len).to(
+            scores.dtype
+        )
 
     visible = k_valid[:, None, None, :].expand_as(scores)  # (B, 1->H, Nq, Nk)
     if causal:
@@ -235,11 +241,19 @@ def jagged_flash_attention(
         visible = visible & (j[None, None, :] <= limit)[:, None]
     scores = scores.masked_fill(~visible, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)  # (B, H, Nq), -inf where nothing is visible
+    if lse.dtype not in (torch.float32, torch.float64):
+        lse = lse.float()
+        probs_dtype = scores.dtype
+    else:
+        probs_dtype = None
     safe_lse = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
-    probs = torch.exp(scores - safe_lse[..., None])  # exactly 0 where masked
+    probs = torch.exp(scores.to(safe_lse.dtype) - safe_lse[..., None])  # exactly 0 where masked
+    if probs_dtype is not None:  # low-precision reference: P rounded like a kernel's P @ V
+        probs = probs.to(probs_dtype)
     out = torch.matmul(probs, vp) * post_scale  # (B, H, Nq, D)
 
     out_rows = out.transpose(1, 2)[q_valid]  # (T_q', H, D), token order
+    lse = lse.float() if lse.dtype != torch.float64 else lse
     lse_rows = lse.transpose(1, 2)[q_valid]  # (T_q', H)
     total = q.shape[0]
     if out_rows.shape[0] != total:  # truncated sequences: rows past max_seqlen stay 0 / -inf

@@ -107,6 +107,8 @@ def check_offsets(
     name: str = "offsets",
     device: torch.device | None = None,
     batch_size: int | None = None,
+    max_len: int | None = None,
+    max_len_name: str = "max_seqlen",
 ) -> torch.Tensor:
     """Check an offsets tensor: 1-D int32/int64, and (content) 0 first, non-decreasing, ``total`` last.
 
@@ -116,6 +118,8 @@ def check_offsets(
         name: argument name for error messages.
         device: the device it must live on (that of the values).
         batch_size: if given, the expected B.
+        max_len: if given, (content) every length must be <= it; checked in the same device sync.
+        max_len_name: argument name of ``max_len`` for error messages.
     """
     check_tensor(offsets, name, ndim=1, device=device)
     assert isinstance(offsets, torch.Tensor)
@@ -131,30 +135,40 @@ def check_offsets(
             f"found {offsets.numel()}"
         )
     if _CONTENT_CHECKS:
-        check_offsets_content(offsets, total, name=name)
+        check_offsets_content(offsets, total, name=name, max_len=max_len, max_len_name=max_len_name)
     return offsets
 
 
 def check_offsets_content(
-    offsets: torch.Tensor, total: int | None, *, name: str = "offsets"
+    offsets: torch.Tensor,
+    total: int | None,
+    *,
+    name: str = "offsets",
+    max_len: int | None = None,
+    max_len_name: str = "max_seqlen",
 ) -> None:
     """Content check of offsets (always runs; one device sync). See :func:`check_offsets`."""
-    first = int(offsets[0])
-    if first != 0:
-        raise ValueError(f"{name}: expected offsets[0] == 0, found {first}")
     if offsets.numel() > 1:
         diffs = offsets[1:] - offsets[:-1]
-        bad = torch.nonzero(diffs < 0)
-        if bad.numel() > 0:
-            i = int(bad[0, 0])
-            raise ValueError(
-                f"{name}: expected non-decreasing offsets, found offsets[{i + 1}] = "
-                f"{int(offsets[i + 1])} < offsets[{i}] = {int(offsets[i])}"
-            )
-    last = int(offsets[-1])
+        stats = torch.stack([offsets[0], offsets[-1], diffs.min(), diffs.max()]).tolist()
+    else:
+        stats = [int(offsets[0])] * 2 + [0, 0]
+    first, last, smallest, longest = stats
+    if first != 0:
+        raise ValueError(f"{name}: expected offsets[0] == 0, found {first}")
+    if smallest < 0:
+        i = int(torch.nonzero(diffs < 0)[0, 0])
+        raise ValueError(
+            f"{name}: expected non-decreasing offsets, found offsets[{i + 1}] = "
+            f"{int(offsets[i + 1])} < offsets[{i}] = {int(offsets[i])}"
+        )
     if total is not None and last != total:
         raise ValueError(
             f"{name}: expected offsets[-1] == number of value rows ({total}), found {last}"
+        )
+    if max_len is not None and longest > max_len:
+        raise ValueError(
+            f"{max_len_name}: expected every sequence length <= {max_len}, found a length {longest}"
         )
 
 

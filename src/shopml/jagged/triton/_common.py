@@ -1,10 +1,15 @@
 """Helpers shared by the Triton kernel files: autotune config lists and shape buckets.
 
-Nothing here queries CUDA: the config list depends only on ``TRITON_INTERPRET`` (an env var read
-when the kernel module is imported), so the interpreter always gets exactly one config.
+Nothing here queries CUDA: the config list depends only on environment variables read when the
+kernel module is imported. Under ``TRITON_INTERPRET=1`` every kernel gets exactly one (small)
+config. ``SHOPML_JAGGED_AUTOTUNE=0`` keeps only the first GPU config of each kernel (no tuning:
+fast compiles, used by the GPU test run); otherwise GPU kernels autotune over their list, keyed on
+power-of-two shape buckets.
 """
 
 from __future__ import annotations
+
+import os
 
 import triton
 
@@ -15,6 +20,8 @@ def configs(gpu: list[dict], interpreter: dict, num_warps: int = 4) -> list[trit
     """GPU autotune candidates, or the single interpreter config under ``TRITON_INTERPRET=1``."""
     if is_interpreter():
         return [triton.Config(interpreter, num_warps=1, num_stages=1)]
+    if os.environ.get("SHOPML_JAGGED_AUTOTUNE", "1") == "0":
+        gpu = gpu[:1]
     out = []
     for c in gpu:
         c = dict(c)

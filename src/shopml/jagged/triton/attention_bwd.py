@@ -20,24 +20,15 @@ from shopml.jagged.triton.attention_common import (
     _order,
     _precision,
     _pruner,
+    _use_order,
 )
 
 
 @triton.jit
 def _attn_bwd_preprocess_kernel(
-    o_ptr,
-    do_ptr,
-    delta_ptr,
-    num_rows,
-    stride_o_t,
-    stride_o_h,
-    stride_do_t,
-    stride_do_h,
-    stride_delta_t,
-    HEAD_DIM: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_T: tl.constexpr,
-):
+    o_ptr, do_ptr, delta_ptr, num_rows, stride_o_t, stride_o_h, stride_do_t, stride_do_h,
+    stride_delta_t, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
     # delta[t, h] = sum_d O[t, h, d] * dO[t, h, d] (fp32)
     offs_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
     h = tl.program_id(1).to(tl.int64)
@@ -57,70 +48,115 @@ def _attn_bwd_preprocess_kernel(
     tl.store(delta_ptr + offs_t * stride_delta_t + h, delta, mask=offs_t < num_rows)
 
 
+@triton.jit
+def _attn_bwd_dkdv_inner(
+    dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len, h,
+    stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
+    mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
+    stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk,
+    IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
+    MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible."""
+    for start_m in range(lo, hi, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < q_len
+        qt_ptrs = (
+            q_ptr + (q_start + offs_m)[None, :] * stride_q_t + h * stride_q_h + offs_d[:, None]
+        )
+        do_ptrs = (
+            do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :]
+        )
+        if MASKED:
+            qt = tl.load(qt_ptrs, mask=mask_m[None, :] & mask_d[:, None], other=0.0)  # (D, BM)
+            lse = tl.load(
+                lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf")
+            )
+            delta = tl.load(
+                delta_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=0.0
+            )
+        else:
+            if EVEN_D:
+                qt = tl.load(qt_ptrs)
+            else:
+                qt = tl.load(qt_ptrs, mask=mask_d[:, None], other=0.0)
+            lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h)
+            delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h)
+        lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+        st = tl.dot(k, qt, input_precision=PRECISION) * qk_scale  # scores, transposed (BN, BM)
+        tq = offs_m
+        if BIAS_MODE != 0:
+            if BIAS_MODE == 2:
+                if HAS_TQ:
+                    tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
+                else:
+                    tq = offs_m + shift
+            bias = _load_bias(
+                bias_ptr, bias_start, offs_m, offs_n, k_len, mask_m[:, None] & mask_n[None, :],
+                stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
+                BIAS_MODE,
+            )  # fmt: skip
+            st += tl.trans(bias) * 1.4426950408889634
+        pt = tl.math.exp2(st - lse[None, :])
+        visible = mask_n[:, None] & mask_m[None, :]
+        if MASKED:
+            if IS_CAUSAL:
+                visible = visible & (offs_n[:, None] <= offs_m[None, :] + shift)
+            pt = tl.where(visible, pt, 0.0)
+        if MASKED:
+            do = tl.load(do_ptrs, mask=mask_m[:, None] & mask_d[None, :], other=0.0)
+        elif EVEN_D:
+            do = tl.load(do_ptrs)
+        else:
+            do = tl.load(do_ptrs, mask=mask_d[None, :], other=0.0)
+        dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PRECISION)
+        dpt = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+        dst = pt * (dpt - delta[None, :])  # dL/ds (natural units), transposed
+        dk = tl.dot(dst.to(qt.dtype), tl.trans(qt), dk, input_precision=PRECISION)
+        if BIAS_MODE == 1:  # each (i, j) belongs to exactly one program: plain stores
+            rows = bias_start + offs_m[None, :] * k_len + offs_n[:, None]
+            tl.store(
+                dbias_ptr + rows * stride_bias_t + h,
+                dst.to(dbias_ptr.dtype.element_ty),
+                mask=visible,
+            )
+        if BIAS_MODE == 2:  # per-bucket partial sums of dS for this program
+            delta_t = tq[None, :] - tk[:, None]
+            bucket = tl.zeros(delta_t.shape, dtype=tl.int32)
+            for i in range(0, num_bounds):
+                bucket += (delta_t >= tl.load(bounds_ptr + i)).to(tl.int32)
+            idx = tl.arange(0, NB_PAD)
+            for kb in range(0, num_buckets):
+                part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
+                dtab += tl.where(idx == kb, part, 0.0)
+    return dk, dv, dtab
+
+
 @triton.autotune(
-    configs=_configs("dkdv"),
-    key=_KEY,
-    prune_configs_by={"early_config_prune": _pruner("dkdv")},
-    reset_to_zero=["dtable_ptr"],
-)
+    configs=_configs("dkdv"), key=_KEY,
+    prune_configs_by={"early_config_prune": _pruner("dkdv")}, reset_to_zero=["dtable_ptr"],
+)  # fmt: skip
 @triton.jit
 def _attn_bwd_dkdv_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    do_ptr,
-    lse_ptr,
-    delta_ptr,
-    dk_ptr,
-    dv_ptr,
-    q_offsets_ptr,
-    k_offsets_ptr,
-    order_ptr,
-    bias_ptr,
-    bias_offsets_ptr,
-    dbias_ptr,
-    table_ptr,
-    bounds_ptr,
-    tq_ptr,
-    tk_ptr,
-    dtable_ptr,
-    stride_q_t,
-    stride_q_h,
-    stride_k_t,
-    stride_k_h,
-    stride_v_t,
-    stride_v_h,
-    stride_do_t,
-    stride_do_h,
-    stride_lse_t,
-    stride_dk_t,
-    stride_dk_h,
-    stride_dv_t,
-    stride_dv_h,
-    stride_bias_t,
-    stride_table_b,
-    max_seqlen_q,
-    max_seqlen_k,
-    num_bounds,
-    num_buckets,
-    qk_scale,
-    scale,
-    seqlen_q_bucket,
-    seqlen_k_bucket,
-    HEAD_DIM: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    IS_CAUSAL: tl.constexpr,
-    BIAS_MODE: tl.constexpr,
-    HAS_TQ: tl.constexpr,
-    HAS_TK: tl.constexpr,
-    NB_PAD: tl.constexpr,
-    PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+    q_offsets_ptr, k_offsets_ptr, order_ptr,
+    bias_ptr, bias_offsets_ptr, dbias_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr, dtable_ptr,
+    stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
+    stride_do_t, stride_do_h, stride_lse_t, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h,
+    stride_bias_t, stride_table_b,
+    max_seqlen_q, max_seqlen_k, num_bounds, num_buckets, qk_scale, scale,
+    seqlen_q_bucket, seqlen_k_bucket,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
+    NB_PAD: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
-    b = tl.load(order_ptr + pid_b).to(tl.int64)
+    if USE_ORDER:
+        b = tl.load(order_ptr + pid_b).to(tl.int64)
+    else:
+        b = pid_b.to(tl.int64)
     h = tl.program_id(2).to(tl.int64)
     k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
     k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
@@ -157,80 +193,40 @@ def _attn_bwd_dkdv_kernel(
     if BIAS_MODE == 2 and HAS_TK:
         tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
 
+    # Step 2: query blocks [lo, q_len): masked diagonal blocks [lo, mid), mask-free interior
+    # blocks [mid, full) (full query block, full key block, entirely visible), masked tail
     lo = 0
+    mid = 0
     if IS_CAUSAL:  # the first query that sees key n_start is i = n_start - shift
-        lo = tl.maximum(n_start - shift, 0)
-        lo = (lo // BLOCK_M) * BLOCK_M
-    # Step 2: loop over query blocks; scores recomputed transposed: sT (BLOCK_N, BLOCK_M)
-    for start_m in range(lo, q_len, BLOCK_M):
-        offs_m = start_m + tl.arange(0, BLOCK_M)
-        mask_m = offs_m < q_len
-        qt = tl.load(
-            q_ptr + (q_start + offs_m)[None, :] * stride_q_t + h * stride_q_h + offs_d[:, None],
-            mask=mask_m[None, :] & mask_d[:, None],
-            other=0.0,
-        )  # (BLOCK_D, BLOCK_M)
-        lse = tl.load(
-            lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf")
-        )
-        lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-        st = tl.dot(k, qt, input_precision=PRECISION) * qk_scale
-        if BIAS_MODE != 0:
-            tq = offs_m
-            if BIAS_MODE == 2:
-                if HAS_TQ:
-                    tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
-                else:
-                    tq = offs_m + shift
-            bias = _load_bias(
-                bias_ptr,
-                bias_start,
-                offs_m,
-                offs_n,
-                k_len,
-                mask_m[:, None] & mask_n[None, :],
-                stride_bias_t,
-                h,
-                table_ptr,
-                stride_table_b,
-                bounds_ptr,
-                num_bounds,
-                tq,
-                tk,
-                BIAS_MODE,
-            )
-            st += tl.trans(bias) * 1.4426950408889634
-        pt = tl.math.exp2(st - lse[None, :])
-        visible = mask_n[:, None] & mask_m[None, :]
-        if IS_CAUSAL:
-            visible = visible & (offs_n[:, None] <= offs_m[None, :] + shift)
-        pt = tl.where(visible, pt, 0.0)
-        do = tl.load(
-            do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
-            mask=mask_m[:, None] & mask_d[None, :],
-            other=0.0,
-        )
-        dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PRECISION)
-        delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=0.0)
-        dpt = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-        dst = pt * (dpt - delta[None, :])  # dL/ds (natural units), transposed
-        dk = tl.dot(dst.to(qt.dtype), tl.trans(qt), dk, input_precision=PRECISION)
-        if BIAS_MODE == 1:  # each (i, j) belongs to exactly one program: plain stores
-            rows = bias_start + offs_m[None, :] * k_len + offs_n[:, None]
-            tl.store(
-                dbias_ptr + rows * stride_bias_t + h,
-                dst.to(dbias_ptr.dtype.element_ty),
-                mask=visible,
-            )
-        if BIAS_MODE == 2:  # per-bucket partial sums of dS for this program
-            delta_t = tq[None, :] - tk[:, None]
-            bucket = tl.zeros(delta_t.shape, dtype=tl.int32)
-            for i in range(0, num_bounds):
-                bucket += (delta_t >= tl.load(bounds_ptr + i)).to(tl.int32)
-            idx = tl.arange(0, NB_PAD)
-            for kb in range(0, num_buckets):
-                part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
-                dtab += tl.where(idx == kb, part, 0.0)
+        lo = (tl.maximum(n_start - shift, 0) // BLOCK_M) * BLOCK_M
+        # first aligned query block whose every row sees the whole key block
+        mid = ((tl.maximum(n_start + BLOCK_N - 1 - shift, 0) + BLOCK_M - 1) // BLOCK_M) * BLOCK_M
+        mid = tl.maximum(mid, lo)
+    full = tl.maximum((q_len // BLOCK_M) * BLOCK_M, lo)
+    if n_start + BLOCK_N > k_len:  # partial key block: everything masked
+        full = tl.minimum(full, lo)  # == lo, keeping full's int64 type
+    mid = tl.minimum(mid, full)
+    dk, dv, dtab = _attn_bwd_dkdv_inner(
+        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len,
+        h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
+        mask_d, shift, lo, mid, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
+        stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk, IS_CAUSAL, BIAS_MODE,
+        HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION, BLOCK_M, BLOCK_N,
+    )  # fmt: skip
+    dk, dv, dtab = _attn_bwd_dkdv_inner(
+        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len,
+        h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
+        mask_d, shift, mid, full, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
+        stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk, IS_CAUSAL, BIAS_MODE,
+        HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION, BLOCK_M, BLOCK_N,
+    )  # fmt: skip
+    dk, dv, dtab = _attn_bwd_dkdv_inner(
+        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len,
+        h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
+        mask_d, shift, full, q_len, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
+        stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk, IS_CAUSAL, BIAS_MODE,
+        HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION, BLOCK_M, BLOCK_N,
+    )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
     tl.store(
         dk_ptr + (k_start + offs_n)[:, None] * stride_dk_t + h * stride_dk_h + offs_d[None, :],
@@ -247,59 +243,77 @@ def _attn_bwd_dkdv_kernel(
         tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), dtab)
 
 
+@triton.jit
+def _attn_bwd_dq_inner(
+    dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
+    stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start,
+    stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr,
+    IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
+    MASKED: tl.constexpr, EVEN_D: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible."""
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < k_len
+        kt_ptrs = (
+            k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None]
+        )
+        vt_ptrs = (
+            v_ptr + (k_start + offs_n)[None, :] * stride_v_t + h * stride_v_h + offs_d[:, None]
+        )
+        if MASKED:
+            kt = tl.load(kt_ptrs, mask=mask_d[:, None] & mask_n[None, :], other=0.0)
+            vt = tl.load(vt_ptrs, mask=mask_d[:, None] & mask_n[None, :], other=0.0)
+        elif EVEN_D:
+            kt = tl.load(kt_ptrs)
+            vt = tl.load(vt_ptrs)
+        else:
+            kt = tl.load(kt_ptrs, mask=mask_d[:, None], other=0.0)
+            vt = tl.load(vt_ptrs, mask=mask_d[:, None], other=0.0)
+        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale
+        if BIAS_MODE != 0:
+            tk = offs_n
+            if BIAS_MODE == 2 and HAS_TK:
+                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
+            bias = _load_bias(
+                bias_ptr, bias_start, offs_m, offs_n, k_len, mask_m[:, None] & mask_n[None, :],
+                stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
+                BIAS_MODE,
+            )  # fmt: skip
+            s += bias * 1.4426950408889634
+        p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
+        if MASKED:
+            visible = mask_n[None, :]
+            if IS_CAUSAL:
+                visible = visible & (offs_n[None, :] <= offs_m[:, None] + shift)
+            p = tl.where(visible, p, 0.0)
+        dp = tl.dot(do, vt, input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(kt.dtype), tl.trans(kt), dq, input_precision=PRECISION)
+    return dq
+
+
 @triton.autotune(
     configs=_configs("dq"), key=_KEY, prune_configs_by={"early_config_prune": _pruner("dq")}
 )
 @triton.jit
 def _attn_bwd_dq_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    do_ptr,
-    lse_ptr,
-    delta_ptr,
-    dq_ptr,
-    q_offsets_ptr,
-    k_offsets_ptr,
-    order_ptr,
-    bias_ptr,
-    bias_offsets_ptr,
-    table_ptr,
-    bounds_ptr,
-    tq_ptr,
-    tk_ptr,
-    stride_q_t,
-    stride_q_h,
-    stride_k_t,
-    stride_k_h,
-    stride_v_t,
-    stride_v_h,
-    stride_do_t,
-    stride_do_h,
-    stride_lse_t,
-    stride_dq_t,
-    stride_dq_h,
-    stride_bias_t,
-    stride_table_b,
-    max_seqlen_q,
-    max_seqlen_k,
-    num_bounds,
-    qk_scale,
-    scale,
-    seqlen_q_bucket,
-    seqlen_k_bucket,
-    HEAD_DIM: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    IS_CAUSAL: tl.constexpr,
-    BIAS_MODE: tl.constexpr,
-    HAS_TQ: tl.constexpr,
-    HAS_TK: tl.constexpr,
-    PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, q_offsets_ptr, k_offsets_ptr,
+    order_ptr, bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr,
+    stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
+    stride_do_t, stride_do_h, stride_lse_t, stride_dq_t, stride_dq_h,
+    stride_bias_t, stride_table_b, max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
+    seqlen_q_bucket, seqlen_k_bucket,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
     pid_m = tl.program_id(0)
-    b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)
+    if USE_ORDER:
+        b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)
+    else:
+        b = tl.program_id(1).to(tl.int64)
     h = tl.program_id(2).to(tl.int64)
     q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
     q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
@@ -339,55 +353,26 @@ def _attn_bwd_dq_kernel(
             tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
         else:
             tq = offs_m + shift
+    # Step 2: mask-free interior key blocks [0, full), then masked blocks [full, hi)
     hi = k_len
+    full = (k_len // BLOCK_N) * BLOCK_N
     if IS_CAUSAL:
-        hi = tl.minimum(k_len, m_start + BLOCK_M + shift)
-    # Step 2: loop over key blocks, recompute P, accumulate dQ = dS @ K
-    for start_n in range(0, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < k_len
-        mask_dn = mask_d[:, None] & mask_n[None, :]
-        kt = tl.load(
-            k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None],
-            mask=mask_dn,
-            other=0.0,
-        )
-        vt = tl.load(
-            v_ptr + (k_start + offs_n)[None, :] * stride_v_t + h * stride_v_h + offs_d[:, None],
-            mask=mask_dn,
-            other=0.0,
-        )
-        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale
-        if BIAS_MODE != 0:
-            tk = offs_n
-            if BIAS_MODE == 2 and HAS_TK:
-                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bias = _load_bias(
-                bias_ptr,
-                bias_start,
-                offs_m,
-                offs_n,
-                k_len,
-                mask_m[:, None] & mask_n[None, :],
-                stride_bias_t,
-                h,
-                table_ptr,
-                stride_table_b,
-                bounds_ptr,
-                num_bounds,
-                tq,
-                tk,
-                BIAS_MODE,
-            )
-            s += bias * 1.4426950408889634
-        p = tl.math.exp2(s - lse[:, None])
-        visible = mask_m[:, None] & mask_n[None, :]
-        if IS_CAUSAL:
-            visible = visible & (offs_n[None, :] <= offs_m[:, None] + shift)
-        p = tl.where(visible, p, 0.0)
-        dp = tl.dot(do, vt, input_precision=PRECISION)
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(ds.to(kt.dtype), tl.trans(kt), dq, input_precision=PRECISION)
+        hi = tl.maximum(tl.minimum(k_len, m_start + BLOCK_M + shift), 0)
+        full = tl.minimum(full, tl.maximum((m_start + shift + 1) // BLOCK_N, 0) * BLOCK_N)
+    dq = _attn_bwd_dq_inner(
+        dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h,
+        stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
+        bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
+        BLOCK_M, BLOCK_N,
+    )  # fmt: skip
+    dq = _attn_bwd_dq_inner(
+        dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h,
+        stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
+        bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
+        BLOCK_M, BLOCK_N,
+    )  # fmt: skip
     tl.store(
         dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h + offs_d[None, :],
         (dq * scale).to(dq_ptr.dtype.element_ty),
@@ -416,16 +401,19 @@ def _attn_bwd(
     post_scale: float,
     causal: bool,
     allow_tf32: bool,
+    zero_init: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
     dev = q.device
-    dq = torch.zeros_like(q)
-    dk = torch.zeros_like(k)
-    dv = torch.zeros_like(v)
+    use_order = _use_order()
+    # every row of a (non-truncated) sequence is written by the kernels
+    alloc = torch.zeros_like if zero_init else torch.empty_like
+    dq, dk, dv = alloc(q), alloc(k), alloc(v)
     dbias = torch.zeros_like(bias) if bias is not None else None
     dtable = torch.zeros_like(table, dtype=torch.float32) if table is not None else None
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         return dq, dk, dv, dbias, (dtable.to(table.dtype) if dtable is not None else None)
     do = do.contiguous()
     if post_scale != 1.0:  # out = post * P V: fold the post-softmax scale into dO
@@ -462,8 +450,13 @@ def _attn_bwd(
         BIAS_MODE=mode,
         HAS_TQ=tq is not None,
         HAS_TK=tk is not None,
+        USE_ORDER=use_order,
         PRECISION=_precision(q.dtype, allow_tf32),
     )
+    if use_order:
+        order_q, order_k = _order(q_offsets, max_seqlen_q), _order(k_offsets, max_seqlen_k)
+    else:
+        order_q = order_k = _dummy(dev, torch.int32)
     bias_arg = bias if bias is not None else _dummy(dev)
     boff_arg = bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64)
     table_arg = table if table is not None else _dummy(dev)
@@ -494,7 +487,7 @@ def _attn_bwd(
         dv,
         q_offsets,
         k_offsets,
-        _order(q_offsets, max_seqlen_q),
+        order_q,
         bias_arg,
         boff_arg,
         dbias if dbias is not None else _dummy(dev),
@@ -540,7 +533,7 @@ def _attn_bwd(
         dq,
         q_offsets,
         k_offsets,
-        _order(k_offsets, max_seqlen_k),
+        order_k,
         bias_arg,
         boff_arg,
         table_arg,

@@ -23,8 +23,8 @@ _AUTOTUNE = os.environ.get("SHOPML_ATTN_AUTOTUNE", "1") not in ("", "0")
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per kernel; the first is the default
 _SHAPES = {
     "fwd": [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 128, 8, 2), (64, 32, 4, 4)],
-    "dkdv": [(32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2)],
-    "dq": [(128, 32, 4, 3), (128, 64, 8, 2), (64, 64, 4, 3), (64, 32, 4, 3)],
+    "dkdv": [(32, 128, 4, 3), (64, 128, 8, 2), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 2)],
+    "dq": [(128, 32, 4, 3), (128, 64, 8, 2), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 3)],
 }
 # defaults for head dims > 128 (shared memory)
 _SHAPES_LARGE_D = {"fwd": (64, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dq": (64, 32, 4, 2)}
@@ -97,6 +97,15 @@ def _bucket(n: int) -> int:
     return max(16, 1 << max(0, int(n) - 1).bit_length())
 
 
+def _use_order() -> bool:
+    """``SHOPML_ATTN_ORDER=1`` maps the grid through a longest-first batch permutation.
+
+    Off by default: measured on an H200 (benchmarks/README.md) it cost 3-8% on exponential
+    lengths (the argsort launches, and no tail to balance once blocks are this small).
+    """
+    return os.environ.get("SHOPML_ATTN_ORDER", "0") == "1"
+
+
 def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:
     """Batch permutation, longest sequence first (int32, on device; no host sync)."""
     lengths = (offsets[1:] - offsets[:-1]).clamp(max=max_seqlen)
@@ -107,5 +116,13 @@ def _precision(dtype: torch.dtype, allow_tf32: bool) -> str:
     return "tf32" if (dtype == torch.float32 and allow_tf32 and not _INTERPRET) else "ieee"
 
 
+_DUMMIES: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
 def _dummy(device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.empty(1, device=device, dtype=dtype)
+    """A 1-element placeholder for an absent optional pointer (cached: saves host time)."""
+    key = (device, dtype)
+    t = _DUMMIES.get(key)
+    if t is None:
+        t = _DUMMIES[key] = torch.empty(1, device=device, dtype=dtype)
+    return t

@@ -19,7 +19,97 @@ from shopml.jagged.triton.attention_common import (
     _order,
     _precision,
     _pruner,
+    _use_order,
 )
+
+
+@triton.jit
+def _attn_fwd_inner(
+    acc,
+    l_i,
+    m_i,
+    q,
+    k_ptr,
+    v_ptr,
+    k_start,
+    k_len,
+    h,
+    stride_k_t,
+    stride_k_h,
+    stride_v_t,
+    stride_v_h,
+    offs_m,
+    mask_m,
+    offs_d,
+    mask_d,
+    shift,
+    lo,
+    hi,
+    qk_scale,
+    bias_ptr,
+    bias_start,
+    stride_bias_t,
+    table_ptr,
+    stride_table_b,
+    bounds_ptr,
+    num_bounds,
+    tq,
+    tk_ptr,
+    IS_CAUSAL: tl.constexpr,
+    BIAS_MODE: tl.constexpr,
+    HAS_TK: tl.constexpr,
+    MASKED: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible."""
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < k_len
+        k_ptrs = k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None]
+        v_ptrs = v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :]
+        if MASKED:
+            kt = tl.load(k_ptrs, mask=mask_n[None, :] & mask_d[:, None], other=0.0)
+        elif EVEN_D:
+            kt = tl.load(k_ptrs)
+        else:
+            kt = tl.load(k_ptrs, mask=mask_d[:, None], other=0.0)
+        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), base 2
+        if BIAS_MODE != 0:
+            tk = offs_n
+            if BIAS_MODE == 2 and HAS_TK:
+                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
+            bias = _load_bias(
+                bias_ptr, bias_start, offs_m, offs_n, k_len, mask_m[:, None] & mask_n[None, :],
+                stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
+                BIAS_MODE,
+            )  # fmt: skip
+            s += bias * 1.4426950408889634
+        if MASKED:
+            visible = mask_n[None, :]
+            if IS_CAUSAL:
+                visible = visible & (offs_n[None, :] <= offs_m[:, None] + shift)
+            s = tl.where(visible, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # nothing visible yet
+        else:
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = m_new
+        p = tl.math.exp2(s - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        if MASKED:
+            v = tl.load(v_ptrs, mask=mask_n[:, None] & mask_d[None, :], other=0.0)
+        elif EVEN_D:
+            v = tl.load(v_ptrs)
+        else:
+            v = tl.load(v_ptrs, mask=mask_d[None, :], other=0.0)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
+        m_i = m_new
+    return acc, l_i, m_i
 
 
 @triton.autotune(
@@ -27,50 +117,21 @@ from shopml.jagged.triton.attention_common import (
 )
 @triton.jit
 def _attn_fwd_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    o_ptr,
-    lse_ptr,
-    q_offsets_ptr,
-    k_offsets_ptr,
-    order_ptr,
-    bias_ptr,
-    bias_offsets_ptr,
-    table_ptr,
-    bounds_ptr,
-    tq_ptr,
-    tk_ptr,
-    stride_q_t,
-    stride_q_h,
-    stride_k_t,
-    stride_k_h,
-    stride_v_t,
-    stride_v_h,
-    stride_o_t,
-    stride_o_h,
-    stride_lse_t,
-    stride_bias_t,
-    stride_table_b,
-    max_seqlen_q,
-    max_seqlen_k,
-    num_bounds,
-    qk_scale,
-    post_scale,
-    seqlen_q_bucket,
-    seqlen_k_bucket,
-    HEAD_DIM: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    IS_CAUSAL: tl.constexpr,
-    BIAS_MODE: tl.constexpr,
-    HAS_TQ: tl.constexpr,
-    HAS_TK: tl.constexpr,
-    PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+    q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr, order_ptr,
+    bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr,
+    stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
+    stride_o_t, stride_o_h, stride_lse_t, stride_bias_t, stride_table_b,
+    max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, post_scale,
+    seqlen_q_bucket, seqlen_k_bucket,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
     pid_m = tl.program_id(0)
-    b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)  # longest sequences first
+    if USE_ORDER:
+        b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)  # longest sequences first
+    else:
+        b = tl.program_id(1).to(tl.int64)
     h = tl.program_id(2).to(tl.int64)
     # Step 1: this sample's extent (offsets cast to int64 before any stride product)
     q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
@@ -106,58 +167,26 @@ def _attn_fwd_kernel(
         else:
             tq = offs_m + shift
 
+    # Step 3: key blocks split into mask-free interior blocks [0, full) and masked ones [full, hi)
     hi = k_len
+    full = (k_len // BLOCK_N) * BLOCK_N
     if IS_CAUSAL:
-        hi = tl.minimum(k_len, m_start + BLOCK_M + shift)
-    # Step 3: online softmax over the key blocks (base 2; qk_scale folds in log2(e))
-    for start_n in range(0, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < k_len
-        kt = tl.load(
-            k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None],
-            mask=mask_n[None, :] & mask_d[:, None],
-            other=0.0,
-        )  # (BLOCK_D, BLOCK_N)
-        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale
-        if BIAS_MODE != 0:
-            tk = offs_n
-            if BIAS_MODE == 2 and HAS_TK:
-                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bias = _load_bias(
-                bias_ptr,
-                bias_start,
-                offs_m,
-                offs_n,
-                k_len,
-                mask_m[:, None] & mask_n[None, :],
-                stride_bias_t,
-                h,
-                table_ptr,
-                stride_table_b,
-                bounds_ptr,
-                num_bounds,
-                tq,
-                tk,
-                BIAS_MODE,
-            )
-            s += bias * 1.4426950408889634
-        visible = mask_n[None, :]
-        if IS_CAUSAL:
-            visible = visible & (offs_n[None, :] <= offs_m[:, None] + shift)
-        s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet
-        p = tl.math.exp2(s - m_safe[:, None])
-        alpha = tl.math.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-        v = tl.load(
-            v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :],
-            mask=mask_n[:, None] & mask_d[None, :],
-            other=0.0,
-        )
-        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
-        m_i = m_new
+        hi = tl.maximum(tl.minimum(k_len, m_start + BLOCK_M + shift), 0)
+        full = tl.minimum(full, tl.maximum((m_start + shift + 1) // BLOCK_N, 0) * BLOCK_N)
+    acc, l_i, m_i = _attn_fwd_inner(
+        acc, l_i, m_i, q, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
+        stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
+        bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
+        BLOCK_M, BLOCK_N,
+    )  # fmt: skip
+    acc, l_i, m_i = _attn_fwd_inner(
+        acc, l_i, m_i, q, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
+        stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
+        bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
+        BLOCK_M, BLOCK_N,
+    )  # fmt: skip
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc * (post_scale / l_safe)[:, None]
@@ -193,7 +222,11 @@ def _attn_fwd(
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
     out = (torch.zeros_like if zero_init else torch.empty_like)(q)
-    lse = torch.full((total, heads), float("-inf"), device=q.device, dtype=torch.float32)
+    # every row of a (non-truncated) sequence is written by the kernel
+    if zero_init or max_seqlen_q == 0:
+        lse = torch.full((total, heads), float("-inf"), device=q.device, dtype=torch.float32)
+    else:
+        lse = torch.empty((total, heads), device=q.device, dtype=torch.float32)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
     mode = (
@@ -211,7 +244,7 @@ def _attn_fwd(
         lse,
         q_offsets,
         k_offsets,
-        _order(k_offsets, max_seqlen_k),
+        _order(k_offsets, max_seqlen_k) if _use_order() else _dummy(dev, torch.int32),
         bias if bias is not None else _dummy(dev),
         bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64),
         table if table is not None else _dummy(dev),
@@ -242,6 +275,7 @@ def _attn_fwd(
         BIAS_MODE=mode,
         HAS_TQ=tq is not None,
         HAS_TK=tk is not None,
+        USE_ORDER=_use_order(),
         PRECISION=_precision(q.dtype, allow_tf32),
     )
     return out, lse

@@ -2,14 +2,15 @@
 
 Algorithm: a pure copy. Trailing dims are flattened to D. ``jagged_to_padded`` writes every
 position of the ``(B, N, D)`` output (real rows copied, the rest ``pad_value``) in one pass, so no
-separate fill is needed. ``padded_to_jagged`` reads only real rows; its programs past a sequence's
-end exit at once. Each is the other's backward (with ``pad_value = 0``).
+separate fill is needed. ``padded_to_jagged`` reads only real rows. Each is the other's backward (with ``pad_value = 0``).
 
 Grid: ``(cdiv(N, BLOCK_N), B)``; each program loops over D in BLOCK_D chunks.
 
-Limits and differences from the reference: ``padded_to_jagged`` assumes every length <= N
-(checked by ``ops`` unless content checks are off; rows past N are then left unwritten, the
-reference writes zeros). Floating dtypes only (integer tensors use the reference).
+``padded_to_jagged`` programs loop over their sequence's rows with a grid stride, so rows at
+positions >= N (possible only with content checks off, or in the backward of a truncating
+``jagged_to_padded``) are written as zeros, as in the reference.
+
+Limits: floating dtypes only (integer tensors use the reference).
 """
 
 from __future__ import annotations
@@ -87,22 +88,26 @@ def _padded_to_jagged_fwd_kernel(
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     seq_start = tl.load(offsets_ptr + pid_b).to(tl.int64)
-    seq_end = tl.load(offsets_ptr + pid_b + 1).to(tl.int64)
-    seq_len = tl.minimum(seq_end - seq_start, N)
-    # Programs past the sequence's end have nothing to copy.
-    if pid_n * BLOCK_N >= seq_len:
-        return
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
-    mask_n = offs_n < seq_len
-    for d0 in range(0, D, BLOCK_D):
-        offs_d = d0 + tl.arange(0, BLOCK_D)
-        mask = mask_n[:, None] & (offs_d < D)[None, :]
-        src = (
-            dense_ptr + pid_b * stride_dense_b + offs_n[:, None] * stride_dense_n + offs_d[None, :]
-        )
-        x = tl.load(src, mask=mask, other=0.0)
-        dst = out_ptr + (seq_start + offs_n)[:, None] * stride_out_t + offs_d[None, :]
-        tl.store(dst, x, mask=mask)
+    seq_len = tl.load(offsets_ptr + pid_b + 1).to(tl.int64) - seq_start
+    # Grid-stride over the sequence's rows: programs past its end do nothing; rows at
+    # positions >= N (possible only with content checks off) are written as zeros.
+    step = tl.num_programs(0) * BLOCK_N
+    for row0 in range(pid_n * BLOCK_N, seq_len, step):
+        offs_n = row0 + tl.arange(0, BLOCK_N).to(tl.int64)
+        mask_n = offs_n < seq_len
+        mask_in = offs_n < N
+        for d0 in range(0, D, BLOCK_D):
+            offs_d = d0 + tl.arange(0, BLOCK_D)
+            mask_d = (offs_d < D)[None, :]
+            src = (
+                dense_ptr
+                + pid_b * stride_dense_b
+                + offs_n[:, None] * stride_dense_n
+                + offs_d[None, :]
+            )
+            x = tl.load(src, mask=mask_in[:, None] & mask_d, other=0.0)
+            dst = out_ptr + (seq_start + offs_n)[:, None] * stride_out_t + offs_d[None, :]
+            tl.store(dst, x, mask=mask_n[:, None] & mask_d)
 
 
 def _jagged_to_padded_fwd(
@@ -125,16 +130,17 @@ def _jagged_to_padded_fwd(
     return out.view(b, max_len, *rest)
 
 
-def _padded_to_jagged_fwd(
-    dense: torch.Tensor, offsets: torch.Tensor, total: int, zero_tail: bool = False
-) -> torch.Tensor:
+def _padded_to_jagged_fwd(dense: torch.Tensor, offsets: torch.Tensor, total: int) -> torch.Tensor:
     b, n = dense.shape[:2]
     rest = dense.shape[2:]
-    d3 = dense.contiguous().view(b, n, -1) if dense.numel() > 0 else dense.reshape(b, n, -1)
-    d = d3.shape[2]
-    alloc = torch.zeros if zero_tail else torch.empty  # zero_tail: rows at positions >= N are 0
-    out = alloc((total, d), dtype=dense.dtype, device=dense.device)
-    if b > 0 and n > 0 and d > 0 and total > 0:
+    d = 1
+    for size in rest:
+        d *= size
+    d3 = dense.contiguous().view(b, n, d)
+    out = torch.empty((total, d), dtype=dense.dtype, device=dense.device)
+    if n == 0:
+        out.zero_()
+    elif b > 0 and d > 0 and total > 0:
 
         def grid(meta):
             return (triton.cdiv(n, meta["BLOCK_N"]), b)
@@ -157,8 +163,8 @@ class _JaggedToPaddedFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (offsets,) = ctx.saved_tensors
-        # Rows truncated by max_len get zero gradient.
-        grad = _padded_to_jagged_fwd(grad_out, offsets, ctx.total, zero_tail=True)
+        # Rows truncated by max_len get zero gradient (written by the kernel).
+        grad = _padded_to_jagged_fwd(grad_out, offsets, ctx.total)
         return grad, None, None, None
 
 
