@@ -16,16 +16,16 @@ import pandas as pd
 # name, singular, share of the catalog, median list price, seasonal amplitude, seasonal peak
 # (day of year), festival lift
 CATEGORIES: tuple[tuple[str, str, float, float, float, int, float], ...] = (
-    ("tops", "top", 0.16, 25.0, 0.20, 150, 2.0),
-    ("dresses", "dress", 0.12, 45.0, 0.35, 160, 2.2),
-    ("jeans", "jeans", 0.09, 40.0, 0.15, 300, 1.8),
-    ("shoes", "shoe", 0.12, 60.0, 0.10, 100, 2.2),
-    ("bags", "bag", 0.09, 50.0, 0.10, 330, 2.0),
-    ("watches", "watch", 0.08, 120.0, 0.15, 350, 3.0),
-    ("sunglasses", "sunglasses", 0.06, 30.0, 0.50, 170, 1.6),
-    ("mugs", "mug", 0.09, 12.0, 0.30, 355, 1.5),
-    ("lamps", "lamp", 0.08, 35.0, 0.30, 10, 1.7),
-    ("phones", "phone", 0.11, 300.0, 0.10, 280, 4.0),
+    ("tops", "top", 0.16, 25.0, 0.20, 150, 1.5),
+    ("dresses", "dress", 0.12, 45.0, 0.35, 160, 1.6),
+    ("jeans", "jeans", 0.09, 40.0, 0.15, 300, 1.4),
+    ("shoes", "shoe", 0.12, 60.0, 0.10, 100, 1.6),
+    ("bags", "bag", 0.09, 50.0, 0.10, 330, 1.5),
+    ("watches", "watch", 0.08, 120.0, 0.15, 350, 2.0),
+    ("sunglasses", "sunglasses", 0.06, 30.0, 0.50, 170, 1.3),
+    ("mugs", "mug", 0.09, 12.0, 0.30, 355, 1.2),
+    ("lamps", "lamp", 0.08, 35.0, 0.30, 10, 1.3),
+    ("phones", "phone", 0.11, 300.0, 0.10, 280, 2.5),
 )
 CATEGORY_NAMES = tuple(c[0] for c in CATEGORIES)
 
@@ -250,9 +250,9 @@ def make_catalog(
     # Hidden truth. Base demand: lognormal (M5-like heavy tail) times style and brand popularity.
     pop = style_pop[p_style] * brand_pop[brand] * (0.85 + 0.3 * (rank_in_style == 0))
     pop = pop / np.exp(np.mean(np.log(pop)))
-    base = 0.42 * np.exp(rng.normal(0.0, 0.95, size=n_products)) * pop**0.6
+    base = 0.5 * np.exp(rng.normal(0.0, 0.95, size=n_products)) * pop**0.6
     elasticity = np.clip(rng.normal(-2.5, 0.5, size=n_products), -4.5, -1.0)
-    dispersion = np.exp(rng.normal(np.log(1.5), 0.5, size=n_products))
+    dispersion = np.exp(rng.normal(np.log(3.0), 0.5, size=n_products))
     trend = rng.normal(0.0, 0.2, size=n_products)
     discount_rate = rng.uniform(0.004, 0.03, size=n_products)
     truth = pd.DataFrame(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ SCALE_CONFIGS: dict[str, ScaleConfig] = {
         2000, 1000, 5000, UserParams(30, 0.9, 0.05, 1.2, 2000, 8), 2000, 100_000, True
     ),
     "medium": ScaleConfig(
-        30_000, 5000, 50_000, UserParams(40, 1.0, 0.08, 1.0, 5000, 10), 2000, 20_000, True
+        30_000, 5000, 50_000, UserParams(40, 1.0, 0.08, 1.0, 5000, 10), 2000, 10_000, True
     ),
     "large": ScaleConfig(
         100_000, 10_000, 1_000_000, UserParams(60, 1.0, 0.08, 1.0, 8000, 4), 1000, 10_000, True
@@ -100,8 +101,9 @@ def generate_world(
     out_dir: str | os.PathLike[str],
     scale: str = "tiny",
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
     processes: int | None = None,
+    config: ScaleConfig | None = None,
 ) -> Path:
     """Generate a synthetic retail world in ``out_dir`` and return ``out_dir`` as a Path.
 
@@ -110,19 +112,28 @@ def generate_world(
         scale: "tiny" (tests, seconds), "small" (CPU demo), "medium" (~30k products), "large"
             (~1M users, streamed in chunks).
         seed: non-negative int; the same seed gives byte-identical tables and images.
-        progress: show rich progress bars (on stderr).
+        progress: show rich progress bars on stderr; None (default): when stderr is a terminal.
         processes: image-rendering worker processes (default: CPUs, for small and larger scales).
+        config: overrides the scale's :class:`ScaleConfig` (sizes, chunking); ``scale`` then only
+            names the world in world.json.
 
     Raises:
         ValueError: bad scale, seed or out_dir.
     """
     out = _check_args(out_dir, scale, seed)
     seed = int(seed)
-    cfg = SCALE_CONFIGS[scale]
+    if progress is None:
+        progress = sys.stderr.isatty()
+    cfg = config if config is not None else SCALE_CONFIGS[scale]
+    if cfg.n_products < 10 or cfg.n_users < 1 or cfg.product_chunk < 1 or cfg.user_chunk < 1:
+        raise ValueError(
+            f"config: expected >= 10 products, >= 1 user and positive chunks, found {cfg}"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         _generate_into(tmp, scale, cfg, seed, progress, processes)
+        _normal_permissions(tmp)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, trash / "w")
@@ -228,7 +239,7 @@ def _generate_into(
         # Users, events, impressions.
         window_s = int((END + pd.Timedelta(days=1) - START).total_seconds())
         cutoff = START + pd.Timedelta(seconds=int(window_s * (1 - TEST_FRACTION)))
-        index = events_mod.ProductIndex(cat.products, cat.truth, cat.vectors)
+        index = events_mod.ProductIndex(cat.products, cat.truth, cat.vectors, START)
         users = events_mod.make_users(_rng(seed, 4), cfg.n_users, cfg.users, index, window_s)
         task = bars.add_task("events", total=cfg.n_users)
         ev_w = _ChunkWriter(tmp / "events.parquet")
@@ -294,6 +305,16 @@ def _generate_into(
             },
         }
         write_json(tmp / "world.json", meta)
+
+
+def _normal_permissions(root: Path) -> None:
+    """Give the world's directories and tables the usual modes (temp files are created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        d.chmod(0o777 & ~umask)
+    for f in [*root.glob("*.*"), *(root / "truth").glob("*.*")]:
+        f.chmod(0o666 & ~umask)
 
 
 def _specs(cat, catalog_mod, images_mod) -> dict[int, object]:

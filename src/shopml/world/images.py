@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 SIZE = 128
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+_SHADE = 1.0 - 0.12 * ((_XX + _YY) / (2 * SIZE))  # studio light from the top left
 
 
 @dataclass(frozen=True)
@@ -166,21 +167,36 @@ def _silhouette(category: str, variant: int) -> tuple[Image.Image, tuple[int, in
     return m, mark
 
 
-_SIL_CACHE: dict[tuple[str, int], tuple[np.ndarray, tuple[int, int]]] = {}
+_SIL_CACHE: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, tuple[int, int]]] = {}
 
 
-def silhouette(category: str, variant: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """(mask (SIZE, SIZE) float32 in [0, 1], mark centre) for a category and silhouette variant."""
+def silhouette(category: str, variant: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(mask, outline, mark centre) for a category and silhouette variant.
+
+    mask and outline are (SIZE, SIZE) float32 in [0, 1]; outline is the mask's one-pixel rim.
+    """
     key = (category, variant % 3)
     if key not in _SIL_CACHE:
         m, mark = _silhouette(category, variant)
-        _SIL_CACHE[key] = (np.asarray(m, dtype=np.float32) / 255.0, mark)
+        mask = np.asarray(m, dtype=np.float32) / 255.0
+        inner = np.asarray(m.filter(ImageFilter.MinFilter(3)), np.float32) / 255.0
+        _SIL_CACHE[key] = (mask, np.clip(mask - inner, 0, 1), mark)
     return _SIL_CACHE[key]
 
 
 # ---------------------------------------------------------------- patterns and marks
+_PAT_CACHE: dict[tuple[str, int], np.ndarray] = {}
+
+
 def _pattern_mask(pattern: str, scale: int) -> np.ndarray:
-    """Where the accent colour shows, (SIZE, SIZE) float32 in [0, 1]."""
+    """Where the accent colour shows, (SIZE, SIZE) float32 in [0, 1] (cached)."""
+    key = (pattern, scale % 3)
+    if key not in _PAT_CACHE:
+        _PAT_CACHE[key] = _make_pattern(pattern, scale)
+    return _PAT_CACHE[key]
+
+
+def _make_pattern(pattern: str, scale: int) -> np.ndarray:
     p = (7.0, 11.0, 17.0)[scale % 3]
     x, y = _XX, _YY
     if pattern == "solid":
@@ -238,19 +254,15 @@ def _mark_contrast(fill: tuple[int, int, int], mark: tuple[int, int, int]) -> tu
 
 def render_product_rgba(spec: ProductSpec) -> tuple[np.ndarray, np.ndarray]:
     """The product alone: (rgb (SIZE, SIZE, 3) float32 0..255, alpha (SIZE, SIZE) float32 0..1)."""
-    mask, (mx, my) = silhouette(spec.category, spec.variant)
+    mask, edge, (mx, my) = silhouette(spec.category, spec.variant)
     pat = _pattern_mask(spec.pattern, spec.pattern_scale)[..., None]
     col = np.asarray(spec.color, np.float32)
     acc = np.asarray(spec.accent, np.float32)
     rgb = col * (1.0 - pat) + acc * pat
     # Soft shading: a little darker towards the bottom-right, like a studio light.
-    shade = 1.0 - 0.12 * ((_XX + _YY) / (2 * SIZE))
-    rgb = rgb * shade[..., None]
-    # Outline: the ring between the mask and its dilation's complement.
-    m_img = Image.fromarray((mask * 255).astype(np.uint8))
-    inner = np.asarray(m_img.filter(ImageFilter.MinFilter(3)), np.float32) / 255.0
-    edge = np.clip(mask - inner, 0, 1)[..., None]
-    rgb = rgb * (1 - edge) + (rgb * 0.45) * edge
+    rgb = rgb * _SHADE[..., None]
+    # Outline: darken the silhouette's rim.
+    rgb = rgb * (1.0 - 0.55 * edge[..., None])
     img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     _draw_mark(
         ImageDraw.Draw(img), spec.mark_shape, mx, my, _mark_contrast(spec.color, spec.mark_color)
@@ -298,19 +310,18 @@ def _clutter(rng: np.random.Generator) -> Image.Image:
             d.line(
                 (int(x0), int(y0), int(x0 + w), int(y0 + h)), fill=c, width=int(rng.integers(2, 6))
             )
-    return img.filter(ImageFilter.GaussianBlur(1.2))
+    return img.filter(ImageFilter.BoxBlur(1))
 
 
 def render_street_photo(spec: ProductSpec, seed: int, query_id: int) -> Image.Image:
     """A customer's photo of the product: clutter, geometry, light, blur, noise and occlusion."""
     rng = np.random.default_rng([seed, 7, query_id])
     rgb, alpha = render_product_rgba(spec)
-    prod = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-    mask = Image.fromarray((alpha * 255).astype(np.uint8), "L")
+    rgba = np.dstack([np.clip(rgb, 0, 255), alpha * 255.0]).astype(np.uint8)
+    prod = Image.fromarray(rgba, "RGBA")
     # Geometry: rotate, then a random perspective warp that also scales (0.6-0.95) and shifts.
     angle = float(rng.uniform(-25, 25))
     prod = prod.rotate(angle, resample=Image.BILINEAR)
-    mask = mask.rotate(angle, resample=Image.BILINEAR)
     s = float(rng.uniform(0.6, 0.95))
     cx, cy = SIZE / 2 + rng.uniform(-12, 12, size=2)
     half = SIZE * s / 2
@@ -326,7 +337,7 @@ def render_street_photo(spec: ProductSpec, seed: int, query_id: int) -> Image.Im
     src = np.array([[0, 0], [SIZE, 0], [SIZE, SIZE], [0, SIZE]], dtype=np.float64)
     coeffs = _perspective_coeffs(src, dst)
     prod = prod.transform((SIZE, SIZE), Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
-    mask = mask.transform((SIZE, SIZE), Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
+    mask = prod.getchannel("A")
     img = _clutter(rng)
     img.paste(prod, (0, 0), mask)
     # Partial occlusion: a foreground object over part of the product.
@@ -349,13 +360,16 @@ def render_street_photo(spec: ProductSpec, seed: int, query_id: int) -> Image.Im
     arr = arr * bright * cast[None, None, :] * grad[..., None]
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.4))))
-    arr = np.asarray(img, np.float32) + rng.normal(0, rng.uniform(2, 8), size=(SIZE, SIZE, 3))
+    sigma = np.float32(rng.uniform(2, 8))
+    arr = np.asarray(img, np.float32) + sigma * rng.standard_normal(
+        (SIZE, SIZE, 3), dtype=np.float32
+    )
     return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
 # ---------------------------------------------------------------- writing, in-process or pooled
 def _save(img: Image.Image, path: Path) -> None:
-    img.save(path, format="PNG", optimize=False, compress_level=6)
+    img.save(path, format="PNG", optimize=False, compress_level=1)
 
 
 def _render_job(job: tuple[str, ProductSpec, int, int, str]) -> None:

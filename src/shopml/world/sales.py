@@ -162,7 +162,7 @@ def _category_day_factors(
     spans = []
     for e in event_list(days[0], days[-1]):
         f, la = (e.first - start).days, (e.last - start).days
-        if la < 0 - PRE_DIP_DAYS or f > t_n + HANGOVER_DAYS:
+        if la + HANGOVER_DAYS < 0 or f - PRE_DIP_DAYS >= t_n:  # no effect inside the window
             continue
         spans.append((f, la, e))
         on = (t >= f) & (t <= la)
@@ -201,7 +201,7 @@ def _discounts(
             left = np.where(join, la - t + 1, left)
             lo = 3 if e.is_festival else 1
             cur_d = np.where(join, depth_levels[rng.integers(lo, 8, size=n)], cur_d)
-            p_promo = 0.5 if e.is_festival else 0.3
+            p_promo = 0.35 if e.is_festival else 0.3
             cur_p = np.where(join, (rng.random(n) < p_promo).astype(np.int8), cur_p)
         new = (left == 0) & (rng.random(n) < rate)
         if new.any():
