@@ -81,8 +81,8 @@ def test_a_tiny_batch_can_be_overfit(frames, backend):
     idx = np.arange(24)
     batch = ex.collate(idx, "padded" if backend == "padded" else "jagged")
     labels = torch.as_tensor(np.arange(24) % 2, dtype=torch.float32)  # arbitrary labels
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(80):
         opt.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             model(batch.history, batch.candidates), labels
