@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from shopml.cli import app
 from shopml.common.checkpoint import load_checkpoint
 from shopml.rank.config import RankConfig
 from shopml.rank.data import RankExamples, RankTables
@@ -89,8 +87,17 @@ def test_two_process_gloo_equals_one_process(frame_world, tmp_path):
     assert m1["logloss"] == pytest.approx(m2["logloss"], rel=1e-4)
 
 
+def _cli():
+    """The ``shopml`` typer app and a runner (imported here: typer is absent on the GPU machine)."""
+    from typer.testing import CliRunner
+
+    from shopml.cli import app
+
+    return CliRunner(), app
+
+
 def test_cli_end_to_end_on_the_tiny_world(tiny_world, tmp_path):
-    runner = CliRunner()
+    runner, app = _cli()
     run = tmp_path / "run"
     res = runner.invoke(
         app,
@@ -113,7 +120,7 @@ def test_cli_end_to_end_on_the_tiny_world(tiny_world, tmp_path):
 
 
 def test_cli_rejects_bad_inputs(frame_world, tmp_path):
-    runner = CliRunner()
+    runner, app = _cli()
     base = ["rank", "train", "--world", str(frame_world), "--device", "cpu"]
     res = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--max-history", "0"])
     assert res.exit_code == 2 and "max_history" in res.output
