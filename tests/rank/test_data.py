@@ -166,3 +166,16 @@ def test_a_directory_of_csv_files_is_read(frames, tmp_path):
     tables = RankTables.from_world(tmp_path)
     assert len(tables.events) == len(events)
     assert tables.impressions["ts"].equals(impressions["ts"])
+
+
+def test_example_caps_keep_most_recent_train_and_first_test(tiny_world):
+    from shopml.rank.data import RankTables, build_vocab, load_examples
+
+    tables = RankTables.from_world(tiny_world)
+    vocab = build_vocab(tables.catalog)
+    full_train, full_test = load_examples(tables, vocab, 16, 8)
+    train, test = load_examples(tables, vocab, 16, 8, max_train=100, max_eval=50)
+    assert len(train) == 100 and len(test) == 50
+    assert train.imp_ts.min() >= np.sort(full_train.imp_ts)[-100]
+    assert test.imp_ts.max() <= np.sort(full_test.imp_ts)[49]
+    assert np.array_equal(train.ev_item, full_train.ev_item)

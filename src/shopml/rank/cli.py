@@ -37,6 +37,12 @@ def train_cmd(
         str, typer.Option(help="Jagged attention kernels: auto, triton or reference.")
     ] = "auto",
     num_workers: Annotated[int, typer.Option(help="Data-loader workers.")] = 0,
+    max_train_examples: Annotated[
+        int, typer.Option(help="Train on the most recent N train impressions (0: all).")
+    ] = 0,
+    max_eval_examples: Annotated[
+        int, typer.Option(help="Evaluate on the first N test impressions (0: all).")
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
@@ -61,6 +67,8 @@ def train_cmd(
             num_bias_buckets=num_bias_buckets,
             attention_backend=attention_backend,
             num_workers=num_workers,
+            max_train_examples=max_train_examples,
+            max_eval_examples=max_eval_examples,
             seed=seed,
         )
         metrics = train(world, out, config, device=device, compile=compile, resume=resume)

@@ -39,6 +39,8 @@ class RankConfig:
         attention_backend: backend of the jagged attention modules ("auto", "triton", "reference").
         epochs, batch_size, lr, weight_decay, grad_clip, seed: optimisation settings (AdamW).
         num_workers: data-loader worker processes (0 = load in the training process).
+        max_train_examples / max_eval_examples: train on the most recent N train impressions and
+            evaluate on the first N test impressions (0 = all); a time budget for CPU runs.
     """
 
     num_items: int = 1
@@ -64,6 +66,8 @@ class RankConfig:
     grad_clip: float = 1.0
     seed: int = 0
     num_workers: int = 0
+    max_train_examples: int = 0
+    max_eval_examples: int = 0
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, expected: str) -> None:
@@ -96,6 +100,8 @@ class RankConfig:
                 f"embed_dim / num_heads in [16, 256] for attention (found head dim {head_dim})",
             )
         need(self.num_layers >= 0, "num_layers", "an int >= 0")
+        need(self.max_train_examples >= 0, "max_train_examples", "an int >= 0")
+        need(self.max_eval_examples >= 0, "max_eval_examples", "an int >= 0")
         need(self.num_bias_buckets >= 0, "num_bias_buckets", "an int >= 0")
         need(self.ffn_mult >= 1, "ffn_mult", "an int >= 1")
         need(self.num_cross_layers >= 0, "num_cross_layers", "an int >= 0")

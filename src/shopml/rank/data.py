@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,6 +376,17 @@ class RankExamples:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def take(self, index: slice | np.ndarray) -> RankExamples:
+        """The examples ``index`` selects (the event arrays are shared, not copied)."""
+        return dataclasses.replace(
+            self,
+            hist_start=self.hist_start[index],
+            hist_len=self.hist_len[index],
+            cand_item=self.cand_item[index],
+            imp_ts=self.imp_ts[index],
+            labels=self.labels[index],
+        )
+
     @property
     def mean_history(self) -> float:
         return float(self.hist_len.mean()) if len(self) else 0.0
@@ -627,11 +639,21 @@ def history_layout(sequence_backend: str) -> str:
 
 
 def load_examples(
-    tables: RankTables, vocab: RankVocab, max_history: int, num_time_buckets: int
+    tables: RankTables,
+    vocab: RankVocab,
+    max_history: int,
+    num_time_buckets: int,
+    max_train: int = 0,
+    max_eval: int = 0,
 ) -> tuple[RankExamples, RankExamples]:
-    """``(train, test)`` examples of the impressions' time-based split."""
+    """``(train, test)`` examples of the impressions' time-based split; ``max_train`` keeps the
+    most recent train impressions and ``max_eval`` the first test ones (0 = all)."""
     train = RankExamples.build(tables, vocab, "train", max_history, num_time_buckets)
     test = RankExamples.build(tables, vocab, "test", max_history, num_time_buckets)
+    if max_train and len(train) > max_train:
+        train = train.take(np.sort(np.argsort(train.imp_ts, kind="stable")[-max_train:]))
+    if max_eval and len(test) > max_eval:
+        test = test.take(np.sort(np.argsort(test.imp_ts, kind="stable")[:max_eval]))
     return train, test
 
 

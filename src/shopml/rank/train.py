@@ -201,7 +201,14 @@ def _train(
     config = config.replace(
         num_items=vocab.num_items, num_categories=vocab.num_categories, num_brands=vocab.num_brands
     )
-    train_ex, test_ex = load_examples(tables, vocab, config.max_history, config.num_time_buckets)
+    train_ex, test_ex = load_examples(
+        tables,
+        vocab,
+        config.max_history,
+        config.num_time_buckets,
+        config.max_train_examples,
+        config.max_eval_examples,
+    )
 
     seed_everything(config.seed)
     model = RankingModel(config).to(dev)
@@ -359,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-bias-buckets", type=int, default=d.num_bias_buckets)
     p.add_argument("--attention-backend", default=d.attention_backend)
     p.add_argument("--num-workers", type=int, default=d.num_workers)
+    p.add_argument("--max-train-examples", type=int, default=d.max_train_examples)
+    p.add_argument("--max-eval-examples", type=int, default=d.max_eval_examples)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
@@ -380,6 +389,8 @@ def config_from_args(args: argparse.Namespace) -> RankConfig:
         num_bias_buckets=args.num_bias_buckets,
         attention_backend=args.attention_backend,
         num_workers=args.num_workers,
+        max_train_examples=args.max_train_examples,
+        max_eval_examples=args.max_eval_examples,
         seed=args.seed,
     )
 
