@@ -23,9 +23,9 @@ batch with ``repeat`` + ``arange`` index arithmetic. :class:`BatchLoader` wraps 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
