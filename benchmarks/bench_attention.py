@@ -72,6 +72,8 @@ def grid(name: str) -> list[dict]:
             dict(B=1024, N=1000, fill=0.5, H=4, D=128, causal=False, tag="ads"),
             dict(B=512, N=1024, fill=0.5, H=4, D=128, causal=True, tag="hstu"),
         ]
+    if name == "final":  # what benchmarks/README.md reports: the sample below, then ads and HSTU
+        return grid("sample") + grid("extra")
     if name == "sample":  # a representative subset of the issue grid (every N, fill, H and D)
         for b, n, fill, h, d in [
             (1024, 256, 0.1, 2, 64), (1024, 256, 0.25, 2, 64), (1024, 256, 0.5, 4, 128),
@@ -358,7 +360,7 @@ def run_case(case: Case, providers, modes, writer, meta, quick) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--grid", default="quick", choices=["quick", "sample", "issue", "extra", "full"]
+        "--grid", default="quick", choices=["quick", "sample", "issue", "extra", "full", "final"]
     )
     ap.add_argument("--providers", default=",".join(ALL_PROVIDERS))
     ap.add_argument("--modes", default="fwd,bwd,fwd+bwd")
