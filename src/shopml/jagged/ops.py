@@ -51,6 +51,8 @@ _TRITON_MODULES = {
     "jagged2_to_padded": "jagged2",
 }
 
+_TRITON_CACHE: dict[str, Callable] = {}
+
 __all__ = [
     "BACKENDS",
     "jagged2_bmm",
@@ -97,8 +99,11 @@ def impl(name: str, backend: str, *tensors: torch.Tensor) -> Callable:
     Used by :mod:`shopml.jagged.fbgemm_compat`, which checks its own arguments.
     """
     if _use_triton(backend, *tensors):
-        module = importlib.import_module(f"shopml.jagged.triton.{_TRITON_MODULES[name]}")
-        return getattr(module, name)
+        fn = _TRITON_CACHE.get(name)
+        if fn is None:  # first use: import the kernel module (and Triton) now
+            module = importlib.import_module(f"shopml.jagged.triton.{_TRITON_MODULES[name]}")
+            fn = _TRITON_CACHE[name] = getattr(module, name)
+        return fn
     return getattr(ref, name)
 
 
