@@ -386,6 +386,41 @@ def test_fbgemm_jagged_dense_semantics_and_gradients():
         _assert_close(a, b, "grad")
 
 
+def test_fbgemm_attention_matches_the_fbgemm_oracle():
+    """Forward and backward against FBGEMM's own CPU ops (skipped without fbgemm-gpu-cpu)."""
+    pytest.importorskip("fbgemm_gpu")
+    import fbgemm_gpu.sll  # noqa: F401  (registers torch.ops.fbgemm.sll_*)
+
+    ops = torch.ops.fbgemm
+    offsets = _offsets([3, 0, 13, 1])  # FBGEMM's CPU mask path cannot truncate: lengths <= N
+    for use_mask in (False, True):
+        q, k, v = (torch.randn(17, 16, requires_grad=True) for _ in range(3))
+        want = ops.sll_jagged_flash_attention_basic(q, k, v, offsets, 16, use_mask, False)
+        got = jagged_flash_attention_basic(
+            q, k, v, offsets, 16, use_mask=use_mask, allow_tf32=False
+        )
+        grad = torch.randn_like(want)
+        _assert_close(got, want, "fwd")
+        for a, b in zip(
+            torch.autograd.grad(got, (q, k, v), grad),
+            torch.autograd.grad(want, (q, k, v), grad),
+            strict=True,
+        ):
+            _assert_close(a, b, "grad")
+    q, v = torch.randn(17, 16, requires_grad=True), torch.randn(17, 16, requires_grad=True)
+    k, bias = torch.randn(4, 16, 2, requires_grad=True), torch.randn(4, 16, 2, requires_grad=True)
+    want = ops.sll_jagged_dense_flash_attention(q, k, v, bias, offsets, 16, False)
+    got = jagged_dense_flash_attention(q, k, v, bias, offsets, 16, allow_tf32=False)
+    _assert_close(got, want, "fwd")
+    grad = torch.randn_like(want)
+    for a, b in zip(
+        torch.autograd.grad(got, (q, k, v, bias), grad),
+        torch.autograd.grad(want, (q, k, v, bias), grad),
+        strict=True,
+    ):
+        _assert_close(a, b, "grad")
+
+
 # ------------------------------------------------------------------------------ bad inputs
 
 
