@@ -243,6 +243,33 @@ def test_int32_offsets_and_strided_inputs():
     _assert_close(fast, slow, "fwd")
 
 
+def test_longest_first_order_and_generous_max_seqlen(monkeypatch):
+    """SHOPML_ATTN_ORDER=1 (grid through a longest-first permutation), max_seqlen > longest."""
+    device = _triton_device()
+    monkeypatch.setenv("SHOPML_ATTN_ORDER", "1")
+    lengths = [5, 0, 33, 1]
+    offsets = _offsets(lengths, device)
+    q, k, v = _qkv(39, 39, 2, 16, device=device)
+    grad = torch.randn(39, 2, 16, device=device)
+    fast = _run("triton", q, k, v, grad, offsets=offsets, max_seqlen=64, causal=True)
+    slow = _run("reference", q, k, v, grad, offsets=offsets, max_seqlen=33, causal=True)
+    _assert_close(fast[0], slow[0], "fwd")
+    _assert_lse(fast[1], slow[1])
+    for a, b in zip(fast[2], slow[2], strict=True):
+        _assert_close(a, b, "grad")
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_batch_of_empty_sequences(backend):
+    device = _triton_device() if backend == "triton" else "cpu"
+    offsets = _offsets([0, 0], device)
+    q, k, v = _qkv(0, 0, 2, 16, device=device)
+    out, lse = jagged_flash_attention(q, k, v, offsets, 0, return_lse=True, backend=backend)
+    assert out.shape == (0, 2, 16) and lse.shape == (0, 2)
+    grads = torch.autograd.grad(out.sum(), (q, k, v), allow_unused=True)
+    assert all(g is None or g.shape == (0, 2, 16) for g in grads)
+
+
 # ------------------------------------------------------------------------------ target attention
 
 
