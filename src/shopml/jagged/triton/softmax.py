@@ -1,10 +1,7 @@
 """Triton kernels: ``jagged_softmax`` (per column over a sequence) and ``jagged2_softmax``.
 
 ``jagged_softmax``: x ``(T, H)``; for each sequence and column, softmax over the sequence's rows.
-Grid ``(cdiv(H, BLOCK_H), B)``. For ``max_seqlen <= 1024`` a one-pass kernel holds a program's
-whole column block in a ``(next_pow2(max_seqlen), BLOCK_H)`` tile (x read once; backward reads
-x and dy once). Longer sequences use the streaming kernel: each program reads its sequence twice
-in BLOCK_M-row chunks:
+Grid ``(cdiv(H, BLOCK_H), B)``. Each program streams its sequence twice in BLOCK_M-row chunks:
 pass 1 keeps an online (max, sum of exp) per column in fp32, pass 2 writes ``exp(x - max) / sum``.
 Rows at positions ``>= max_seqlen`` (FBGEMM truncation, content checks off) are excluded and
 written as 0. Backward: ``dx = y * (dy - sum_rows(dy * y))``, same grid, two passes.
@@ -30,7 +27,7 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import bucket, configs, pow2
+from shopml.jagged.triton._common import bucket, configs
 
 _CONFIGS = configs(
     gpu=[
@@ -171,127 +168,6 @@ def _jagged_softmax_bwd_kernel(
         )
 
 
-# One-pass variant: the whole (capped) sequence of a BLOCK_H column block sits in one
-# (BLOCK_M = next_pow2(max_seqlen), BLOCK_H) tile, so x is read once (backward: x and dy once).
-_ONEPASS_MAX = 1024  # largest max_seqlen served by the one-pass kernels (tile <= 16K elements)
-_ONEPASS_CONFIGS = configs(
-    gpu=[
-        {"BLOCK_H": 16, "num_warps": 8},
-        {"BLOCK_H": 8, "num_warps": 4},
-        {"BLOCK_H": 16, "num_warps": 16},
-        {"BLOCK_H": 8, "num_warps": 8},
-    ],
-    interpreter={"BLOCK_H": 16},
-)
-
-
-@triton.autotune(configs=_ONEPASS_CONFIGS, key=["M_BUCKET", "H_BUCKET"])
-@triton.jit
-def _jagged_softmax_onepass_fwd_kernel(
-    x_ptr,
-    out_ptr,
-    lse_ptr,
-    offsets_ptr,
-    max_seqlen,
-    H,
-    stride_x_t,
-    stride_out_t,
-    M_BUCKET,
-    H_BUCKET,
-    BLOCK_M: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-):
-    pid_h = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    seq_start = tl.load(offsets_ptr + pid_b).to(tl.int64)
-    seq_len = tl.load(offsets_ptr + pid_b + 1).to(tl.int64) - seq_start
-    used_len = tl.minimum(seq_len, max_seqlen)
-    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    mask_h = offs_h < H
-    offs_m = tl.arange(0, BLOCK_M).to(tl.int64)
-    used = (offs_m < used_len)[:, None] & mask_h[None, :]
-    # Step 1: load the sequence's column block once (padding rows read as -inf).
-    x = tl.load(
-        x_ptr + (seq_start + offs_m)[:, None] * stride_x_t + offs_h[None, :],
-        mask=used,
-        other=-float("inf"),
-    ).to(tl.float32)
-    # Step 2: max, exponentials and their sum per column, fp32.
-    m = tl.max(x, axis=0)
-    m_safe = tl.where(m == -float("inf"), 0.0, m)
-    e = tl.exp(x - m_safe[None, :])
-    s = tl.sum(e, axis=0)
-    s_safe = tl.where(s == 0.0, 1.0, s)
-    tl.store(lse_ptr + pid_b * H + offs_h, m_safe + tl.log(s_safe), mask=mask_h)
-    # Step 3: normalised values (rows in [max_seqlen, BLOCK_M) hold exp(-inf) = 0).
-    tl.store(
-        out_ptr + (seq_start + offs_m)[:, None] * stride_out_t + offs_h[None, :],
-        (e / s_safe[None, :]).to(out_ptr.dtype.element_ty),
-        mask=(offs_m < seq_len)[:, None] & mask_h[None, :],
-    )
-    # Rows past BLOCK_M exist only when lengths exceed max_seqlen (checks off): zeros.
-    zeros = tl.zeros((BLOCK_M, BLOCK_H), dtype=out_ptr.dtype.element_ty)
-    for row0 in range(BLOCK_M, seq_len, BLOCK_M):
-        rows = row0 + offs_m
-        tl.store(
-            out_ptr + (seq_start + rows)[:, None] * stride_out_t + offs_h[None, :],
-            zeros,
-            mask=(rows < seq_len)[:, None] & mask_h[None, :],
-        )
-
-
-@triton.autotune(configs=_ONEPASS_CONFIGS, key=["M_BUCKET", "H_BUCKET"])
-@triton.jit
-def _jagged_softmax_onepass_bwd_kernel(
-    x_ptr,
-    lse_ptr,
-    dy_ptr,
-    dx_ptr,
-    offsets_ptr,
-    max_seqlen,
-    H,
-    stride_x_t,
-    stride_dy_t,
-    stride_dx_t,
-    M_BUCKET,
-    H_BUCKET,
-    BLOCK_M: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-):
-    pid_h = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    seq_start = tl.load(offsets_ptr + pid_b).to(tl.int64)
-    seq_len = tl.load(offsets_ptr + pid_b + 1).to(tl.int64) - seq_start
-    used_len = tl.minimum(seq_len, max_seqlen)
-    offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    mask_h = offs_h < H
-    offs_m = tl.arange(0, BLOCK_M).to(tl.int64)
-    rows = seq_start + offs_m
-    used = (offs_m < used_len)[:, None] & mask_h[None, :]
-    # y recomputed in fp32 from x and the saved log-sum-exp; x and dy are read once.
-    lse = tl.load(lse_ptr + pid_b * H + offs_h, mask=mask_h, other=0.0)
-    x = tl.load(
-        x_ptr + rows[:, None] * stride_x_t + offs_h[None, :], mask=used, other=-float("inf")
-    )
-    y = tl.exp(x.to(tl.float32) - lse[None, :])
-    dy = tl.load(dy_ptr + rows[:, None] * stride_dy_t + offs_h[None, :], mask=used, other=0.0)
-    dy = dy.to(tl.float32)
-    acc = tl.sum(y * dy, axis=0)
-    tl.store(
-        dx_ptr + rows[:, None] * stride_dx_t + offs_h[None, :],
-        (y * (dy - acc[None, :])).to(dx_ptr.dtype.element_ty),
-        mask=(offs_m < seq_len)[:, None] & mask_h[None, :],
-    )
-    zeros = tl.zeros((BLOCK_M, BLOCK_H), dtype=dx_ptr.dtype.element_ty)
-    for row0 in range(BLOCK_M, seq_len, BLOCK_M):
-        r = row0 + offs_m
-        tl.store(
-            dx_ptr + (seq_start + r)[:, None] * stride_dx_t + offs_h[None, :],
-            zeros,
-            mask=(r < seq_len)[:, None] & mask_h[None, :],
-        )
-
-
 @triton.autotune(configs=_CONFIGS2, key=["M_BUCKET"])
 @triton.jit
 def _jagged2_softmax_fwd_kernel(
@@ -409,7 +285,7 @@ def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int)
     def grid(meta):
         return (triton.cdiv(h, meta["BLOCK_H"]), b)
 
-    args = (
+    _jagged_softmax_fwd_kernel[grid](
         x,
         out,
         lse,
@@ -421,10 +297,6 @@ def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int)
         bucket(max_seqlen),
         bucket(h),
     )
-    if max_seqlen <= _ONEPASS_MAX:
-        _jagged_softmax_onepass_fwd_kernel[grid](*args, BLOCK_M=pow2(max_seqlen))
-    else:
-        _jagged_softmax_fwd_kernel[grid](*args)
     return out, lse
 
 
@@ -437,14 +309,10 @@ def _jagged_softmax_bwd(x, lse, dy, offsets, max_seqlen):
     def grid(meta):
         return (triton.cdiv(h, meta["BLOCK_H"]), offsets.numel() - 1)
 
-    args = (
+    _jagged_softmax_bwd_kernel[grid](
         x, lse, dy, dx, offsets, max_seqlen, h, x.stride(0), dy.stride(0), dx.stride(0),
         bucket(max_seqlen), bucket(h),
     )  # fmt: skip
-    if max_seqlen <= _ONEPASS_MAX:
-        _jagged_softmax_onepass_bwd_kernel[grid](*args, BLOCK_M=pow2(max_seqlen))
-    else:
-        _jagged_softmax_bwd_kernel[grid](*args)
     return dx
 
 
