@@ -72,6 +72,8 @@ def grid(name: str) -> list[dict]:
             dict(B=1024, N=1000, fill=0.5, H=4, D=128, causal=False, tag="ads"),
             dict(B=512, N=1024, fill=0.5, H=4, D=128, causal=True, tag="hstu"),
         ]
+    if name == "final":  # what benchmarks/README.md reports: the sample below, then ads and HSTU
+        return grid("sample") + grid("extra")
     if name == "sample":  # a representative subset of the issue grid (every N, fill, H and D)
         for b, n, fill, h, d in [
             (1024, 256, 0.1, 2, 64), (1024, 256, 0.25, 2, 64), (1024, 256, 0.5, 4, 128),
@@ -285,7 +287,18 @@ def check_against(case: Case, fast, ref_fn) -> dict:
     return {k: float(f"{v:.3g}") for k, v in errs.items()}
 
 
-def time_provider(prov: str, case: Case, modes, quick: bool):
+def bench_graph(fn) -> tuple[float, float, float]:
+    """Device time of `fn` replayed from a CUDA graph (no host overhead, no L2 flush)."""
+    from triton.testing import do_bench_cudagraph
+
+    q = do_bench_cudagraph(fn, rep=30, quantiles=[0.5, 0.2, 0.8])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+GRAPH_PROVIDERS = ("shopml", "varlen", "fbgemm_compat")
+
+
+def time_provider(prov: str, case: Case, modes, quick: bool, graph: bool = False):
     """Timings {mode: (p50, p20, p80)} and fwd+bwd peak MiB of one provider, or None."""
     build = None
     if prov == "flex":
@@ -315,10 +328,20 @@ def time_provider(prov: str, case: Case, modes, quick: bool):
     peak = peak_mib(fwd_bwd)
     if build is not None:
         timings["mask"] = bench(build, quick)
+    if graph and prov in GRAPH_PROVIDERS:
+        try:
+            with torch.no_grad():
+                timings["fwd:graph"] = bench_graph(fn)
+            timings["fwd+bwd:graph"] = bench_graph(fwd_bwd)
+        except Exception as exc:  # capture can fail for a peer; reported, not fatal
+            print(
+                f"  {prov}: graph capture failed: {type(exc).__name__}: {exc}"[:200],
+                file=sys.stderr,
+            )
     return timings, peak
 
 
-def run_case(case: Case, providers, modes, writer, meta, quick) -> dict:
+def run_case(case: Case, providers, modes, writer, meta, quick, graph=False) -> dict:
     cfg = case.cfg
     results = {}
     x_value = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
@@ -326,7 +349,7 @@ def run_case(case: Case, providers, modes, writer, meta, quick) -> dict:
     for prov in providers:
         os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
         try:
-            got = time_provider(prov, case, modes, quick)
+            got = time_provider(prov, case, modes, quick, graph)
         except torch.OutOfMemoryError:
             results[prov] = {"oom": True}
             print(f"  {prov}: out of memory", file=sys.stderr)
@@ -341,7 +364,8 @@ def run_case(case: Case, providers, modes, writer, meta, quick) -> dict:
             continue
         timings, peak = got
         for mode, (p50, p20, p80) in timings.items():
-            flops = case.flops_fwd * {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}.get(mode, 0.0)
+            base_mode = mode.split(":")[0]
+            flops = case.flops_fwd * {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}.get(base_mode, 0.0)
             tflops = flops / (p50 * 1e-3) / 1e12 if flops else 0.0
             cfg_json = json.dumps({**cfg, **case.stats, "tflops": round(tflops, 1)})
             writer.writerow({
@@ -358,7 +382,7 @@ def run_case(case: Case, providers, modes, writer, meta, quick) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--grid", default="quick", choices=["quick", "sample", "issue", "extra", "full"]
+        "--grid", default="quick", choices=["quick", "sample", "issue", "extra", "full", "final"]
     )
     ap.add_argument("--providers", default=",".join(ALL_PROVIDERS))
     ap.add_argument("--modes", default="fwd,bwd,fwd+bwd")
@@ -367,6 +391,12 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=0, help="skip the first K cases")
     ap.add_argument("--check", action="store_true", help="check shopml against varlen_attn")
     ap.add_argument("--quick-timing", action="store_true", help="shorter do_bench windows")
+    ap.add_argument(
+        "--graph", action="store_true", help="also time CUDA-graph replays (device time)"
+    )
+    ap.add_argument(
+        "--only-small", action="store_true", help="only cases with N <= 1024 and B*N <= 2^18"
+    )
     ap.add_argument("--out", default="")
     ap.add_argument("--report", default="", help="print the Markdown report of a results CSV")
     args = ap.parse_args()
@@ -401,6 +431,8 @@ def main() -> None:
     providers = [p for p in args.providers.split(",") if p]
     modes = args.modes.split(",")
     cases = grid(args.grid)[args.skip :]
+    if args.only_small:
+        cases = [c for c in cases if c["N"] <= 1024 and c["B"] * c["N"] <= 2**18]
     if args.limit:
         cases = cases[: args.limit]
     rows = []
@@ -417,7 +449,7 @@ def main() -> None:
             except Exception as exc:
                 check = {"error": str(exc)[:120]}
             print(f"  check vs varlen_attn: {check}", flush=True)
-        res = run_case(case, providers, modes, writer, meta, args.quick_timing)
+        res = run_case(case, providers, modes, writer, meta, args.quick_timing, args.graph)
         fh.flush()
         rows.append((cfg, case.stats, res, check))
         s, vl = res.get("shopml", {}), res.get("varlen", {})
@@ -526,6 +558,18 @@ def report(path: str) -> None:
             f"{p}: geomean x{math.exp(sum(map(math.log, v)) / len(v)):.2f} (min x{min(v):.2f}, n={len(v)})"
             for p, v in gm.items() if v
         ))  # fmt: skip
+    graph_rows = [(n, c) for n, c in cases.items() if ("shopml", "fwd+bwd:graph") in c["t"]]
+    if graph_rows:
+        print(f"\n#### CUDA-graph replay (device time, no host overhead), ms; {device}\n")
+        print("| case | shopml fwd | varlen fwd | shopml fwd+bwd | varlen fwd+bwd | x (fwd+bwd) |")
+        print("|---|---|---|---|---|---|")
+        for name, c in graph_rows:
+            t = c["t"]
+            sf, vf = t.get(("shopml", "fwd:graph")), t.get(("varlen", "fwd:graph"))
+            sb, vb = t.get(("shopml", "fwd+bwd:graph")), t.get(("varlen", "fwd+bwd:graph"))
+            fmt = lambda x: "-" if x is None else f"{x:.3f}"
+            ratio = f"x{vb / sb:.2f}" if sb and vb else "-"
+            print(f"| {name} | {fmt(sf)} | {fmt(vf)} | {fmt(sb)} | {fmt(vb)} | {ratio} |")
     print(f"\n#### peak memory of one fwd+bwd above the inputs, MiB; {device}\n")
     mem_peers = ["shopml", "varlen", "flex", "sdpa_flash_pad", "sdpa_mask_pad", "nested", "dense"]
     print("| case | " + " | ".join(mem_peers) + " |")

@@ -243,6 +243,33 @@ def test_int32_offsets_and_strided_inputs():
     _assert_close(fast, slow, "fwd")
 
 
+def test_longest_first_order_and_generous_max_seqlen(monkeypatch):
+    """SHOPML_ATTN_ORDER=1 (grid through a longest-first permutation), max_seqlen > longest."""
+    device = _triton_device()
+    monkeypatch.setenv("SHOPML_ATTN_ORDER", "1")
+    lengths = [5, 0, 33, 1]
+    offsets = _offsets(lengths, device)
+    q, k, v = _qkv(39, 39, 2, 16, device=device)
+    grad = torch.randn(39, 2, 16, device=device)
+    fast = _run("triton", q, k, v, grad, offsets=offsets, max_seqlen=64, causal=True)
+    slow = _run("reference", q, k, v, grad, offsets=offsets, max_seqlen=33, causal=True)
+    _assert_close(fast[0], slow[0], "fwd")
+    _assert_lse(fast[1], slow[1])
+    for a, b in zip(fast[2], slow[2], strict=True):
+        _assert_close(a, b, "grad")
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_batch_of_empty_sequences(backend):
+    device = _triton_device() if backend == "triton" else "cpu"
+    offsets = _offsets([0, 0], device)
+    q, k, v = _qkv(0, 0, 2, 16, device=device)
+    out, lse = jagged_flash_attention(q, k, v, offsets, 0, return_lse=True, backend=backend)
+    assert out.shape == (0, 2, 16) and lse.shape == (0, 2)
+    grads = torch.autograd.grad(out.sum(), (q, k, v), allow_unused=True)
+    assert all(g is None or g.shape == (0, 2, 16) for g in grads)
+
+
 # ------------------------------------------------------------------------------ target attention
 
 
@@ -383,6 +410,41 @@ def test_fbgemm_jagged_dense_semantics_and_gradients():
     got = torch.autograd.grad(out, (q, k, v, bias), grad)
     want = torch.autograd.grad(expect, (q, k, v, bias), grad)
     for a, b in zip(got, want, strict=True):
+        _assert_close(a, b, "grad")
+
+
+def test_fbgemm_attention_matches_the_fbgemm_oracle():
+    """Forward and backward against FBGEMM's own CPU ops (skipped without fbgemm-gpu-cpu)."""
+    pytest.importorskip("fbgemm_gpu")
+    import fbgemm_gpu.sll  # noqa: F401  (registers torch.ops.fbgemm.sll_*)
+
+    ops = torch.ops.fbgemm
+    offsets = _offsets([3, 0, 13, 1])  # FBGEMM's CPU mask path cannot truncate: lengths <= N
+    for use_mask in (False, True):
+        q, k, v = (torch.randn(17, 16, requires_grad=True) for _ in range(3))
+        want = ops.sll_jagged_flash_attention_basic(q, k, v, offsets, 16, use_mask, False)
+        got = jagged_flash_attention_basic(
+            q, k, v, offsets, 16, use_mask=use_mask, allow_tf32=False
+        )
+        grad = torch.randn_like(want)
+        _assert_close(got, want, "fwd")
+        for a, b in zip(
+            torch.autograd.grad(got, (q, k, v), grad),
+            torch.autograd.grad(want, (q, k, v), grad),
+            strict=True,
+        ):
+            _assert_close(a, b, "grad")
+    q, v = torch.randn(17, 16, requires_grad=True), torch.randn(17, 16, requires_grad=True)
+    k, bias = torch.randn(4, 16, 2, requires_grad=True), torch.randn(4, 16, 2, requires_grad=True)
+    want = ops.sll_jagged_dense_flash_attention(q, k, v, bias, offsets, 16, False)
+    got = jagged_dense_flash_attention(q, k, v, bias, offsets, 16, allow_tf32=False)
+    _assert_close(got, want, "fwd")
+    grad = torch.randn_like(want)
+    for a, b in zip(
+        torch.autograd.grad(got, (q, k, v, bias), grad),
+        torch.autograd.grad(want, (q, k, v, bias), grad),
+        strict=True,
+    ):
         _assert_close(a, b, "grad")
 
 

@@ -22,3 +22,20 @@ __all__ = [
     "lengths_to_offsets",
     *_ops_all,
 ]
+
+# jagged flash attention (torch only at import; the Triton kernels load on first use)
+from shopml.jagged.attention import (  # noqa: E402
+    RelativeBias,
+    jagged_flash_attention,
+    jagged_target_attention,
+    log_bucket_boundaries,
+    relative_bias_dense,
+)
+
+__all__ += [
+    "RelativeBias",
+    "jagged_flash_attention",
+    "jagged_target_attention",
+    "log_bucket_boundaries",
+    "relative_bias_dense",
+]

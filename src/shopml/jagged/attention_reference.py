@@ -102,8 +102,8 @@ def _acc(t: torch.Tensor) -> torch.Tensor:
 
 def _gather_padded(values: torch.Tensor, index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """values (T, ...) -> (B, N, ...) with zeros where invalid (differentiable)."""
-    if values.shape[0] == 0:
-        return values.new_zeros(*index.shape, *values.shape[1:])
+    if values.shape[0] == 0:  # nothing to gather; "+ 0 * sum" keeps the autograd graph
+        return values.new_zeros(*index.shape, *values.shape[1:]) + values.sum() * 0
     out = values[index]
     mask = valid.view(*valid.shape, *([1] * (values.dim() - 1)))
     return torch.where(mask, out, torch.zeros_like(out))
