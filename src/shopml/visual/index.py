@@ -108,7 +108,9 @@ class FaissIndex(VectorIndex):
             ) from exc
         self._is_ivf = faiss.try_extract_index_ivf(inner) is not None
         self._is_hnsw = "HNSW" in factory and not self._is_ivf
-        self.index = inner if self._is_ivf else faiss.IndexIDMap2(inner)
+        # a bare IVF index stores ids itself; anything else (Flat, HNSW, refine...) gets an id map
+        bare_ivf = isinstance(faiss.downcast_index(inner), faiss.IndexIVF)
+        self.index = inner if bare_ivf else faiss.IndexIDMap2(inner)
         self._ids = np.empty(0, dtype=np.int64)
         self._cats = np.empty(0, dtype=object)
         self._deleted: set[int] = set()
@@ -126,6 +128,9 @@ class FaissIndex(VectorIndex):
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
             ivf.nprobe = self.nprobe
+        inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+        if isinstance(inner, faiss.IndexRefine):
+            inner.k_factor = 4.0  # re-rank 4k approximate candidates with exact distances
         if self._is_hnsw:
             base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
             if hasattr(base, "hnsw"):
@@ -167,6 +172,8 @@ class FaissIndex(VectorIndex):
         )
         if cats.shape != (len(x),):
             raise ValueError(f"categories: expected {len(x)} values, found {cats.shape}")
+        if self._deleted and np.isin(ids, list(self._deleted)).any():
+            self.compact()  # HNSW keeps removed nodes: drop them before an id comes back
         if len(np.unique(ids)) != len(ids) or np.isin(ids, self._ids).any():
             raise ValueError("ids: expected ids not already in the index and not repeated")
         if len(x) == 0:
@@ -190,11 +197,33 @@ class FaissIndex(VectorIndex):
         if self._is_hnsw:
             self._deleted |= set(self._ids[present].tolist())
         else:
-            self.index.remove_ids(faiss.IDSelectorBatch(ids))
+            try:
+                self.index.remove_ids(faiss.IDSelectorBatch(ids))
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"ids: index {self.factory!r} does not support removal ({exc}); rebuild it"
+                ) from exc
             keep = ~present
             self._ids, self._cats = self._ids[keep], self._cats[keep]
         self._gpu_index = None
         return n
+
+    def compact(self) -> None:
+        """Rebuild a graph index without its removed (tombstoned) vectors."""
+        import faiss
+
+        if not self._deleted:
+            return
+        inner = faiss.downcast_index(self.index.index)
+        order = faiss.vector_to_array(self.index.id_map)
+        vectors = inner.reconstruct_n(0, inner.ntotal)
+        cat_of = dict(zip(self._ids.tolist(), self._cats.tolist(), strict=True))
+        keep = ~np.isin(order, list(self._deleted))
+        fresh = FaissIndex(self.dim, self.factory, self.nprobe, self.ef_search, False)
+        fresh.add(vectors[keep], order[keep], [cat_of[i] for i in order[keep].tolist()])
+        self.index, self._ids, self._cats = fresh.index, fresh._ids, fresh._cats
+        self._deleted = set()
+        self._gpu_index = None
 
     def __len__(self) -> int:
         return int(len(self._ids) - len(self._deleted))
@@ -248,7 +277,7 @@ class FaissIndex(VectorIndex):
                 params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
             else:
                 params = faiss.SearchParameters(sel=sel)
-            scores, ids = self.index.search(q, k, params=params)
+            scores, ids = _search_with_params(self.index, q, k, params)
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids.astype(np.int64)
 
@@ -400,6 +429,19 @@ class MilvusIndex(VectorIndex):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _search_with_params(index: Any, q: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, ...]:
+    """``index.search`` with SearchParameters through the SWIG entry point (immune to the torch
+    wrappers that ``faiss.contrib.torch_utils`` installs, which drop the ``params`` argument)."""
+    import faiss
+
+    scores = np.empty((len(q), k), dtype=np.float32)
+    ids = np.empty((len(q), k), dtype=np.int64)
+    index.search_c(
+        len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(scores), faiss.swig_ptr(ids), params
+    )
+    return scores, ids
 
 
 def _read_meta(path: Path, backend: str) -> dict[str, Any]:
