@@ -54,7 +54,7 @@ def train(
     shallow: Annotated[bool, typer.Option(help="Use the two shallow branches.")] = True,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     samples_per_product: Annotated[int, typer.Option(help="Views of each product per batch.")] = 4,
-    miner: Annotated[str, typer.Option(help="batch_hard, semihard or all.")] = "batch_hard",
+    miner: Annotated[str, typer.Option(help="semihard, batch_hard or all.")] = "semihard",
     margin: Annotated[float, typer.Option(help="Triplet margin on squared L2.")] = 0.2,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     trunk_lr_scale: Annotated[float, typer.Option(help="LR factor of a pretrained trunk.")] = 0.1,

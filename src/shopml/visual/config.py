@@ -92,7 +92,7 @@ class TrainConfig:
     batch_size: int = 64
     samples_per_product: int = 4
     margin: float = 0.2
-    miner: str = "batch_hard"
+    miner: str = "semihard"
     lr: float = 1e-3
     trunk_lr_scale: float = 0.1
     weight_decay: float = 1e-4
