@@ -179,12 +179,12 @@ def index_bench(args: argparse.Namespace) -> None:
     del flat
     rows, table = [], []
 
-    def record(factory, param, value, build_s, nbytes, search_s, got):
+    def record(factory, param, value, build_s, nbytes, search_s, got, truth=truth, indexed=n):
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, truth, strict=True)]))
         qps = nq / search_s
         cfg = {"n": n, "dim": d, "queries": nq, "k": k, "threads": args.threads, "build_s": round(build_s, 2),
                "bytes_per_vector": round(nbytes / n, 1), "qps": round(qps, 1), "recall@10": round(recall, 4),
-               "clusters": args.clusters}  # fmt: skip
+               "clusters": args.clusters, "indexed": indexed}  # fmt: skip
         rows.append({"suite": "visual-index", "op": "search", "provider": factory, "mode": "cpu",
                      "x_name": param, "x_value": value, "ms_p50": round(1000 * search_s / nq, 4),
                      "config_json": json.dumps(cfg)})  # fmt: skip
@@ -196,24 +196,36 @@ def index_bench(args: argparse.Namespace) -> None:
     for factory, param, values in (
         ("HNSW32", "efSearch", (16, 32, 64, 128)),
         ("IVF1024,PQ32", "nprobe", (8, 16, 32, 64)),
-        ("IVF1024,PQ32x4fs,RFlat", "nprobe", (8, 16, 32)),
+        ("IVF1024,PQ32x4fs,RFlat", "nprobe", (8, 16, 32, 64)),
     ):
         if args.only and factory not in args.only.split(";"):
             continue
-        idx = FaissIndex(d, factory)
+        idx = FaissIndex(d, factory, refine_k_factor=args.refine_k)
         t = time.perf_counter()
         if not idx.is_trained:
             sample = base[np.random.default_rng(1).choice(n, min(n, args.train_n), replace=False)]
             idx.train(sample)
-        idx.add(base, ids)
+        added = 0
+        for s in range(0, n, 50_000):  # chunks, so a slow build stops inside its budget
+            idx.add(base[s : s + 50_000], ids[s : s + 50_000])
+            added = min(n, s + 50_000)
+            if time.perf_counter() - t > args.build_budget_s:
+                break
         build_s = time.perf_counter() - t
         nbytes = len(faiss.serialize_index(idx.index))
+        sub_truth = truth
+        if added < n:  # budget hit: exact truth over the indexed prefix
+            print(f"{factory}: build budget hit after {added} vectors", flush=True)
+            prefix = faiss.IndexFlatIP(d)
+            prefix.add(base[:added])
+            sub_truth = prefix.search(queries, k)[1]
         for v in values:
             idx.set_search_params(**({"ef_search": v} if param == "efSearch" else {"nprobe": v}))
             idx.search(queries[:50], k)  # warm-up
             t = time.perf_counter()
             _, got = idx.search(queries, k)
-            record(factory, param, v, build_s, nbytes, time.perf_counter() - t, got)
+            record(factory, param, v, build_s, nbytes * n / added, time.perf_counter() - t, got,
+                   sub_truth, added)  # fmt: skip
         del idx
     out = Path(args.out or ROOT / "results" / "visual-index-cpu.csv")
     write_rows(out, rows)
@@ -306,6 +318,8 @@ def main() -> None:
     i.add_argument("--clusters", type=int, default=2000)
     i.add_argument("--train-n", type=int, default=100_000)
     i.add_argument("--threads", type=int, default=2)
+    i.add_argument("--build-budget-s", type=float, default=900.0)
+    i.add_argument("--refine-k", type=float, default=16.0)
     i.add_argument("--only", default="", help="factories to run, ';'-separated")
     i.add_argument("--out")
     s = sub.add_parser("speed")

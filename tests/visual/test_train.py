@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
+import pytest
 import torch
 
 from shopml.visual.config import TrainConfig, VisNetConfig
@@ -57,3 +60,23 @@ def test_training_lowers_loss_raises_recall_and_resumes(visual_world, tmp_path):
     assert more["epochs"][:4] == history["epochs"]
     resumed = load_model(tmp_path / "run")
     assert not torch.equal(resumed.proj.weight, after.proj.weight)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(visual_world, tmp_path):
+    """Data-parallel training through torchrun (gloo on CPU): rank 0 writes the run."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--nproc-per-node", "2", "-m", "shopml.visual.train", "--world",
+           str(visual_world), "--out", str(tmp_path / "ddp"), "--trunk", "efficientnet_lite0",
+           "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+           "--samples-per-product", "2", "--image-size", "64", "--embedding-dim", "32",
+           "--deep-dim", "64", "--no-progress", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env, timeout=600, capture_output=True)
+    history = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    assert len(history["epochs"]) == 1 and history["epochs"][0]["steps"] == 2
+    assert load_model(tmp_path / "ddp").dim == 32

@@ -84,6 +84,7 @@ class FaissIndex(VectorIndex):
         nprobe: inverted lists visited per query (IVF indexes).
         ef_search: HNSW search breadth.
         use_gpu: "auto" (GPU when faiss-gpu sees one), True or False.
+        refine_k_factor: with a refine stage (",RFlat"), exact re-ranking of k_factor * k candidates.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class FaissIndex(VectorIndex):
         nprobe: int = 16,
         ef_search: int = 64,
         use_gpu: bool | str = "auto",
+        refine_k_factor: float = 4.0,
     ) -> None:
         import faiss
 
@@ -100,6 +102,7 @@ class FaissIndex(VectorIndex):
             raise ValueError(f"dim: expected a positive int, found {dim!r}")
         self.dim, self.factory = dim, factory
         self.nprobe, self.ef_search = nprobe, ef_search
+        self.refine_k_factor = refine_k_factor
         try:
             inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
@@ -130,13 +133,20 @@ class FaissIndex(VectorIndex):
             ivf.nprobe = self.nprobe
         inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
         if isinstance(inner, faiss.IndexRefine):
-            inner.k_factor = 4.0  # re-rank 4k approximate candidates with exact distances
+            inner.k_factor = self.refine_k_factor  # re-rank k_factor * k candidates exactly
         if self._is_hnsw:
             base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
             if hasattr(base, "hnsw"):
                 base.hnsw.efSearch = self.ef_search
 
-    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+    def set_search_params(
+        self,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        refine_k_factor: float | None = None,
+    ) -> None:
+        if refine_k_factor is not None:
+            self.refine_k_factor = refine_k_factor
         if nprobe is not None:
             self.nprobe = nprobe
         if ef_search is not None:
@@ -298,6 +308,7 @@ class FaissIndex(VectorIndex):
             )
         meta = {"backend": "faiss", "dim": self.dim, "factory": self.factory}
         meta.update({"nprobe": self.nprobe, "ef_search": self.ef_search, "count": len(self)})
+        meta["refine_k_factor"] = self.refine_k_factor
         write_json(path / META, meta)
         return path
 
@@ -307,7 +318,8 @@ class FaissIndex(VectorIndex):
 
         path = Path(path)
         meta = _read_meta(path, "faiss")
-        obj = cls(meta["dim"], meta["factory"], meta["nprobe"], meta["ef_search"], use_gpu)
+        obj = cls(meta["dim"], meta["factory"], meta["nprobe"], meta["ef_search"], use_gpu,
+                  meta.get("refine_k_factor", 4.0))  # fmt: skip
         try:
             obj.index = faiss.read_index(str(path / "index.faiss"))
             saved = np.load(path / "ids.npz", allow_pickle=False)

@@ -41,10 +41,11 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
+def _lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay over the steps or the time budget, whichever ends first."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+    progress = max((step - warmup) / max(1, total - warmup), time_fraction)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -69,7 +70,8 @@ def train(
         model_config: the architecture.
         config: the training run (defaults: ``TrainConfig()``).
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (under torchrun: the local rank's GPU).
-        pretrained: start EfficientNet-Lite0 from its shipped ImageNet weights.
+        pretrained: start EfficientNet-Lite0 from its shipped ImageNet weights (other trunks have
+            no shipped weights: they start from ``weights`` or from random init).
         weights: a trunk weights file in torchvision format (VGG-16 / ResNet).
         resume: continue from ``out_dir/train_state.pt`` when present.
         progress: show a progress bar (rank 0 only).
@@ -117,7 +119,10 @@ def train(
         start_epoch = int(state["epoch"])
         history = state["history"]
     else:
-        model = build_model(model_config, pretrained=pretrained, weights=weights).train()
+        ships_weights = model_config.trunk == "efficientnet_lite0"
+        model = build_model(
+            model_config, pretrained=pretrained and ships_weights, weights=weights
+        ).train()
         state = None
     model.to(dev)
     trunk_pretrained = weights is not None or (
@@ -183,7 +188,8 @@ def train(
                     break
                 step = epoch * n_steps + i
                 for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                    g["lr"] = base * _lr_factor(step, config.warmup_steps, total_steps)
+                    frac = (time.perf_counter() - t_start) / max_seconds if max_seconds else 0.0
+                    g["lr"] = base * _lr_factor(step, config.warmup_steps, total_steps, frac)
                 idx = torch.as_tensor(batch, dtype=torch.long)
                 x = data.images[idx].to(dev, non_blocking=True)  # (b, 3, S, S) uint8
                 x = augment(x, generator) if config.augment else x.float() / 255.0
