@@ -120,7 +120,7 @@ def build_training_set(
     return TrainingSet(
         images=images,
         product=np.array([product_codes[p] for p in pids], dtype=np.int64),
-        style=meta.loc[pids, "style_id"].to_numpy(np.int64),
+        style=meta.loc[pids, "style_id"].to_numpy(np.int64).copy(),
         category=np.array([cat_codes[c] for c in meta.loc[pids, "category"]], dtype=np.int64),
         is_street=np.array(street_flags, dtype=bool),
     )
