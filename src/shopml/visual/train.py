@@ -133,7 +133,7 @@ def train(
     for p in model.trunk.parameters():
         p.requires_grad_(not freeze_trunk)
     head_params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
-    groups = [{"params": head_params, "lr": config.lr}]
+    groups = [{"params": head_params, "lr": config.lr}] if head_params else []
     if not freeze_trunk:
         groups.append({"params": list(model.trunk.parameters()), "lr": trunk_lr})
     if not head_params and freeze_trunk:
