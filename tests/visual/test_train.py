@@ -20,7 +20,13 @@ MODEL = VisNetConfig(
     trunk="efficientnet_lite0", normalization="lite", image_size=64, embedding_dim=64, deep_dim=128
 )
 RUN = TrainConfig(
-    epochs=4, batch_size=24, samples_per_product=3, lr=1e-3, trunk_lr_scale=0.5, warmup_steps=2
+    epochs=4,
+    batch_size=24,
+    samples_per_product=3,
+    lr=1e-3,
+    trunk_lr_scale=0.5,
+    warmup_steps=2,
+    street_views=0.25,
 )
 
 

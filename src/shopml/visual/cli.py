@@ -59,6 +59,10 @@ def train(
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     trunk_lr_scale: Annotated[float, typer.Option(help="LR factor of a pretrained trunk.")] = 0.1,
     steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch (0: auto).")] = 0,
+    street_views: Annotated[
+        float, typer.Option(help="Fraction of street-style augmented views.")
+    ] = 0.5,
+    max_seconds: Annotated[float, typer.Option(help="Training time budget (0: none).")] = 0.0,
     weights: Annotated[
         Path | None, typer.Option(help="Trunk weights file in torchvision format.")
     ] = None,
@@ -87,11 +91,13 @@ def train(
         margin=margin,
         lr=lr,
         trunk_lr_scale=trunk_lr_scale,
+        street_views=street_views,
         seed=seed,
     )
     history = run_train(
         world, out, mcfg, tcfg, device=device, pretrained=pretrained, weights=weights,
         resume=resume, progress=progress, steps_per_epoch=steps_per_epoch or None,
+        max_seconds=max_seconds or None,
     )  # fmt: skip
     last = history["epochs"][-1] if history["epochs"] else {}
     typer.echo(json.dumps({"run": str(out), "epochs": len(history["epochs"]), "last": last}))

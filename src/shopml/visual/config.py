@@ -82,6 +82,8 @@ class TrainConfig:
         warmup_steps: linear warm-up steps, then cosine decay to 0.
         street_weight: how often a street photo is drawn relative to a catalog view.
         augment: random resized crop, flip, colour jitter and blur on training views.
+        street_views: fraction of augmented catalog views made to look like street photos
+            (shrunk, rotated, pasted on clutter, occluded, noised).
         bf16: autocast to bfloat16 on CUDA.
         num_workers: data-loader worker processes.
         seed: random seed.
@@ -99,6 +101,7 @@ class TrainConfig:
     warmup_steps: int = 20
     street_weight: float = 1.0
     augment: bool = True
+    street_views: float = 0.5
     bf16: bool = True
     num_workers: int = 0
     seed: int = 0
@@ -118,6 +121,10 @@ class TrainConfig:
             raise ValueError(
                 f"batch_size: expected a multiple of 2 x samples_per_product="
                 f"{2 * self.samples_per_product}, found {self.batch_size}"
+            )
+        if not 0.0 <= self.street_views <= 1.0:
+            raise ValueError(
+                f"street_views: expected a fraction in [0, 1], found {self.street_views!r}"
             )
         if self.margin < 0:
             raise ValueError(f"margin: expected >= 0, found {self.margin!r}")

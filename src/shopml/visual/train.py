@@ -192,7 +192,11 @@ def train(
                     g["lr"] = base * _lr_factor(step, config.warmup_steps, total_steps, frac)
                 idx = torch.as_tensor(batch, dtype=torch.long)
                 x = data.images[idx].to(dev, non_blocking=True)  # (b, 3, S, S) uint8
-                x = augment(x, generator) if config.augment else x.float() / 255.0
+                x = (
+                    augment(x, generator, config.street_views)
+                    if config.augment
+                    else x.float() / 255.0
+                )
                 x = model.normalize(x)
                 labels = labels_all[idx].to(dev)
                 with torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
