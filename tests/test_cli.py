@@ -1,0 +1,30 @@
+"""The top-level `shopml` command: help, version and the demo on a tiny world."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from shopml import __version__
+from shopml.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_world():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0, res.output
+    assert "world" in res.output and "demo" in res.output
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.output.strip() == f"shopml {__version__}"
+
+
+def test_demo_tiny(tmp_path):
+    res = runner.invoke(app, ["demo", "--scale", "tiny", "--out", str(tmp_path / "demo")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "demo" / "world" / "catalog.parquet").is_file()
+    for text in ("products", "zero share", "history length"):
+        assert text in res.output, text
