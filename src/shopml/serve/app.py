@@ -50,7 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(LookupError)
     async def _not_found(request: Request, exc: LookupError) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc.args[0] if exc.args else exc)})
+        return JSONResponse(
+            status_code=404, content={"detail": str(exc.args[0] if exc.args else exc)}
+        )
 
     @app.exception_handler(ArtefactMissing)
     async def _missing(request: Request, exc: ArtefactMissing) -> JSONResponse:

@@ -80,7 +80,7 @@ def load_catalog(workdir: Path) -> Catalog:
     world = workdir / "world"
     if not (world / "catalog.parquet").is_file():
         raise FileNotFoundError(f"no catalog at {world / 'catalog.parquet'}")
-    table = read_catalog(world).set_index("product_id", drop=False)
+    table = read_catalog(world, check_images="exists").set_index("product_id", drop=False)
     table.index.name = None
     return Catalog(table=table.drop(columns=["product_id"]), root=world)
 

@@ -16,7 +16,10 @@ class MicroBatcher:
     """Batch concurrent calls of ``fn(list_of_items) -> list_of_results``."""
 
     def __init__(
-        self, fn: Callable[[list[Any]], Sequence[Any]], max_batch: int = 32, max_wait_ms: float = 5.0
+        self,
+        fn: Callable[[list[Any]], Sequence[Any]],
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, found {max_batch}")

@@ -48,5 +48,7 @@ class Settings:
             try:
                 kwargs[field.name] = caster(raw)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{field.name}: expected {caster.__name__}, found {raw!r}") from exc
+                raise ValueError(
+                    f"{field.name}: expected {caster.__name__}, found {raw!r}"
+                ) from exc
         return cls(**kwargs)
