@@ -8,6 +8,7 @@ event loop keeps serving), and hands every caller its own result or its own exce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,10 +41,8 @@ class MicroBatcher:
     async def stop(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-            except asyncio.CancelledError:
-                pass
             self._worker = None
 
     async def submit(self, item: Any) -> Any:
