@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -66,3 +68,51 @@ def test_same_colour_other_seller_is_an_exact_duplicate(tiny_world):
         assert not np.array_equal(
             _rgb(tiny_world / g[0]), _rgb(tiny_world / other["image"].iloc[0])
         )
+
+
+def test_pooled_rendering_gives_the_same_bytes(tmp_path):
+    """Small and larger scales render in a process pool: bytes must not depend on that."""
+    from shopml.world.catalog import COLORS
+    from shopml.world.images import ProductSpec, render_images
+
+    cats = [
+        "tops",
+        "dresses",
+        "jeans",
+        "shoes",
+        "bags",
+        "watches",
+        "sunglasses",
+        "mugs",
+        "lamps",
+        "phones",
+    ]
+    specs = [
+        ProductSpec(
+            i,
+            cats[i % 10],
+            i % 3,
+            COLORS["red"],
+            COLORS["navy"],
+            "stripes",
+            i % 3,
+            "star",
+            COLORS["white"],
+        )
+        for i in range(40)
+    ]
+    jobs = {}
+    for mode in ("pool", "inline"):
+        (tmp_path / mode).mkdir()
+        jobs[mode] = [
+            ("catalog", s, 0, s.product_id, str(tmp_path / mode / f"c{s.product_id}.png"))
+            for s in specs
+        ]
+        jobs[mode] += [
+            ("street", s, 0, s.product_id, str(tmp_path / mode / f"s{s.product_id}.png"))
+            for s in specs
+        ]
+    render_images(jobs["pool"], processes=2)
+    render_images(jobs["inline"], processes=1)
+    for a, b in zip(jobs["pool"], jobs["inline"], strict=True):
+        assert Path(a[4]).read_bytes() == Path(b[4]).read_bytes()

@@ -22,47 +22,117 @@ def _quantiles(x: np.ndarray, qs=(0.1, 0.5, 0.9, 0.99)) -> dict[str, float]:
     return out
 
 
-def sales_statistics(sales: pd.DataFrame, calendar: pd.DataFrame | None = None) -> dict[str, Any]:
-    """M5-style statistics of a sales frame (``unique_id, ds, y`` and optional covariates)."""
-    y = sales["y"].to_numpy()
-    per = sales.groupby("unique_id", sort=True)["y"].agg(["mean", "size", "sum"])
+def _sales_aggregates(sales: pd.DataFrame) -> dict[str, Any]:
+    """Additive aggregates of one batch of sales rows (combine batches with _combine)."""
+    y = sales["y"]
+    return {
+        "per_series": sales.groupby("unique_id", sort=False)["y"].agg(["sum", "size"]),
+        "per_day": sales.groupby("ds", sort=False)["y"].agg(["sum", "size"]),
+        "zeros": int((y == 0).sum()),
+        "promo": int(sales["promo"].sum()) if "promo" in sales.columns else None,
+        "discounted": int((sales["discount"] > 0).sum()) if "discount" in sales.columns else None,
+    }
+
+
+def _combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    def opt_sum(key):
+        vals = [p[key] for p in parts]
+        return None if any(v is None for v in vals) else int(sum(vals))
+
+    return {
+        "per_series": pd.concat([p["per_series"] for p in parts]).groupby(level=0).sum(),
+        "per_day": pd.concat([p["per_day"] for p in parts]).groupby(level=0).sum().sort_index(),
+        "zeros": sum(p["zeros"] for p in parts),
+        "promo": opt_sum("promo"),
+        "discounted": opt_sum("discounted"),
+    }
+
+
+def _stats(agg: dict[str, Any], calendar: pd.DataFrame | None) -> dict[str, Any]:
+    per, day = agg["per_series"], agg["per_day"]
+    rows = int(per["size"].sum())
     tot = np.sort(per["sum"].to_numpy())[::-1]
     top = max(1, int(np.ceil(0.1 * tot.size)))
-    dow = sales["ds"].dt.dayofweek.to_numpy()
-    by_dow = np.bincount(dow, weights=y, minlength=7) / np.maximum(np.bincount(dow, minlength=7), 1)
+    dow = pd.DatetimeIndex(day.index).dayofweek.to_numpy()
+    by_dow = np.bincount(dow, weights=day["sum"].to_numpy(), minlength=7) / np.maximum(
+        np.bincount(dow, weights=day["size"].to_numpy(), minlength=7), 1
+    )
     out: dict[str, Any] = {
-        "rows": int(len(sales)),
+        "rows": rows,
         "series": int(per.shape[0]),
-        "days": int(sales["ds"].nunique()),
-        "first_day": str(sales["ds"].min().date()),
-        "last_day": str(sales["ds"].max().date()),
-        "total_units": float(y.sum()),
-        "zero_share": float((y == 0).mean()),
-        "series_mean_quantiles": _quantiles(per["mean"].to_numpy()),
+        "days": int(day.shape[0]),
+        "first_day": str(pd.Timestamp(day.index.min()).date()),
+        "last_day": str(pd.Timestamp(day.index.max()).date()),
+        "total_units": float(tot.sum()),
+        "zero_share": agg["zeros"] / max(rows, 1),
+        "series_mean_quantiles": _quantiles((per["sum"] / per["size"]).to_numpy()),
         "top10_share": float(tot[:top].sum() / max(tot.sum(), 1e-12)),
         "history_days_quantiles": _quantiles(per["size"].to_numpy().astype(float)),
         "dow_factors": dict(
             zip(DOW_NAMES, (by_dow / by_dow.mean()).round(3).tolist(), strict=True)
         ),
     }
-    if "promo" in sales.columns:
-        out["promo_share"] = float(sales["promo"].mean())
-    if "discount" in sales.columns:
-        out["discount_share"] = float((sales["discount"] > 0).mean())
+    if agg["promo"] is not None:
+        out["promo_share"] = agg["promo"] / max(rows, 1)
+    if agg["discounted"] is not None:
+        out["discount_share"] = agg["discounted"] / max(rows, 1)
     if calendar is not None:
-        fest = sales["ds"].isin(calendar.loc[calendar["is_festival"] == 1, "ds"])
-        plain = ~sales["ds"].isin(calendar.loc[calendar["event"] != "", "ds"])
+        fest = day.index.isin(calendar.loc[calendar["is_festival"] == 1, "ds"])
+        plain = ~day.index.isin(calendar.loc[calendar["event"] != "", "ds"])
         if fest.any() and plain.any():
-            out["festival_lift"] = float(
-                y[fest.to_numpy()].mean() / max(y[plain.to_numpy()].mean(), 1e-12)
-            )
+            m_fest = day["sum"][fest].sum() / day["size"][fest].sum()
+            m_plain = day["sum"][plain].sum() / day["size"][plain].sum()
+            out["festival_lift"] = float(m_fest / max(m_plain, 1e-12))
     return out
+
+
+def sales_statistics(sales: pd.DataFrame, calendar: pd.DataFrame | None = None) -> dict[str, Any]:
+    """M5-style statistics of a sales frame (``unique_id, ds, y`` and optional covariates):
+    zero share, per-series mean quantiles, top-10% volume share, day-of-week factors, festival lift."""
+    return _stats(_combine([_sales_aggregates(sales)]), calendar)
+
+
+def _parquet(path: Path):
+    """A pyarrow ParquetFile; ValueError naming the file when it is not one."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:
+        raise ValueError(f"{path.name}: could not read {path} as a table ({exc})") from exc
+
+
+def _batches(path: Path, columns: list[str], batch_rows: int = 2_000_000):
+    """Record batches of a parquet file as DataFrames; ValueError naming the file on bad input."""
+    name = path.name
+    f = _parquet(path)
+    have = f.schema_arrow.names
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing}; expected {columns}, found {have}")
+    for batch in f.iter_batches(batch_size=batch_rows, columns=columns):
+        yield batch.to_pandas()
+
+
+def sales_statistics_file(
+    path: str | os.PathLike[str], calendar: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """:func:`sales_statistics` of a sales.parquet, streamed in batches (bounded memory)."""
+    path = Path(path)
+    names = _parquet(path).schema_arrow.names
+    cols = ["unique_id", "ds", "y"] + [c for c in ("promo", "discount") if c in names]
+    parts = [_sales_aggregates(b) for b in _batches(path, cols)]
+    if not parts:
+        raise ValueError(f"{path.name}: expected sales rows, found none")
+    return _stats(_combine(parts), calendar)
 
 
 def describe_world(world_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Counts, sales statistics and history-length distribution of a world directory.
 
-    Reads through the validating readers (images are only checked for existence).
+    The catalog, street photos, calendar and users go through the validating readers (images only
+    checked for existence); sales, events and impressions are streamed in batches for statistics
+    (bounded memory at the large scale) and not fully validated: use the readers for that.
 
     Raises:
         ValueError: if a file is missing or invalid (message from the reader).
@@ -94,9 +164,8 @@ def describe_world(world_dir: str | os.PathLike[str]) -> dict[str, Any]:
         counts["street_products"] = int(st["product_id"].nunique())
     calendar = readers.read_calendar(d) if (d / "calendar.parquet").is_file() else None
     if (d / "sales.parquet").is_file():
-        sales = readers.read_sales(d)
-        counts["sales_rows"] = int(len(sales))
-        summary["sales"] = sales_statistics(sales, calendar)
+        summary["sales"] = sales_statistics_file(d / "sales.parquet", calendar)
+        counts["sales_rows"] = summary["sales"]["rows"]
     if calendar is not None:
         ev = calendar.loc[calendar["event"] != "", "event"]
         summary["calendar"] = {
@@ -106,22 +175,33 @@ def describe_world(world_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if (d / "users.parquet").is_file():
         counts["users"] = int(len(readers.read_users(d)))
     if (d / "events.parquet").is_file():
-        ev = readers.read_events(d, columns=["user_id", "action"])
-        counts["events"] = int(len(ev))
-        lens = ev.groupby("user_id", sort=False).size().to_numpy().astype(float)
+        per_user, actions = [], []
+        for b in _batches(d / "events.parquet", ["user_id", "action"]):
+            per_user.append(b["user_id"].value_counts(sort=False))
+            actions.append(b["action"].value_counts(sort=False))
+        lens = (
+            pd.concat(per_user).groupby(level=0).sum().to_numpy().astype(float)
+            if per_user
+            else np.zeros(0)
+        )
+        counts["events"] = int(lens.sum())
         summary["history_lengths"] = _quantiles(lens)
         summary["history_lengths"]["users_over_1000"] = int((lens > 1000).sum())
-        summary["actions"] = {
-            k: int(v) for k, v in ev["action"].value_counts().sort_index().items()
-        }
+        act = pd.concat(actions).groupby(level=0).sum() if actions else pd.Series(dtype=int)
+        summary["actions"] = {str(k): int(v) for k, v in act.sort_index().items()}
     if (d / "impressions.parquet").is_file():
-        im = readers.read_impressions(d)
-        counts["impressions"] = int(len(im))
+        rows = train = test = clicks = 0
+        for b in _batches(d / "impressions.parquet", ["label", "split"]):
+            rows += len(b)
+            train += int((b["split"] == "train").sum())
+            test += int((b["split"] == "test").sum())
+            clicks += int(b["label"].sum())
+        counts["impressions"] = rows
         summary["impressions"] = {
-            "rows": int(len(im)),
-            "train": int((im["split"] == "train").sum()),
-            "test": int((im["split"] == "test").sum()),
-            "click_rate": float(im["label"].mean()) if len(im) else 0.0,
+            "rows": rows,
+            "train": train,
+            "test": test,
+            "click_rate": clicks / rows if rows else 0.0,
         }
     summary["counts"] = counts
     return summary

@@ -59,7 +59,19 @@ class Users:
 class ProductIndex:
     """Product-level arrays and grouped samplers used to draw events and candidates."""
 
-    def __init__(self, products: pd.DataFrame, truth: pd.DataFrame, vectors: np.ndarray) -> None:
+    def __init__(
+        self,
+        products: pd.DataFrame,
+        truth: pd.DataFrame,
+        vectors: np.ndarray,
+        start: pd.Timestamp | None = None,
+    ) -> None:
+        """Args: the catalog frames, the similarity vectors, and the window start (seconds origin)."""
+        origin = start if start is not None else products["launch_date"].min()
+        self.launch_s = (products["launch_date"] - origin).dt.total_seconds().to_numpy()
+        self.delist_s = (
+            (products["delist_date"] - origin).dt.total_seconds().fillna(np.inf).to_numpy()
+        )
         self.ids = products["product_id"].to_numpy().astype(np.int64)
         self.n = len(self.ids)
         self.cat = pd.Categorical(
@@ -69,6 +81,7 @@ class ProductIndex:
         self.style = products["style_id"].to_numpy().astype(np.int64)
         self.vectors = vectors
         pop = truth["popularity"].to_numpy()
+        self.popularity = pop
         self.logpop_z = (np.log(pop) - np.log(pop).mean()) / (np.log(pop).std() + 1e-9)
         w = pop**0.8
         self.global_cum = np.cumsum(w) / w.sum()
@@ -97,6 +110,31 @@ class ProductIndex:
         order = np.argsort(key, kind="stable")
         uniq, start, size = np.unique(key[order], return_index=True, return_counts=True)
         return order, uniq, start, size
+
+    def available(self, items: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+        """Whether each product is on sale at time ``t_s`` (seconds from the window start)."""
+        return (self.launch_s[items] <= t_s) & (t_s < self.delist_s[items])
+
+    def make_available(
+        self, rng, items: np.ndarray, t_s: np.ndarray, resample, rounds: int = 8
+    ) -> np.ndarray:
+        """Redraw (with ``resample(positions)``) the items not on sale at their time ``t_s``.
+
+        After ``rounds`` redraws, a rare leftover becomes the most popular product on sale then.
+        """
+        items = items.copy()
+        bad = ~self.available(items, t_s)
+        for _ in range(rounds):
+            if not bad.any():
+                break
+            idx = np.flatnonzero(bad)
+            items[idx] = resample(idx)
+            bad[idx] = ~self.available(items[idx], t_s[idx])
+        for i in np.flatnonzero(bad):
+            ok = np.flatnonzero(self.available(np.arange(self.n), np.full(self.n, t_s[i])))
+            if ok.size:
+                items[i] = ok[np.argmax(self.popularity[ok])]
+        return items
 
     def by_popularity(self, rng, size: int) -> np.ndarray:
         return np.minimum(np.searchsorted(self.global_cum, rng.random(size)), self.n - 1)
@@ -152,8 +190,9 @@ def make_users(
     n_ev = np.where(rng.random(n_users) < params.pareto_share, tail, body)
     n_ev = np.clip(np.round(n_ev), 3, params.max_events).astype(np.int64)
     start = (rng.random(n_users) * 0.85 * window_s).astype(np.int64)
+    # Sessions start at least a day before the window's end (no event falls after it).
     span = np.minimum(
-        window_s - start - 1, (rng.uniform(0.15, 1.0, size=n_users) * window_s)
+        window_s - start - 86_400, (rng.uniform(0.15, 1.0, size=n_users) * window_s)
     ).astype(np.int64)
     segment = np.select(
         [n_ev < 10, n_ev < 50, n_ev < 500], ["new", "casual", "regular"], default="power"
@@ -189,27 +228,6 @@ def _draw_events(rng, users: Users, uidx: np.ndarray, index: ProductIndex, t0: n
     sess = np.cumsum(new_session) - 1
     s_n = int(sess[-1]) + 1
     sess_user = ev_user[new_session]
-    # Seed per session: category by taste, product by popularity; 25% from the favourite brand.
-    cum = np.cumsum(users.taste[uidx[sess_user]], axis=1)
-    seed = index.in_category(rng, _sample_rows(rng, cum))
-    fav = rng.random(s_n) < 0.25
-    seed[fav] = index.in_brand(rng, users.fav_brand[uidx[sess_user[fav]]])
-    seed_e = seed[sess]
-    # Within a session: the seed again, or something related to it.
-    r = rng.random(e_n)
-    item = index.related(rng, seed_e, p_style=0.45, p_brand=0.25)
-    again = (r < 0.22) | new_session
-    item[again] = seed_e[again]
-    # Actions: re-visits of the seed convert more.
-    p_plain = np.array([0.62, 0.27, 0.08, 0.03])
-    p_again = np.array([0.30, 0.30, 0.25, 0.15])
-    u = rng.random(e_n)
-    act = np.where(
-        again & ~new_session,
-        np.searchsorted(np.cumsum(p_again), u, side="right"),
-        np.searchsorted(np.cumsum(p_plain), u, side="right"),
-    )
-    act = np.minimum(act, 3)
     # Times: session starts uniform over the user's span; events within 20 s to 10 min apart.
     start = users.start_s[uidx[sess_user]] + (
         rng.random(s_n) * users.span_s[uidx[sess_user]]
@@ -220,6 +238,34 @@ def _draw_events(rng, users: Users, uidx: np.ndarray, index: ProductIndex, t0: n
         np.cumsum(gaps)[new_session], np.bincount(sess, minlength=s_n)
     )
     ts = start[sess] + within
+    # Seed per session: category by taste, product by popularity; 25% from the favourite brand.
+    cum = np.cumsum(users.taste[uidx[sess_user]], axis=1)
+    seed_cat = _sample_rows(rng, cum)
+    seed = index.in_category(rng, seed_cat)
+    fav = rng.random(s_n) < 0.25
+    seed[fav] = index.in_brand(rng, users.fav_brand[uidx[sess_user[fav]]])
+    seed_cat[fav] = index.cat[seed[fav]]
+    # Only products on sale when the session starts.
+    seed = index.make_available(rng, seed, start, lambda i: index.in_category(rng, seed_cat[i]))
+    seed_e = seed[sess]
+    # Within a session: the seed again, or something related to it (on sale at the event's time).
+    r = rng.random(e_n)
+    item = index.related(rng, seed_e, p_style=0.45, p_brand=0.25)
+    again = (r < 0.22) | new_session
+    item[again] = seed_e[again]
+    item = index.make_available(
+        rng, item, ts, lambda i: index.related(rng, seed_e[i], p_style=0.45, p_brand=0.25)
+    )
+    # Actions: re-visits of the seed convert more.
+    p_plain = np.array([0.62, 0.27, 0.08, 0.03])
+    p_again = np.array([0.30, 0.30, 0.25, 0.15])
+    u = rng.random(e_n)
+    act = np.where(
+        again & ~new_session,
+        np.searchsorted(np.cumsum(p_again), u, side="right"),
+        np.searchsorted(np.cumsum(p_plain), u, side="right"),
+    )
+    act = np.minimum(act, 3)
     order = np.lexsort((np.arange(e_n), ts, ev_user))
     return ev_user[order], item[order], ts[order], act[order]
 
@@ -277,6 +323,10 @@ def _draw_impressions(rng, users, uidx, index, ev_u, item, ts, offs, params, t0,
     # History actually before the request (events may share a timestamp): count with searchsorted.
     key_ev = ev_u.astype(np.int64) * (1 << 40) + ts
     key_rq = req_user.astype(np.int64) * (1 << 40) + req_ts
+    # One slate per (user, time): drop a request that repeats another's time (sorted by key).
+    key_rq, first = np.unique(key_rq, return_index=True)
+    req_user, req_ts = req_user[first], req_ts[first]
+    r_n = req_user.size
     g_end = np.searchsorted(key_ev, key_rq, side="left")  # exclusive end of history in chunk arrays
     # Last RECENT_WINDOW history items (most recent first), -1 where the history is shorter.
     a = np.arange(RECENT_WINDOW)
@@ -284,8 +334,6 @@ def _draw_impressions(rng, users, uidx, index, ev_u, item, ts, offs, params, t0,
     valid = hist_g >= offs[req_user][:, None]
     hist = np.where(valid, item[np.maximum(hist_g, 0)], -1)
     # Candidates: 4 related to one of the last 6 items, 3 popular, 3 from the user's tastes.
-    pick = (rng.random(r_n) * np.minimum(6, valid.sum(axis=1))).astype(np.int64)
-    anchors = np.repeat(hist[np.arange(r_n), pick], 4)
     # Different anchors for the 4 related candidates where the history allows.
     pick4 = (rng.random((r_n, 4)) * np.minimum(6, valid.sum(axis=1))[:, None]).astype(np.int64)
     anchors = hist[np.arange(r_n)[:, None], pick4].reshape(-1)
@@ -297,6 +345,11 @@ def _draw_impressions(rng, users, uidx, index, ev_u, item, ts, offs, params, t0,
     cands = np.concatenate([rel, pop, tst], axis=1)
     perm = np.argsort(rng.random((r_n, SLATE)), axis=1)
     cands = np.take_along_axis(cands, perm, axis=1)  # column = position - 1
+    # Only products on sale at the request.
+    t_flat = np.repeat(req_ts, SLATE)
+    cands = index.make_available(
+        rng, cands.reshape(-1), t_flat, lambda i: index.by_popularity(rng, i.size)
+    ).reshape(r_n, SLATE)
     # Click model.
     v = index.vectors
     hv = v[np.maximum(hist, 0)]  # (R, W, dim)

@@ -235,7 +235,7 @@ def _generate_into(
         # Users, events, impressions.
         window_s = int((END + pd.Timedelta(days=1) - START).total_seconds())
         cutoff = START + pd.Timedelta(seconds=int(window_s * (1 - TEST_FRACTION)))
-        index = events_mod.ProductIndex(cat.products, cat.truth, cat.vectors)
+        index = events_mod.ProductIndex(cat.products, cat.truth, cat.vectors, START)
         users = events_mod.make_users(_rng(seed, 4), cfg.n_users, cfg.users, index, window_s)
         task = bars.add_task("events", total=cfg.n_users)
         ev_w = _ChunkWriter(tmp / "events.parquet")

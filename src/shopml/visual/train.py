@@ -1,0 +1,262 @@
+"""Training VisNet with the triplet loss: online mining, augmentation, bf16, checkpoints, DDP.
+
+One step: draw a batch of sample indices (several views of each product, two categories per batch),
+augment the preloaded images on the device, embed (bf16 autocast on CUDA), mine triplets with a
+pytorch-metric-learning miner, and take an AdamW step on the triplet hinge over squared L2.
+
+Run directory layout::
+
+    RUN/model/          the latest model checkpoint (shopml.common.checkpoint; kind visual.visnet)
+    RUN/train_state.pt  optimizer, scheduler position, epoch and RNG states (resume)
+    RUN/history.json    per-epoch loss, active-triplet fraction, negative granularity, seconds
+
+Multi-process data parallel: ``torchrun --nproc-per-node N -m shopml.visual.train --world DIR --out RUN``
+(or the CLI under torchrun); every rank draws its own batches, rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from shopml.common.devices import resolve_device
+from shopml.common.io import atomic_path, write_json
+from shopml.common.seeding import seed_everything
+from shopml.visual.config import TrainConfig, VisNetConfig
+from shopml.visual.models import VisNet, build_model, load_model, save_model
+
+STATE_FILE = "train_state.pt"
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(
+    world_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model_config: VisNetConfig,
+    config: TrainConfig | None = None,
+    device: str = "auto",
+    pretrained: bool = True,
+    weights: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    steps_per_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) a VisNet on a world directory; returns the history dict.
+
+    Args:
+        world_dir: directory with catalog.parquet, street.parquet and images/.
+        out_dir: run directory (created); see the module docstring for its layout.
+        model_config: the architecture.
+        config: the training run (defaults: ``TrainConfig()``).
+        device: ``auto``, ``cpu`` or ``cuda[:N]`` (under torchrun: the local rank's GPU).
+        pretrained: start EfficientNet-Lite0 from its shipped ImageNet weights.
+        weights: a trunk weights file in torchvision format (VGG-16 / ResNet).
+        resume: continue from ``out_dir/train_state.pt`` when present.
+        progress: show a progress bar (rank 0 only).
+        steps_per_epoch: batches per epoch (default: training samples / batch size).
+    """
+    from shopml.visual.data import augment, build_training_set
+    from shopml.visual.losses import TripletLoss
+    from shopml.visual.mining import make_miner, make_sampler, negative_granularity
+
+    config = config or TrainConfig()
+    rank, local_rank, world_size = _dist_info()
+    distributed = world_size > 1
+    if distributed:
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        dev = torch.device(f"cuda:{local_rank}") if backend == "nccl" else torch.device("cpu")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+    else:
+        dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    seed_everything(config.seed + rank)
+    generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
+
+    data = build_training_set(world_dir, model_config.image_size, config.street_weight)
+    n_steps = steps_per_epoch or max(1, len(data) // config.batch_size)
+    sampler = make_sampler(
+        data.product, data.category, config.batch_size, config.samples_per_product, n_steps
+    )
+
+    state_path = out_dir / STATE_FILE
+    start_epoch, history = 0, {"epochs": [], "train_config": dataclasses.asdict(config)}
+    if resume and state_path.is_file():
+        model = load_model(out_dir, device="cpu").train()
+        if model.config != model_config:
+            raise ValueError(
+                f"resume: the run in {out_dir} has model config {model.config}, "
+                f"found {model_config}; use a new --out or resume=False"
+            )
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        start_epoch = int(state["epoch"])
+        history = state["history"]
+    else:
+        model = build_model(model_config, pretrained=pretrained, weights=weights).train()
+        state = None
+    model.to(dev)
+    trunk_pretrained = weights is not None or (
+        pretrained and model_config.trunk == "efficientnet_lite0"
+    )
+    trunk_lr = config.lr * (config.trunk_lr_scale if trunk_pretrained else 1.0)
+    freeze_trunk = trunk_lr == 0.0
+    for p in model.trunk.parameters():
+        p.requires_grad_(not freeze_trunk)
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
+    groups = [{"params": head_params, "lr": config.lr}]
+    if not freeze_trunk:
+        groups.append({"params": list(model.trunk.parameters()), "lr": trunk_lr})
+    if not head_params and freeze_trunk:
+        raise ValueError("model_config: nothing to train (head 'trunk' with a frozen trunk)")
+    base_lrs = [g["lr"] for g in groups]
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["generator"])
+        np.random.set_state(state["numpy_rng"])
+
+    net: torch.nn.Module = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    loss_fn = TripletLoss(config.margin)
+    miner = make_miner(config.miner, config.margin)
+    use_bf16 = config.bf16 and dev.type == "cuda"
+    total_steps = config.epochs * n_steps
+    labels_all = torch.from_numpy(data.product)
+    style_all = torch.from_numpy(data.style)
+    cat_all = torch.from_numpy(data.category)
+
+    bar = None
+    if progress and rank == 0:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"),
+            TimeRemainingColumn(),
+        )
+        bar.start()
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            if freeze_trunk:
+                model.trunk.eval()
+            losses, active, gran = [], [], []
+            task = bar.add_task("train", total=n_steps, epoch=epoch + 1, loss=0.0) if bar else None
+            for i, batch in enumerate(sampler):
+                if i >= n_steps:
+                    break
+                step = epoch * n_steps + i
+                for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    g["lr"] = base * _lr_factor(step, config.warmup_steps, total_steps)
+                idx = torch.as_tensor(batch, dtype=torch.long)
+                x = data.images[idx].to(dev, non_blocking=True)  # (b, 3, S, S) uint8
+                x = augment(x, generator) if config.augment else x.float() / 255.0
+                x = model.normalize(x)
+                labels = labels_all[idx].to(dev)
+                with torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
+                    emb = net(x)  # (b, dim) float32 unit vectors
+                triplets = miner(emb, labels)
+                loss = loss_fn(emb, labels, triplets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                with torch.no_grad():
+                    a, p, n = triplets
+                    if len(a):
+                        d_ap = ((emb[a] - emb[p]) ** 2).sum(1)
+                        d_an = ((emb[a] - emb[n]) ** 2).sum(1)
+                        active.append(float((d_ap - d_an + config.margin > 0).float().mean()))
+                    cpu = tuple(t.cpu() for t in triplets)
+                    gran.append(negative_granularity(cpu, style_all[idx], cat_all[idx]))
+                if bar is not None and task is not None:
+                    bar.update(task, advance=1, loss=float(np.mean(losses[-20:])))
+            record = {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)) if losses else float("nan"),
+                "active_triplets": float(np.mean(active)) if active else 0.0,
+                "steps": len(losses),
+                "seconds": time.perf_counter() - t0,
+                "lr": optimizer.param_groups[0]["lr"],
+                "negatives": {k: float(np.mean([g[k] for g in gran])) for k in gran[0]}
+                if gran
+                else {},
+            }
+            history["epochs"].append(record)
+            if rank == 0:
+                save_model(
+                    model, out_dir / "model", extra={"train_config": dataclasses.asdict(config)}
+                )
+                with atomic_path(state_path) as tmp:
+                    torch.save(
+                        {
+                            "epoch": epoch + 1,
+                            "optimizer": optimizer.state_dict(),
+                            "history": history,
+                            "torch_rng": torch.get_rng_state(),
+                            "generator": generator.get_state(),
+                            "numpy_rng": np.random.get_state(),
+                        },
+                        tmp,
+                    )
+                write_json(out_dir / "history.json", history)
+            if bar is None and rank == 0 and progress is not False:
+                print(json.dumps(record))
+    finally:
+        if bar is not None:
+            bar.stop()
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+    if start_epoch >= config.epochs and rank == 0 and not (out_dir / "model").exists():
+        save_model(model, out_dir / "model")
+    return history
+
+
+def trained_model(out_dir: str | os.PathLike, device: str = "cpu") -> VisNet:
+    """Load the model of a run directory."""
+    return load_model(out_dir, device=device)
+
+
+def main() -> None:  # pragma: no cover - exercised through torchrun
+    """Entry point for ``torchrun -m shopml.visual.train``: same options as ``shopml visual train``."""
+    import sys
+
+    from shopml.visual.cli import app
+
+    app(["train", *sys.argv[1:]])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
