@@ -85,14 +85,26 @@ def load_catalog(workdir: Path) -> Catalog:
     return Catalog(table=table.drop(columns=["product_id"]), root=world)
 
 
-def load_artefacts(workdir: Path, device: str = "cpu") -> Artefacts:
-    """Load every artefact that exists under ``workdir``; record why the others are missing."""
+def load_artefacts(settings: Any) -> Artefacts:
+    """Load every artefact that exists under ``settings.workdir``; record why the others are missing."""
+    from shopml.serve import visual
+
+    workdir = Path(settings.workdir)
     artefacts = Artefacts(workdir=workdir)
     _try(artefacts, "catalog", load_catalog, workdir)
-    for name, loader in _PART_LOADERS.items():
-        _try(artefacts, name, loader, workdir, device)
+    if artefacts.catalog is None:
+        for name in ("similar", "searcher", "forecaster", "ranker"):
+            artefacts.missing[name] = "needs the catalog"
+        return artefacts
+    catalog = artefacts.catalog
+    _try(artefacts, "similar", visual.load_similar, workdir, catalog)
+    _try(
+        artefacts,
+        "searcher",
+        visual.load_searcher,
+        workdir,
+        catalog,
+        settings.device,
+        settings.max_image_pixels,
+    )
     return artefacts
-
-
-# name -> loader(workdir, device); filled in by the part adapters in this package.
-_PART_LOADERS: dict[str, Any] = {}
