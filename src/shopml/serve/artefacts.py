@@ -87,7 +87,7 @@ def load_catalog(workdir: Path) -> Catalog:
 
 def load_artefacts(settings: Any) -> Artefacts:
     """Load every artefact that exists under ``settings.workdir``; record why the others are missing."""
-    from shopml.serve import visual
+    from shopml.serve import forecast, visual
 
     workdir = Path(settings.workdir)
     artefacts = Artefacts(workdir=workdir)
@@ -107,4 +107,5 @@ def load_artefacts(settings: Any) -> Artefacts:
         settings.device,
         settings.max_image_pixels,
     )
+    _try(artefacts, "forecaster", forecast.load_forecaster, workdir, settings.device)
     return artefacts
