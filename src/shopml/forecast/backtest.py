@@ -79,6 +79,7 @@ def backtest(
     max_series: int | None = None,
     fan_charts: int = 4,
     verbose: bool = False,
+    lightgbm_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the backtest; write ``out_dir/metrics.csv`` and fan charts when ``out_dir`` is given.
 
@@ -89,6 +90,8 @@ def backtest(
         baselines: subset of ``snaive, ets, croston, tsb, lightgbm``.
         ablations: also run the one-Gaussian and no-associative-MLP AR-MDN variants.
         max_series: score at most this many eligible series (random, seeded) to bound CPU time.
+        lightgbm_options: keyword arguments of :class:`LightGBMQuantiles` (``max_rows``,
+            ``n_estimators``, ...).
 
     Returns:
         ``{"metrics": DataFrame (one row per model), "timings": {...}, "series": n, ...}``.
@@ -175,7 +178,8 @@ def backtest(
         panel = build_panel(df, spec, static_df, armdn_model.train_uids)
         pos_c0 = (cutoffs[0] - df.groupby("unique_id", sort=True)["ds"].min()) // step + 1
         cutoff_pos = np.clip(pos_c0.to_numpy().astype(np.int64), 0, panel.lengths)
-        lgbm = LightGBMQuantiles(h, season, seed=config.seed).fit(panel, cutoff_pos)
+        lgbm = LightGBMQuantiles(h, season, seed=config.seed, **(lightgbm_options or {}))
+        lgbm.fit(panel, cutoff_pos)
         sidx = pd.Index(panel.uids).get_indexer(elig)
         first_e = pd.DatetimeIndex(first.loc[elig].to_numpy())
         grids["lightgbm"] = np.stack(

@@ -281,3 +281,64 @@ def validation_windows(panel: Panel, length: int, holdout: int) -> dict[str, np.
     score[:, -holdout:] = True
     batch["score_mask"] = score & batch["observed"]
     return batch
+
+
+# ------------------------------------------------------------------------------------------------
+CALENDAR_COLS = ("event", "is_festival", "is_holiday", "days_to_event", "days_since_event")
+
+
+def is_world_dir(path: Any) -> bool:
+    """True when ``path`` is a directory holding ``sales.parquet`` (a world directory)."""
+    from pathlib import Path
+
+    p = Path(path)
+    return p.is_dir() and (p / "sales.parquet").is_file()
+
+
+def join_calendar(df: pd.DataFrame, calendar: pd.DataFrame) -> pd.DataFrame:
+    """Add the calendar's event columns (known in advance) to ``df`` by ``ds``."""
+    cols = [c for c in CALENDAR_COLS if c in calendar.columns and c not in df.columns]
+    if not cols:
+        return df
+    out = df.merge(calendar[["ds", *cols]], on="ds", how="left")
+    lack = out[cols].isna().any(axis=1)
+    if lack.any():
+        _fail(
+            f"calendar: no row for {int(lack.sum())} date(s) of the frame (first "
+            f"{out.loc[lack, 'ds'].min()}); expected the calendar to cover every date"
+        )
+    return out
+
+
+def load_table_or_world(path: Any, name: str = "data") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read sales from a parquet/CSV file, or from a world directory.
+
+    A world directory gives ``sales.parquet`` joined with ``calendar.parquet`` (event flags) and a
+    ``static_df`` from ``catalog.parquet`` (``unique_id`` = product_id, category, brand, list price).
+    Files are read directly (the shared file format), without importing ``shopml.world``.
+
+    Returns:
+        ``(df, static_df or None)``.
+    """
+    from pathlib import Path
+
+    from shopml.common.io import read_table
+
+    p = Path(path)
+    if is_world_dir(p):
+        df = read_table(p / "sales.parquet", "sales.parquet")
+        if (p / "calendar.parquet").is_file():
+            df = join_calendar(df, read_table(p / "calendar.parquet", "calendar.parquet"))
+        static = None
+        if (p / "catalog.parquet").is_file():
+            cat = read_table(p / "catalog.parquet", "catalog.parquet")
+            keep = [c for c in ("category", "brand", "price") if c in cat.columns]
+            static = cat[["product_id", *keep]].rename(columns={"product_id": "unique_id"})
+            static = static[static["unique_id"].isin(df["unique_id"].unique())]
+            static = static.reset_index(drop=True)
+        return df, static
+    if p.is_dir():
+        _fail(
+            f"{name}: expected a parquet/CSV file or a world directory with sales.parquet, found {p}"
+        )
+    return read_table(p, name), None

@@ -29,11 +29,19 @@ class MixtureDensityHead(nn.Module):
         num_components: K, the number of Gaussians (K = 1 gives a plain Gaussian head).
         scale_floor: lower bound added to every component scale (same units as the target the
             mixture models), so that no component collapses onto a single training point.
+        init_spread: component locations start spread evenly over ``[-init_spread,
+            init_spread]`` (plus the input's contribution), breaking their symmetry.
     """
 
     args_dim = 3  # mixture logit, loc, raw scale per component
 
-    def __init__(self, in_features: int, num_components: int = 3, scale_floor: float = 0.05):
+    def __init__(
+        self,
+        in_features: int,
+        num_components: int = 3,
+        scale_floor: float = 0.05,
+        init_spread: float = 2.0,
+    ):
         super().__init__()
         if num_components < 1:
             raise ValueError(f"num_components: expected >= 1, found {num_components}")
@@ -42,6 +50,17 @@ class MixtureDensityHead(nn.Module):
         self.num_components = num_components
         self.scale_floor = float(scale_floor)
         self.proj = nn.Linear(in_features, self.args_dim * num_components)
+        if num_components > 1:
+            # break the components' symmetry at initialisation: spread their locations over
+            # [-init_spread, init_spread] and start them narrow (softplus(-1) = 0.31), so each
+            # component owns a different part of the target from the first step. Measured on the
+            # planted bimodal test: with equal, wide starts the fit sat on the one-Gaussian saddle
+            # for 150+ steps in 2 of 3 seeds; with this start, 0 of 3.
+            with torch.no_grad():
+                self.proj.bias[num_components : 2 * num_components] = torch.linspace(
+                    -init_spread, init_spread, num_components
+                )
+                self.proj.bias[2 * num_components :] = -1.0
 
     def domain_map(
         self, logits: torch.Tensor, loc: torch.Tensor, raw_scale: torch.Tensor
