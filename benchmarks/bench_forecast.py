@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--amp", action="store_true")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--chunk", type=int, default=30_000)
+    p.add_argument("--chunk", type=int, default=10_000)
     p.add_argument("--cpu-sampling", action="store_true")
     p.add_argument("--cpu-series", type=int, default=30_000)
     p.add_argument("--out-dir", default=str(HERE / "results"))

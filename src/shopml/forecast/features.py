@@ -160,8 +160,9 @@ def dynamic_features(frame: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray
     for col in spec.numeric_cols:
         v = frame[col].to_numpy(np.float64)
         if col == "price":
-            ref = frame["unique_id"].map(lambda u: spec.ref_price.get(_key(u), np.nan))
-            ref = ref.to_numpy(np.float64)
+            uniq = pd.unique(frame["unique_id"])
+            ref_u = np.array([spec.ref_price.get(_key(u), np.nan) for u in uniq], np.float64)
+            ref = ref_u[pd.Index(uniq).get_indexer(frame["unique_id"])]
             ref = np.where(np.isfinite(ref), ref, spec.global_ref_price)
             reals.append(np.log(np.clip(v, 1e-6, None) / ref))
         elif col in DAYS_COLS:

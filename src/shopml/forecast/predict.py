@@ -58,13 +58,13 @@ def sample_paths(
     h = h.repeat_interleave(num_samples, dim=1)  # (layers, B*S, H)
     c = c.repeat_interleave(num_samples, dim=1)
     s = s.repeat_interleave(num_samples, dim=0)  # (B*S, Ds)
-    a_fut = a_fut.repeat_interleave(num_samples, dim=0)  # (B*S, H, A)
     z_prev = z_hist[:, -1].repeat_interleave(num_samples)  # (B*S,)
     state = (h, c)
     out = torch.empty(b * num_samples, horizon, device=fut_real.device)
     for t in range(horizon):
         with torch.autocast(device_type=fut_real.device.type, dtype=torch.bfloat16, enabled=amp):
-            (logits, loc, scale), state = net(a_fut[:, t : t + 1], z_prev[:, None], s, state)
+            a_t = a_fut[:, t : t + 1].repeat_interleave(num_samples, dim=0)  # (B*S, 1, A)
+            (logits, loc, scale), state = net(a_t, z_prev[:, None], s, state)
         z = mixture_sample(logits[:, 0], loc[:, 0], scale[:, 0], generator=generator)  # (B*S,)
         if config.nonneg == "clip":
             z = z.clamp_min(0.0)
