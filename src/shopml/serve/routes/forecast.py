@@ -18,16 +18,16 @@ async def forecast(
 ) -> ForecastResponse:
     """Daily demand quantiles (10%, 50%, 90%) and mean per product over the horizon."""
     if request.horizon > settings.max_horizon:
-        raise ValueError(f"horizon: expected at most {settings.max_horizon}, found {request.horizon}")
+        raise ValueError(
+            f"horizon: expected at most {settings.max_horizon}, found {request.horizon}"
+        )
     forecaster = artefacts.require("forecaster")
     ids = list(dict.fromkeys(request.product_ids))
     frame = await asyncio.to_thread(forecaster.forecast, ids, request.horizon, request.plan)
     series = []
     for pid, rows in frame.groupby("unique_id", sort=False):
         days = [
-            ForecastDay(
-                ds=ds.date().isoformat(), mean=mean, q10=q10, q50=q50, q90=q90
-            )
+            ForecastDay(ds=ds.date().isoformat(), mean=mean, q10=q10, q50=q50, q90=q90)
             for ds, mean, q10, q50, q90 in zip(
                 rows["ds"], rows["mean"], rows["q0.1"], rows["q0.5"], rows["q0.9"], strict=True
             )
