@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from shopml import __version__
 from shopml.serve.artefacts import ArtefactMissing, load_artefacts
-from shopml.serve.routes import forecast, health, products, visual
+from shopml.serve.routes import forecast, health, products, rank, visual
 from shopml.serve.settings import Settings
 
 log = logging.getLogger("shopml.serve")
@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(products.router, prefix="/v1")
     app.include_router(visual.router, prefix="/v1")
     app.include_router(forecast.router, prefix="/v1")
+    app.include_router(rank.router, prefix="/v1")
 
     static = resources.files("shopml.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

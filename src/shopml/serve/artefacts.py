@@ -87,7 +87,7 @@ def load_catalog(workdir: Path) -> Catalog:
 
 def load_artefacts(settings: Any) -> Artefacts:
     """Load every artefact that exists under ``settings.workdir``; record why the others are missing."""
-    from shopml.serve import forecast, visual
+    from shopml.serve import forecast, rank, visual
 
     workdir = Path(settings.workdir)
     artefacts = Artefacts(workdir=workdir)
@@ -108,4 +108,5 @@ def load_artefacts(settings: Any) -> Artefacts:
         settings.max_image_pixels,
     )
     _try(artefacts, "forecaster", forecast.load_forecaster, workdir, settings.device)
+    _try(artefacts, "ranker", rank.load_ranker, workdir, settings.device)
     return artefacts
