@@ -1,0 +1,1 @@
+"""Triton kernels of shopml.jagged, one module per op family. Imported lazily by ``ops``."""

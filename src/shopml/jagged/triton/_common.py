@@ -1,0 +1,43 @@
+"""Helpers shared by the Triton kernel files: autotune config lists and shape buckets.
+
+Nothing here queries CUDA: the config list depends only on ``TRITON_INTERPRET`` (an env var read
+when the kernel module is imported), so the interpreter always gets exactly one config.
+"""
+
+from __future__ import annotations
+
+import triton
+
+from shopml.common.devices import is_interpreter
+
+
+def configs(gpu: list[dict], interpreter: dict, num_warps: int = 4) -> list[triton.Config]:
+    """GPU autotune candidates, or the single interpreter config under ``TRITON_INTERPRET=1``."""
+    if is_interpreter():
+        return [triton.Config(interpreter, num_warps=1, num_stages=1)]
+    out = []
+    for c in gpu:
+        c = dict(c)
+        warps = c.pop("num_warps", num_warps)
+        stages = c.pop("num_stages", 2)
+        out.append(triton.Config(c, num_warps=warps, num_stages=stages))
+    return out
+
+
+def bucket(n: int) -> int:
+    """Autotune key bucket: the next power of two (>= 16), so nearby shapes share a config."""
+    return max(16, triton.next_power_of_2(max(int(n), 1)))
+
+
+def pow2(n: int, lo: int = 16) -> int:
+    """Next power of two, at least ``lo`` (``tl.dot`` needs block dims >= 16)."""
+    return max(lo, triton.next_power_of_2(max(int(n), 1)))
+
+
+def flat2d(t, rows: int):
+    """View ``(rows, ...)`` as contiguous ``(rows, D)``; returns (tensor, D)."""
+    t = t.contiguous()
+    d = 1
+    for s in t.shape[1:]:
+        d *= s
+    return t.view(rows, d), d

@@ -1,0 +1,575 @@
+"""Backward kernels of jagged flash attention (no atomics) and their launcher."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from shopml.jagged.triton.attention_common import (
+    _INTERPRET,
+    _KEY,
+    BIAS_NONE,
+    BIAS_RELATIVE,
+    BIAS_TENSOR,
+    LOG2E,
+    _bucket,
+    _configs,
+    _dummy,
+    _load_bias,
+    _order,
+    _precision,
+    _pruner,
+)
+
+
+@triton.jit
+def _attn_bwd_preprocess_kernel(
+    o_ptr,
+    do_ptr,
+    delta_ptr,
+    num_rows,
+    stride_o_t,
+    stride_o_h,
+    stride_do_t,
+    stride_do_h,
+    stride_delta_t,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+):
+    # delta[t, h] = sum_d O[t, h, d] * dO[t, h, d] (fp32)
+    offs_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
+    h = tl.program_id(1).to(tl.int64)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (offs_t < num_rows)[:, None] & (offs_d < HEAD_DIM)[None, :]
+    o = tl.load(
+        o_ptr + offs_t[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
+        mask=mask,
+        other=0.0,
+    )
+    do = tl.load(
+        do_ptr + offs_t[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
+        mask=mask,
+        other=0.0,
+    )
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(delta_ptr + offs_t * stride_delta_t + h, delta, mask=offs_t < num_rows)
+
+
+@triton.autotune(
+    configs=_configs("dkdv"),
+    key=_KEY,
+    prune_configs_by={"early_config_prune": _pruner("dkdv")},
+    reset_to_zero=["dtable_ptr"],
+)
+@triton.jit
+def _attn_bwd_dkdv_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    do_ptr,
+    lse_ptr,
+    delta_ptr,
+    dk_ptr,
+    dv_ptr,
+    q_offsets_ptr,
+    k_offsets_ptr,
+    order_ptr,
+    bias_ptr,
+    bias_offsets_ptr,
+    dbias_ptr,
+    table_ptr,
+    bounds_ptr,
+    tq_ptr,
+    tk_ptr,
+    dtable_ptr,
+    stride_q_t,
+    stride_q_h,
+    stride_k_t,
+    stride_k_h,
+    stride_v_t,
+    stride_v_h,
+    stride_do_t,
+    stride_do_h,
+    stride_lse_t,
+    stride_dk_t,
+    stride_dk_h,
+    stride_dv_t,
+    stride_dv_h,
+    stride_bias_t,
+    stride_table_b,
+    max_seqlen_q,
+    max_seqlen_k,
+    num_bounds,
+    num_buckets,
+    qk_scale,
+    scale,
+    seqlen_q_bucket,
+    seqlen_k_bucket,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    IS_CAUSAL: tl.constexpr,
+    BIAS_MODE: tl.constexpr,
+    HAS_TQ: tl.constexpr,
+    HAS_TK: tl.constexpr,
+    NB_PAD: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    b = tl.load(order_ptr + pid_b).to(tl.int64)
+    h = tl.program_id(2).to(tl.int64)
+    k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
+    k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
+    n_start = pid_n * BLOCK_N
+    if n_start >= k_len:
+        return
+    q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
+    q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
+    shift = k_len - q_len
+
+    offs_n = n_start + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_n = offs_n < k_len
+    mask_d = offs_d < HEAD_DIM
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    # Step 1: this program's key/value tile stays in registers
+    k = tl.load(
+        k_ptr + (k_start + offs_n)[:, None] * stride_k_t + h * stride_k_h + offs_d[None, :],
+        mask=mask_nd,
+        other=0.0,
+    )
+    v = tl.load(
+        v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :],
+        mask=mask_nd,
+        other=0.0,
+    )
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dtab = tl.zeros([NB_PAD], dtype=tl.float32)
+    bias_start = 0
+    tk = offs_n
+    if BIAS_MODE == 1:
+        bias_start = tl.load(bias_offsets_ptr + b)
+    if BIAS_MODE == 2 and HAS_TK:
+        tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
+
+    lo = 0
+    if IS_CAUSAL:  # the first query that sees key n_start is i = n_start - shift
+        lo = tl.maximum(n_start - shift, 0)
+        lo = (lo // BLOCK_M) * BLOCK_M
+    # Step 2: loop over query blocks; scores recomputed transposed: sT (BLOCK_N, BLOCK_M)
+    for start_m in range(lo, q_len, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < q_len
+        qt = tl.load(
+            q_ptr + (q_start + offs_m)[None, :] * stride_q_t + h * stride_q_h + offs_d[:, None],
+            mask=mask_m[None, :] & mask_d[:, None],
+            other=0.0,
+        )  # (BLOCK_D, BLOCK_M)
+        lse = tl.load(
+            lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf")
+        )
+        lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+        st = tl.dot(k, qt, input_precision=PRECISION) * qk_scale
+        if BIAS_MODE != 0:
+            tq = offs_m
+            if BIAS_MODE == 2:
+                if HAS_TQ:
+                    tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
+                else:
+                    tq = offs_m + shift
+            bias = _load_bias(
+                bias_ptr,
+                bias_start,
+                offs_m,
+                offs_n,
+                k_len,
+                mask_m[:, None] & mask_n[None, :],
+                stride_bias_t,
+                h,
+                table_ptr,
+                stride_table_b,
+                bounds_ptr,
+                num_bounds,
+                tq,
+                tk,
+                BIAS_MODE,
+            )
+            st += tl.trans(bias) * 1.4426950408889634
+        pt = tl.math.exp2(st - lse[None, :])
+        visible = mask_n[:, None] & mask_m[None, :]
+        if IS_CAUSAL:
+            visible = visible & (offs_n[:, None] <= offs_m[None, :] + shift)
+        pt = tl.where(visible, pt, 0.0)
+        do = tl.load(
+            do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
+            mask=mask_m[:, None] & mask_d[None, :],
+            other=0.0,
+        )
+        dv = tl.dot(pt.to(do.dtype), do, dv, input_precision=PRECISION)
+        delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=0.0)
+        dpt = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+        dst = pt * (dpt - delta[None, :])  # dL/ds (natural units), transposed
+        dk = tl.dot(dst.to(qt.dtype), tl.trans(qt), dk, input_precision=PRECISION)
+        if BIAS_MODE == 1:  # each (i, j) belongs to exactly one program: plain stores
+            rows = bias_start + offs_m[None, :] * k_len + offs_n[:, None]
+            tl.store(
+                dbias_ptr + rows * stride_bias_t + h,
+                dst.to(dbias_ptr.dtype.element_ty),
+                mask=visible,
+            )
+        if BIAS_MODE == 2:  # per-bucket partial sums of dS for this program
+            delta_t = tq[None, :] - tk[:, None]
+            bucket = tl.zeros(delta_t.shape, dtype=tl.int32)
+            for i in range(0, num_bounds):
+                bucket += (delta_t >= tl.load(bounds_ptr + i)).to(tl.int32)
+            idx = tl.arange(0, NB_PAD)
+            for kb in range(0, num_buckets):
+                part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
+                dtab += tl.where(idx == kb, part, 0.0)
+    # Step 3: write dK (times the softmax scale) and dV; table partials per program
+    tl.store(
+        dk_ptr + (k_start + offs_n)[:, None] * stride_dk_t + h * stride_dk_h + offs_d[None, :],
+        (dk * scale).to(dk_ptr.dtype.element_ty),
+        mask=mask_nd,
+    )
+    tl.store(
+        dv_ptr + (k_start + offs_n)[:, None] * stride_dv_t + h * stride_dv_h + offs_d[None, :],
+        dv.to(dv_ptr.dtype.element_ty),
+        mask=mask_nd,
+    )
+    if BIAS_MODE == 2:
+        slot = (pid_n * tl.num_programs(1) + pid_b).to(tl.int64) * tl.num_programs(2) + h
+        tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), dtab)
+
+
+@triton.autotune(
+    configs=_configs("dq"), key=_KEY, prune_configs_by={"early_config_prune": _pruner("dq")}
+)
+@triton.jit
+def _attn_bwd_dq_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    do_ptr,
+    lse_ptr,
+    delta_ptr,
+    dq_ptr,
+    q_offsets_ptr,
+    k_offsets_ptr,
+    order_ptr,
+    bias_ptr,
+    bias_offsets_ptr,
+    table_ptr,
+    bounds_ptr,
+    tq_ptr,
+    tk_ptr,
+    stride_q_t,
+    stride_q_h,
+    stride_k_t,
+    stride_k_h,
+    stride_v_t,
+    stride_v_h,
+    stride_do_t,
+    stride_do_h,
+    stride_lse_t,
+    stride_dq_t,
+    stride_dq_h,
+    stride_bias_t,
+    stride_table_b,
+    max_seqlen_q,
+    max_seqlen_k,
+    num_bounds,
+    qk_scale,
+    scale,
+    seqlen_q_bucket,
+    seqlen_k_bucket,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    IS_CAUSAL: tl.constexpr,
+    BIAS_MODE: tl.constexpr,
+    HAS_TQ: tl.constexpr,
+    HAS_TK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)
+    h = tl.program_id(2).to(tl.int64)
+    q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
+    q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
+    m_start = pid_m * BLOCK_M
+    if m_start >= q_len:
+        return
+    k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
+    k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
+    shift = k_len - q_len
+
+    offs_m = m_start + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_m = offs_m < q_len
+    mask_d = offs_d < HEAD_DIM
+    mask_md = mask_m[:, None] & mask_d[None, :]
+    # Step 1: query-side tiles in registers
+    q = tl.load(
+        q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
+        mask=mask_md,
+        other=0.0,
+    )
+    do = tl.load(
+        do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
+        mask=mask_md,
+        other=0.0,
+    )
+    lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf"))
+    lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+    delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=0.0)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    bias_start = 0
+    tq = offs_m
+    if BIAS_MODE == 1:
+        bias_start = tl.load(bias_offsets_ptr + b)
+    if BIAS_MODE == 2:
+        if HAS_TQ:
+            tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
+        else:
+            tq = offs_m + shift
+    hi = k_len
+    if IS_CAUSAL:
+        hi = tl.minimum(k_len, m_start + BLOCK_M + shift)
+    # Step 2: loop over key blocks, recompute P, accumulate dQ = dS @ K
+    for start_n in range(0, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < k_len
+        mask_dn = mask_d[:, None] & mask_n[None, :]
+        kt = tl.load(
+            k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None],
+            mask=mask_dn,
+            other=0.0,
+        )
+        vt = tl.load(
+            v_ptr + (k_start + offs_n)[None, :] * stride_v_t + h * stride_v_h + offs_d[:, None],
+            mask=mask_dn,
+            other=0.0,
+        )
+        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale
+        if BIAS_MODE != 0:
+            tk = offs_n
+            if BIAS_MODE == 2 and HAS_TK:
+                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
+            bias = _load_bias(
+                bias_ptr,
+                bias_start,
+                offs_m,
+                offs_n,
+                k_len,
+                mask_m[:, None] & mask_n[None, :],
+                stride_bias_t,
+                h,
+                table_ptr,
+                stride_table_b,
+                bounds_ptr,
+                num_bounds,
+                tq,
+                tk,
+                BIAS_MODE,
+            )
+            s += bias * 1.4426950408889634
+        p = tl.math.exp2(s - lse[:, None])
+        visible = mask_m[:, None] & mask_n[None, :]
+        if IS_CAUSAL:
+            visible = visible & (offs_n[None, :] <= offs_m[:, None] + shift)
+        p = tl.where(visible, p, 0.0)
+        dp = tl.dot(do, vt, input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(kt.dtype), tl.trans(kt), dq, input_precision=PRECISION)
+    tl.store(
+        dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h + offs_d[None, :],
+        (dq * scale).to(dq_ptr.dtype.element_ty),
+        mask=mask_md,
+    )
+
+
+def _attn_bwd(
+    do: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    q_offsets: torch.Tensor,
+    k_offsets: torch.Tensor,
+    bias: torch.Tensor | None,
+    bias_offsets: torch.Tensor | None,
+    table: torch.Tensor | None,
+    bounds: torch.Tensor | None,
+    tq: torch.Tensor | None,
+    tk: torch.Tensor | None,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    scale: float,
+    post_scale: float,
+    causal: bool,
+    allow_tf32: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    total, heads, head_dim = q.shape
+    batch = q_offsets.numel() - 1
+    dev = q.device
+    dq = torch.zeros_like(q)
+    dk = torch.zeros_like(k)
+    dv = torch.zeros_like(v)
+    dbias = torch.zeros_like(bias) if bias is not None else None
+    dtable = torch.zeros_like(table, dtype=torch.float32) if table is not None else None
+    if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
+        return dq, dk, dv, dbias, (dtable.to(table.dtype) if dtable is not None else None)
+    do = do.contiguous()
+    if post_scale != 1.0:  # out = post * P V: fold the post-softmax scale into dO
+        do = do * post_scale
+        out_for_delta = out / post_scale
+    else:
+        out_for_delta = out
+    block_d = max(16, triton.next_power_of_2(head_dim))
+    delta = torch.empty((total, heads), device=dev, dtype=torch.float32)
+    block_t = 64 if block_d <= 64 else 32
+    _attn_bwd_preprocess_kernel[(triton.cdiv(total, block_t), heads)](
+        out_for_delta,
+        do,
+        delta,
+        total,
+        out_for_delta.stride(0),
+        out_for_delta.stride(1),
+        do.stride(0),
+        do.stride(1),
+        delta.stride(0),
+        HEAD_DIM=head_dim,
+        BLOCK_D=block_d,
+        BLOCK_T=block_t,
+    )
+    mode = (
+        BIAS_NONE
+        if (bias is None and table is None)
+        else (BIAS_TENSOR if bias is not None else BIAS_RELATIVE)
+    )
+    common = dict(
+        HEAD_DIM=head_dim,
+        BLOCK_D=block_d,
+        IS_CAUSAL=causal,
+        BIAS_MODE=mode,
+        HAS_TQ=tq is not None,
+        HAS_TK=tk is not None,
+        PRECISION=_precision(q.dtype, allow_tf32),
+    )
+    bias_arg = bias if bias is not None else _dummy(dev)
+    boff_arg = bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64)
+    table_arg = table if table is not None else _dummy(dev)
+    bounds_arg = bounds if bounds is not None else _dummy(dev, torch.int64)
+    tq_arg = tq if tq is not None else _dummy(dev, torch.int64)
+    tk_arg = tk if tk is not None else _dummy(dev, torch.int64)
+    num_bounds = bounds.numel() if bounds is not None else 0
+    num_buckets = table.shape[0] if table is not None else 1
+    nb_pad = max(16, triton.next_power_of_2(num_buckets))
+    stride_bias = bias.stride(0) if bias is not None else 0
+    stride_table = table.stride(0) if table is not None else 0
+    qb, kb = _bucket(max_seqlen_q), _bucket(max_seqlen_k)
+    min_block_n = 16 if _INTERPRET else 32
+    if table is not None:
+        slots = triton.cdiv(max_seqlen_k, min_block_n) * batch * heads
+        dtab_part = torch.zeros((slots, nb_pad), device=dev, dtype=torch.float32)
+    else:
+        dtab_part = _dummy(dev)
+    grid_kv = lambda meta: (triton.cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads)
+    _attn_bwd_dkdv_kernel[grid_kv](
+        q,
+        k,
+        v,
+        do,
+        lse,
+        delta,
+        dk,
+        dv,
+        q_offsets,
+        k_offsets,
+        _order(q_offsets, max_seqlen_q),
+        bias_arg,
+        boff_arg,
+        dbias if dbias is not None else _dummy(dev),
+        table_arg,
+        bounds_arg,
+        tq_arg,
+        tk_arg,
+        dtab_part,
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        do.stride(0),
+        do.stride(1),
+        lse.stride(0),
+        dk.stride(0),
+        dk.stride(1),
+        dv.stride(0),
+        dv.stride(1),
+        stride_bias,
+        stride_table,
+        max_seqlen_q,
+        max_seqlen_k,
+        num_bounds,
+        num_buckets,
+        scale * LOG2E,
+        scale,
+        qb,
+        kb,
+        NB_PAD=nb_pad,
+        **common,
+    )
+    grid_q = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
+    _attn_bwd_dq_kernel[grid_q](
+        q,
+        k,
+        v,
+        do,
+        lse,
+        delta,
+        dq,
+        q_offsets,
+        k_offsets,
+        _order(k_offsets, max_seqlen_k),
+        bias_arg,
+        boff_arg,
+        table_arg,
+        bounds_arg,
+        tq_arg,
+        tk_arg,
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        do.stride(0),
+        do.stride(1),
+        lse.stride(0),
+        dq.stride(0),
+        dq.stride(1),
+        stride_bias,
+        stride_table,
+        max_seqlen_q,
+        max_seqlen_k,
+        num_bounds,
+        scale * LOG2E,
+        scale,
+        qb,
+        kb,
+        **common,
+    )
+    if table is not None:
+        dtable = dtab_part.view(-1, heads, nb_pad).sum(0)[:, :num_buckets].t().contiguous()
+        dtable = dtable.to(table.dtype)
+    return dq, dk, dv, dbias, dtable

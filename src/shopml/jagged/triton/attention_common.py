@@ -1,0 +1,111 @@
+"""Shared pieces of the jagged attention kernels: configs, autotune pruning, bias tile, helpers."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from shopml.common.devices import is_interpreter
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+BIAS_NONE, BIAS_TENSOR, BIAS_RELATIVE = 0, 1, 2
+_INTERPRET = is_interpreter()
+
+
+# SHOPML_ATTN_AUTOTUNE=0 skips autotuning: one default config per kernel and head dim (tests).
+_AUTOTUNE = os.environ.get("SHOPML_ATTN_AUTOTUNE", "1") not in ("", "0")
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per kernel; the first is the default
+_SHAPES = {
+    "fwd": [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 128, 8, 2), (64, 32, 4, 4)],
+    "dkdv": [(32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2)],
+    "dq": [(128, 32, 4, 3), (128, 64, 8, 2), (64, 64, 4, 3), (64, 32, 4, 3)],
+}
+# defaults for head dims > 128 (shared memory)
+_SHAPES_LARGE_D = {"fwd": (64, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dq": (64, 32, 4, 2)}
+
+
+def _config(shape: tuple[int, int, int, int]) -> triton.Config:
+    bm, bn, w, s = shape
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+
+
+def _configs(kind: str) -> list[triton.Config]:
+    if _INTERPRET:
+        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
+    return [_config(s) for s in [*_SHAPES[kind], _SHAPES_LARGE_D[kind]]]
+
+
+def _pruner(kind: str):  # noqa: ANN202
+    def prune(configs, named_args, **kwargs):  # noqa: ANN001, ANN202 - triton's callback
+        """Keep tiles that fit shared memory for the head dim; one default when not tuning."""
+        if _INTERPRET:
+            return configs[:1]
+        block_d = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
+        if block_d > 128:
+            return [_config(_SHAPES_LARGE_D[kind])]
+        fitting = configs[: len(_SHAPES[kind])]
+        return fitting if _AUTOTUNE else fitting[:1]
+
+    return prune
+
+
+_KEY = ["seqlen_q_bucket", "seqlen_k_bucket", "HEAD_DIM", "IS_CAUSAL", "BIAS_MODE"]
+
+
+@triton.jit
+def _load_bias(
+    bias_ptr,
+    bias_start,
+    offs_m,
+    offs_n,
+    k_len,
+    mask_mn,
+    stride_bias_t,
+    h,
+    table_ptr,
+    stride_table_b,
+    bounds_ptr,
+    num_bounds,
+    tq,
+    tk,
+    BIAS_MODE: tl.constexpr,
+):
+    """Bias tile (BLOCK_M, BLOCK_N) in natural units (fp32)."""
+    if BIAS_MODE == 1:
+        rows = bias_start + offs_m[:, None] * k_len + offs_n[None, :]
+        return tl.load(bias_ptr + rows * stride_bias_t + h, mask=mask_mn, other=0.0).to(tl.float32)
+    else:
+        # bucket(d) = number of boundaries <= d, counted in registers (exact integer math)
+        delta = tq[:, None] - tk[None, :]
+        bucket = tl.zeros(delta.shape, dtype=tl.int32)
+        for i in range(0, num_bounds):
+            bound = tl.load(bounds_ptr + i)
+            bucket += (delta >= bound).to(tl.int32)
+        return tl.load(table_ptr + bucket * stride_table_b + h, mask=mask_mn, other=0.0).to(
+            tl.float32
+        )
+
+
+def _bucket(n: int) -> int:
+    """Next power of two (>= 16): the autotune key, so recompiles/retunes stay bounded."""
+    return max(16, 1 << max(0, int(n) - 1).bit_length())
+
+
+def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+    """Batch permutation, longest sequence first (int32, on device; no host sync)."""
+    lengths = (offsets[1:] - offsets[:-1]).clamp(max=max_seqlen)
+    return torch.argsort(lengths, descending=True, stable=True).to(torch.int32)
+
+
+def _precision(dtype: torch.dtype, allow_tf32: bool) -> str:
+    return "tf32" if (dtype == torch.float32 and allow_tf32 and not _INTERPRET) else "ieee"
+
+
+def _dummy(device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.empty(1, device=device, dtype=dtype)

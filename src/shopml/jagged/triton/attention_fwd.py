@@ -1,0 +1,247 @@
+"""Forward kernel of jagged flash attention and its launcher (see attention_triton.py)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from shopml.jagged.triton.attention_common import (
+    _KEY,
+    BIAS_NONE,
+    BIAS_RELATIVE,
+    BIAS_TENSOR,
+    LOG2E,
+    _bucket,
+    _configs,
+    _dummy,
+    _load_bias,
+    _order,
+    _precision,
+    _pruner,
+)
+
+
+@triton.autotune(
+    configs=_configs("fwd"), key=_KEY, prune_configs_by={"early_config_prune": _pruner("fwd")}
+)
+@triton.jit
+def _attn_fwd_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    o_ptr,
+    lse_ptr,
+    q_offsets_ptr,
+    k_offsets_ptr,
+    order_ptr,
+    bias_ptr,
+    bias_offsets_ptr,
+    table_ptr,
+    bounds_ptr,
+    tq_ptr,
+    tk_ptr,
+    stride_q_t,
+    stride_q_h,
+    stride_k_t,
+    stride_k_h,
+    stride_v_t,
+    stride_v_h,
+    stride_o_t,
+    stride_o_h,
+    stride_lse_t,
+    stride_bias_t,
+    stride_table_b,
+    max_seqlen_q,
+    max_seqlen_k,
+    num_bounds,
+    qk_scale,
+    post_scale,
+    seqlen_q_bucket,
+    seqlen_k_bucket,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    IS_CAUSAL: tl.constexpr,
+    BIAS_MODE: tl.constexpr,
+    HAS_TQ: tl.constexpr,
+    HAS_TK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)  # longest sequences first
+    h = tl.program_id(2).to(tl.int64)
+    # Step 1: this sample's extent (offsets cast to int64 before any stride product)
+    q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
+    q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
+    m_start = pid_m * BLOCK_M
+    if m_start >= q_len:  # early exit past the sequence's end
+        return
+    k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
+    k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
+    shift = k_len - q_len  # causal: key j visible from query i iff j <= i + shift
+
+    offs_m = m_start + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_m = offs_m < q_len
+    mask_d = offs_d < HEAD_DIM
+    # Step 2: the query tile stays in registers for the whole loop
+    q = tl.load(
+        q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
+        mask=mask_m[:, None] & mask_d[None, :],
+        other=0.0,
+    )
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    bias_start = 0
+    tq = offs_m
+    if BIAS_MODE == 1:
+        bias_start = tl.load(bias_offsets_ptr + b)
+    if BIAS_MODE == 2:
+        if HAS_TQ:
+            tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
+        else:
+            tq = offs_m + shift
+
+    hi = k_len
+    if IS_CAUSAL:
+        hi = tl.minimum(k_len, m_start + BLOCK_M + shift)
+    # Step 3: online softmax over the key blocks (base 2; qk_scale folds in log2(e))
+    for start_n in range(0, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < k_len
+        kt = tl.load(
+            k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None],
+            mask=mask_n[None, :] & mask_d[:, None],
+            other=0.0,
+        )  # (BLOCK_D, BLOCK_N)
+        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale
+        if BIAS_MODE != 0:
+            tk = offs_n
+            if BIAS_MODE == 2 and HAS_TK:
+                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
+            bias = _load_bias(
+                bias_ptr,
+                bias_start,
+                offs_m,
+                offs_n,
+                k_len,
+                mask_m[:, None] & mask_n[None, :],
+                stride_bias_t,
+                h,
+                table_ptr,
+                stride_table_b,
+                bounds_ptr,
+                num_bounds,
+                tq,
+                tk,
+                BIAS_MODE,
+            )
+            s += bias * 1.4426950408889634
+        visible = mask_n[None, :]
+        if IS_CAUSAL:
+            visible = visible & (offs_n[None, :] <= offs_m[:, None] + shift)
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet
+        p = tl.math.exp2(s - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        v = tl.load(
+            v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :],
+            mask=mask_n[:, None] & mask_d[None, :],
+            other=0.0,
+        )
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
+        m_i = m_new
+    # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+    out = acc * (post_scale / l_safe)[:, None]
+    tl.store(
+        o_ptr + (q_start + offs_m)[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
+        out.to(o_ptr.dtype.element_ty),
+        mask=mask_m[:, None] & mask_d[None, :],
+    )
+    lse = tl.where(l_i == 0.0, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
+    tl.store(lse_ptr + (q_start + offs_m) * stride_lse_t + h, lse, mask=mask_m)
+
+
+def _attn_fwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_offsets: torch.Tensor,
+    k_offsets: torch.Tensor,
+    bias: torch.Tensor | None,
+    bias_offsets: torch.Tensor | None,
+    table: torch.Tensor | None,
+    bounds: torch.Tensor | None,
+    tq: torch.Tensor | None,
+    tk: torch.Tensor | None,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    scale: float,
+    post_scale: float,
+    causal: bool,
+    allow_tf32: bool,
+    zero_init: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    total, heads, head_dim = q.shape
+    batch = q_offsets.numel() - 1
+    out = (torch.zeros_like if zero_init else torch.empty_like)(q)
+    lse = torch.full((total, heads), float("-inf"), device=q.device, dtype=torch.float32)
+    if batch == 0 or total == 0 or max_seqlen_q == 0:
+        return out, lse
+    mode = (
+        BIAS_NONE
+        if (bias is None and table is None)
+        else (BIAS_TENSOR if bias is not None else BIAS_RELATIVE)
+    )
+    dev = q.device
+    grid = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
+    _attn_fwd_kernel[grid](
+        q,
+        k,
+        v,
+        out,
+        lse,
+        q_offsets,
+        k_offsets,
+        _order(k_offsets, max_seqlen_k),
+        bias if bias is not None else _dummy(dev),
+        bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64),
+        table if table is not None else _dummy(dev),
+        bounds if bounds is not None else _dummy(dev, torch.int64),
+        tq if tq is not None else _dummy(dev, torch.int64),
+        tk if tk is not None else _dummy(dev, torch.int64),
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        out.stride(0),
+        out.stride(1),
+        lse.stride(0),
+        bias.stride(0) if bias is not None else 0,
+        table.stride(0) if table is not None else 0,
+        max_seqlen_q,
+        max_seqlen_k,
+        bounds.numel() if bounds is not None else 0,
+        scale * LOG2E,
+        post_scale,
+        _bucket(max_seqlen_q),
+        _bucket(max_seqlen_k),
+        HEAD_DIM=head_dim,
+        BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
+        IS_CAUSAL=causal,
+        BIAS_MODE=mode,
+        HAS_TQ=tq is not None,
+        HAS_TK=tk is not None,
+        PRECISION=_precision(q.dtype, allow_tf32),
+    )
+    return out, lse

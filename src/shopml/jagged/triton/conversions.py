@@ -1,0 +1,187 @@
+"""Triton kernels: jagged <-> padded conversions (``jagged_to_padded``, ``padded_to_jagged``).
+
+Algorithm: a pure copy. Trailing dims are flattened to D. ``jagged_to_padded`` writes every
+position of the ``(B, N, D)`` output (real rows copied, the rest ``pad_value``) in one pass, so no
+separate fill is needed. ``padded_to_jagged`` reads only real rows; its programs past a sequence's
+end exit at once. Each is the other's backward (with ``pad_value = 0``).
+
+Grid: ``(cdiv(N, BLOCK_N), B)``; each program loops over D in BLOCK_D chunks.
+
+Limits and differences from the reference: ``padded_to_jagged`` assumes every length <= N
+(checked by ``ops`` unless content checks are off; rows past N are then left unwritten, the
+reference writes zeros). Floating dtypes only (integer tensors use the reference).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from shopml.jagged.triton._common import bucket, configs, flat2d
+
+_CONFIGS = configs(
+    gpu=[
+        {"BLOCK_N": 16, "BLOCK_D": 128},
+        {"BLOCK_N": 32, "BLOCK_D": 64},
+        {"BLOCK_N": 32, "BLOCK_D": 128},
+        {"BLOCK_N": 64, "BLOCK_D": 64},
+        {"BLOCK_N": 8, "BLOCK_D": 256},
+    ],
+    interpreter={"BLOCK_N": 16, "BLOCK_D": 32},
+)
+
+
+@triton.autotune(configs=_CONFIGS, key=["N_BUCKET", "D_BUCKET"])
+@triton.jit
+def _jagged_to_padded_fwd_kernel(
+    values_ptr,
+    offsets_ptr,
+    out_ptr,
+    pad_value,
+    N,
+    D,
+    stride_values_t,
+    stride_out_b,
+    stride_out_n,
+    N_BUCKET,
+    D_BUCKET,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    # Step 1: the sequence's bounds, int64 before any stride arithmetic.
+    seq_start = tl.load(offsets_ptr + pid_b).to(tl.int64)
+    seq_end = tl.load(offsets_ptr + pid_b + 1).to(tl.int64)
+    seq_len = tl.minimum(seq_end - seq_start, N)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+    mask_n = offs_n < N
+    mask_real = offs_n < seq_len
+    # Step 2: copy real rows, write pad_value elsewhere, one D chunk at a time.
+    for d0 in range(0, D, BLOCK_D):
+        offs_d = d0 + tl.arange(0, BLOCK_D)
+        mask_d = offs_d < D
+        src = values_ptr + (seq_start + offs_n)[:, None] * stride_values_t + offs_d[None, :]
+        x = tl.load(src, mask=mask_real[:, None] & mask_d[None, :], other=pad_value)
+        dst = out_ptr + pid_b * stride_out_b + offs_n[:, None] * stride_out_n + offs_d[None, :]
+        tl.store(dst, x.to(out_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_d[None, :])
+
+
+@triton.autotune(configs=_CONFIGS, key=["N_BUCKET", "D_BUCKET"])
+@triton.jit
+def _padded_to_jagged_fwd_kernel(
+    dense_ptr,
+    offsets_ptr,
+    out_ptr,
+    N,
+    D,
+    stride_dense_b,
+    stride_dense_n,
+    stride_out_t,
+    N_BUCKET,
+    D_BUCKET,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    seq_start = tl.load(offsets_ptr + pid_b).to(tl.int64)
+    seq_end = tl.load(offsets_ptr + pid_b + 1).to(tl.int64)
+    seq_len = tl.minimum(seq_end - seq_start, N)
+    # Programs past the sequence's end have nothing to copy.
+    if pid_n * BLOCK_N >= seq_len:
+        return
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+    mask_n = offs_n < seq_len
+    for d0 in range(0, D, BLOCK_D):
+        offs_d = d0 + tl.arange(0, BLOCK_D)
+        mask = mask_n[:, None] & (offs_d < D)[None, :]
+        src = (
+            dense_ptr + pid_b * stride_dense_b + offs_n[:, None] * stride_dense_n + offs_d[None, :]
+        )
+        x = tl.load(src, mask=mask, other=0.0)
+        dst = out_ptr + (seq_start + offs_n)[:, None] * stride_out_t + offs_d[None, :]
+        tl.store(dst, x, mask=mask)
+
+
+def _jagged_to_padded_fwd(
+    values: torch.Tensor, offsets: torch.Tensor, max_len: int, pad_value: float
+) -> torch.Tensor:
+    b = offsets.numel() - 1
+    rest = values.shape[1:]
+    v2, d = flat2d(values, values.shape[0])
+    out = torch.empty((b, max_len, d), dtype=values.dtype, device=values.device)
+    if b > 0 and max_len > 0 and d > 0:
+
+        def grid(meta):
+            return (triton.cdiv(max_len, meta["BLOCK_N"]), b)
+
+        _jagged_to_padded_fwd_kernel[grid](
+            v2, offsets, out, float(pad_value), max_len, d,
+            v2.stride(0), out.stride(0), out.stride(1),
+            bucket(max_len), bucket(d),
+        )  # fmt: skip
+    return out.view(b, max_len, *rest)
+
+
+def _padded_to_jagged_fwd(
+    dense: torch.Tensor, offsets: torch.Tensor, total: int, zero_tail: bool = False
+) -> torch.Tensor:
+    b, n = dense.shape[:2]
+    rest = dense.shape[2:]
+    d3 = dense.contiguous().view(b, n, -1) if dense.numel() > 0 else dense.reshape(b, n, -1)
+    d = d3.shape[2]
+    alloc = torch.zeros if zero_tail else torch.empty  # zero_tail: rows at positions >= N are 0
+    out = alloc((total, d), dtype=dense.dtype, device=dense.device)
+    if b > 0 and n > 0 and d > 0 and total > 0:
+
+        def grid(meta):
+            return (triton.cdiv(n, meta["BLOCK_N"]), b)
+
+        _padded_to_jagged_fwd_kernel[grid](
+            d3, offsets, out, n, d,
+            d3.stride(0), d3.stride(1), out.stride(0),
+            bucket(n), bucket(d),
+        )  # fmt: skip
+    return out.view(total, *rest)
+
+
+class _JaggedToPaddedFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, offsets, max_len, pad_value):
+        ctx.save_for_backward(offsets)
+        ctx.total = values.shape[0]
+        return _jagged_to_padded_fwd(values, offsets, max_len, pad_value)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (offsets,) = ctx.saved_tensors
+        # Rows truncated by max_len get zero gradient.
+        grad = _padded_to_jagged_fwd(grad_out, offsets, ctx.total, zero_tail=True)
+        return grad, None, None, None
+
+
+class _PaddedToJaggedFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dense, offsets, total):
+        ctx.save_for_backward(offsets)
+        ctx.n = dense.shape[1]
+        return _padded_to_jagged_fwd(dense, offsets, total)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (offsets,) = ctx.saved_tensors
+        return _jagged_to_padded_fwd(grad_out, offsets, ctx.n, 0.0), None, None
+
+
+def jagged_to_padded(
+    values: torch.Tensor, offsets: torch.Tensor, max_len: int, pad_value: float = 0.0
+) -> torch.Tensor:
+    """Triton ``(T, ...) -> (B, max_len, ...)``; see :func:`shopml.jagged.ops.jagged_to_padded`."""
+    return _JaggedToPaddedFunction.apply(values, offsets, max_len, pad_value)
+
+
+def padded_to_jagged(dense: torch.Tensor, offsets: torch.Tensor, total: int) -> torch.Tensor:
+    """Triton ``(B, N, ...) -> (T, ...)``; see :func:`shopml.jagged.ops.padded_to_jagged`."""
+    return _PaddedToJaggedFunction.apply(dense, offsets, total)

@@ -1,0 +1,83 @@
+"""``shopml rank``: train and evaluate the click-through ranking model (thin; work lives in the part)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+_METRIC_KEYS = ("auc", "logloss", "normalized_entropy", "examples")
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2) from exc
+
+
+@app.command("train")
+def train_cmd(
+    world: Annotated[Path, typer.Option(help="World directory (catalog, events, impressions).")],
+    out: Annotated[Path, typer.Option(help="Run directory to write.")],
+    sequence_backend: Annotated[str, typer.Option(help="jagged, padded or pooling.")] = "jagged",
+    max_history: Annotated[int, typer.Option(help="Most recent events kept per impression.")] = 256,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Examples per step (global under DDP).")] = 256,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-3,
+    embed_dim: Annotated[int, typer.Option(help="Embedding / encoder width.")] = 64,
+    num_layers: Annotated[int, typer.Option(help="Jagged self-attention blocks.")] = 1,
+    num_heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
+    attention_backend: Annotated[
+        str, typer.Option(help="Jagged attention kernels: auto, triton or reference.")
+    ] = "auto",
+    num_workers: Annotated[int, typer.Option(help="Data-loader workers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from OUT's checkpoint.")
+    ] = False,
+) -> None:
+    """Train on the world's train impressions; write checkpoints and RUN/metrics.json."""
+    from shopml.rank.config import RankConfig
+    from shopml.rank.train import train
+
+    try:
+        config = RankConfig(
+            sequence_backend=sequence_backend,
+            max_history=max_history,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            embed_dim=embed_dim,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            attention_backend=attention_backend,
+            num_workers=num_workers,
+            seed=seed,
+        )
+        metrics = train(world, out, config, device=device, compile=compile, resume=resume)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[Path, typer.Option(help="Run directory written by `shopml rank train`.")],
+    world: Annotated[Path, typer.Option(help="World directory to evaluate on.")],
+    out: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
+    split: Annotated[str, typer.Option(help="train or test impressions.")] = "test",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Evaluate a trained run: prints (and writes) auc, logloss, normalized entropy, examples."""
+    from shopml.rank.evaluate import evaluate_run
+
+    try:
+        metrics = evaluate_run(model, world, out, split=split, device=device)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
