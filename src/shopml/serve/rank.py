@@ -31,8 +31,10 @@ class Ranker:
         from shopml.rank.evaluate import predict
 
         if (user_id is None) == (history is None):
-            raise ValueError("user_id/history: expected exactly one of them, found "
-                             f"{'both' if user_id is not None else 'neither'}")
+            raise ValueError(
+                "user_id/history: expected exactly one of them, found "
+                f"{'both' if user_id is not None else 'neither'}"
+            )
         known = set(self.catalog["product_id"].tolist())
         unknown = [p for p in [*candidates, *(history or [])] if p not in known]
         if unknown:
@@ -45,23 +47,29 @@ class Ranker:
         else:
             uid = -1
             n = len(history)
-            events = pd.DataFrame({
-                "user_id": np.full(n, uid, np.int64),
-                "product_id": np.asarray(history, np.int64),
-                "ts": self.now - pd.to_timedelta(np.arange(n, 0, -1), unit="min"),
-                "action": "click",
-            })
-        impressions = pd.DataFrame({
-            "user_id": np.full(len(candidates), uid, np.int64),
-            "product_id": np.asarray(candidates, np.int64),
-            "ts": self.now,
-            "position": np.arange(len(candidates), dtype=np.int16),
-            "label": np.zeros(len(candidates), np.int8),
-            "split": "test",
-        })
+            events = pd.DataFrame(
+                {
+                    "user_id": np.full(n, uid, np.int64),
+                    "product_id": np.asarray(history, np.int64),
+                    "ts": self.now - pd.to_timedelta(np.arange(n, 0, -1), unit="min"),
+                    "action": "click",
+                }
+            )
+        impressions = pd.DataFrame(
+            {
+                "user_id": np.full(len(candidates), uid, np.int64),
+                "product_id": np.asarray(candidates, np.int64),
+                "ts": self.now,
+                "position": np.arange(len(candidates), dtype=np.int16),
+                "label": np.zeros(len(candidates), np.int8),
+                "split": "test",
+            }
+        )
         tables = RankTables.from_frames(self.catalog, events, impressions)
         cfg = self.model.config
-        examples = RankExamples.build(tables, self.vocab, None, cfg.max_history, cfg.num_time_buckets)
+        examples = RankExamples.build(
+            tables, self.vocab, None, cfg.max_history, cfg.num_time_buckets
+        )
         return predict(self.model, examples, batch_size=max(1, len(candidates)))
 
 

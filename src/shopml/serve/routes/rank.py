@@ -14,7 +14,9 @@ router = APIRouter(tags=["rank"])
 
 
 @router.post("/rank", response_model=RankResponse)
-async def rank(request: RankRequest, artefacts: ArtefactsDep, settings: SettingsDep) -> RankResponse:
+async def rank(
+    request: RankRequest, artefacts: ArtefactsDep, settings: SettingsDep
+) -> RankResponse:
     """Candidates ordered by predicted click probability for a user id or an explicit history."""
     if len(request.candidates) > settings.max_candidates:
         raise ValueError(
@@ -28,5 +30,7 @@ async def rank(request: RankRequest, artefacts: ArtefactsDep, settings: Settings
     scores = await asyncio.to_thread(ranker.score, candidates, request.user_id, request.history)
     order = sorted(range(len(candidates)), key=lambda i: -scores[i])
     return RankResponse(
-        items=[ScoredProduct(**scored_item(catalog, candidates[i], float(scores[i]))) for i in order]
+        items=[
+            ScoredProduct(**scored_item(catalog, candidates[i], float(scores[i]))) for i in order
+        ]
     )
