@@ -5,6 +5,19 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Error(BaseModel):
+    detail: str | list = Field(
+        description="what was wrong: the argument, the expectation, the value"
+    )
+
+
+ERRORS = {
+    400: {"model": Error, "description": "invalid argument"},
+    404: {"model": Error, "description": "unknown product or user"},
+    503: {"model": Error, "description": "the artefact this endpoint needs is not loaded"},
+}
+
+
 class Health(BaseModel):
     status: str
 

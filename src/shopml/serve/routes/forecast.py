@@ -7,9 +7,15 @@ import asyncio
 from fastapi import APIRouter
 
 from shopml.serve.routes.deps import ArtefactsDep, SettingsDep
-from shopml.serve.schemas import ForecastDay, ForecastRequest, ForecastResponse, ForecastSeries
+from shopml.serve.schemas import (
+    ERRORS,
+    ForecastDay,
+    ForecastRequest,
+    ForecastResponse,
+    ForecastSeries,
+)
 
-router = APIRouter(tags=["forecast"])
+router = APIRouter(tags=["forecast"], responses=ERRORS)
 
 
 @router.post("/forecast", response_model=ForecastResponse)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from shopml.serve.routes.deps import ArtefactsDep
-from shopml.serve.schemas import Product, ProductPage
+from shopml.serve.schemas import ERRORS, Product, ProductPage
 
-router = APIRouter(tags=["products"])
+router = APIRouter(tags=["products"], responses=ERRORS)
 
 
 def product_json(artefacts, product_id: int) -> dict:

@@ -7,10 +7,10 @@ import asyncio
 from fastapi import APIRouter
 
 from shopml.serve.routes.deps import ArtefactsDep, SettingsDep
-from shopml.serve.schemas import RankRequest, RankResponse, ScoredProduct
+from shopml.serve.schemas import ERRORS, RankRequest, RankResponse, ScoredProduct
 from shopml.serve.visual import scored_item
 
-router = APIRouter(tags=["rank"])
+router = APIRouter(tags=["rank"], responses=ERRORS)
 
 
 @router.post("/rank", response_model=RankResponse)

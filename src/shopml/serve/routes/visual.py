@@ -9,9 +9,9 @@ from fastapi.responses import Response
 
 from shopml.serve.batching import MicroBatcher
 from shopml.serve.routes.deps import ArtefactsDep, SettingsDep
-from shopml.serve.schemas import SearchResponse, SimilarResponse
+from shopml.serve.schemas import ERRORS, SearchResponse, SimilarResponse
 
-router = APIRouter(tags=["visual"])
+router = APIRouter(tags=["visual"], responses=ERRORS)
 
 
 @router.get("/products/{product_id}/similar", response_model=SimilarResponse)
