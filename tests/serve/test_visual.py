@@ -100,3 +100,28 @@ def test_search_bad_input(client, files, data, status, needle):
     assert response.status_code == status, response.text
     assert needle in response.text
     assert client.get("/health").status_code == 200
+
+
+def test_fast_path_answers_like_the_route(workdir):
+    from fastapi.testclient import TestClient
+
+    from shopml.serve.app import create_app
+    from shopml.serve.settings import Settings
+
+    pids = pd.read_parquet(workdir / "world" / "catalog.parquet")["product_id"].iloc[:5].tolist()
+    queries = [f"/v1/products/{p}/similar" for p in pids] + [
+        f"/v1/products/{pids[0]}/similar?k=3",
+        f"/v1/products/{pids[0]}/similar?k=100",
+        f"/v1/products/{pids[0]}/similar?k=101",
+        f"/v1/products/{pids[0]}/similar?k=0",
+        f"/v1/products/{pids[0]}/similar?k=1&k=2",
+        "/v1/products/123456789/similar",
+        "/v1/products/-1/similar",
+    ]
+    plain = create_app(Settings(workdir=workdir))
+    plain.user_middleware.clear()  # the FastAPI route alone
+    with TestClient(create_app(Settings(workdir=workdir))) as fast, TestClient(plain) as slow:
+        for query in queries:
+            a, b = fast.get(query), slow.get(query)
+            assert a.status_code == b.status_code, query
+            assert a.json() == b.json(), query

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from shopml import __version__
 from shopml.serve.artefacts import ArtefactMissing, load_artefacts
+from shopml.serve.fastpath import SimilarFastPath
 from shopml.serve.routes import forecast, health, products, rank, visual
 from shopml.serve.settings import Settings
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.batchers = {}
+    app.add_middleware(SimilarFastPath)
 
     @app.exception_handler(ValueError)
     async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from shopml.serve.batching import MicroBatcher
+from shopml.serve.fastpath import DEFAULT_K
 from shopml.serve.routes.deps import ArtefactsDep, SettingsDep
 from shopml.serve.schemas import ERRORS, SearchResponse, SimilarResponse
 
@@ -19,9 +20,12 @@ async def similar(
     product_id: int,
     artefacts: ArtefactsDep,
     settings: SettingsDep,
-    k: Annotated[int, Query(ge=1)] = 10,
+    k: Annotated[int, Query(ge=1)] = DEFAULT_K,
 ) -> Response:
-    """Products that look like this one (precomputed; the item and its near-duplicates removed)."""
+    """Products that look like this one (precomputed; the item and its near-duplicates removed).
+
+    Valid requests are answered by :class:`shopml.serve.fastpath.SimilarFastPath` with the same body.
+    """
     if k > settings.max_k:
         raise ValueError(f"k: expected at most {settings.max_k}, found {k}")
     lookup = artefacts.require("similar")
