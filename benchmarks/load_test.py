@@ -45,6 +45,13 @@ request = function()
   return wrk.format("GET", "/v1/products/" .. ids[math.random(#ids)] .. "/similar?k=10")
 end
 """
+# Paced load: each connection waits this long after each answer, so that ``connections`` connections
+# offer about ``rate`` requests a second (the achieved rate is measured and reported, not assumed).
+PACE = """
+delay = function()
+  return %d
+end
+"""
 
 
 def free_port() -> int:
@@ -80,7 +87,9 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
-def run_wrk(port: int, ids: list[int], connections: int, duration: int, seed: int) -> dict:
+def run_wrk(
+    port: int, ids: list[int], connections: int, duration: int, seed: int, rate: int = 0
+) -> dict:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -88,7 +97,10 @@ def run_wrk(port: int, ids: list[int], connections: int, duration: int, seed: in
         id_file = Path(tmp) / "ids.txt"
         id_file.write_text("\n".join(map(str, ids)) + "\n")
         script = Path(tmp) / "similar.lua"
-        script.write_text(LUA % (id_file, seed))
+        lua = LUA % (id_file, seed)
+        if rate > 0:
+            lua += PACE % max(0, round(connections * 1000 / rate) - 1)
+        script.write_text(lua)
         cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
                f"http://127.0.0.1:{port}"]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
@@ -174,7 +186,13 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=60, help="seconds per endpoint (similar)")
     ap.add_argument("--search-duration", type=int, default=20, help="seconds for visual search")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
-    ap.add_argument("--connections", type=int, default=32, help="wrk connections (similar)")
+    ap.add_argument("--connections", type=int, default=40, help="wrk connections (similar)")
+    ap.add_argument(
+        "--rate",
+        type=int,
+        default=2000,
+        help="offered requests/s for similar (0: as fast as possible)",
+    )
     ap.add_argument("--search-concurrency", type=int, default=16, help="uploads in flight")
     ap.add_argument("--device", default="cpu-2core", help="label of this machine in the CSV")
     ap.add_argument("--out", type=Path, default=None, help="CSV to append to")
@@ -191,10 +209,13 @@ def main() -> None:
     common = {"workers": args.workers, "device": args.device, "git_sha": git_sha(),
               "timestamp": stamp}  # fmt: skip
     try:
-        sim = run_wrk(port, ids, args.connections, args.duration, seed=0)
-        sim.pop("raw")
-        rows.append({"endpoint": "GET /v1/products/{id}/similar", "concurrency": args.connections,
-                     "duration_s": args.duration, **sim, **common})  # fmt: skip
+        for rate in dict.fromkeys([args.rate, 0]):
+            sim = run_wrk(port, ids, args.connections, args.duration, seed=0, rate=rate)
+            sim.pop("raw")
+            label = f"offered {rate}/s" if rate else "max throughput"
+            rows.append({"endpoint": f"GET /v1/products/{{id}}/similar ({label})",
+                         "concurrency": args.connections, "duration_s": args.duration, **sim,
+                         **common})  # fmt: skip
         search = asyncio.run(
             _search_load(port, photos, args.search_concurrency, args.search_duration)
         )
