@@ -162,6 +162,9 @@ def run_case(config: RankConfig, batch, device: torch.device, compile: bool) -> 
 
     out: dict[str, object] = {}
     t0 = time.perf_counter()
+    from shopml.jagged.checks import checks_enabled
+
+    checks_enabled(False)  # offsets were checked when collated, as in training
     try:
         train_step()  # warm-up (and compilation)
         infer()
@@ -221,7 +224,30 @@ def main() -> None:
         except Exception:
             sha = ""
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    rows, table = [], []
+    rows: list[dict[str, object]] = []
+    table = []
+
+    def flush() -> None:
+        """Append the pending rows to the CSV now (a run cut short keeps what it measured)."""
+        new = not out.exists()
+        with out.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                w.writeheader()
+            for r in rows:
+                w.writerow(
+                    {
+                        "suite": "rank", "op": r["op"], "provider": r["provider"], "mode": "bf16",
+                        "x_name": "max_history", "x_value": r["x_value"],
+                        "ms_p50": f"{r['ms'][0]:.4f}", "ms_p20": f"{r['ms'][1]:.4f}",
+                        "ms_p80": f"{r['ms'][2]:.4f}", "peak_mib": f"{r['peak']:.1f}",
+                        "config_json": json.dumps(r["cfg"], sort_keys=True), "device": dev_name,
+                        "torch": torch.__version__, "triton": triton_version, "git_sha": sha,
+                        "timestamp": stamp,
+                    }
+                )  # fmt: skip
+        rows.clear()
+
     rng = np.random.default_rng(0)
     for n in args.max_history:
         lengths = heavy_tailed_lengths(rng, args.batch_size, n, args.fill)
@@ -288,26 +314,9 @@ def main() -> None:
                              cfg={**cfg, "examples_per_s": eps})
                     )  # fmt: skip
                 table.append((n, dist["mean_fill"], provider, res, cfg))
+                flush()
                 print(f"N={n} {provider}: {res['status']} {res.get('train')} {res.get('infer')}",
                       flush=True)  # fmt: skip
-
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        for r in rows:
-            w.writerow(
-                {
-                    "suite": "rank", "op": r["op"], "provider": r["provider"], "mode": "bf16",
-                    "x_name": "max_history", "x_value": r["x_value"],
-                    "ms_p50": f"{r['ms'][0]:.4f}", "ms_p20": f"{r['ms'][1]:.4f}",
-                    "ms_p80": f"{r['ms'][2]:.4f}", "peak_mib": f"{r['peak']:.1f}",
-                    "config_json": json.dumps(r["cfg"], sort_keys=True), "device": dev_name,
-                    "torch": torch.__version__, "triton": triton_version, "git_sha": sha,
-                    "timestamp": stamp,
-                }
-            )  # fmt: skip
 
     # Markdown table: ratios against padded at the same N and compile setting
     print(f"\nrank benchmark on {dev_name}, B={args.batch_size}, E={args.embed_dim}, "

@@ -1,4 +1,4 @@
-"""``shopml visual`` end to end on a drawn mini world, and its answers to bad inputs."""
+"""``shopml visual`` end to end on the tiny world, and its answers to bad inputs."""
 
 from __future__ import annotations
 
@@ -28,15 +28,16 @@ def _fails(args, match):
 
 
 @pytest.fixture(scope="module")
-def run_dir(visual_world, tmp_path_factory):
+def run_dir(tiny_world, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    _ok(["train", "--world", str(visual_world), "--out", str(out), "--trunk", "efficientnet_lite0",
+    _ok(["train", "--world", str(tiny_world), "--out", str(out), "--trunk", "efficientnet_lite0",
          "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--samples-per-product",
          "2", "--no-progress", *SMALL])  # fmt: skip
     return out
 
 
-def test_cli_train_index_evaluate_recommend_search(visual_world, run_dir, tmp_path):
+def test_cli_train_index_evaluate_recommend_search(tiny_world, run_dir, tmp_path):
+    visual_world = tiny_world
     assert (run_dir / "model" / "model.safetensors").is_file()
     index = tmp_path / "index"
     _ok(["index", "--model", str(run_dir), "--world", str(visual_world), "--out", str(index),
@@ -45,7 +46,9 @@ def test_cli_train_index_evaluate_recommend_search(visual_world, run_dir, tmp_pa
                str(index), "--out", str(tmp_path / "m.json"), "--device", "cpu"])  # fmt: skip
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert {"recall@1", "recall@5", "recall@10", "recall@20", "per_category"} <= set(metrics)
-    assert metrics["queries"] == 18 and json.loads(out.strip().splitlines()[-1])["queries"] == 18
+    street = pd.read_parquet(visual_world / "street.parquet")
+    n_test = int((street["split"] == "test").sum())
+    assert metrics["queries"] == n_test and json.loads(out.strip().splitlines()[-1])["queries"] == n_test
     _ok(["recommend", "--model", str(run_dir), "--index", str(index), "--k", "5",
          "--out", str(tmp_path / "recs.parquet")])  # fmt: skip
     recs = pd.read_parquet(tmp_path / "recs.parquet")
@@ -56,19 +59,20 @@ def test_cli_train_index_evaluate_recommend_search(visual_world, run_dir, tmp_pa
     assert all(
         style[a] != style[b] for a, b in zip(recs["product_id"], recs["rec_id"], strict=True)
     )
-    street = pd.read_parquet(visual_world / "street.parquet")
     photo = visual_world / street["image"].iloc[0]
     out = _ok(["search", str(photo), "--model", str(run_dir), "--index", str(index), "--k", "3",
                "--device", "cpu"])  # fmt: skip
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert [r["rank"] for r in rows] == [1, 2, 3] and all("product_id" in r for r in rows)
     out = _ok(["search", str(photo), "--model", str(run_dir), "--index", str(index), "--k", "500",
-               "--category", "cat1", "--device", "cpu"])  # fmt: skip
+               "--category", "shoes", "--device", "cpu"])  # fmt: skip
     rows = [json.loads(line) for line in out.strip().splitlines()]
-    assert len(rows) == 6 and {r["category"] for r in rows} == {"cat1"}
+    assert len(rows) == int((catalog["category"] == "shoes").sum())
+    assert {r["category"] for r in rows} == {"shoes"}
 
 
-def test_cli_pretrained_model_and_milvus_backend(visual_world, tmp_path):
+def test_cli_pretrained_model_and_milvus_backend(tiny_world, tmp_path):
+    visual_world = tiny_world
     pytest.importorskip("milvus_lite")
     model = "pretrained:efficientnet_lite0@64"
     _ok(["index", "--model", model, "--world", str(visual_world), "--out", str(tmp_path / "mv"),
@@ -79,7 +83,8 @@ def test_cli_pretrained_model_and_milvus_backend(visual_world, tmp_path):
     assert metrics["within_category"] and 0.0 <= metrics["recall@1"] <= 1.0
 
 
-def test_cli_bad_inputs(visual_world, run_dir, tmp_path):
+def test_cli_bad_inputs(tiny_world, run_dir, tmp_path):
+    visual_world = tiny_world
     _fails(["evaluate", "--model", str(tmp_path / "nope"), "--world", str(visual_world),
             "--out", str(tmp_path / "m.json")], "model")  # fmt: skip
     _fails(["index", "--model", "pretrained:alexnet", "--world", str(visual_world),

@@ -56,6 +56,7 @@ def test_medium_scale_has_users_with_thousands_of_events(tiny_world):
 def test_slates_and_time_split(tiny_world, impressions):
     req = impressions.groupby(["user_id", "ts"])["position"]
     assert (req.size() == SLATE).all()
+    assert (impressions.groupby(["user_id", "ts"])["product_id"].nunique() == SLATE).all()
     assert (req.apply(lambda p: sorted(p) == list(range(1, SLATE + 1)))).all()
     train = impressions[impressions["split"] == "train"]
     test = impressions[impressions["split"] == "test"]

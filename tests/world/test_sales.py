@@ -108,3 +108,13 @@ def test_hidden_regime_is_multimodal(truth, calendar):
     r = truth["regime"] == 1
     np.testing.assert_allclose(truth.loc[r, "mean"] / truth.loc[r, "mean_base"], DEAL_LIFT)
     np.testing.assert_allclose(truth.loc[~r, "mean"], truth.loc[~r, "mean_base"])
+
+
+def test_annual_seasonality_per_category(tiny_world, truth):
+    cat = readers.read_catalog(tiny_world, check_images="none").set_index("product_id")["category"]
+    t = truth.assign(category=truth["unique_id"].map(cat).to_numpy(), month=truth["ds"].dt.month)
+    summer = t[t["month"].isin([6, 7])].groupby("category")["mean_base"].mean()
+    winter = t[t["month"].isin([12, 1])].groupby("category")["mean_base"].mean()
+    ratio = summer / winter
+    assert ratio["sunglasses"] > 1.5  # peaks mid-year
+    assert ratio["mugs"] < 0.8  # peaks at the turn of the year

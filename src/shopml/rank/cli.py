@@ -30,6 +30,9 @@ def train_cmd(
     embed_dim: Annotated[int, typer.Option(help="Embedding / encoder width.")] = 64,
     num_layers: Annotated[int, typer.Option(help="Jagged self-attention blocks.")] = 1,
     num_heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
+    num_bias_buckets: Annotated[
+        int, typer.Option(help="Relative-time attention bias buckets (0: no bias).")
+    ] = 16,
     attention_backend: Annotated[
         str, typer.Option(help="Jagged attention kernels: auto, triton or reference.")
     ] = "auto",
@@ -55,6 +58,7 @@ def train_cmd(
             embed_dim=embed_dim,
             num_layers=num_layers,
             num_heads=num_heads,
+            num_bias_buckets=num_bias_buckets,
             attention_backend=attention_backend,
             num_workers=num_workers,
             seed=seed,

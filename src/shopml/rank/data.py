@@ -287,15 +287,19 @@ class JaggedHistory:
         return self.kjt.lengths[: self.kjt.batch_size]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> JaggedHistory:
+        """Copy to ``device``; offsets were validated when built, so no content checks (no
+        host-device synchronisation) run on the copy."""
+        from shopml.jagged.checks import checks_enabled
         from shopml.jagged.tensor import KeyedJaggedTensor
 
         kjt = self.kjt
-        moved = KeyedJaggedTensor(
-            kjt.keys,
-            kjt.values.to(device, non_blocking=non_blocking),
-            lengths=kjt.lengths.to(device, non_blocking=non_blocking),
-            offsets=kjt.offsets.to(device, non_blocking=non_blocking),
-        )
+        with checks_enabled(False):
+            moved = KeyedJaggedTensor(
+                kjt.keys,
+                kjt.values.to(device, non_blocking=non_blocking),
+                lengths=kjt.lengths.to(device, non_blocking=non_blocking),
+                offsets=kjt.offsets.to(device, non_blocking=non_blocking),
+            )
         return JaggedHistory(
             moved, self.times.to(device, non_blocking=non_blocking), self.max_seqlen
         )

@@ -233,7 +233,7 @@ def _train(
         num_workers=config.num_workers,
         pin_memory=use_cuda,
     )
-    log_path = out / "train_log.json"
+    log_path = out / "train_log.json"  # per-epoch records, appended to on --resume
     log: list[dict[str, Any]] = (
         json.loads(log_path.read_text()) if resume and log_path.is_file() else []
     )
@@ -241,6 +241,56 @@ def _train(
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
+    # Batches are built with valid offsets (checked on the CPU when collated): skip the jagged
+    # ops' content checks, each a host-device synchronisation on CUDA.
+    from shopml.jagged.checks import checks_enabled
+
+    with checks_enabled(False):
+        _epochs(
+            out, model, step_model, optimizer, loader, config, dev, start_epoch, progress, rank,
+            world_size, log, extra_base,
+        )  # fmt: skip
+
+    metrics: dict[str, Any] = {}
+    if rank == 0:
+        metrics = evaluate_model(
+            model, test_ex, batch_size=max(config.batch_size, 256), device=dev, autocast=use_cuda
+        )
+        metrics.update(
+            {
+                "split": "test",
+                "sequence_backend": config.sequence_backend,
+                "max_history": config.max_history,
+                "epochs": config.epochs,
+                "world_size": world_size,
+                "device": str(dev),
+                "train_examples": len(train_ex),
+                "train_examples_per_s": log[-1]["examples_per_s"] if log else None,
+                "train_loss": log[-1]["train_loss"] if log else None,
+            }
+        )
+        write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _epochs(
+    out: Path,
+    model: torch.nn.Module,
+    step_model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: BatchLoader,
+    config: RankConfig,
+    dev: torch.device,
+    start_epoch: int,
+    progress: bool,
+    rank: int,
+    world_size: int,
+    log: list[dict[str, Any]],
+    extra_base: dict[str, Any],
+) -> None:
+    """The training epochs: steps, progress, per-epoch checkpoint and log (rank 0 writes)."""
+    use_cuda = dev.type == "cuda"
+    log_path = out / "train_log.json"
     for epoch in range(start_epoch, config.epochs):
         loader.set_epoch(epoch)
         sizes = loader.global_batch_sizes()
@@ -288,27 +338,6 @@ def _train(
             _save(out, model, optimizer, config, {**extra_base, "epoch": epoch + 1})
             write_json(log_path, log)
 
-    metrics: dict[str, Any] = {}
-    if rank == 0:
-        metrics = evaluate_model(
-            model, test_ex, batch_size=max(config.batch_size, 256), device=dev, autocast=use_cuda
-        )
-        metrics.update(
-            {
-                "split": "test",
-                "sequence_backend": config.sequence_backend,
-                "max_history": config.max_history,
-                "epochs": config.epochs,
-                "world_size": world_size,
-                "device": str(dev),
-                "train_examples": len(train_ex),
-                "train_examples_per_s": log[-1]["examples_per_s"] if log else None,
-                "train_loss": log[-1]["train_loss"] if log else None,
-            }
-        )
-        write_json(out / "metrics.json", metrics)
-    return metrics
-
 
 def build_parser() -> argparse.ArgumentParser:
     d = RankConfig()
@@ -327,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-dim", type=int, default=d.embed_dim)
     p.add_argument("--num-heads", type=int, default=d.num_heads)
     p.add_argument("--num-layers", type=int, default=d.num_layers)
+    p.add_argument("--num-bias-buckets", type=int, default=d.num_bias_buckets)
     p.add_argument("--attention-backend", default=d.attention_backend)
     p.add_argument("--num-workers", type=int, default=d.num_workers)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -347,6 +377,7 @@ def config_from_args(args: argparse.Namespace) -> RankConfig:
         embed_dim=args.embed_dim,
         num_heads=args.num_heads,
         num_layers=args.num_layers,
+        num_bias_buckets=args.num_bias_buckets,
         attention_backend=args.attention_backend,
         num_workers=args.num_workers,
         seed=args.seed,

@@ -126,12 +126,22 @@ def build_training_set(
     )
 
 
-def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random views of a batch: resized crop (area 0.5..1, aspect 3/4..4/3), horizontal flip,
-    brightness / contrast / saturation jitter (+-30%) and, for a quarter of the images, a blur.
+def augment(
+    x: torch.Tensor, generator: torch.Generator | None = None, street_prob: float = 0.5
+) -> torch.Tensor:
+    """Random training views of a batch of product images.
+
+    Every view: a random resized crop (area 0.5..1, aspect 3/4..4/3) or, with ``street_prob``, a
+    "street" view (the product shrunk to 0.55..0.95, rotated up to 25 degrees and shifted, pasted
+    over clutter made from another image of the batch, then partly occluded and noised, like a
+    user's photo); then a horizontal flip, brightness / contrast / saturation jitter (+-30%) and,
+    for a quarter of the views, a blur. The product mask of a street view is "not near-white"
+    (catalog photos have white or light-grey backgrounds: the mask is "coloured or darker than 0.85").
 
     Args:
         x: (n, 3, S, S) uint8 or float in [0, 1], any device.
+        generator: CPU generator for the random draws (reproducible runs).
+        street_prob: fraction of street-style views.
 
     Returns:
         (n, 3, S, S) float32 in [0, 1] on x's device.
@@ -144,30 +154,67 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
     def rand(*shape):
         return torch.rand(*shape, generator=generator).to(dev)
 
+    street = rand(n) < street_prob
+    # crop views: zoom in on a random window
     area = 0.5 + 0.5 * rand(n)
-    log_ratio = (rand(n) * 2 - 1) * np.log(4 / 3)
-    ratio = torch.exp(log_ratio)
+    ratio = torch.exp((rand(n) * 2 - 1) * float(np.log(4 / 3)))
     sx = torch.sqrt(area * ratio).clamp(max=1.0)
     sy = torch.sqrt(area / ratio).clamp(max=1.0)
-    tx = (rand(n) * 2 - 1) * (1 - sx)
-    ty = (rand(n) * 2 - 1) * (1 - sy)
+    angle = torch.zeros(n, device=dev)
+    # street views: zoom out (sampling a window larger than the image), rotate
+    shrink = 0.55 + 0.4 * rand(n)
+    sx = torch.where(street, 1.0 / shrink, sx)
+    sy = torch.where(street, 1.0 / shrink, sy)
+    angle = torch.where(street, (rand(n) * 2 - 1) * (25 * np.pi / 180), angle)
+    tx = torch.where(street, (rand(n) * 2 - 1) * 0.25 / shrink, (rand(n) * 2 - 1) * (1 - sx))
+    ty = torch.where(street, (rand(n) * 2 - 1) * 0.25 / shrink, (rand(n) * 2 - 1) * (1 - sy))
     flip = torch.where(rand(n) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0] = sx * flip
+    theta[:, 0, 0] = sx * cos * flip
+    theta[:, 0, 1] = -sy * sin
+    theta[:, 1, 0] = sx * sin * flip
+    theta[:, 1, 1] = sy * cos
     theta[:, 0, 2] = tx
-    theta[:, 1, 1] = sy
     theta[:, 1, 2] = ty
     grid = F.affine_grid(theta, list(xf.shape), align_corners=False)
-    out = F.grid_sample(xf, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    pad = torch.where(street.view(n, 1, 1, 1), 0.0, 1.0)
+    hi, lo = xf.max(dim=1, keepdim=True).values, xf.min(dim=1, keepdim=True).values
+    fg_mask = ((hi < 0.85) | (hi - lo > 0.06)).float()  # (n, 1, S, S): not light grey / white
+    warped = F.grid_sample(
+        torch.cat([xf, fg_mask], 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    out, mask = warped[:, :3], warped[:, 3:]
+    # crop views: outside the image (only with zoom-out) stays white; street views: clutter
+    inside = F.grid_sample(
+        torch.ones_like(fg_mask), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )
+    out = out + (1 - inside) * pad
+    if bool(street.any()):
+        s = xf.shape[-1]
+        other = torch.roll(xf, shifts=1, dims=0).flip(-1).transpose(-1, -2)
+        clutter = F.interpolate(F.avg_pool2d(other, 4), size=(s, s), mode="bilinear")
+        clutter = clutter * (0.6 + 0.8 * rand(n, 3, 1, 1))
+        blend = torch.where(street.view(n, 1, 1, 1), mask, torch.ones_like(mask))
+        out = blend * out + (1 - blend) * clutter.clamp(0, 1)
+        # occlusion: a random-coloured box over a corner of the product, on half the street views
+        yy = torch.linspace(0, 1, s, device=dev).view(1, s, 1)
+        xx = torch.linspace(0, 1, s, device=dev).view(1, 1, s)
+        cx, cy, r = rand(n, 1, 1), rand(n, 1, 1), 0.1 + 0.15 * rand(n, 1, 1)
+        occ = ((xx - cx).abs() < r) & ((yy - cy).abs() < r)
+        occ = occ & (street & (rand(n) < 0.5)).view(n, 1, 1)
+        out = torch.where(occ.unsqueeze(1), rand(n, 3, 1, 1).expand_as(out), out)
+        noise = torch.randn(out.shape, generator=generator).to(dev) * (0.03 * rand(n, 1, 1, 1))
+        out = out + noise * street.view(n, 1, 1, 1)
     # colour jitter
     b = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.3
     c = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.3
-    s = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.3
+    sat = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.3
     out = out * b
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     out = (out - mean) * c + mean
     grey = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]).expand_as(out)
-    out = (out - grey) * s + grey
+    out = (out - grey) * sat + grey
     blur = rand(n) < 0.25
     if bool(blur.any()):
         k = torch.tensor([1.0, 2.0, 1.0], device=dev)

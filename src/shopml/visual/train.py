@@ -59,6 +59,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     steps_per_epoch: int | None = None,
+    max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a VisNet on a world directory; returns the history dict.
 
@@ -73,6 +74,7 @@ def train(
         resume: continue from ``out_dir/train_state.pt`` when present.
         progress: show a progress bar (rank 0 only).
         steps_per_epoch: batches per epoch (default: training samples / batch size).
+        max_seconds: stop (after saving) once this much training time has passed in this call.
     """
     from shopml.visual.data import augment, build_training_set
     from shopml.visual.losses import TripletLoss
@@ -152,6 +154,8 @@ def train(
     style_all = torch.from_numpy(data.style)
     cat_all = torch.from_numpy(data.category)
 
+    t_start = time.perf_counter()
+    out_of_time = False
     bar = None
     if progress and rank == 0:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -173,6 +177,9 @@ def train(
             task = bar.add_task("train", total=n_steps, epoch=epoch + 1, loss=0.0) if bar else None
             for i, batch in enumerate(sampler):
                 if i >= n_steps:
+                    break
+                if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
+                    out_of_time = True
                     break
                 step = epoch * n_steps + i
                 for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
@@ -207,6 +214,7 @@ def train(
                 "steps": len(losses),
                 "seconds": time.perf_counter() - t0,
                 "lr": optimizer.param_groups[0]["lr"],
+                "stopped_early": out_of_time,
                 "negatives": {k: float(np.mean([g[k] for g in gran])) for k in gran[0]}
                 if gran
                 else {},
@@ -231,6 +239,8 @@ def train(
                 write_json(out_dir / "history.json", history)
             if bar is None and rank == 0 and progress is not False:
                 print(json.dumps(record))
+            if out_of_time:
+                break
     finally:
         if bar is not None:
             bar.stop()

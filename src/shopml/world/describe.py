@@ -115,13 +115,15 @@ def _batches(path: Path, columns: list[str], batch_rows: int = 2_000_000):
 
 
 def sales_statistics_file(
-    path: str | os.PathLike[str], calendar: pd.DataFrame | None = None
+    path: str | os.PathLike[str],
+    calendar: pd.DataFrame | None = None,
+    batch_rows: int = 2_000_000,
 ) -> dict[str, Any]:
     """:func:`sales_statistics` of a sales.parquet, streamed in batches (bounded memory)."""
     path = Path(path)
     names = _parquet(path).schema_arrow.names
     cols = ["unique_id", "ds", "y"] + [c for c in ("promo", "discount") if c in names]
-    parts = [_sales_aggregates(b) for b in _batches(path, cols)]
+    parts = [_sales_aggregates(b) for b in _batches(path, cols, batch_rows)]
     if not parts:
         raise ValueError(f"{path.name}: expected sales rows, found none")
     return _stats(_combine(parts), calendar)

@@ -6,7 +6,8 @@ whose distribution is heavy-tailed (at medium and large scale some users have th
 A history is a sequence of sessions. Each session starts from a *seed* product drawn from the user's
 tastes (category by taste weight, product by popularity; sometimes from the favourite brand); its
 events are the seed again, products of the seed's style, of its category and brand, or of its
-category. So the recent history holds a few distinct interest threads.
+category. So the recent history holds a few distinct interest threads. Every product shown or
+seen is on sale at that time (redrawn otherwise).
 
 An impression request shows a slate of candidates at a moment between two events. The click
 probability depends mostly on the candidate's similarity to *specific recent* history items,
@@ -308,6 +309,17 @@ def event_chunks(
         yield events, imps, imp_truth, first_ts
 
 
+def _row_duplicates(a: np.ndarray) -> np.ndarray:
+    """Mask of entries equal to an earlier entry of the same row."""
+    order = np.argsort(a, axis=1, kind="stable")
+    srt = np.take_along_axis(a, order, axis=1)
+    dup_sorted = np.zeros(a.shape, bool)
+    dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    dup = np.zeros(a.shape, bool)
+    np.put_along_axis(dup, order, dup_sorted, axis=1)
+    return dup
+
+
 def _draw_impressions(rng, users, uidx, index, ev_u, item, ts, offs, params, t0, cutoff_s):
     lens = np.diff(offs)
     n_req = np.clip(1 + lens // 10, 1, params.max_requests)
@@ -345,11 +357,16 @@ def _draw_impressions(rng, users, uidx, index, ev_u, item, ts, offs, params, t0,
     cands = np.concatenate([rel, pop, tst], axis=1)
     perm = np.argsort(rng.random((r_n, SLATE)), axis=1)
     cands = np.take_along_axis(cands, perm, axis=1)  # column = position - 1
-    # Only products on sale at the request.
+    # Only products on sale at the request, each at most once per slate.
     t_flat = np.repeat(req_ts, SLATE)
-    cands = index.make_available(
-        rng, cands.reshape(-1), t_flat, lambda i: index.by_popularity(rng, i.size)
-    ).reshape(r_n, SLATE)
+    for _ in range(10):
+        cands = index.make_available(
+            rng, cands.reshape(-1), t_flat, lambda i: index.by_popularity(rng, i.size)
+        ).reshape(r_n, SLATE)
+        dup = _row_duplicates(cands)
+        if not dup.any():
+            break
+        cands[dup] = index.by_popularity(rng, int(dup.sum()))
     # Click model.
     v = index.vectors
     hv = v[np.maximum(hist, 0)]  # (R, W, dim)

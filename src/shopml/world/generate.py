@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def generate_world(
     out_dir: str | os.PathLike[str],
     scale: str = "tiny",
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
     processes: int | None = None,
     config: ScaleConfig | None = None,
 ) -> Path:
@@ -111,7 +112,7 @@ def generate_world(
         scale: "tiny" (tests, seconds), "small" (CPU demo), "medium" (~30k products), "large"
             (~1M users, streamed in chunks).
         seed: non-negative int; the same seed gives byte-identical tables and images.
-        progress: show rich progress bars (on stderr).
+        progress: show rich progress bars on stderr; None (default): when stderr is a terminal.
         processes: image-rendering worker processes (default: CPUs, for small and larger scales).
         config: overrides the scale's :class:`ScaleConfig` (sizes, chunking); ``scale`` then only
             names the world in world.json.
@@ -121,6 +122,8 @@ def generate_world(
     """
     out = _check_args(out_dir, scale, seed)
     seed = int(seed)
+    if progress is None:
+        progress = sys.stderr.isatty()
     cfg = config if config is not None else SCALE_CONFIGS[scale]
     if cfg.n_products < 10 or cfg.n_users < 1 or cfg.product_chunk < 1 or cfg.user_chunk < 1:
         raise ValueError(
@@ -130,6 +133,7 @@ def generate_world(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         _generate_into(tmp, scale, cfg, seed, progress, processes)
+        _normal_permissions(tmp)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, trash / "w")
@@ -301,6 +305,16 @@ def _generate_into(
             },
         }
         write_json(tmp / "world.json", meta)
+
+
+def _normal_permissions(root: Path) -> None:
+    """Give the world's directories and tables the usual modes (temp files are created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        d.chmod(0o777 & ~umask)
+    for f in [*root.glob("*.*"), *(root / "truth").glob("*.*")]:
+        f.chmod(0o666 & ~umask)
 
 
 def _specs(cat, catalog_mod, images_mod) -> dict[int, object]:

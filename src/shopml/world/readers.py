@@ -113,7 +113,11 @@ def _unique(df: pd.DataFrame, name: str, cols: list[str]) -> None:
 
 def _in_set(df: pd.DataFrame, name: str, col: str, allowed: Iterable) -> None:
     allowed = list(allowed)
-    bad = ~df[col].isin(allowed)
+    if len(allowed) <= 4 and pd.api.types.is_numeric_dtype(df[col].dtype):
+        v = df[col].to_numpy()
+        bad = pd.Series(~np.logical_or.reduce([v == a for a in allowed]), index=df.index)
+    else:
+        bad = ~df[col].isin(allowed)
     if bad.any():
         found = sorted(map(str, pd.unique(df.loc[bad, col])))[:5]
         raise ValueError(f"{name}: column {col!r} should be one of {allowed}, found {found}")
@@ -149,11 +153,13 @@ def _check_known(
 ) -> None:
     if known is None:
         return
-    bad = ~np.isin(df[col].to_numpy(), known)
-    if bad.any():
-        ex = sorted(pd.unique(df[col].to_numpy()[bad]).tolist())[:5]
+    values = pd.unique(df[col].to_numpy())
+    unknown = values[~np.isin(values, known)]
+    if unknown.size:
+        n_rows = int(df[col].isin(unknown).sum())
+        ex = sorted(unknown.tolist())[:5]
         raise ValueError(
-            f"{name}: column {col!r} has {int(bad.sum())} rows with ids not in {source}, e.g. {ex}"
+            f"{name}: column {col!r} has {n_rows} rows with ids not in {source}, e.g. {ex}"
         )
 
 
@@ -217,11 +223,12 @@ def read_sales(world_dir: PathLike) -> pd.DataFrame:
     _range(df, name, "price", lo=0.0, what="a non-negative price")
     _range(df, name, "discount", lo=0.0, hi=0.99, what="a fraction in [0, 0.99]")
     _in_set(df, name, "promo", [0, 1])
-    if (df["ds"] != df["ds"].dt.normalize()).any():
+    ds = df["ds"].to_numpy()
+    if (ds != ds.astype("datetime64[D]").astype(ds.dtype)).any():
         raise ValueError(
             f"{name}: column 'ds' should hold dates (midnight, daily), found times of day"
         )
-    _unique(df, name, ["unique_id", "ds"])
+    df = _sorted_unique(df, name, "unique_id", "ds")
     _check_known(
         df,
         name,
@@ -229,8 +236,26 @@ def read_sales(world_dir: PathLike) -> pd.DataFrame:
         _known_ids(d, "catalog.parquet", "product_id"),
         "catalog.parquet product_id",
     )
-    if not (df["unique_id"].is_monotonic_increasing and _sorted_within(df, "unique_id", "ds")):
-        df = df.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def _sorted_unique(df: pd.DataFrame, name: str, key: str, col: str) -> pd.DataFrame:
+    """``df`` sorted by (key, col) (sorted here if it was not); ValueError on a duplicate pair."""
+    k = df[key].to_numpy()
+    v = df[col].to_numpy()
+    same = k[1:] == k[:-1]
+    ordered = bool(np.all(k[1:] >= k[:-1]) and np.all(v[1:][same] > v[:-1][same]))
+    if not ordered:
+        df = df.sort_values([key, col], kind="stable").reset_index(drop=True)
+        k = df[key].to_numpy()
+        v = df[col].to_numpy()
+    dup = (k[1:] == k[:-1]) & (v[1:] == v[:-1])
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0]) + 1
+        raise ValueError(
+            f"{name}: expected one row per ({key!r}, {col!r}), found {int(dup.sum())} duplicated rows "
+            f"(e.g. {key}={k[i]!r}, {col}={pd.Timestamp(v[i]) if col == 'ds' else v[i]!r})"
+        )
     return df
 
 

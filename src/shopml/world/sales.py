@@ -162,7 +162,7 @@ def _category_day_factors(
     spans = []
     for e in event_list(days[0], days[-1]):
         f, la = (e.first - start).days, (e.last - start).days
-        if la < 0 - PRE_DIP_DAYS or f > t_n + HANGOVER_DAYS:
+        if la + HANGOVER_DAYS < 0 or f - PRE_DIP_DAYS >= t_n:  # no effect inside the window
             continue
         spans.append((f, la, e))
         on = (t >= f) & (t <= la)
