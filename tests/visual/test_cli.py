@@ -48,7 +48,10 @@ def test_cli_train_index_evaluate_recommend_search(tiny_world, run_dir, tmp_path
     assert {"recall@1", "recall@5", "recall@10", "recall@20", "per_category"} <= set(metrics)
     street = pd.read_parquet(visual_world / "street.parquet")
     n_test = int((street["split"] == "test").sum())
-    assert metrics["queries"] == n_test and json.loads(out.strip().splitlines()[-1])["queries"] == n_test
+    assert (
+        metrics["queries"] == n_test
+        and json.loads(out.strip().splitlines()[-1])["queries"] == n_test
+    )
     _ok(["recommend", "--model", str(run_dir), "--index", str(index), "--k", "5",
          "--out", str(tmp_path / "recs.parquet")])  # fmt: skip
     recs = pd.read_parquet(tmp_path / "recs.parquet")

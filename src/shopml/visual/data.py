@@ -182,7 +182,11 @@ def augment(
     hi, lo = xf.max(dim=1, keepdim=True).values, xf.min(dim=1, keepdim=True).values
     fg_mask = ((hi < 0.85) | (hi - lo > 0.06)).float()  # (n, 1, S, S): not light grey / white
     warped = F.grid_sample(
-        torch.cat([xf, fg_mask], 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        torch.cat([xf, fg_mask], 1),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
     )
     out, mask = warped[:, :3], warped[:, 3:]
     # crop views: outside the image (only with zoom-out) stays white; street views: clutter
