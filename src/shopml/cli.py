@@ -71,5 +71,32 @@ def demo(
     run_demo(out=out, scale=scale, seed=seed, device=device)
 
 
+@app.command()
+def serve(
+    workdir: Annotated[Path, typer.Option(help="A work directory written by `shopml demo`.")],
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu or cuda for the models.")] = "cpu",
+) -> None:
+    """Serve the HTTP API and web page over WORKDIR's artefacts."""
+    import os
+
+    import uvicorn
+
+    if not workdir.is_dir():
+        raise typer.BadParameter(f"expected a directory, found {workdir}", param_hint="--workdir")
+    os.environ["SHOPML_WORKDIR"] = str(workdir.resolve())
+    os.environ["SHOPML_DEVICE"] = device
+    uvicorn.run(
+        "shopml.serve.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
 if __name__ == "__main__":
     app()

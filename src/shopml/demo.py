@@ -1,19 +1,260 @@
-"""The end-to-end demo behind ``make demo``: grows with each part of shopml."""
+"""The end-to-end demo behind ``make demo``: one world, the three jobs, one report, one service.
+
+``shopml demo --out DIR`` lays out a work directory that ``shopml serve --workdir DIR`` serves::
+
+    DIR/world/               the generated world (catalog, images, sales, events, impressions)
+    DIR/rank/                the ranking model (jagged attention backend), DIR/rank-pooling/ its
+                             mean-pooling baseline, each with metrics.json
+    DIR/forecast/            AR-MDN trained on all sales; DIR/backtest/ metrics.csv + fan charts
+    DIR/visual/model/        VisNet (EfficientNet-Lite0 trunk + shallow branches, fine-tuned)
+    DIR/visual/index/        FAISS index of the catalog; DIR/visual/recs.parquet recommendations
+    DIR/visual/*.json        street-to-shop recall@k, fine-tuned and frozen
+    DIR/report.html          every table and plot
+
+Budgets per scale keep the small demo to about ten minutes on a 2-core CPU; each step's time is
+reported.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 
-def run_demo(out: Path, scale: str = "small", seed: int = 0, device: str = "auto") -> None:
-    """Generate a world in ``out/world`` and print its summary."""
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How much each part trains at one scale."""
+
+    rank_epochs: int
+    rank_max_history: int
+    rank_examples: int  # most recent train impressions used (0: all); as many test ones scored
+    forecast_epochs: int
+    forecast_steps: int
+    forecast_series: int | None  # series scored in the backtest (None: all)
+    visual_epochs: int
+    visual_steps: int | None
+    visual_image_size: int
+    visual_seconds: float
+    forecast_baselines: tuple[str, ...] = ("snaive", "ets", "croston", "lightgbm")
+
+
+BUDGETS = {
+    "tiny": Budget(1, 32, 0, 1, 5, None, 1, 3, 64, 60.0, forecast_baselines=("snaive",)),
+    "small": Budget(2, 32, 20_000, 4, 30, 300, 4, None, 96, 150.0),
+    "medium": Budget(3, 256, 0, 15, 100, 2000, 10, None, 160, 1800.0),
+    "large": Budget(3, 256, 0, 20, 200, 5000, 10, None, 160, 3600.0),
+}
+
+
+class _Steps:
+    """Runs named steps, printing and recording the time of each."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn, *args, **kwargs):
+        self.console.rule(name)
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.seconds[name] = time.perf_counter() - t0
+        self.console.print(f"[dim]{name}: {self.seconds[name]:.1f} s[/dim]")
+        return result
+
+
+def run_demo(out: Path, scale: str = "small", seed: int = 0, device: str = "auto") -> Path:
+    """Generate a world in ``out/world``, train and evaluate the three parts, write the report.
+
+    Returns:
+        The path of ``out/report.html``.
+    """
+    from shopml.common.devices import resolve_device
     from shopml.world.describe import describe_world, print_summary
     from shopml.world.generate import generate_world
 
+    if scale not in BUDGETS:
+        raise ValueError(f"scale: expected one of {list(BUDGETS)}, found {scale!r}")
+    dev = str(resolve_device(device))
+    budget = BUDGETS[scale]
+    out = Path(out)
     console = Console()
-    world_dir = Path(out) / "world"
-    console.rule(f"shopml demo: generating a {scale} world in {world_dir}")
-    generate_world(world_dir, scale=scale, seed=seed)
-    print_summary(describe_world(world_dir), console=console)
+    step = _Steps(console)
+    world = out / "world"
+    step(f"world: generating a {scale} world", generate_world, world, scale=scale, seed=seed)
+    summary = describe_world(world)
+    print_summary(summary, console=console)
+    results: dict[str, Any] = {"scale": scale, "seed": seed, "device": dev, "world": summary}
+    results["rank"] = step("rank: jagged attention vs mean pooling", _rank, world, out, budget, dev)
+    results["forecast"] = step("forecast: AR-MDN vs baselines", _forecast, world, out, budget, dev)
+    results["visual"] = step("visual: VisNet search and recommendations", _visual, world, out,
+                             budget, dev)  # fmt: skip
+    if dev.startswith("cuda"):
+        results["speed"] = step("jagged vs padded attention speed", _speed)
+    results["seconds"] = step.seconds
+    from shopml.common.io import write_json
+    from shopml.report import write_report
+
+    write_json(out / "demo.json", results)
+    report = write_report(out, results)
+    console.rule("done")
+    console.print(f"report: {report}")
+    console.print(f"serve it:  shopml serve --workdir {out}   (then open http://127.0.0.1:8000/)")
+    return report
+
+
+def _rank(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
+    from shopml.rank.config import RankConfig
+    from shopml.rank.train import train
+
+    metrics = {}
+    for backend, run in (("jagged", out / "rank"), ("pooling", out / "rank-pooling")):
+        config = RankConfig(
+            sequence_backend=backend,
+            epochs=budget.rank_epochs,
+            max_history=budget.rank_max_history,
+            max_train_examples=budget.rank_examples,
+            max_eval_examples=budget.rank_examples,
+            embed_dim=32,
+            lr=5e-3,
+            seed=0,
+        )
+        _fresh(run)
+        metrics[backend] = train(world, run, config, device=device, progress=True)
+    return metrics
+
+
+def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
+    from shopml.forecast.backtest import backtest
+    from shopml.forecast.config import ARMDNConfig
+    from shopml.forecast.data import load_table_or_world
+    from shopml.forecast.model import ARMDN
+
+    df, static_df = load_table_or_world(world)
+    config = ARMDNConfig(
+        freq="D",
+        horizon=28,
+        max_epochs=budget.forecast_epochs,
+        steps_per_epoch=budget.forecast_steps,
+        device=device,
+    )
+    result = backtest(
+        df,
+        static_df,
+        config,
+        windows=1,
+        baselines=list(budget.forecast_baselines),
+        out_dir=out / "backtest",
+        max_series=budget.forecast_series,
+        fan_charts=4,
+        verbose=True,
+    )
+    ARMDN(config).fit(df, static_df, verbose=True).save(out / "forecast")
+    metrics = result["metrics"]
+    return {
+        "metrics": metrics.to_dict(orient="records"),
+        "series": result.get("series"),
+        "charts": sorted(p.name for p in (out / "backtest").glob("*.png")),
+    }
+
+
+def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
+    import numpy as np
+
+    from shopml.common.io import write_json, write_parquet
+    from shopml.visual.config import TrainConfig, VisNetConfig
+    from shopml.visual.data import read_catalog
+    from shopml.visual.evaluate import street2shop
+    from shopml.visual.index import FaissIndex
+    from shopml.visual.models import load_model
+    from shopml.visual.recommend import recommend_all
+    from shopml.visual.train import train, trained_model
+
+    vdir = out / "visual"
+    model_config = VisNetConfig(
+        trunk="efficientnet_lite0",
+        image_size=budget.visual_image_size,
+        embedding_dim=256,
+        deep_dim=512,
+        normalization="lite",
+    )
+    _fresh(vdir / "model")
+    train(
+        world,
+        vdir / "model",
+        model_config,
+        TrainConfig(epochs=budget.visual_epochs, batch_size=32, samples_per_product=4),
+        device=device,
+        steps_per_epoch=budget.visual_steps,
+        max_seconds=budget.visual_seconds,
+    )
+    model = trained_model(vdir / "model", device=device)
+    catalog = read_catalog(world)
+    embeddings = model.embed(list(catalog["image"]))
+    index = FaissIndex(model.dim, "Flat")
+    index.add(embeddings, catalog["product_id"].to_numpy(), catalog["category"].to_numpy())
+    index.save(vdir / "index")
+    write_parquet(vdir / "index" / "catalog.parquet", catalog)
+    recs = recommend_all(
+        index,
+        embeddings,
+        catalog["product_id"].to_numpy(),
+        catalog["style_id"].to_numpy(),
+        k=20,
+    )
+    recs.save(vdir / "recs.parquet")
+    finetuned = street2shop(model, world, index=index, catalog_embeddings=embeddings)
+    frozen_model = load_model(f"pretrained:efficientnet_lite0@{budget.visual_image_size}", device)
+    frozen = street2shop(frozen_model, world)
+    write_json(vdir / "recall-finetuned.json", finetuned)
+    write_json(vdir / "recall-frozen.json", frozen)
+    filled = float(np.mean(recs.rec_ids >= 0))
+    return {"finetuned": finetuned, "frozen": frozen, "recs_filled": filled}
+
+
+def _speed() -> list[dict[str, Any]]:
+    """Jagged flash attention vs padded SDPA on this GPU (fwd+bwd, bf16), ranking-like lengths."""
+    return [_speed_at(n) for n in (256, 1024)]
+
+
+def _speed_at(n: int, b: int = 256, h: int = 2, d: int = 64, fill: float = 0.25) -> dict[str, Any]:
+    import torch
+    import triton
+
+    from shopml.jagged.attention import jagged_flash_attention
+
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.empty(b).exponential_(1 / (fill * n), generator=gen).clamp(1, n).long()
+    offsets = torch.zeros(b + 1, dtype=torch.long)
+    offsets[1:] = lengths.cumsum(0)
+    t = int(offsets[-1])
+    q, k, v = (torch.randn(t, h, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))  # fmt: skip
+    offsets = offsets.cuda()
+    dense = [torch.randn(b, h, n, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+             for _ in range(3)]  # fmt: skip
+    keys = torch.arange(n, device="cuda")[None, :] < lengths.cuda()[:, None]
+    attn_mask = keys[:, None, None, :]  # padded queries still see their sequence's keys
+
+    def jagged() -> None:
+        jagged_flash_attention(q, k, v, offsets, n).sum().backward()
+
+    def padded() -> None:
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        sdpa(*dense, attn_mask=attn_mask).sum().backward()
+
+    return {
+        "N": n, "B": b, "mean_fill": float(lengths.float().mean() / n),
+        "jagged_ms": triton.testing.do_bench(jagged), "padded_ms": triton.testing.do_bench(padded),
+    }  # fmt: skip
+
+
+def _fresh(path: Path) -> None:
+    """Remove a previous demo run's directory so training starts from scratch."""
+    import shutil
+
+    if path.exists():
+        shutil.rmtree(path)

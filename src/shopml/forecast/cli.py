@@ -1,0 +1,212 @@
+"""``shopml forecast``: train, predict and backtest AR-MDN (thin; work lives in shopml.forecast)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Train, predict and backtest AR-MDN demand forecasts.")
+
+DataOpt = Annotated[
+    Path,
+    typer.Option("--data", help="Sales table (parquet/CSV, long format) or a world directory."),
+]
+StaticOpt = Annotated[
+    Path | None, typer.Option("--static", help="Static attributes table (unique_id + columns).")
+]
+FreqOpt = Annotated[str, typer.Option("--freq", help="D (daily) or W (weekly).")]
+
+
+def _exit_on_value_error(fn):
+    """Turn a ValueError into exit code 2 with its message (the project's CLI convention)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+
+    return wrapper
+
+
+def _load(data: Path, static: Path | None):
+    from shopml.common.io import read_table
+    from shopml.forecast.data import load_table_or_world
+
+    df, static_df = load_table_or_world(data, "--data")
+    if static is not None:
+        static_df = read_table(static, "--static")
+    return df, static_df
+
+
+def _config(freq: str, horizon: int, **kw):
+    from shopml.forecast.config import ARMDNConfig
+
+    if freq not in ("D", "W"):
+        raise ValueError(f"--freq: expected D or W, found {freq!r}")
+    return ARMDNConfig(freq=freq, horizon=horizon, **{k: v for k, v in kw.items() if v is not None})
+
+
+@app.command()
+@_exit_on_value_error
+def train(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Run directory for the trained model.")],
+    horizon: Annotated[int, typer.Option("--horizon", help="Forecast horizon H (steps).")],
+    static: StaticOpt = None,
+    freq: FreqOpt = "D",
+    context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 256,
+    components: Annotated[int, typer.Option(help="Gaussians in the mixture (K).")] = 3,
+    hidden: Annotated[int, typer.Option(help="LSTM width.")] = 64,
+    val_size: Annotated[int | None, typer.Option(help="Held-out steps (default H).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train AR-MDN on a sales table and save it into --out."""
+    from shopml.common.io import write_json
+    from shopml.forecast.model import ARMDN
+
+    cfg = _config(
+        freq,
+        horizon,
+        context_length=context or 2 * horizon,
+        max_epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        num_components=components,
+        hidden_size=hidden,
+        device=device,
+        amp=amp,
+        seed=seed,
+    )
+    df, static_df = _load(data, static)
+    model = ARMDN(cfg).fit(df, static_df, val_size=val_size, verbose=True)
+    model.save(out)
+    write_json(Path(out) / "history.json", model.history)
+    h = model.history
+    typer.echo(
+        f"trained AR-MDN on {df['unique_id'].nunique()} series: best val NLL "
+        f"{h['best_val_nll']:.4f} (epoch {h['best_epoch']}), {h['windows_per_second']:.0f} "
+        f"windows/s on {h['device']}; saved to {out}"
+    )
+
+
+@app.command()
+@_exit_on_value_error
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="Run directory written by train.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Forecast parquet to write.")],
+    futr: Annotated[
+        Path | None,
+        typer.Option("--futr", help="Future covariates for the horizon (unique_id, ds, ...)."),
+    ] = None,
+    horizon: Annotated[int | None, typer.Option(help="Steps (default: the model's).")] = None,
+    num_samples: Annotated[int, typer.Option(help="Sample paths per series.")] = 200,
+    quantiles: Annotated[str, typer.Option(help="Comma-separated levels.")] = "0.1,0.5,0.9",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Forecast the horizon after each series of --data; write mean, median and quantiles."""
+    from shopml.common.io import read_table, write_parquet
+    from shopml.forecast.data import is_world_dir, join_calendar
+    from shopml.forecast.model import ARMDN
+
+    try:
+        qs = tuple(float(q) for q in quantiles.split(",") if q.strip())
+    except ValueError as exc:
+        raise ValueError(
+            f"--quantiles: expected comma-separated numbers, found {quantiles!r}"
+        ) from exc
+    m = ARMDN.load(model)
+    df, _ = _load(data, None)
+    futr_df = read_table(futr, "--futr") if futr is not None else None
+    if futr_df is not None and is_world_dir(data) and (data / "calendar.parquet").is_file():
+        futr_df["ds"] = futr_df["ds"].astype("datetime64[ns]")
+        futr_df = join_calendar(futr_df, read_table(data / "calendar.parquet"))
+    fc = m.predict(df, futr_df, horizon, num_samples=num_samples, quantiles=qs, device=device)
+    write_parquet(out, fc)
+    typer.echo(f"wrote {len(fc)} forecast rows for {fc['unique_id'].nunique()} series to {out}")
+
+
+@app.command()
+@_exit_on_value_error
+def backtest(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Directory for metrics.csv and fan charts.")],
+    horizon: Annotated[int, typer.Option("--horizon", help="Forecast horizon H (steps).")],
+    static: StaticOpt = None,
+    freq: FreqOpt = "D",
+    windows: Annotated[int, typer.Option(help="Rolling origins N.")] = 2,
+    baselines: Annotated[
+        str, typer.Option(help="Comma-separated: snaive,ets,croston,tsb,lightgbm (or 'none').")
+    ] = "snaive,ets,croston,lightgbm",
+    ablations: Annotated[bool, typer.Option(help="Also run the AR-MDN ablations.")] = False,
+    context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 256,
+    num_samples: Annotated[int, typer.Option(help="Sample paths per series.")] = 200,
+    max_series: Annotated[int | None, typer.Option(help="Score at most this many series.")] = None,
+    lgbm_rows: Annotated[int, typer.Option(help="LightGBM training rows (subsample).")] = 300_000,
+    lgbm_trees: Annotated[int, typer.Option(help="LightGBM trees per quantile.")] = 100,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Rolling-origin backtest: AR-MDN (+ ablations) and baselines on the same windows."""
+    from shopml.forecast.backtest import backtest as run_backtest
+
+    names = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b]
+    cfg = _config(
+        freq,
+        horizon,
+        context_length=context or 2 * horizon,
+        max_epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+    )
+    df, static_df = _load(data, static)
+    res = run_backtest(
+        df,
+        static_df,
+        cfg,
+        windows,
+        names,
+        out_dir=out,
+        ablations=ablations,
+        num_samples=num_samples,
+        max_series=max_series,
+        verbose=True,
+        lightgbm_options={"max_rows": lgbm_rows, "n_estimators": lgbm_trees},
+    )
+    table = res["metrics"]
+    typer.echo(
+        table[["model", "wql", "crps", "wmape", "mase", "coverage_80"]].to_string(index=False)
+    )
+    typer.echo(
+        f"{res['series']} series, origins {res['cutoffs']}; wrote {Path(out) / 'metrics.csv'}"
+    )
+
+
+@app.command("fetch-oj")
+@_exit_on_value_error
+def fetch_oj(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for sales.parquet, static.parquet.")
+    ],
+) -> None:
+    """Fetch Dominick's orange juice (Debian r-cran-bayesm) and convert it to the long format."""
+    from shopml.forecast.datasets import fetch_orange_juice
+
+    paths = fetch_orange_juice(out)
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -1,0 +1,96 @@
+"""AR-MDN configuration: one frozen dataclass, saved whole inside every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+FREQS = ("D", "W")
+SCALINGS = ("log1p", "mean")
+NONNEG = ("clip", "none")
+
+
+@dataclass(frozen=True)
+class ARMDNConfig:
+    """Hyper-parameters of :class:`shopml.forecast.model.ARMDN`.
+
+    Attributes:
+        freq: ``"D"`` (daily) or ``"W"`` (weekly) spacing of ``ds``.
+        horizon: number of future steps forecast at once (``H``).
+        context_length: observed steps the LSTM reads before forecasting; training windows are
+            ``context_length + horizon`` long.
+        num_components: K, Gaussians in the mixture head (1 = the one-Gaussian ablation).
+        hidden_size, num_layers: LSTM width and depth.
+        assoc_hidden, assoc_dim: widths of the associative MLP (hidden layer, output ``a_t``).
+        use_assoc_mlp: False is the "no associative MLP" ablation: the raw covariates and calendar
+            embeddings go straight into the LSTM and the head sees only the LSTM state.
+        id_embedding_dim: width of the series (product) embedding; 0 disables it.
+        max_embedding_dim: cap of the ``min(cap, (cardinality + 1) // 2)`` rule for other embeddings.
+        dropout: dropout between LSTM layers and inside the MLP.
+        scaling: ``"log1p"`` (model ``log(1 + y)``) or ``"mean"`` (model ``y / (1 + mean context
+            y)``, DeepAR's scaling). See ``data.py`` for the experiment behind the default.
+        scale_floor: minimum component scale, in the scaled target's units.
+        nonneg: ``"clip"`` maps negative draws to 0 (a point mass at zero, the censored-Gaussian
+            reading of the mixture); ``"none"`` keeps them (for the experiment only).
+        batch_size, lr, weight_decay, grad_clip: optimiser settings (Adam).
+        max_epochs, steps_per_epoch, patience: training length; early stopping on validation NLL.
+        seed: seeds window sampling, initialisation and sampling paths.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        amp: run the network under bf16 autocast on CUDA (the mixture stays fp32).
+        num_workers: unused by the in-process sampler; kept 0.
+    """
+
+    freq: str = "D"
+    horizon: int = 28
+    context_length: int = 56
+    num_components: int = 3
+    hidden_size: int = 64
+    num_layers: int = 2
+    assoc_hidden: int = 64
+    assoc_dim: int = 32
+    use_assoc_mlp: bool = True
+    id_embedding_dim: int = 16
+    max_embedding_dim: int = 16
+    dropout: float = 0.1
+    scaling: str = "log1p"
+    scale_floor: float = 0.05
+    nonneg: str = "clip"
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0
+    max_epochs: int = 20
+    steps_per_epoch: int = 100
+    patience: int = 4
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("freq", self.freq in FREQS, f"one of {FREQS}"),
+            ("horizon", self.horizon >= 1, ">= 1"),
+            ("context_length", self.context_length >= 1, ">= 1"),
+            ("num_components", self.num_components >= 1, ">= 1"),
+            ("hidden_size", self.hidden_size >= 1, ">= 1"),
+            ("num_layers", self.num_layers >= 1, ">= 1"),
+            ("scaling", self.scaling in SCALINGS, f"one of {SCALINGS}"),
+            ("nonneg", self.nonneg in NONNEG, f"one of {NONNEG}"),
+            ("scale_floor", self.scale_floor > 0, "> 0"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("max_epochs", self.max_epochs >= 1, ">= 1"),
+            ("steps_per_epoch", self.steps_per_epoch >= 1, ">= 1"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
+
+    @property
+    def window_length(self) -> int:
+        return self.context_length + self.horizon
+
+    def replace(self, **changes) -> ARMDNConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,344 @@
+"""Long-format input frames, their validation, and on-the-fly training windows.
+
+Frames follow the forecasting ecosystem's long format: ``df`` has ``unique_id, ds, y`` plus
+covariate columns (all known in advance: price, discount, promo, event flags...), ``futr_df`` has
+``unique_id, ds`` plus the same covariates for the ``horizon`` steps after each series' last
+date, and ``static_df`` has ``unique_id`` plus per-series attributes.
+
+Memory: a :class:`Panel` stores every series once, concatenated (``y (N,)``, ``real (N, F)``,
+``cat (N, C)``) with ``offsets (S + 1,)`` like a jagged tensor. Training windows of length
+``L = context + horizon`` are gathered per batch from random (series, end) pairs, so a panel of
+30k series x 2 years costs its own size (about 22M rows), never ``#windows x L``.
+
+Scaling (``ARMDNConfig.scaling``): ``"log1p"`` models ``z = log(1 + y)``, ``"mean"`` models
+``z = y / nu`` with ``nu = 1 + mean(context y)`` (DeepAR). Both also feed ``log(nu)`` to the
+network so that it knows the series' level. The default is ``log1p``, chosen by experiment
+(``benchmarks/bench_forecast.py --experiments``, small world, same windows; see
+benchmarks/README.md): with ``log1p`` one Gaussian mixture on the log scale covers both slow
+movers (mostly 0-2 units) and fast movers whose festival spikes are multiplicative, and its wQL and
+CRPS were lower than with mean scaling. Zeros: negative draws are clipped to 0 (``nonneg="clip"``),
+which reads the mixture as a censored Gaussian with a point mass at zero; the same experiment
+measures clipping against raw draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shopml.forecast.features import FeatureSpec, dynamic_features, static_features
+
+FREQ_STEP = {"D": pd.Timedelta(days=1), "W": pd.Timedelta(days=7)}
+
+
+def _fail(msg: str) -> None:
+    raise ValueError(msg)
+
+
+def validate_frame(
+    df: Any, name: str, freq: str, require_y: bool = True, covariates: list[str] | None = None
+) -> pd.DataFrame:
+    """Check a long frame and return a sorted copy (by ``unique_id, ds``).
+
+    Checks: a DataFrame; columns ``unique_id, ds`` (and ``y`` when ``require_y``); ``ds`` a
+    datetime; no duplicate ``(unique_id, ds)``; no NaN in any column; ``y`` finite and >= 0; each
+    series on a regular ``freq`` grid without gaps; the ``covariates`` present when given.
+
+    Raises:
+        ValueError: naming the frame, the column or series, what was expected and what was found.
+    """
+    if not isinstance(df, pd.DataFrame):
+        _fail(f"{name}: expected a pandas DataFrame, found {type(df).__name__}")
+    if freq not in FREQ_STEP:
+        _fail(f"freq: expected one of {list(FREQ_STEP)}, found {freq!r}")
+    need = ["unique_id", "ds"] + (["y"] if require_y else []) + list(covariates or [])
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        _fail(f"{name}: missing column(s) {missing}; found {list(df.columns)}")
+    if len(df) == 0:
+        _fail(f"{name}: expected at least one row, found an empty frame")
+    if not pd.api.types.is_datetime64_any_dtype(df["ds"]):
+        _fail(f"{name}: column 'ds' should be datetime64, found dtype {df['ds'].dtype}")
+    nan_cols = [c for c in df.columns if df[c].isna().any()]
+    if nan_cols:
+        c = nan_cols[0]
+        bad = df.loc[df[c].isna(), ["unique_id", "ds"]].iloc[0]
+        _fail(
+            f"{name}: column {c!r} has {int(df[c].isna().sum())} NaN value(s) "
+            f"(first at unique_id={bad['unique_id']}, ds={bad['ds']}); expected none"
+        )
+    dup = df.duplicated(["unique_id", "ds"])
+    if dup.any():
+        row = df.loc[dup, ["unique_id", "ds"]].iloc[0]
+        _fail(
+            f"{name}: {int(dup.sum())} duplicate (unique_id, ds) row(s), first "
+            f"unique_id={row['unique_id']}, ds={row['ds']}; expected one row per series and date"
+        )
+    if require_y:
+        if not pd.api.types.is_numeric_dtype(df["y"]):
+            _fail(f"{name}: column 'y' should be numeric, found dtype {df['y'].dtype}")
+        y = df["y"].to_numpy(np.float64)
+        if not np.isfinite(y).all():
+            _fail(f"{name}: column 'y' has infinite values; expected finite sales")
+        if (y < 0).any():
+            row = df.loc[df["y"] < 0, ["unique_id", "ds", "y"]].iloc[0]
+            _fail(
+                f"{name}: column 'y' has {int((y < 0).sum())} negative value(s) (first "
+                f"unique_id={row['unique_id']}, ds={row['ds']}, y={row['y']}); expected sales >= 0"
+            )
+    out = df.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+    step = FREQ_STEP[freq]
+    gaps = out["ds"].diff()
+    first = out["unique_id"].ne(out["unique_id"].shift())
+    bad = (~first) & (gaps != step)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        _fail(
+            f"{name}: series {out['unique_id'].iloc[i]} is not on a regular {freq} grid: "
+            f"{out['ds'].iloc[i - 1]} is followed by {out['ds'].iloc[i]} (expected a step of "
+            f"{step}); fill missing dates or resample first"
+        )
+    return out
+
+
+def validate_static(static_df: Any) -> pd.DataFrame | None:
+    if static_df is None:
+        return None
+    if not isinstance(static_df, pd.DataFrame):
+        _fail(f"static_df: expected a pandas DataFrame, found {type(static_df).__name__}")
+    if "unique_id" not in static_df.columns:
+        _fail(f"static_df: missing column 'unique_id'; found {list(static_df.columns)}")
+    if static_df["unique_id"].duplicated().any():
+        _fail("static_df: duplicate unique_id rows; expected one row per series")
+    nan_cols = [c for c in static_df.columns if static_df[c].isna().any()]
+    if nan_cols:
+        _fail(f"static_df: column(s) {nan_cols} have NaN values; expected none")
+    return static_df.reset_index(drop=True)
+
+
+def future_dates(last_ds: pd.Series, horizon: int, freq: str) -> pd.DataFrame:
+    """The ``horizon`` dates after each series' last date: ``unique_id, ds`` rows."""
+    step = FREQ_STEP[freq]
+    uid = np.repeat(last_ds.index.to_numpy(), horizon)
+    k = np.tile(np.arange(1, horizon + 1), len(last_ds))
+    ds = np.repeat(last_ds.to_numpy(), horizon) + k * step
+    return pd.DataFrame({"unique_id": uid, "ds": ds})
+
+
+def validate_futr(
+    futr_df: Any, df: pd.DataFrame, horizon: int, freq: str, covariates: list[str]
+) -> pd.DataFrame:
+    """Check ``futr_df`` against the history ``df`` and return the ``horizon`` future rows of every
+    series of ``df`` (sorted), with all ``covariates``.
+
+    Raises:
+        ValueError: for unknown series, missing covariate columns, or missing horizon dates.
+    """
+    last = df.groupby("unique_id", sort=True)["ds"].max()
+    grid = future_dates(last, horizon, freq)
+    if futr_df is None:
+        if covariates:
+            _fail(
+                f"futr_df: the model uses covariates {covariates}, so their values for the "
+                f"{horizon} horizon dates are needed; found futr_df=None"
+            )
+        return grid
+    futr = validate_frame(futr_df, "futr_df", freq, require_y=False, covariates=covariates)
+    unknown = sorted(set(futr["unique_id"].unique()) - set(last.index))
+    if unknown:
+        _fail(
+            f"futr_df: {len(unknown)} series not in the history df (e.g. {unknown[:5]}); "
+            "expected only series that have sales history"
+        )
+    merged = grid.merge(futr[["unique_id", "ds", *covariates]], on=["unique_id", "ds"], how="left")
+    if covariates:
+        lack = merged[covariates].isna().any(axis=1)
+        if lack.any():
+            row = merged.loc[lack].iloc[0]
+            n_series = merged.loc[lack, "unique_id"].nunique()
+            _fail(
+                f"futr_df: covariates missing for {int(lack.sum())} of {len(merged)} horizon rows "
+                f"({n_series} series; first unique_id={row['unique_id']}, ds={row['ds']}); "
+                f"expected {covariates} for the {horizon} dates after each series' last date"
+            )
+    return merged
+
+
+@dataclass
+class Panel:
+    """All series of a frame, concatenated, with per-series offsets (see module docstring)."""
+
+    uids: list[Any]
+    offsets: np.ndarray  # (S + 1,) int64
+    y: np.ndarray  # (N,) float32
+    real: np.ndarray  # (N, F) float32
+    cat: np.ndarray  # (N, C) int64
+    static_cat: np.ndarray  # (S, Cs) int64
+    static_real: np.ndarray  # (S, Fs) float32
+    id_code: np.ndarray  # (S,) int64, 0 = series unseen in training
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def num_series(self) -> int:
+        return len(self.uids)
+
+
+def build_panel(
+    df: pd.DataFrame,
+    spec: FeatureSpec,
+    static_df: pd.DataFrame | None,
+    train_uids: list[Any] | None = None,
+) -> Panel:
+    """Build a :class:`Panel` from a validated, sorted frame (with or without ``y``)."""
+    counts = df.groupby("unique_id", sort=True).size()
+    uids = counts.index.tolist()
+    offsets = np.concatenate([[0], np.cumsum(counts.to_numpy())]).astype(np.int64)
+    real, cat = dynamic_features(df, spec)
+    y = df["y"].to_numpy(np.float32) if "y" in df.columns else np.zeros(len(df), np.float32)
+    s_cat, s_real = static_features(uids, static_df, spec)
+    known = pd.Index(train_uids if train_uids is not None else uids)
+    id_code = (known.get_indexer(pd.Index(uids)) + 1).astype(np.int64)
+    return Panel(uids, offsets, y, real, cat, s_cat, s_real, id_code)
+
+
+def gather_windows(
+    panel: Panel, series: np.ndarray, end: np.ndarray, length: int
+) -> dict[str, np.ndarray]:
+    """Gather windows ``[end - length, end)`` of the given series; positions before a series'
+    start are zero-padded and masked.
+
+    Args:
+        series: ``(B,)`` series indices; end: ``(B,)`` exclusive end position within each series.
+
+    Returns:
+        dict with ``y (B, L)``, ``real (B, L, F)``, ``cat (B, L, C)``, ``observed (B, L)`` bool,
+        ``static_cat (B, Cs)``, ``static_real (B, Fs)``, ``id_code (B,)``.
+    """
+    pos = end[:, None] - length + np.arange(length)[None, :]  # (B, L)
+    observed = pos >= 0
+    rows = np.where(observed, panel.offsets[series][:, None] + pos, 0)
+    y = np.where(observed, panel.y[rows], 0.0).astype(np.float32)
+    real = panel.real[rows] * observed[..., None]
+    cat = panel.cat[rows] * observed[..., None]
+    return {
+        "y": y,
+        "real": real.astype(np.float32),
+        "cat": cat,
+        "observed": observed,
+        "static_cat": panel.static_cat[series],
+        "static_real": panel.static_real[series],
+        "id_code": panel.id_code[series],
+    }
+
+
+class WindowSampler:
+    """Random training windows across all series (a global model), drawn per batch.
+
+    A window's end is drawn uniformly among the positions that leave at least ``min_target``
+    observed steps and end no later than ``len - holdout``; series are drawn with probability
+    proportional to their number of admissible ends, i.e. every admissible window is equally likely.
+    """
+
+    def __init__(
+        self, panel: Panel, length: int, holdout: int, min_target: int, rng: np.random.Generator
+    ):
+        self.panel, self.length, self.rng = panel, length, rng
+        hi = panel.lengths - holdout  # largest admissible exclusive end
+        lo = np.full_like(hi, min_target + 1)
+        self.lo, self.count = lo, np.clip(hi - lo + 1, 0, None)
+        total = self.count.sum()
+        if total <= 0:
+            raise ValueError(
+                f"df: no series is long enough for training windows; expected at least "
+                f"{min_target + 1 + holdout} observations in some series, found at most "
+                f"{int(panel.lengths.max())}"
+            )
+        self.cum = np.cumsum(self.count)
+        self.total = int(total)
+
+    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+        k = self.rng.integers(0, self.total, size=batch_size)
+        series = np.searchsorted(self.cum, k, side="right")
+        before = np.concatenate([[0], self.cum])[series]
+        end = self.lo[series] + (k - before)
+        return gather_windows(self.panel, series, end, self.length)
+
+
+def validation_windows(panel: Panel, length: int, holdout: int) -> dict[str, np.ndarray] | None:
+    """One window per series ending at its last observation; only the last ``holdout`` steps
+    are scored (``score_mask``). Series shorter than ``holdout + 2`` are skipped."""
+    ok = np.flatnonzero(panel.lengths >= holdout + 2)
+    if len(ok) == 0 or holdout <= 0:
+        return None
+    batch = gather_windows(panel, ok, panel.lengths[ok], length)
+    score = np.zeros((len(ok), length), bool)
+    score[:, -holdout:] = True
+    batch["score_mask"] = score & batch["observed"]
+    return batch
+
+
+# ------------------------------------------------------------------------------------------------
+CALENDAR_COLS = ("event", "is_festival", "is_holiday", "days_to_event", "days_since_event")
+
+
+def is_world_dir(path: Any) -> bool:
+    """True when ``path`` is a directory holding ``sales.parquet`` (a world directory)."""
+    from pathlib import Path
+
+    p = Path(path)
+    return p.is_dir() and (p / "sales.parquet").is_file()
+
+
+def join_calendar(df: pd.DataFrame, calendar: pd.DataFrame) -> pd.DataFrame:
+    """Add the calendar's event columns (known in advance) to ``df`` by ``ds``."""
+    cols = [c for c in CALENDAR_COLS if c in calendar.columns and c not in df.columns]
+    if not cols:
+        return df
+    out = df.merge(calendar[["ds", *cols]], on="ds", how="left")
+    lack = out[cols].isna().any(axis=1)
+    if lack.any():
+        _fail(
+            f"calendar: no row for {int(lack.sum())} date(s) of the frame (first "
+            f"{out.loc[lack, 'ds'].min()}); expected the calendar to cover every date"
+        )
+    return out
+
+
+def load_table_or_world(path: Any, name: str = "data") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read sales from a parquet/CSV file, or from a world directory.
+
+    A world directory gives ``sales.parquet`` joined with ``calendar.parquet`` (event flags) and a
+    ``static_df`` from ``catalog.parquet`` (``unique_id`` = product_id, category, brand, list price).
+    Files are read directly (the shared file format), without importing ``shopml.world``.
+
+    Returns:
+        ``(df, static_df or None)``.
+    """
+    from pathlib import Path
+
+    from shopml.common.io import read_table
+
+    p = Path(path)
+    if is_world_dir(p):
+        df = read_table(p / "sales.parquet", "sales.parquet")
+        if (p / "calendar.parquet").is_file():
+            df = join_calendar(df, read_table(p / "calendar.parquet", "calendar.parquet"))
+        static = None
+        if (p / "catalog.parquet").is_file():
+            cat = read_table(p / "catalog.parquet", "catalog.parquet")
+            keep = [c for c in ("category", "brand", "price") if c in cat.columns]
+            static = cat[["product_id", *keep]].rename(columns={"product_id": "unique_id"})
+            static = static[static["unique_id"].isin(df["unique_id"].unique())]
+            static = static.reset_index(drop=True)
+        return df, static
+    if p.is_dir():
+        _fail(
+            f"{name}: expected a parquet/CSV file or a world directory with sales.parquet, found {p}"
+        )
+    return read_table(p, name), None

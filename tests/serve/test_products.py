@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from shopml.serve.app import create_app
+from shopml.serve.settings import Settings
+
+
+def test_health(client):
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_product_fields_and_image(client, workdir):
+    catalog = pd.read_parquet(workdir / "world" / "catalog.parquet")
+    pid = int(catalog["product_id"].iloc[3])
+    body = client.get(f"/v1/products/{pid}").json()
+    assert body["product_id"] == pid
+    assert body["category"] == catalog["category"].iloc[3]
+    assert body["price"] == pytest.approx(float(catalog["price"].iloc[3]))
+    image = client.get(body["image_url"])
+    assert image.status_code == 200
+    assert image.headers["content-type"] == "image/png"
+    assert image.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_product_list_and_categories(client, workdir):
+    catalog = pd.read_parquet(workdir / "world" / "catalog.parquet")
+    categories = client.get("/v1/categories").json()
+    assert categories == sorted(catalog["category"].unique())
+    page = client.get("/v1/products", params={"category": categories[0], "limit": 5}).json()
+    assert page["total"] == int((catalog["category"] == categories[0]).sum())
+    assert all(p["category"] == categories[0] for p in page["items"])
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "needle"),
+    [
+        ("/v1/products/999999999", 404, "no product 999999999"),
+        ("/v1/products/abc", 422, "product_id"),
+        ("/v1/products/999999999/image", 404, "no product"),
+        ("/v1/products?limit=0", 422, "limit"),
+        ("/v1/products?limit=100000", 422, "limit"),
+    ],
+)
+def test_product_errors(client, path, status, needle):
+    response = client.get(path)
+    assert response.status_code == status
+    assert needle in response.text
+
+
+def test_ready_reports_missing_artefacts(tmp_path):
+    with TestClient(create_app(Settings(workdir=tmp_path))) as c:
+        ready = c.get("/ready").json()
+        assert ready["ready"] is False
+        assert "catalog" in ready["missing"]
+        response = c.get("/v1/products/1")
+        assert response.status_code == 503
+        assert "catalog is not available" in response.json()["detail"]
+
+
+def test_settings_from_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("SHOPML_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("SHOPML_MAX_K", "7")
+    settings = Settings.from_env()
+    assert settings.workdir == tmp_path and settings.max_k == 7
+    monkeypatch.setenv("SHOPML_MAX_K", "seven")
+    with pytest.raises(ValueError, match="max_k: expected int"):
+        Settings.from_env()
+    monkeypatch.delenv("SHOPML_WORKDIR")
+    with pytest.raises(ValueError, match="workdir"):
+        Settings.from_env()

@@ -1,0 +1,37 @@
+"""The demo end to end at tiny scale: every part runs and the report holds each section."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from shopml.cli import app
+
+
+def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
+    # the demo's jagged ops run their CPU reference here, not the (slow) Triton interpreter
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", "--scale", "tiny", "--out", str(out), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "shopml serve --workdir" in result.output
+    report = (out / "report.html").read_text()
+    for section in ("Ranking", "Demand forecasting", "Visual search", "Time per step"):
+        assert section in report
+    results = json.loads((out / "demo.json").read_text())
+    assert set(results["rank"]) == {"jagged", "pooling"}
+    assert 0.0 <= results["rank"]["jagged"]["auc"] <= 1.0
+    assert {m["model"] for m in results["forecast"]["metrics"]} >= {"armdn", "snaive"}
+    assert 0.0 <= results["visual"]["finetuned"]["recall@20"] <= 1.0
+    for path in ("world/catalog.parquet", "rank/checkpoint", "forecast/config.json",
+                 "visual/model", "visual/index", "visual/recs.npz"):  # fmt: skip
+        assert (out / path).exists(), path
+
+
+def test_demo_rejects_unknown_scale(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--scale", "huge", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "scale" in result.output
