@@ -1,4 +1,4 @@
-"""The top-level `shopml` command: help, version and the demo on a tiny world."""
+"""The top-level `shopml` command: help and version (the demo: tests/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,3 @@ def test_version():
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0
     assert res.output.strip() == f"shopml {__version__}"
-
-
-def test_demo_tiny(tmp_path):
-    res = runner.invoke(app, ["demo", "--scale", "tiny", "--out", str(tmp_path / "demo")])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "demo" / "world" / "catalog.parquet").is_file()
-    for text in ("products", "zero share", "history length"):
-        assert text in res.output, text

@@ -18,6 +18,8 @@ def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     assert "shopml serve --workdir" in result.output
+    for text in ("products", "zero share", "history length"):  # the world's summary
+        assert text in result.output, text
     report = (out / "report.html").read_text()
     for section in ("Ranking", "Demand forecasting", "Visual search", "Time per step"):
         assert section in report

@@ -120,6 +120,8 @@ def _rank(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]
             max_eval_examples=budget.rank_examples,
             embed_dim=32,
             lr=5e-3,
+            # the Triton kernels on GPU; on CPU the PyTorch reference (never the interpreter)
+            attention_backend="auto" if device.startswith("cuda") else "reference",
             seed=0,
         )
         _fresh(run)
