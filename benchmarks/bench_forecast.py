@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", default="small")
     p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
     p.add_argument("--windows", type=int, default=2)
-    p.add_argument("--baselines", type=lambda s: s.split(","),
+    p.add_argument("--baselines", type=lambda s: [] if s == "none" else s.split(","),
                    default=["snaive", "ets", "croston", "tsb", "lightgbm"])  # fmt: skip
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--epochs", type=int, default=12)
