@@ -305,6 +305,7 @@ class ARMDN:
         self.train_uids = sorted(df["unique_id"].unique().tolist())
         self.static_df = static_df
         panel = build_panel(df, self.spec, static_df, self.train_uids)
+        torch.manual_seed(cfg.seed)  # initialisation depends on the config's seed only
         self.net = self._build_net()
         self.history = fit_network(self.net, panel, cfg, val_size=val_size, verbose=verbose)
         return self
