@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -45,7 +46,9 @@ SPEED_COLUMNS = [
 ]  # fmt: skip
 
 
+@functools.cache
 def git_sha() -> str:
+    """The commit of the code, read once at start (code is loaded lazily; a later read can lie)."""
     try:
         return (
             subprocess.run(
@@ -165,7 +168,7 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
                                 **train,
                                 **change,
                                 "cutoffs": res["cutoffs"],
-                                "train": res["train"].get("armdn", {}),
+                                "train": res["train"].get(r["model"], {}),
                             }
                         ),
                         "device": dev,
@@ -403,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cpu-series", type=int, default=30_000)
     p.add_argument("--out-dir", default=str(HERE / "results"))
     args = p.parse_args(argv)
+    git_sha()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.mode == "accuracy":
