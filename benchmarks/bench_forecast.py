@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -45,7 +46,9 @@ SPEED_COLUMNS = [
 ]  # fmt: skip
 
 
+@functools.cache
 def git_sha() -> str:
+    """The commit of the code, read once at start (code is loaded lazily; a later read can lie)."""
     try:
         return (
             subprocess.run(
@@ -165,7 +168,7 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
                                 **train,
                                 **change,
                                 "cutoffs": res["cutoffs"],
-                                "train": res["train"].get("armdn", {}),
+                                "train": res["train"].get(r["model"], {}),
                             }
                         ),
                         "device": dev,
@@ -180,6 +183,79 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
 
 
 # ------------------------------------------------------------------------------------------------
+def experiments(args) -> None:
+    """Scaling (log1p vs mean) over several seeds; zero handling (clip vs raw draws) on the same
+    trained models, so that only the sampling rule differs. Same windows as ``accuracy``."""
+    from shopml.forecast.backtest import _score
+    from shopml.forecast.baselines import QUANTILE_GRID
+    from shopml.forecast.config import ARMDNConfig
+    from shopml.forecast.model import ARMDN
+
+    dev = device_name()
+    path = Path(args.out_dir) / f"forecast_experiments-{dev}.csv"
+    for name, df, static, dcfg in dataset_setup(args):
+        from shopml.forecast.data import FREQ_STEP
+        from shopml.forecast.metrics import seasonal_scale
+
+        step, h = FREQ_STEP[dcfg["freq"]], dcfg["horizon"]
+        season = 7 if dcfg["freq"] == "D" else 52
+        t_end = df["ds"].max()
+        cutoffs = [t_end - (args.windows - i) * h * step for i in range(args.windows)]
+        first = df.groupby("unique_id")["ds"].min()
+        last = df.groupby("unique_id")["ds"].max()
+        need = cutoffs[0] - (3 * h + season - 1) * step
+        elig = first.index[(first <= need) & (last == t_end)].to_numpy()
+        if args.max_series and len(elig) > args.max_series:
+            elig = np.sort(np.random.default_rng(args.seed).choice(elig, args.max_series, False))
+        df_e = df[df["unique_id"].isin(elig)].reset_index(drop=True)
+        n = len(elig)
+        y = np.stack([df_e.loc[(df_e["ds"] > c) & (df_e["ds"] <= c + h * step), "y"]
+                      .to_numpy().reshape(n, h) for c in cutoffs], axis=1)  # fmt: skip
+        hist0 = df_e[df_e["ds"] <= cutoffs[0]]
+        scale = seasonal_scale([g.to_numpy() for _, g in hist0.groupby("unique_id")["y"]], season)
+        train_df = df[df["ds"] <= cutoffs[0]]
+        rows = []
+        for seed in args.seeds:
+            for scaling in ("log1p", "mean"):
+                cfg = ARMDNConfig(**dcfg, max_epochs=args.epochs, steps_per_epoch=args.steps,
+                                  batch_size=args.batch_size, hidden_size=args.hidden,
+                                  num_layers=args.layers, seed=seed, scaling=scaling,
+                                  device=args.device)  # fmt: skip
+                model = ARMDN(cfg).fit(train_df, static)
+                rules = ("clip", "none") if scaling == "log1p" else ("clip",)
+                for rule in rules:
+                    model.config = model.config.replace(nonneg=rule)
+                    smp = []
+                    for c in cutoffs:
+                        hist = df_e[df_e["ds"] <= c]
+                        fut = df_e[(df_e["ds"] > c) & (df_e["ds"] <= c + h * step)]
+                        _, s = model.predict(
+                            hist,
+                            fut.drop(columns=["y"]),
+                            h,
+                            num_samples=args.num_samples,
+                            return_samples=True,
+                        )
+                        smp.append(s.transpose(0, 2, 1))
+                    samples = np.stack(smp, axis=1)  # (n, W, H, S)
+                    grid = np.moveaxis(np.quantile(samples, QUANTILE_GRID, axis=-1), 0, -1)
+                    sc = _score(y, grid, scale, samples)
+                    row = {"suite": "forecast_experiments", "dataset": name,
+                           "model": f"armdn[scaling={scaling},nonneg={rule},seed={seed}]", **sc,
+                           "series": n, "windows": args.windows, "horizon": h,
+                           "config_json": json.dumps({**dcfg, "seed": seed, "scaling": scaling,
+                                                      "nonneg": rule, "epochs": args.epochs,
+                                                      "steps": args.steps,
+                                                      "best_val_nll": model.history["best_val_nll"]}),
+                           "device": dev, "torch": torch.__version__, "git_sha": git_sha(),
+                           "timestamp": pd.Timestamp.now(tz="UTC").isoformat()}  # fmt: skip
+                    rows.append(row)
+                    print(f"{row['model']}: wql {sc['wql']:.4f} crps {sc['crps']:.4f} "
+                          f"cov80 {sc['coverage_80']:.3f}", flush=True)  # fmt: skip
+        append_csv(path, rows, ACC_COLUMNS)
+        print(md(pd.DataFrame(rows)[["model", "wql", "crps", "wmape", "mase", "coverage_80"]]))
+
+
 def speed(args) -> None:
     """Training throughput on the medium world and sampling time 30k x 28 x 200."""
     from shopml.forecast.config import ARMDNConfig
@@ -307,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", default="small")
     p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
     p.add_argument("--windows", type=int, default=2)
-    p.add_argument("--baselines", type=lambda s: s.split(","),
+    p.add_argument("--baselines", type=lambda s: [] if s == "none" else s.split(","),
                    default=["snaive", "ets", "croston", "tsb", "lightgbm"])  # fmt: skip
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--epochs", type=int, default=12)
@@ -320,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-series", type=int, default=None)
     p.add_argument("--lgbm-rows", type=int, default=300_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--threads", type=int, default=0)
@@ -329,18 +406,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cpu-series", type=int, default=30_000)
     p.add_argument("--out-dir", default=str(HERE / "results"))
     args = p.parse_args(argv)
+    git_sha()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.mode == "accuracy":
         run_backtests(args, {"default": {}}, with_baselines=True, suite="forecast_accuracy")
     elif args.mode == "experiments":
-        variants = {
-            "default": {},
-            "scaling=mean": {"scaling": "mean"},
-            "nonneg=none": {"nonneg": "none"},
-        }
-        args.no_ablations = True
-        run_backtests(args, variants, with_baselines=False, suite="forecast_experiments")
+        experiments(args)
     else:
         speed(args)
 

@@ -195,3 +195,43 @@ def test_weekly_frequency_and_no_covariates():
         pd.date_range(ds[-1] + pd.Timedelta(days=7), periods=3, freq="7D")
     )
     assert fc["unique_id"].tolist() == ["a"] * 3 + ["b"] * 3
+
+
+@pytest.mark.parametrize("use_assoc", [True, False])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_decode_step_matches_lstm_forward(use_assoc, layers):
+    from shopml.forecast.model import ARMDNNet
+
+    cfg = ARMDNConfig(**{**TINY, "num_layers": layers, "use_assoc_mlp": use_assoc, "dropout": 0.0})
+    net = ARMDNNet(
+        cfg,
+        num_real=3,
+        cat_cardinalities=[7, 54],
+        static_cardinalities=[4],
+        num_static_real=1,
+        num_ids=5,
+    ).eval()
+    b, s_paths = 3, 4
+    real, cat = torch.randn(b, 1, 3), torch.randint(0, 7, (b, 1, 2))
+    a = net.associative(real, cat)  # (B, 1, A)
+    s = net.static(
+        torch.randint(0, 4, (b, 1)), torch.randn(b, 1), torch.arange(b), torch.rand(b) + 1
+    )
+    h0 = torch.randn(layers, b, s_paths, cfg.hidden_size)
+    c0 = torch.randn(layers, b, s_paths, cfg.hidden_size)
+    z_prev = torch.randn(b, s_paths)
+    with torch.no_grad():
+        gate_x, head_x = net.decode_inputs(a, s)
+        (lg, lo, sc), (h1, c1) = net.decode_step(gate_x[:, 0], head_x[:, 0], z_prev, (h0, c0))
+        # reference: nn.LSTM + head on the flattened (series * paths) rows
+        rows = b * s_paths
+        ref, (hr, cr) = net(
+            a.repeat_interleave(s_paths, 0),
+            z_prev.reshape(rows, 1),
+            s.repeat_interleave(s_paths, 0),
+            (h0.reshape(layers, rows, -1).contiguous(), c0.reshape(layers, rows, -1).contiguous()),
+        )
+    for ours, theirs in zip((lg, lo, sc), ref, strict=True):
+        torch.testing.assert_close(ours.reshape(rows, -1), theirs[:, 0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(h1.reshape(layers, rows, -1), hr, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(c1.reshape(layers, rows, -1), cr, rtol=1e-4, atol=1e-5)

@@ -37,7 +37,6 @@ class ARMDNConfig:
         seed: seeds window sampling, initialisation and sampling paths.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         amp: run the network under bf16 autocast on CUDA (the mixture stays fp32).
-        num_workers: unused by the in-process sampler; kept 0.
     """
 
     freq: str = "D"
@@ -65,7 +64,6 @@ class ARMDNConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
-    num_workers: int = 0
 
     def __post_init__(self) -> None:
         checks = [

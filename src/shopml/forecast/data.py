@@ -13,12 +13,14 @@ Memory: a :class:`Panel` stores every series once, concatenated (``y (N,)``, ``r
 Scaling (``ARMDNConfig.scaling``): ``"log1p"`` models ``z = log(1 + y)``, ``"mean"`` models
 ``z = y / nu`` with ``nu = 1 + mean(context y)`` (DeepAR). Both also feed ``log(nu)`` to the
 network so that it knows the series' level. The default is ``log1p``, chosen by experiment
-(``benchmarks/bench_forecast.py --experiments``, small world, same windows; see
-benchmarks/README.md): with ``log1p`` one Gaussian mixture on the log scale covers both slow
-movers (mostly 0-2 units) and fast movers whose festival spikes are multiplicative, and its wQL and
-CRPS were lower than with mean scaling. Zeros: negative draws are clipped to 0 (``nonneg="clip"``),
-which reads the mixture as a censored Gaussian with a point mass at zero; the same experiment
-measures clipping against raw draws.
+(``benchmarks/bench_forecast.py experiments``: small world, 500 series, 2 x 28-day windows, 3 seeds;
+benchmarks/README.md): wQL 0.6765 +- 0.0027 with ``log1p`` against 0.6990 +- 0.0061 with mean
+scaling (lower in every seed; CRPS likewise). Demand multipliers in retail (price elasticity,
+promotions, festival lifts) are multiplicative, which Gaussians on ``log(1 + y)`` represent with fixed
+shapes, and slow movers are not squeezed next to zero. Zeros: negative draws are clipped to 0
+(``nonneg="clip"``), reading the mixture as a censored Gaussian with a point mass at zero; on the
+same trained models this lowered wQL in every seed (0.6765 against 0.6795 for raw draws) and keeps
+every path non-negative.
 """
 
 from __future__ import annotations

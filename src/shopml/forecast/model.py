@@ -162,6 +162,77 @@ class ARMDNNet(nn.Module):
         head_in = torch.cat([h, a], -1) if self.config.use_assoc_mlp else h
         return self.head(head_in), state
 
+    # -- fast decoding for ancestral sampling ------------------------------------------------
+    def decode_inputs(self, a: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Path-independent parts of the first LSTM layer's gates and of the head.
+
+        Ancestral sampling runs ``B x S`` paths, but ``a_t`` and ``s`` belong to the series, so
+        their products with the weights are computed once per series and broadcast over paths.
+
+        Args:
+            a: ``(B, T, A)`` associative features of the forecast steps; s: ``(B, D_s)``.
+
+        Returns:
+            ``gate_x (B, T, 4H)`` (input part of layer-0 gates, biases included) and
+            ``head_x (B, T, 3K)`` (associative part of the head, bias included).
+        """
+        w_ih = self.lstm.weight_ih_l0  # (4H, A + 1 + D_s)
+        n_a = a.shape[-1]
+        gate_x = a @ w_ih[:, :n_a].T  # (B, T, 4H)
+        gate_x = gate_x + (s @ w_ih[:, n_a + 1 :].T)[:, None, :]
+        gate_x = gate_x + self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0
+        w_head = self.head.proj.weight  # (3K, H [+ A])
+        hid = self.config.hidden_size
+        head_x = self.head.proj.bias.expand(*a.shape[:2], -1)  # (B, T, 3K)
+        if self.config.use_assoc_mlp:
+            head_x = head_x + a @ w_head[:, hid:].T
+        return gate_x, head_x
+
+    def decode_step(
+        self,
+        gate_x: torch.Tensor,
+        head_x: torch.Tensor,
+        z_prev: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """One LSTM + head step for ``S`` paths per series, the same math as :meth:`forward`.
+
+        Args:
+            gate_x: ``(B, 4H)``, head_x: ``(B, 3K)`` from :meth:`decode_inputs` at this step;
+            z_prev: ``(B, S)``; state: ``(h, c)``, each ``(num_layers, B, S, H)``.
+
+        Returns:
+            ``((mixture_logits, loc, scale), state)`` with arguments ``(B, S, K)``.
+        """
+        h, c = state
+        n_a = self.assoc_out
+        w_z = self.lstm.weight_ih_l0[:, n_a]  # (4H,)
+        new_h, new_c = [], []
+        inp = None
+        for layer in range(self.config.num_layers):
+            w_hh = getattr(self.lstm, f"weight_hh_l{layer}")
+            if layer == 0:
+                gates = gate_x[:, None, :] + z_prev[..., None] * w_z + h[0] @ w_hh.T
+            else:
+                w_ih = getattr(self.lstm, f"weight_ih_l{layer}")
+                b = getattr(self.lstm, f"bias_ih_l{layer}") + getattr(
+                    self.lstm, f"bias_hh_l{layer}"
+                )
+                gates = inp @ w_ih.T + h[layer] @ w_hh.T + b  # (B, S, 4H)
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c_l = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
+            h_l = torch.sigmoid(o) * torch.tanh(c_l)
+            new_h.append(h_l)
+            new_c.append(c_l)
+            inp = h_l
+        hid = self.config.hidden_size
+        raw = inp @ self.head.proj.weight[:, :hid].T + head_x[:, None, :]  # (B, S, 3K)
+        logits, loc, raw_scale = raw.float().chunk(3, dim=-1)
+        return self.head.domain_map(logits, loc, raw_scale), (
+            torch.stack(new_h),
+            torch.stack(new_c),
+        )
+
 
 class ARMDN:
     """Associative and Recurrent Mixture Density Network forecaster (a global model).
@@ -234,6 +305,7 @@ class ARMDN:
         self.train_uids = sorted(df["unique_id"].unique().tolist())
         self.static_df = static_df
         panel = build_panel(df, self.spec, static_df, self.train_uids)
+        torch.manual_seed(cfg.seed)  # initialisation depends on the config's seed only
         self.net = self._build_net()
         self.history = fit_network(self.net, panel, cfg, val_size=val_size, verbose=verbose)
         return self

@@ -1,9 +1,13 @@
 """Ancestral sampling of forecast paths and their summary into a long frame.
 
-For each series the LSTM first reads the last ``context_length`` observed steps (teacher forcing),
-then its state is repeated for ``num_samples`` paths; each future step draws ``z`` from the mixture,
-clips it at zero (``nonneg="clip"``) and feeds it back as the next step's ``z_{t-1}``. Series are
-processed in chunks so that ``chunk_series * num_samples`` LSTM rows bound the memory.
+For each series the LSTM first reads the last ``context_length`` observed steps (teacher forcing,
+cuDNN/ATen ``nn.LSTM``), then its state is broadcast to ``num_samples`` paths; each future step
+draws ``z`` from the mixture, clips it at zero (``nonneg="clip"``) and feeds it back as the next
+step's ``z_{t-1}``. The decoding steps use :meth:`ARMDNNet.decode_step`, the same LSTM and head math
+written as GEMMs on a ``(series, path)`` grid: the parts of the gates and of the head that come from
+the covariates and static features are computed once per series and broadcast over the paths,
+instead of being repeated ``S`` times. Series are processed in chunks so that
+``chunk_series * num_samples`` rows bound the memory.
 """
 
 from __future__ import annotations
@@ -54,27 +58,24 @@ def sample_paths(
         s = net.static(hist["static_cat"], hist["static_real"], hist["id_code"], nu)  # (B, Ds)
         _, (h, c) = net(a_hist, z_prev_hist, s)  # state after the last observed step
         a_fut = net.associative(fut_real, fut_cat)  # (B, H, A)
-    # repeat every series S times: rows ordered (series, path)
-    h = h.repeat_interleave(num_samples, dim=1)  # (layers, B*S, H)
-    c = c.repeat_interleave(num_samples, dim=1)
-    s = s.repeat_interleave(num_samples, dim=0)  # (B*S, Ds)
-    z_prev = z_hist[:, -1].repeat_interleave(num_samples)  # (B*S,)
+    # paths live on a (series, path) grid: per-series inputs broadcast over the S paths
+    gate_x, head_x = net.decode_inputs(a_fut.float(), s.float())  # (B, H, 4H'), (B, H, 3K)
+    h = h.float()[:, :, None, :].expand(-1, -1, num_samples, -1)  # (layers, B, S, H')
+    c = c.float()[:, :, None, :].expand(-1, -1, num_samples, -1)
+    z_prev = z_hist[:, -1:].expand(-1, num_samples)  # (B, S)
     state = (h, c)
-    out = torch.empty(b * num_samples, horizon, device=fut_real.device)
+    out = torch.empty(b, num_samples, horizon, device=fut_real.device)
     for t in range(horizon):
-        with torch.autocast(device_type=fut_real.device.type, dtype=torch.bfloat16, enabled=amp):
-            a_t = a_fut[:, t : t + 1].repeat_interleave(num_samples, dim=0)  # (B*S, 1, A)
-            (logits, loc, scale), state = net(a_t, z_prev[:, None], s, state)
-        z = mixture_sample(logits[:, 0], loc[:, 0], scale[:, 0], generator=generator)  # (B*S,)
+        (logits, loc, scale), state = net.decode_step(gate_x[:, t], head_x[:, t], z_prev, state)
+        z = mixture_sample(logits, loc, scale, generator=generator)  # (B, S)
         if config.nonneg == "clip":
             z = z.clamp_min(0.0)
-        out[:, t] = z
+        out[:, :, t] = z
         z_prev = z
-    nu_rep = nu.repeat_interleave(num_samples)[:, None]
-    y = unscale_target(out, nu_rep, config.scaling)
+    y = unscale_target(out, nu[:, None, None], config.scaling)
     if config.nonneg == "clip":
         y = y.clamp_min(0.0)
-    return y.view(b, num_samples, horizon)
+    return y
 
 
 def forecast_frame(

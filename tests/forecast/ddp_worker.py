@@ -1,0 +1,37 @@
+"""Worker for test_ddp: a tiny fit under torchrun (2 CPU processes, Gloo)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import torch.distributed as dist
+from conftest import make_sales  # noqa: E402
+
+from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.model import ARMDN
+
+df, st = make_sales(8, 80)
+m = ARMDN(
+    ARMDNConfig(
+        horizon=7,
+        context_length=14,
+        hidden_size=8,
+        num_layers=1,
+        max_epochs=2,
+        steps_per_epoch=3,
+        batch_size=16,
+        device="cpu",
+    )
+).fit(df, st)
+w = next(iter(m.net.parameters())).detach().clone()
+g = [w.clone() for _ in range(dist.get_world_size())]
+dist.all_gather(g, w)
+print(
+    "rank",
+    dist.get_rank(),
+    m.history["world_size"],
+    m.history["windows"],
+    "params equal across ranks:",
+    all((x - g[0]).abs().max().item() == 0 for x in g),
+)
+dist.destroy_process_group()
