@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from shopml import __version__
+from shopml.common.cli import exit_on_value_error
 
 app = typer.Typer(
     name="shopml",
@@ -57,6 +58,7 @@ def main(
 
 
 @app.command()
+@exit_on_value_error
 def demo(
     out: Annotated[Path, typer.Option(help="Directory for the world, models and report.")] = Path(
         "demo-out"
@@ -72,6 +74,7 @@ def demo(
 
 
 @app.command()
+@exit_on_value_error
 def serve(
     workdir: Annotated[Path, typer.Option(help="A work directory written by `shopml demo`.")],
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",

@@ -38,7 +38,8 @@ def workdir(tiny_world, tmp_path_factory):
          "--horizon", "14", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "32",
          "--hidden", "16", "--device", "cpu")  # fmt: skip
     _cli("rank", "train", "--world", str(world), "--out", str(root / "rank"), "--epochs", "1",
-         "--embed-dim", "32", "--max-history", "32", "--batch-size", "256", "--device", "cpu")  # fmt: skip
+         "--embed-dim", "32", "--max-history", "32", "--batch-size", "256", "--device", "cpu",
+         "--attention-backend", "reference")  # fmt: skip
     return root
 
 

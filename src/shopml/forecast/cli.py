@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from shopml.common.cli import exit_on_value_error
 
 app = typer.Typer(no_args_is_help=True, help="Train, predict and backtest AR-MDN demand forecasts.")
 
@@ -18,20 +19,6 @@ StaticOpt = Annotated[
     Path | None, typer.Option("--static", help="Static attributes table (unique_id + columns).")
 ]
 FreqOpt = Annotated[str, typer.Option("--freq", help="D (daily) or W (weekly).")]
-
-
-def _exit_on_value_error(fn):
-    """Turn a ValueError into exit code 2 with its message (the project's CLI convention)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-
-    return wrapper
 
 
 def _load(data: Path, static: Path | None):
@@ -53,7 +40,7 @@ def _config(freq: str, horizon: int, **kw):
 
 
 @app.command()
-@_exit_on_value_error
+@exit_on_value_error
 def train(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Run directory for the trained model.")],
@@ -101,7 +88,7 @@ def train(
 
 
 @app.command()
-@_exit_on_value_error
+@exit_on_value_error
 def predict(
     model: Annotated[Path, typer.Option("--model", help="Run directory written by train.")],
     data: DataOpt,
@@ -138,7 +125,7 @@ def predict(
 
 
 @app.command()
-@_exit_on_value_error
+@exit_on_value_error
 def backtest(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Directory for metrics.csv and fan charts.")],
@@ -199,7 +186,7 @@ def backtest(
 
 
 @app.command("fetch-oj")
-@_exit_on_value_error
+@exit_on_value_error
 def fetch_oj(
     out: Annotated[
         Path, typer.Option("--out", help="Directory for sales.parquet, static.parquet.")

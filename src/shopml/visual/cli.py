@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from shopml.common.cli import exit_on_value_error
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
@@ -24,22 +25,8 @@ EMBEDDINGS_FILE = "embeddings.npy"
 VISUAL_META = "visual.json"
 
 
-def _errors(fn):
-    """Turn ValueError into exit code 2 with the message on stderr."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-
-    return wrapper
-
-
 @app.command()
-@_errors
+@exit_on_value_error
 def train(
     world: Annotated[Path, typer.Option(help="World directory (catalog.parquet, street.parquet).")],
     out: Annotated[Path, typer.Option(help="Run directory (model/, history.json).")],
@@ -104,7 +91,7 @@ def train(
 
 
 @app.command()
-@_errors
+@exit_on_value_error
 def index(
     model: ModelOpt,
     world: Annotated[Path, typer.Option(help="World or catalog directory.")],
@@ -149,7 +136,7 @@ def index(
 
 
 @app.command()
-@_errors
+@exit_on_value_error
 def evaluate(
     model: ModelOpt,
     world: Annotated[Path, typer.Option(help="World directory with street.parquet.")],
@@ -192,7 +179,7 @@ def _index_catalog(index_dir: Path):
 
 
 @app.command()
-@_errors
+@exit_on_value_error
 def recommend(
     model: ModelOpt,
     index_dir: Annotated[
@@ -247,7 +234,7 @@ def recommend(
 
 
 @app.command()
-@_errors
+@exit_on_value_error
 def search(
     image: Annotated[Path, typer.Argument(help="A query photo (any size, PNG or JPEG).")],
     model: ModelOpt,
