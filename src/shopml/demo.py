@@ -31,7 +31,7 @@ class Budget:
 
     rank_epochs: int
     rank_max_history: int
-    rank_examples: int  # most recent train impressions used (0: all); as many test ones scored
+    rank_eval_examples: int  # first test impressions scored (0: all)
     forecast_epochs: int
     forecast_steps: int
     forecast_series: int | None  # series scored in the backtest (None: all)
@@ -44,7 +44,7 @@ class Budget:
 
 BUDGETS = {
     "tiny": Budget(1, 32, 0, 1, 5, None, 1, 3, 64, 60.0, forecast_baselines=("snaive",)),
-    "small": Budget(2, 32, 20_000, 4, 30, 300, 4, None, 96, 150.0),
+    "small": Budget(2, 64, 20_000, 4, 30, 300, 4, None, 96, 150.0),
     "medium": Budget(3, 256, 0, 15, 100, 2000, 10, None, 160, 1800.0),
     "large": Budget(3, 256, 0, 20, 200, 5000, 10, None, 160, 3600.0),
 }
@@ -116,10 +116,8 @@ def _rank(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]
             sequence_backend=backend,
             epochs=budget.rank_epochs,
             max_history=budget.rank_max_history,
-            max_train_examples=budget.rank_examples,
-            max_eval_examples=budget.rank_examples,
+            max_eval_examples=budget.rank_eval_examples,
             embed_dim=32,
-            lr=5e-3,
             # the Triton kernels on GPU; on CPU the PyTorch reference (never the interpreter)
             attention_backend="auto" if device.startswith("cuda") else "reference",
             seed=0,
