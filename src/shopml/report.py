@@ -25,6 +25,12 @@ th{background:#f3f5f8} td:first-child,th:first-child{text-align:left}
 """
 
 
+RANK_COLUMNS = (
+    "auc", "logloss", "normalized_entropy", "examples", "train_examples", "max_history", "epochs",
+    "train_examples_per_s",
+)  # fmt: skip
+
+
 def _table(rows: list[dict[str, Any]] | pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     return frame.to_html(index=False, float_format=floatfmt.format, border=0, escape=True)
