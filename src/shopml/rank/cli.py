@@ -8,17 +8,15 @@ from typing import Annotated
 
 import typer
 
+from shopml.common.cli import exit_on_value_error
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 _METRIC_KEYS = ("auc", "logloss", "normalized_entropy", "examples")
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2) from exc
-
-
 @app.command("train")
+@exit_on_value_error
 def train_cmd(
     world: Annotated[Path, typer.Option(help="World directory (catalog, events, impressions).")],
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
@@ -54,30 +52,28 @@ def train_cmd(
     from shopml.rank.config import RankConfig
     from shopml.rank.train import train
 
-    try:
-        config = RankConfig(
-            sequence_backend=sequence_backend,
-            max_history=max_history,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            embed_dim=embed_dim,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            num_bias_buckets=num_bias_buckets,
-            attention_backend=attention_backend,
-            num_workers=num_workers,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            seed=seed,
-        )
-        metrics = train(world, out, config, device=device, compile=compile, resume=resume)
-    except ValueError as exc:
-        _fail(exc)
+    config = RankConfig(
+        sequence_backend=sequence_backend,
+        max_history=max_history,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        embed_dim=embed_dim,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_bias_buckets=num_bias_buckets,
+        attention_backend=attention_backend,
+        num_workers=num_workers,
+        max_train_examples=max_train_examples,
+        max_eval_examples=max_eval_examples,
+        seed=seed,
+    )
+    metrics = train(world, out, config, device=device, compile=compile, resume=resume)
     typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
 
 
 @app.command("evaluate")
+@exit_on_value_error
 def evaluate_cmd(
     model: Annotated[Path, typer.Option(help="Run directory written by `shopml rank train`.")],
     world: Annotated[Path, typer.Option(help="World directory to evaluate on.")],
@@ -88,8 +84,5 @@ def evaluate_cmd(
     """Evaluate a trained run: prints (and writes) auc, logloss, normalized entropy, examples."""
     from shopml.rank.evaluate import evaluate_run
 
-    try:
-        metrics = evaluate_run(model, world, out, split=split, device=device)
-    except ValueError as exc:
-        _fail(exc)
+    metrics = evaluate_run(model, world, out, split=split, device=device)
     typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
