@@ -7,7 +7,6 @@ import torch
 
 from shopml.rank.data import (
     HISTORY_KEYS,
-    BatchLoader,
     JaggedHistory,
     PaddedHistory,
     RankExamples,
@@ -15,6 +14,7 @@ from shopml.rank.data import (
     build_vocab,
     time_buckets,
 )
+from shopml.rank.loader import BatchLoader
 
 
 def _examples(frames, max_history=4, split="train"):

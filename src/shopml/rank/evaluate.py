@@ -23,13 +23,12 @@ from shopml.common.checkpoint import config_from_dict, load_checkpoint
 from shopml.common.io import write_json
 from shopml.rank.config import RankConfig
 from shopml.rank.data import (
-    BatchLoader,
     RankExamples,
     RankTables,
     RankVocab,
-    history_layout,
     log_fill,
 )
+from shopml.rank.loader import BatchLoader, history_layout
 
 CHECKPOINT_KIND = "shopml.rank"
 EPS = 1e-7

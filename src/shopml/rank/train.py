@@ -39,14 +39,13 @@ from shopml.common.io import atomic_path, write_json
 from shopml.common.seeding import seed_everything
 from shopml.rank.config import RankConfig
 from shopml.rank.data import (
-    BatchLoader,
     RankTables,
     build_vocab,
-    history_layout,
     load_examples,
     log_fill,
 )
 from shopml.rank.evaluate import CHECKPOINT_KIND, evaluate_model
+from shopml.rank.loader import BatchLoader, history_layout
 
 
 def _dist_env() -> tuple[int, int, int]:
