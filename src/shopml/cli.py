@@ -25,7 +25,7 @@ app = typer.Typer(
 # part -> help line; a part's sub-app is registered only once its cli module exists.
 PARTS = {
     "world": "Generate and describe synthetic retail worlds.",
-    "jagged": "Jagged tensor kernels: checks and quick benchmarks.",
+    "jagged": "Jagged tensor kernels: a self-check of every op against its reference.",
     "rank": "Train and evaluate the click-through ranking model.",
     "forecast": "Train, predict and backtest AR-MDN demand forecasts.",
     "visual": "Train VisNet, index the catalog, search and recommend.",
@@ -67,7 +67,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
-    """Run the end-to-end demo: generate a world and run every part that exists on it."""
+    """Generate a world, train and evaluate ranking, forecasting and visual search on it, and
+    write DIR/report.html; then `shopml serve --workdir DIR` serves it."""
     from shopml.demo import run_demo
 
     run_demo(out=out, scale=scale, seed=seed, device=device)
