@@ -137,7 +137,9 @@ def _relative_dense(
     tq = _positions(bias.q_timestamps, q_index, k_len - q_len)  # (B, Nq)
     tk = _positions(k_ts, k_index, None)  # (B, Nk)
     bucket = bucketize_delta(tq[:, :, None] - tk[:, None, :], bias.boundaries)  # (B, Nq, Nk)
-    dense = _acc(bias.table)[bucket]  # (B, Nq, Nk, H)
+    # F.embedding, not table[bucket]: its CUDA backward sums per bucket with a sorted reduction,
+    # where indexing's backward would send every (i, j) gradient to a handful of rows with atomics
+    dense = torch.nn.functional.embedding(bucket, _acc(bias.table))  # (B, Nq, Nk, H)
     valid = q_valid[:, :, None] & k_valid[:, None, :]
     dense = torch.where(valid[..., None], dense, torch.zeros_like(dense))
     return dense.permute(0, 3, 1, 2)  # (B, H, Nq, Nk)
