@@ -164,11 +164,11 @@ def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, 
 def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
     import numpy as np
 
-    from shopml.common.io import write_json, write_parquet
+    from shopml.common.io import write_json
     from shopml.visual.config import TrainConfig, VisNetConfig
     from shopml.visual.data import read_catalog
     from shopml.visual.evaluate import street2shop
-    from shopml.visual.index import FaissIndex
+    from shopml.visual.index import build_catalog_index
     from shopml.visual.models import load_model
     from shopml.visual.recommend import recommend_all
     from shopml.visual.train import train, trained_model
@@ -193,11 +193,9 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
     )
     model = trained_model(vdir / "model", device=device)
     catalog = read_catalog(world)
-    embeddings = model.embed(list(catalog["image"]))
-    index = FaissIndex(model.dim, "Flat")
-    index.add(embeddings, catalog["product_id"].to_numpy(), catalog["category"].to_numpy())
-    index.save(vdir / "index")
-    write_parquet(vdir / "index" / "catalog.parquet", catalog)
+    index, embeddings = build_catalog_index(
+        model, catalog, vdir / "index", model_name=str(vdir / "model")
+    )
     recs = recommend_all(
         index,
         embeddings,

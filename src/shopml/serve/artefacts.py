@@ -28,11 +28,11 @@ class Catalog:
             raise LookupError(f"product_id: no product {product_id} in the catalog")
         row = self.table.loc[product_id]
         out = {"product_id": int(product_id)}
-        for key, value in row.items():
-            if isinstance(value, pd.Timestamp):
-                value = None if pd.isna(value) else value.date().isoformat()
-            elif pd.isna(value) if not isinstance(value, (list, tuple)) else False:
+        for key, value in row.items():  # catalog cells are scalars
+            if pd.isna(value):
                 value = None
+            elif isinstance(value, pd.Timestamp):
+                value = value.date().isoformat()
             elif hasattr(value, "item"):
                 value = value.item()
             out[str(key)] = value

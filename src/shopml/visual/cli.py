@@ -20,9 +20,6 @@ ModelOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")]
-CATALOG_FILE = "catalog.parquet"
-EMBEDDINGS_FILE = "embeddings.npy"
-VISUAL_META = "visual.json"
 
 
 @app.command()
@@ -107,31 +104,14 @@ def index(
     device: DeviceOpt = "auto",
 ) -> None:
     """Embed the catalog and build a vector index over it."""
-    import numpy as np
-
     from shopml.common.devices import resolve_device
-    from shopml.common.io import atomic_path, write_json, write_parquet
     from shopml.visual.data import read_catalog
-    from shopml.visual.index import FaissIndex, MilvusIndex
+    from shopml.visual.index import build_catalog_index
     from shopml.visual.models import load_model
 
-    dev = resolve_device(device)
-    net = load_model(model, device=dev)
+    net = load_model(model, device=resolve_device(device))
     catalog = read_catalog(world)
-    emb = net.embed(list(catalog["image"]), batch_size=batch_size)
-    if backend == "faiss":
-        idx = FaissIndex(net.dim, factory)
-    elif backend == "milvus":
-        out.mkdir(parents=True, exist_ok=True)
-        idx = MilvusIndex(net.dim, milvus_uri or str(out / "milvus.db"))
-    else:
-        raise ValueError(f"backend: expected faiss or milvus, found {backend!r}")
-    idx.add(emb, catalog["product_id"].to_numpy(), catalog["category"].to_numpy())
-    idx.save(out)
-    write_parquet(out / CATALOG_FILE, catalog)
-    with atomic_path(out / EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, emb)
-    write_json(out / VISUAL_META, {"model": str(model), "dim": net.dim, "count": len(catalog)})
+    build_catalog_index(net, catalog, out, factory, backend, milvus_uri, batch_size, str(model))
     typer.echo(json.dumps({"index": str(out), "vectors": len(catalog), "dim": net.dim}))
 
 
@@ -172,12 +152,6 @@ def evaluate(
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "per_category"}))
 
 
-def _index_catalog(index_dir: Path):
-    from shopml.common.io import read_table
-
-    return read_table(index_dir / CATALOG_FILE, "index catalog")
-
-
 @app.command()
 @exit_on_value_error
 def recommend(
@@ -198,12 +172,12 @@ def recommend(
     import numpy as np
 
     from shopml.common.devices import resolve_device
-    from shopml.visual.index import load_index
+    from shopml.visual.index import EMBEDDINGS_FILE, load_index, read_index_catalog
     from shopml.visual.models import load_model
     from shopml.visual.recommend import recommend_all
 
     idx = load_index(index_dir)
-    catalog = _index_catalog(index_dir)
+    catalog = read_index_catalog(index_dir)
     if k > len(catalog) - 1:
         raise ValueError(
             f"k: expected at most {len(catalog) - 1} (catalog size minus the item), found {k}"
@@ -245,7 +219,7 @@ def search(
 ) -> None:
     """Find the catalog products that look like IMAGE; prints JSON lines (rank, product, score)."""
     from shopml.common.devices import resolve_device
-    from shopml.visual.index import load_index
+    from shopml.visual.index import load_index, read_index_catalog
     from shopml.visual.models import load_model
 
     if k < 1:
@@ -258,7 +232,7 @@ def search(
         )
     query = net.embed([image])
     scores, ids = idx.search(query, k, category=category)
-    catalog = _index_catalog(index_dir).set_index("product_id")
+    catalog = read_index_catalog(index_dir).set_index("product_id")
     for rank, (pid, score) in enumerate(zip(ids[0].tolist(), scores[0].tolist(), strict=True), 1):
         if pid < 0:
             break

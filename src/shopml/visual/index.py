@@ -478,3 +478,59 @@ def load_index(path: str | os.PathLike) -> VectorIndex:
     if backend == "milvus":
         return MilvusIndex.load(path)
     raise ValueError(f"index: expected backend faiss or milvus in {path}, found {backend!r}")
+
+
+# -- a catalog index directory: the index, the catalog rows it holds, their embeddings ----------
+CATALOG_FILE = "catalog.parquet"
+EMBEDDINGS_FILE = "embeddings.npy"
+VISUAL_META = "visual.json"
+
+
+def build_catalog_index(
+    model: Any,
+    catalog: Any,
+    out: str | os.PathLike,
+    factory: str = "Flat",
+    backend: str = "faiss",
+    milvus_uri: str = "",
+    batch_size: int = 64,
+    model_name: str = "",
+) -> tuple[VectorIndex, np.ndarray]:
+    """Embed ``catalog``'s images with ``model`` and write an index directory ``out``: the index,
+    ``catalog.parquet`` (its rows), ``embeddings.npy`` and ``visual.json``.
+
+    Args:
+        model: a ``VisNet`` (``embed``, ``dim``).
+        catalog: frame with ``product_id``, ``category`` and absolute ``image`` paths
+            (``shopml.visual.data.read_catalog``).
+        factory / backend / milvus_uri: the FAISS factory string, or Milvus (Lite file in ``out``
+            unless a URI is given).
+
+    Returns:
+        ``(index, embeddings (n, dim) float32)``.
+    """
+    from shopml.common.io import write_parquet
+
+    out = Path(out)
+    emb = model.embed(list(catalog["image"]), batch_size=batch_size)
+    if backend == "faiss":
+        idx: VectorIndex = FaissIndex(model.dim, factory)
+    elif backend == "milvus":
+        out.mkdir(parents=True, exist_ok=True)
+        idx = MilvusIndex(model.dim, milvus_uri or str(out / "milvus.db"))
+    else:
+        raise ValueError(f"backend: expected faiss or milvus, found {backend!r}")
+    idx.add(emb, catalog["product_id"].to_numpy(), catalog["category"].to_numpy())
+    idx.save(out)
+    write_parquet(out / CATALOG_FILE, catalog)
+    with atomic_path(out / EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, emb)
+    write_json(out / VISUAL_META, {"model": model_name, "dim": model.dim, "count": len(catalog)})
+    return idx, emb
+
+
+def read_index_catalog(index_dir: str | os.PathLike) -> Any:
+    """The catalog rows of an index directory written by :func:`build_catalog_index`."""
+    from shopml.common.io import read_table
+
+    return read_table(Path(index_dir) / CATALOG_FILE, "index catalog")
