@@ -190,10 +190,13 @@ class _JaggedAttentionFunction(torch.autograd.Function):
         output = _attn_fwd(*inputs)
         _setup_context(ctx, inputs, output)
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for lse (never used)
         return output
 
     @staticmethod
     def backward(ctx, dout, dlse):  # noqa: ANN001, ANN205
+        if dout is None:  # grads are not materialised: nothing flowed back into the output
+            return (None,) * _N_INPUTS
         saved = list(ctx.saved_tensors)
         q, k, v, out, lse, q_offsets, k_offsets = saved[:7]
         rest = iter(saved[7:])

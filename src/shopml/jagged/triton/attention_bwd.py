@@ -14,14 +14,17 @@ from shopml.jagged.triton.attention_common import (
     BIAS_TENSOR,
     LOG2E,
     _bucket,
+    _cdiv,
     _configs,
     _dummy,
     _load_bias,
     _order,
+    _pow2,
     _precision,
     _pruner,
     _use_order,
 )
+from shopml.jagged.triton.launch import FastLauncher
 
 
 @triton.jit
@@ -380,6 +383,11 @@ def _attn_bwd_dq_kernel(
     )
 
 
+_PRE = FastLauncher(_attn_bwd_preprocess_kernel)
+_DKDV = FastLauncher(_attn_bwd_dkdv_kernel)
+_DQ = FastLauncher(_attn_bwd_dq_kernel)
+
+
 def _attn_bwd(
     do: torch.Tensor,
     q: torch.Tensor,
@@ -421,22 +429,24 @@ def _attn_bwd(
         out_for_delta = out / post_scale
     else:
         out_for_delta = out
-    block_d = max(16, triton.next_power_of_2(head_dim))
+    block_d = _pow2(head_dim)
     delta = torch.empty((total, heads), device=dev, dtype=torch.float32)
     block_t = 64 if block_d <= 64 else 32
-    _attn_bwd_preprocess_kernel[(triton.cdiv(total, block_t), heads)](
-        out_for_delta,
-        do,
-        delta,
-        total,
-        out_for_delta.stride(0),
-        out_for_delta.stride(1),
-        do.stride(0),
-        do.stride(1),
-        delta.stride(0),
-        HEAD_DIM=head_dim,
-        BLOCK_D=block_d,
-        BLOCK_T=block_t,
+    grid_t = (_cdiv(total, block_t), heads)
+    _PRE(
+        lambda meta: grid_t,
+        (
+            out_for_delta,
+            do,
+            delta,
+            total,
+            out_for_delta.stride(0),
+            out_for_delta.stride(1),
+            do.stride(0),
+            do.stride(1),
+            delta.stride(0),
+        ),
+        dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_T=block_t),
     )
     mode = (
         BIAS_NONE
@@ -465,102 +475,107 @@ def _attn_bwd(
     tk_arg = tk if tk is not None else _dummy(dev, torch.int64)
     num_bounds = bounds.numel() if bounds is not None else 0
     num_buckets = table.shape[0] if table is not None else 1
-    nb_pad = max(16, triton.next_power_of_2(num_buckets))
+    nb_pad = _pow2(num_buckets)
     stride_bias = bias.stride(0) if bias is not None else 0
     stride_table = table.stride(0) if table is not None else 0
     qb, kb = _bucket(max_seqlen_q), _bucket(max_seqlen_k)
     min_block_n = 16 if _INTERPRET else 32
     if table is not None:
-        slots = triton.cdiv(max_seqlen_k, min_block_n) * batch * heads
+        slots = _cdiv(max_seqlen_k, min_block_n) * batch * heads
         dtab_part = torch.zeros((slots, nb_pad), device=dev, dtype=torch.float32)
     else:
         dtab_part = _dummy(dev)
-    grid_kv = lambda meta: (triton.cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads)
-    _attn_bwd_dkdv_kernel[grid_kv](
-        q,
-        k,
-        v,
-        do,
-        lse,
-        delta,
-        dk,
-        dv,
-        q_offsets,
-        k_offsets,
-        order_q,
-        bias_arg,
-        boff_arg,
-        dbias if dbias is not None else _dummy(dev),
-        table_arg,
-        bounds_arg,
-        tq_arg,
-        tk_arg,
-        dtab_part,
-        q.stride(0),
-        q.stride(1),
-        k.stride(0),
-        k.stride(1),
-        v.stride(0),
-        v.stride(1),
-        do.stride(0),
-        do.stride(1),
-        lse.stride(0),
-        dk.stride(0),
-        dk.stride(1),
-        dv.stride(0),
-        dv.stride(1),
-        stride_bias,
-        stride_table,
-        max_seqlen_q,
-        max_seqlen_k,
-        num_bounds,
-        num_buckets,
-        scale * LOG2E,
-        scale,
-        qb,
-        kb,
-        NB_PAD=nb_pad,
-        **common,
+    grid_kv = lambda meta: (_cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads)
+    _DKDV(
+        grid_kv,
+        (
+            q,
+            k,
+            v,
+            do,
+            lse,
+            delta,
+            dk,
+            dv,
+            q_offsets,
+            k_offsets,
+            order_q,
+            bias_arg,
+            boff_arg,
+            dbias if dbias is not None else _dummy(dev),
+            table_arg,
+            bounds_arg,
+            tq_arg,
+            tk_arg,
+            dtab_part,
+            q.stride(0),
+            q.stride(1),
+            k.stride(0),
+            k.stride(1),
+            v.stride(0),
+            v.stride(1),
+            do.stride(0),
+            do.stride(1),
+            lse.stride(0),
+            dk.stride(0),
+            dk.stride(1),
+            dv.stride(0),
+            dv.stride(1),
+            stride_bias,
+            stride_table,
+            max_seqlen_q,
+            max_seqlen_k,
+            num_bounds,
+            num_buckets,
+            scale * LOG2E,
+            scale,
+            qb,
+            kb,
+        ),
+        dict(common, NB_PAD=nb_pad),
     )
-    grid_q = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
-    _attn_bwd_dq_kernel[grid_q](
-        q,
-        k,
-        v,
-        do,
-        lse,
-        delta,
-        dq,
-        q_offsets,
-        k_offsets,
-        order_k,
-        bias_arg,
-        boff_arg,
-        table_arg,
-        bounds_arg,
-        tq_arg,
-        tk_arg,
-        q.stride(0),
-        q.stride(1),
-        k.stride(0),
-        k.stride(1),
-        v.stride(0),
-        v.stride(1),
-        do.stride(0),
-        do.stride(1),
-        lse.stride(0),
-        dq.stride(0),
-        dq.stride(1),
-        stride_bias,
-        stride_table,
-        max_seqlen_q,
-        max_seqlen_k,
-        num_bounds,
-        scale * LOG2E,
-        scale,
-        qb,
-        kb,
-        **common,
+    grid_q = lambda meta: (_cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
+    _DQ(
+        grid_q,
+        (
+            q,
+            k,
+            v,
+            do,
+            lse,
+            delta,
+            dq,
+            q_offsets,
+            k_offsets,
+            order_k,
+            bias_arg,
+            boff_arg,
+            table_arg,
+            bounds_arg,
+            tq_arg,
+            tk_arg,
+            q.stride(0),
+            q.stride(1),
+            k.stride(0),
+            k.stride(1),
+            v.stride(0),
+            v.stride(1),
+            do.stride(0),
+            do.stride(1),
+            lse.stride(0),
+            dq.stride(0),
+            dq.stride(1),
+            stride_bias,
+            stride_table,
+            max_seqlen_q,
+            max_seqlen_k,
+            num_bounds,
+            scale * LOG2E,
+            scale,
+            qb,
+            kb,
+        ),
+        common,
     )
     if table is not None:
         dtable = dtab_part.view(-1, heads, nb_pad).sum(0)[:, :num_buckets].t().contiguous()

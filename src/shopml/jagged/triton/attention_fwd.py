@@ -13,14 +13,17 @@ from shopml.jagged.triton.attention_common import (
     BIAS_TENSOR,
     LOG2E,
     _bucket,
+    _cdiv,
     _configs,
     _dummy,
     _load_bias,
     _order,
+    _pow2,
     _precision,
     _pruner,
     _use_order,
 )
+from shopml.jagged.triton.launch import FastLauncher
 
 
 @triton.jit
@@ -199,6 +202,9 @@ def _attn_fwd_kernel(
     tl.store(lse_ptr + (q_start + offs_m) * stride_lse_t + h, lse, mask=mask_m)
 
 
+_FWD = FastLauncher(_attn_fwd_kernel)
+
+
 def _attn_fwd(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -235,47 +241,53 @@ def _attn_fwd(
         else (BIAS_TENSOR if bias is not None else BIAS_RELATIVE)
     )
     dev = q.device
-    grid = lambda meta: (triton.cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
-    _attn_fwd_kernel[grid](
-        q,
-        k,
-        v,
-        out,
-        lse,
-        q_offsets,
-        k_offsets,
-        _order(k_offsets, max_seqlen_k) if _use_order() else _dummy(dev, torch.int32),
-        bias if bias is not None else _dummy(dev),
-        bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64),
-        table if table is not None else _dummy(dev),
-        bounds if bounds is not None else _dummy(dev, torch.int64),
-        tq if tq is not None else _dummy(dev, torch.int64),
-        tk if tk is not None else _dummy(dev, torch.int64),
-        q.stride(0),
-        q.stride(1),
-        k.stride(0),
-        k.stride(1),
-        v.stride(0),
-        v.stride(1),
-        out.stride(0),
-        out.stride(1),
-        lse.stride(0),
-        bias.stride(0) if bias is not None else 0,
-        table.stride(0) if table is not None else 0,
-        max_seqlen_q,
-        max_seqlen_k,
-        bounds.numel() if bounds is not None else 0,
-        scale * LOG2E,
-        post_scale,
-        _bucket(max_seqlen_q),
-        _bucket(max_seqlen_k),
-        HEAD_DIM=head_dim,
-        BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
-        IS_CAUSAL=causal,
-        BIAS_MODE=mode,
-        HAS_TQ=tq is not None,
-        HAS_TK=tk is not None,
-        USE_ORDER=_use_order(),
-        PRECISION=_precision(q.dtype, allow_tf32),
+    use_order = _use_order()
+    grid = lambda meta: (_cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
+    _FWD(
+        grid,
+        (
+            q,
+            k,
+            v,
+            out,
+            lse,
+            q_offsets,
+            k_offsets,
+            _order(k_offsets, max_seqlen_k) if use_order else _dummy(dev, torch.int32),
+            bias if bias is not None else _dummy(dev),
+            bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64),
+            table if table is not None else _dummy(dev),
+            bounds if bounds is not None else _dummy(dev, torch.int64),
+            tq if tq is not None else _dummy(dev, torch.int64),
+            tk if tk is not None else _dummy(dev, torch.int64),
+            q.stride(0),
+            q.stride(1),
+            k.stride(0),
+            k.stride(1),
+            v.stride(0),
+            v.stride(1),
+            out.stride(0),
+            out.stride(1),
+            lse.stride(0),
+            bias.stride(0) if bias is not None else 0,
+            table.stride(0) if table is not None else 0,
+            max_seqlen_q,
+            max_seqlen_k,
+            bounds.numel() if bounds is not None else 0,
+            scale * LOG2E,
+            post_scale,
+            _bucket(max_seqlen_q),
+            _bucket(max_seqlen_k),
+        ),
+        dict(
+            HEAD_DIM=head_dim,
+            BLOCK_D=_pow2(head_dim),
+            IS_CAUSAL=causal,
+            BIAS_MODE=mode,
+            HAS_TQ=tq is not None,
+            HAS_TK=tk is not None,
+            USE_ORDER=use_order,
+            PRECISION=_precision(q.dtype, allow_tf32),
+        ),
     )
     return out, lse

@@ -1,0 +1,155 @@
+"""Direct launches of cached Triton binaries: the host-side fast path of the attention kernels.
+
+A launch through ``kernel[grid](...)`` passes the autotuner (a key built over every argument), the
+JIT binder (every argument specialised) and a cache lookup before the binary runs. On the GPU
+machine that host work measured 40-80 us per launch (benchmarks/README.md), more than the device
+time of a whole small attention step. :class:`FastLauncher` takes that path once per *launch
+signature* and afterwards calls the compiled binary itself.
+
+The launch signature holds everything Triton specialises a binary on: each tensor argument's dtype
+and 16-byte alignment; each integer's classes (equal to 1, a multiple of 16, beyond 32 bits); the
+value of every autotune-key argument; the constexpr values; the device. Equal signatures therefore
+select the binary and the config that Triton's own path would select. Anything unexpected (an
+interpreter run, a Triton without the attributes used, a launch hook such as a profiler's) falls
+back to the ordinary launch; ``SHOPML_TRITON_FAST_LAUNCH=0`` turns the fast path off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from shopml.common.devices import is_interpreter
+
+_ENABLED = (
+    os.environ.get("SHOPML_TRITON_FAST_LAUNCH", "1") not in ("", "0") and not is_interpreter()
+)
+_WIDE = 1 << 31
+
+
+def _layout(args: Sequence[object]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Positions of the tensor, int and other (neither float nor bool) arguments."""
+    tensors = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
+    ints = tuple(i for i, a in enumerate(args) if type(a) is int)
+    floats_bools = (float, bool)
+    others = tuple(
+        i
+        for i, a in enumerate(args)
+        if i not in tensors and i not in ints and type(a) not in floats_bools
+    )
+    return tensors, ints, others
+
+
+def _signature(args: Sequence[object], layout: tuple) -> tuple:
+    """What Triton specialises on, per argument class: see the module docstring."""
+    tensors, ints, others = layout
+    ptrs = [args[i] for i in tensors]
+    nums = [args[i] for i in ints]
+    return (
+        tuple([t.dtype for t in ptrs]),
+        tuple([t.data_ptr() % 16 == 0 for t in ptrs]),
+        tuple([n % 16 == 0 for n in nums]),
+        tuple([n == 1 for n in nums]),
+        tuple([-_WIDE <= n < _WIDE for n in nums]),
+        tuple([args[i] for i in others]),
+    )
+
+
+def _active(hook: object) -> bool:
+    """A launch hook that is set (newer Triton keeps an empty ``HookChain`` when none is)."""
+    return hook is not None and getattr(hook, "calls", True) != []
+
+
+class FastLauncher:
+    """Launches ``kernel`` (a ``triton.autotune`` Autotuner or a ``triton.jit`` function).
+
+    Call it as ``launcher(grid, args, constexprs)``: ``grid`` maps the launch meta-parameters (the
+    constexprs plus the chosen config's) to the grid tuple; ``args`` are the runtime arguments in
+    the kernel's order; ``constexprs`` the constexpr keyword arguments (not the autotuned ones).
+    """
+
+    def __init__(self, kernel: Any) -> None:
+        self._kernel = kernel
+        self._names: list[str] = list(kernel.arg_names)  # a JITFunction's, or its autotuner's
+        self._tune_keys = tuple(getattr(kernel, "keys", ()) or ())
+        self._key_index: tuple[int, ...] | None = None
+        self._layouts: dict[tuple, tuple] = {}  # argument types -> _layout
+        self._cache: dict[tuple, tuple[Any, dict, tuple]] = {}
+        self.enabled = _ENABLED
+        self.direct_launches = 0  # counted for the tests
+
+    def __call__(
+        self, grid: Callable[[dict], tuple], args: Sequence[object], constexprs: dict[str, object]
+    ) -> None:
+        if not self.enabled:
+            self._kernel[grid](*args, **constexprs)
+            return
+        if self._key_index is None:
+            names = self._names
+            self._key_index = tuple(
+                i for i, n in enumerate(names[: len(args)]) if n in self._tune_keys
+            )
+        types = tuple(map(type, args))
+        layout = self._layouts.get(types)
+        if layout is None:
+            layout = self._layouts[types] = _layout(args)
+        key = (
+            torch._C._cuda_getDevice(),
+            types,
+            tuple(constexprs.values()),
+            tuple([args[i] for i in self._key_index]),
+            _signature(args, layout),
+        )
+        hit = self._cache.get(key)
+        if hit is None:
+            self._first_launch(key, grid, args, constexprs)
+            return
+        compiled, meta, tail = hit
+        g = grid(meta)
+        compiled.run(
+            g[0],
+            g[1] if len(g) > 1 else 1,
+            g[2] if len(g) > 2 else 1,
+            torch._C._cuda_getCurrentRawStream(key[0]),
+            compiled.function,
+            compiled.packed_metadata,
+            None,
+            None,
+            None,
+            *args,
+            *tail,
+        )
+        self.direct_launches += 1
+
+    def _first_launch(self, key: tuple, grid: Callable, args: Sequence, constexprs: dict) -> None:
+        compiled = self._kernel[grid](*args, **constexprs)
+        try:
+            import triton
+
+            knobs = getattr(triton, "knobs", None)
+            hooked = knobs is not None and any(
+                _active(h)
+                for h in (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
+            )
+            config = getattr(self._kernel, "best_config", None)
+            meta = dict(constexprs)
+            if config is not None:
+                meta.update(config.kwargs)
+            names = self._names
+            tail = tuple(meta[n] for n in names[len(args) :])
+            usable = (
+                not hooked
+                and len(args) + len(tail) == len(names)
+                and compiled is not None
+                and getattr(compiled, "function", None) is not None
+                and hasattr(compiled, "packed_metadata")
+            )
+        except (AttributeError, KeyError, TypeError):
+            usable = False
+        if not usable:  # an unfamiliar Triton, or a launch hook to honour: the ordinary path
+            self.enabled = False
+            return
+        self._cache[key] = (compiled, meta, tail)

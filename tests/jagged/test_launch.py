@@ -1,0 +1,162 @@
+"""The direct-launch fast path of the Triton kernels (shopml.jagged.triton.launch)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from shopml.jagged.triton import launch as launch_mod
+from shopml.jagged.triton.launch import FastLauncher
+
+
+class _Config:
+    def __init__(self, kwargs):
+        self.kwargs = kwargs
+
+
+class _Compiled:
+    """What a Triton launch returns: a binary with ``run``, ``function``, ``packed_metadata``."""
+
+    def __init__(self, tag):
+        self.tag, self.function, self.packed_metadata = tag, f"fn{tag}", f"meta{tag}"
+        self.calls = []
+
+    def run(self, *launch):
+        self.calls.append(launch)
+
+
+class _FakeAutotuner:
+    """Mimics triton.autotune's object: ``fn.arg_names``, ``keys``, ``best_config``, ``[grid]``."""
+
+    def __init__(self):
+        self.arg_names = ["x_ptr", "n", "bucket", "BLOCK", "MODE"]
+        self.keys = ["bucket", "MODE"]
+        self.slow_launches = []
+        self.best_config = None
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.best_config = _Config({"BLOCK": 32 * (1 + len(self.slow_launches))})
+            compiled = _Compiled(len(self.slow_launches))
+            self.slow_launches.append((grid, args, kwargs, compiled))
+            return compiled
+
+        return launch
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    monkeypatch.setattr(torch._C, "_cuda_getDevice", lambda: 0, raising=False)
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda d: 1234, raising=False)
+
+
+def _launcher():
+    kernel = _FakeAutotuner()
+    fl = FastLauncher(kernel)
+    fl.enabled = True  # off under the interpreter; the logic is what is tested here
+    return kernel, fl
+
+
+def test_second_identical_launch_goes_direct_with_the_constexpr_tail(fake_cuda):
+    kernel, fl = _launcher()
+    x = torch.zeros(64)
+    grid = lambda meta: (4096 // meta["BLOCK"], 2)
+    fl(grid, (x, 48, 256), {"MODE": 1})
+    assert len(kernel.slow_launches) == 1 and fl.direct_launches == 0
+    fl(grid, (x, 64, 256), {"MODE": 1})  # 64 is a multiple of 16 as 48 is: same signature
+    assert len(kernel.slow_launches) == 1 and fl.direct_launches == 1
+    compiled = kernel.slow_launches[0][3]
+    (call,) = compiled.calls
+    assert call[:6] == (128, 2, 1, 1234, "fn0", "meta0")  # grid from the tuned BLOCK=32
+    assert call[9:] == (x, 64, 256, 32, 1)  # runtime args, then BLOCK and MODE in kernel order
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "alignment",  # a tensor not 16-byte aligned
+        "int_class",  # an int that is no longer a multiple of 16
+        "int_one",  # an int equal to 1 (Triton specialises it)
+        "tune_key",  # another autotune bucket
+        "constexpr",  # another constexpr value
+        "dtype",
+    ],
+)
+def test_any_specialisation_change_takes_the_slow_path(fake_cuda, change):
+    kernel, fl = _launcher()
+    x = torch.zeros(64)
+    args, const = [x, 48, 256], {"MODE": 1}
+    grid = lambda meta: (1,)
+    fl(grid, tuple(args), const)
+    if change == "alignment":
+        args[0] = x[1:]
+    elif change == "int_class":
+        args[1] = 47
+    elif change == "int_one":
+        args[1] = 1
+    elif change == "tune_key":
+        args[2] = 512
+    elif change == "constexpr":
+        const = {"MODE": 2}
+    else:
+        args[0] = x.double()
+    fl(grid, tuple(args), const)
+    assert len(kernel.slow_launches) == 2 and fl.direct_launches == 0
+
+
+def test_an_unfamiliar_triton_disables_the_fast_path(fake_cuda):
+    kernel, fl = _launcher()
+    kernel.arg_names = ["x_ptr", "n"]  # fewer names than args + constexprs: unfamiliar
+    fl = FastLauncher(kernel)
+    fl.enabled = True
+    grid = lambda meta: (1,)
+    fl(grid, (torch.zeros(4), 16, 16), {"MODE": 1})
+    assert not fl.enabled
+    fl(grid, (torch.zeros(4), 16, 16), {"MODE": 1})
+    assert len(kernel.slow_launches) == 2 and fl.direct_launches == 0
+
+
+def test_the_attention_kernels_expose_their_argument_names():
+    from shopml.jagged.triton import attention_bwd, attention_fwd
+
+    for fl in (attention_fwd._FWD, attention_bwd._PRE, attention_bwd._DKDV, attention_bwd._DQ):
+        assert fl._names[:2] in (["q_ptr", "k_ptr"], ["o_ptr", "do_ptr"])
+        assert fl._names[-1] in ("BLOCK_N", "BLOCK_T")
+
+
+def test_disabled_under_the_interpreter():
+    from shopml.common.devices import is_interpreter
+
+    if not is_interpreter():
+        pytest.skip("runs where CI runs: under TRITON_INTERPRET=1")
+    assert launch_mod._ENABLED is False
+
+
+@pytest.mark.gpu
+def test_gpu_fast_launches_equal_the_ordinary_launches():
+    from shopml.jagged.attention import RelativeBias, jagged_flash_attention, log_bucket_boundaries
+    from shopml.jagged.triton import attention_bwd, attention_fwd
+
+    gen = torch.Generator().manual_seed(0)
+    lengths = [37, 0, 1, 300, 128, 77]
+    offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
+    total = sum(lengths)
+    base = [torch.randn(total, 2, 64, generator=gen).cuda().bfloat16() for _ in range(4)]
+    table = torch.randn(16, 2, device="cuda")
+    ts = torch.randint(0, 10_000, (total,), device="cuda").sort().values
+
+    def step():
+        q, k, v = (t.clone().requires_grad_() for t in base[:3])
+        tab = table.clone().requires_grad_()
+        bias = RelativeBias(tab, log_bucket_boundaries(16, 4096).cuda(), q_timestamps=ts)
+        out = jagged_flash_attention(q, k, v, offsets, 300, causal=True, attn_bias=bias)
+        out.backward(base[3])
+        return [out, q.grad, k.grad, v.grad, tab.grad]
+
+    launchers = (attention_fwd._FWD, attention_bwd._PRE, attention_bwd._DKDV, attention_bwd._DQ)
+    before = [fl.direct_launches for fl in launchers]
+    first, second = step(), step()  # the second call launches every kernel directly
+    assert all(fl.enabled for fl in launchers)
+    assert all(fl.direct_launches > b for fl, b in zip(launchers, before, strict=True))
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
