@@ -526,7 +526,9 @@ def _lowp_check(fast, ref_lowp, ref_fp32):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float32], ids=lambda d: str(d)[6:]
+)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dim", [64, 128, 256])
 def test_gpu_matches_reference_realistic(dtype, causal, dim):

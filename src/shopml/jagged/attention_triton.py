@@ -10,11 +10,14 @@ Algorithm (flash-attention 2 on flash-attention's varlen layout, ``q, k, v (T, H
   bucketed relative-position/time table looked up from pairwise deltas computed in registers),
   and writes ``out`` and the natural-log ``lse`` (fp32). Memory is linear in T: no score matrix
   ever reaches global memory.
-- backward, no atomics: ``_attn_bwd_preprocess_kernel`` computes ``delta = rowsum(dO * O)``;
-  ``_attn_bwd_dkdv_kernel`` owns one key block and loops over the query blocks that see it
-  (writing dK, dV, and the tensor bias gradient, each element exactly once; relative-bias table
-  gradients go to per-program partial sums reduced by torch); ``_attn_bwd_dq_kernel`` owns one
-  query block and loops over key blocks. Scores are recomputed from ``lse``.
+- backward, no atomics, two launches: ``_attn_bwd_dq_kernel`` owns one query block, computes
+  ``delta = rowsum(dO * O)`` for its rows (stored for the next kernel) and loops over the key
+  blocks it sees; ``_attn_bwd_dkdv_kernel`` then owns one key block and loops over the query
+  blocks that see it (writing dK, dV, and the tensor bias gradient, each element exactly once;
+  relative-bias table gradients go to per-program partial sums reduced by torch). Scores are
+  recomputed from ``lse``.
+- launches go through :class:`shopml.jagged.triton.launch.FastLauncher`: after the first call of
+  a launch signature the cached binary is called directly (no autotuner or binder on the host).
 
 Grid: ``(cdiv(max_seqlen, BLOCK), B, H)``. Axis 1 is mapped through a permutation of the batch
 sorted by length, longest first, so the longest sequences start first and short ones fill the

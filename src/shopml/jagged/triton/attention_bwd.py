@@ -28,30 +28,6 @@ from shopml.jagged.triton.launch import FastLauncher
 
 
 @triton.jit
-def _attn_bwd_preprocess_kernel(
-    o_ptr, do_ptr, delta_ptr, num_rows, stride_o_t, stride_o_h, stride_do_t, stride_do_h,
-    stride_delta_t, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
-):  # fmt: skip
-    # delta[t, h] = sum_d O[t, h, d] * dO[t, h, d] (fp32)
-    offs_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
-    h = tl.program_id(1).to(tl.int64)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask = (offs_t < num_rows)[:, None] & (offs_d < HEAD_DIM)[None, :]
-    o = tl.load(
-        o_ptr + offs_t[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
-        mask=mask,
-        other=0.0,
-    )
-    do = tl.load(
-        do_ptr + offs_t[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
-        mask=mask,
-        other=0.0,
-    )
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    tl.store(delta_ptr + offs_t * stride_delta_t + h, delta, mask=offs_t < num_rows)
-
-
-@triton.jit
 def _attn_bwd_dkdv_inner(
     dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len, h,
     stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
@@ -302,10 +278,10 @@ def _attn_bwd_dq_inner(
 )
 @triton.jit
 def _attn_bwd_dq_kernel(
-    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, q_offsets_ptr, k_offsets_ptr,
+    q_ptr, k_ptr, v_ptr, o_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, q_offsets_ptr, k_offsets_ptr,
     order_ptr, bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr,
     stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
-    stride_do_t, stride_do_h, stride_lse_t, stride_dq_t, stride_dq_h,
+    stride_o_t, stride_o_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t, stride_dq_h,
     stride_bias_t, stride_table_b, max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
@@ -345,7 +321,15 @@ def _attn_bwd_dq_kernel(
     )
     lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf"))
     lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-    delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=0.0)
+    # delta = rowsum(dO * O) for this block's rows, written for the dK/dV kernel launched next
+    # (every row of every sequence belongs to exactly one query block, so all are written)
+    o = tl.load(
+        o_ptr + (q_start + offs_m)[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
+        mask=mask_md,
+        other=0.0,
+    )
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(delta_ptr + (q_start + offs_m) * stride_lse_t + h, delta, mask=mask_m)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     bias_start = 0
     tq = offs_m
@@ -383,7 +367,6 @@ def _attn_bwd_dq_kernel(
     )
 
 
-_PRE = FastLauncher(_attn_bwd_preprocess_kernel)
 _DKDV = FastLauncher(_attn_bwd_dkdv_kernel)
 _DQ = FastLauncher(_attn_bwd_dq_kernel)
 
@@ -431,23 +414,6 @@ def _attn_bwd(
         out_for_delta = out
     block_d = _pow2(head_dim)
     delta = torch.empty((total, heads), device=dev, dtype=torch.float32)
-    block_t = 64 if block_d <= 64 else 32
-    grid_t = (_cdiv(total, block_t), heads)
-    _PRE(
-        lambda meta: grid_t,
-        (
-            out_for_delta,
-            do,
-            delta,
-            total,
-            out_for_delta.stride(0),
-            out_for_delta.stride(1),
-            do.stride(0),
-            do.stride(1),
-            delta.stride(0),
-        ),
-        dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_T=block_t),
-    )
     mode = (
         BIAS_NONE
         if (bias is None and table is None)
@@ -485,6 +451,53 @@ def _attn_bwd(
         dtab_part = torch.zeros((slots, nb_pad), device=dev, dtype=torch.float32)
     else:
         dtab_part = _dummy(dev)
+    # dQ first: its programs also write delta = rowsum(dO * O), which the dK/dV kernel reads
+    grid_q = lambda meta: (_cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
+    _DQ(
+        grid_q,
+        (
+            q,
+            k,
+            v,
+            out_for_delta,
+            do,
+            lse,
+            delta,
+            dq,
+            q_offsets,
+            k_offsets,
+            order_k,
+            bias_arg,
+            boff_arg,
+            table_arg,
+            bounds_arg,
+            tq_arg,
+            tk_arg,
+            q.stride(0),
+            q.stride(1),
+            k.stride(0),
+            k.stride(1),
+            v.stride(0),
+            v.stride(1),
+            out_for_delta.stride(0),
+            out_for_delta.stride(1),
+            do.stride(0),
+            do.stride(1),
+            lse.stride(0),
+            dq.stride(0),
+            dq.stride(1),
+            stride_bias,
+            stride_table,
+            max_seqlen_q,
+            max_seqlen_k,
+            num_bounds,
+            scale * LOG2E,
+            scale,
+            qb,
+            kb,
+        ),
+        common,
+    )
     grid_kv = lambda meta: (_cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads)
     _DKDV(
         grid_kv,
@@ -533,49 +546,6 @@ def _attn_bwd(
             kb,
         ),
         dict(common, NB_PAD=nb_pad),
-    )
-    grid_q = lambda meta: (_cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
-    _DQ(
-        grid_q,
-        (
-            q,
-            k,
-            v,
-            do,
-            lse,
-            delta,
-            dq,
-            q_offsets,
-            k_offsets,
-            order_k,
-            bias_arg,
-            boff_arg,
-            table_arg,
-            bounds_arg,
-            tq_arg,
-            tk_arg,
-            q.stride(0),
-            q.stride(1),
-            k.stride(0),
-            k.stride(1),
-            v.stride(0),
-            v.stride(1),
-            do.stride(0),
-            do.stride(1),
-            lse.stride(0),
-            dq.stride(0),
-            dq.stride(1),
-            stride_bias,
-            stride_table,
-            max_seqlen_q,
-            max_seqlen_k,
-            num_bounds,
-            scale * LOG2E,
-            scale,
-            qb,
-            kb,
-        ),
-        common,
     )
     if table is not None:
         dtable = dtab_part.view(-1, heads, nb_pad).sum(0)[:, :num_buckets].t().contiguous()
