@@ -46,6 +46,19 @@ def train(
     street_views: Annotated[
         float, typer.Option(help="Fraction of street-style augmented views.")
     ] = 0.5,
+    clean_views: Annotated[
+        float, typer.Option(help="Fraction of catalog views left un-augmented.")
+    ] = 0.0,
+    street_weight: Annotated[
+        float, typer.Option(help="Draw a street photo this many times as often as a catalog view.")
+    ] = 1.0,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of train-split street products held out for validation.")
+    ] = 0.0,
+    ema_decay: Annotated[float, typer.Option(help="Weight EMA decay (0: off).")] = 0.0,
+    warmup_steps: Annotated[int, typer.Option(help="Linear LR warm-up steps.")] = 20,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    augment: Annotated[bool, typer.Option(help="Augment the training views.")] = True,
     max_seconds: Annotated[float, typer.Option(help="Training time budget (0: none).")] = 0.0,
     weights: Annotated[
         Path | None, typer.Option(help="Trunk weights file in torchvision format.")
@@ -76,6 +89,13 @@ def train(
         lr=lr,
         trunk_lr_scale=trunk_lr_scale,
         street_views=street_views,
+        clean_views=clean_views,
+        street_weight=street_weight,
+        val_fraction=val_fraction,
+        ema_decay=ema_decay,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        augment=augment,
         seed=seed,
     )
     history = run_train(

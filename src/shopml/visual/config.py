@@ -80,10 +80,17 @@ class TrainConfig:
         trunk_lr_scale: learning-rate factor of a pretrained trunk (0 freezes it).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps, then cosine decay to 0.
-        street_weight: how often a street photo is drawn relative to a catalog view.
-        augment: random resized crop, flip, colour jitter and blur on training views.
+        street_weight: how often a street photo is drawn relative to a catalog view when a product's
+            views are sampled (rounded to an integer >= 1; 0 drops the street photos).
+        augment: augment training views (``shopml.visual.augment``).
         street_views: fraction of augmented catalog views made to look like street photos
-            (shrunk, rotated, pasted on clutter, occluded, noised).
+            (perspective-warped, composited on clutter, occluded, relit, blurred, noised).
+        clean_views: fraction of catalog views left un-augmented (the gallery's domain).
+        val_fraction: share of the products with ``train`` street photos held out as validation
+            queries (recall@k in the history); 0: none.
+        val_every: epochs between validation passes (0: only after the last epoch).
+        ema_decay: exponential moving average of the weights (0: off); the saved model is the
+            average.
         bf16: autocast to bfloat16 on CUDA.
         num_workers: data-loader worker processes.
         seed: random seed.
@@ -102,6 +109,10 @@ class TrainConfig:
     street_weight: float = 1.0
     augment: bool = True
     street_views: float = 0.5
+    clean_views: float = 0.0
+    val_fraction: float = 0.0
+    val_every: int = 0
+    ema_decay: float = 0.0
     bf16: bool = True
     num_workers: int = 0
     seed: int = 0
@@ -126,5 +137,17 @@ class TrainConfig:
             raise ValueError(
                 f"street_views: expected a fraction in [0, 1], found {self.street_views!r}"
             )
+        if not 0.0 <= self.clean_views <= 1.0:
+            raise ValueError(
+                f"clean_views: expected a fraction in [0, 1], found {self.clean_views!r}"
+            )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(
+                f"val_fraction: expected a fraction in [0, 1), found {self.val_fraction!r}"
+            )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay: expected a float in [0, 1), found {self.ema_decay!r}")
+        if self.street_weight < 0:
+            raise ValueError(f"street_weight: expected >= 0, found {self.street_weight!r}")
         if self.margin < 0:
             raise ValueError(f"margin: expected >= 0, found {self.margin!r}")

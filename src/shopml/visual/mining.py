@@ -88,6 +88,18 @@ def make_sampler(
     return BatchSampler(sampler, batch_size=batch_size, drop_last=True)
 
 
+def sampling_slots(is_street: np.ndarray, street_weight: float) -> np.ndarray:
+    """Sample indices repeated so that a sampler drawing slots uniformly within a product draws each
+    street photo ``round(street_weight)`` (at least 1) times as often as a catalog image.
+
+    Returns:
+        (m,) int64 dataset indices, one per slot (catalog rows once, street rows repeated).
+    """
+    is_street = np.asarray(is_street, dtype=bool)
+    reps = np.where(is_street, max(1, int(round(street_weight))), 1)
+    return np.repeat(np.arange(len(is_street), dtype=np.int64), reps)
+
+
 def negative_granularity(
     triplets: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     style_labels: torch.Tensor,
