@@ -102,3 +102,25 @@ def test_sampling_slots_repeat_street_photos():
     assert sampling_slots(is_street, 1.0).tolist() == [0, 1, 2, 3, 4]
     assert sampling_slots(is_street, 3.0).tolist() == [0, 1, 2, 2, 2, 3, 3, 3, 4]
     assert sampling_slots(is_street, 0.2).tolist() == [0, 1, 2, 3, 4]  # at least once
+
+
+def test_style_batches_hold_whole_style_groups_of_two_categories():
+    from shopml.visual.mining import StyleBatchSampler
+
+    # 3 categories x 4 styles x 3 products, 2 samples per product (one product has only one)
+    product = np.repeat(np.arange(36), 2)[:-1]
+    style = product // 3
+    category = style // 4
+    sampler = StyleBatchSampler(product, style, category, 24, 2, num_batches=20, seed=0)
+    batches = list(sampler)
+    assert len(batches) == 20 and all(len(b) == 24 for b in batches)
+    for b in batches:
+        b = np.asarray(b)
+        assert len(np.unique(category[b])) == 2
+        counts = np.bincount(product[b])
+        assert set(counts[counts > 0].tolist()) == {2}  # every product: 2 views
+        # whole styles: each style present with all its 3 products, except the last one drawn
+        per_style = [len(np.unique(product[b][style[b] == s])) for s in np.unique(style[b])]
+        assert sorted(per_style)[1:] == [3] * (len(per_style) - 1) or min(per_style) == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        StyleBatchSampler(product, style, category, 10, 2, num_batches=1)

@@ -109,7 +109,8 @@ def test_validation_split_holds_out_train_street_products(visual_world):
 
 def test_training_with_validation_ema_and_street_weight(visual_world, tmp_path):
     cfg = TrainConfig(**{**RUN.__dict__, "epochs": 2, "val_fraction": 0.5, "ema_decay": 0.9,
-                         "street_weight": 2.0, "clean_views": 0.25})  # fmt: skip
+                         "street_weight": 2.0, "clean_views": 0.25, "batch_groups": "style",
+                         "merge_duplicates": True})  # fmt: skip
     history = train(visual_world, tmp_path / "run", MODEL, cfg, device="cpu", progress=False,
                     steps_per_epoch=2)  # fmt: skip
     val = history["val"]
@@ -128,3 +129,21 @@ def test_ema_update_is_a_moving_average():
     before = ema.weight.detach().clone()
     _ema_update(ema, model, 0.9, step=1000)
     torch.testing.assert_close(ema.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+def test_pixel_identical_catalog_images_share_a_look_label(tmp_path):
+
+    import pandas as pd
+
+    world = tmp_path / "w"
+    from synthetic import make_world
+
+    make_world(world, size=32, seed=1)
+    cat = pd.read_parquet(world / "catalog.parquet")
+    # the first product is re-listed (last row) by another seller with the same image
+    twin = cat.iloc[[0]].assign(product_id=cat["product_id"].max() + 1)
+    pd.concat([cat, twin]).to_parquet(world / "catalog.parquet", index=False)
+    data = build_training_set(world, 32)
+    n = data.n_catalog
+    assert data.look[n - 1] == data.look[0] == 0 and data.product[n - 1] == n - 1
+    assert len(set(data.look[: n - 1].tolist())) == n - 1  # the others stay distinct

@@ -56,6 +56,12 @@ def train(
         float, typer.Option(help="Share of train-split street products held out for validation.")
     ] = 0.0,
     ema_decay: Annotated[float, typer.Option(help="Weight EMA decay (0: off).")] = 0.0,
+    batch_groups: Annotated[
+        str, typer.Option(help="category, or style (whole style groups in a batch).")
+    ] = "category",
+    merge_duplicates: Annotated[
+        bool, typer.Option(help="One class for products with pixel-identical catalog images.")
+    ] = False,
     warmup_steps: Annotated[int, typer.Option(help="Linear LR warm-up steps.")] = 20,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
     augment: Annotated[bool, typer.Option(help="Augment the training views.")] = True,
@@ -93,6 +99,8 @@ def train(
         street_weight=street_weight,
         val_fraction=val_fraction,
         ema_decay=ema_decay,
+        batch_groups=batch_groups,
+        merge_duplicates=merge_duplicates,
         warmup_steps=warmup_steps,
         weight_decay=weight_decay,
         augment=augment,

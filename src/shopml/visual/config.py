@@ -8,6 +8,7 @@ TRUNKS = ("vgg16", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
 HEADS = ("visnet", "trunk")
 NORMALIZATIONS = ("imagenet", "lite", "caffe")
 MINERS = ("batch_hard", "semihard", "all")
+BATCH_GROUPS = ("category", "style")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ class TrainConfig:
         val_every: epochs between validation passes (0: only after the last epoch).
         ema_decay: exponential moving average of the weights (0: off); the saved model is the
             average.
+        batch_groups: ``category`` (two categories per batch, products at random within them) or
+            ``style`` (two categories, filled with whole style groups: colour variants meet).
+        merge_duplicates: train products with pixel-identical catalog images as one class (they
+            cannot be told apart; as negatives of each other they only add noise).
         bf16: autocast to bfloat16 on CUDA.
         num_workers: data-loader worker processes.
         seed: random seed.
@@ -113,6 +118,8 @@ class TrainConfig:
     val_fraction: float = 0.0
     val_every: int = 0
     ema_decay: float = 0.0
+    batch_groups: str = "category"
+    merge_duplicates: bool = False
     bf16: bool = True
     num_workers: int = 0
     seed: int = 0
@@ -121,6 +128,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.miner not in MINERS:
             raise ValueError(f"miner: expected one of {MINERS}, found {self.miner!r}")
+        if self.batch_groups not in BATCH_GROUPS:
+            raise ValueError(
+                f"batch_groups: expected one of {BATCH_GROUPS}, found {self.batch_groups!r}"
+            )
         if self.epochs < 1:
             raise ValueError(f"epochs: expected an int >= 1, found {self.epochs!r}")
         if self.samples_per_product < 2:

@@ -88,6 +88,8 @@ class TrainingSet:
         n_catalog: catalog rows.
         val_images: (v, 3, S, S) uint8 held-out street photos (validation queries).
         val_product: (v,) int64 their product labels (catalog rows).
+        look: (n,) int64 look label: products whose catalog images are pixel-identical at this size
+            (the same design and colour sold twice) share the label of the first of them.
     """
 
     images: torch.Tensor
@@ -99,6 +101,7 @@ class TrainingSet:
     n_catalog: int
     val_images: torch.Tensor
     val_product: np.ndarray
+    look: np.ndarray
 
     def __len__(self) -> int:
         return len(self.product)
@@ -157,13 +160,19 @@ def build_training_set(
     cat_codes = {c: i for i, c in enumerate(sorted(catalog["category"].unique()))}
     images = to_uint8_batch(paths, image_size)
     n_catalog = len(catalog)
+    first_of: dict[bytes, int] = {}
+    look_of_row = np.array(
+        [first_of.setdefault(images[i].numpy().tobytes(), i) for i in range(n_catalog)],
+        dtype=np.int64,
+    )  # catalog row -> row of its first pixel-identical twin
+    product = np.array([product_codes[p] for p in pids], dtype=np.int64)
     mask = torch.ones((len(paths), 1, image_size, image_size), dtype=torch.uint8)
     for s in range(0, n_catalog, 512):
         e = min(n_catalog, s + 512)
         mask[s:e] = foreground_mask(images[s:e]).to(torch.uint8)
     return TrainingSet(
         images=images,
-        product=np.array([product_codes[p] for p in pids], dtype=np.int64),
+        product=product,
         style=meta.loc[pids, "style_id"].to_numpy(np.int64).copy(),
         category=np.array([cat_codes[c] for c in meta.loc[pids, "category"]], dtype=np.int64),
         is_street=np.array(street_flags, dtype=bool),
@@ -171,4 +180,5 @@ def build_training_set(
         n_catalog=n_catalog,
         val_images=to_uint8_batch(val_paths, image_size),
         val_product=np.array([product_codes[p] for p in val_pids], dtype=np.int64),
+        look=look_of_row[product],
     )

@@ -83,6 +83,7 @@ def train(
     from shopml.visual.data import build_training_set
     from shopml.visual.losses import TripletLoss
     from shopml.visual.mining import (
+        StyleBatchSampler,
         make_miner,
         make_sampler,
         negative_granularity,
@@ -112,13 +113,25 @@ def train(
     )
     slots = torch.from_numpy(sampling_slots(data.is_street, config.street_weight))
     n_steps = steps_per_epoch or max(1, len(data) // config.batch_size)
-    sampler = make_sampler(
-        data.product[slots.numpy()],
-        data.category[slots.numpy()],
-        config.batch_size,
-        config.samples_per_product,
-        n_steps,
-    )
+    labels_np = data.look if config.merge_duplicates else data.product
+    if config.batch_groups == "style":
+        sampler = StyleBatchSampler(
+            labels_np[slots.numpy()],
+            data.style[slots.numpy()],
+            data.category[slots.numpy()],
+            config.batch_size,
+            config.samples_per_product,
+            n_steps,
+            seed=config.seed + 1000 * rank,
+        )
+    else:
+        sampler = make_sampler(
+            labels_np[slots.numpy()],
+            data.category[slots.numpy()],
+            config.batch_size,
+            config.samples_per_product,
+            n_steps,
+        )
 
     state_path = out_dir / STATE_FILE
     start_epoch, history = 0, {"epochs": [], "train_config": dataclasses.asdict(config)}
@@ -180,7 +193,7 @@ def train(
     miner = make_miner(config.miner, config.margin)
     use_bf16 = config.bf16 and dev.type == "cuda"
     total_steps = config.epochs * n_steps
-    labels_all = torch.from_numpy(data.product).to(dev)
+    labels_all = torch.from_numpy(labels_np).to(dev)
     style_all = torch.from_numpy(data.style)
     cat_all = torch.from_numpy(data.category)
     images_all = data.images.to(dev)  # (n, 3, S, S) uint8, resident on the device
