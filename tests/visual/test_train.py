@@ -27,6 +27,12 @@ RUN = TrainConfig(
     trunk_lr_scale=0.5,
     warmup_steps=2,
     street_views=0.25,
+    # the recipe this 20-step test was calibrated with (the defaults' style batches, clean views
+    # and street oversampling are exercised in test_training_with_validation_ema_and_street_weight)
+    clean_views=0.0,
+    street_weight=1.0,
+    batch_groups="category",
+    merge_duplicates=False,
 )
 
 
