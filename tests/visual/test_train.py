@@ -27,6 +27,12 @@ RUN = TrainConfig(
     trunk_lr_scale=0.5,
     warmup_steps=2,
     street_views=0.25,
+    # the recipe this 20-step test was calibrated with (the defaults' style batches, clean views
+    # and street oversampling are exercised in test_training_with_validation_ema_and_street_weight)
+    clean_views=0.0,
+    street_weight=1.0,
+    batch_groups="category",
+    merge_duplicates=False,
 )
 
 
@@ -86,3 +92,64 @@ def test_torchrun_two_processes_on_cpu(visual_world, tmp_path):
     history = json.loads((tmp_path / "ddp" / "history.json").read_text())
     assert len(history["epochs"]) == 1 and history["epochs"][0]["steps"] == 2
     assert load_model(tmp_path / "ddp").dim == 32
+
+
+def test_validation_split_holds_out_train_street_products(visual_world):
+    full = build_training_set(visual_world, 32)
+    held = build_training_set(visual_world, 32, val_fraction=0.5, seed=3)
+    n_street = int(full.is_street.sum())
+    assert len(held.val_product) > 0 and int(held.is_street.sum()) == n_street - len(
+        held.val_product
+    )
+    # no held-out product keeps a street photo in training; catalog rows are all kept
+    train_street_products = set(held.product[held.is_street].tolist())
+    assert not train_street_products & set(held.val_product.tolist())
+    assert held.n_catalog == full.n_catalog and len(held.val_images) == len(held.val_product)
+    assert held.mask.shape == (len(held), 1, 32, 32) and bool(held.mask[held.is_street].all())
+    # the test split never enters: street rows + validation = the train split's photos only
+    import pandas as pd
+
+    street = pd.read_parquet(visual_world / "street.parquet")
+    assert n_street == int((street["split"] == "train").sum())
+
+
+def test_training_with_validation_ema_and_street_weight(visual_world, tmp_path):
+    cfg = TrainConfig(**{**RUN.__dict__, "epochs": 2, "val_fraction": 0.5, "ema_decay": 0.9,
+                         "street_weight": 2.0, "clean_views": 0.25, "batch_groups": "style",
+                         "merge_duplicates": True})  # fmt: skip
+    history = train(visual_world, tmp_path / "run", MODEL, cfg, device="cpu", progress=False,
+                    steps_per_epoch=2)  # fmt: skip
+    val = history["val"]
+    assert val["queries"] > 0 and 0.0 <= val["recall@1"] <= val["recall@20"] <= 1.0
+    assert "val" in history["epochs"][-1] and "val" not in history["epochs"][0]
+    # the checkpoint holds the weight average, the train state the raw weights
+    saved = load_model(tmp_path / "run")
+    raw = torch.load(tmp_path / "run" / "train_state.pt", weights_only=False)["raw_model"]
+    assert not torch.equal(saved.proj.weight, raw["proj.weight"])
+
+
+def test_ema_update_is_a_moving_average():
+    from shopml.visual.train import _ema_update
+
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = ema.weight.detach().clone()
+    _ema_update(ema, model, 0.9, step=1000)
+    torch.testing.assert_close(ema.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+def test_pixel_identical_catalog_images_share_a_look_label(tmp_path):
+
+    import pandas as pd
+
+    world = tmp_path / "w"
+    from synthetic import make_world
+
+    make_world(world, size=32, seed=1)
+    cat = pd.read_parquet(world / "catalog.parquet")
+    # the first product is re-listed (last row) by another seller with the same image
+    twin = cat.iloc[[0]].assign(product_id=cat["product_id"].max() + 1)
+    pd.concat([cat, twin]).to_parquet(world / "catalog.parquet", index=False)
+    data = build_training_set(world, 32)
+    n = data.n_catalog
+    assert data.look[n - 1] == data.look[0] == 0 and data.product[n - 1] == n - 1
+    assert len(set(data.look[: n - 1].tolist())) == n - 1  # the others stay distinct

@@ -45,7 +45,26 @@ def train(
     steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch (0: auto).")] = 0,
     street_views: Annotated[
         float, typer.Option(help="Fraction of street-style augmented views.")
-    ] = 0.5,
+    ] = 0.7,
+    clean_views: Annotated[
+        float, typer.Option(help="Fraction of catalog views left un-augmented.")
+    ] = 0.25,
+    street_weight: Annotated[
+        float, typer.Option(help="Draw a street photo this many times as often as a catalog view.")
+    ] = 2.0,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of train-split street products held out for validation.")
+    ] = 0.0,
+    ema_decay: Annotated[float, typer.Option(help="Weight EMA decay (0: off).")] = 0.0,
+    batch_groups: Annotated[
+        str, typer.Option(help="category, or style (whole style groups in a batch).")
+    ] = "style",
+    merge_duplicates: Annotated[
+        bool, typer.Option(help="One class for products with pixel-identical catalog images.")
+    ] = True,
+    warmup_steps: Annotated[int, typer.Option(help="Linear LR warm-up steps.")] = 20,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    augment: Annotated[bool, typer.Option(help="Augment the training views.")] = True,
     max_seconds: Annotated[float, typer.Option(help="Training time budget (0: none).")] = 0.0,
     weights: Annotated[
         Path | None, typer.Option(help="Trunk weights file in torchvision format.")
@@ -76,6 +95,15 @@ def train(
         lr=lr,
         trunk_lr_scale=trunk_lr_scale,
         street_views=street_views,
+        clean_views=clean_views,
+        street_weight=street_weight,
+        val_fraction=val_fraction,
+        ema_decay=ema_decay,
+        batch_groups=batch_groups,
+        merge_duplicates=merge_duplicates,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        augment=augment,
         seed=seed,
     )
     history = run_train(

@@ -8,6 +8,7 @@ TRUNKS = ("vgg16", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
 HEADS = ("visnet", "trunk")
 NORMALIZATIONS = ("imagenet", "lite", "caffe")
 MINERS = ("batch_hard", "semihard", "all")
+BATCH_GROUPS = ("category", "style")
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,21 @@ class TrainConfig:
         trunk_lr_scale: learning-rate factor of a pretrained trunk (0 freezes it).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps, then cosine decay to 0.
-        street_weight: how often a street photo is drawn relative to a catalog view.
-        augment: random resized crop, flip, colour jitter and blur on training views.
+        street_weight: how often a street photo is drawn relative to a catalog view when a product's
+            views are sampled (rounded to an integer >= 1; 0 drops the street photos).
+        augment: augment training views (``shopml.visual.augment``).
         street_views: fraction of augmented catalog views made to look like street photos
-            (shrunk, rotated, pasted on clutter, occluded, noised).
+            (perspective-warped, composited on clutter, occluded, relit, blurred, noised).
+        clean_views: fraction of catalog views left un-augmented (the gallery's domain).
+        val_fraction: share of the products with ``train`` street photos held out as validation
+            queries (recall@k in the history); 0: none.
+        val_every: epochs between validation passes (0: only after the last epoch).
+        ema_decay: exponential moving average of the weights (0: off); the saved model is the
+            average.
+        batch_groups: ``category`` (two categories per batch, products at random within them) or
+            ``style`` (two categories, filled with whole style groups: colour variants meet).
+        merge_duplicates: train products with pixel-identical catalog images as one class (they
+            cannot be told apart; as negatives of each other they only add noise).
         bf16: autocast to bfloat16 on CUDA.
         num_workers: data-loader worker processes.
         seed: random seed.
@@ -99,9 +111,15 @@ class TrainConfig:
     trunk_lr_scale: float = 0.1
     weight_decay: float = 1e-4
     warmup_steps: int = 20
-    street_weight: float = 1.0
+    street_weight: float = 2.0
     augment: bool = True
-    street_views: float = 0.5
+    street_views: float = 0.7
+    clean_views: float = 0.25
+    val_fraction: float = 0.0
+    val_every: int = 0
+    ema_decay: float = 0.0
+    batch_groups: str = "style"
+    merge_duplicates: bool = True
     bf16: bool = True
     num_workers: int = 0
     seed: int = 0
@@ -110,6 +128,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.miner not in MINERS:
             raise ValueError(f"miner: expected one of {MINERS}, found {self.miner!r}")
+        if self.batch_groups not in BATCH_GROUPS:
+            raise ValueError(
+                f"batch_groups: expected one of {BATCH_GROUPS}, found {self.batch_groups!r}"
+            )
         if self.epochs < 1:
             raise ValueError(f"epochs: expected an int >= 1, found {self.epochs!r}")
         if self.samples_per_product < 2:
@@ -126,5 +148,17 @@ class TrainConfig:
             raise ValueError(
                 f"street_views: expected a fraction in [0, 1], found {self.street_views!r}"
             )
+        if not 0.0 <= self.clean_views <= 1.0:
+            raise ValueError(
+                f"clean_views: expected a fraction in [0, 1], found {self.clean_views!r}"
+            )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(
+                f"val_fraction: expected a fraction in [0, 1), found {self.val_fraction!r}"
+            )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay: expected a float in [0, 1), found {self.ema_decay!r}")
+        if self.street_weight < 0:
+            raise ValueError(f"street_weight: expected >= 0, found {self.street_weight!r}")
         if self.margin < 0:
             raise ValueError(f"margin: expected >= 0, found {self.margin!r}")

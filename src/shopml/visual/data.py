@@ -4,8 +4,9 @@ Reads ``catalog.parquet`` (product_id, category, style_id, image) and ``street.p
 product_id, image, split); image paths are relative to the directory. The training set holds every
 catalog image plus the street photos of the ``train`` split; each sample carries three labels
 (product, style, category), so batches can be composed and mined at several granularities.
-Positives are the street photos and augmented views of the same product; augmentation is batched
-on the training device (random resized crop, flip, colour jitter, blur) through ``grid_sample``.
+Positives are the street photos and augmented views of the same product (``shopml.visual.augment``).
+A validation share of the ``train`` street photos can be held out, by product, for model choices:
+the ``test`` split is never read for training.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from shopml.common.io import check_columns, read_table
 
@@ -74,12 +74,22 @@ def read_street(world_dir: str | os.PathLike, catalog: pd.DataFrame | None = Non
 class TrainingSet:
     """Preloaded training images and their labels.
 
+    Rows ``0 .. n_catalog - 1`` are the catalog images in catalog order; the training street photos
+    follow.
+
     Attributes:
         images: (n, 3, S, S) uint8 CPU tensor.
-        product: (n,) int64 product label (dense 0..P-1).
+        product: (n,) int64 product label (dense 0..P-1, the catalog row).
         style: (n,) int64 style label.
         category: (n,) int64 category label.
         is_street: (n,) bool, True for street photos.
+        mask: (n, 1, S, S) uint8 product mask (1 on the product) of the catalog images; all ones on
+            street photos.
+        n_catalog: catalog rows.
+        val_images: (v, 3, S, S) uint8 held-out street photos (validation queries).
+        val_product: (v,) int64 their product labels (catalog rows).
+        look: (n,) int64 look label: products whose catalog images are pixel-identical at this size
+            (the same design and colour sold twice) share the label of the first of them.
     """
 
     images: torch.Tensor
@@ -87,19 +97,45 @@ class TrainingSet:
     style: np.ndarray
     category: np.ndarray
     is_street: np.ndarray
+    mask: torch.Tensor
+    n_catalog: int
+    val_images: torch.Tensor
+    val_product: np.ndarray
+    look: np.ndarray
 
     def __len__(self) -> int:
         return len(self.product)
 
 
+def validation_products(street: pd.DataFrame, fraction: float, seed: int = 0) -> np.ndarray:
+    """Product ids whose ``train`` street photos are held out for validation (a seeded draw)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction: expected a fraction in [0, 1), found {fraction!r}")
+    products = np.unique(street.loc[street["split"] == "train", "product_id"].to_numpy())
+    k = int(round(fraction * len(products)))
+    if k == 0:
+        return np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, 17])
+    return np.sort(rng.choice(products, size=k, replace=False)).astype(np.int64)
+
+
 def build_training_set(
-    world_dir: str | os.PathLike, image_size: int, street_weight: float = 1.0
+    world_dir: str | os.PathLike,
+    image_size: int,
+    street_weight: float = 1.0,
+    val_fraction: float = 0.0,
+    seed: int = 0,
 ) -> TrainingSet:
     """Every catalog image plus the ``train`` street photos, resized to ``image_size``.
 
     Args:
-        street_weight: 0 drops the street photos (catalog views only); 1 keeps each once.
+        street_weight: 0 drops the street photos (catalog views only); otherwise each is kept once
+            (how often they are drawn is the sampler's business).
+        val_fraction: share of the products with ``train`` street photos whose photos are held out
+            as validation queries (``val_images``); 0 keeps them all for training.
+        seed: seed of the validation draw.
     """
+    from shopml.visual.augment import foreground_mask
     from shopml.visual.images import to_uint8_batch
 
     catalog = read_catalog(world_dir)
@@ -107,122 +143,42 @@ def build_training_set(
     pids = list(catalog["product_id"])
     street_flags = [False] * len(paths)
     street_file = Path(world_dir) / "street.parquet"
-    if street_weight > 0 and street_file.is_file():
+    val_paths: list[str] = []
+    val_pids: list[int] = []
+    if (street_weight > 0 or val_fraction > 0) and street_file.is_file():
         street = read_street(world_dir, catalog)
         street = street[street["split"] == "train"]
-        paths += list(street["image"])
-        pids += list(street["product_id"])
-        street_flags += [True] * len(street)
+        held = street["product_id"].isin(validation_products(street, val_fraction, seed))
+        val_paths, val_pids = list(street.loc[held, "image"]), list(street.loc[held, "product_id"])
+        if street_weight > 0:
+            street = street[~held]
+            paths += list(street["image"])
+            pids += list(street["product_id"])
+            street_flags += [True] * len(street)
     meta = catalog.set_index("product_id")
     product_codes = {p: i for i, p in enumerate(catalog["product_id"])}
     cat_codes = {c: i for i, c in enumerate(sorted(catalog["category"].unique()))}
     images = to_uint8_batch(paths, image_size)
+    n_catalog = len(catalog)
+    first_of: dict[bytes, int] = {}
+    look_of_row = np.array(
+        [first_of.setdefault(images[i].numpy().tobytes(), i) for i in range(n_catalog)],
+        dtype=np.int64,
+    )  # catalog row -> row of its first pixel-identical twin
+    product = np.array([product_codes[p] for p in pids], dtype=np.int64)
+    mask = torch.ones((len(paths), 1, image_size, image_size), dtype=torch.uint8)
+    for s in range(0, n_catalog, 512):
+        e = min(n_catalog, s + 512)
+        mask[s:e] = foreground_mask(images[s:e]).to(torch.uint8)
     return TrainingSet(
         images=images,
-        product=np.array([product_codes[p] for p in pids], dtype=np.int64),
+        product=product,
         style=meta.loc[pids, "style_id"].to_numpy(np.int64).copy(),
         category=np.array([cat_codes[c] for c in meta.loc[pids, "category"]], dtype=np.int64),
         is_street=np.array(street_flags, dtype=bool),
+        mask=mask,
+        n_catalog=n_catalog,
+        val_images=to_uint8_batch(val_paths, image_size),
+        val_product=np.array([product_codes[p] for p in val_pids], dtype=np.int64),
+        look=look_of_row[product],
     )
-
-
-def augment(
-    x: torch.Tensor, generator: torch.Generator | None = None, street_prob: float = 0.5
-) -> torch.Tensor:
-    """Random training views of a batch of product images.
-
-    Every view: a random resized crop (area 0.5..1, aspect 3/4..4/3) or, with ``street_prob``, a
-    "street" view (the product shrunk to 0.55..0.95, rotated up to 25 degrees and shifted, pasted
-    over clutter made from another image of the batch, then partly occluded and noised, like a
-    user's photo); then a horizontal flip, brightness / contrast / saturation jitter (+-30%) and,
-    for a quarter of the views, a blur. The product mask of a street view is "not near-white"
-    (catalog photos have white or light-grey backgrounds: the mask is "coloured or darker than 0.85").
-
-    Args:
-        x: (n, 3, S, S) uint8 or float in [0, 1], any device.
-        generator: CPU generator for the random draws (reproducible runs).
-        street_prob: fraction of street-style views.
-
-    Returns:
-        (n, 3, S, S) float32 in [0, 1] on x's device.
-    """
-    n, dev = x.shape[0], x.device
-    xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    if n == 0:
-        return xf
-
-    def rand(*shape):
-        return torch.rand(*shape, generator=generator).to(dev)
-
-    street = rand(n) < street_prob
-    # crop views: zoom in on a random window
-    area = 0.5 + 0.5 * rand(n)
-    ratio = torch.exp((rand(n) * 2 - 1) * float(np.log(4 / 3)))
-    sx = torch.sqrt(area * ratio).clamp(max=1.0)
-    sy = torch.sqrt(area / ratio).clamp(max=1.0)
-    angle = torch.zeros(n, device=dev)
-    # street views: zoom out (sampling a window larger than the image), rotate
-    shrink = 0.55 + 0.4 * rand(n)
-    sx = torch.where(street, 1.0 / shrink, sx)
-    sy = torch.where(street, 1.0 / shrink, sy)
-    angle = torch.where(street, (rand(n) * 2 - 1) * (25 * np.pi / 180), angle)
-    tx = torch.where(street, (rand(n) * 2 - 1) * 0.25 / shrink, (rand(n) * 2 - 1) * (1 - sx))
-    ty = torch.where(street, (rand(n) * 2 - 1) * 0.25 / shrink, (rand(n) * 2 - 1) * (1 - sy))
-    flip = torch.where(rand(n) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0] = sx * cos * flip
-    theta[:, 0, 1] = -sy * sin
-    theta[:, 1, 0] = sx * sin * flip
-    theta[:, 1, 1] = sy * cos
-    theta[:, 0, 2] = tx
-    theta[:, 1, 2] = ty
-    grid = F.affine_grid(theta, list(xf.shape), align_corners=False)
-    pad = torch.where(street.view(n, 1, 1, 1), 0.0, 1.0)
-    hi, lo = xf.max(dim=1, keepdim=True).values, xf.min(dim=1, keepdim=True).values
-    fg_mask = ((hi < 0.85) | (hi - lo > 0.06)).float()  # (n, 1, S, S): not light grey / white
-    warped = F.grid_sample(
-        torch.cat([xf, fg_mask], 1),
-        grid,
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-    )
-    out, mask = warped[:, :3], warped[:, 3:]
-    # crop views: outside the image (only with zoom-out) stays white; street views: clutter
-    inside = F.grid_sample(
-        torch.ones_like(fg_mask), grid, mode="nearest", padding_mode="zeros", align_corners=False
-    )
-    out = out + (1 - inside) * pad
-    if bool(street.any()):
-        s = xf.shape[-1]
-        other = torch.roll(xf, shifts=1, dims=0).flip(-1).transpose(-1, -2)
-        clutter = F.interpolate(F.avg_pool2d(other, 4), size=(s, s), mode="bilinear")
-        clutter = clutter * (0.6 + 0.8 * rand(n, 3, 1, 1))
-        blend = torch.where(street.view(n, 1, 1, 1), mask, torch.ones_like(mask))
-        out = blend * out + (1 - blend) * clutter.clamp(0, 1)
-        # occlusion: a random-coloured box over a corner of the product, on half the street views
-        yy = torch.linspace(0, 1, s, device=dev).view(1, s, 1)
-        xx = torch.linspace(0, 1, s, device=dev).view(1, 1, s)
-        cx, cy, r = rand(n, 1, 1), rand(n, 1, 1), 0.1 + 0.15 * rand(n, 1, 1)
-        occ = ((xx - cx).abs() < r) & ((yy - cy).abs() < r)
-        occ = occ & (street & (rand(n) < 0.5)).view(n, 1, 1)
-        out = torch.where(occ.unsqueeze(1), rand(n, 3, 1, 1).expand_as(out), out)
-        noise = torch.randn(out.shape, generator=generator).to(dev) * (0.03 * rand(n, 1, 1, 1))
-        out = out + noise * street.view(n, 1, 1, 1)
-    # colour jitter
-    b = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.3
-    c = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.3
-    sat = 1 + (rand(n, 1, 1, 1) * 2 - 1) * 0.3
-    out = out * b
-    mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    out = (out - mean) * c + mean
-    grey = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]).expand_as(out)
-    out = (out - grey) * sat + grey
-    blur = rand(n) < 0.25
-    if bool(blur.any()):
-        k = torch.tensor([1.0, 2.0, 1.0], device=dev)
-        k2 = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3).contiguous()
-        blurred = F.conv2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), k2, groups=3)
-        out = torch.where(blur.view(n, 1, 1, 1), blurred, out)
-    return out.clamp(0.0, 1.0)

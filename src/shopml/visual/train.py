@@ -16,6 +16,7 @@ Multi-process data parallel: ``torchrun --nproc-per-node N -m shopml.visual.trai
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -78,9 +79,16 @@ def train(
         steps_per_epoch: batches per epoch (default: training samples / batch size).
         max_seconds: stop (after saving) once this much training time has passed in this call.
     """
-    from shopml.visual.data import augment, build_training_set
+    from shopml.visual.augment import augment
+    from shopml.visual.data import build_training_set
     from shopml.visual.losses import TripletLoss
-    from shopml.visual.mining import make_miner, make_sampler, negative_granularity
+    from shopml.visual.mining import (
+        StyleBatchSampler,
+        make_miner,
+        make_sampler,
+        negative_granularity,
+        sampling_slots,
+    )
 
     config = config or TrainConfig()
     rank, local_rank, world_size = _dist_info()
@@ -98,13 +106,32 @@ def train(
         dev = resolve_device(device)
     out_dir = Path(out_dir)
     seed_everything(config.seed + rank)
-    generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
+    generator = torch.Generator(device=dev).manual_seed(config.seed + 1000 * rank)
 
-    data = build_training_set(world_dir, model_config.image_size, config.street_weight)
-    n_steps = steps_per_epoch or max(1, len(data) // config.batch_size)
-    sampler = make_sampler(
-        data.product, data.category, config.batch_size, config.samples_per_product, n_steps
+    data = build_training_set(
+        world_dir, model_config.image_size, config.street_weight, config.val_fraction, config.seed
     )
+    slots = torch.from_numpy(sampling_slots(data.is_street, config.street_weight))
+    n_steps = steps_per_epoch or max(1, len(data) // config.batch_size)
+    labels_np = data.look if config.merge_duplicates else data.product
+    if config.batch_groups == "style":
+        sampler = StyleBatchSampler(
+            labels_np[slots.numpy()],
+            data.style[slots.numpy()],
+            data.category[slots.numpy()],
+            config.batch_size,
+            config.samples_per_product,
+            n_steps,
+            seed=config.seed + 1000 * rank,
+        )
+    else:
+        sampler = make_sampler(
+            labels_np[slots.numpy()],
+            data.category[slots.numpy()],
+            config.batch_size,
+            config.samples_per_product,
+            n_steps,
+        )
 
     state_path = out_dir / STATE_FILE
     start_epoch, history = 0, {"epochs": [], "train_config": dataclasses.asdict(config)}
@@ -118,13 +145,24 @@ def train(
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         start_epoch = int(state["epoch"])
         history = state["history"]
+        ema_state = None
+        if state.get("raw_model") is not None:  # the checkpoint holds the EMA; the state, the raw
+            ema_state = model.state_dict()
+            model.load_state_dict(state["raw_model"])
     else:
         ships_weights = model_config.trunk == "efficientnet_lite0"
         model = build_model(
             model_config, pretrained=pretrained and ships_weights, weights=weights
         ).train()
-        state = None
+        state, ema_state = None, None
     model.to(dev)
+    ema = None
+    if config.ema_decay > 0:
+        ema = copy.deepcopy(model).eval()
+        if ema_state is not None:
+            ema.load_state_dict(ema_state)
+        for p in ema.parameters():
+            p.requires_grad_(False)
     trunk_pretrained = weights is not None or (
         pretrained and model_config.trunk == "efficientnet_lite0"
     )
@@ -155,9 +193,13 @@ def train(
     miner = make_miner(config.miner, config.margin)
     use_bf16 = config.bf16 and dev.type == "cuda"
     total_steps = config.epochs * n_steps
-    labels_all = torch.from_numpy(data.product)
+    labels_all = torch.from_numpy(labels_np).to(dev)
     style_all = torch.from_numpy(data.style)
     cat_all = torch.from_numpy(data.category)
+    images_all = data.images.to(dev)  # (n, 3, S, S) uint8, resident on the device
+    mask_all = data.mask.to(dev)  # (n, 1, S, S) uint8
+    street_all = torch.from_numpy(data.is_street).to(dev)
+    global_step = start_epoch * n_steps
 
     t_start = time.perf_counter()
     out_of_time = False
@@ -190,15 +232,17 @@ def train(
                 for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     frac = (time.perf_counter() - t_start) / max_seconds if max_seconds else 0.0
                     g["lr"] = base * _lr_factor(step, config.warmup_steps, total_steps, frac)
-                idx = torch.as_tensor(batch, dtype=torch.long)
-                x = data.images[idx].to(dev, non_blocking=True)  # (b, 3, S, S) uint8
+                idx = slots[torch.as_tensor(batch, dtype=torch.long)]
+                idx_dev = idx.to(dev)
+                x = images_all[idx_dev]  # (b, 3, S, S) uint8
                 x = (
-                    augment(x, generator, config.street_views)
+                    augment(x, generator, config.street_views, mask_all[idx_dev],
+                            street_all[idx_dev], config.clean_views)
                     if config.augment
                     else x.float() / 255.0
-                )
+                )  # fmt: skip
                 x = model.normalize(x)
-                labels = labels_all[idx].to(dev)
+                labels = labels_all[idx_dev]
                 with torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
                     emb = net(x)  # (b, dim) float32 unit vectors
                 triplets = miner(emb, labels)
@@ -206,20 +250,28 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                losses.append(float(loss.detach()))
-                with torch.no_grad():
-                    a, p, n = triplets
-                    if len(a):
-                        d_ap = ((emb[a] - emb[p]) ** 2).sum(1)
-                        d_an = ((emb[a] - emb[n]) ** 2).sum(1)
-                        active.append(float((d_ap - d_an + config.margin > 0).float().mean()))
-                    cpu = tuple(t.cpu() for t in triplets)
-                    gran.append(negative_granularity(cpu, style_all[idx], cat_all[idx]))
-                if bar is not None and task is not None:
-                    bar.update(task, advance=1, loss=float(np.mean(losses[-20:])))
+                global_step += 1
+                if ema is not None:
+                    _ema_update(ema, model, config.ema_decay, global_step)
+                losses.append(loss.detach())
+                # statistics every log_every steps only: each one waits for the device
+                if i % max(1, config.log_every) == 0 or i == n_steps - 1:
+                    with torch.no_grad():
+                        a, p, n = triplets
+                        if len(a):
+                            d_ap = ((emb[a] - emb[p]) ** 2).sum(1)
+                            d_an = ((emb[a] - emb[n]) ** 2).sum(1)
+                            active.append(float((d_ap - d_an + config.margin > 0).float().mean()))
+                        cpu = tuple(t.cpu() for t in triplets)
+                        gran.append(negative_granularity(cpu, style_all[idx], cat_all[idx]))
+                    if bar is not None and task is not None:
+                        recent = float(torch.stack(losses[-20:]).mean())
+                        bar.update(task, completed=i + 1, loss=recent)
+            if bar is not None and task is not None:
+                bar.update(task, completed=len(losses))
             record = {
                 "epoch": epoch + 1,
-                "loss": float(np.mean(losses)) if losses else float("nan"),
+                "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
                 "active_triplets": float(np.mean(active)) if active else 0.0,
                 "steps": len(losses),
                 "seconds": time.perf_counter() - t0,
@@ -229,11 +281,17 @@ def train(
                 if gran
                 else {},
             }
+            final = out_of_time or epoch + 1 == config.epochs
+            every = config.val_every > 0 and (epoch + 1) % config.val_every == 0
+            if len(data.val_product) and rank == 0 and (final or every):
+                record["val"] = validation_recall(ema or model, data, dev)
+                history["val"] = record["val"]
             history["epochs"].append(record)
             if rank == 0:
                 save_model(
-                    model, out_dir / "model", extra={"train_config": dataclasses.asdict(config)}
-                )
+                    ema or model, out_dir / "model",
+                    extra={"train_config": dataclasses.asdict(config)},
+                )  # fmt: skip
                 with atomic_path(state_path) as tmp:
                     torch.save(
                         {
@@ -243,6 +301,7 @@ def train(
                             "torch_rng": torch.get_rng_state(),
                             "generator": generator.get_state(),
                             "numpy_rng": np.random.get_state(),
+                            "raw_model": model.state_dict() if ema is not None else None,
                         },
                         tmp,
                     )
@@ -262,6 +321,33 @@ def train(
     if start_epoch >= config.epochs and rank == 0 and not (out_dir / "model").exists():
         save_model(model, out_dir / "model")
     return history
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """ema <- decay' ema + (1 - decay') model, decay' = min(decay, (1 + step) / (10 + step));
+    buffers (BatchNorm statistics) are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        e_params = [p for p in ema.parameters()]
+        m_params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(e_params, m_params, 1.0 - d)
+        for eb, mb in zip(ema.buffers(), model.buffers(), strict=True):
+            eb.copy_(mb)
+
+
+def validation_recall(
+    model: VisNet, data: Any, device: torch.device, ks: tuple[int, ...] = (1, 5, 10, 20)
+) -> dict[str, float]:
+    """Street-to-shop recall@k of the held-out validation street photos against the whole
+    (clean) catalog of a ``TrainingSet``."""
+    from shopml.visual.evaluate import exact_search, recall_at_k
+
+    catalog = model.embed(data.images[: data.n_catalog], batch_size=256, device=device)
+    queries = model.embed(data.val_images, batch_size=256, device=device)
+    _, pos = exact_search(queries, catalog, max(ks))
+    out = recall_at_k(list(pos), data.val_product, ks)
+    out["queries"] = len(data.val_product)
+    return out
 
 
 def trained_model(out_dir: str | os.PathLike, device: str = "cpu") -> VisNet:
