@@ -11,7 +11,9 @@ and 16-byte alignment; each integer's classes (equal to 1, a multiple of 16, bey
 value of every autotune-key argument; the constexpr values; the device. Equal signatures therefore
 select the binary and the config that Triton's own path would select. Anything unexpected (an
 interpreter run, a Triton without the attributes used, a launch hook such as a profiler's) falls
-back to the ordinary launch; ``SHOPML_TRITON_FAST_LAUNCH=0`` turns the fast path off.
+back to the ordinary launch; hooks are looked for at a signature's first launch only, so a Triton
+launch hook installed later needs ``SHOPML_TRITON_FAST_LAUNCH=0``, which turns the fast path off
+(the PyTorch profiler sees direct launches as it sees any other).
 """
 
 from __future__ import annotations
