@@ -141,3 +141,22 @@ def test_gpu_training_run(frame_world, tmp_path):
     config = RankConfig(epochs=1, **SMALL)
     metrics = train(frame_world, tmp_path / "run", config, device="cuda", progress=False)
     assert metrics["device"].startswith("cuda") and np.isfinite(metrics["logloss"])
+
+
+def test_both_training_commands_set_the_same_fields_with_the_dataclass_defaults():
+    """`shopml rank train` (typer) and `python -m shopml.rank.train` (argparse) share CLI_FIELDS."""
+    import inspect
+
+    from shopml.rank.cli import train_cmd
+    from shopml.rank.train import CLI_FIELDS, build_parser, config_from_args
+
+    params = inspect.signature(train_cmd).parameters
+    assert set(CLI_FIELDS) <= set(params)
+    for name in CLI_FIELDS:
+        assert params[name].default == getattr(RankConfig(), name), name
+    args = build_parser().parse_args(["--world", "w", "--out", "o"])
+    assert config_from_args(args) == RankConfig()
+    args = build_parser().parse_args(
+        ["--world", "w", "--out", "o", "--lr", "0.01", "--sequence-backend", "padded"]
+    )
+    assert config_from_args(args) == RankConfig(lr=0.01, sequence_backend="padded")

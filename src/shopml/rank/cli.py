@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from shopml.common.cli import exit_on_value_error
+from shopml.rank.config import RankConfig
 
+_D = RankConfig()  # the defaults (one place: the dataclass)
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 _METRIC_KEYS = ("auc", "logloss", "normalized_entropy", "examples")
@@ -20,28 +22,34 @@ _METRIC_KEYS = ("auc", "logloss", "normalized_entropy", "examples")
 def train_cmd(
     world: Annotated[Path, typer.Option(help="World directory (catalog, events, impressions).")],
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
-    sequence_backend: Annotated[str, typer.Option(help="jagged, padded or pooling.")] = "jagged",
-    max_history: Annotated[int, typer.Option(help="Most recent events kept per impression.")] = 256,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 2,
-    batch_size: Annotated[int, typer.Option(help="Examples per step (global under DDP).")] = 256,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-3,
-    embed_dim: Annotated[int, typer.Option(help="Embedding / encoder width.")] = 64,
-    num_layers: Annotated[int, typer.Option(help="Jagged self-attention blocks.")] = 1,
-    num_heads: Annotated[int, typer.Option(help="Attention heads.")] = 2,
+    sequence_backend: Annotated[
+        str, typer.Option(help="jagged, padded or pooling.")
+    ] = _D.sequence_backend,
+    max_history: Annotated[
+        int, typer.Option(help="Most recent events kept per impression.")
+    ] = _D.max_history,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _D.epochs,
+    batch_size: Annotated[
+        int, typer.Option(help="Examples per step (global under DDP).")
+    ] = _D.batch_size,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = _D.lr,
+    embed_dim: Annotated[int, typer.Option(help="Embedding / encoder width.")] = _D.embed_dim,
+    num_layers: Annotated[int, typer.Option(help="Jagged self-attention blocks.")] = _D.num_layers,
+    num_heads: Annotated[int, typer.Option(help="Attention heads.")] = _D.num_heads,
     num_bias_buckets: Annotated[
         int, typer.Option(help="Relative-time attention bias buckets (0: no bias).")
-    ] = 16,
+    ] = _D.num_bias_buckets,
     attention_backend: Annotated[
         str, typer.Option(help="Jagged attention kernels: auto, triton or reference.")
-    ] = "auto",
-    num_workers: Annotated[int, typer.Option(help="Data-loader workers.")] = 0,
+    ] = _D.attention_backend,
+    num_workers: Annotated[int, typer.Option(help="Data-loader workers.")] = _D.num_workers,
     max_train_examples: Annotated[
         int, typer.Option(help="Train on the most recent N train impressions (0: all).")
-    ] = 0,
+    ] = _D.max_train_examples,
     max_eval_examples: Annotated[
         int, typer.Option(help="Evaluate on the first N test impressions (0: all).")
-    ] = 0,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    ] = _D.max_eval_examples,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _D.seed,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     resume: Annotated[
@@ -49,25 +57,10 @@ def train_cmd(
     ] = False,
 ) -> None:
     """Train on the world's train impressions; write checkpoints and RUN/metrics.json."""
-    from shopml.rank.config import RankConfig
-    from shopml.rank.train import train
+    from shopml.rank.train import CLI_FIELDS, config_from_args, train
 
-    config = RankConfig(
-        sequence_backend=sequence_backend,
-        max_history=max_history,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        embed_dim=embed_dim,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        num_bias_buckets=num_bias_buckets,
-        attention_backend=attention_backend,
-        num_workers=num_workers,
-        max_train_examples=max_train_examples,
-        max_eval_examples=max_eval_examples,
-        seed=seed,
-    )
+    options = locals()
+    config = config_from_args({name: options[name] for name in CLI_FIELDS})
     metrics = train(world, out, config, device=device, compile=compile, resume=resume)
     typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
 

@@ -37,7 +37,7 @@ from shopml.common.checkpoint import config_from_dict, load_checkpoint, save_che
 from shopml.common.devices import resolve_device
 from shopml.common.io import atomic_path, write_json
 from shopml.common.seeding import seed_everything
-from shopml.rank.config import RankConfig
+from shopml.rank.config import SEQUENCE_BACKENDS, RankConfig
 from shopml.rank.data import (
     RankTables,
     build_vocab,
@@ -345,29 +345,28 @@ def _epochs(
             write_json(log_path, log)
 
 
+# the RankConfig fields a training command sets (the rest come from the data or the defaults);
+# `shopml rank train` (typer) and this argparse entry (torchrun, machines without typer) share it
+CLI_FIELDS = (
+    "sequence_backend", "max_history", "epochs", "batch_size", "lr", "embed_dim", "num_heads",
+    "num_layers", "num_bias_buckets", "attention_backend", "num_workers", "max_train_examples",
+    "max_eval_examples", "seed",
+)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = RankConfig()
+    defaults = RankConfig()
     p = argparse.ArgumentParser(
         prog="python -m shopml.rank.train", description="Train the shopml ranking model."
     )
     p.add_argument("--world", required=True, help="world directory")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument(
-        "--sequence-backend", default=d.sequence_backend, choices=["jagged", "padded", "pooling"]
-    )
-    p.add_argument("--max-history", type=int, default=d.max_history)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--embed-dim", type=int, default=d.embed_dim)
-    p.add_argument("--num-heads", type=int, default=d.num_heads)
-    p.add_argument("--num-layers", type=int, default=d.num_layers)
-    p.add_argument("--num-bias-buckets", type=int, default=d.num_bias_buckets)
-    p.add_argument("--attention-backend", default=d.attention_backend)
-    p.add_argument("--num-workers", type=int, default=d.num_workers)
-    p.add_argument("--max-train-examples", type=int, default=d.max_train_examples)
-    p.add_argument("--max-eval-examples", type=int, default=d.max_eval_examples)
-    p.add_argument("--seed", type=int, default=d.seed)
+    for name in CLI_FIELDS:
+        default = getattr(defaults, name)
+        choices = SEQUENCE_BACKENDS if name == "sequence_backend" else None
+        p.add_argument(
+            "--" + name.replace("_", "-"), type=type(default), default=default, choices=choices
+        )
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--resume", action="store_true")
@@ -375,23 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> RankConfig:
-    return RankConfig(
-        sequence_backend=args.sequence_backend,
-        max_history=args.max_history,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        embed_dim=args.embed_dim,
-        num_heads=args.num_heads,
-        num_layers=args.num_layers,
-        num_bias_buckets=args.num_bias_buckets,
-        attention_backend=args.attention_backend,
-        num_workers=args.num_workers,
-        max_train_examples=args.max_train_examples,
-        max_eval_examples=args.max_eval_examples,
-        seed=args.seed,
-    )
+def config_from_args(args: argparse.Namespace | dict) -> RankConfig:
+    """The RankConfig of parsed options (an argparse namespace, or a dict of CLI_FIELDS)."""
+    values = args if isinstance(args, dict) else vars(args)
+    return RankConfig(**{name: values[name] for name in CLI_FIELDS})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
