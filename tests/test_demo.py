@@ -28,6 +28,9 @@ def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
     assert 0.0 <= results["rank"]["jagged"]["auc"] <= 1.0
     assert {m["model"] for m in results["forecast"]["metrics"]} >= {"armdn", "snaive"}
     assert 0.0 <= results["visual"]["finetuned"]["recall@20"] <= 1.0
+    training = results["visual"]["training"]
+    assert training["steps"] >= 1 and training["image_size"] == 64
+    assert f"Fine-tuned here for {training['steps']:,} steps" in report
     for path in ("world/catalog.parquet", "rank/checkpoint", "forecast/config.json",
                  "visual/model", "visual/index", "visual/recs.npz"):  # fmt: skip
         assert (out / path).exists(), path

@@ -182,7 +182,7 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         normalization="lite",
     )
     _fresh(vdir / "model")
-    train(
+    history = train(
         world,
         vdir / "model",
         model_config,
@@ -210,7 +210,13 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
     write_json(vdir / "recall-finetuned.json", finetuned)
     write_json(vdir / "recall-frozen.json", frozen)
     filled = float(np.mean(recs.rec_ids >= 0))
-    return {"finetuned": finetuned, "frozen": frozen, "recs_filled": filled}
+    training = {
+        "device": device,
+        "image_size": budget.visual_image_size,
+        "steps": int(sum(e["steps"] for e in history["epochs"])),
+        "seconds": float(sum(e["seconds"] for e in history["epochs"])),
+    }
+    return {"finetuned": finetuned, "frozen": frozen, "recs_filled": filled, "training": training}
 
 
 def _speed() -> list[dict[str, Any]]:

@@ -46,6 +46,17 @@ def _img(data: bytes) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
+def _visual_budget(training: dict[str, Any] | None) -> str:
+    if not training:
+        return ""
+    return (
+        f"<p class=muted>Fine-tuned here for {training['steps']:,} steps "
+        f"({training['seconds']:.0f} s at {training['image_size']} px on {training['device']}). "
+        "The recipe's benchmarked quality takes minutes of GPU training "
+        "(benchmarks/README.md, Visual); a CPU demo budget is far short of it.</p>"
+    )
+
+
 def _recall_plot(visual: dict[str, Any]) -> str:
     import matplotlib
 
@@ -106,6 +117,7 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
         "<h2>Visual search: street photo to catalog product</h2><p>VisNet with an "
         "EfficientNet-Lite0 trunk and the two shallow branches, fine-tuned with a triplet loss, "
         "against the frozen ImageNet trunk.</p>"
+        + _visual_budget(visual.get("training"))
         + _table(rows)
         + _recall_plot(visual)
         + f"<p class=muted>recommendation slots filled: {visual['recs_filled']:.3f}</p>"
