@@ -25,22 +25,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import gc
 import inspect
 import json
 import math
 import os
-import re
 import sys
 
 import torch
 import torch.nn.functional as F
+from _results import append_rows, results_path, run_meta
 
-FIELDS = [
-    "suite", "op", "provider", "mode", "x_name", "x_value", "ms_p50", "ms_p20", "ms_p80",
-    "peak_mib", "config_json", "device", "torch", "triton", "git_sha", "timestamp",
-]  # fmt: skip
 ALL_PROVIDERS = [
     "shopml", "shopml_order", "fbgemm_compat", "varlen", "flex", "sdpa_flash_pad",
     "sdpa_mask_pad", "nested", "dense",
@@ -354,7 +349,7 @@ def time_provider(prov: str, case: Case, modes, quick: bool, graph: bool = False
     return timings, peak
 
 
-def run_case(case: Case, providers, modes, writer, meta, quick, graph=False) -> dict:
+def run_case(case: Case, providers, modes, out_path, meta, quick, graph=False) -> dict:
     cfg = case.cfg
     results = {}
     x_value = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
@@ -376,17 +371,19 @@ def run_case(case: Case, providers, modes, writer, meta, quick, graph=False) -> 
         if got is None:
             continue
         timings, peak = got
+        rows = []
         for mode, (p50, p20, p80) in timings.items():
             base_mode = mode.split(":")[0]
             flops = case.flops_fwd * {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}.get(base_mode, 0.0)
             tflops = flops / (p50 * 1e-3) / 1e12 if flops else 0.0
             cfg_json = json.dumps({**cfg, **case.stats, "tflops": round(tflops, 1)})
-            writer.writerow({
+            rows.append({
                 "suite": "attention", "op": "jagged_attention", "provider": prov, "mode": mode,
                 "x_name": "case", "x_value": x_value, "ms_p50": f"{p50:.4f}", "ms_p20": f"{p20:.4f}",
                 "ms_p80": f"{p80:.4f}", "peak_mib": f"{peak:.1f}" if mode == "fwd+bwd" else "",
-                "config_json": cfg_json, **meta,
+                "config_json": cfg_json,
             })  # fmt: skip
+        append_rows(out_path, rows, meta)  # per provider: a run cut short keeps what it measured
         results[prov] = {m: t[0] for m, t in timings.items()} | {"peak": peak}
     os.environ["SHOPML_ATTN_ORDER"] = "0"
     return results
@@ -427,20 +424,10 @@ def main() -> None:
     except (ImportError, AttributeError):
         pass
     torch.backends.cuda.matmul.allow_tf32 = True
-    import triton
 
-    device = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
-    meta = dict(
-        device=device, torch=torch.__version__, triton=triton.__version__,
-        git_sha=os.environ.get("SHOPML_GIT_SHA", "unknown"),
-        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )  # fmt: skip
-    out_path = args.out or f"benchmarks/results/attention-{device}.csv"
-    new = not os.path.exists(out_path)
-    fh = open(out_path, "a", newline="")  # noqa: SIM115 - appended row by row, flushed per case
-    writer = csv.DictWriter(fh, fieldnames=FIELDS)
-    if new:
-        writer.writeheader()
+    meta = run_meta()
+    device = meta["device"]
+    out_path = args.out or results_path("attention")
     providers = [p for p in args.providers.split(",") if p]
     modes = args.modes.split(",")
     cases = grid(args.grid)[args.skip :]
@@ -462,8 +449,7 @@ def main() -> None:
             except Exception as exc:
                 check = {"error": str(exc)[:120]}
             print(f"  check vs varlen_attn: {check}", flush=True)
-        res = run_case(case, providers, modes, writer, meta, args.quick_timing, args.graph)
-        fh.flush()
+        res = run_case(case, providers, modes, out_path, meta, args.quick_timing, args.graph)
         rows.append((cfg, case.stats, res, check))
         s, vl = res.get("shopml", {}), res.get("varlen", {})
         if "fwd+bwd" in s and "fwd+bwd" in vl:
@@ -472,7 +458,6 @@ def main() -> None:
         del case
         gc.collect()
         torch.cuda.empty_cache()
-    fh.close()
     print_table(rows, device)
 
 

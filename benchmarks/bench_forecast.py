@@ -22,10 +22,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _results import append_rows, device_slug, git_sha
 
 HERE = Path(__file__).resolve().parent
 ACC_COLUMNS = [
@@ -40,30 +39,6 @@ ACC_COLUMNS = [
     "coverage_80", "coverage_95", "seconds", "series", "windows", "horizon", "config_json",
     "device", "torch", "git_sha", "timestamp",
 ]  # fmt: skip
-SPEED_COLUMNS = [
-    "suite", "op", "provider", "mode", "x_name", "x_value", "ms_p50", "ms_p20", "ms_p80",
-    "peak_mib", "config_json", "device", "torch", "triton", "git_sha", "timestamp",
-]  # fmt: skip
-
-
-@functools.cache
-def git_sha() -> str:
-    """The commit of the code, read once at start (code is loaded lazily; a later read can lie)."""
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-            ).stdout.strip()
-            or "unknown"
-        )
-    except OSError:
-        return "unknown"
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0).replace(" ", "_")
-    return "cpu"
 
 
 def md(frame: pd.DataFrame, digits: int = 4) -> str:
@@ -76,12 +51,6 @@ def md(frame: pd.DataFrame, digits: int = 4) -> str:
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, sep, *body])
-
-
-def append_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(rows).reindex(columns=columns)
-    frame.to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,7 +99,7 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
     from shopml.forecast.backtest import backtest
     from shopml.forecast.config import ARMDNConfig
 
-    dev = device_name()
+    dev = device_slug()
     path = Path(args.out_dir) / f"forecast_accuracy-{dev}.csv"
     for name, df, static, dcfg in dataset_setup(args):
         print(f"== {name}: {df['unique_id'].nunique()} series, {len(df)} rows", flush=True)
@@ -177,7 +146,7 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
                         "timestamp": pd.Timestamp.now(tz="UTC").isoformat(),
                     }  # fmt: skip
                 )
-            append_csv(path, rows, ACC_COLUMNS)
+            append_rows(path, rows, fields=ACC_COLUMNS)
             print(md(table), flush=True)
             print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
@@ -191,7 +160,7 @@ def experiments(args) -> None:
     from shopml.forecast.config import ARMDNConfig
     from shopml.forecast.model import ARMDN
 
-    dev = device_name()
+    dev = device_slug()
     path = Path(args.out_dir) / f"forecast_experiments-{dev}.csv"
     for name, df, static, dcfg in dataset_setup(args):
         from shopml.forecast.data import FREQ_STEP
@@ -252,7 +221,7 @@ def experiments(args) -> None:
                     rows.append(row)
                     print(f"{row['model']}: wql {sc['wql']:.4f} crps {sc['crps']:.4f} "
                           f"cov80 {sc['coverage_80']:.3f}", flush=True)  # fmt: skip
-        append_csv(path, rows, ACC_COLUMNS)
+        append_rows(path, rows, fields=ACC_COLUMNS)
         print(md(pd.DataFrame(rows)[["model", "wql", "crps", "wmape", "mase", "coverage_80"]]))
 
 
@@ -265,7 +234,7 @@ def speed(args) -> None:
     from shopml.forecast.predict import sample_paths
     from shopml.forecast.train import fit_network
 
-    dev = device_name()
+    dev = device_slug()
     rows = []
     meta = dict(device=dev, torch=torch.__version__, git_sha=git_sha(),
                 timestamp=pd.Timestamp.now(tz="UTC").isoformat(), suite="forecast")  # fmt: skip
@@ -372,7 +341,7 @@ def speed(args) -> None:
                                                     "threads": torch.get_num_threads(),
                                                     "amp": cfg.amp})})  # fmt: skip
             del out
-    append_csv(Path(args.out_dir) / f"forecast_speed-{dev}.csv", rows, SPEED_COLUMNS)
+    append_rows(Path(args.out_dir) / f"forecast_speed-{dev}.csv", rows)
     print(md(pd.DataFrame(rows)[["op", "provider", "x_name", "x_value", "ms_p50"]], 1))
 
 

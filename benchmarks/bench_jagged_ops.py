@@ -23,32 +23,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
-import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import triton
+from _results import append_rows, results_path, run_meta
 from triton.testing import do_bench, do_bench_cudagraph
 
 from shopml.jagged import checks_enabled, ops
 from shopml.jagged import ops_reference as ref
 from shopml.jagged.tensor import lengths_to_offsets
 
-FIELDS = [
-    "suite", "op", "provider", "mode", "x_name", "x_value", "ms_p50", "ms_p20", "ms_p80",
-    "peak_mib", "config_json", "device", "torch", "triton", "git_sha", "timestamp",
-]  # fmt: skip
 SUITE = "jagged_ops"
 QUANTILES = [0.5, 0.2, 0.8]
-
-
-def device_slug() -> str:
-    return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
 
 
 def make_lengths(b: int, n: int, fill: float, gen: torch.Generator) -> torch.Tensor:
@@ -363,7 +352,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="CSV to append to")
     ap.add_argument("--quick", action="store_true", help="smaller grid")
     ap.add_argument("--ops", nargs="*", default=None, help="only these ops")
-    ap.add_argument("--git-sha", default=os.environ.get("GIT_SHA", "unknown"))
+    ap.add_argument("--git-sha", default=None, help="default: SHOPML_GIT_SHA, else git")
     ap.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=int, default=40, help="do_bench repetitions, ms")
     ap.add_argument("--report", type=Path, default=None, help="only print the summary of this CSV")
@@ -376,12 +365,8 @@ def main(argv=None) -> int:
         print("bench_jagged_ops: needs a CUDA device", file=sys.stderr)
         return 2
     torch.backends.cuda.matmul.allow_tf32 = False
-    dev = device_slug()
-    out_path = args.out or Path(__file__).parent / "results" / f"{SUITE}-{dev}.csv"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    common = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "triton": triton.__version__, "git_sha": args.git_sha, "timestamp": stamp}  # fmt: skip
+    common = run_meta(sha=args.git_sha)
+    out_path = args.out or results_path(SUITE)
     ceil = ceilings(args.warmup, args.rep)
     print(
         f"ceilings on {common['device']}: " + ", ".join(f"{k}={v:.1f}" for k, v in ceil.items()),
@@ -488,12 +473,7 @@ def main(argv=None) -> int:
         print(f"done {op} {dname} B={b} N={n} D={d} fill={fill} err={err:.1e}", flush=True)
         del case, prov
         torch.cuda.empty_cache()
-    new = not out_path.exists()
-    with out_path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    append_rows(out_path, rows)
     head = ["op", "dtype", "BxNxD", "fill", "real fill", "mode", "triton ms", "padded ms",
             "vs padded", "target", "vs reference", "vs nested", "with checks ms", "graph triton ms",
             "graph padded ms", "graph vs padded", "triton MiB", "padded MiB",

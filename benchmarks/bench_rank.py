@@ -16,37 +16,31 @@ shared benchmark schema; a Markdown table is printed last.
 
 Usage (GPU machine)::
 
-    PYTHONPATH=src python3 benchmarks/bench_rank.py --out benchmarks/results/rank-h100.csv
+    PYTHONPATH=src python3 benchmarks/bench_rank.py    # appends to results/rank-<device>.csv
 
-Runs on CPU too (``--device cpu --quick``) for a smoke test; the numbers then mean little.
+Runs on CPU too (``--device cpu`` with small sizes: a smoke test, tests/test_benchmarks.py); the
+numbers then mean little.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import append_rows, results_path, run_meta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from shopml.rank.config import RankConfig  # noqa: E402
 from shopml.rank.data import RankExamples, RankVocab  # noqa: E402
 from shopml.rank.model import RankingModel  # noqa: E402
-
-FIELDS = [
-    "suite", "op", "provider", "mode", "x_name", "x_value", "ms_p50", "ms_p20", "ms_p80",
-    "peak_mib", "config_json", "device", "torch", "triton", "git_sha", "timestamp",
-]  # fmt: skip
 
 
 def heavy_tailed_lengths(rng: np.random.Generator, b: int, n: int, fill: float) -> np.ndarray:
@@ -205,47 +199,27 @@ def main() -> None:
     args = p.parse_args()
 
     device = torch.device(args.device)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    short = dev_name.lower().replace("nvidia ", "").split()[0] if device.type == "cuda" else "cpu"
-    out = Path(args.out or Path(__file__).parent / "results" / f"rank-{short}.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = ""
-    sha = args.git_sha
-    if sha is None:
-        try:
-            sha = subprocess.check_output(
-                ["git", "rev-parse", "--short", "HEAD"], text=True
-            ).strip()
-        except Exception:
-            sha = ""
-    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    meta = run_meta(device, sha=args.git_sha)
+    out = Path(args.out) if args.out else results_path("rank", device)
     rows: list[dict[str, object]] = []
     table = []
 
     def flush() -> None:
         """Append the pending rows to the CSV now (a run cut short keeps what it measured)."""
-        new = not out.exists()
-        with out.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                w.writeheader()
-            for r in rows:
-                w.writerow(
-                    {
-                        "suite": "rank", "op": r["op"], "provider": r["provider"], "mode": "bf16",
-                        "x_name": "max_history", "x_value": r["x_value"],
-                        "ms_p50": f"{r['ms'][0]:.4f}", "ms_p20": f"{r['ms'][1]:.4f}",
-                        "ms_p80": f"{r['ms'][2]:.4f}", "peak_mib": f"{r['peak']:.1f}",
-                        "config_json": json.dumps(r["cfg"], sort_keys=True), "device": dev_name,
-                        "torch": torch.__version__, "triton": triton_version, "git_sha": sha,
-                        "timestamp": stamp,
-                    }
-                )  # fmt: skip
+        append_rows(
+            out,
+            [
+                {
+                    "suite": "rank", "op": r["op"], "provider": r["provider"], "mode": "bf16",
+                    "x_name": "max_history", "x_value": r["x_value"],
+                    "ms_p50": f"{r['ms'][0]:.4f}", "ms_p20": f"{r['ms'][1]:.4f}",
+                    "ms_p80": f"{r['ms'][2]:.4f}", "peak_mib": f"{r['peak']:.1f}",
+                    "config_json": json.dumps(r["cfg"], sort_keys=True),
+                }
+                for r in rows
+            ],
+            meta,
+        )  # fmt: skip
         rows.clear()
 
     rng = np.random.default_rng(0)
@@ -319,7 +293,7 @@ def main() -> None:
                       flush=True)  # fmt: skip
 
     # Markdown table: ratios against padded at the same N and compile setting
-    print(f"\nrank benchmark on {dev_name}, B={args.batch_size}, E={args.embed_dim}, "
+    print(f"\nrank benchmark on {meta['device']}, B={args.batch_size}, E={args.embed_dim}, "
           f"H={args.num_heads}, L={args.num_layers}, bf16; CSV: {out}\n")  # fmt: skip
     print("| N | mean fill | backend | train ex/s | train peak MiB | infer ex/s | infer peak MiB "
           "| train speed vs padded | train mem vs padded |")  # fmt: skip

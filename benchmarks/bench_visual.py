@@ -13,67 +13,17 @@ per vector) are in ``config_json`` under their names; ``ms_*`` hold the times.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import append_rows, results_path, run_meta
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
-
-FIELDS = [
-    "suite", "op", "provider", "mode", "x_name", "x_value", "ms_p50", "ms_p20", "ms_p80",
-    "peak_mib", "config_json", "device", "torch", "triton", "git_sha", "timestamp",
-]  # fmt: skip
-
-
-def _device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0).replace(" ", "_")
-    return "cpu"
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, stderr=subprocess.DEVNULL, text=True
-        ).strip()
-    except Exception:
-        return os.environ.get("GIT_SHA", "unknown")
-
-
-def _triton_version() -> str:
-    try:
-        import triton
-
-        return triton.__version__
-    except Exception:
-        return ""
-
-
-def write_rows(out: Path, rows: list[dict]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    base = {
-        "device": _device_name(),
-        "torch": torch.__version__,
-        "triton": _triton_version(),
-        "git_sha": _git_sha(),
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    with open(out, "a", newline="") as fh:
-        w = csv.DictWriter(fh, FIELDS)
-        if new:
-            w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, base.get(k, "")) for k in FIELDS})
 
 
 def markdown(header: list[str], rows: list[list]) -> str:
@@ -140,8 +90,8 @@ def quality(args: argparse.Namespace) -> None:
                       f"{res['style_precision@5']:.3f}"])  # fmt: skip
         print(json.dumps({"model": name, **{k: v for k, v in res.items() if k != "per_category"}}),
               flush=True)  # fmt: skip
-    out = Path(args.out or ROOT / "results" / f"visual-quality-{_device_name()}.csv")
-    write_rows(out, rows)
+    out = Path(args.out or results_path("visual-quality"))
+    append_rows(out, rows, run_meta())
     print(markdown(["model", "px", "epochs", "steps", "train s", "R@1", "R@5", "R@10", "R@20",
                     "R@1 in-cat", "R@20 in-cat", "style P@5"], table))  # fmt: skip
 
@@ -240,8 +190,8 @@ def index_bench(args: argparse.Namespace) -> None:
             record(factory, param, v, build_s, nbytes * n / added, time.perf_counter() - t, got,
                    sub_truth, added)  # fmt: skip
         del idx
-    out = Path(args.out or ROOT / "results" / "visual-index-cpu.csv")
-    write_rows(out, rows)
+    out = Path(args.out or results_path("visual-index", "cpu"))
+    append_rows(out, rows, run_meta("cpu"))
     print(
         markdown(
             ["index", "search param", "build s", "bytes/vector", "queries/s", "recall@10"], table
@@ -303,8 +253,8 @@ def speed(args: argparse.Namespace) -> None:
             print(table[-1], flush=True)
         del model
         torch.cuda.empty_cache()
-    out = Path(args.out or ROOT / "results" / f"visual-speed-{_device_name()}.csv")
-    write_rows(out, rows)
+    out = Path(args.out or results_path("visual-speed"))
+    append_rows(out, rows, run_meta())
     print(markdown(["model", "mode", "batch", "ms p50", "images/s", "peak MiB"], table))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import datetime as dt
 import json
 import os
@@ -31,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _results import append_rows, git_sha
 
-FIELDS = [
+LOAD_FIELDS = [  # this script's own schema: a service, not a kernel
     "endpoint", "workers", "concurrency", "duration_s", "requests", "rps", "p50_ms", "p90_ms",
     "p99_ms", "errors", "mean_batch", "device", "git_sha", "timestamp",
 ]  # fmt: skip
@@ -171,15 +171,6 @@ async def _search_load(port: int, photos: list[bytes], concurrency: int, duratio
     }
 
 
-def git_sha() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True, help="a `shopml demo` output directory")
@@ -225,13 +216,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     out = args.out or Path(__file__).parent / "results" / f"load-{args.device}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with open(out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_rows(out, rows, fields=LOAD_FIELDS)
     print(json.dumps(rows, indent=1, default=str), file=sys.stderr)
     print("\n| endpoint | workers | concurrency | s | requests/s | p50 ms | p90 ms | p99 ms | "
           "errors | mean batch |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip

@@ -1,0 +1,77 @@
+"""The benchmark scripts: their shared results module, that each one starts, one CPU smoke run.
+
+The scripts themselves are timed on the GPU machine (benchmarks/README.md); here CI only makes
+sure none of them is broken before a device run is spent on it.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _results  # noqa: E402
+
+SCRIPTS = [
+    "bench_attention.py", "bench_jagged_ops.py", "bench_rank.py", "bench_visual.py",
+    "bench_forecast.py", "load_test.py",
+]  # fmt: skip
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=BENCH.parent, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_append_rows_writes_one_header_and_fills_the_run_columns(tmp_path):
+    path = tmp_path / "sub" / "suite-cpu.csv"
+    meta = _results.run_meta("cpu", sha="abc123")
+    assert meta["device"] == "cpu" and meta["git_sha"] == "abc123" and meta["torch"]
+    _results.append_rows(path, [{"suite": "s", "op": "a", "ms_p50": 1.5}], meta)
+    _results.append_rows(path, [{"suite": "s", "op": "b", "device": "other"}], meta)
+    rows = list(csv.DictReader(path.open()))
+    assert path.read_text().count("suite,op,provider") == 1
+    assert [r["op"] for r in rows] == ["a", "b"]
+    assert rows[0]["ms_p50"] == "1.5" and rows[0]["provider"] == ""
+    assert rows[0]["device"] == "cpu" and rows[1]["device"] == "other"  # a row's value wins
+    assert rows[0]["git_sha"] == "abc123"
+
+
+def test_append_rows_rejects_a_column_outside_the_schema(tmp_path):
+    path = tmp_path / "x.csv"
+    with pytest.raises(ValueError, match="ms_median"):
+        _results.append_rows(path, [{"suite": "s", "ms_median": 1.0}])
+    assert not path.exists()  # nothing half-written
+
+
+def test_results_path_names_the_suite_and_the_device():
+    assert _results.results_path("rank", "cpu") == BENCH / "results" / "rank-cpu.csv"
+    assert _results.device_slug("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_script_starts(script):
+    done = _run(str(BENCH / script), "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage" in done.stdout.lower()
+
+
+def test_rank_benchmark_smoke_run_on_cpu_appends_schema_rows(tmp_path):
+    out = tmp_path / "rank.csv"
+    done = _run(
+        str(BENCH / "bench_rank.py"), "--device", "cpu", "--max-history", "16",
+        "--batch-size", "8", "--backends", "jagged", "pooling", "--embed-dim", "32",
+        "--num-items", "1000", "--out", str(out), "--git-sha", "test",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    assert rows and list(rows[0]) == _results.FIELDS
+    assert {r["provider"] for r in rows} >= {"jagged", "pooling"}
+    assert all(r["device"] == "cpu" and r["git_sha"] == "test" for r in rows)
