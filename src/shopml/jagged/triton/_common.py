@@ -31,14 +31,20 @@ def configs(gpu: list[dict], interpreter: dict, num_warps: int = 4) -> list[trit
     return out
 
 
-def bucket(n: int) -> int:
-    """Autotune key bucket: the next power of two (>= 16), so nearby shapes share a config."""
-    return max(16, triton.next_power_of_2(max(int(n), 1)))
+# host-side arithmetic in plain Python: triton.cdiv / next_power_of_2 are constexpr functions
+# whose wrappers cost microseconds per call on the launch path
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def pow2(n: int, lo: int = 16) -> int:
     """Next power of two, at least ``lo`` (``tl.dot`` needs block dims >= 16)."""
-    return max(lo, triton.next_power_of_2(max(int(n), 1)))
+    return max(lo, 1 << max(0, int(n) - 1).bit_length())
+
+
+def bucket(n: int) -> int:
+    """Autotune key bucket: the next power of two (>= 16), so nearby shapes share a config."""
+    return pow2(n)
 
 
 def flat2d(t, rows: int):

@@ -6,6 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
+from shopml.jagged.triton._common import bucket, cdiv, pow2
 from shopml.jagged.triton.attention_common import (
     _INTERPRET,
     _KEY,
@@ -13,13 +14,10 @@ from shopml.jagged.triton.attention_common import (
     BIAS_RELATIVE,
     BIAS_TENSOR,
     LOG2E,
-    _bucket,
-    _cdiv,
     _configs,
     _dummy,
     _load_bias,
     _order,
-    _pow2,
     _precision,
     _pruner,
     _use_order,
@@ -412,7 +410,7 @@ def _attn_bwd(
         out_for_delta = out / post_scale
     else:
         out_for_delta = out
-    block_d = _pow2(head_dim)
+    block_d = pow2(head_dim)
     delta = torch.empty((total, heads), device=dev, dtype=torch.float32)
     mode = (
         BIAS_NONE
@@ -441,18 +439,18 @@ def _attn_bwd(
     tk_arg = tk if tk is not None else _dummy(dev, torch.int64)
     num_bounds = bounds.numel() if bounds is not None else 0
     num_buckets = table.shape[0] if table is not None else 1
-    nb_pad = _pow2(num_buckets)
+    nb_pad = pow2(num_buckets)
     stride_bias = bias.stride(0) if bias is not None else 0
     stride_table = table.stride(0) if table is not None else 0
-    qb, kb = _bucket(max_seqlen_q), _bucket(max_seqlen_k)
+    qb, kb = bucket(max_seqlen_q), bucket(max_seqlen_k)
     min_block_n = 16 if _INTERPRET else 32
     if table is not None:
-        slots = _cdiv(max_seqlen_k, min_block_n) * batch * heads
+        slots = cdiv(max_seqlen_k, min_block_n) * batch * heads
         dtab_part = torch.zeros((slots, nb_pad), device=dev, dtype=torch.float32)
     else:
         dtab_part = _dummy(dev)
     # dQ first: its programs also write delta = rowsum(dO * O), which the dK/dV kernel reads
-    grid_q = lambda meta: (_cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
+    grid_q = lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
     _DQ(
         grid_q,
         (
@@ -498,7 +496,7 @@ def _attn_bwd(
         ),
         common,
     )
-    grid_kv = lambda meta: (_cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads)
+    grid_kv = lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads)
     _DKDV(
         grid_kv,
         (

@@ -92,22 +92,6 @@ def _load_bias(
         )
 
 
-# host-side arithmetic in plain Python: triton.cdiv / next_power_of_2 are constexpr functions
-# whose wrappers cost microseconds per call on the launch path
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pow2(n: int) -> int:
-    """Next power of two, at least 16 (``tl.dot`` and ``tl.arange`` sizes)."""
-    return max(16, 1 << max(0, int(n) - 1).bit_length())
-
-
-def _bucket(n: int) -> int:
-    """Next power of two (>= 16): the autotune key, so recompiles/retunes stay bounded."""
-    return _pow2(n)
-
-
 def _use_order() -> bool:
     """``SHOPML_ATTN_ORDER=1`` maps the grid through a longest-first batch permutation.
 

@@ -6,19 +6,17 @@ import torch
 import triton
 import triton.language as tl
 
+from shopml.jagged.triton._common import bucket, cdiv, pow2
 from shopml.jagged.triton.attention_common import (
     _KEY,
     BIAS_NONE,
     BIAS_RELATIVE,
     BIAS_TENSOR,
     LOG2E,
-    _bucket,
-    _cdiv,
     _configs,
     _dummy,
     _load_bias,
     _order,
-    _pow2,
     _precision,
     _pruner,
     _use_order,
@@ -242,7 +240,7 @@ def _attn_fwd(
     )
     dev = q.device
     use_order = _use_order()
-    grid = lambda meta: (_cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
+    grid = lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
     _FWD(
         grid,
         (
@@ -276,12 +274,12 @@ def _attn_fwd(
             bounds.numel() if bounds is not None else 0,
             scale * LOG2E,
             post_scale,
-            _bucket(max_seqlen_q),
-            _bucket(max_seqlen_k),
+            bucket(max_seqlen_q),
+            bucket(max_seqlen_k),
         ),
         dict(
             HEAD_DIM=head_dim,
-            BLOCK_D=_pow2(head_dim),
+            BLOCK_D=pow2(head_dim),
             IS_CAUSAL=causal,
             BIAS_MODE=mode,
             HAS_TQ=tq is not None,
