@@ -491,7 +491,7 @@ def print_table(rows, device) -> None:
             + f" | {pk('shopml')} | {pk('varlen')} |"
         )
     if ratios:
-        gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        gm = _geomean(ratios)
         print(f"\ngeometric mean speed-up vs varlen_attn (fwd+bwd): x{gm:.3f} over {len(ratios)} cases; "
               f"min x{min(ratios):.3f}")  # fmt: skip
 
@@ -508,15 +508,10 @@ def report(path: str) -> None:
         if r["peak_mib"]:
             c["mem"][r["provider"]] = float(r["peak_mib"])
     device = rows[0]["device"] if rows else "?"
-    peers = [
-        "varlen",
-        "flex",
-        "sdpa_flash_pad",
-        "sdpa_mask_pad",
-        "nested",
-        "dense",
-        "fbgemm_compat",
-    ]
+    present = {r["provider"] for r in rows}
+    order = ["varlen", "flex", "sdpa_flash_pad", "sdpa_mask_pad", "nested", "dense"]
+    order += ["fbgemm_compat", "shopml_order"]
+    peers = [p for p in order if p in present]
     for mode in ("fwd+bwd", "fwd"):
         print(
             f"\n#### {mode}, bf16, ms (p50); `xR` = peer time / shopml time (> 1: shopml faster); {device}\n"
@@ -524,6 +519,7 @@ def report(path: str) -> None:
         print("| case | mean fill | p50/p99 len | shopml | TFLOP/s | " + " | ".join(peers) + " |")
         print("|---" * (len(peers) + 5) + "|")
         gm: dict[str, list[float]] = {p: [] for p in peers}
+        gm_grid: dict[str, list[float]] = {p: [] for p in peers}  # the issue's grid only
         for c in cases.values():
             cfg, t = c["cfg"], c["t"]
             s_t = t.get(("shopml", mode))
@@ -538,10 +534,13 @@ def report(path: str) -> None:
                 if p == "flex" and ("flex", "mask") in t:
                     total = pt + t[("flex", "mask")]
                     cells.append(f"{pt:.3f} (+{t[('flex', 'mask')]:.2f} mask) x{total / s_t:.2f}")
-                    gm[p].append(total / s_t)
+                    ratio = total / s_t
                 else:
                     cells.append(f"{pt:.3f} x{pt / s_t:.2f}")
-                    gm[p].append(pt / s_t)
+                    ratio = pt / s_t
+                gm[p].append(ratio)
+                if cfg["tag"] == "grid":
+                    gm_grid[p].append(ratio)
             lens = f"{cfg['p50']}/{cfg['p99']}"
             label = f"{cfg['tag']} B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}" + (
                 " causal" if cfg["causal"] else ""
@@ -552,10 +551,12 @@ def report(path: str) -> None:
                 + " | ".join(cells)
                 + " |"
             )
-        print("\n" + ", ".join(
-            f"{p}: geomean x{math.exp(sum(map(math.log, v)) / len(v)):.2f} (min x{min(v):.2f}, n={len(v)})"
-            for p, v in gm.items() if v
-        ))  # fmt: skip
+        for label, groups in (("all cases", gm), ("issue grid only", gm_grid)):
+            print(f"\n{label}: " + ", ".join(
+                f"{p}: geomean x{_geomean(v):.3f} (min x{min(v):.2f}, n={len(v)}, "
+                f"{sum(x > 1 for x in v)} faster, {sum(x < 0.9 for x in v)} below x0.9)"
+                for p, v in groups.items() if v
+            ))  # fmt: skip
     graph_rows = [(n, c) for n, c in cases.items() if ("shopml", "fwd+bwd:graph") in c["t"]]
     if graph_rows:
         print(f"\n#### CUDA-graph replay (device time, no host overhead), ms; {device}\n")
@@ -569,7 +570,7 @@ def report(path: str) -> None:
             ratio = f"x{vb / sb:.2f}" if sb and vb else "-"
             print(f"| {name} | {fmt(sf)} | {fmt(vf)} | {fmt(sb)} | {fmt(vb)} | {ratio} |")
     print(f"\n#### peak memory of one fwd+bwd above the inputs, MiB; {device}\n")
-    mem_peers = ["shopml", "varlen", "flex", "sdpa_flash_pad", "sdpa_mask_pad", "nested", "dense"]
+    mem_peers = ["shopml", *[p for p in peers if p != "fbgemm_compat"]]
     print("| case | " + " | ".join(mem_peers) + " |")
     print("|---" * (len(mem_peers) + 1) + "|")
     for name, c in cases.items():
@@ -582,6 +583,10 @@ def report(path: str) -> None:
             for p in mem_peers
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(map(math.log, values)) / len(values))
 
 
 def _tflops(case: dict, mode: str) -> float:

@@ -7,6 +7,7 @@ sure none of them is broken before a device run is spent on it.
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,24 @@ def test_rank_benchmark_smoke_run_on_cpu_appends_schema_rows(tmp_path):
     assert rows and list(rows[0]) == _results.FIELDS
     assert {r["provider"] for r in rows} >= {"jagged", "pooling"}
     assert all(r["device"] == "cpu" and r["git_sha"] == "test" for r in rows)
+
+
+def test_attention_report_summarises_a_results_file(tmp_path):
+    """--report: tables of the providers present, geomeans over all cases and the issue grid."""
+    path = tmp_path / "attention.csv"
+    rows = []
+    cases = [("a", "grid", 1.0, 2.0), ("b", "grid", 2.0, 1.0), ("c", "ads", 1.0, 4.0)]
+    for x, tag, shopml, varlen in cases:
+        cfg = {"B": 2, "N": 8, "H": 1, "D": 16, "causal": False, "tag": tag, "mean_fill": 0.5,
+               "p50": 4, "p99": 8, "flops_fwd": 1000.0}  # fmt: skip
+        for prov, ms in (("shopml", shopml), ("varlen", varlen)):
+            rows.append({"suite": "attention", "provider": prov, "mode": "fwd+bwd", "x_value": x,
+                         "ms_p50": ms, "peak_mib": 10.0, "config_json": json.dumps(cfg)})  # fmt: skip
+    _results.append_rows(path, rows, _results.run_meta("cpu", sha="t"))
+    done = _run(str(BENCH / "bench_attention.py"), "--report", str(path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| shopml | TFLOP/s | varlen |" in done.stdout  # absent providers get no column
+    assert (
+        "all cases: varlen: geomean x1.587 (min x0.50, n=3, 2 faster, 1 below x0.9)" in done.stdout
+    )
+    assert "issue grid only: varlen: geomean x1.000 (min x0.50, n=2, 1 faster" in done.stdout

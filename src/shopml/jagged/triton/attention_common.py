@@ -21,8 +21,9 @@ _INTERPRET = is_interpreter()
 _AUTOTUNE = os.environ.get("SHOPML_ATTN_AUTOTUNE", "1") not in ("", "0")
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per kernel; the first is the default.
-# Chosen by a sweep of 37 shapes on an H200 (benchmarks/README.md "Tile shapes"): the defaults are
-# within 10% of the best at head dims 64 and 128; the others won at least one measured case.
+# From a sweep of 41 shapes on an H200 (benchmarks/results/attention_tiles-nvidia-h200.log): each
+# candidate was the best or near it in a measured case; the defaults (SHOPML_ATTN_AUTOTUNE=0) were
+# within 9% of the best in every case for fwd and dK/dV, and within 13% for dQ except N=4096, D=128.
 _SHAPES = {
     "fwd": [(64, 64, 4, 3), (128, 64, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3),
             (64, 32, 4, 4)],
