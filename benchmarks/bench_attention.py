@@ -426,7 +426,6 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
 
     meta = run_meta()
-    device = meta["device"]
     out_path = args.out or results_path("attention")
     providers = [p for p in args.providers.split(",") if p]
     modes = args.modes.split(",")
@@ -435,7 +434,6 @@ def main() -> None:
         cases = [c for c in cases if c["N"] <= 1024 and c["B"] * c["N"] <= 2**18]
     if args.limit:
         cases = cases[: args.limit]
-    rows = []
     for idx, cfg in enumerate(cases):
         cfg = dict(cfg, flex=idx < args.flex_cases)
         case = Case(cfg, seed=1000 + idx)
@@ -450,7 +448,6 @@ def main() -> None:
                 check = {"error": str(exc)[:120]}
             print(f"  check vs varlen_attn: {check}", flush=True)
         res = run_case(case, providers, modes, out_path, meta, args.quick_timing, args.graph)
-        rows.append((cfg, case.stats, res, check))
         s, vl = res.get("shopml", {}), res.get("varlen", {})
         if "fwd+bwd" in s and "fwd+bwd" in vl:
             print(f"  shopml {s['fwd+bwd']:.3f} ms, varlen {vl['fwd+bwd']:.3f} ms, "
@@ -458,47 +455,17 @@ def main() -> None:
         del case
         gc.collect()
         torch.cuda.empty_cache()
-    print_table(rows, device)
+    report(out_path, timestamp=meta["timestamp"])
 
 
-def print_table(rows, device) -> None:
-    cols = ["shopml", "varlen", "flex", "sdpa_flash_pad", "sdpa_mask_pad", "nested", "dense"]
-    print(f"\n### jagged attention, bf16, fwd+bwd ms (x = peer / shopml), {device}\n")
-    print("| case | fill | " + " | ".join(cols) + " | shopml MiB | varlen MiB |")
-    print("|---" * (len(cols) + 4) + "|")
-    ratios = []
-    for cfg, stats, res, _ in rows:
-        s = res.get("shopml", {}).get("fwd+bwd")
-        cells = []
-        for c in cols:
-            r = res.get(c, {})
-            t = r.get("fwd+bwd")
-            if t is None:
-                cells.append("oom" if r.get("oom") else "-")
-                continue
-            if c == "flex" and "mask" in r:
-                t_total = t + r["mask"]
-                cells.append(f"{t:.2f}+{r['mask']:.2f}m" + (f" x{t_total / s:.2f}" if s else ""))
-            else:
-                cells.append(f"{t:.3f}" + (f" x{t / s:.2f}" if s and c != "shopml" else ""))
-        if s and "fwd+bwd" in res.get("varlen", {}):
-            ratios.append(res["varlen"]["fwd+bwd"] / s)
-        name = f"B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}{' causal' if cfg['causal'] else ''} {cfg['tag']}"
-        pk = lambda p, res=res: f"{res.get(p, {}).get('peak', float('nan')):.0f}"
-        print(
-            f"| {name} | {stats['mean_fill']} | "
-            + " | ".join(cells)
-            + f" | {pk('shopml')} | {pk('varlen')} |"
-        )
-    if ratios:
-        gm = _geomean(ratios)
-        print(f"\ngeometric mean speed-up vs varlen_attn (fwd+bwd): x{gm:.3f} over {len(ratios)} cases; "
-              f"min x{min(ratios):.3f}")  # fmt: skip
+def report(path: str, timestamp: str | None = None) -> None:
+    """Markdown tables from a results CSV: fwd+bwd (and fwd) ms per provider, ratios, memory.
 
-
-def report(path: str) -> None:
-    """Markdown tables from a results CSV: fwd+bwd (and fwd) ms per provider, ratios, memory."""
+    ``timestamp``: only the rows of the run that started then (the CSV may hold several runs).
+    """
     rows = list(csv.DictReader(open(path)))  # noqa: SIM115
+    if timestamp is not None:
+        rows = [r for r in rows if r["timestamp"] == timestamp]
     cases: dict[str, dict] = {}
     for r in rows:
         c = cases.setdefault(

@@ -97,3 +97,22 @@ def test_attention_report_summarises_a_results_file(tmp_path):
         "all cases: varlen: geomean x1.587 (min x0.50, n=3, 2 faster, 1 below x0.9)" in done.stdout
     )
     assert "issue grid only: varlen: geomean x1.000 (min x0.50, n=2, 1 faster" in done.stdout
+
+
+def test_attention_report_of_one_run_leaves_other_runs_out(tmp_path, capsys):
+    import bench_attention
+
+    path = tmp_path / "attention.csv"
+    cfg = {"B": 2, "N": 8, "H": 1, "D": 16, "causal": False, "tag": "grid", "mean_fill": 0.5,
+           "p50": 4, "p99": 8, "flops_fwd": 1000.0}  # fmt: skip
+    for stamp, varlen in (("2026-01-01T00:00:00+00:00", 3.0), ("2026-01-02T00:00:00+00:00", 2.0)):
+        rows = [
+            {"provider": p, "mode": "fwd+bwd", "x_value": "a", "ms_p50": ms,
+             "config_json": json.dumps(cfg), "timestamp": stamp}
+            for p, ms in (("shopml", 1.0), ("varlen", varlen))
+        ]  # fmt: skip
+        _results.append_rows(path, rows, _results.run_meta("cpu", sha="t"))
+    bench_attention.report(str(path), timestamp="2026-01-02T00:00:00+00:00")
+    out = capsys.readouterr().out
+    assert "varlen: geomean x2.000 (min x2.00, n=1" in out
+    assert "x3.00" not in out
