@@ -30,6 +30,8 @@ def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
     assert 0.0 <= results["visual"]["finetuned"]["recall@20"] <= 1.0
     training = results["visual"]["training"]
     assert training["steps"] >= 1 and training["image_size"] == 64
+    assert training["recipe"] == {"lr": 3e-3, "trunk_lr_scale": 0.3, "street_weight": 4.0}
+    assert "lr 0.003, trunk_lr_scale 0.3, street_weight 4)" in report
     assert f"Fine-tuned here for {training['steps']:,} steps" in report
     for path in ("world/catalog.parquet", "rank/checkpoint", "forecast/config.json",
                  "visual/model", "visual/index", "visual/recs.npz"):  # fmt: skip

@@ -49,10 +49,12 @@ def _img(data: bytes) -> str:
 def _visual_budget(training: dict[str, Any] | None) -> str:
     if not training:
         return ""
+    recipe = training.get("recipe") or {}
+    recipe_text = "; " + ", ".join(f"{k} {v:g}" for k, v in recipe.items()) if recipe else ""
     return (
         f"<p class=muted>Fine-tuned here for {training['steps']:,} steps "
-        f"({training['seconds']:.0f} s at {training['image_size']} px on {training['device']}). "
-        "The recipe's benchmarked quality takes minutes of GPU training "
+        f"({training['seconds']:.0f} s at {training['image_size']} px on {training['device']}"
+        f"{recipe_text}). The recipe's benchmarked quality takes minutes of GPU training "
         "(benchmarks/README.md, Visual); a CPU demo budget is far short of it.</p>"
     )
 
