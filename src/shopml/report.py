@@ -54,7 +54,7 @@ def _visual_budget(training: dict[str, Any] | None) -> str:
     return (
         f"<p class=muted>Fine-tuned here for {training['steps']:,} steps "
         f"({training['seconds']:.0f} s at {training['image_size']} px on {training['device']}"
-        f"{recipe_text}). The recipe's benchmarked quality takes minutes of GPU training "
+        f"{recipe_text}). VisNet's benchmarked quality takes minutes of GPU training "
         "(benchmarks/README.md, Visual); a CPU demo budget is far short of it.</p>"
     )
 
