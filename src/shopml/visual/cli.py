@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from shopml.common.cli import exit_on_value_error
+from shopml.visual.config import TrainConfig, VisNetConfig
 
+_M, _T = VisNetConfig(), TrainConfig()  # the defaults (one place: the dataclasses)
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 ModelOpt = Annotated[
@@ -29,53 +31,61 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory (model/, history.json).")],
     trunk: Annotated[
         str, typer.Option(help="vgg16, efficientnet_lite0, resnet18/34/50.")
-    ] = "vgg16",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = 224,
+    ] = _M.trunk,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _T.epochs,
+    image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = _M.image_size,
     device: DeviceOpt = "auto",
-    embedding_dim: Annotated[int, typer.Option(help="Embedding width (paper: 4096).")] = 4096,
-    deep_dim: Annotated[int, typer.Option(help="Width of the new fc after the trunk.")] = 4096,
-    shallow: Annotated[bool, typer.Option(help="Use the two shallow branches.")] = True,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
-    samples_per_product: Annotated[int, typer.Option(help="Views of each product per batch.")] = 4,
-    miner: Annotated[str, typer.Option(help="semihard, batch_hard or all.")] = "semihard",
-    margin: Annotated[float, typer.Option(help="Triplet margin on squared L2.")] = 0.2,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    trunk_lr_scale: Annotated[float, typer.Option(help="LR factor of a pretrained trunk.")] = 0.1,
+    embedding_dim: Annotated[
+        int, typer.Option(help="Embedding width (paper: 4096).")
+    ] = _M.embedding_dim,
+    deep_dim: Annotated[
+        int, typer.Option(help="Width of the new fc after the trunk.")
+    ] = _M.deep_dim,
+    shallow: Annotated[bool, typer.Option(help="Use the two shallow branches.")] = _M.shallow,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = _T.batch_size,
+    samples_per_product: Annotated[
+        int, typer.Option(help="Views of each product per batch.")
+    ] = _T.samples_per_product,
+    miner: Annotated[str, typer.Option(help="semihard, batch_hard or all.")] = _T.miner,
+    margin: Annotated[float, typer.Option(help="Triplet margin on squared L2.")] = _T.margin,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = _T.lr,
+    trunk_lr_scale: Annotated[
+        float, typer.Option(help="LR factor of a pretrained trunk.")
+    ] = _T.trunk_lr_scale,
     steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch (0: auto).")] = 0,
     street_views: Annotated[
         float, typer.Option(help="Fraction of street-style augmented views.")
-    ] = 0.7,
+    ] = _T.street_views,
     clean_views: Annotated[
         float, typer.Option(help="Fraction of catalog views left un-augmented.")
-    ] = 0.25,
+    ] = _T.clean_views,
     street_weight: Annotated[
         float, typer.Option(help="Draw a street photo this many times as often as a catalog view.")
-    ] = 2.0,
+    ] = _T.street_weight,
     val_fraction: Annotated[
         float, typer.Option(help="Share of train-split street products held out for validation.")
-    ] = 0.0,
-    ema_decay: Annotated[float, typer.Option(help="Weight EMA decay (0: off).")] = 0.0,
+    ] = _T.val_fraction,
+    ema_decay: Annotated[float, typer.Option(help="Weight EMA decay (0: off).")] = _T.ema_decay,
     batch_groups: Annotated[
         str, typer.Option(help="category, or style (whole style groups in a batch).")
-    ] = "style",
+    ] = _T.batch_groups,
     merge_duplicates: Annotated[
         bool, typer.Option(help="One class for products with pixel-identical catalog images.")
-    ] = True,
-    warmup_steps: Annotated[int, typer.Option(help="Linear LR warm-up steps.")] = 20,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
-    augment: Annotated[bool, typer.Option(help="Augment the training views.")] = True,
+    ] = _T.merge_duplicates,
+    warmup_steps: Annotated[int, typer.Option(help="Linear LR warm-up steps.")] = _T.warmup_steps,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = _T.weight_decay,
+    augment: Annotated[bool, typer.Option(help="Augment the training views.")] = _T.augment,
     max_seconds: Annotated[float, typer.Option(help="Training time budget (0: none).")] = 0.0,
     weights: Annotated[
         Path | None, typer.Option(help="Trunk weights file in torchvision format.")
     ] = None,
     pretrained: Annotated[bool, typer.Option(help="Shipped EfficientNet-Lite0 weights.")] = True,
     resume: Annotated[bool, typer.Option(help="Resume from RUN/train_state.pt.")] = True,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _T.seed,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train VisNet with the triplet loss on a world's catalog and street photos."""
-    from shopml.visual.config import TrainConfig, VisNetConfig, default_normalization
+    from shopml.visual.config import default_normalization
     from shopml.visual.train import train as run_train
 
     mcfg = VisNetConfig(
