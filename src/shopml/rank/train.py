@@ -23,6 +23,7 @@ A run directory holds::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from shopml.common.checkpoint import config_from_dict, load_checkpoint, save_checkpoint
@@ -148,19 +150,23 @@ def train(
     dev = resolve_device(device)
     distributed = world_size > 1
     if distributed:
-        import torch.distributed as dist
-
         if dev.type == "cuda":
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     try:
-        return _train(world, out, config, dev, compile, resume, progress, rank, world_size)
+        metrics = _train(world, out, config, dev, compile, resume, progress, rank, world_size)
+        if distributed:
+            # rank 0 evaluates alone: the others wait for it rather than tear their end of the
+            # process group down while it is still connected (gloo aborted a rank that did so)
+            dist.barrier()
+        return metrics
     finally:
         if distributed:
-            import torch.distributed as dist
-
+            # the DDP wrapper's reducer holds the process group: free it now, while the
+            # interpreter is whole, not during its shutdown
+            gc.collect()
             if dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -326,8 +332,6 @@ def _epochs(
                 bar.update(step + 1, float(loss_acc) / local_n, total_n / max(elapsed, 1e-9))
         bar.close()
         if world_size > 1:
-            import torch.distributed as dist
-
             dist.all_reduce(loss_acc)
         elapsed = time.perf_counter() - t0
         total_loss = float(loss_acc) / max(total_n, 1)
