@@ -30,6 +30,7 @@ import inspect
 import json
 import math
 import os
+import statistics
 import sys
 
 import torch
@@ -349,43 +350,68 @@ def time_provider(prov: str, case: Case, modes, quick: bool, graph: bool = False
     return timings, peak
 
 
-def run_case(case: Case, providers, modes, out_path, meta, quick, graph=False) -> dict:
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def run_case(
+    case: Case, providers, modes, out_path, meta, quick, graph=False, rounds: int = 1
+) -> dict:
+    """Times every provider on one case and appends its rows; returns {provider: {mode: ms}}.
+
+    With ``rounds > 1`` the providers are timed in turn, round after round (shopml, varlen,
+    shopml, varlen, ...), and each mode's p50/p20/p80 is the median over the rounds: a host-bound
+    case then sees every provider in the same stretches of a noisy host, not minutes apart.
+    """
     cfg = case.cfg
-    results = {}
+    results: dict[str, dict] = {}
     x_value = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
     x_value += "-causal" if cfg["causal"] else ""
-    for prov in providers:
-        os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
-        try:
-            got = time_provider(prov, case, modes, quick, graph)
-        except torch.OutOfMemoryError:
-            results[prov] = {"oom": True}
-            print(f"  {prov}: out of memory", file=sys.stderr)
-            got = None
-        except Exception as exc:  # a peer failing must not stop the run; it is reported
-            results[prov] = {"error": f"{type(exc).__name__}: {exc}"[:160]}
-            print(f"  {prov}: {results[prov]['error']}", file=sys.stderr)
-            got = None
-        gc.collect()
-        torch.cuda.empty_cache()
-        if got is None:
+    measured: dict[str, list[tuple[dict, float]]] = {}
+    for _ in range(rounds):
+        for prov in providers:
+            if prov in results:  # failed in an earlier round
+                continue
+            os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
+            try:
+                got = time_provider(prov, case, modes, quick, graph)
+            except torch.OutOfMemoryError:
+                results[prov] = {"oom": True}
+                print(f"  {prov}: out of memory", file=sys.stderr)
+                got = None
+            except Exception as exc:  # a peer failing must not stop the run; it is reported
+                results[prov] = {"error": f"{type(exc).__name__}: {exc}"[:160]}
+                print(f"  {prov}: {results[prov]['error']}", file=sys.stderr)
+                got = None
+            gc.collect()
+            torch.cuda.empty_cache()
+            if got is not None:
+                measured.setdefault(prov, []).append(got)
+    os.environ["SHOPML_ATTN_ORDER"] = "0"
+    for prov, runs in measured.items():
+        if prov in results:  # a later round failed: report the failure, not a partial median
             continue
-        timings, peak = got
+        timings = {
+            mode: tuple(_median([t[mode][i] for t, _ in runs]) for i in range(3))
+            for mode in runs[0][0]
+        }
+        peak = max(p for _, p in runs)
         rows = []
         for mode, (p50, p20, p80) in timings.items():
             base_mode = mode.split(":")[0]
             flops = case.flops_fwd * {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}.get(base_mode, 0.0)
             tflops = flops / (p50 * 1e-3) / 1e12 if flops else 0.0
-            cfg_json = json.dumps({**cfg, **case.stats, "tflops": round(tflops, 1)})
+            cfg_json = json.dumps(
+                {**cfg, **case.stats, "tflops": round(tflops, 1), "rounds": len(runs)}
+            )
             rows.append({
                 "suite": "attention", "op": "jagged_attention", "provider": prov, "mode": mode,
                 "x_name": "case", "x_value": x_value, "ms_p50": f"{p50:.4f}", "ms_p20": f"{p20:.4f}",
                 "ms_p80": f"{p80:.4f}", "peak_mib": f"{peak:.1f}" if mode == "fwd+bwd" else "",
                 "config_json": cfg_json,
             })  # fmt: skip
-        append_rows(out_path, rows, meta)  # per provider: a run cut short keeps what it measured
+        append_rows(out_path, rows, meta)
         results[prov] = {m: t[0] for m, t in timings.items()} | {"peak": peak}
-    os.environ["SHOPML_ATTN_ORDER"] = "0"
     return results
 
 
@@ -401,6 +427,10 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=0, help="skip the first K cases")
     ap.add_argument("--check", action="store_true", help="check shopml against varlen_attn")
     ap.add_argument("--quick-timing", action="store_true", help="shorter do_bench windows")
+    ap.add_argument(
+        "--rounds", type=int, default=1,
+        help="time the providers in turn R times per case; report the median of the rounds",
+    )  # fmt: skip
     ap.add_argument(
         "--graph", action="store_true", help="also time CUDA-graph replays (device time)"
     )
@@ -447,7 +477,9 @@ def main() -> None:
             except Exception as exc:
                 check = {"error": str(exc)[:120]}
             print(f"  check vs varlen_attn: {check}", flush=True)
-        res = run_case(case, providers, modes, out_path, meta, args.quick_timing, args.graph)
+        res = run_case(
+            case, providers, modes, out_path, meta, args.quick_timing, args.graph, args.rounds
+        )
         s, vl = res.get("shopml", {}), res.get("varlen", {})
         if "fwd+bwd" in s and "fwd+bwd" in vl:
             print(f"  shopml {s['fwd+bwd']:.3f} ms, varlen {vl['fwd+bwd']:.3f} ms, "

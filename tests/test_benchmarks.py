@@ -21,7 +21,7 @@ import _results  # noqa: E402
 
 SCRIPTS = [
     "bench_attention.py", "bench_jagged_ops.py", "bench_rank.py", "bench_visual.py",
-    "bench_forecast.py", "load_test.py",
+    "bench_forecast.py", "load_test.py", "attention_host.py",
 ]  # fmt: skip
 
 
@@ -116,3 +116,38 @@ def test_attention_report_of_one_run_leaves_other_runs_out(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "varlen: geomean x2.000 (min x2.00, n=1" in out
     assert "x3.00" not in out
+
+
+def test_attention_rounds_alternate_providers_and_report_the_median_round(tmp_path, monkeypatch):
+    """--rounds: providers timed in turn each round; p50/p20/p80 the median over the rounds; a
+    provider that fails in any round is reported as failed, not as a partial median."""
+    import types
+
+    import bench_attention
+
+    calls = []
+    p50s = {"shopml": iter([3.0, 1.0, 2.0]), "varlen": iter([5.0, 9.0, 4.0])}
+
+    def fake_time_provider(prov, case, modes, quick, graph=False):
+        calls.append(prov)
+        if prov == "dense" and calls.count("dense") == 2:
+            raise RuntimeError("second round fails")
+        p50 = next(p50s[prov]) if prov in p50s else 1.0
+        return {"fwd+bwd": (p50, p50 - 0.5, p50 + 0.5)}, 10.0 * len(calls)
+
+    monkeypatch.setattr(bench_attention, "time_provider", fake_time_provider)
+    cfg = {"B": 2, "N": 8, "fill": 0.5, "H": 1, "D": 16, "causal": False}
+    case = types.SimpleNamespace(cfg=cfg, stats={"T": 8}, flops_fwd=1e6)
+    out = tmp_path / "a.csv"
+    meta = _results.run_meta("cpu", sha="t")
+    got = bench_attention.run_case(
+        case, ["shopml", "varlen", "dense"], ["fwd+bwd"], out, meta, True, rounds=3
+    )
+    assert calls == ["shopml", "varlen", "dense", "shopml", "varlen", "dense", "shopml", "varlen"]
+    assert got["shopml"]["fwd+bwd"] == 2.0 and got["varlen"]["fwd+bwd"] == 5.0
+    assert "second round fails" in got["dense"]["error"]
+    rows = {r["provider"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"shopml", "varlen"}
+    assert (rows["shopml"]["ms_p50"], rows["shopml"]["ms_p20"]) == ("2.0000", "1.5000")
+    assert json.loads(rows["varlen"]["config_json"])["rounds"] == 3
+    assert float(rows["varlen"]["peak_mib"]) == 80.0  # the largest peak of its rounds (8th call)
