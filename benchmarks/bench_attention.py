@@ -350,10 +350,6 @@ def time_provider(prov: str, case: Case, modes, quick: bool, graph: bool = False
     return timings, peak
 
 
-def _median(values: list[float]) -> float:
-    return float(statistics.median(values))
-
-
 def run_case(
     case: Case, providers, modes, out_path, meta, quick, graph=False, rounds: int = 1
 ) -> dict:
@@ -392,7 +388,7 @@ def run_case(
         if prov in results:  # a later round failed: report the failure, not a partial median
             continue
         timings = {
-            mode: tuple(_median([t[mode][i] for t, _ in runs]) for i in range(3))
+            mode: tuple(statistics.median([t[mode][i] for t, _ in runs]) for i in range(3))
             for mode in runs[0][0]
         }
         peak = max(p for _, p in runs)
@@ -455,6 +451,8 @@ def main() -> None:
         pass
     torch.backends.cuda.matmul.allow_tf32 = True
 
+    if args.rounds < 1:
+        ap.error(f"--rounds: expected a count >= 1, found {args.rounds}")
     meta = run_meta()
     out_path = args.out or results_path("attention")
     providers = [p for p in args.providers.split(",") if p]

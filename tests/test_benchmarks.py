@@ -151,3 +151,8 @@ def test_attention_rounds_alternate_providers_and_report_the_median_round(tmp_pa
     assert (rows["shopml"]["ms_p50"], rows["shopml"]["ms_p20"]) == ("2.0000", "1.5000")
     assert json.loads(rows["varlen"]["config_json"])["rounds"] == 3
     assert float(rows["varlen"]["peak_mib"]) == 80.0  # the largest peak of its rounds (8th call)
+
+
+def test_attention_rejects_a_round_count_below_one():
+    done = _run(str(BENCH / "bench_attention.py"), "--rounds", "0")
+    assert done.returncode == 2 and "--rounds: expected a count >= 1, found 0" in done.stderr

@@ -159,7 +159,8 @@ def train(
         metrics = _train(world, out, config, dev, compile, resume, progress, rank, world_size)
         if distributed:
             # rank 0 evaluates alone: the others wait for it rather than tear their end of the
-            # process group down while it is still connected (gloo aborted a rank that did so)
+            # process group down while it is still connected (CI once saw gloo abort a rank
+            # in that window)
             dist.barrier()
         return metrics
     finally:
