@@ -38,13 +38,9 @@ def cdiv(a: int, b: int) -> int:
 
 
 def pow2(n: int, lo: int = 16) -> int:
-    """Next power of two, at least ``lo`` (``tl.dot`` needs block dims >= 16)."""
+    """Next power of two, at least ``lo`` (``tl.dot`` needs block dims >= 16); also the autotune
+    key bucket, so that nearby shapes share a config."""
     return max(lo, 1 << max(0, int(n) - 1).bit_length())
-
-
-def bucket(n: int) -> int:
-    """Autotune key bucket: the next power of two (>= 16), so nearby shapes share a config."""
-    return pow2(n)
 
 
 def flat2d(t, rows: int):

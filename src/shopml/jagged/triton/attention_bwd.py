@@ -1,25 +1,44 @@
-"""Backward kernels of jagged flash attention (no atomics) and their launcher."""
+"""Backward kernels of jagged flash attention and their launcher.
+
+Two ways, chosen per call by :func:`_bwd_variant`:
+
+- one pass (``SHOPML_ATTN_BWD=fused``; the default on sm_90 and newer for head dims <= 128):
+  ``_attn_bwd_delta_kernel`` writes ``delta = rowsum(dO * O)`` and zeroes a float32 dQ
+  accumulator; ``_attn_bwd_dkdv_kernel`` with ``FUSED_DQ`` then owns one key block, loops over
+  the query blocks that see it, and computes ``QK^T`` and ``dP`` once per block pair: dK and dV
+  in registers, ``dS K`` added into the dQ accumulator (``tl.atomic_add``, so dQ's summation
+  order, and its last bits, vary between runs); a cast gives dQ in the input dtype.
+- two passes, no atomics (``SHOPML_ATTN_BWD=split``; other GPUs, head dims > 128, the CPU
+  interpreter): ``_attn_bwd_dq_kernel`` owns one query block (and writes delta), then
+  ``_attn_bwd_dkdv_kernel`` owns one key block; ``QK^T`` and ``dP`` are computed in both.
+"""
 
 from __future__ import annotations
+
+import functools
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import bucket, cdiv, pow2
+from shopml.jagged.triton._common import cdiv, pow2
+from shopml.jagged.triton.attention_bwd_dq import _attn_bwd_delta_kernel, _attn_bwd_dq_kernel
 from shopml.jagged.triton.attention_common import (
     _INTERPRET,
-    _KEY,
+    _NO_SPEC,
     BIAS_NONE,
     BIAS_RELATIVE,
+    BIAS_RELATIVE_K,
     BIAS_TENSOR,
+    BIAS_TENSOR_K,
     LOG2E,
-    _configs,
+    LOG2E_K,
     _dummy,
     _load_bias,
     _order,
     _precision,
-    _pruner,
+    _tuner,
     _use_order,
 )
 from shopml.jagged.triton.launch import FastLauncher
@@ -27,13 +46,14 @@ from shopml.jagged.triton.launch import FastLauncher
 
 @triton.jit
 def _attn_bwd_dkdv_inner(
-    dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len, h,
-    stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
-    mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
-    stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk,
+    dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+    k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
+    stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, hi, qk_scale, scale, bias_ptr,
+    bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+    tq_ptr, tk,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
     MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    FUSED_DQ: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible."""
     for start_m in range(lo, hi, BLOCK_M):
@@ -60,11 +80,11 @@ def _attn_bwd_dkdv_inner(
                 qt = tl.load(qt_ptrs, mask=mask_d[:, None], other=0.0)
             lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h)
             delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h)
-        lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
+        lse = tl.where(lse == float("-inf"), float("inf"), lse) * LOG2E_K
         st = tl.dot(k, qt, input_precision=PRECISION) * qk_scale  # scores, transposed (BN, BM)
         tq = offs_m
         if BIAS_MODE != 0:
-            if BIAS_MODE == 2:
+            if BIAS_MODE == BIAS_RELATIVE_K:
                 if HAS_TQ:
                     tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
                 else:
@@ -74,7 +94,7 @@ def _attn_bwd_dkdv_inner(
                 stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
                 BIAS_MODE,
             )  # fmt: skip
-            st += tl.trans(bias) * 1.4426950408889634
+            st += tl.trans(bias) * LOG2E_K
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:
@@ -91,14 +111,24 @@ def _attn_bwd_dkdv_inner(
         dpt = tl.dot(v, tl.trans(do), input_precision=PRECISION)
         dst = pt * (dpt - delta[None, :])  # dL/ds (natural units), transposed
         dk = tl.dot(dst.to(qt.dtype), tl.trans(qt), dk, input_precision=PRECISION)
-        if BIAS_MODE == 1:  # each (i, j) belongs to exactly one program: plain stores
+        if FUSED_DQ:  # this key block's share of dQ = scale * dS K, added in fp32
+            dq = tl.dot(tl.trans(dst.to(k.dtype)), k, input_precision=PRECISION) * scale
+            dq_ptrs = (
+                dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h
+                + offs_d[None, :]
+            )  # fmt: skip
+            if MASKED or not EVEN_D:
+                tl.atomic_add(dq_ptrs, dq, mask=mask_m[:, None] & mask_d[None, :], sem="relaxed")
+            else:
+                tl.atomic_add(dq_ptrs, dq, sem="relaxed")
+        if BIAS_MODE == BIAS_TENSOR_K:  # each (i, j) belongs to exactly one program: plain stores
             rows = bias_start + offs_m[None, :] * k_len + offs_n[:, None]
             tl.store(
                 dbias_ptr + rows * stride_bias_t + h,
                 dst.to(dbias_ptr.dtype.element_ty),
                 mask=visible,
             )
-        if BIAS_MODE == 2:  # per-bucket partial sums of dS for this program
+        if BIAS_MODE == BIAS_RELATIVE_K:  # per-bucket partial sums of dS for this program
             delta_t = tq[None, :] - tk[:, None]
             bucket = tl.zeros(delta_t.shape, dtype=tl.int32)
             for i in range(0, num_bounds):
@@ -110,23 +140,20 @@ def _attn_bwd_dkdv_inner(
     return dk, dv, dtab
 
 
-@triton.autotune(
-    configs=_configs("dkdv"), key=_KEY,
-    prune_configs_by={"early_config_prune": _pruner("dkdv")}, reset_to_zero=["dtable_ptr"],
-)  # fmt: skip
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPEC)
 def _attn_bwd_dkdv_kernel(
-    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, dq_ptr,
     q_offsets_ptr, k_offsets_ptr, order_ptr,
     bias_ptr, bias_offsets_ptr, dbias_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr, dtable_ptr,
     stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
     stride_do_t, stride_do_h, stride_lse_t, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h,
-    stride_bias_t, stride_table_b,
+    stride_dq_t, stride_dq_h, stride_bias_t, stride_table_b,
     max_seqlen_q, max_seqlen_k, num_bounds, num_buckets, qk_scale, scale,
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    NB_PAD: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -165,9 +192,9 @@ def _attn_bwd_dkdv_kernel(
     dtab = tl.zeros([NB_PAD], dtype=tl.float32)
     bias_start = 0
     tk = offs_n
-    if BIAS_MODE == 1:
+    if BIAS_MODE == BIAS_TENSOR_K:
         bias_start = tl.load(bias_offsets_ptr + b)
-    if BIAS_MODE == 2 and HAS_TK:
+    if BIAS_MODE == BIAS_RELATIVE_K and HAS_TK:
         tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
 
     # Step 2: query blocks [lo, q_len): masked diagonal blocks [lo, mid), mask-free interior
@@ -184,25 +211,28 @@ def _attn_bwd_dkdv_kernel(
         full = tl.minimum(full, lo)  # == lo, keeping full's int64 type
     mid = tl.minimum(mid, full)
     dk, dv, dtab = _attn_bwd_dkdv_inner(
-        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len,
-        h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
-        mask_d, shift, lo, mid, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
-        stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk, IS_CAUSAL, BIAS_MODE,
-        HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION, BLOCK_M, BLOCK_N,
+        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+        k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
+        stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
+        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        FUSED_DQ, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
-        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len,
-        h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
-        mask_d, shift, mid, full, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
-        stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk, IS_CAUSAL, BIAS_MODE,
-        HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION, BLOCK_M, BLOCK_N,
+        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+        k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
+        stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
+        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        FUSED_DQ, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
-        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, q_start, q_len, k_len,
-        h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, offs_n, mask_n, offs_d,
-        mask_d, shift, full, q_len, qk_scale, bias_ptr, bias_start, stride_bias_t, table_ptr,
-        stride_table_b, bounds_ptr, num_bounds, num_buckets, tq_ptr, tk, IS_CAUSAL, BIAS_MODE,
-        HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION, BLOCK_M, BLOCK_N,
+        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+        k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
+        stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
+        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        FUSED_DQ, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
     tl.store(
@@ -215,158 +245,37 @@ def _attn_bwd_dkdv_kernel(
         dv.to(dv_ptr.dtype.element_ty),
         mask=mask_nd,
     )
-    if BIAS_MODE == 2:
+    if BIAS_MODE == BIAS_RELATIVE_K:
         slot = (pid_n * tl.num_programs(1) + pid_b).to(tl.int64) * tl.num_programs(2) + h
         tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), dtab)
 
 
-@triton.jit
-def _attn_bwd_dq_inner(
-    dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
-    stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start,
-    stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr,
-    IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
-    MASKED: tl.constexpr, EVEN_D: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-):  # fmt: skip
-    """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible."""
-    for start_n in range(lo, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < k_len
-        kt_ptrs = (
-            k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None]
-        )
-        vt_ptrs = (
-            v_ptr + (k_start + offs_n)[None, :] * stride_v_t + h * stride_v_h + offs_d[:, None]
-        )
-        if MASKED:
-            kt = tl.load(kt_ptrs, mask=mask_d[:, None] & mask_n[None, :], other=0.0)
-            vt = tl.load(vt_ptrs, mask=mask_d[:, None] & mask_n[None, :], other=0.0)
-        elif EVEN_D:
-            kt = tl.load(kt_ptrs)
-            vt = tl.load(vt_ptrs)
-        else:
-            kt = tl.load(kt_ptrs, mask=mask_d[:, None], other=0.0)
-            vt = tl.load(vt_ptrs, mask=mask_d[:, None], other=0.0)
-        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale
-        if BIAS_MODE != 0:
-            tk = offs_n
-            if BIAS_MODE == 2 and HAS_TK:
-                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bias = _load_bias(
-                bias_ptr, bias_start, offs_m, offs_n, k_len, mask_m[:, None] & mask_n[None, :],
-                stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
-                BIAS_MODE,
-            )  # fmt: skip
-            s += bias * 1.4426950408889634
-        p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
-        if MASKED:
-            visible = mask_n[None, :]
-            if IS_CAUSAL:
-                visible = visible & (offs_n[None, :] <= offs_m[:, None] + shift)
-            p = tl.where(visible, p, 0.0)
-        dp = tl.dot(do, vt, input_precision=PRECISION)
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(ds.to(kt.dtype), tl.trans(kt), dq, input_precision=PRECISION)
-    return dq
+# bump a version when its kernel's code changes: remembered and shipped tiles are dropped
+_DKDV = FastLauncher(_attn_bwd_dkdv_kernel, _tuner("dkdv", 2))
+_FUSED = FastLauncher(_attn_bwd_dkdv_kernel, _tuner("bwd", 1, reset=("dq_ptr",)))
+_DQ = FastLauncher(_attn_bwd_dq_kernel, _tuner("dq", 2))
+_DELTA = FastLauncher(_attn_bwd_delta_kernel)
 
 
-@triton.autotune(
-    configs=_configs("dq"), key=_KEY, prune_configs_by={"early_config_prune": _pruner("dq")}
-)
-@triton.jit
-def _attn_bwd_dq_kernel(
-    q_ptr, k_ptr, v_ptr, o_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, q_offsets_ptr, k_offsets_ptr,
-    order_ptr, bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr,
-    stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
-    stride_o_t, stride_o_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t, stride_dq_h,
-    stride_bias_t, stride_table_b, max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
-    seqlen_q_bucket, seqlen_k_bucket,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-):  # fmt: skip
-    pid_m = tl.program_id(0)
-    if USE_ORDER:
-        b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)
-    else:
-        b = tl.program_id(1).to(tl.int64)
-    h = tl.program_id(2).to(tl.int64)
-    q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
-    q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
-    m_start = pid_m * BLOCK_M
-    if m_start >= q_len:
-        return
-    k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
-    k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
-    shift = k_len - q_len
-
-    offs_m = m_start + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_m = offs_m < q_len
-    mask_d = offs_d < HEAD_DIM
-    mask_md = mask_m[:, None] & mask_d[None, :]
-    # Step 1: query-side tiles in registers
-    q = tl.load(
-        q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
-        mask=mask_md,
-        other=0.0,
-    )
-    do = tl.load(
-        do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
-        mask=mask_md,
-        other=0.0,
-    )
-    lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf"))
-    lse = tl.where(lse == float("-inf"), float("inf"), lse) * 1.4426950408889634
-    # delta = rowsum(dO * O) for this block's rows, written for the dK/dV kernel launched next
-    # (every row of every sequence belongs to exactly one query block, so all are written)
-    o = tl.load(
-        o_ptr + (q_start + offs_m)[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
-        mask=mask_md,
-        other=0.0,
-    )
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    tl.store(delta_ptr + (q_start + offs_m) * stride_lse_t + h, delta, mask=mask_m)
-    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    bias_start = 0
-    tq = offs_m
-    if BIAS_MODE == 1:
-        bias_start = tl.load(bias_offsets_ptr + b)
-    if BIAS_MODE == 2:
-        if HAS_TQ:
-            tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
-        else:
-            tq = offs_m + shift
-    # Step 2: mask-free interior key blocks [0, full), then masked blocks [full, hi)
-    hi = k_len
-    full = (k_len // BLOCK_N) * BLOCK_N
-    if IS_CAUSAL:
-        hi = tl.maximum(tl.minimum(k_len, m_start + BLOCK_M + shift), 0)
-        full = tl.minimum(full, tl.maximum((m_start + shift + 1) // BLOCK_N, 0) * BLOCK_N)
-    dq = _attn_bwd_dq_inner(
-        dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h,
-        stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
-        bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
-        BLOCK_M, BLOCK_N,
-    )  # fmt: skip
-    dq = _attn_bwd_dq_inner(
-        dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h,
-        stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
-        bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
-        BLOCK_M, BLOCK_N,
-    )  # fmt: skip
-    tl.store(
-        dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h + offs_d[None, :],
-        (dq * scale).to(dq_ptr.dtype.element_ty),
-        mask=mask_md,
-    )
+@functools.cache
+def _hopper_or_newer(index: int) -> bool:
+    return torch.cuda.get_device_capability(index)[0] >= 9
 
 
-_DKDV = FastLauncher(_attn_bwd_dkdv_kernel)
-_DQ = FastLauncher(_attn_bwd_dq_kernel)
+def _bwd_variant(q: torch.Tensor, head_dim: int) -> str:
+    """ "fused" (one pass, atomic dQ) or "split" (two passes): ``SHOPML_ATTN_BWD`` or automatic.
+
+    Automatic: fused on sm_90 and newer for head dims <= 128; split elsewhere (older GPUs, the
+    CPU interpreter, head dims > 128 whose tiles leave no registers for the dQ product).
+    """
+    forced = os.environ.get("SHOPML_ATTN_BWD", "auto")
+    if forced not in ("auto", "fused", "split"):
+        raise ValueError(f"SHOPML_ATTN_BWD: expected 'auto', 'fused' or 'split', found {forced!r}")
+    if forced != "auto":
+        return forced
+    if _INTERPRET or not q.is_cuda or head_dim > 128:
+        return "split"
+    return "fused" if _hopper_or_newer(q.device.index or 0) else "split"
 
 
 def _attn_bwd(
@@ -396,14 +305,19 @@ def _attn_bwd(
     batch = q_offsets.numel() - 1
     dev = q.device
     use_order = _use_order()
-    # every row of a (non-truncated) sequence is written by the kernels
-    alloc = torch.zeros_like if zero_init else torch.empty_like
-    dq, dk, dv = alloc(q), alloc(k), alloc(v)
     dbias = torch.zeros_like(bias) if bias is not None else None
-    dtable = torch.zeros_like(table, dtype=torch.float32) if table is not None else None
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
         dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-        return dq, dk, dv, dbias, (dtable.to(table.dtype) if dtable is not None else None)
+        dtable = torch.zeros_like(table) if table is not None else None
+        return dq, dk, dv, dbias, dtable
+    variant = _bwd_variant(q, head_dim)
+    # every row of a (non-truncated) sequence is written by the kernels
+    alloc = torch.zeros_like if zero_init else torch.empty_like
+    dk, dv = alloc(k), alloc(v)
+    if variant == "fused":  # fp32 accumulator, zeroed by the delta kernel
+        dq = torch.empty((total, heads, head_dim), device=dev, dtype=torch.float32)
+    else:
+        dq = alloc(q)
     do = do.contiguous()
     if post_scale != 1.0:  # out = post * P V: fold the post-softmax scale into dO
         do = do * post_scale
@@ -442,109 +356,45 @@ def _attn_bwd(
     nb_pad = pow2(num_buckets)
     stride_bias = bias.stride(0) if bias is not None else 0
     stride_table = table.stride(0) if table is not None else 0
-    qb, kb = bucket(max_seqlen_q), bucket(max_seqlen_k)
+    qb, kb = pow2(max_seqlen_q), pow2(max_seqlen_k)
     min_block_n = 16 if _INTERPRET else 32
     if table is not None:
         slots = cdiv(max_seqlen_k, min_block_n) * batch * heads
         dtab_part = torch.zeros((slots, nb_pad), device=dev, dtype=torch.float32)
     else:
         dtab_part = _dummy(dev)
-    # dQ first: its programs also write delta = rowsum(dO * O), which the dK/dV kernel reads
-    grid_q = lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
-    _DQ(
-        grid_q,
-        (
-            q,
-            k,
-            v,
-            out_for_delta,
-            do,
-            lse,
-            delta,
-            dq,
-            q_offsets,
-            k_offsets,
-            order_k,
-            bias_arg,
-            boff_arg,
-            table_arg,
-            bounds_arg,
-            tq_arg,
-            tk_arg,
-            q.stride(0),
-            q.stride(1),
-            k.stride(0),
-            k.stride(1),
-            v.stride(0),
-            v.stride(1),
-            out_for_delta.stride(0),
-            out_for_delta.stride(1),
-            do.stride(0),
-            do.stride(1),
-            lse.stride(0),
-            dq.stride(0),
-            dq.stride(1),
-            stride_bias,
-            stride_table,
-            max_seqlen_q,
-            max_seqlen_k,
-            num_bounds,
-            scale * LOG2E,
-            scale,
-            qb,
-            kb,
-        ),
-        common,
-    )
-    grid_kv = lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads)
-    _DKDV(
-        grid_kv,
-        (
-            q,
-            k,
-            v,
-            do,
-            lse,
-            delta,
-            dk,
-            dv,
-            q_offsets,
-            k_offsets,
-            order_q,
-            bias_arg,
-            boff_arg,
-            dbias if dbias is not None else _dummy(dev),
-            table_arg,
-            bounds_arg,
-            tq_arg,
-            tk_arg,
-            dtab_part,
-            q.stride(0),
-            q.stride(1),
-            k.stride(0),
-            k.stride(1),
-            v.stride(0),
-            v.stride(1),
-            do.stride(0),
-            do.stride(1),
-            lse.stride(0),
-            dk.stride(0),
-            dk.stride(1),
-            dv.stride(0),
-            dv.stride(1),
-            stride_bias,
-            stride_table,
-            max_seqlen_q,
-            max_seqlen_k,
-            num_bounds,
-            num_buckets,
-            scale * LOG2E,
-            scale,
-            qb,
-            kb,
-        ),
-        dict(common, NB_PAD=nb_pad),
-    )
+    if variant == "fused":
+        block_t = 16 if _INTERPRET else 64
+        _DELTA(
+            lambda meta: (cdiv(total, block_t), heads),
+            (out_for_delta, do, delta, dq, total, out_for_delta.stride(0), out_for_delta.stride(1),
+             do.stride(0), do.stride(1), delta.stride(0), dq.stride(0), dq.stride(1)),
+            dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_T=block_t),
+        )  # fmt: skip
+    else:  # dQ first: its programs also write delta = rowsum(dO * O), which dK/dV reads
+        _DQ(
+            lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads),
+            (q, k, v, out_for_delta, do, lse, delta, dq, q_offsets, k_offsets, order_k, bias_arg,
+             boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, q.stride(0), q.stride(1),
+             k.stride(0), k.stride(1), v.stride(0), v.stride(1), out_for_delta.stride(0),
+             out_for_delta.stride(1), do.stride(0), do.stride(1), lse.stride(0), dq.stride(0),
+             dq.stride(1), stride_bias, stride_table, max_seqlen_q, max_seqlen_k, num_bounds,
+             scale * LOG2E, scale, qb, kb),
+            common,
+        )  # fmt: skip
+    (_FUSED if variant == "fused" else _DKDV)(
+        lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads),
+        (q, k, v, do, lse, delta, dk, dv, dq, q_offsets, k_offsets, order_q, bias_arg, boff_arg,
+         dbias if dbias is not None else _dummy(dev), table_arg, bounds_arg, tq_arg, tk_arg,
+         dtab_part, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+         do.stride(0), do.stride(1), lse.stride(0), dk.stride(0), dk.stride(1), dv.stride(0),
+         dv.stride(1), dq.stride(0), dq.stride(1), stride_bias, stride_table, max_seqlen_q,
+         max_seqlen_k, num_bounds, num_buckets, scale * LOG2E, scale, qb, kb),
+        dict(common, NB_PAD=nb_pad, FUSED_DQ=variant == "fused"),
+    )  # fmt: skip
+    if variant == "fused" and q.dtype != torch.float32:
+        dq = dq.to(q.dtype)
+    dtable = None
     if table is not None:
         dtable = dtab_part.view(-1, heads, nb_pad).sum(0)[:, :num_buckets].t().contiguous()
         dtable = dtable.to(table.dtype)

@@ -1,4 +1,4 @@
-"""Shared pieces of the jagged attention kernels: configs, autotune pruning, bias tile, helpers."""
+"""Shared pieces of the jagged attention kernels: constants, tile candidates, bias tile, helpers."""
 
 from __future__ import annotations
 
@@ -9,21 +9,28 @@ import triton
 import triton.language as tl
 
 from shopml.common.devices import is_interpreter
+from shopml.jagged.triton.tuning import Tuner
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
-
 BIAS_NONE, BIAS_TENSOR, BIAS_RELATIVE = 0, 1, 2
+# the same constants as seen from inside the kernels (Triton reads globals only when constexpr)
+LOG2E_K = tl.constexpr(LOG2E)
+LN2_K = tl.constexpr(LN2)
+BIAS_TENSOR_K = tl.constexpr(BIAS_TENSOR)
+BIAS_RELATIVE_K = tl.constexpr(BIAS_RELATIVE)
 _INTERPRET = is_interpreter()
 
 
-# SHOPML_ATTN_AUTOTUNE=0 skips autotuning: one default config per kernel and head dim (tests).
+# SHOPML_ATTN_AUTOTUNE=0: never time candidates; a remembered or shipped choice (tuning.py), else
+# the default config per kernel and head dim (the GPU tests run so).
 _AUTOTUNE = os.environ.get("SHOPML_ATTN_AUTOTUNE", "1") not in ("", "0")
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per kernel; the first is the default.
 # From a sweep of 41 shapes on an H200 (benchmarks/results/attention_tiles-nvidia-h200.log): each
-# candidate was the best or near it in a measured case; the defaults (SHOPML_ATTN_AUTOTUNE=0) were
-# within 9% of the best in every case for fwd and dK/dV, and within 13% for dQ except N=4096, D=128.
+# candidate was the best or near it in a measured case; the defaults were within 9% of the best in
+# every case for fwd and dK/dV, and within 13% for dQ except N=4096, D=128.
+# "bwd" is the one-pass backward (dK, dV and atomic dQ per key block; BLOCK_N keys per program).
 _SHAPES = {
     "fwd": [(64, 64, 4, 3), (128, 64, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3),
             (64, 32, 4, 4)],
@@ -31,37 +38,47 @@ _SHAPES = {
              (64, 128, 8, 2)],
     "dq": [(64, 32, 4, 3), (128, 32, 8, 3), (128, 64, 8, 3), (128, 64, 4, 3), (128, 32, 4, 3),
            (64, 64, 4, 3)],
+    "bwd": [(32, 128, 8, 2), (64, 64, 8, 2), (64, 128, 8, 2), (32, 64, 8, 2), (32, 64, 4, 3),
+            (128, 64, 8, 2)],
 }  # fmt: skip
-# defaults for head dims > 128 (shared memory)
-_SHAPES_LARGE_D = {"fwd": (64, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dq": (64, 32, 4, 2)}
+# the one-pass backward keeps dK and dV of BLOCK_N keys in registers: 8 warps, and for head dims
+# above 64 half the keys per program (ptxas reported the fewest spills so for sm_90)
+_DEFAULT_ABOVE_64 = {"bwd": (64, 64, 8, 2)}
+# defaults for head dims > 128 (shared memory); the one-pass backward is not used there
+_SHAPES_LARGE_D = {
+    "fwd": (64, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dq": (64, 32, 4, 2), "bwd": (32, 32, 8, 2),
+}  # fmt: skip
+# integer arguments whose value classes (== 1, multiple of 16) Triton must not compile variants
+# for: one binary then serves every length of a bucket (cold start, warmup.py)
+_NO_SPEC = ["max_seqlen_q", "max_seqlen_k", "num_bounds", "seqlen_q_bucket", "seqlen_k_bucket"]
+_NO_SPEC_DELTA = ["total"]
+# tuning-key arguments of every attention kernel (see tuning.py)
+_KEY = ("seqlen_q_bucket", "seqlen_k_bucket", "HEAD_DIM", "IS_CAUSAL", "BIAS_MODE")
 
 
-def _config(shape: tuple[int, int, int, int]) -> triton.Config:
+def _config(shape: tuple[int, int, int, int]) -> dict[str, int]:
     bm, bn, w, s = shape
-    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+    return {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s}
 
 
-def _configs(kind: str) -> list[triton.Config]:
-    if _INTERPRET:
-        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
-    return [_config(s) for s in [*_SHAPES[kind], _SHAPES_LARGE_D[kind]]]
-
-
-def _pruner(kind: str):  # noqa: ANN202
-    def prune(configs, named_args, **kwargs):  # noqa: ANN001, ANN202 - triton's callback
-        """Keep tiles that fit shared memory for the head dim; one default when not tuning."""
+def _candidates(kind: str):  # noqa: ANN202
+    def candidates(fields) -> list[dict[str, int]]:  # noqa: ANN001
+        """Tiles worth timing for these key fields; one when there is nothing to choose."""
         if _INTERPRET:
-            return configs[:1]
-        block_d = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
-        if block_d > 128:
+            return [{"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}]
+        if fields["HEAD_DIM"] > 128:  # shared memory: the small tile only
             return [_config(_SHAPES_LARGE_D[kind])]
-        fitting = configs[: len(_SHAPES[kind])]
-        return fitting if _AUTOTUNE else fitting[:1]
+        shapes = _SHAPES[kind]
+        if fields["HEAD_DIM"] > 64 and kind in _DEFAULT_ABOVE_64:
+            first = _DEFAULT_ABOVE_64[kind]
+            shapes = [first, *(s for s in shapes if s != first)]
+        return [_config(s) for s in shapes]
 
-    return prune
+    return candidates
 
 
-_KEY = ["seqlen_q_bucket", "seqlen_k_bucket", "HEAD_DIM", "IS_CAUSAL", "BIAS_MODE"]
+def _tuner(kind: str, version: int, reset: tuple[str, ...] = ()) -> Tuner:
+    return Tuner(f"attn_{kind}", version, _KEY, _candidates(kind), tune=_AUTOTUNE, reset=reset)
 
 
 @triton.jit
@@ -83,7 +100,7 @@ def _load_bias(
     BIAS_MODE: tl.constexpr,
 ):
     """Bias tile (BLOCK_M, BLOCK_N) in natural units (fp32)."""
-    if BIAS_MODE == 1:
+    if BIAS_MODE == BIAS_TENSOR_K:
         rows = bias_start + offs_m[:, None] * k_len + offs_n[None, :]
         return tl.load(bias_ptr + rows * stride_bias_t + h, mask=mask_mn, other=0.0).to(tl.float32)
     else:

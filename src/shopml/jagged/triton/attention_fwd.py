@@ -6,19 +6,22 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import bucket, cdiv, pow2
+from shopml.jagged.triton._common import cdiv, pow2
 from shopml.jagged.triton.attention_common import (
-    _KEY,
+    _NO_SPEC,
     BIAS_NONE,
     BIAS_RELATIVE,
+    BIAS_RELATIVE_K,
     BIAS_TENSOR,
+    BIAS_TENSOR_K,
+    LN2_K,
     LOG2E,
-    _configs,
+    LOG2E_K,
     _dummy,
     _load_bias,
     _order,
     _precision,
-    _pruner,
+    _tuner,
     _use_order,
 )
 from shopml.jagged.triton.launch import FastLauncher
@@ -80,14 +83,14 @@ def _attn_fwd_inner(
         s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), base 2
         if BIAS_MODE != 0:
             tk = offs_n
-            if BIAS_MODE == 2 and HAS_TK:
+            if BIAS_MODE == BIAS_RELATIVE_K and HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
             bias = _load_bias(
                 bias_ptr, bias_start, offs_m, offs_n, k_len, mask_m[:, None] & mask_n[None, :],
                 stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
                 BIAS_MODE,
             )  # fmt: skip
-            s += bias * 1.4426950408889634
+            s += bias * LOG2E_K
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
@@ -113,10 +116,7 @@ def _attn_fwd_inner(
     return acc, l_i, m_i
 
 
-@triton.autotune(
-    configs=_configs("fwd"), key=_KEY, prune_configs_by={"early_config_prune": _pruner("fwd")}
-)
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPEC)
 def _attn_fwd_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr, order_ptr,
     bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr,
@@ -160,9 +160,9 @@ def _attn_fwd_kernel(
 
     bias_start = 0
     tq = offs_m
-    if BIAS_MODE == 1:
+    if BIAS_MODE == BIAS_TENSOR_K:
         bias_start = tl.load(bias_offsets_ptr + b)
-    if BIAS_MODE == 2:
+    if BIAS_MODE == BIAS_RELATIVE_K:
         if HAS_TQ:
             tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
         else:
@@ -196,11 +196,12 @@ def _attn_fwd_kernel(
         out.to(o_ptr.dtype.element_ty),
         mask=mask_m[:, None] & mask_d[None, :],
     )
-    lse = tl.where(l_i == 0.0, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
+    lse = tl.where(l_i == 0.0, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2_K)
     tl.store(lse_ptr + (q_start + offs_m) * stride_lse_t + h, lse, mask=mask_m)
 
 
-_FWD = FastLauncher(_attn_fwd_kernel)
+# bump the version when the kernel's code changes: remembered and shipped tiles are dropped
+_FWD = FastLauncher(_attn_fwd_kernel, _tuner("fwd", 2))
 
 
 def _attn_fwd(
@@ -274,8 +275,8 @@ def _attn_fwd(
             bounds.numel() if bounds is not None else 0,
             scale * LOG2E,
             post_scale,
-            bucket(max_seqlen_q),
-            bucket(max_seqlen_k),
+            pow2(max_seqlen_q),
+            pow2(max_seqlen_k),
         ),
         dict(
             HEAD_DIM=head_dim,

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import bucket, configs
+from shopml.jagged.triton._common import configs, pow2
 
 _CONFIGS = configs(
     gpu=[
@@ -220,7 +220,7 @@ def _jagged_dense_bmm_fwd(
         x, y, out, offsets, max_seqlen, k, n,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1), y.stride(2),
         out.stride(0), out.stride(1),
-        bucket(max_seqlen), bucket(k), bucket(n),
+        pow2(max_seqlen), pow2(k), pow2(n),
         INPUT_PRECISION=_precision(x.dtype, allow_tf32), GRID_STRIDE=truncate,
     )  # fmt: skip
     return out
@@ -243,7 +243,7 @@ def _jagged_jagged_bmm_fwd(
         x, y, out, offsets, max_seqlen, d, n,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         out.stride(0), out.stride(1), out.stride(2),
-        bucket(d), bucket(max_seqlen), bucket(n),
+        pow2(d), pow2(max_seqlen), pow2(n),
         INPUT_PRECISION=_precision(x.dtype, allow_tf32),
     )  # fmt: skip
     return out

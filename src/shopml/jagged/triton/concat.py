@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import bucket, configs, flat2d
+from shopml.jagged.triton._common import configs, flat2d, pow2
 
 _CONFIGS = configs(
     gpu=[
@@ -151,7 +151,7 @@ def _launch(a2, b2, out2, a_offsets, b_offsets, split):
 
     _jagged_concat_kernel[grid](
         a2, b2, out2, a_offsets, b_offsets, d, a2.stride(0), b2.stride(0), out2.stride(0),
-        bucket(mean_len), bucket(d), SPLIT=split,
+        pow2(mean_len), pow2(d), SPLIT=split,
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import bucket, configs, flat2d
+from shopml.jagged.triton._common import configs, flat2d, pow2
 
 _CONFIGS = configs(
     gpu=[
@@ -125,7 +125,7 @@ def _jagged_to_padded_fwd(
         _jagged_to_padded_fwd_kernel[grid](
             v2, offsets, out, float(pad_value), max_len, d,
             v2.stride(0), out.stride(0), out.stride(1),
-            bucket(max_len), bucket(d),
+            pow2(max_len), pow2(d),
         )  # fmt: skip
     return out.view(b, max_len, *rest)
 
@@ -148,7 +148,7 @@ def _padded_to_jagged_fwd(dense: torch.Tensor, offsets: torch.Tensor, total: int
         _padded_to_jagged_fwd_kernel[grid](
             d3, offsets, out, n, d,
             d3.stride(0), d3.stride(1), out.stride(0),
-            bucket(n), bucket(d),
+            pow2(n), pow2(d),
         )  # fmt: skip
     return out.view(total, *rest)
 

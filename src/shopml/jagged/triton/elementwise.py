@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import bucket, configs
+from shopml.jagged.triton._common import configs, pow2
 from shopml.jagged.triton.conversions import jagged_to_padded
 
 _ADD_CONFIGS = configs(
@@ -249,7 +249,7 @@ class _JaggedDenseAddFunction(torch.autograd.Function):
 
             _jagged_dense_add_fwd_kernel[grid](
                 x, y, out, offsets, n, d, x.stride(0), y.stride(0), y.stride(1), out.stride(0),
-                bucket(n), bucket(d),
+                pow2(n), pow2(d),
             )  # fmt: skip
         ctx.save_for_backward(offsets)
         ctx.n = n
@@ -269,7 +269,7 @@ def _mul_launch(x, y, out, g, dy, offsets, compute_dy):
     b = offsets.numel() - 1
     off2 = jagged2_offsets(offsets)
     _jagged2_mul_dense_kernel[_rows_grid(n, b)](
-        x, y, out, g, dy, offsets, off2, n, y.stride(0), bucket(n), COMPUTE_DY=compute_dy
+        x, y, out, g, dy, offsets, off2, n, y.stride(0), pow2(n), COMPUTE_DY=compute_dy
     )
 
 
@@ -302,7 +302,7 @@ def _reduce(g, offsets, t, dtype, scale, transpose, total2):
     b = offsets.numel() - 1
     off2 = jagged2_offsets(offsets)
     _jagged2_reduce_kernel[_rows_grid(_mean_len(total2, b), b)](
-        g, out, offsets, off2, scale, bucket(_mean_len(total2, b)), TRANSPOSE=transpose
+        g, out, offsets, off2, scale, pow2(_mean_len(total2, b)), TRANSPOSE=transpose
     )
     return out
 
@@ -318,7 +318,7 @@ class _JaggedPairwiseDiffFunction(torch.autograd.Function):
         if total2 > 0:
             off2 = jagged2_offsets(offsets)
             _jagged_pairwise_diff_fwd_kernel[_rows_grid(_mean_len(total2, nb), nb)](
-                a, b_, out, offsets, off2, bucket(_mean_len(total2, nb))
+                a, b_, out, offsets, off2, pow2(_mean_len(total2, nb))
             )
         ctx.save_for_backward(offsets)
         ctx.same = same

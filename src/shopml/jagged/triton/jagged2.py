@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import bucket, configs
+from shopml.jagged.triton._common import configs, pow2
 
 _MM_CONFIGS = configs(
     gpu=[
@@ -308,7 +308,7 @@ def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32, truncate):
 
     _jagged2_bmm_fwd_kernel[grid](
         x, y, out, offsets, off2, max_seqlen, d, x.stride(0), y.stride(0),
-        bucket(max_seqlen), bucket(d), INPUT_PRECISION=_precision(x.dtype, allow_tf32),
+        pow2(max_seqlen), pow2(d), INPUT_PRECISION=_precision(x.dtype, allow_tf32),
         GRID_STRIDE=truncate,
     )  # fmt: skip
     return out
@@ -333,7 +333,7 @@ def _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32, trunca
 
     _jagged2_matmul_fwd_kernel[grid](
         p, v, out, offsets, off2, max_seqlen, d, v.stride(0), out.stride(0),
-        bucket(max_seqlen), bucket(d), TRANSPOSE=transpose,
+        pow2(max_seqlen), pow2(d), TRANSPOSE=transpose,
         INPUT_PRECISION=_precision(v.dtype, allow_tf32), GRID_STRIDE=truncate,
     )  # fmt: skip
     return out
@@ -351,7 +351,7 @@ def _jagged2_to_padded_fwd(x, offsets, max_len, pad_value):
 
     _jagged2_to_padded_fwd_kernel[grid](
         x.contiguous(), out, offsets, off2, float(pad_value), max_len, out.stride(0), out.stride(1),
-        bucket(max_len),
+        pow2(max_len),
     )  # fmt: skip
     return out
 
@@ -370,7 +370,7 @@ def _padded_to_jagged2_fwd(dense, offsets, total2):
         return (triton.cdiv(n, meta["BLOCK_R"]), b)
 
     _padded_to_jagged2_fwd_kernel[grid](
-        dense, out, offsets, off2, n, dense.stride(0), dense.stride(1), bucket(n)
+        dense, out, offsets, off2, n, dense.stride(0), dense.stride(1), pow2(n)
     )
     return out
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from shopml.common.devices import is_interpreter
+from shopml.jagged.triton.tuning import Tuner
 
 _ENABLED = (
     os.environ.get("SHOPML_TRITON_FAST_LAUNCH", "1") not in ("", "0") and not is_interpreter()
@@ -68,15 +69,20 @@ def _active(hook: object) -> bool:
 class FastLauncher:
     """Launches ``kernel`` (a ``triton.autotune`` Autotuner or a ``triton.jit`` function).
 
+    With a :class:`~shopml.jagged.triton.tuning.Tuner`, ``kernel`` is a ``triton.jit`` function
+    and the tuner picks its config (block sizes, warps, stages) at a signature's first launch.
+
     Call it as ``launcher(grid, args, constexprs)``: ``grid`` maps the launch meta-parameters (the
     constexprs plus the chosen config's) to the grid tuple; ``args`` are the runtime arguments in
     the kernel's order; ``constexprs`` the constexpr keyword arguments (not the autotuned ones).
     """
 
-    def __init__(self, kernel: Any) -> None:
+    def __init__(self, kernel: Any, tuner: Tuner | None = None) -> None:
         self._kernel = kernel
+        self._tuner = tuner
         self._names: list[str] = list(kernel.arg_names)  # a JITFunction's, or its autotuner's
-        self._tune_keys = tuple(getattr(kernel, "keys", ()) or ())
+        keys = tuner.key_names if tuner is not None else getattr(kernel, "keys", ())
+        self._tune_keys = tuple(keys or ())
         self._key_index: tuple[int, ...] | None = None
         self._layouts: dict[tuple, tuple] = {}  # argument types -> _layout
         self._cache: dict[tuple, tuple[Any, dict, tuple]] = {}
@@ -87,7 +93,7 @@ class FastLauncher:
         self, grid: Callable[[dict], tuple], args: Sequence[object], constexprs: dict[str, object]
     ) -> None:
         if not self.enabled:
-            self._kernel[grid](*args, **constexprs)
+            self._launch(grid, args, constexprs)
             return
         if self._key_index is None:
             names = self._names
@@ -126,8 +132,18 @@ class FastLauncher:
         )
         self.direct_launches += 1
 
+    def _launch(self, grid: Callable, args: Sequence, constexprs: dict) -> tuple[Any, dict]:
+        """The ordinary launch (through the tuner's choice if any): (compiled, its meta-params)."""
+        if self._tuner is None:
+            compiled = self._kernel[grid](*args, **constexprs)
+            config = getattr(self._kernel, "best_config", None)
+            return compiled, dict(constexprs, **(config.kwargs if config is not None else {}))
+        cfg = self._tuner.choose(self._kernel, grid, args, constexprs)
+        compiled = self._kernel[grid](*args, **constexprs, **cfg)
+        return compiled, dict(constexprs, **cfg)
+
     def _first_launch(self, key: tuple, grid: Callable, args: Sequence, constexprs: dict) -> None:
-        compiled = self._kernel[grid](*args, **constexprs)
+        compiled, meta = self._launch(grid, args, constexprs)
         try:
             import triton
 
@@ -136,10 +152,6 @@ class FastLauncher:
                 _active(h)
                 for h in (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
             )
-            config = getattr(self._kernel, "best_config", None)
-            meta = dict(constexprs)
-            if config is not None:
-                meta.update(config.kwargs)
             names = self._names
             tail = tuple(meta[n] for n in names[len(args) :])
             usable = (

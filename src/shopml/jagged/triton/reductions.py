@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import bucket, configs, flat2d
+from shopml.jagged.triton._common import configs, flat2d, pow2
 
 _CONFIGS = configs(
     gpu=[
@@ -126,8 +126,8 @@ class _JaggedSumFunction(torch.autograd.Function):
                 d,
                 x2.stride(0),
                 out.stride(0),
-                bucket(mean_len),
-                bucket(d),
+                pow2(mean_len),
+                pow2(d),
                 MEAN=mean,
             )
         ctx.save_for_backward(offsets)
@@ -158,8 +158,8 @@ class _JaggedSumFunction(torch.autograd.Function):
                 d,
                 g.stride(0),
                 dx.stride(0),
-                bucket(mean_len),
-                bucket(d),
+                pow2(mean_len),
+                pow2(d),
                 MEAN=ctx.mean,
             )
         return dx.view(t, *rest), None, None

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import bucket, configs
+from shopml.jagged.triton._common import configs, pow2
 
 _CONFIGS = configs(
     gpu=[
@@ -294,8 +294,8 @@ def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int)
         h,
         x.stride(0),
         out.stride(0),
-        bucket(max_seqlen),
-        bucket(h),
+        pow2(max_seqlen),
+        pow2(h),
     )
     return out, lse
 
@@ -311,7 +311,7 @@ def _jagged_softmax_bwd(x, lse, dy, offsets, max_seqlen):
 
     _jagged_softmax_bwd_kernel[grid](
         x, lse, dy, dx, offsets, max_seqlen, h, x.stride(0), dy.stride(0), dx.stride(0),
-        bucket(max_seqlen), bucket(h),
+        pow2(max_seqlen), pow2(h),
     )  # fmt: skip
     return dx
 
@@ -338,7 +338,7 @@ def _jagged2_launch(kernel, tensors, offsets, max_seqlen, transpose):
     def grid(meta):
         return (triton.cdiv(max(max_seqlen, 1), meta["BLOCK_L"]), b)
 
-    kernel[grid](*tensors, offsets, off2, max_seqlen, bucket(max_seqlen), TRANSPOSE=transpose)
+    kernel[grid](*tensors, offsets, off2, max_seqlen, pow2(max_seqlen), TRANSPOSE=transpose)
 
 
 class _Jagged2SoftmaxFunction(torch.autograd.Function):

@@ -1,0 +1,115 @@
+"""Precompile (and, where nothing is remembered, tune) the attention kernels for given shapes.
+
+``shopml jagged warmup`` calls :func:`warmup_attention` so that a service's first request or a
+training job's first step does not wait for Triton: each (head dim, length bucket, causal) runs one
+forward and one backward on random inputs whose longest sequence is the given length. Compiled
+binaries land in Triton's disk cache and tile choices in shopml's (tuning.py), so the next process
+pays neither. Integer arguments such as ``max_seqlen`` are not specialised by the kernels, so one
+length per power-of-two bucket covers every length of that bucket.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import torch
+
+DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+}
+CAUSAL = {"no": (False,), "yes": (True,), "both": (False, True)}
+
+
+def parse_ints(text: str, name: str, lo: int, hi: int) -> list[int]:
+    """``"64,128"`` -> ``[64, 128]``; ValueError naming ``name`` for anything else."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"{name}: expected comma-separated integers, found {text!r}")
+    out = []
+    for p in parts:
+        try:
+            value = int(p)
+        except ValueError:
+            raise ValueError(f"{name}: expected comma-separated integers, found {p!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{name}: expected integers in [{lo}, {hi}], found {value}")
+        out.append(value)
+    return sorted(set(out))
+
+
+def parse_dtype(text: str) -> torch.dtype:
+    if text not in DTYPES:
+        raise ValueError(f"--dtype: expected one of {sorted(DTYPES)}, found {text!r}")
+    return DTYPES[text]
+
+
+def parse_causal(text: str) -> tuple[bool, ...]:
+    if text not in CAUSAL:
+        raise ValueError(f"--causal: expected one of {sorted(CAUSAL)}, found {text!r}")
+    return CAUSAL[text]
+
+
+def _batch(max_seqlen: int, tokens: int) -> list[int]:
+    """Lengths with the longest equal to ``max_seqlen`` and about ``tokens`` tokens in all."""
+    count = max(1, tokens // max(1, max_seqlen // 2))
+    lengths = [max(1, (max_seqlen * (i + 1)) // count) for i in range(count)]
+    lengths[-1] = max_seqlen
+    return lengths
+
+
+def warmup_attention(
+    head_dims: Iterable[int],
+    dtype: torch.dtype,
+    max_seqlens: Iterable[int],
+    *,
+    heads: int = 2,
+    causal: Iterable[bool] = (False,),
+    device: torch.device | str = "cuda",
+    tokens: int = 16384,
+) -> list[dict]:
+    """One forward + backward per (head dim, max length, causal); returns a row per shape.
+
+    Each row: ``head_dim, max_seqlen, causal, seconds`` (wall time of the first call, compile and
+    tuning included) and ``sources`` (where each kernel's tile came from: ``pretuned``, ``disk``,
+    ``timed`` or ``default``; empty when already chosen in this process).
+    """
+    from shopml.jagged.triton import attention_bwd as bwd
+    from shopml.jagged.triton import attention_fwd as fwd
+
+    device = torch.device(device)
+    tuners = [fwd._FWD._tuner, bwd._FUSED._tuner, bwd._DKDV._tuner, bwd._DQ._tuner]
+    rows = []
+    for d in head_dims:
+        for n in max_seqlens:
+            for c in causal:
+                lengths = _batch(n, tokens)
+                offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+                offsets = offsets.to(device)
+                total = sum(lengths)
+                q, k, v, do = (
+                    torch.randn(total, heads, d, device=device, dtype=dtype) for _ in range(4)
+                )
+                seen = [dict(t.sources) for t in tuners]
+                torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                none = (None,) * 6
+                args = (n, n, 1.0 / math.sqrt(d), 1.0, c, False)
+                out, lse = fwd._attn_fwd(q, k, v, offsets, offsets, *none, *args, False)
+                bwd._attn_bwd(do, q, k, v, out, lse, offsets, offsets, *none, *args, False)
+                torch.cuda.synchronize(device)
+                seconds = time.perf_counter() - start
+                sources = sorted(
+                    {src for t, old in zip(tuners, seen, strict=True)
+                     for key, src in t.sources.items() if key not in old}
+                )  # fmt: skip
+                rows.append(
+                    dict(head_dim=d, max_seqlen=n, causal=c, seconds=seconds, sources=sources)
+                )
+    return rows
