@@ -1,0 +1,416 @@
+"""Hopper attention suite in one GPU call: tests, cold start, shipped tiles, one-pass backward.
+
+Parts, each guarded so that one failing keeps the others' results (all written under $OUT as
+they finish):
+1. ``cold``: the first forward+backward of a new process, per head dim, in subprocesses: a
+   machine that never ran shopml (empty Triton and shopml caches), then a second process with the
+   caches the first left (``cold.json``).
+2. ``tests``: the GPU attention tests (pytest -m gpu, xdist), in the background (``tests.log``).
+3. ``pretune``: times every tile candidate of every attention kernel per (head dim, causal,
+   length bucket) in bf16 and writes the table of ``shopml/jagged/triton/pretuned.py``
+   (``pretuned.py``, timings in ``pretune.json``).
+4. ``bench``: the one-pass ("fused") and two-pass ("split") backward against varlen_attn in
+   alternating rounds: fwd, bwd, fwd+bwd ms, TFLOP/s from the real lengths, peak memory
+   (``attention_hopper.csv``, the schema of benchmarks/_results.py; a table printed last).
+
+Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_hopper.py --parts cold,tests,...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = Path(os.environ.get("OUT", "."))
+T0 = time.time()
+
+CASES = [
+    dict(B=1024, N=1024, H=2, D=64, fill=0.25, causal=False, tag="grid"),
+    dict(B=1024, N=1024, H=4, D=128, fill=0.25, causal=False, tag="grid"),
+    dict(B=256, N=4096, H=2, D=64, fill=0.25, causal=False, tag="grid"),
+    dict(B=64, N=2048, H=8, D=128, fill=1.0, causal=False, tag="full"),
+    dict(B=512, N=1024, H=4, D=128, fill=0.5, causal=True, tag="hstu"),
+    dict(B=256, N=256, H=2, D=64, fill=0.25, causal=False, tag="small"),
+]
+PRETUNE_BUCKETS = (128, 256, 512, 1024, 2048, 4096)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
+
+
+def guarded(name: str, fn, *args):  # noqa: ANN001, ANN201
+    log(f"--- {name}")
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - a failing part must not lose the others
+        log(f"{name} FAILED:\n{traceback.format_exc()}")
+        return None
+
+
+# ---------------------------------------------------------------------------------- cold start
+
+
+def cold_child(dims: list[int]) -> None:
+    """In a fresh process: import, then the first and second fwd+bwd per head dim (JSON line)."""
+    t = time.perf_counter()
+    import torch
+
+    torch.cuda.init()
+    torch.zeros(1, device="cuda")
+    t_torch = time.perf_counter() - t
+    t = time.perf_counter()
+    from shopml.jagged import checks_enabled
+    from shopml.jagged.attention import jagged_flash_attention
+
+    checks_enabled(False)
+    t_import = time.perf_counter() - t
+    res = {"torch_init_s": round(t_torch, 3), "shopml_import_s": round(t_import, 3)}
+    for d in dims:
+        gen = torch.Generator().manual_seed(d)
+        lengths = torch.empty(1024).exponential_(1 / 256, generator=gen).ceil().clamp(1, 1024)
+        offsets = torch.cat([torch.zeros(1), lengths.cumsum(0)]).long().cuda()
+        total = int(lengths.sum())
+        q, k, v, g = (
+            torch.randn(total, 2, d, device="cuda", dtype=torch.bfloat16) for _ in range(4)
+        )
+        for x in (q, k, v):
+            x.requires_grad_()
+        times = []
+        for _ in range(2):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            jagged_flash_attention(q, k, v, offsets, 1024).backward(g)
+            torch.cuda.synchronize()
+            times.append(round(time.perf_counter() - t, 3))
+        res[f"D{d}_first_s"], res[f"D{d}_second_s"] = times
+    print("COLD " + json.dumps(res), flush=True)
+
+
+def part_cold(autotune: str) -> None:
+    dims = "64,128"
+    tmp = Path(tempfile.mkdtemp(prefix="cold"))
+    env = dict(
+        os.environ,
+        TRITON_CACHE_DIR=str(tmp / "triton"),
+        SHOPML_CACHE_DIR=str(tmp / "shopml"),
+        SHOPML_ATTN_AUTOTUNE=autotune,
+    )
+    rows = []
+    for label in ("fresh machine", "second process", "third process"):
+        t = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, __file__, "--cold-child", dims],
+            env=env, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        wall = time.perf_counter() - t
+        line = [x for x in done.stdout.splitlines() if x.startswith("COLD ")]
+        if not line:
+            log(f"cold {label}: no result\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+            continue
+        res = json.loads(line[0][5:])
+        res.update(process=label, process_wall_s=round(wall, 2), autotune=autotune)
+        rows.append(res)
+        log(f"cold {label}: {res}")
+        (OUT / "cold.json").write_text(json.dumps(rows, indent=1))
+
+
+# ---------------------------------------------------------------------------------------- tests
+
+
+def start_tests(workers: int) -> subprocess.Popen:
+    files = [
+        "tests/jagged/test_attention_bwd.py",
+        "tests/jagged/test_attention.py",
+        "tests/jagged/test_launch.py",
+        "tests/jagged/test_warmup.py",
+    ]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-n", str(workers)]
+    env = dict(os.environ, SHOPML_ATTN_AUTOTUNE="0")
+    fh = (OUT / "tests.log").open("w")
+    return subprocess.Popen(
+        ["nice", "-n", "10", *cmd, *files], env=env, stdout=fh, stderr=subprocess.STDOUT
+    )
+
+
+# ------------------------------------------------------------------------------- shared inputs
+
+
+def make_case(cfg: dict, seed: int = 0):  # noqa: ANN201
+    sys.path.insert(0, str(HERE))
+    import bench_attention as ba
+    import torch
+
+    if cfg["tag"] == "full":  # every sequence exactly N long
+        keep = ba.sample_lengths
+        ba.sample_lengths = lambda b, n, fill, seed: torch.full((b,), n, dtype=torch.long)
+        try:
+            return ba.Case(cfg, seed)
+        finally:
+            ba.sample_lengths = keep
+    return ba.Case(cfg, seed)
+
+
+def _shopml_fn(case):  # noqa: ANN001, ANN202
+    from shopml.jagged.attention import jagged_flash_attention
+
+    q, k, v = (t.detach().clone().requires_grad_() for t in (case.q, case.k, case.v))
+    n, causal = case.cfg["N"], case.cfg["causal"]
+    return (
+        (lambda: jagged_flash_attention(q, k, v, case.offsets, n, causal=causal)),
+        (q, k, v),
+        case.grad,
+    )
+
+
+# -------------------------------------------------------------------------------------- pretune
+
+
+def compile_child(spec: str) -> None:
+    """Compile candidate ``i`` of every attention kernel for one (head dim, causal): one launch
+    each, so that the timing process finds every binary in Triton's disk cache."""
+    d, causal, i = (int(x) for x in spec.split(","))
+    import torch
+
+    from shopml.jagged.triton import attention_bwd, attention_fwd, tuning
+
+    tuning.pretuned_table = lambda cls: {}
+    for f in (attention_fwd._FWD, attention_bwd._FUSED, attention_bwd._DQ, attention_bwd._DKDV):
+        full = f._tuner.candidates
+        f._tuner.candidates = lambda fields, full=full: [
+            full(fields)[min(i, len(full(fields)) - 1)]
+        ]
+    case = make_case(dict(B=64, N=512, H=2, D=d, fill=0.5, causal=bool(causal), tag="tune"))
+    fn, inputs, grad = _shopml_fn(case)
+    for variant in ("fused", "split"):
+        os.environ["SHOPML_ATTN_BWD"] = variant
+        fn().backward(grad)
+    torch.cuda.synchronize()
+
+
+def part_compile(workers: int) -> None:
+    """Every tile candidate compiled in parallel processes (compiles dominate tuning)."""
+    specs = [f"{d},{c},{i}" for d in (64, 128) for c in (0, 1) for i in range(6)]
+    env = dict(os.environ, SHOPML_CACHE_DIR=tempfile.mkdtemp(prefix="compile"))
+    running: list[tuple[str, subprocess.Popen]] = []
+    failed = []
+    while specs or running:
+        while specs and len(running) < workers:
+            spec = specs.pop(0)
+            cmd = [sys.executable, __file__, "--compile-child", spec]
+            running.append((spec, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.PIPE, text=True)))  # fmt: skip
+        time.sleep(0.2)
+        for item in list(running):
+            spec, proc = item
+            if proc.poll() is not None:
+                running.remove(item)
+                if proc.returncode != 0:
+                    failed.append(spec)
+                    log(f"compile {spec} failed:\n{proc.stderr.read()[-3000:]}")
+    log(f"compiled every candidate ({len(failed)} failed)")
+
+
+def part_pretune() -> None:
+    import torch
+
+    from shopml.jagged.triton import attention_bwd, attention_fwd, tuning
+
+    tuning.pretuned_table = lambda cls: {}  # measure everything afresh
+    tuners = [attention_fwd._FWD._tuner, *(f._tuner for f in (
+        attention_bwd._FUSED, attention_bwd._DQ, attention_bwd._DKDV))]  # fmt: skip
+    for t in tuners:
+        t._tune = True
+    for d in (64, 128):
+        for causal in (False, True):
+            for n in PRETUNE_BUCKETS:
+                b = max(64, min(4096, 262144 // max(1, n // 2)))
+                case = make_case(dict(B=b, N=n, H=2, D=d, fill=0.5, causal=causal, tag="tune"))
+                fn, inputs, grad = _shopml_fn(case)
+                for variant in ("fused", "split"):
+                    os.environ["SHOPML_ATTN_BWD"] = variant
+                    fn().backward(grad)
+                torch.cuda.synchronize()
+                log(f"pretune D={d} causal={causal} N={n} B={b} done")
+    os.environ.pop("SHOPML_ATTN_BWD", None)
+    gpu_class = tuning.gpu_class(torch.cuda.current_device())
+    table, timings = {}, {}
+    for t in tuners:
+        for (_, key), cfg in t._memory.items():
+            table[key] = cfg
+            table[key.replace("|bfloat16|", "|float16|")] = cfg  # fp16: bf16's measured choice
+        timings.update(t.timings)
+    (OUT / "pretune.json").write_text(json.dumps(timings, indent=1))
+    lines = [
+        '"""Launch configs measured on the GPU, shipped so that a first call on a known GPU needs',
+        "no tuning.",
+        "",
+        f"Generated by benchmarks/attention_hopper.py --parts pretune on an {torch.cuda.get_device_name()}",
+        f"(torch {torch.__version__}, triton {__import__('triton').__version__}), bf16 inputs; the float16",
+        "entries repeat the bfloat16 choices. Keyed by GPU class (sm<major><minor>-<multiprocessors>)",
+        "and then by the tuning key of shopml.jagged.triton.tuning.make_key. Do not edit by hand.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "PRETUNED: dict[str, dict[str, dict[str, int]]] = {",
+        f"    {gpu_class!r}: {{",
+    ]
+    lines += [f"        {k!r}: {table[k]!r}," for k in sorted(table)]
+    lines += ["    },", "}", ""]
+    (OUT / "pretuned.py").write_text("\n".join(lines))
+    log(f"pretune: {len(table)} entries for {gpu_class}")
+
+
+# ---------------------------------------------------------------------------------------- bench
+
+
+def activate(provider: str) -> None:
+    """Select the backward of a shopml provider ("fused" or "split"); varlen: nothing."""
+    if provider in ("fused", "split"):
+        os.environ["SHOPML_ATTN_BWD"] = provider
+
+
+def _bench_bwd(do_bench, out, grad, inputs) -> float:  # noqa: ANN001
+    """The backward alone: the graph of one forward kept and run again."""
+    return do_bench(
+        lambda: out.backward(grad, retain_graph=True),
+        warmup=10, rep=40, grad_to_none=inputs, return_mode="median",
+    )  # fmt: skip
+
+
+def part_bench(rounds: int) -> None:
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from _results import append_rows, run_meta
+    from bench_attention import make_provider, peak_mib
+    from triton.testing import do_bench
+
+    meta = run_meta()
+    csv_path = OUT / "attention_hopper.csv"
+    summary = []
+    for cfg in CASES:
+        case = make_case(cfg)
+        provs = {"fused": _shopml_fn(case), "split": _shopml_fn(case)}
+        made = make_provider("varlen", case)
+        if made is not None:
+            provs["varlen"] = made
+        for p, (fn, inputs, grad) in provs.items():  # compile, tune
+            activate(p)
+            for _ in range(2):
+                fn().backward(grad)
+            for x in inputs:
+                x.grad = None
+        times = {p: {"fwd": [], "bwd": [], "fwd+bwd": []} for p in provs}
+        for _ in range(rounds):
+            for p, (fn, inputs, grad) in provs.items():
+                activate(p)
+                with torch.no_grad():
+                    times[p]["fwd"].append(do_bench(fn, warmup=10, rep=40, return_mode="median"))
+                times[p]["bwd"].append(_bench_bwd(do_bench, fn(), grad, inputs))
+                both = lambda: fn().backward(grad)  # noqa: B023, E731
+                times[p]["fwd+bwd"].append(
+                    do_bench(both, warmup=10, rep=40, grad_to_none=inputs, return_mode="median")
+                )
+        rows = []
+        for p, (fn, inputs, grad) in provs.items():
+            activate(p)
+            mem = peak_mib(lambda: fn().backward(grad))  # noqa: B023
+            for x in inputs:
+                x.grad = None
+            for mode, vals in times[p].items():
+                ms = statistics.median(vals)
+                mult = {"fwd": 1.0, "bwd": 2.5, "fwd+bwd": 3.5}[mode]
+                tflops = case.flops_fwd * mult / (ms * 1e-3) / 1e12
+                rows.append(
+                    dict(
+                        suite="attention_hopper", op="jagged_flash_attention",
+                        provider="varlen" if p == "varlen" else f"shopml_{p}", mode=mode,
+                        x_name="case", x_value=f"{cfg['tag']} B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}",
+                        ms_p50=round(ms, 4), ms_p20=round(min(vals), 4), ms_p80=round(max(vals), 4),
+                        peak_mib=round(mem, 1),
+                        config_json=json.dumps(dict(cfg, **case.stats, tflops=round(tflops, 1),
+                                                    rounds=[round(v, 4) for v in vals])),
+                    )
+                )  # fmt: skip
+                summary.append((rows[-1]["x_value"], cfg["causal"], p, mode, ms, tflops, mem))
+        os.environ.pop("SHOPML_ATTN_BWD", None)
+        append_rows(csv_path, rows, meta)
+        log(
+            f"bench {cfg}: " + ", ".join(f"{r['provider']} {r['mode']} {r['ms_p50']}" for r in rows)
+        )
+        del provs, case
+        torch.cuda.empty_cache()
+    print("\n| case | causal | provider | mode | ms | TFLOP/s | peak MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for x, c, p, mode, ms, tf, mem in summary:
+        print(f"| {x} | {c} | {p} | {mode} | {ms:.3f} | {tf:.0f} | {mem:.0f} |")
+
+
+def part_info() -> None:
+    import torch
+    import triton
+
+    info = dict(
+        gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+        git_sha=os.environ.get("SHOPML_GIT_SHA", ""), cpus=os.cpu_count(),
+    )  # fmt: skip
+    log(f"info {info}")
+    (OUT / "info.json").write_text(json.dumps(info))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--parts", default="cold,tests,pretune,bench")
+    ap.add_argument("--cold-autotune", default="1", help="SHOPML_ATTN_AUTOTUNE in the cold runs")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--test-workers", type=int, default=6)
+    ap.add_argument("--test-timeout", type=float, default=200.0)
+    ap.add_argument("--compile-workers", type=int, default=12)
+    ap.add_argument("--cold-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--compile-child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.cold_child:
+        cold_child([int(x) for x in args.cold_child.split(",")])
+        return
+    if args.compile_child:
+        compile_child(args.compile_child)
+        return
+    parts = args.parts.split(",")
+    if "pretune" in parts or "bench" in parts:
+        from shopml.jagged import checks_enabled
+
+        checks_enabled(False)  # the hot-loop setting: no device syncs for content checks
+    guarded("info", part_info)
+    if "cold" in parts:
+        guarded("cold start", part_cold, args.cold_autotune)
+    tests = guarded("start tests", start_tests, args.test_workers) if "tests" in parts else None
+    if "pretune" in parts:
+        guarded("compile candidates", part_compile, args.compile_workers)
+        guarded("pretune", part_pretune)
+    if "bench" in parts:
+        guarded("bench", part_bench, args.rounds)
+    if tests is not None:
+        try:
+            rc = tests.wait(timeout=max(1.0, args.test_timeout - (time.time() - T0)))
+        except subprocess.TimeoutExpired:
+            tests.kill()
+            rc = "timeout"
+        log(
+            f"tests exit {rc}; tail:\n"
+            + "\n".join((OUT / "tests.log").read_text().splitlines()[-15:])
+        )
+
+
+if __name__ == "__main__":
+    main()
