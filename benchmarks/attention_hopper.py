@@ -1,25 +1,29 @@
-"""Hopper attention suite in one GPU call: tests, cold start, shipped tiles, one-pass backward.
+"""Hopper attention suite in one GPU call: cold start, shipped tiles, both backwards, tests.
 
-Parts, each guarded so that one failing keeps the others' results (all written under $OUT as
-they finish):
-1. ``cold``: the first forward+backward of a new process, per head dim, in subprocesses: a
-   machine that never ran shopml (empty Triton and shopml caches), then a second process with the
-   caches the first left (``cold.json``).
-2. ``tests``: the GPU attention tests (pytest -m gpu, xdist), in the background (``tests.log``).
-3. ``pretune``: times every tile candidate of every attention kernel per (head dim, causal,
-   length bucket) in bf16 and writes the table of ``shopml/jagged/triton/pretuned.py``
-   (``pretuned.py``, timings in ``pretune.json``).
-4. ``bench``: the one-pass ("fused") and two-pass ("split") backward against varlen_attn in
-   alternating rounds: fwd, bwd, fwd+bwd ms, TFLOP/s from the real lengths, peak memory
-   (``attention_hopper.csv``, the schema of benchmarks/_results.py; a table printed last).
+Parts (``--parts``, in this order), each guarded so that one failing keeps the others' results,
+all written under $OUT as they finish:
+- ``cold``: the first and second forward+backward of a new process per head dim (64, 128), in
+  subprocesses sharing fresh cache dirs: a machine that never ran shopml (empty Triton and shopml
+  caches), a second process (cProfile of its first call: ``cold_profile.txt``), a third, and one
+  that imported the kernels before timing (a service that loads them at start): ``cold.json``.
+- ``pretune``: compiles every tile candidate of every attention kernel in parallel processes,
+  then times them per (head dim, causal, length bucket) on bf16 inputs and writes the shipped
+  table (``pretuned.json``, to copy to src/shopml/jagged/triton/; timings: ``pretune.json``).
+- ``bench``: the two-pass ("split", the default) and one-pass ("fused") backward against
+  varlen_attn, providers alternating within each of ``--rounds`` rounds: fwd, bwd, fwd+bwd ms,
+  TFLOP/s from the real lengths, peak memory (``attention_hopper.csv``, benchmarks/_results.py's
+  schema; a Markdown table printed last).
+- ``tests``: the GPU tests of the attention (pytest -m gpu, xdist) at the end (``tests.log``);
+  ``tests-bg`` starts them in the background before the timing parts instead (faster, noisier).
 
-Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_hopper.py --parts cold,tests,...
+Usage (GPU machine): PYTHONPATH=src SHOPML_GIT_SHA=<sha> python3 benchmarks/attention_hopper.py
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -32,6 +36,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = Path(os.environ.get("OUT", "."))
 T0 = time.time()
+DEADLINE = [math.inf]  # seconds after T0 past which the timing loops stop (--deadline)
+
+
+def late() -> bool:
+    return time.time() - T0 > DEADLINE[0]
+
 
 CASES = [
     dict(B=1024, N=1024, H=2, D=64, fill=0.25, causal=False, tag="grid"),
@@ -39,6 +49,7 @@ CASES = [
     dict(B=256, N=4096, H=2, D=64, fill=0.25, causal=False, tag="grid"),
     dict(B=64, N=2048, H=8, D=128, fill=1.0, causal=False, tag="full"),
     dict(B=512, N=1024, H=4, D=128, fill=0.5, causal=True, tag="hstu"),
+    dict(B=256, N=4096, H=4, D=128, fill=0.25, causal=False, tag="grid"),
     dict(B=256, N=256, H=2, D=64, fill=0.25, causal=False, tag="small"),
 ]
 PRETUNE_BUCKETS = (128, 256, 512, 1024, 2048, 4096)
@@ -75,6 +86,14 @@ def cold_child(dims: list[int]) -> None:
     checks_enabled(False)
     t_import = time.perf_counter() - t
     res = {"torch_init_s": round(t_torch, 3), "shopml_import_s": round(t_import, 3)}
+    if os.environ.get("COLD_PREIMPORT"):  # a service that loaded the kernels at start
+        t = time.perf_counter()
+        import shopml.jagged.attention_ops  # noqa: F401 - imports triton and the kernels
+        from shopml.jagged.triton.startup import remember_triton_key
+
+        remember_triton_key()
+        res["kernels_import_s"] = round(time.perf_counter() - t, 3)
+    profile = os.environ.get("COLD_PROFILE")
     for d in dims:
         gen = torch.Generator().manual_seed(d)
         lengths = torch.empty(1024).exponential_(1 / 256, generator=gen).ceil().clamp(1, 1024)
@@ -86,12 +105,26 @@ def cold_child(dims: list[int]) -> None:
         for x in (q, k, v):
             x.requires_grad_()
         times = []
-        for _ in range(2):
+        for i in range(2):
+            prof = None
+            if profile and i == 0 and d == dims[0]:
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
             torch.cuda.synchronize()
             t = time.perf_counter()
             jagged_flash_attention(q, k, v, offsets, 1024).backward(g)
             torch.cuda.synchronize()
             times.append(round(time.perf_counter() - t, 3))
+            if prof is not None:
+                import io
+                import pstats
+
+                prof.disable()
+                text = io.StringIO()
+                pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(45)
+                Path(profile).write_text(text.getvalue())
         res[f"D{d}_first_s"], res[f"D{d}_second_s"] = times
     print("COLD " + json.dumps(res), flush=True)
 
@@ -106,11 +139,17 @@ def part_cold(autotune: str) -> None:
         SHOPML_ATTN_AUTOTUNE=autotune,
     )
     rows = []
-    for label in ("fresh machine", "second process", "third process"):
+    runs = [
+        ("fresh machine", {}),
+        ("second process", {"COLD_PROFILE": str(OUT / "cold_profile.txt")}),
+        ("third process", {}),
+        ("kernels imported first", {"COLD_PREIMPORT": "1"}),
+    ]
+    for label, extra in runs:
         t = time.perf_counter()
         done = subprocess.run(
             [sys.executable, __file__, "--cold-child", dims],
-            env=env, capture_output=True, text=True, timeout=240,
+            env=dict(env, **extra), capture_output=True, text=True, timeout=240,
         )  # fmt: skip
         wall = time.perf_counter() - t
         line = [x for x in done.stdout.splitlines() if x.startswith("COLD ")]
@@ -233,6 +272,9 @@ def part_pretune() -> None:
     for d in (64, 128):
         for causal in (False, True):
             for n in PRETUNE_BUCKETS:
+                if late():
+                    log("pretune: deadline reached, table partial")
+                    break
                 b = max(64, min(4096, 262144 // max(1, n // 2)))
                 case = make_case(dict(B=b, N=n, H=2, D=d, fill=0.5, causal=causal, tag="tune"))
                 fn, inputs, grad = _shopml_fn(case)
@@ -250,24 +292,20 @@ def part_pretune() -> None:
             table[key.replace("|bfloat16|", "|float16|")] = cfg  # fp16: bf16's measured choice
         timings.update(t.timings)
     (OUT / "pretune.json").write_text(json.dumps(timings, indent=1))
-    lines = [
-        '"""Launch configs measured on the GPU, shipped so that a first call on a known GPU needs',
-        "no tuning.",
-        "",
-        f"Generated by benchmarks/attention_hopper.py --parts pretune on an {torch.cuda.get_device_name()}",
-        f"(torch {torch.__version__}, triton {__import__('triton').__version__}), bf16 inputs; the float16",
-        "entries repeat the bfloat16 choices. Keyed by GPU class (sm<major><minor>-<multiprocessors>)",
-        "and then by the tuning key of shopml.jagged.triton.tuning.make_key. Do not edit by hand.",
-        '"""',
-        "",
-        "from __future__ import annotations",
-        "",
-        "PRETUNED: dict[str, dict[str, dict[str, int]]] = {",
-        f"    {gpu_class!r}: {{",
-    ]
-    lines += [f"        {k!r}: {table[k]!r}," for k in sorted(table)]
-    lines += ["    },", "}", ""]
-    (OUT / "pretuned.py").write_text("\n".join(lines))
+    import triton
+
+    about = (
+        "Launch configs measured on the GPU, shipped so that a first call on a known GPU needs no "
+        "tuning. Generated by benchmarks/attention_hopper.py --parts pretune on an "
+        f"{torch.cuda.get_device_name()} (torch {torch.__version__}, triton {triton.__version__}, "
+        f"git {os.environ.get('SHOPML_GIT_SHA', '?')}): every tile candidate of every attention "
+        "kernel timed per (head dim 64/128, causal, length bucket 128-4096) on bf16 inputs "
+        "without bias; float16 entries repeat the bfloat16 choices. Tables keyed by GPU class "
+        "(sm<major><minor>-<multiprocessors>), then by the tuning key of "
+        "shopml.jagged.triton.tuning.make_key. Do not edit by hand: re-run the script."
+    )
+    doc = {"about": about, "format": tuning.CACHE_FORMAT, "tables": {gpu_class: table}}
+    (OUT / "pretuned.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     log(f"pretune: {len(table)} entries for {gpu_class}")
 
 
@@ -300,6 +338,9 @@ def part_bench(rounds: int) -> None:
     csv_path = OUT / "attention_hopper.csv"
     summary = []
     for cfg in CASES:
+        if late():
+            log("bench: deadline reached")
+            break
         case = make_case(cfg)
         provs = {"fused": _shopml_fn(case), "split": _shopml_fn(case)}
         made = make_provider("varlen", case)
@@ -371,12 +412,13 @@ def part_info() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="cold,tests,pretune,bench")
+    ap.add_argument("--parts", default="cold,bench,tests", help="also: pretune, tests-bg")
     ap.add_argument("--cold-autotune", default="1", help="SHOPML_ATTN_AUTOTUNE in the cold runs")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--test-workers", type=int, default=6)
     ap.add_argument("--test-timeout", type=float, default=200.0)
     ap.add_argument("--compile-workers", type=int, default=12)
+    ap.add_argument("--deadline", type=float, default=math.inf, help="seconds; loops stop after")
     ap.add_argument("--cold-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--compile-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -387,6 +429,7 @@ def main() -> None:
         compile_child(args.compile_child)
         return
     parts = args.parts.split(",")
+    DEADLINE[0] = args.deadline
     if "pretune" in parts or "bench" in parts:
         from shopml.jagged import checks_enabled
 
@@ -394,12 +437,16 @@ def main() -> None:
     guarded("info", part_info)
     if "cold" in parts:
         guarded("cold start", part_cold, args.cold_autotune)
-    tests = guarded("start tests", start_tests, args.test_workers) if "tests" in parts else None
+    tests = None
+    if "tests-bg" in parts:  # in the background, beside the timing parts (their noise)
+        tests = guarded("start tests", start_tests, args.test_workers)
     if "pretune" in parts:
         guarded("compile candidates", part_compile, args.compile_workers)
         guarded("pretune", part_pretune)
     if "bench" in parts:
         guarded("bench", part_bench, args.rounds)
+    if "tests" in parts:
+        tests = guarded("start tests", start_tests, args.test_workers)
     if tests is not None:
         try:
             rc = tests.wait(timeout=max(1.0, args.test_timeout - (time.time() - T0)))

@@ -88,6 +88,14 @@ def test_nearest_takes_exact_then_the_closest_bucket_with_equal_other_fields():
     assert nearest({mk(256): {"B": 1}, mk(1024): {"B": 2}}, mk(512)) == {"B": 2}  # tie: larger
 
 
+def test_nearest_borrows_a_soft_field_only_when_no_entry_has_this_value():
+    mk = lambda b, m: make_key("k", 1, torch.float16, {"q_bucket": b, "BIAS_MODE": m})
+    table = {mk(256, 0): {"B": 1}, mk(4096, 0): {"B": 2}, mk(4096, 2): {"B": 3}}
+    assert nearest(table, mk(256, 2), soft=("BIAS_MODE",)) == {"B": 3}  # same mode, far bucket
+    assert nearest(table, mk(256, 1), soft=("BIAS_MODE",)) == {"B": 1}  # no mode-1 entry
+    assert nearest(table, mk(256, 1)) is None  # not soft: no match
+
+
 def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("SHOPML_CACHE_DIR", str(tmp_path / "a"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "b"))
@@ -184,3 +192,24 @@ def test_fast_launcher_launches_with_the_tuned_config(gpu, monkeypatch):
     fl(lambda meta: (1,), args, {"HEAD_DIM": 64, "CAUSAL": False})
     assert kernel.launches[-1] == {"HEAD_DIM": 64, "CAUSAL": False, **LARGE}
     assert kernel.launches[-2] == kernel.launches[-1]
+
+
+def test_every_shipped_entry_belongs_to_a_current_kernel_and_candidate():
+    from shopml.jagged.triton import attention_bwd, attention_fwd
+
+    tuners = {
+        f._tuner.name: f._tuner
+        for f in (attention_fwd._FWD, attention_bwd._FUSED, attention_bwd._DQ, attention_bwd._DKDV)
+    }
+    tables = tuning._pretuned()
+    assert tables, "pretuned.json is empty or unreadable"
+    for entries in tables.values():
+        for key, cfg in entries.items():
+            name, version = key.split("|")[0].split("@")
+            tuner = tuners[name]
+            assert int(version) == tuner.version, f"{key}: stale version (re-run the pretune)"
+            fields = dict(p.split("=") for p in key.split("|")[2:])
+            assert list(fields) == list(tuner.key_names)
+            shapes = tuner.candidates({k: int(v) for k, v in fields.items()})
+            if len(shapes) > 1:  # not under the interpreter
+                assert cfg in shapes, f"{key}: {cfg} is not a candidate any more"

@@ -2,20 +2,18 @@
 
 Two ways, chosen per call by :func:`_bwd_variant`:
 
-- one pass (``SHOPML_ATTN_BWD=fused``; the default on sm_90 and newer for head dims <= 128):
+- one pass (``SHOPML_ATTN_BWD=fused``; measured slower on an H200, so not the default):
   ``_attn_bwd_delta_kernel`` writes ``delta = rowsum(dO * O)`` and zeroes a float32 dQ
   accumulator; ``_attn_bwd_dkdv_kernel`` with ``FUSED_DQ`` then owns one key block, loops over
   the query blocks that see it, and computes ``QK^T`` and ``dP`` once per block pair: dK and dV
   in registers, ``dS K`` added into the dQ accumulator (``tl.atomic_add``, so dQ's summation
   order, and its last bits, vary between runs); a cast gives dQ in the input dtype.
-- two passes, no atomics (``SHOPML_ATTN_BWD=split``; other GPUs, head dims > 128, the CPU
-  interpreter): ``_attn_bwd_dq_kernel`` owns one query block (and writes delta), then
+- two passes, no atomics (the default; ``SHOPML_ATTN_BWD=split``): ``_attn_bwd_dq_kernel`` owns one query block (and writes delta), then
   ``_attn_bwd_dkdv_kernel`` owns one key block; ``QK^T`` and ``dP`` are computed in both.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -257,25 +255,17 @@ _DQ = FastLauncher(_attn_bwd_dq_kernel, _tuner("dq", 2))
 _DELTA = FastLauncher(_attn_bwd_delta_kernel)
 
 
-@functools.cache
-def _hopper_or_newer(index: int) -> bool:
-    return torch.cuda.get_device_capability(index)[0] >= 9
-
-
 def _bwd_variant(q: torch.Tensor, head_dim: int) -> str:
-    """ "fused" (one pass, atomic dQ) or "split" (two passes): ``SHOPML_ATTN_BWD`` or automatic.
+    """ "fused" (one pass, atomic dQ) or "split" (two passes): ``SHOPML_ATTN_BWD``, else split.
 
-    Automatic: fused on sm_90 and newer for head dims <= 128; split elsewhere (older GPUs, the
-    CPU interpreter, head dims > 128 whose tiles leave no registers for the dQ product).
+    Split is the default everywhere: on an H200 the fused kernel's tuned time was 5-35% above
+    dQ + dK/dV in 22 of 24 (head dim, causal, length bucket) keys and within 5% below in the
+    other two, before its extra launches (benchmarks/README.md, "One-pass backward").
     """
     forced = os.environ.get("SHOPML_ATTN_BWD", "auto")
     if forced not in ("auto", "fused", "split"):
         raise ValueError(f"SHOPML_ATTN_BWD: expected 'auto', 'fused' or 'split', found {forced!r}")
-    if forced != "auto":
-        return forced
-    if _INTERPRET or not q.is_cuda or head_dim > 128:
-        return "split"
-    return "fused" if _hopper_or_newer(q.device.index or 0) else "split"
+    return "fused" if forced == "fused" else "split"
 
 
 def _attn_bwd(

@@ -78,7 +78,10 @@ def _candidates(kind: str):  # noqa: ANN202
 
 
 def _tuner(kind: str, version: int, reset: tuple[str, ...] = ()) -> Tuner:
-    return Tuner(f"attn_{kind}", version, _KEY, _candidates(kind), tune=_AUTOTUNE, reset=reset)
+    return Tuner(
+        f"attn_{kind}", version, _KEY, _candidates(kind), tune=_AUTOTUNE, reset=reset,
+        soft=("BIAS_MODE",),
+    )  # fmt: skip
 
 
 @triton.jit

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from shopml.common.devices import is_interpreter
+from shopml.jagged.triton.startup import remember_triton_key
 from shopml.jagged.triton.tuning import Tuner
 
 _ENABLED = (
@@ -134,6 +135,7 @@ class FastLauncher:
 
     def _launch(self, grid: Callable, args: Sequence, constexprs: dict) -> tuple[Any, dict]:
         """The ordinary launch (through the tuner's choice if any): (compiled, its meta-params)."""
+        remember_triton_key()  # once per process, before the first compile-cache lookup
         if self._tuner is None:
             compiled = self._kernel[grid](*args, **constexprs)
             config = getattr(self._kernel, "best_config", None)

@@ -8,9 +8,10 @@ buckets of the sequence lengths). In order, it takes
 1. the choice already made in this process;
 2. the choice remembered on disk for this GPU (``$SHOPML_CACHE_DIR``, else
    ``$XDG_CACHE_HOME/shopml``, else ``~/.cache/shopml``; file ``autotune/<gpu>.json``);
-3. the shipped table :mod:`shopml.jagged.triton.pretuned` for this class of GPU (compute
+3. the shipped table ``pretuned.json`` (package data) for this class of GPU (compute
    capability and multiprocessor count, so a table measured on an H200 serves an H100 SXM too),
-   exact key or else the entry with the nearest length buckets;
+   exact key or else the entry with the nearest length buckets (and, for ``soft`` fields such
+   as the bias mode, another value when the table has none of this one);
 4. otherwise, when tuning is on, it times every candidate on the call's own inputs (compiling
    each), keeps the fastest and writes it to the disk cache (atomically, merged with what other
    processes wrote meanwhile); when tuning is off, the first candidate (the default).
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 
 CACHE_FORMAT = 1
+PRETUNED_FILE = "pretuned.json"  # written by benchmarks/attention_hopper.py --parts pretune
 Config = dict[str, int]  # BLOCK_* sizes plus num_warps and num_stages
 
 
@@ -73,36 +75,41 @@ def make_key(kernel: str, version: int, dtype: torch.dtype, fields: Mapping[str,
     return "|".join(parts)
 
 
-def _split_key(key: str) -> tuple[str, tuple[int, ...]]:
-    """(the key without its ``*_bucket`` fields, those buckets in order)."""
-    rest, buckets = [], []
+def _split_key(key: str, soft: Sequence[str]) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
+    """(the key without its ``*_bucket`` and soft fields, the buckets, the soft parts)."""
+    rest, buckets, loose = [], [], []
     for part in key.split("|"):
         name, _, value = part.partition("=")
         if name.endswith("_bucket"):
             buckets.append(int(value))
+        elif name in soft:
+            loose.append(part)
         else:
             rest.append(part)
-    return "|".join(rest), tuple(buckets)
+    return "|".join(rest), tuple(buckets), tuple(loose)
 
 
-def nearest(table: Mapping[str, Config], key: str) -> Config | None:
+def nearest(table: Mapping[str, Config], key: str, soft: Sequence[str] = ()) -> Config | None:
     """``table[key]``, else the entry equal on every other field with the nearest buckets.
 
-    Distance: the sum over bucket fields of ``|log2(a) - log2(b)|``; ties go to the larger
-    buckets (their tiles were timed on more work). None when no entry shares the other fields.
+    Distance: the sum over bucket fields of ``|log2(a) - log2(b)|``, plus 100 per differing
+    ``soft`` field (an entry of another bias mode serves only when none of this mode exists);
+    ties go to the larger buckets (their tiles were timed on more work). None when no entry
+    shares the other fields.
     """
     if key in table:
         return table[key]
-    base, buckets = _split_key(key)
+    base, buckets, loose = _split_key(key, soft)
     best, best_d = None, math.inf
     for other, cfg in table.items():
-        obase, obuckets = _split_key(other)
-        if obase != base or len(obuckets) != len(buckets):
+        obase, obuckets, oloose = _split_key(other, soft)
+        if obase != base or len(obuckets) != len(buckets) or len(oloose) != len(loose):
             continue
         d = sum(
             abs(math.log2(max(a, 1)) - math.log2(max(b, 1)))
             for a, b in zip(buckets, obuckets, strict=True)
         )
+        d += 100.0 * sum(a != b for a, b in zip(loose, oloose, strict=True))
         d -= 1e-6 * sum(obuckets)  # ties: larger buckets
         if d < best_d:
             best, best_d = cfg, d
@@ -160,10 +167,26 @@ def disk_cache(directory: str, gpu: str) -> DiskCache:
     return DiskCache(Path(directory) / "autotune" / f"{slug(gpu)}.json")
 
 
-def pretuned_table(cls: str) -> Mapping[str, Config]:
-    from shopml.jagged.triton.pretuned import PRETUNED
+@functools.cache
+def _pretuned() -> dict[str, dict[str, Config]]:
+    """The shipped tables (package data ``pretuned.json``), by GPU class; {} if unreadable."""
+    from importlib import resources
 
-    return PRETUNED.get(cls, {})
+    try:
+        data = json.loads(resources.files(__package__).joinpath(PRETUNED_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"shopml: shipped tiles {PRETUNED_FILE} unreadable ({exc})", stacklevel=2)
+        return {}
+    if data.get("format") != CACHE_FORMAT:
+        return {}
+    return {
+        cls: {k: v for k, v in entries.items() if _valid(v)}
+        for cls, entries in data.get("tables", {}).items()
+    }
+
+
+def pretuned_table(cls: str) -> Mapping[str, Config]:
+    return _pretuned().get(cls, {})
 
 
 class Tuner:
@@ -178,6 +201,7 @@ class Tuner:
         reset: tensor arguments zeroed before each timed run and before the real launch
             (accumulators the kernel adds into).
         bench: ``bench(fn) -> ms`` (tests replace it); default ``triton.testing.do_bench``.
+        soft: key fields in which a shipped entry may differ when no entry matches them.
     """
 
     def __init__(
@@ -189,6 +213,7 @@ class Tuner:
         tune: bool | Callable[[], bool] = True,
         reset: Sequence[str] = (),
         bench: Callable[[Callable[[], object]], float] | None = None,
+        soft: Sequence[str] = (),
     ) -> None:
         self.name, self.version = name, version
         self.key_names = tuple(key_names)
@@ -196,6 +221,7 @@ class Tuner:
         self._tune = tune
         self.reset = tuple(reset)
         self._bench = bench
+        self.soft = tuple(soft)
         self._memory: dict[tuple, Config] = {}
         self.timings: dict[str, dict[str, float]] = {}  # key -> {config: ms}, for reports
         self.sources: dict[str, str] = {}  # key -> where the choice came from
@@ -237,7 +263,7 @@ class Tuner:
         cfg = disk_cache(str(cache_dir()), gpu_name(index)).get(key)
         if cfg is not None and cfg in cands:
             return cfg, "disk"
-        cfg = nearest(pretuned_table(gpu_class(index)), key)
+        cfg = nearest(pretuned_table(gpu_class(index)), key, self.soft)
         if cfg is not None and cfg in cands:
             return cfg, "pretuned"
         return None, ""
