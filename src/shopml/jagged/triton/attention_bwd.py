@@ -258,9 +258,10 @@ _DELTA = FastLauncher(_attn_bwd_delta_kernel)
 def _bwd_variant(q: torch.Tensor, head_dim: int) -> str:
     """ "fused" (one pass, atomic dQ) or "split" (two passes): ``SHOPML_ATTN_BWD``, else split.
 
-    Split is the default everywhere: on an H200 the fused kernel's tuned time was 5-35% above
-    dQ + dK/dV in 22 of 24 (head dim, causal, length bucket) keys and within 5% below in the
-    other two, before its extra launches (benchmarks/README.md, "One-pass backward").
+    Split is the default everywhere: on an H200 the fused kernel's best tile was 1-35% slower
+    than the best dQ + dK/dV in 20 of 24 (head dim, causal, length bucket) keys and 1-7% faster
+    in 4 (buckets 128-256), before its extra launches; 1.26-1.36x slower on whole backward
+    passes (benchmarks/README.md, "Hopper suite").
     """
     forced = os.environ.get("SHOPML_ATTN_BWD", "auto")
     if forced not in ("auto", "fused", "split"):
