@@ -41,10 +41,11 @@ _SHAPES = {
     "bwd": [(32, 128, 8, 2), (64, 64, 8, 2), (64, 128, 8, 2), (32, 64, 8, 2), (32, 64, 4, 3),
             (128, 64, 8, 2)],
 }  # fmt: skip
-# the one-pass backward keeps dK and dV of BLOCK_N keys in registers: 8 warps, and for head dims
-# above 64 half the keys per program (ptxas reported the fewest spills so for sm_90)
+# the one-pass backward keeps dK and dV of BLOCK_N keys in registers; untimed defaults from ptxas
+# spill reports for sm_90 (8 warps; half the keys per program above head dim 64). The H200's
+# timed choices are in pretuned.json.
 _DEFAULT_ABOVE_64 = {"bwd": (64, 64, 8, 2)}
-# defaults for head dims > 128 (shared memory); the one-pass backward is not used there
+# defaults for head dims > 128 (shared memory)
 _SHAPES_LARGE_D = {
     "fwd": (64, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dq": (64, 32, 4, 2), "bwd": (32, 32, 8, 2),
 }  # fmt: skip
