@@ -341,13 +341,16 @@ def test_compiled_function_has_no_graph_break_and_matches_eager():
 
 def test_custom_op_passes_opcheck():
     device = _triton_device()
-    from shopml.jagged.attention_ops import jagged_attention_fwd
+    from shopml.jagged.attention_triton import AttentionArgs, jagged_attention_fwd
 
     offsets = _offsets([3, 0, 5], device)
     q, k, v = _qkv(8, 8, 1, 16, device=device)
-    args = (q, k, v, offsets, offsets, None, None, None, None, None, None, 5, 5, 0.25, 1.0,
-            False, False, False)  # fmt: skip
-    torch.library.opcheck(jagged_attention_fwd, args, test_utils=("test_schema", "test_faketensor"))
+    args = AttentionArgs(q, k, v, offsets, offsets, None, None, None, None, None, None,
+                         max_seqlen_q=5, max_seqlen_k=5, scale=0.25, post_scale=1.0, causal=False,
+                         allow_tf32=False, zero_init=False)  # fmt: skip
+    torch.library.opcheck(
+        jagged_attention_fwd, tuple(args), test_utils=("test_schema", "test_faketensor")
+    )
 
 
 # ------------------------------------------------------------------------------ FBGEMM semantics
