@@ -47,6 +47,18 @@ __all__ = [
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
 
+_TRITON_ATTENTION = None  # shopml.jagged.attention_triton.jagged_flash_attention, once imported
+
+
+def _triton_attention():  # noqa: ANN202
+    """The Triton backend function; imports Triton on first use only."""
+    global _TRITON_ATTENTION
+    if _TRITON_ATTENTION is None:
+        from shopml.jagged.attention_triton import jagged_flash_attention
+
+        _TRITON_ATTENTION = jagged_flash_attention
+    return _TRITON_ATTENTION
+
 
 def _check_qkv(q: object, k: object, v: object) -> None:
     """Structure of q, k, v: float tensors of rank 3, one dtype and device, shared (H, D)."""
@@ -245,10 +257,7 @@ def jagged_flash_attention(
     if not isinstance(causal, bool):
         raise ValueError(f"causal: expected a bool, found {type(causal).__name__}")
     _check_bias(attn_bias, q.shape[1], device, offsets, k_offsets, q.shape[0], k.shape[0])
-    if use_triton(backend, q):
-        from shopml.jagged.attention_triton import jagged_flash_attention as run
-    else:
-        run = ref.jagged_flash_attention
+    run = _triton_attention() if use_triton(backend, q) else ref.jagged_flash_attention
     return run(
         q,
         k,

@@ -89,9 +89,9 @@ _NO_GRADS = AttentionArgs(*(None,) * len(AttentionArgs._fields))
 _SCHEMA_TYPES = {Tensor: "Tensor", Tensor | None: "Tensor?", int: "SymInt", float: "float",
                  bool: "bool"}  # fmt: skip
 _FIELD_TYPES = typing.get_type_hints(AttentionArgs)
-_TENSOR_FIELDS = tuple(
-    name for name, kind in _FIELD_TYPES.items() if kind in (Tensor, Tensor | None)
-)
+# the tensors come first, then the settings: the backward saves the former, keeps the latter
+_N_TENSORS = sum(kind in (Tensor, Tensor | None) for kind in _FIELD_TYPES.values())
+assert all(kind in (Tensor, Tensor | None) for kind in list(_FIELD_TYPES.values())[:_N_TENSORS])
 
 
 def _schema(leading: str, returns: str) -> str:
@@ -102,27 +102,27 @@ def _schema(leading: str, returns: str) -> str:
 
 def _forward(*args: object) -> tuple[Tensor, Tensor]:
     """Forward launcher on an :class:`AttentionArgs` (or its fields): ``(out, lse fp32)``."""
-    return _attn_fwd(**AttentionArgs(*args)._asdict())
+    return _attn_fwd(**dict(zip(AttentionArgs._fields, args, strict=True)))
 
 
 def _backward_launch(do: Tensor, out: Tensor, lse: Tensor, *args: object):  # noqa: ANN202
     """Backward launchers: ``(dq, dk, dv, dbias or None, dtable or None)``."""
-    return _attn_bwd(do=do, out=out, lse=lse, **AttentionArgs(*args)._asdict())
+    return _attn_bwd(do=do, out=out, lse=lse, **dict(zip(AttentionArgs._fields, args, strict=True)))
 
 
 def _setup_context(ctx, inputs: tuple, output: tuple[Tensor, Tensor]) -> None:  # noqa: ANN001
     """Save what the backward needs: tensors through ``save_for_backward``, settings on ctx."""
-    args = AttentionArgs(*inputs)
-    names = tuple(name for name in _TENSOR_FIELDS if getattr(args, name) is not None)
-    ctx.save_for_backward(*output, *(getattr(args, name) for name in names))
-    ctx.settings = args._replace(**dict.fromkeys(names))  # the tensors dropped
-    ctx.tensor_names = names
+    tensors = inputs[:_N_TENSORS]
+    ctx.present = [t is not None for t in tensors]
+    ctx.save_for_backward(*output, *[t for t in tensors if t is not None])
+    ctx.settings = inputs[_N_TENSORS:]
 
 
 def _backward(ctx, dout: Tensor, launch) -> tuple:  # noqa: ANN001
     """The one backward of both entry points; ``launch`` is the eager launcher or the custom op."""
-    out, lse, *tensors = ctx.saved_tensors
-    args = ctx.settings._replace(**dict(zip(ctx.tensor_names, tensors, strict=True)))
+    out, lse, *saved = ctx.saved_tensors
+    rest = iter(saved)
+    args = AttentionArgs(*(next(rest) if p else None for p in ctx.present), *ctx.settings)
     dq, dk, dv, dbias, dtable = launch(dout, out, lse, *args)
     grads = _NO_GRADS._replace(
         q=dq,
@@ -161,16 +161,16 @@ def jagged_attention_bwd(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward launchers as an op: ``(dq, dk, dv, dbias, dtable)``, 0-element where absent."""
     dq, dk, dv, dbias, dtable = _backward_launch(do, out, lse, *args)
-    empty = dq.new_empty(0)
-    return dq, dk, dv, empty if dbias is None else dbias, empty if dtable is None else dtable
+    dbias = dq.new_empty(0) if dbias is None else dbias  # outputs must not alias each other
+    dtable = dq.new_empty(0) if dtable is None else dtable
+    return dq, dk, dv, dbias, dtable
 
 
 @jagged_attention_bwd.register_fake
 def _(do: Tensor, out: Tensor, lse: Tensor, *args: object) -> tuple[Tensor, ...]:
     a = AttentionArgs(*args)
-    empty = a.q.new_empty(0)
-    dbias = empty if a.bias is None else torch.empty_like(a.bias)
-    dtable = empty if a.table is None else torch.empty_like(a.table)
+    dbias = a.q.new_empty(0) if a.bias is None else torch.empty_like(a.bias)
+    dtable = a.q.new_empty(0) if a.table is None else torch.empty_like(a.table)
     return torch.empty_like(a.q), torch.empty_like(a.k), torch.empty_like(a.v), dbias, dtable
 
 
@@ -183,17 +183,19 @@ jagged_attention_fwd.register_autograd(_op_backward, setup_context=_setup_contex
 
 # ------------------------------------------------------------------ eager autograd Function
 class _JaggedAttention(torch.autograd.Function):
-    """Eager path: the launchers without the custom-op dispatcher (less host overhead)."""
+    """Eager path: the launchers without the custom-op dispatcher (less host overhead).
+
+    Old-style (``forward(ctx, ...)``): a separate ``setup_context`` would make every ``apply``
+    bind its 18 arguments through ``inspect.signature``, a third of this path's host time.
+    """
 
     @staticmethod
-    def forward(*args: object) -> tuple[Tensor, Tensor]:  # noqa: D102
-        return _forward(*args)
-
-    @staticmethod
-    def setup_context(ctx, inputs: tuple, output: tuple[Tensor, Tensor]) -> None:  # noqa: ANN001, D102
-        _setup_context(ctx, inputs, output)
+    def forward(ctx, *args: object) -> tuple[Tensor, Tensor]:  # noqa: ANN001, D102
+        output = _forward(*args)
+        _setup_context(ctx, args, output)
         ctx.mark_non_differentiable(output[1])
         ctx.set_materialize_grads(False)  # no zero-filled gradient for lse (never used)
+        return output
 
     @staticmethod
     def backward(ctx, dout: Tensor | None, _dlse: Tensor | None) -> tuple:  # noqa: ANN001, D102

@@ -212,7 +212,7 @@ def check_max_seqlen(
         )
     if max_seqlen < 0:
         raise ValueError(f"{name}: expected >= 0, found {max_seqlen}")
-    if content_checks_on() and offsets is not None and offsets.numel() > 1:
+    if offsets is not None and offsets.numel() > 1 and content_checks_on():
         longest = int((offsets[1:] - offsets[:-1]).max())
         if longest > max_seqlen:
             raise ValueError(
@@ -229,7 +229,7 @@ def check_lengths(
     assert isinstance(lengths, torch.Tensor)
     if lengths.dtype not in INDEX_DTYPES:
         raise ValueError(f"{name}: expected dtype int32 or int64, found {describe(lengths)}")
-    if content_checks_on() and lengths.numel() > 0:
+    if lengths.numel() > 0 and content_checks_on():
         smallest = int(lengths.min())
         if smallest < 0:
             raise ValueError(f"{name}: expected lengths >= 0, found {smallest}")
