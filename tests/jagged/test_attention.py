@@ -356,6 +356,21 @@ def test_custom_op_passes_opcheck():
     )
 
 
+def test_launcher_arguments_are_bound_by_name():
+    """The entry calls the launchers positionally in *their* parameter order, found by name."""
+    from shopml.jagged.attention_triton import _in_order_of
+
+    def launcher(b, a, c=3, d=4):
+        return a, b, c, d
+
+    pick = _in_order_of(launcher, ("a", "b", "c"))
+    assert launcher(*pick(("A", "B", "C"))) == ("A", "B", "C", 4)
+    with pytest.raises(TypeError, match="needs 'b'"):
+        _in_order_of(launcher, ("a",))
+    with pytest.raises(TypeError, match=r"does not take \['e'\]"):
+        _in_order_of(launcher, ("a", "b", "e"))
+
+
 # ------------------------------------------------------------------------------ FBGEMM semantics
 
 

@@ -43,7 +43,9 @@ Both share :func:`_setup_context` and :func:`_backward`; gradients are returned 
 
 from __future__ import annotations
 
+import inspect
 import math
+import operator
 import typing
 from typing import NamedTuple
 
@@ -85,7 +87,7 @@ class AttentionArgs(NamedTuple):
     zero_init: bool  # zero-fill outputs first (needed when sequences may be truncated)
 
 
-_NO_GRADS = AttentionArgs(*(None,) * len(AttentionArgs._fields))
+_NO_GRADS = (None,) * len(AttentionArgs._fields)
 _SCHEMA_TYPES = {Tensor: "Tensor", Tensor | None: "Tensor?", int: "SymInt", float: "float",
                  bool: "bool"}  # fmt: skip
 _FIELD_TYPES = typing.get_type_hints(AttentionArgs)
@@ -100,14 +102,36 @@ def _schema(leading: str, returns: str) -> str:
     return f"({leading}{fields}) -> {returns}"
 
 
+def _in_order_of(launcher, names: tuple[str, ...]) -> operator.itemgetter:
+    """Picks a launcher's arguments, in its own parameter order, out of a tuple laid out as
+    ``names``: a positional call by name (bound once, at import; keyword calls cost ~3 us each).
+    Parameters the launcher has beyond ``names`` keep their defaults; a required one is an error."""
+    where = {name: i for i, name in enumerate(names)}
+    picks = []
+    for param in inspect.signature(launcher).parameters.values():
+        if param.name not in where:
+            if param.default is inspect.Parameter.empty:
+                raise TypeError(f"{launcher.__name__} needs {param.name!r}, which we do not pass")
+            break  # it and every later parameter keep their defaults
+        picks.append(where.pop(param.name))
+    if where:
+        raise TypeError(f"{launcher.__name__} does not take {sorted(where)} positionally")
+    return operator.itemgetter(*picks)
+
+
+_FWD_ARGS = _in_order_of(_attn_fwd, AttentionArgs._fields)
+_BWD_ARGS = _in_order_of(_attn_bwd, ("do", "out", "lse", *AttentionArgs._fields))
+
+
 def _forward(*args: object) -> tuple[Tensor, Tensor]:
     """Forward launcher on an :class:`AttentionArgs` (or its fields): ``(out, lse fp32)``."""
-    return _attn_fwd(**dict(zip(AttentionArgs._fields, args, strict=True)))
+    return _attn_fwd(*_FWD_ARGS(args))
 
 
-def _backward_launch(do: Tensor, out: Tensor, lse: Tensor, *args: object):  # noqa: ANN202
-    """Backward launchers: ``(dq, dk, dv, dbias or None, dtable or None)``."""
-    return _attn_bwd(do=do, out=out, lse=lse, **dict(zip(AttentionArgs._fields, args, strict=True)))
+def _backward_launch(*args: object):  # noqa: ANN202
+    """Backward launchers on ``(do, out, lse, *AttentionArgs)``: ``(dq, dk, dv, dbias or None,
+    dtable or None)``."""
+    return _attn_bwd(*_BWD_ARGS(args))
 
 
 def _setup_context(ctx, inputs: tuple, output: tuple[Tensor, Tensor]) -> None:  # noqa: ANN001
@@ -122,16 +146,15 @@ def _backward(ctx, dout: Tensor, launch) -> tuple:  # noqa: ANN001
     """The one backward of both entry points; ``launch`` is the eager launcher or the custom op."""
     out, lse, *saved = ctx.saved_tensors
     rest = iter(saved)
-    args = AttentionArgs(*(next(rest) if p else None for p in ctx.present), *ctx.settings)
+    args = AttentionArgs(*[next(rest) if p else None for p in ctx.present], *ctx.settings)
     dq, dk, dv, dbias, dtable = launch(dout, out, lse, *args)
-    grads = _NO_GRADS._replace(
-        q=dq,
-        k=dk,
-        v=dv,
-        bias=dbias if args.bias is not None else None,
-        table=dtable if args.table is not None else None,
-    )
-    return tuple(grads)
+    grads = dict.fromkeys(AttentionArgs._fields)
+    grads.update(q=dq, k=dk, v=dv)
+    if args.bias is not None:
+        grads["bias"] = dbias
+    if args.table is not None:
+        grads["table"] = dtable
+    return tuple(grads.values())
 
 
 # ------------------------------------------------------------------ custom ops (torch.compile)
@@ -200,7 +223,7 @@ class _JaggedAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: Tensor | None, _dlse: Tensor | None) -> tuple:  # noqa: ANN001, D102
         if dout is None:  # grads are not materialised: nothing flowed back into the output
-            return tuple(_NO_GRADS)
+            return _NO_GRADS
         return _backward(ctx, dout, _backward_launch)
 
 
