@@ -294,6 +294,12 @@ def jagged_flash_attention(
         allow_tf32=bool(allow_tf32),
         zero_init=bool(zero_init),
     )
-    run = jagged_attention_fwd if torch.compiler.is_compiling() else _JaggedAttention.apply
-    out, lse = run(*args)
+    if torch.compiler.is_compiling():
+        out, lse = jagged_attention_fwd(*args)
+    elif torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (args.q, args.k, args.v, args.bias, args.table)
+    ):
+        out, lse = _JaggedAttention.apply(*args)
+    else:  # inference: the launcher alone, no autograd bookkeeping
+        out, lse = _forward(*args)
     return (out, lse) if return_lse else out
