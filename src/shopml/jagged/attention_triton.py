@@ -33,7 +33,7 @@ from the reference only in summation order and in the low-precision rounding of 
 Entry points, all on one argument set, :class:`AttentionArgs`:
 
 - eager: :class:`_JaggedAttention` (an autograd Function calling the launchers directly: the
-  least host overhead);
+  least host overhead), or the forward launcher alone when no input needs a gradient;
 - under ``torch.compile``: the custom ops ``shopml::jagged_attention_fwd`` / ``_bwd`` (schemas
   built from :class:`AttentionArgs`, fake implementations for tracing, the autograd formula
   registered on the forward). ``lse`` is an output but not differentiable.
