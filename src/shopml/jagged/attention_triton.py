@@ -94,6 +94,7 @@ _FIELD_TYPES = typing.get_type_hints(AttentionArgs)
 # the tensors come first, then the settings: the backward saves the former, keeps the latter
 _N_TENSORS = sum(kind in (Tensor, Tensor | None) for kind in _FIELD_TYPES.values())
 assert all(kind in (Tensor, Tensor | None) for kind in list(_FIELD_TYPES.values())[:_N_TENSORS])
+_BIAS, _TABLE = AttentionArgs._fields.index("bias"), AttentionArgs._fields.index("table")
 
 
 def _schema(leading: str, returns: str) -> str:
@@ -143,16 +144,19 @@ def _setup_context(ctx, inputs: tuple, output: tuple[Tensor, Tensor]) -> None:  
 
 
 def _backward(ctx, dout: Tensor, launch) -> tuple:  # noqa: ANN001
-    """The one backward of both entry points; ``launch`` is the eager launcher or the custom op."""
+    """The one backward of both entry points; ``launch`` is the eager launcher or the custom op.
+
+    Returns one gradient per :class:`AttentionArgs` field: q, k, v, and bias / table if given.
+    """
     out, lse, *saved = ctx.saved_tensors
     rest = iter(saved)
-    args = AttentionArgs(*[next(rest) if p else None for p in ctx.present], *ctx.settings)
-    dq, dk, dv, dbias, dtable = launch(dout, out, lse, *args)
+    tensors = [next(rest) if present else None for present in ctx.present]
+    dq, dk, dv, dbias, dtable = launch(dout, out, lse, *tensors, *ctx.settings)
     grads = dict.fromkeys(AttentionArgs._fields)
     grads.update(q=dq, k=dk, v=dv)
-    if args.bias is not None:
+    if tensors[_BIAS] is not None:
         grads["bias"] = dbias
-    if args.table is not None:
+    if tensors[_TABLE] is not None:
         grads["table"] = dtable
     return tuple(grads.values())
 
@@ -296,8 +300,12 @@ def jagged_flash_attention(
     )
     if torch.compiler.is_compiling():
         out, lse = jagged_attention_fwd(*args)
-    elif torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (args.q, args.k, args.v, args.bias, args.table)
+    elif torch.is_grad_enabled() and (
+        q.requires_grad
+        or k.requires_grad
+        or v.requires_grad
+        or (bias is not None and bias.requires_grad)
+        or (table is not None and table.requires_grad)
     ):
         out, lse = _JaggedAttention.apply(*args)
     else:  # inference: the launcher alone, no autograd bookkeeping
