@@ -88,7 +88,7 @@ def cold_child(dims: list[int]) -> None:
     res = {"torch_init_s": round(t_torch, 3), "shopml_import_s": round(t_import, 3)}
     if os.environ.get("COLD_PREIMPORT"):  # a service that loaded the kernels at start
         t = time.perf_counter()
-        import shopml.jagged.attention_ops  # noqa: F401 - imports triton and the kernels
+        import shopml.jagged.attention_triton  # noqa: F401 - imports triton and the kernels
         from shopml.jagged.triton.startup import remember_triton_key
 
         remember_triton_key()

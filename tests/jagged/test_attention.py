@@ -313,7 +313,9 @@ def test_target_attention_matches_reference_and_sdpa(bias_kind):
 # ------------------------------------------------------------------------------ torch.compile
 
 
-def test_compiled_function_has_no_graph_break_and_matches_eager():
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_compiled_function_has_no_graph_break_and_matches_eager(with_bias):
+    """Through the custom ops: with a relative bias, and without (0-element bias gradients)."""
     device = _triton_device()
     lengths = [3, 0, 18]
     offsets = _offsets(lengths, device)
@@ -322,7 +324,7 @@ def test_compiled_function_has_no_graph_break_and_matches_eager():
     bounds = log_bucket_boundaries(5, 10).to(device)
 
     def fn(q, k, v, table):
-        bias = RelativeBias(table, bounds)
+        bias = RelativeBias(table, bounds) if with_bias else None
         out = jagged_flash_attention(
             q, k, v, offsets, 18, causal=True, attn_bias=bias, backend="triton"
         )
@@ -330,10 +332,11 @@ def test_compiled_function_has_no_graph_break_and_matches_eager():
 
     with checks_enabled(False):
         compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+        inputs = (q, k, v, table) if with_bias else (q, k, v)
         loss_c = compiled(q, k, v, table)
-        grads_c = torch.autograd.grad(loss_c, (q, k, v, table))
+        grads_c = torch.autograd.grad(loss_c, inputs)
         loss_e = fn(q, k, v, table)
-        grads_e = torch.autograd.grad(loss_e, (q, k, v, table))
+        grads_e = torch.autograd.grad(loss_e, inputs)
     _assert_close(loss_c, loss_e, "fwd")
     for a, b in zip(grads_c, grads_e, strict=True):
         _assert_close(a, b, "grad")
@@ -341,13 +344,31 @@ def test_compiled_function_has_no_graph_break_and_matches_eager():
 
 def test_custom_op_passes_opcheck():
     device = _triton_device()
-    from shopml.jagged.attention_ops import jagged_attention_fwd
+    from shopml.jagged.attention_triton import AttentionArgs, jagged_attention_fwd
 
     offsets = _offsets([3, 0, 5], device)
     q, k, v = _qkv(8, 8, 1, 16, device=device)
-    args = (q, k, v, offsets, offsets, None, None, None, None, None, None, 5, 5, 0.25, 1.0,
-            False, False, False)  # fmt: skip
-    torch.library.opcheck(jagged_attention_fwd, args, test_utils=("test_schema", "test_faketensor"))
+    args = AttentionArgs(q, k, v, offsets, offsets, None, None, None, None, None, None,
+                         max_seqlen_q=5, max_seqlen_k=5, scale=0.25, post_scale=1.0, causal=False,
+                         allow_tf32=False, zero_init=False)  # fmt: skip
+    torch.library.opcheck(
+        jagged_attention_fwd, tuple(args), test_utils=("test_schema", "test_faketensor")
+    )
+
+
+def test_launcher_arguments_are_bound_by_name():
+    """The entry calls the launchers positionally in *their* parameter order, found by name."""
+    from shopml.jagged.attention_triton import _in_order_of
+
+    def launcher(b, a, c=3, d=4):
+        return a, b, c, d
+
+    pick = _in_order_of(launcher, ("a", "b", "c"))
+    assert launcher(*pick(("A", "B", "C"))) == ("A", "B", "C", 4)
+    with pytest.raises(TypeError, match="needs 'b'"):
+        _in_order_of(launcher, ("a",))
+    with pytest.raises(TypeError, match=r"does not take \['e'\]"):
+        _in_order_of(launcher, ("a", "b", "e"))
 
 
 # ------------------------------------------------------------------------------ FBGEMM semantics

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tolerances import GRADCHECK, assert_matches_reference
 
 from shopml.common.devices import is_interpreter
-from shopml.jagged import checks_enabled, ops
+from shopml.jagged import backend, checks_enabled, ops
 
 needs_triton_cpu = pytest.mark.skipif(
     not is_interpreter(), reason="Triton on CPU needs TRITON_INTERPRET=1 before Python starts"
@@ -195,13 +195,13 @@ def test_backend_dispatch_and_errors(monkeypatch):
     x = torch.randn(t, 4)
     with pytest.raises(ValueError, match="backend: expected one of"):
         ops.jagged_softmax(x, off, n, backend="cuda")
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(backend, "INTERPRET", False)  # read once at import, as Triton does
     with pytest.raises(
         ValueError, match="backend: 'triton' needs CUDA tensors or TRITON_INTERPRET=1"
     ):
         ops.jagged_softmax(x, off, n, backend="triton")
     assert ops.impl("jagged_softmax", "auto", x).__module__ == "shopml.jagged.ops_reference"
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(backend, "INTERPRET", True)
     assert ops.impl("jagged_softmax", "auto", x).__module__.startswith("shopml.jagged.triton")
     # integer values always take the reference
     assert ops.impl("jagged_sum", "auto", off).__module__ == "shopml.jagged.ops_reference"

@@ -4,10 +4,13 @@ Attention over variable-length sequences stored without padding (flash-attention
 layout): ``q, k, v`` are ``(T, H, D)`` with the rows of sample ``b`` at
 ``offsets[b]:offsets[b+1]`` (``offsets`` is flash-attention's ``cu_seqlens``).
 
-Backends: ``"triton"`` (fused online-softmax kernels, forward and backward, memory linear in T;
-on CUDA, or on CPU under ``TRITON_INTERPRET=1``), ``"reference"`` (pure PyTorch, pads to
-``(B, H, N, N)``: the executable spec) and ``"auto"`` (Triton on CUDA tensors or under the
-interpreter, else the reference).
+Backends, chosen by :func:`shopml.jagged.backend.use_triton` like every jagged op's:
+``"triton"`` (:mod:`shopml.jagged.attention_triton`: fused online-softmax kernels, forward and
+backward, memory linear in T; on CUDA, or on CPU under ``TRITON_INTERPRET=1``), ``"reference"``
+(:mod:`shopml.jagged.attention_reference`: pure PyTorch, pads to ``(B, H, N, N)``: the executable
+spec) and ``"auto"`` (Triton on CUDA tensors or under the interpreter, else the reference).
+Inputs are checked here, once, with :mod:`shopml.jagged.checks` (content checks: one device sync
+per offsets tensor, one more for a tensor bias; off with ``checks_enabled(False)``).
 
 Example:
     >>> import torch
@@ -21,15 +24,18 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import torch
 
-from shopml.common.devices import is_interpreter
+from shopml.jagged import attention_reference as ref
+from shopml.jagged import checks
 from shopml.jagged.attention_reference import RelativeBias, bucketize_delta, relative_bias_dense
+from shopml.jagged.backend import BACKENDS, use_triton
+from shopml.jagged.checks import describe
 
 __all__ = [
+    "BACKENDS",
     "RelativeBias",
     "bucketize_delta",
     "jagged_flash_attention",
@@ -38,109 +44,100 @@ __all__ = [
     "relative_bias_dense",
 ]
 
-BACKENDS = ("auto", "triton", "reference")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
-# read once at import (TRITON_INTERPRET must be set before Python starts anyway); plain globals
-# keep torch.compile from graph-breaking on environment lookups or imports
-_INTERPRET = is_interpreter()
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+_TRITON_ATTENTION = None  # shopml.jagged.attention_triton.jagged_flash_attention, once imported
 
 
-def _describe(t: torch.Tensor) -> str:
-    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+def _triton_attention():  # noqa: ANN202
+    """The Triton backend function; imports Triton on first use only."""
+    global _TRITON_ATTENTION
+    if _TRITON_ATTENTION is None:
+        from shopml.jagged.attention_triton import jagged_flash_attention
+
+        _TRITON_ATTENTION = jagged_flash_attention
+    return _TRITON_ATTENTION
 
 
-def _content_checks_on() -> bool:
-    try:  # the switch lives with the jagged ops (shopml.jagged.checks)
-        from shopml.jagged.checks import content_checks_on
-    except ImportError:  # pragma: no cover - before the jagged ops land
-        return True
-    return content_checks_on()
-
-
-def _check_qkv(q: object, k: object, v: object, *, q_name: str = "q") -> None:
-    for name, t in ((q_name, q), ("k", k), ("v", v)):
+def _check_qkv(q: object, k: object, v: object) -> None:
+    """Structure of q, k, v: float tensors of rank 3, one dtype and device, shared (H, D)."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name}: expected a torch.Tensor, found {type(t).__name__}")
         if t.dtype not in FLOAT_DTYPES:
             raise ValueError(
-                f"{name}: expected dtype float16, bfloat16 or float32, found {_describe(t)}"
+                f"{name}: expected dtype float16, bfloat16 or float32, found {describe(t)}"
             )
+        if t.dim() != 3:
+            raise ValueError(f"{name}: expected a 3-D (T, H, D) tensor, found {describe(t)}")
     assert isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
     assert isinstance(v, torch.Tensor)
     for name, t in (("k", k), ("v", v)):
-        if t.dim() != 3:
-            raise ValueError(f"{name}: expected a 3-D (T, H, D) tensor, found {_describe(t)}")
         if t.dtype != q.dtype:
-            raise ValueError(
-                f"{name}: expected dtype {q.dtype} (that of {q_name}), found {_describe(t)}"
-            )
+            raise ValueError(f"{name}: expected dtype {q.dtype} (that of q), found {describe(t)}")
         if t.device != q.device:
-            raise ValueError(
-                f"{name}: expected device {q.device} (that of {q_name}), found {_describe(t)}"
-            )
+            raise ValueError(f"{name}: expected device {q.device} (that of q), found {describe(t)}")
     if v.shape != k.shape:
-        raise ValueError(f"v: expected the shape of k {tuple(k.shape)}, found {_describe(v)}")
-    if q.shape[-2:] != k.shape[-2:]:
+        raise ValueError(f"v: expected the shape of k {tuple(k.shape)}, found {describe(v)}")
+    if q.shape[1:] != k.shape[1:]:
         raise ValueError(
-            f"k: expected (T_k, H, D) with H, D = {tuple(q.shape[-2:])} (those of {q_name}), "
-            f"found {_describe(k)}"
+            f"k: expected (T_k, H, D) with H, D = {tuple(q.shape[1:])} (those of q), "
+            f"found {describe(k)}"
         )
     head_dim = q.shape[-1]
     if not MIN_HEAD_DIM <= head_dim <= MAX_HEAD_DIM:
         raise ValueError(
-            f"{q_name}: expected a head dim D in [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}], found D = {head_dim}"
+            f"q: expected a head dim D in [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}], found D = {head_dim}"
         )
 
 
-def _check_offsets(offsets: object, name: str, total: int, device: torch.device) -> torch.Tensor:
-    if not isinstance(offsets, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, found {type(offsets).__name__}")
-    if offsets.dim() != 1 or offsets.dtype not in (torch.int32, torch.int64):
+def _check_relative_bias(bias: RelativeBias, heads: int, device: torch.device, total_q: int,
+                         total_k: int) -> None:  # fmt: skip
+    table, boundaries = bias.table, bias.boundaries
+    if not isinstance(table, torch.Tensor) or table.dim() != 2 or table.shape[1] != heads:
+        found = describe(table) if isinstance(table, torch.Tensor) else type(table).__name__
         raise ValueError(
-            f"{name}: expected a 1-D int32 or int64 (B+1,) tensor, found {_describe(offsets)}"
+            f"attn_bias.table: expected a (num_buckets, H={heads}) tensor, found {found}"
         )
-    if offsets.numel() < 1:
-        raise ValueError(f"{name}: expected B+1 >= 1 entries, found an empty tensor")
-    if offsets.device != device:
+    if not table.is_floating_point() or table.device != device:
         raise ValueError(
-            f"{name}: expected device {device} (that of q), found {_describe(offsets)}"
+            f"attn_bias.table: expected a float tensor on {device}, found {describe(table)}"
         )
-    if _content_checks_on():
-        first, last = int(offsets[0]), int(offsets[-1])
-        if first != 0:
-            raise ValueError(f"{name}: expected offsets[0] == 0, found {first}")
-        if offsets.numel() > 1 and bool((offsets[1:] < offsets[:-1]).any()):
-            raise ValueError(
-                f"{name}: expected non-decreasing offsets, found {offsets.tolist()[:16]}"
-            )
-        if last != total:
-            raise ValueError(
-                f"{name}: expected offsets[-1] == {total} (rows of the values), found {last}"
-            )
-    return offsets
-
-
-def _check_max_seqlen(max_seqlen: object, name: str, offsets: torch.Tensor) -> int:
-    if isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int):
+    buckets = table.shape[0]
+    if buckets < 1:
+        raise ValueError("attn_bias.table: expected at least one bucket, found 0")
+    if (
+        not isinstance(boundaries, torch.Tensor)
+        or boundaries.dtype != torch.int64
+        or boundaries.shape != (buckets - 1,)
+        or boundaries.device != device
+    ):
+        found = (
+            describe(boundaries)
+            if isinstance(boundaries, torch.Tensor)
+            else type(boundaries).__name__
+        )
         raise ValueError(
-            f"{name}: expected a Python int (host side), found {type(max_seqlen).__name__}"
+            f"attn_bias.boundaries: expected an int64 ({buckets - 1},) tensor on {device}, "
+            f"found {found}"
         )
-    if max_seqlen < 0:
-        raise ValueError(f"{name}: expected >= 0, found {max_seqlen}")
-    if _content_checks_on() and offsets.numel() > 1:
-        longest = int((offsets[1:] - offsets[:-1]).max())
-        if longest > max_seqlen:
-            raise ValueError(
-                f"{name}: expected every sequence length <= {max_seqlen}, found {longest}"
-            )
-    return max_seqlen
+    for name, ts, total in (
+        ("attn_bias.q_timestamps", bias.q_timestamps, total_q),
+        ("attn_bias.k_timestamps", bias.k_timestamps, total_k),
+    ):
+        if ts is None:
+            continue
+        if not isinstance(ts, torch.Tensor) or ts.dtype != torch.int64 or ts.shape != (total,):
+            found = describe(ts) if isinstance(ts, torch.Tensor) else type(ts).__name__
+            raise ValueError(f"{name}: expected an int64 ({total},) tensor, found {found}")
+        if ts.device != device:
+            raise ValueError(f"{name}: expected device {device}, found {describe(ts)}")
 
 
 def _check_bias(
     attn_bias: object,
-    num_heads: int,
+    heads: int,
     device: torch.device,
     offsets: torch.Tensor,
     k_offsets: torch.Tensor | None,
@@ -150,82 +147,29 @@ def _check_bias(
     if attn_bias is None:
         return
     if isinstance(attn_bias, RelativeBias):
-        table, boundaries = attn_bias.table, attn_bias.boundaries
-        if not isinstance(table, torch.Tensor) or table.dim() != 2 or table.shape[1] != num_heads:
-            found = _describe(table) if isinstance(table, torch.Tensor) else type(table).__name__
-            raise ValueError(
-                f"attn_bias.table: expected a (num_buckets, H={num_heads}) tensor, found {found}"
-            )
-        if not table.is_floating_point() or table.device != device:
-            raise ValueError(
-                f"attn_bias.table: expected a float tensor on {device}, found {_describe(table)}"
-            )
-        nb = table.shape[0]
-        if (
-            not isinstance(boundaries, torch.Tensor)
-            or boundaries.dtype != torch.int64
-            or boundaries.shape != (max(nb - 1, 0),)
-            or boundaries.device != device
-        ):
-            found = (
-                _describe(boundaries)
-                if isinstance(boundaries, torch.Tensor)
-                else type(boundaries).__name__
-            )
-            raise ValueError(
-                f"attn_bias.boundaries: expected an int64 ({max(nb - 1, 0)},) tensor on {device}, found {found}"
-            )
-        if nb < 1:
-            raise ValueError("attn_bias.table: expected at least one bucket, found 0")
-        for name, ts, total in (
-            ("attn_bias.q_timestamps", attn_bias.q_timestamps, total_q),
-            ("attn_bias.k_timestamps", attn_bias.k_timestamps, total_k),
-        ):
-            if ts is None:
-                continue
-            if not isinstance(ts, torch.Tensor) or ts.dtype != torch.int64 or ts.shape != (total,):
-                found = _describe(ts) if isinstance(ts, torch.Tensor) else type(ts).__name__
-                raise ValueError(f"{name}: expected an int64 ({total},) tensor, found {found}")
-            if ts.device != device:
-                raise ValueError(f"{name}: expected device {device}, found {_describe(ts)}")
+        _check_relative_bias(attn_bias, heads, device, total_q, total_k)
         return
     if not isinstance(attn_bias, torch.Tensor):
         raise ValueError(
             f"attn_bias: expected None, a (sum Lq_i*Lk_i, H) tensor or a RelativeBias, "
             f"found {type(attn_bias).__name__}"
         )
-    if attn_bias.dim() != 2 or attn_bias.shape[1] != num_heads or not attn_bias.is_floating_point():
+    if attn_bias.dim() != 2 or attn_bias.shape[1] != heads or not attn_bias.is_floating_point():
         raise ValueError(
-            f"attn_bias: expected a float (sum Lq_i*Lk_i, H={num_heads}) tensor, found {_describe(attn_bias)}"
+            f"attn_bias: expected a float (sum Lq_i*Lk_i, H={heads}) tensor, "
+            f"found {describe(attn_bias)}"
         )
     if attn_bias.device != device:
-        raise ValueError(f"attn_bias: expected device {device}, found {_describe(attn_bias)}")
-    if _content_checks_on():
+        raise ValueError(f"attn_bias: expected device {device}, found {describe(attn_bias)}")
+    if checks.content_checks_on():  # one device sync
         lq = (offsets[1:] - offsets[:-1]).long()
         lk = lq if k_offsets is None else (k_offsets[1:] - k_offsets[:-1]).long()
-        need = int((lq * lk).sum()) if lq.numel() else 0
+        need = int((lq * lk).sum())
         if attn_bias.shape[0] != need:
             raise ValueError(
                 f"attn_bias: expected {need} rows (sum over samples of Lq_i * Lk_i), "
-                f"found {_describe(attn_bias)}"
+                f"found {describe(attn_bias)}"
             )
-
-
-def _resolve_backend(backend: object, device: torch.device) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, found {backend!r}")
-    if backend == "auto":
-        if (device.type == "cuda" or _INTERPRET) and _HAS_TRITON:
-            return "triton"
-        return "reference"
-    if backend == "triton":
-        if not _HAS_TRITON:
-            raise ValueError("backend: 'triton' was asked for but triton is not importable")
-        if device.type != "cuda" and not _INTERPRET:
-            raise ValueError(
-                f"backend: 'triton' needs CUDA tensors or TRITON_INTERPRET=1, found device {device}"
-            )
-    return str(backend)
 
 
 def jagged_flash_attention(
@@ -278,30 +222,34 @@ def jagged_flash_attention(
             offsets (one device sync) follow ``shopml.jagged.checks.checks_enabled``.
     """
     _check_qkv(q, k, v)
-    if q.dim() != 3:
-        raise ValueError(f"q: expected a 3-D (T, H, D) tensor, found {_describe(q)}")
     device = q.device
-    _check_offsets(offsets, "offsets", q.shape[0], device)
-    max_seqlen = _check_max_seqlen(max_seqlen, "max_seqlen", offsets)
+    checks.check_max_seqlen(max_seqlen)
+    checks.check_offsets(offsets, q.shape[0], device=device, max_len=max_seqlen)
     if k_offsets is None:
         if k.shape[0] != q.shape[0]:
             raise ValueError(
-                f"k: expected T_k = T_q = {q.shape[0]} for self-attention (no k_offsets), found {_describe(k)}"
+                f"k: expected T_k = T_q = {q.shape[0]} for self-attention (no k_offsets), "
+                f"found {describe(k)}"
             )
         if max_seqlen_k is not None and max_seqlen_k != max_seqlen:
             raise ValueError(
-                f"max_seqlen_k: expected None or max_seqlen ({max_seqlen}) without k_offsets, found {max_seqlen_k}"
+                f"max_seqlen_k: expected None or max_seqlen ({max_seqlen}) without k_offsets, "
+                f"found {max_seqlen_k}"
             )
         max_seqlen_k = max_seqlen
     else:
-        _check_offsets(k_offsets, "k_offsets", k.shape[0], device)
-        if k_offsets.numel() != offsets.numel():
-            raise ValueError(
-                f"k_offsets: expected {offsets.numel()} entries (the batch of offsets), found {k_offsets.numel()}"
-            )
         if max_seqlen_k is None:
             max_seqlen_k = max_seqlen
-        max_seqlen_k = _check_max_seqlen(max_seqlen_k, "max_seqlen_k", k_offsets)
+        checks.check_max_seqlen(max_seqlen_k, name="max_seqlen_k")
+        checks.check_offsets(
+            k_offsets,
+            k.shape[0],
+            name="k_offsets",
+            device=device,
+            batch_size=offsets.numel() - 1,
+            max_len=max_seqlen_k,
+            max_len_name="max_seqlen_k",
+        )
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
@@ -309,26 +257,8 @@ def jagged_flash_attention(
     if not isinstance(causal, bool):
         raise ValueError(f"causal: expected a bool, found {type(causal).__name__}")
     _check_bias(attn_bias, q.shape[1], device, offsets, k_offsets, q.shape[0], k.shape[0])
-    chosen = _resolve_backend(backend, device)
-    if chosen == "reference":
-        from shopml.jagged import attention_reference as ref
-
-        return ref.jagged_flash_attention(
-            q,
-            k,
-            v,
-            offsets,
-            max_seqlen,
-            k_offsets=k_offsets,
-            max_seqlen_k=max_seqlen_k,
-            scale=float(scale),
-            causal=causal,
-            attn_bias=attn_bias,
-            return_lse=return_lse,
-        )
-    from shopml.jagged.attention_ops import triton_attention
-
-    return triton_attention(
+    run = _triton_attention() if use_triton(backend, q) else ref.jagged_flash_attention
+    return run(
         q,
         k,
         v,
@@ -375,10 +305,10 @@ def jagged_target_attention(
         ``(B, M, H, D)`` in q's dtype.
     """
     if not isinstance(q, torch.Tensor) or q.dim() != 4:
-        found = _describe(q) if isinstance(q, torch.Tensor) else type(q).__name__
+        found = describe(q) if isinstance(q, torch.Tensor) else type(q).__name__
         raise ValueError(f"q: expected a 4-D (B, M, H, D) tensor, found {found}")
     if not isinstance(offsets, torch.Tensor) or offsets.dim() != 1:
-        found = _describe(offsets) if isinstance(offsets, torch.Tensor) else type(offsets).__name__
+        found = describe(offsets) if isinstance(offsets, torch.Tensor) else type(offsets).__name__
         raise ValueError(f"offsets: expected a 1-D (B+1,) tensor, found {found}")
     batch, m = q.shape[0], q.shape[1]
     if offsets.numel() != batch + 1:

@@ -7,16 +7,24 @@ Two kinds of checks guard every public function of :mod:`shopml.jagged`:
   decreasing, ``offsets[-1] == T``) and sequence lengths within ``max_seqlen``. They read device
   memory, so on CUDA each costs a host-device synchronisation.
 
-The switch is :func:`checks_enabled`. Call it to set the flag, or use it as a context manager to
-set it for a block and restore the previous value afterwards::
+The switch is :func:`checks_enabled`. Use it as a context manager to set the flag for a block
+and restore the previous value afterwards, or call it to set the flag from here on::
 
     import shopml.jagged as jg
 
     with jg.checks_enabled(False):      # hot training loop: inputs already validated once
         y = jg.jagged_softmax(x, offsets, max_seqlen)
 
-    jg.checks_enabled(False)            # or process-wide, until switched back on
+    jg.checks_enabled(False)            # or from here on, in this thread / asyncio task
     jg.content_checks_on()              # -> False
+
+The flag lives in a :class:`contextvars.ContextVar`: it is per thread and per asyncio task, so a
+worker thread that turns checks off for its request never turns them off for another thread.
+A new thread starts with checks on (the default) whatever its parent set; an asyncio task starts
+with a copy of its creator's value. Inside ``torch.compile`` (torch 2.14) a change of the flag
+recompiles; with older torch (whose Dynamo cannot trace a ContextVar read) the flag is read once
+when the graph is traced and the compiled graph keeps it. Either way a graph compiled with checks
+on breaks at each check (a host sync): compile with checks off.
 
 Every failure raises ``ValueError`` naming the argument, the expectation and what was found.
 With content checks off, malformed offsets give undefined results (never a crash of the process
@@ -26,16 +34,22 @@ on CPU; on GPU kernels may read garbage), exactly as in FBGEMM.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import torch
 
-_CONTENT_CHECKS = True
+_CONTENT_CHECKS: ContextVar[bool] = ContextVar("shopml_jagged_content_checks", default=True)
 
 INDEX_DTYPES = (torch.int32, torch.int64)
 
 
 class checks_enabled:  # noqa: N801  (used like a function)
-    """Turn content checks on or off; usable as a plain call or as a context manager.
+    """Turn content checks on or off: a context manager, or a plain call that sets the flag.
+
+    The flag is a :class:`contextvars.ContextVar`. As a context manager it is set on entry (in
+    fact on construction) and the previous value comes back on exit. As a plain call it sets the
+    value of the *current context*: the calling thread (or asyncio task) from here on; other
+    threads keep their own value, and threads started later begin with checks on.
 
     Args:
         enabled: True to check the contents of offsets/lengths (default state), False to skip
@@ -50,25 +64,41 @@ class checks_enabled:  # noqa: N801  (used like a function)
         True
     """
 
+    __slots__ = ("_token",)
+
     def __init__(self, enabled: bool) -> None:
-        global _CONTENT_CHECKS
-        self._previous = _CONTENT_CHECKS
-        _CONTENT_CHECKS = bool(enabled)
+        self._token = _CONTENT_CHECKS.set(bool(enabled))
 
     def __enter__(self) -> checks_enabled:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _CONTENT_CHECKS
-        _CONTENT_CHECKS = self._previous
+        _CONTENT_CHECKS.reset(self._token)
+
+
+# Dynamo traces ContextVar.get (and guards on its value: a change recompiles) in torch 2.14; the
+# torch 2.11 of our GPU machine graph-breaks on it, which would break fullgraph compiles of every
+# jagged op. There the flag is read once at trace time and kept as a constant of the graph.
+_DYNAMO_TRACES_CONTEXTVARS = torch.__version__ >= (2, 14)
+
+
+def _content_checks_when_traced() -> bool:
+    return _CONTENT_CHECKS.get()
+
+
+# what torch.compiler.assume_constant_result sets, without importing Dynamo (and Triton) at import
+_content_checks_when_traced._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def content_checks_on() -> bool:
-    """Whether content checks (offsets values, lengths vs max_seqlen) currently run."""
-    return _CONTENT_CHECKS
+    """Whether content checks (offsets values, lengths vs max_seqlen) run in this context."""
+    if not _DYNAMO_TRACES_CONTEXTVARS and torch.compiler.is_compiling():
+        return _content_checks_when_traced()
+    return _CONTENT_CHECKS.get()
 
 
-def _describe(t: torch.Tensor) -> str:
+def describe(t: torch.Tensor) -> str:
+    """``shape (...), dtype ..., device ...`` of a tensor, for error messages."""
     return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
 
 
@@ -88,14 +118,14 @@ def check_tensor(
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in allowed:
             want = " or ".join(f"{d}-D" for d in allowed)
-            raise ValueError(f"{name}: expected a {want} tensor, found {_describe(t)}")
+            raise ValueError(f"{name}: expected a {want} tensor, found {describe(t)}")
     if min_ndim is not None and t.dim() < min_ndim:
-        raise ValueError(f"{name}: expected at least {min_ndim} dimensions, found {_describe(t)}")
+        raise ValueError(f"{name}: expected at least {min_ndim} dimensions, found {describe(t)}")
     if floating and not t.is_floating_point():
-        raise ValueError(f"{name}: expected a floating-point tensor, found {_describe(t)}")
+        raise ValueError(f"{name}: expected a floating-point tensor, found {describe(t)}")
     if device is not None and t.device != device:
         raise ValueError(
-            f"{name}: expected a tensor on {device} (like the values), found {_describe(t)}"
+            f"{name}: expected a tensor on {device} (like the values), found {describe(t)}"
         )
     return t
 
@@ -124,7 +154,7 @@ def check_offsets(
     check_tensor(offsets, name, ndim=1, device=device)
     assert isinstance(offsets, torch.Tensor)
     if offsets.dtype not in INDEX_DTYPES:
-        raise ValueError(f"{name}: expected dtype int32 or int64, found {_describe(offsets)}")
+        raise ValueError(f"{name}: expected dtype int32 or int64, found {describe(offsets)}")
     if offsets.numel() < 1:
         raise ValueError(
             f"{name}: expected B+1 >= 1 entries (offsets[0] = 0), found an empty tensor"
@@ -134,7 +164,7 @@ def check_offsets(
             f"{name}: expected {batch_size + 1} entries (batch size {batch_size} + 1), "
             f"found {offsets.numel()}"
         )
-    if _CONTENT_CHECKS:
+    if content_checks_on():
         check_offsets_content(offsets, total, name=name, max_len=max_len, max_len_name=max_len_name)
     return offsets
 
@@ -150,7 +180,8 @@ def check_offsets_content(
     """Content check of offsets (always runs; one device sync). See :func:`check_offsets`."""
     if offsets.numel() > 1:
         diffs = offsets[1:] - offsets[:-1]
-        stats = torch.stack([offsets[0], offsets[-1], diffs.min(), diffs.max()]).tolist()
+        smallest, longest = torch.aminmax(diffs)  # one reduction kernel, not two
+        stats = torch.stack([offsets[0], offsets[-1], smallest, longest]).tolist()
     else:
         stats = [int(offsets[0])] * 2 + [0, 0]
     first, last, smallest, longest = stats
@@ -182,7 +213,7 @@ def check_max_seqlen(
         )
     if max_seqlen < 0:
         raise ValueError(f"{name}: expected >= 0, found {max_seqlen}")
-    if _CONTENT_CHECKS and offsets is not None and offsets.numel() > 1:
+    if offsets is not None and offsets.numel() > 1 and content_checks_on():
         longest = int((offsets[1:] - offsets[:-1]).max())
         if longest > max_seqlen:
             raise ValueError(
@@ -198,8 +229,8 @@ def check_lengths(
     check_tensor(lengths, name, ndim=1, device=device)
     assert isinstance(lengths, torch.Tensor)
     if lengths.dtype not in INDEX_DTYPES:
-        raise ValueError(f"{name}: expected dtype int32 or int64, found {_describe(lengths)}")
-    if _CONTENT_CHECKS and lengths.numel() > 0:
+        raise ValueError(f"{name}: expected dtype int32 or int64, found {describe(lengths)}")
+    if lengths.numel() > 0 and content_checks_on():
         smallest = int(lengths.min())
         if smallest < 0:
             raise ValueError(f"{name}: expected lengths >= 0, found {smallest}")

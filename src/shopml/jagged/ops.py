@@ -1,9 +1,10 @@
 """Public jagged ops: validate once, then dispatch to the Triton kernels or the reference.
 
-Every op takes ``backend="auto" | "triton" | "reference"``. ``"auto"`` picks Triton for CUDA
-tensors or when Triton runs under its CPU interpreter (``TRITON_INTERPRET=1``), else the PyTorch
-reference (:mod:`shopml.jagged.ops_reference`, the spec). Integer-valued inputs always use the
-reference. Every floating input receives a gradient.
+Every op takes ``backend="auto" | "triton" | "reference"``, decided by
+:func:`shopml.jagged.backend.use_triton`: ``"auto"`` picks Triton for CUDA tensors or when Triton
+runs under its CPU interpreter (``TRITON_INTERPRET=1``), else the PyTorch reference
+(:mod:`shopml.jagged.ops_reference`, the spec). Integer-valued inputs always use the reference.
+Every floating input receives a gradient.
 
 Checks: structure (ranks, dtypes, devices, sizes) always; content (offsets start at 0, never
 decrease, end at T; lengths <= ``max_seqlen``; jagged2 sizes) unless switched off with
@@ -25,11 +26,9 @@ from collections.abc import Callable
 
 import torch
 
-from shopml.common.devices import is_interpreter
 from shopml.jagged import checks
 from shopml.jagged import ops_reference as ref
-
-BACKENDS = ("auto", "triton", "reference")
+from shopml.jagged.backend import BACKENDS, use_triton
 
 # op name -> module of shopml.jagged.triton that implements it
 _TRITON_MODULES = {
@@ -75,36 +74,19 @@ __all__ = [
 ]
 
 
-def _use_triton(backend: str, *tensors: torch.Tensor) -> bool:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, found {backend!r}")
-    if backend == "reference":
-        return False
-    if not all(t.is_floating_point() for t in tensors):
-        return False  # kernels are for floating values; ids etc. use the reference
-    on_cuda = tensors[0].is_cuda
-    if backend == "triton":
-        if not (on_cuda or is_interpreter()):
-            raise ValueError(
-                "backend: 'triton' needs CUDA tensors or TRITON_INTERPRET=1 set before Python "
-                f"starts, found tensors on {tensors[0].device} without the interpreter"
-            )
-        return True
-    return on_cuda or is_interpreter()
-
-
 def impl(name: str, backend: str, *tensors: torch.Tensor) -> Callable:
-    """The implementation of op ``name`` for ``backend`` given its floating inputs (no checks).
+    """The implementation of op ``name`` for ``backend`` given its value inputs (no checks).
 
-    Used by :mod:`shopml.jagged.fbgemm_compat`, which checks its own arguments.
+    The decision is :func:`shopml.jagged.backend.use_triton`'s. Used by
+    :mod:`shopml.jagged.fbgemm_compat`, which checks its own arguments.
     """
-    if _use_triton(backend, *tensors):
-        fn = _TRITON_CACHE.get(name)
-        if fn is None:  # first use: import the kernel module (and Triton) now
-            module = importlib.import_module(f"shopml.jagged.triton.{_TRITON_MODULES[name]}")
-            fn = _TRITON_CACHE[name] = getattr(module, name)
-        return fn
-    return getattr(ref, name)
+    if not use_triton(backend, *tensors):
+        return getattr(ref, name)
+    fn = _TRITON_CACHE.get(name)
+    if fn is None:  # first use: import the kernel module (and Triton) now
+        module = importlib.import_module(f"shopml.jagged.triton.{_TRITON_MODULES[name]}")
+        fn = _TRITON_CACHE[name] = getattr(module, name)
+    return fn
 
 
 def jagged2_offsets(offsets: torch.Tensor) -> torch.Tensor:

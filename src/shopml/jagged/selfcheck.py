@@ -1,15 +1,16 @@
-"""A quick self-test of the jagged ops: every op's dispatched backend against the reference.
+"""A quick self-test of the Triton kernels: every jagged op and the attention against the reference.
 
 Used by ``shopml jagged check``; runs in seconds on tiny shapes (lengths 0, 1, 5, 33), forward and
-backward, on the given device (Triton on CUDA or under ``TRITON_INTERPRET=1``, else the reference
-is compared with itself).
+backward, on the given device. It needs the kernels to run there: CUDA, or a CPU under the Triton
+interpreter (``TRITON_INTERPRET=1`` set before Python starts: the CLI re-runs itself so when it is
+not); :func:`run_selfcheck` reports which implementation each op used.
 """
 
 from __future__ import annotations
 
 import torch
 
-from shopml.jagged import ops
+from shopml.jagged import attention, backend, ops
 from shopml.jagged.tensor import lengths_to_offsets
 
 
@@ -39,6 +40,7 @@ def _cases(device: torch.device, gen: torch.Generator):
         "jagged2_to_padded": (lambda be, x: ops.jagged2_to_padded(x[0], off, n, backend=be), [r(t2)]),
         "jagged2_mul_dense": (lambda be, x: ops.jagged2_mul_dense(x[0], off, x[1], backend=be), [r(t2), r(n, n)]),
         "jagged_pairwise_diff": (lambda be, x: ops.jagged_pairwise_diff(x[0], off, backend=be), [r(t)]),
+        "jagged_flash_attention": (lambda be, x: attention.jagged_flash_attention(x[0], x[1], x[2], off, n, causal=True, backend=be), [r(t, 2, d), r(t, 2, d), r(t, 2, d)]),
     }  # fmt: skip
 
 
@@ -51,15 +53,32 @@ def _run(fn, backend, inputs, upstream):
     return [out, *grads], upstream
 
 
+def kernels_runnable(device: torch.device) -> bool:
+    """Whether the Triton kernels run on ``device`` in this process (CUDA, or the interpreter)."""
+    return backend.use_triton("auto", torch.empty(0, device=device))
+
+
+def _used(name: str, inputs: list[torch.Tensor]) -> str:
+    """The module that ``backend="auto"`` runs for this op: a kernel file or a reference."""
+    if name == "jagged_flash_attention":
+        triton = backend.use_triton("auto", *inputs)
+        return "attention_triton" if triton else "attention_reference"
+    return ops.impl(name, "auto", *inputs).__module__.rsplit(".", 1)[-1]
+
+
 def run_selfcheck(
     device: str | torch.device = "cpu", seed: int = 0
 ) -> list[tuple[str, str, float]]:
-    """Returns ``[(op, backend used, max abs error over output and gradients)]``."""
+    """Returns ``[(op, module used by backend="auto", max abs error over output and gradients)]``.
+
+    Where the kernels cannot run (:func:`kernels_runnable` is False) every op uses its reference
+    and the errors are 0 by construction: callers must check the module column.
+    """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     results = []
     for name, (fn, inputs) in _cases(device, gen).items():
-        used = ops.impl(name, "auto", *inputs).__module__.rsplit(".", 1)[-1]
+        used = _used(name, inputs)
         fast, upstream = _run(fn, "auto", inputs, None)
         slow, _ = _run(fn, "reference", inputs, upstream)
         err = max(
