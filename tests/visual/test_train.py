@@ -82,7 +82,8 @@ def test_torchrun_two_processes_on_cpu(visual_world, tmp_path):
     import sys
 
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    cmd = [torchrun, "--nproc-per-node", "2", "-m", "shopml.visual.train", "--world",
+    cmd = [torchrun, "--nproc-per-node", "2", "-m", "shopml.visual.cli", "train",
+           "--world",
            str(visual_world), "--out", str(tmp_path / "ddp"), "--trunk", "efficientnet_lite0",
            "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
            "--samples-per-product", "2", "--image-size", "64", "--embedding-dim", "32",

@@ -61,7 +61,7 @@ def exit_on_value_error(fn: F) -> F:
 
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: text}`` from the ``Attributes:`` section of a Google-style class docstring
-    (continuation lines joined)."""
+    (continuation lines joined, reST's double backquotes dropped)."""
     doc = inspect.cleandoc(cls.__doc__ or "")
     out: dict[str, str] = {}
     section = False
@@ -80,7 +80,7 @@ def field_docs(cls: type) -> dict[str, str]:
             out[name] = item.group(2).strip()
         elif name is not None and line.startswith("     "):
             out[name] += " " + line.strip()
-    return out
+    return {k: v.replace("``", "") for k, v in out.items()}
 
 
 def config_options(
