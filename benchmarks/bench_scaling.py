@@ -244,11 +244,12 @@ def main() -> None:
         for g in args.procs:
             res = launch(margs, model, g)
             base = base or (res["examples_per_s"] if g == 1 else None)
-            speedup = res["examples_per_s"] / base if base else float("nan")
+            speedup = res["examples_per_s"] / base if base else None  # needs G = 1 first
             cfg = {
                 "batch_per_process": b, "global_batch": g * b, "steps": args.steps,
                 "examples_per_s": round(res["examples_per_s"], 1),
-                "speedup": round(speedup, 3), "efficiency": round(speedup / g, 3),
+                "speedup": speedup and round(speedup, 3),
+                "efficiency": speedup and round(speedup / g, 3),
                 **({"N": args.max_history, "mean_fill": args.fill, "E": args.embed_dim}
                    if model == "rank" else {"image_size": args.image_size, "dim": args.embed_dim}),
             }  # fmt: skip
@@ -267,8 +268,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for model, g, b, res, sp in table:
+        ratio = f"{sp:.2f}x | {sp / g:.0%}" if sp else "- | -"
         print(f"| {model} | {g} | {b} | {res['ms_per_step']:.1f} | {res['examples_per_s']:,.0f} "
-              f"| {sp:.2f}x | {sp / g:.0%} |")  # fmt: skip
+              f"| {ratio} |")  # fmt: skip
 
 
 if __name__ == "__main__":
