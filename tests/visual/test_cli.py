@@ -84,7 +84,8 @@ def test_cli_pretrained_model_and_milvus_backend(tiny_world, tmp_path):
     _ok(["evaluate", "--model", model, "--world", str(visual_world), "--index", str(tmp_path / "mv"),
          "--within-category", "--out", str(tmp_path / "m.json"), "--device", "cpu"])  # fmt: skip
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["within_category"] and 0.0 <= metrics["recall@1"] <= 1.0
+    # the frozen trunk beats chance (about 1 in 20 within a tiny world's category; measured 0.21)
+    assert metrics["within_category"] and metrics["recall@1"] >= 0.1, metrics
 
 
 def test_cli_bad_inputs(tiny_world, run_dir, tmp_path):

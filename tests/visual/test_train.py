@@ -126,7 +126,8 @@ def test_training_with_validation_ema_and_street_weight(visual_world, tmp_path):
     history = train(visual_world, tmp_path / "run", MODEL, cfg, device="cpu", progress=False,
                     steps_per_epoch=2)  # fmt: skip
     val = history["val"]
-    assert val["queries"] > 0 and 0.0 <= val["recall@1"] <= val["recall@20"] <= 1.0
+    # held-out queries against the 18-product catalog: well above chance (1/18; measured 0.56)
+    assert val["queries"] > 0 and 3 / 18 <= val["recall@1"] <= val["recall@20"] <= 1.0
     assert "val" in history["epochs"][-1] and "val" not in history["epochs"][0]
     # the checkpoint holds the weight average, the train state the raw weights
     saved = load_model(tmp_path / "run")
