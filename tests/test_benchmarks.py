@@ -21,7 +21,7 @@ import _results  # noqa: E402
 
 SCRIPTS = [
     "bench_attention.py", "bench_jagged_ops.py", "bench_rank.py", "bench_visual.py",
-    "bench_forecast.py", "load_test.py", "attention_host.py",
+    "bench_forecast.py", "load_test.py", "attention_host.py", "bench_scaling.py",
 ]  # fmt: skip
 
 
@@ -156,3 +156,26 @@ def test_attention_rounds_alternate_providers_and_report_the_median_round(tmp_pa
 def test_attention_rejects_a_round_count_below_one():
     done = _run(str(BENCH / "bench_attention.py"), "--rounds", "0")
     assert done.returncode == 2 and "--rounds: expected a count >= 1, found 0" in done.stderr
+
+
+def test_scaling_benchmark_smoke_run_with_two_gloo_processes(tmp_path):
+    """bench_scaling.py under torchrun: 2 CPU processes (gloo) per model, the slowest rank's time."""
+    import os
+
+    out = tmp_path / "scaling.csv"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # reference ops on CPU
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_scaling.py"), "--device", "cpu", "--procs", "2",
+         "--steps", "2", "--warmup", "1", "--batch-size", "8", "--max-history", "16",
+         "--num-items", "1000", "--embed-dim", "32", "--image-size", "32", "--out", str(out),
+         "--git-sha", "test"],
+        cwd=BENCH.parent, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["provider"], r["x_value"]) for r in rows] == [("rank", "2"), ("visual", "2")]
+    for r in rows:
+        cfg = json.loads(r["config_json"])
+        assert r["suite"] == "scaling" and float(r["ms_p50"]) > 0
+        assert cfg["global_batch"] == 16 and cfg["examples_per_s"] > 0
+    assert "| rank | 2 | 8 |" in done.stdout and "| visual | 2 | 8 |" in done.stdout

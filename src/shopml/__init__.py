@@ -2,7 +2,8 @@
 
 Parts (each a subpackage; importing ``shopml`` imports none of their heavy dependencies):
 
-- ``shopml.world``    seeded synthetic retail world and the readers for user data
+- ``shopml.formats``  the schemas of the shared tables and their validating readers (user data)
+- ``shopml.world``    seeded synthetic retail world
 - ``shopml.jagged``   jagged tensors, feature-interaction kernels, jagged flash attention (Triton)
 - ``shopml.rank``     click-through ranking over jagged behaviour histories
 - ``shopml.forecast`` AR-MDN probabilistic demand forecasting

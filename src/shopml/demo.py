@@ -180,7 +180,7 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
     from shopml.visual.index import build_catalog_index
     from shopml.visual.models import load_model
     from shopml.visual.recommend import recommend_all
-    from shopml.visual.train import train, trained_model
+    from shopml.visual.train import train
 
     vdir = out / "visual"
     model_config = VisNetConfig(
@@ -205,7 +205,7 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         steps_per_epoch=budget.visual_steps,
         max_seconds=budget.visual_seconds,
     )
-    model = trained_model(vdir / "model", device=device)
+    model = load_model(vdir / "model", device=device)
     catalog = read_catalog(world)
     index, embeddings = build_catalog_index(
         model, catalog, vdir / "index", model_name=str(vdir / "model")

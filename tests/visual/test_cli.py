@@ -84,7 +84,8 @@ def test_cli_pretrained_model_and_milvus_backend(tiny_world, tmp_path):
     _ok(["evaluate", "--model", model, "--world", str(visual_world), "--index", str(tmp_path / "mv"),
          "--within-category", "--out", str(tmp_path / "m.json"), "--device", "cpu"])  # fmt: skip
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["within_category"] and 0.0 <= metrics["recall@1"] <= 1.0
+    # the frozen trunk beats chance (about 1 in 20 within a tiny world's category; measured 0.21)
+    assert metrics["within_category"] and metrics["recall@1"] >= 0.1, metrics
 
 
 def test_cli_bad_inputs(tiny_world, run_dir, tmp_path):
@@ -117,3 +118,22 @@ def test_cli_bad_inputs(tiny_world, run_dir, tmp_path):
     _fails(["train", "--world", str(visual_world), "--out", str(tmp_path / "r3"), "--miner", "x",
             *SMALL], "miner")  # fmt: skip
     assert not (tmp_path / "r.parquet").exists()
+
+
+def test_cli_evaluate_own_photos_without_a_split(tiny_world, run_dir, tmp_path):
+    """A user's own street photos have no ``split`` column: ``--split all`` must not need it
+    (issue #16's rough edge); a named split says what is missing."""
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "images").symlink_to(tiny_world / "images")
+    for name in ("catalog.parquet", "street.parquet"):
+        df = pd.read_parquet(tiny_world / name)
+        df.drop(columns=["split"], errors="ignore").to_parquet(own / name)
+    _ok(["evaluate", "--model", str(run_dir), "--world", str(own), "--split", "all",
+         "--out", str(tmp_path / "m.json"), "--device", "cpu"])  # fmt: skip
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["queries"] == 80 and metrics["split"] == "all"
+    _fails(["evaluate", "--model", str(run_dir), "--world", str(own), "--split", "test",
+            "--out", str(tmp_path / "t.json"), "--device", "cpu"], "['split']")  # fmt: skip
+    _fails(["evaluate", "--model", str(run_dir), "--world", str(own), "--split", "val",
+            "--out", str(tmp_path / "t.json"), "--device", "cpu"], "split: expected one of")  # fmt: skip

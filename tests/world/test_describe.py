@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shopml.world import readers
+from shopml.formats import readers
 from shopml.world.describe import describe_world, sales_statistics, sales_statistics_file
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopml.world import readers
+from shopml.formats import readers
 from shopml.world.events import SLATE, ProductIndex, make_users
 from shopml.world.generate import SCALE_CONFIGS
 

@@ -148,7 +148,7 @@ def test_chunked_streaming_path(tmp_path):
     """The large scale's path: many sales and event chunks appended to one file each."""
     from dataclasses import replace
 
-    from shopml.world import readers
+    from shopml.formats import readers
     from shopml.world.generate import SCALE_CONFIGS
 
     cfg = replace(

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopml.world import readers
+from shopml.formats import readers
 from shopml.world.describe import event_effects, price_elasticity, sales_statistics
 from shopml.world.sales import DEAL_LIFT, DOW_FACTORS
 

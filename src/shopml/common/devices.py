@@ -20,20 +20,6 @@ def has_cuda() -> bool:
         return False
 
 
-def has_triton() -> bool:
-    """True when Triton is importable (it ships with CUDA builds of torch)."""
-    try:
-        import triton  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-def supports_bf16() -> bool:
-    """True when the current CUDA device computes in bfloat16."""
-    return has_cuda() and torch.cuda.is_bf16_supported()
-
-
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Turn ``"auto"``/None into ``cuda`` when available else ``cpu``; validate anything else.
 

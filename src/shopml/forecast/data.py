@@ -317,7 +317,7 @@ def load_table_or_world(path: Any, name: str = "data") -> tuple[pd.DataFrame, pd
 
     A world directory gives ``sales.parquet`` joined with ``calendar.parquet`` (event flags) and a
     ``static_df`` from ``catalog.parquet`` (``unique_id`` = product_id, category, brand, list price).
-    Files are read directly (the shared file format), without importing ``shopml.world``.
+    Files are read and validated by :mod:`shopml.formats.readers`.
 
     Returns:
         ``(df, static_df or None)``.
@@ -325,15 +325,16 @@ def load_table_or_world(path: Any, name: str = "data") -> tuple[pd.DataFrame, pd
     from pathlib import Path
 
     from shopml.common.io import read_table
+    from shopml.formats import readers
 
     p = Path(path)
     if is_world_dir(p):
-        df = read_table(p / "sales.parquet", "sales.parquet")
+        df = readers.read_sales(p, columns=["unique_id", "ds", "y"])
         if (p / "calendar.parquet").is_file():
-            df = join_calendar(df, read_table(p / "calendar.parquet", "calendar.parquet"))
+            df = join_calendar(df, readers.read_calendar(p, columns=["ds"]))
         static = None
         if (p / "catalog.parquet").is_file():
-            cat = read_table(p / "catalog.parquet", "catalog.parquet")
+            cat = readers.read_catalog(p, columns=["product_id"], check_images="none")
             keep = [c for c in ("category", "brand", "price") if c in cat.columns]
             static = cat[["product_id", *keep]].rename(columns={"product_id": "unique_id"})
             static = static[static["unique_id"].isin(df["unique_id"].unique())]

@@ -35,21 +35,15 @@ import pandas as pd
 import torch
 
 from shopml.common.io import check_columns, read_table
+from shopml.formats.schemas import CATALOG, EVENTS, IMPRESSIONS, SPLITS
 from shopml.rank.config import ACTIONS
 
 HISTORY_KEYS = ("item", "category", "brand", "action", "time_bucket")
 CANDIDATE_KEYS = ("item", "category", "brand")
 
-CATALOG_SCHEMA = {"product_id": "int", "category": "str", "brand": "str", "price": "float"}
-EVENTS_SCHEMA = {"user_id": "int", "product_id": "int", "ts": "date", "action": "str"}
-IMPRESSIONS_SCHEMA = {
-    "user_id": "int",
-    "product_id": "int",
-    "ts": "date",
-    "label": "int",
-    "split": "str",
-}
-SPLITS = ("train", "test")
+CATALOG_SCHEMA = CATALOG.kinds(["product_id", "category", "brand", "price"])
+EVENTS_SCHEMA = EVENTS.kinds()
+IMPRESSIONS_SCHEMA = IMPRESSIONS.kinds(["user_id", "product_id", "ts", "label", "split"])
 
 
 # --------------------------------------------------------------------------- tables and vocab

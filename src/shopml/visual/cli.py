@@ -1,17 +1,20 @@
-"""``shopml visual``: train, index, evaluate, recommend, search. Thin: the work lives in the modules."""
+"""``shopml visual``: train, index, evaluate, recommend, search. Thin: the work lives in the modules.
+
+The part's one entry point, also under torchrun: ``python -m shopml.visual.cli train ...``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from shopml.common.cli import exit_on_value_error
+from shopml.common.cli import config_options, exit_on_value_error
 from shopml.visual.config import TrainConfig, VisNetConfig
 
-_M, _T = VisNetConfig(), TrainConfig()  # the defaults (one place: the dataclasses)
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 ModelOpt = Annotated[
@@ -24,100 +27,50 @@ ModelOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")]
 
 
+MODEL_FIELDS = ("trunk", "embedding_dim", "deep_dim", "shallow", "image_size")
+TRAIN_FIELDS = (
+    "epochs", "batch_size", "samples_per_product", "miner", "margin", "lr", "trunk_lr_scale",
+    "street_views", "clean_views", "street_weight", "val_fraction", "ema_decay", "batch_groups",
+    "merge_duplicates", "warmup_steps", "weight_decay", "augment", "seed",
+)  # fmt: skip
+
+
 @app.command()
 @exit_on_value_error
+@config_options(
+    VisNetConfig,
+    MODEL_FIELDS,
+    into="model_config",
+    help={"trunk": "vgg16, efficientnet_lite0, resnet18/34/50 (the pixel normalisation follows)."},
+)
+@config_options(TrainConfig, TRAIN_FIELDS, into="config")
 def train(
     world: Annotated[Path, typer.Option(help="World directory (catalog.parquet, street.parquet).")],
     out: Annotated[Path, typer.Option(help="Run directory (model/, history.json).")],
-    trunk: Annotated[
-        str, typer.Option(help="vgg16, efficientnet_lite0, resnet18/34/50.")
-    ] = _M.trunk,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _T.epochs,
-    image_size: Annotated[int, typer.Option(help="Input side in pixels.")] = _M.image_size,
+    model_config: VisNetConfig,
+    config: TrainConfig,
     device: DeviceOpt = "auto",
-    embedding_dim: Annotated[
-        int, typer.Option(help="Embedding width (paper: 4096).")
-    ] = _M.embedding_dim,
-    deep_dim: Annotated[
-        int, typer.Option(help="Width of the new fc after the trunk.")
-    ] = _M.deep_dim,
-    shallow: Annotated[bool, typer.Option(help="Use the two shallow branches.")] = _M.shallow,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = _T.batch_size,
-    samples_per_product: Annotated[
-        int, typer.Option(help="Views of each product per batch.")
-    ] = _T.samples_per_product,
-    miner: Annotated[str, typer.Option(help="semihard, batch_hard or all.")] = _T.miner,
-    margin: Annotated[float, typer.Option(help="Triplet margin on squared L2.")] = _T.margin,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = _T.lr,
-    trunk_lr_scale: Annotated[
-        float, typer.Option(help="LR factor of a pretrained trunk.")
-    ] = _T.trunk_lr_scale,
     steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch (0: auto).")] = 0,
-    street_views: Annotated[
-        float, typer.Option(help="Fraction of street-style augmented views.")
-    ] = _T.street_views,
-    clean_views: Annotated[
-        float, typer.Option(help="Fraction of catalog views left un-augmented.")
-    ] = _T.clean_views,
-    street_weight: Annotated[
-        float, typer.Option(help="Draw a street photo this many times as often as a catalog view.")
-    ] = _T.street_weight,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of train-split street products held out for validation.")
-    ] = _T.val_fraction,
-    ema_decay: Annotated[float, typer.Option(help="Weight EMA decay (0: off).")] = _T.ema_decay,
-    batch_groups: Annotated[
-        str, typer.Option(help="category, or style (whole style groups in a batch).")
-    ] = _T.batch_groups,
-    merge_duplicates: Annotated[
-        bool, typer.Option(help="One class for products with pixel-identical catalog images.")
-    ] = _T.merge_duplicates,
-    warmup_steps: Annotated[int, typer.Option(help="Linear LR warm-up steps.")] = _T.warmup_steps,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = _T.weight_decay,
-    augment: Annotated[bool, typer.Option(help="Augment the training views.")] = _T.augment,
     max_seconds: Annotated[float, typer.Option(help="Training time budget (0: none).")] = 0.0,
     weights: Annotated[
         Path | None, typer.Option(help="Trunk weights file in torchvision format.")
     ] = None,
     pretrained: Annotated[bool, typer.Option(help="Shipped EfficientNet-Lite0 weights.")] = True,
     resume: Annotated[bool, typer.Option(help="Resume from RUN/train_state.pt.")] = True,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = _T.seed,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Report progress (rank 0).")] = True,
 ) -> None:
-    """Train VisNet with the triplet loss on a world's catalog and street photos."""
+    """Train VisNet with the triplet loss on a world's catalog and street photos.
+
+    Several processes: torchrun --nproc-per-node N -m shopml.visual.cli train ...
+    """
     from shopml.visual.config import default_normalization
     from shopml.visual.train import train as run_train
 
-    mcfg = VisNetConfig(
-        trunk=trunk,
-        embedding_dim=embedding_dim,
-        deep_dim=deep_dim,
-        shallow=shallow,
-        image_size=image_size,
-        normalization=default_normalization(trunk),
-    )
-    tcfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        samples_per_product=samples_per_product,
-        miner=miner,
-        margin=margin,
-        lr=lr,
-        trunk_lr_scale=trunk_lr_scale,
-        street_views=street_views,
-        clean_views=clean_views,
-        street_weight=street_weight,
-        val_fraction=val_fraction,
-        ema_decay=ema_decay,
-        batch_groups=batch_groups,
-        merge_duplicates=merge_duplicates,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        augment=augment,
-        seed=seed,
+    model_config = dataclasses.replace(
+        model_config, normalization=default_normalization(model_config.trunk)
     )
     history = run_train(
-        world, out, mcfg, tcfg, device=device, pretrained=pretrained, weights=weights,
+        world, out, model_config, config, device=device, pretrained=pretrained, weights=weights,
         resume=resume, progress=progress, steps_per_epoch=steps_per_epoch or None,
         max_seconds=max_seconds or None,
     )  # fmt: skip
@@ -278,3 +231,7 @@ def search(
         if pid in catalog.index:
             row["category"] = str(catalog.loc[pid, "category"])
         typer.echo(json.dumps(row))
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m shopml.visual.cli train ...
+    app()

@@ -19,26 +19,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shopml.common.io import check_columns, read_table
+from shopml.formats import readers
 
-CATALOG_SCHEMA = {"product_id": "int", "category": "str", "image": "str"}
-STREET_SCHEMA = {"query_id": "int", "product_id": "int", "image": "str", "split": "str"}
+CATALOG_COLUMNS = ("product_id", "category", "image")  # style_id is used when present
+STREET_COLUMNS = ("query_id", "product_id", "image")  # split is needed only to choose one
+STREET_SPLITS = ("train", "test", "all")
 
 
 def read_catalog(world_dir: str | os.PathLike) -> pd.DataFrame:
     """The catalog with absolute image paths; ``style_id`` defaults to the product id when absent.
 
     Raises:
-        ValueError: when the file is missing, lacks a column, is empty or repeats a product id.
+        ValueError: when the file is missing, lacks a column, is empty or repeats a product id
+            (:func:`shopml.formats.readers.read_catalog`).
     """
     world_dir = Path(world_dir)
-    df = read_table(world_dir / "catalog.parquet", "catalog")
-    check_columns(df, CATALOG_SCHEMA, "catalog")
-    if len(df) == 0:
-        raise ValueError(f"catalog: expected at least one product in {world_dir}, found 0 rows")
-    if df["product_id"].duplicated().any():
-        dup = df.loc[df["product_id"].duplicated(), "product_id"].iloc[0]
-        raise ValueError(f"catalog: expected unique product_id, found {dup} repeated")
+    df = readers.read_catalog(world_dir, columns=CATALOG_COLUMNS, check_images="none")
     cols = ["product_id", "category", "image"] + (["style_id"] if "style_id" in df else [])
     out = df[cols].copy()
     if "style_id" not in out:
@@ -50,16 +46,23 @@ def read_catalog(world_dir: str | os.PathLike) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def read_street(world_dir: str | os.PathLike, catalog: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Street photos with absolute paths; with ``catalog``, checks every product is in it."""
+def read_street(
+    world_dir: str | os.PathLike, catalog: pd.DataFrame | None = None, split: str = "all"
+) -> pd.DataFrame:
+    """The street photos of ``split`` ("train", "test" or "all") with absolute paths.
+
+    The ``split`` column is needed only to pick "train" or "test": a user's own photos may lack it.
+    With ``catalog``, checks that every product is in it.
+    """
+    if split not in STREET_SPLITS:
+        raise ValueError(f"split: expected one of {list(STREET_SPLITS)}, found {split!r}")
     world_dir = Path(world_dir)
-    df = read_table(world_dir / "street.parquet", "street")
-    check_columns(df, STREET_SCHEMA, "street")
-    out = df[["query_id", "product_id", "image", "split"]].copy()
+    need = STREET_COLUMNS if split == "all" else (*STREET_COLUMNS, "split")
+    df = readers.read_street(world_dir, columns=need, check_images="none")
+    if split != "all":
+        df = df[df["split"] == split]
+    out = df[[c for c in (*STREET_COLUMNS, "split") if c in df]].copy()
     out["image"] = [str(world_dir / p) for p in out["image"]]
-    bad = set(out["split"]) - {"train", "test"}
-    if bad:
-        raise ValueError(f"street: column 'split' should be 'train' or 'test', found {sorted(bad)}")
     if catalog is not None:
         unknown = sorted(set(out["product_id"]) - set(catalog["product_id"]))
         if unknown:
@@ -146,8 +149,7 @@ def build_training_set(
     val_paths: list[str] = []
     val_pids: list[int] = []
     if (street_weight > 0 or val_fraction > 0) and street_file.is_file():
-        street = read_street(world_dir, catalog)
-        street = street[street["split"] == "train"]
+        street = read_street(world_dir, catalog, split="train")
         held = street["product_id"].isin(validation_products(street, val_fraction, seed))
         val_paths, val_pids = list(street.loc[held, "image"]), list(street.loc[held, "product_id"])
         if street_weight > 0:

@@ -87,7 +87,8 @@ def street2shop(
         model: a ``VisNet`` (anything with ``embed(images) -> (n, d)`` unit vectors).
         world_dir: the world (or user's catalog) directory.
         ks: cut-offs.
-        split: which street photos query: ``test`` (default), ``train`` or ``all``.
+        split: which street photos query: ``test`` (default), ``train`` or ``all`` (``all`` does
+            not need a ``split`` column: a user's own photos may have none).
         index: a ``VectorIndex`` over the catalog's product ids; None: exact search.
         within_category: search only the query product's category.
         catalog_embeddings: (n_catalog, d) precomputed catalog embeddings in catalog order.
@@ -101,9 +102,7 @@ def street2shop(
     if not ks or min(ks) < 1:
         raise ValueError(f"ks: expected positive cut-offs, found {list(ks)}")
     catalog = read_catalog(world_dir)
-    street = read_street(world_dir, catalog)
-    if split != "all":
-        street = street[street["split"] == split]
+    street = read_street(world_dir, catalog, split)
     if len(street) == 0:
         raise ValueError(f"street: expected photos in split {split!r}, found none")
     kmax = max(ks)

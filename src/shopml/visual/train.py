@@ -10,15 +10,15 @@ Run directory layout::
     RUN/train_state.pt  optimizer, scheduler position, epoch and RNG states (resume)
     RUN/history.json    per-epoch loss, active-triplet fraction, negative granularity, seconds
 
-Multi-process data parallel: ``torchrun --nproc-per-node N -m shopml.visual.train --world DIR --out RUN``
-(or the CLI under torchrun); every rank draws its own batches, rank 0 writes the run directory.
+Multi-process data parallel: ``torchrun --nproc-per-node N -m shopml.visual.cli train --world DIR
+--out RUN`` (:mod:`shopml.common.distributed`); every rank draws its own batches, rank 0 writes the
+run directory and reports progress (:class:`shopml.common.progress.Progress`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
 import time
@@ -28,18 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from shopml.common.devices import resolve_device
+from shopml.common.distributed import DistContext, setup_distributed, teardown_distributed
 from shopml.common.io import atomic_path, write_json
+from shopml.common.progress import Progress
 from shopml.common.seeding import seed_everything
 from shopml.visual.config import TrainConfig, VisNetConfig
 from shopml.visual.models import VisNet, build_model, load_model, save_model
 
 STATE_FILE = "train_state.pt"
-
-
-def _dist_info() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
 def _lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) -> float:
@@ -79,6 +75,29 @@ def train(
         steps_per_epoch: batches per epoch (default: training samples / batch size).
         max_seconds: stop (after saving) once this much training time has passed in this call.
     """
+    ctx = setup_distributed(device)
+    try:
+        return _train(
+            ctx, world_dir, out_dir, model_config, config or TrainConfig(), pretrained, weights,
+            resume, progress, steps_per_epoch, max_seconds,
+        )  # fmt: skip
+    finally:
+        teardown_distributed(ctx)
+
+
+def _train(
+    ctx: DistContext,
+    world_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model_config: VisNetConfig,
+    config: TrainConfig,
+    pretrained: bool,
+    weights: str | os.PathLike | None,
+    resume: bool,
+    progress: bool,
+    steps_per_epoch: int | None,
+    max_seconds: float | None,
+) -> dict[str, Any]:
     from shopml.visual.augment import augment
     from shopml.visual.data import build_training_set
     from shopml.visual.losses import TripletLoss
@@ -90,20 +109,7 @@ def train(
         sampling_slots,
     )
 
-    config = config or TrainConfig()
-    rank, local_rank, world_size = _dist_info()
-    distributed = world_size > 1
-    if distributed:
-        import torch.distributed as dist
-
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend)
-        dev = torch.device(f"cuda:{local_rank}") if backend == "nccl" else torch.device("cpu")
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-    else:
-        dev = resolve_device(device)
+    rank, dev = ctx.rank, ctx.device
     out_dir = Path(out_dir)
     seed_everything(config.seed + rank)
     generator = torch.Generator(device=dev).manual_seed(config.seed + 1000 * rank)
@@ -185,7 +191,7 @@ def train(
         np.random.set_state(state["numpy_rng"])
 
     net: torch.nn.Module = model
-    if distributed:
+    if ctx.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
@@ -203,25 +209,15 @@ def train(
 
     t_start = time.perf_counter()
     out_of_time = False
-    bar = None
-    if progress and rank == 0:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"),
-            TimeRemainingColumn(),
-        )
-        bar.start()
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            t0 = time.perf_counter()
-            model.train()
-            if freeze_trunk:
-                model.trunk.eval()
-            losses, active, gran = [], [], []
-            task = bar.add_task("train", total=n_steps, epoch=epoch + 1, loss=0.0) if bar else None
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        if freeze_trunk:
+            model.trunk.eval()
+        losses, active, gran = [], [], []
+        with Progress(
+            n_steps, f"epoch {epoch + 1}/{config.epochs}", enabled=progress and ctx.is_main
+        ) as bar:  # closed on an exception too
             for i, batch in enumerate(sampler):
                 if i >= n_steps:
                     break
@@ -264,60 +260,46 @@ def train(
                             active.append(float((d_ap - d_an + config.margin > 0).float().mean()))
                         cpu = tuple(t.cpu() for t in triplets)
                         gran.append(negative_granularity(cpu, style_all[idx], cat_all[idx]))
-                    if bar is not None and task is not None:
-                        recent = float(torch.stack(losses[-20:]).mean())
-                        bar.update(task, completed=i + 1, loss=recent)
-            if bar is not None and task is not None:
-                bar.update(task, completed=len(losses))
-            record = {
-                "epoch": epoch + 1,
-                "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
-                "active_triplets": float(np.mean(active)) if active else 0.0,
-                "steps": len(losses),
-                "seconds": time.perf_counter() - t0,
-                "lr": optimizer.param_groups[0]["lr"],
-                "stopped_early": out_of_time,
-                "negatives": {k: float(np.mean([g[k] for g in gran])) for k in gran[0]}
-                if gran
-                else {},
-            }
-            final = out_of_time or epoch + 1 == config.epochs
-            every = config.val_every > 0 and (epoch + 1) % config.val_every == 0
-            if len(data.val_product) and rank == 0 and (final or every):
-                record["val"] = validation_recall(ema or model, data, dev)
-                history["val"] = record["val"]
-            history["epochs"].append(record)
-            if rank == 0:
-                save_model(
-                    ema or model, out_dir / "model",
-                    extra={"train_config": dataclasses.asdict(config)},
-                )  # fmt: skip
-                with atomic_path(state_path) as tmp:
-                    torch.save(
-                        {
-                            "epoch": epoch + 1,
-                            "optimizer": optimizer.state_dict(),
-                            "history": history,
-                            "torch_rng": torch.get_rng_state(),
-                            "generator": generator.get_state(),
-                            "numpy_rng": np.random.get_state(),
-                            "raw_model": model.state_dict() if ema is not None else None,
-                        },
-                        tmp,
-                    )
-                write_json(out_dir / "history.json", history)
-            if bar is None and rank == 0 and progress is not False:
-                print(json.dumps(record))
-            if out_of_time:
-                break
-    finally:
-        if bar is not None:
-            bar.stop()
-        if distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
-            dist.destroy_process_group()
+                    bar.update(i + 1, loss=float(torch.stack(losses[-20:]).mean()))
+            bar.update(len(losses))
+            bar.close(f"time budget reached ({max_seconds:g} s)" if out_of_time else None)
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
+            "active_triplets": float(np.mean(active)) if active else 0.0,
+            "steps": len(losses),
+            "seconds": time.perf_counter() - t0,
+            "lr": optimizer.param_groups[0]["lr"],
+            "stopped_early": out_of_time,
+            "negatives": {k: float(np.mean([g[k] for g in gran])) for k in gran[0]} if gran else {},
+        }
+        final = out_of_time or epoch + 1 == config.epochs
+        every = config.val_every > 0 and (epoch + 1) % config.val_every == 0
+        if len(data.val_product) and rank == 0 and (final or every):
+            record["val"] = validation_recall(ema or model, data, dev)
+            history["val"] = record["val"]
+        history["epochs"].append(record)
+        if rank == 0:
+            save_model(
+                ema or model, out_dir / "model",
+                extra={"train_config": dataclasses.asdict(config)},
+            )  # fmt: skip
+            with atomic_path(state_path) as tmp:
+                torch.save(
+                    {
+                        "epoch": epoch + 1,
+                        "optimizer": optimizer.state_dict(),
+                        "history": history,
+                        "torch_rng": torch.get_rng_state(),
+                        "generator": generator.get_state(),
+                        "numpy_rng": np.random.get_state(),
+                        "raw_model": model.state_dict() if ema is not None else None,
+                    },
+                    tmp,
+                )
+            write_json(out_dir / "history.json", history)
+        if out_of_time:
+            break
     if start_epoch >= config.epochs and rank == 0 and not (out_dir / "model").exists():
         save_model(model, out_dir / "model")
     return history
@@ -348,21 +330,3 @@ def validation_recall(
     out = recall_at_k(list(pos), data.val_product, ks)
     out["queries"] = len(data.val_product)
     return out
-
-
-def trained_model(out_dir: str | os.PathLike, device: str = "cpu") -> VisNet:
-    """Load the model of a run directory."""
-    return load_model(out_dir, device=device)
-
-
-def main() -> None:  # pragma: no cover - exercised through torchrun
-    """Entry point for ``torchrun -m shopml.visual.train``: same options as ``shopml visual train``."""
-    import sys
-
-    from shopml.visual.cli import app
-
-    app(["train", *sys.argv[1:]])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -139,7 +139,7 @@ def describe_world(world_dir: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         ValueError: if a file is missing or invalid (message from the reader).
     """
-    from shopml.world import readers
+    from shopml.formats import readers
     from shopml.world.generate import world_meta
 
     d = Path(world_dir)

@@ -112,7 +112,8 @@ def generate_world(
         scale: "tiny" (tests, seconds), "small" (CPU demo), "medium" (~30k products), "large"
             (~1M users, streamed in chunks).
         seed: non-negative int; the same seed gives byte-identical tables and images.
-        progress: show rich progress bars on stderr; None (default): when stderr is a terminal.
+        progress: report each stage's progress on stderr (:class:`shopml.common.progress.Progress`:
+            a bar on a terminal, plain lines in a log); None (default): when stderr is a terminal.
         processes: image-rendering worker processes (default: CPUs, for small and larger scales).
         config: overrides the scale's :class:`ScaleConfig` (sizes, chunking); ``scale`` then only
             names the world in world.json.
@@ -150,10 +151,8 @@ def generate_world(
 def _generate_into(
     tmp: Path, scale: str, cfg: ScaleConfig, seed: int, progress: bool, processes
 ) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from shopml.common.io import write_json, write_parquet
+    from shopml.common.progress import Progress
     from shopml.world import catalog as catalog_mod
     from shopml.world import events as events_mod
     from shopml.world import images as images_mod
@@ -163,148 +162,138 @@ def _generate_into(
     (tmp / "images" / "catalog").mkdir(parents=True)
     (tmp / "images" / "street").mkdir(parents=True)
     n_procs = processes or (images_mod.default_processes() if cfg.pooled_images else 1)
-    bars = Progress(
-        TextColumn("{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not progress,
-        transient=False,
+    # Catalog.
+    cat = catalog_mod.make_catalog(_rng(seed, 1), cfg.n_products, START, END)
+    write_parquet(tmp / "catalog.parquet", cat.products)
+    truth_products = cat.truth.copy()
+    truth_products["vector"] = list(cat.vectors)
+    write_parquet(tmp / "truth" / "products.parquet", truth_products)
+
+    # Street photos: 1-3 photos each of a subset of products; split by product.
+    rng = _rng(seed, 2)
+    n_street = min(cfg.n_street, 2 * cfg.n_products)
+    per = rng.choice([1, 2, 3], size=n_street, p=[0.5, 0.3, 0.2])
+    n_prod_photo = int(np.searchsorted(np.cumsum(per), n_street) + 1)
+    photo_products = np.sort(
+        rng.choice(cat.products["product_id"].to_numpy(), size=n_prod_photo, replace=False)
     )
-    with bars:
-        # Catalog.
-        cat = catalog_mod.make_catalog(_rng(seed, 1), cfg.n_products, START, END)
-        write_parquet(tmp / "catalog.parquet", cat.products)
-        truth_products = cat.truth.copy()
-        truth_products["vector"] = list(cat.vectors)
-        write_parquet(tmp / "truth" / "products.parquet", truth_products)
-
-        # Street photos: 1-3 photos each of a subset of products; split by product.
-        rng = _rng(seed, 2)
-        n_street = min(cfg.n_street, 2 * cfg.n_products)
-        per = rng.choice([1, 2, 3], size=n_street, p=[0.5, 0.3, 0.2])
-        n_prod_photo = int(np.searchsorted(np.cumsum(per), n_street) + 1)
-        photo_products = np.sort(
-            rng.choice(cat.products["product_id"].to_numpy(), size=n_prod_photo, replace=False)
-        )
-        counts = per[:n_prod_photo].copy()
-        counts[-1] -= int(counts.sum()) - n_street
-        q_products = np.repeat(photo_products, counts)
-        test_products = set(
-            rng.choice(
-                photo_products, size=max(1, round(0.25 * n_prod_photo)), replace=False
-            ).tolist()
-        )
-        query_id = np.arange(1, n_street + 1, dtype=np.int64)
-        street = pd.DataFrame(
-            {
-                "query_id": query_id,
-                "product_id": q_products.astype(np.int64),
-                "image": [f"images/street/{q}.png" for q in query_id],
-                "split": ["test" if p in test_products else "train" for p in q_products],
-            }
-        )
-        write_parquet(tmp / "street.parquet", street)
-
-        # Images.
-        specs = _specs(cat, catalog_mod, images_mod)
-        jobs = [
-            ("catalog", specs[pid], seed, int(pid), str(tmp / "images" / "catalog" / f"{pid}.png"))
-            for pid in cat.products["product_id"]
-        ]
-        jobs += [
-            ("street", specs[int(p)], seed, int(q), str(tmp / "images" / "street" / f"{q}.png"))
-            for q, p in zip(street["query_id"], street["product_id"], strict=True)
-        ]
-        task = bars.add_task("images", total=len(jobs))
-        images_mod.render_images(jobs, processes=n_procs, progress=bars, task=task)
-
-        # Calendar and sales.
-        write_parquet(tmp / "calendar.parquet", sales_mod.make_calendar(START, END))
-        task = bars.add_task("sales", total=cfg.n_products)
-        sales_w = _ChunkWriter(tmp / "sales.parquet")
-        mean_w = _ChunkWriter(tmp / "truth" / "sales_mean.parquet")
-        try:
-            for s_df, t_df in sales_mod.sales_chunks(
-                lambda c: _rng(seed, 3, c), cat.products, cat.truth, START, END, cfg.product_chunk
-            ):
-                sales_w.write(s_df)
-                mean_w.write(t_df)
-                bars.advance(task, s_df["unique_id"].nunique())
-        finally:
-            sales_w.close()
-            mean_w.close()
-
-        # Users, events, impressions.
-        window_s = int((END + pd.Timedelta(days=1) - START).total_seconds())
-        cutoff = START + pd.Timedelta(seconds=int(window_s * (1 - TEST_FRACTION)))
-        index = events_mod.ProductIndex(cat.products, cat.truth, cat.vectors, START)
-        users = events_mod.make_users(_rng(seed, 4), cfg.n_users, cfg.users, index, window_s)
-        task = bars.add_task("events", total=cfg.n_users)
-        ev_w = _ChunkWriter(tmp / "events.parquet")
-        im_w = _ChunkWriter(tmp / "impressions.parquet")
-        it_w = _ChunkWriter(tmp / "truth" / "impressions.parquet")
-        first_ts = []
-        try:
-            for ev, im, it, f in events_mod.event_chunks(
-                lambda c: _rng(seed, 5, c), users, index, START, cutoff, cfg.user_chunk, cfg.users
-            ):
-                ev_w.write(ev)
-                im_w.write(im)
-                it_w.write(it)
-                first_ts.append(f)
-                bars.advance(task, len(f))
-        finally:
-            ev_w.close()
-            im_w.close()
-            it_w.close()
-        u = users.users.copy()
-        u["signup_ts"] = np.datetime64(START.to_datetime64(), "ns") + np.concatenate(
-            first_ts
-        ).astype("timedelta64[s]").astype("timedelta64[ns]")
-        write_parquet(tmp / "users.parquet", u)
-        tastes = pd.DataFrame(users.taste, columns=list(catalog_mod.CATEGORY_NAMES))
-        tastes.insert(0, "user_id", u["user_id"].to_numpy())
-        tastes["favourite_brand"] = index.brand_codes[users.fav_brand]
-        tastes["n_events"] = users.n_events
-        write_parquet(tmp / "truth" / "users.parquet", tastes)
-
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "scale": scale,
-            "seed": seed,
-            "start": str(START.date()),
-            "end": str(END.date()),
-            "impressions_test_from": str(cutoff),
-            "config": asdict(cfg),
-            "counts": {
-                "products": int(cfg.n_products),
-                "street_photos": int(n_street),
-                "sales_rows": int(sales_w.rows),
-                "users": int(cfg.n_users),
-                "events": int(ev_w.rows),
-                "impressions": int(im_w.rows),
-            },
-            "sales_model": {
-                "dow_factors": sales_mod.DOW_FACTORS.tolist(),
-                "promo_lift": sales_mod.PROMO_LIFT,
-                "deal_lift": sales_mod.DEAL_LIFT,
-                "deal_p_normal": sales_mod.DEAL_P_NORMAL,
-                "deal_p_festival": sales_mod.DEAL_P_FESTIVAL,
-                "elasticity_mean": -2.5,
-            },
-            "click_model": {
-                "recent_window": events_mod.RECENT_WINDOW,
-                "recency": events_mod.RECENCY,
-                "bias": events_mod.BIAS,
-                "w_similarity": events_mod.W_SIM,
-                "w_popularity": events_mod.W_POP,
-                "w_taste": events_mod.W_TASTE,
-                "w_position": events_mod.W_POS,
-            },
+    counts = per[:n_prod_photo].copy()
+    counts[-1] -= int(counts.sum()) - n_street
+    q_products = np.repeat(photo_products, counts)
+    test_products = set(
+        rng.choice(photo_products, size=max(1, round(0.25 * n_prod_photo)), replace=False).tolist()
+    )
+    query_id = np.arange(1, n_street + 1, dtype=np.int64)
+    street = pd.DataFrame(
+        {
+            "query_id": query_id,
+            "product_id": q_products.astype(np.int64),
+            "image": [f"images/street/{q}.png" for q in query_id],
+            "split": ["test" if p in test_products else "train" for p in q_products],
         }
-        write_json(tmp / "world.json", meta)
+    )
+    write_parquet(tmp / "street.parquet", street)
+
+    # Images.
+    specs = _specs(cat, catalog_mod, images_mod)
+    jobs = [
+        ("catalog", specs[pid], seed, int(pid), str(tmp / "images" / "catalog" / f"{pid}.png"))
+        for pid in cat.products["product_id"]
+    ]
+    jobs += [
+        ("street", specs[int(p)], seed, int(q), str(tmp / "images" / "street" / f"{q}.png"))
+        for q, p in zip(street["query_id"], street["product_id"], strict=True)
+    ]
+    with Progress(len(jobs), "images", enabled=progress) as bar:
+        images_mod.render_images(jobs, processes=n_procs, progress=bar)
+
+    # Calendar and sales.
+    write_parquet(tmp / "calendar.parquet", sales_mod.make_calendar(START, END))
+    bar = Progress(cfg.n_products, "sales", enabled=progress)
+    sales_w = _ChunkWriter(tmp / "sales.parquet")
+    mean_w = _ChunkWriter(tmp / "truth" / "sales_mean.parquet")
+    try:
+        for s_df, t_df in sales_mod.sales_chunks(
+            lambda c: _rng(seed, 3, c), cat.products, cat.truth, START, END, cfg.product_chunk
+        ):
+            sales_w.write(s_df)
+            mean_w.write(t_df)
+            bar.update(bar.completed + s_df["unique_id"].nunique())
+    finally:
+        bar.close()
+        sales_w.close()
+        mean_w.close()
+
+    # Users, events, impressions.
+    window_s = int((END + pd.Timedelta(days=1) - START).total_seconds())
+    cutoff = START + pd.Timedelta(seconds=int(window_s * (1 - TEST_FRACTION)))
+    index = events_mod.ProductIndex(cat.products, cat.truth, cat.vectors, START)
+    users = events_mod.make_users(_rng(seed, 4), cfg.n_users, cfg.users, index, window_s)
+    bar = Progress(cfg.n_users, "events", enabled=progress)
+    ev_w = _ChunkWriter(tmp / "events.parquet")
+    im_w = _ChunkWriter(tmp / "impressions.parquet")
+    it_w = _ChunkWriter(tmp / "truth" / "impressions.parquet")
+    first_ts = []
+    try:
+        for ev, im, it, f in events_mod.event_chunks(
+            lambda c: _rng(seed, 5, c), users, index, START, cutoff, cfg.user_chunk, cfg.users
+        ):
+            ev_w.write(ev)
+            im_w.write(im)
+            it_w.write(it)
+            first_ts.append(f)
+            bar.update(bar.completed + len(f))
+    finally:
+        bar.close()
+        ev_w.close()
+        im_w.close()
+        it_w.close()
+    u = users.users.copy()
+    u["signup_ts"] = np.datetime64(START.to_datetime64(), "ns") + np.concatenate(first_ts).astype(
+        "timedelta64[s]"
+    ).astype("timedelta64[ns]")
+    write_parquet(tmp / "users.parquet", u)
+    tastes = pd.DataFrame(users.taste, columns=list(catalog_mod.CATEGORY_NAMES))
+    tastes.insert(0, "user_id", u["user_id"].to_numpy())
+    tastes["favourite_brand"] = index.brand_codes[users.fav_brand]
+    tastes["n_events"] = users.n_events
+    write_parquet(tmp / "truth" / "users.parquet", tastes)
+
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "scale": scale,
+        "seed": seed,
+        "start": str(START.date()),
+        "end": str(END.date()),
+        "impressions_test_from": str(cutoff),
+        "config": asdict(cfg),
+        "counts": {
+            "products": int(cfg.n_products),
+            "street_photos": int(n_street),
+            "sales_rows": int(sales_w.rows),
+            "users": int(cfg.n_users),
+            "events": int(ev_w.rows),
+            "impressions": int(im_w.rows),
+        },
+        "sales_model": {
+            "dow_factors": sales_mod.DOW_FACTORS.tolist(),
+            "promo_lift": sales_mod.PROMO_LIFT,
+            "deal_lift": sales_mod.DEAL_LIFT,
+            "deal_p_normal": sales_mod.DEAL_P_NORMAL,
+            "deal_p_festival": sales_mod.DEAL_P_FESTIVAL,
+            "elasticity_mean": -2.5,
+        },
+        "click_model": {
+            "recent_window": events_mod.RECENT_WINDOW,
+            "recency": events_mod.RECENCY,
+            "bias": events_mod.BIAS,
+            "w_similarity": events_mod.W_SIM,
+            "w_popularity": events_mod.W_POP,
+            "w_taste": events_mod.W_TASTE,
+            "w_position": events_mod.W_POS,
+        },
+    }
+    write_json(tmp / "world.json", meta)
 
 
 def _normal_permissions(root: Path) -> None:

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -383,21 +384,20 @@ def _render_job(job: tuple[str, ProductSpec, int, int, str]) -> None:
 def render_images(
     jobs: Sequence[tuple[str, ProductSpec, int, int, str]],
     processes: int = 1,
-    progress=None,
-    task=None,
+    progress: Any = None,
 ) -> None:
     """Render and write every job ``(kind, spec, seed, id, path)``; kind is "catalog" or "street".
 
     Args:
         jobs: the images to write (paths must be in existing directories).
         processes: worker processes; 1 renders in this process.
-        progress, task: an optional ``rich.progress.Progress`` and task id to advance per image.
+        progress: an optional :class:`shopml.common.progress.Progress`, advanced per image.
     """
     if processes <= 1 or len(jobs) < 64:
         for job in jobs:
             _render_job(job)
             if progress is not None:
-                progress.advance(task)
+                progress.update()
         return
     import multiprocessing as mp
 
@@ -405,7 +405,7 @@ def render_images(
     with ctx.Pool(processes) as pool:
         for _ in pool.imap_unordered(_render_job, jobs, chunksize=32):
             if progress is not None:
-                progress.advance(task)
+                progress.update()
 
 
 def default_processes() -> int:

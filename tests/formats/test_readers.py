@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopml.world import readers
+from shopml.formats import readers
 
 
 @pytest.fixture
@@ -95,9 +95,9 @@ CASES = [
     ),
     (
         "sales.parquet",
-        lambda df: df.assign(ds=df["ds"].astype(str)),
+        lambda df: df.assign(ds="soon"),
         "read_sales",
-        ["sales.parquet", "'ds'", "date", "found dtype"],
+        ["sales.parquet", "'ds'", "date", "'soon'"],
     ),
     (
         "sales.parquet",
@@ -238,7 +238,9 @@ def test_not_a_table(world):
 
 
 def test_not_a_directory(tmp_path):
-    with pytest.raises(ValueError, match="world_dir: expected a directory, found nothing"):
+    with pytest.raises(
+        ValueError, match="sales.parquet: expected a world directory, a sales.parquet"
+    ):
         readers.read_sales(tmp_path / "nope")
 
 
@@ -280,3 +282,47 @@ def test_unsorted_events_are_sorted(world):
 def test_sales_without_a_catalog_are_accepted(world):
     (world / "catalog.parquet").unlink()
     assert len(readers.read_sales(world)) > 0
+
+
+def test_a_file_a_csv_and_a_frame_read_like_the_directory(world, tmp_path):
+    base = readers.read_events(world)
+    assert readers.read_events(world / "events.parquet").equals(base)
+    csv_dir = tmp_path / "own"
+    csv_dir.mkdir()
+    pd.read_parquet(world / "events.parquet").to_csv(csv_dir / "events.csv", index=False)
+    from_csv = readers.read_events(csv_dir)  # text timestamps are parsed
+    assert pd.api.types.is_datetime64_any_dtype(from_csv["ts"])
+    assert from_csv[["user_id", "product_id"]].equals(base[["user_id", "product_id"]])
+    frame = pd.read_parquet(world / "events.parquet")
+    assert readers.read_events(frame).equals(base)
+
+
+def test_columns_asks_only_for_what_a_part_uses(world):
+    cat = pd.read_parquet(world / "catalog.parquet")[["product_id", "category", "brand", "price"]]
+    with pytest.raises(ValueError, match="missing column"):
+        readers.read_catalog(cat, check_images="none")
+    out = readers.read_catalog(cat, columns=["product_id", "category", "brand", "price"])
+    assert list(out.columns) == ["product_id", "category", "brand", "price"]
+    bad = cat.assign(price=-1.0)  # present columns are still checked
+    with pytest.raises(ValueError, match="'price' should be a positive list price"):
+        readers.read_catalog(bad, columns=["product_id"])
+    with pytest.raises(ValueError, match=r"columns: expected columns of catalog.parquet"):
+        readers.read_catalog(cat, columns=["product_id", "cost"])
+
+
+def test_street_photos_without_a_split(world):
+    street = pd.read_parquet(world / "street.parquet").drop(columns=["split"])
+    street.to_parquet(world / "street.parquet", index=False)
+    with pytest.raises(ValueError, match=r"street.parquet: missing column\(s\) \['split'\]"):
+        readers.read_street(world)
+    out = readers.read_street(world, columns=["query_id", "product_id", "image"])
+    assert len(out) == 80 and "split" not in out
+
+
+def test_frame_images_resolve_against_root(world):
+    cat = pd.read_parquet(world / "catalog.parquet")
+    assert len(readers.read_catalog(cat, check_images="exists", root=world)) == 200
+    with pytest.raises(ValueError, match="expected an image file"):
+        readers.read_catalog(cat, check_images="exists", root=world / "elsewhere")
+    with pytest.raises(ValueError, match="check_images: expected one of"):
+        readers.read_catalog(cat, check_images="maybe")
