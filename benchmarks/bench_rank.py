@@ -39,8 +39,9 @@ from _results import append_rows, results_path, run_meta
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from shopml.rank.config import RankConfig  # noqa: E402
-from shopml.rank.data import RankExamples, RankVocab  # noqa: E402
+from shopml.rank.data import RankExamples  # noqa: E402
 from shopml.rank.model import RankingModel  # noqa: E402
+from shopml.rank.vocab import RankVocab  # noqa: E402
 
 
 def heavy_tailed_lengths(rng: np.random.Generator, b: int, n: int, fill: float) -> np.ndarray:

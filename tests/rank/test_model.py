@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from shopml.rank.config import RankConfig
-from shopml.rank.data import RankExamples, RankTables, build_vocab
+from shopml.rank.data import RankExamples
 from shopml.rank.model import RankingModel, to_jagged_history, to_padded_history
+from shopml.rank.tables import RankTables
+from shopml.rank.vocab import build_vocab
 
 BACKENDS = ["jagged", "padded", "pooling"]
 

@@ -12,8 +12,9 @@ import torch
 
 from shopml.common.checkpoint import load_checkpoint
 from shopml.rank.config import RankConfig
-from shopml.rank.data import RankExamples, RankTables
+from shopml.rank.data import RankExamples
 from shopml.rank.evaluate import CHECKPOINT_KIND, load_run
+from shopml.rank.tables import RankTables
 from shopml.rank.train import train
 
 SMALL = dict(embed_dim=32, num_heads=2, num_layers=1, mlp_dims=(16,), max_history=8, batch_size=32)
@@ -62,7 +63,7 @@ def test_resume_equals_an_uninterrupted_run(frame_world, tmp_path):
 def test_two_process_gloo_equals_one_process(frame_world, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     common = [
-        "-m", "shopml.rank.train", "--world", str(frame_world), "--epochs", "1",
+        "-m", "shopml.rank.cli", "train", "--world", str(frame_world), "--epochs", "1",
         "--batch-size", "40", "--max-history", "8", "--embed-dim", "32",
         "--attention-backend", "reference", "--device", "cpu", "--no-progress",
     ]  # fmt: skip
@@ -141,22 +142,3 @@ def test_gpu_training_run(frame_world, tmp_path):
     config = RankConfig(epochs=1, **SMALL)
     metrics = train(frame_world, tmp_path / "run", config, device="cuda", progress=False)
     assert metrics["device"].startswith("cuda") and np.isfinite(metrics["logloss"])
-
-
-def test_both_training_commands_set_the_same_fields_with_the_dataclass_defaults():
-    """`shopml rank train` (typer) and `python -m shopml.rank.train` (argparse) share CLI_FIELDS."""
-    import inspect
-
-    from shopml.rank.cli import train_cmd
-    from shopml.rank.train import CLI_FIELDS, build_parser, config_from_args
-
-    params = inspect.signature(train_cmd).parameters
-    assert set(CLI_FIELDS) <= set(params)
-    for name in CLI_FIELDS:
-        assert params[name].default == getattr(RankConfig(), name), name
-    args = build_parser().parse_args(["--world", "w", "--out", "o"])
-    assert config_from_args(args) == RankConfig()
-    args = build_parser().parse_args(
-        ["--world", "w", "--out", "o", "--lr", "0.01", "--sequence-backend", "padded"]
-    )
-    assert config_from_args(args) == RankConfig(lr=0.01, sequence_backend="padded")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 SEQUENCE_BACKENDS = ("jagged", "padded", "pooling")
 ACTIONS = ("view", "click", "cart", "purchase")
+SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shopml.rank.batch import HISTORY_KEYS, JaggedHistory, PaddedHistory
 from shopml.rank.config import ACTIONS, RankConfig
-from shopml.rank.data import HISTORY_KEYS, JaggedHistory, PaddedHistory
 
 
 def _minutes(times: torch.Tensor) -> torch.Tensor:
@@ -134,9 +134,9 @@ class RankingModel(nn.Module):
         config: :class:`~shopml.rank.config.RankConfig` (vocabulary sizes filled in).
 
     Inputs of :meth:`forward` / :meth:`score`:
-        history: :class:`~shopml.rank.data.JaggedHistory` (KeyedJaggedTensor with the keys
+        history: :class:`~shopml.rank.batch.JaggedHistory` (KeyedJaggedTensor with the keys
             ``HISTORY_KEYS``, all with the same lengths; ``times (T,)`` int64) or
-            :class:`~shopml.rank.data.PaddedHistory` (``(B, N)`` tensors). Either is converted to
+            :class:`~shopml.rank.batch.PaddedHistory` (``(B, N)`` tensors). Either is converted to
             what the backend needs, so any model scores any history layout.
         candidates: ``{"item", "category", "brand": (B,) or (B, M) int64, "price": same shape
             float}`` on the model's device.
@@ -206,18 +206,25 @@ class RankingModel(nn.Module):
             + self.brand_emb(candidates["brand"])
         )  # (B, M, E)
 
-    def _encode_jagged(self, history: JaggedHistory, query: torch.Tensor):
+    def _encode_jagged(
+        self,
+        ids: torch.Tensor,
+        times: torch.Tensor,
+        offsets: torch.Tensor,
+        max_seqlen: int,
+        query: torch.Tensor,
+    ):
+        """``ids (K, T)`` rows in ``HISTORY_KEYS`` order, ``times (T,)`` int64 seconds,
+        ``offsets (B+1,)``, host ``max_seqlen``, ``query (B, M, E)``; no host synchronisation."""
         from shopml.jagged.tensor import JaggedTensor
 
-        kjt = history.kjt
-        b = kjt.batch_size
-        t = kjt.values.shape[0] // len(HISTORY_KEYS)
-        ids = dict(zip(HISTORY_KEYS, kjt.values.view(len(HISTORY_KEYS), t), strict=True))
-        offsets = kjt.offsets[: b + 1]
-        x = JaggedTensor(self._tokens(ids), offsets, history.max_seqlen)  # values (T, E)
-        times = _minutes(history.times)  # (T,)
+        b = offsets.shape[0] - 1
+        t = ids.shape[1]
+        tokens = self._tokens(dict(zip(HISTORY_KEYS, ids, strict=True)))  # (T, E)
+        x = JaggedTensor(tokens, offsets, max_seqlen)
+        minutes = _minutes(times)  # (T,)
         for block in self.blocks:
-            x = block.forward_jagged(x, times)
+            x = block.forward_jagged(x, minutes)
         x = x.with_values(self.final_norm(x.values))  # (T, E)
         lengths = offsets[1:] - offsets[:-1]  # (B,)
         segment = torch.repeat_interleave(
@@ -247,6 +254,25 @@ class RankingModel(nn.Module):
             target = pooled[:, None, :].expand_as(query)
         return pooled, target, lengths
 
+    def _head(self, pooled, target, lengths, query, price) -> torch.Tensor:  # noqa: ANN001
+        """Interaction block and MLP: one logit per candidate, ``(B, M)``."""
+        m = query.shape[1]
+        pooled = pooled[:, None, :].expand(-1, m, -1).to(query.dtype)  # (B, M, E)
+        target = target.to(query.dtype)
+        loglen = (torch.log1p(lengths.to(query.dtype)) / self._log_max)[:, None, None]
+        x0 = torch.cat(
+            [
+                pooled,
+                target,
+                query,
+                query * target,
+                price.to(query.dtype)[..., None],
+                loglen.expand(-1, m, 1),
+            ],
+            dim=-1,
+        )  # (B, M, 4E + 2)
+        return self.mlp(self.cross(x0)).squeeze(-1)  # (B, M)
+
     # ------------------------------------------------------------------ public
     def forward(
         self, history: JaggedHistory | PaddedHistory, candidates: dict[str, torch.Tensor]
@@ -261,24 +287,42 @@ class RankingModel(nn.Module):
             pooled, target, lengths = self._encode_padded(history, query)
         else:
             history = to_jagged_history(history)
-            pooled, target, lengths = self._encode_jagged(history, query)
-        m = query.shape[1]
-        pooled = pooled[:, None, :].expand(-1, m, -1).to(query.dtype)  # (B, M, E)
-        target = target.to(query.dtype)
-        loglen = (torch.log1p(lengths.to(query.dtype)) / self._log_max)[:, None, None]
-        x0 = torch.cat(
-            [
-                pooled,
-                target,
-                query,
-                query * target,
-                candidates["price"].to(query.dtype)[..., None],
-                loglen.expand(-1, m, 1),
-            ],
-            dim=-1,
-        )  # (B, M, 4E + 2)
-        logits = self.mlp(self.cross(x0)).squeeze(-1)  # (B, M)
+            kjt = history.kjt
+            t = kjt.values.shape[0] // len(HISTORY_KEYS)
+            ids = kjt.values.view(len(HISTORY_KEYS), t)  # (K, T)
+            offsets = kjt.offsets[: kjt.batch_size + 1]
+            pooled, target, lengths = self._encode_jagged(
+                ids, history.times, offsets, history.max_seqlen, query
+            )
+        logits = self._head(pooled, target, lengths, query, candidates["price"])
         return logits[:, 0] if single else logits
+
+    def forward_flat(
+        self,
+        ids: torch.Tensor,
+        times: torch.Tensor,
+        offsets: torch.Tensor,
+        max_seqlen: int,
+        candidates: torch.Tensor,
+        price: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits ``(B,)`` from plain tensors (the captured fast step, "jagged"/"pooling" only).
+
+        Args:
+            ids: ``(K, T)`` int64 history ids, one row per key of ``HISTORY_KEYS``.
+            times: ``(T,)`` int64 event times in seconds relative to the impression.
+            offsets: ``(B+1,)`` int64 history offsets.
+            max_seqlen: host int >= the longest history.
+            candidates: ``(3, B)`` int64 candidate item, category and brand rows.
+            price: ``(B,)`` float32 standardised log price.
+        """
+        if self.backend == "padded":
+            raise ValueError("sequence_backend: forward_flat serves 'jagged' and 'pooling' only")
+        query = self._query(
+            dict(zip(("item", "category", "brand"), candidates[:, :, None], strict=True))
+        )  # (B, 1, E)
+        pooled, target, lengths = self._encode_jagged(ids, times, offsets, max_seqlen, query)
+        return self._head(pooled, target, lengths, query, price[:, None])[:, 0]
 
     @torch.no_grad()
     def score(
