@@ -142,3 +142,6 @@ def test_gpu_training_run(frame_world, tmp_path):
     config = RankConfig(epochs=1, **SMALL)
     metrics = train(frame_world, tmp_path / "run", config, device="cuda", progress=False)
     assert metrics["device"].startswith("cuda") and np.isfinite(metrics["logloss"])
+    assert metrics["step_mode"] == "graphs"
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log[-1]["fallback"] is None and log[-1]["graphs"] >= 1  # fused AdamW captured too

@@ -8,7 +8,7 @@ rounded up to a bucket (:func:`bucket_key`), so that a few graphs serve a whole 
   the graph of the full ones); the missing examples are empty histories with loss weight 0;
 - ``max_seqlen`` to a power of two (at least 16), capped at ``max(max_history, max_seqlen)``;
   attention programs whose block starts past their sequence's end exit at once;
-- ``T`` to a multiple of a granule ``G`` (a power of two, about ``T / 32``: at most ~3% padding).
+- ``T`` to a multiple of a granule ``G`` (a power of two between ``T / 32`` and ``T / 16``).
   The ``T_b - T`` padding tokens form ``K = ceil(G / max_seqlen_b)`` **dummy sequences** after the
   real ones (each at most ``max_seqlen_b`` long, so the attention kernels see ordinary
   sequences): ids 0 (the zero padding embeddings), times 0, loss weight 0. Nothing crosses
@@ -31,7 +31,7 @@ from shopml.rank.batch import HISTORY_KEYS, JaggedHistory, RankBatch
 
 MIN_SEQLEN_BUCKET = 16
 MIN_TOKEN_GRANULE = 16
-TOKEN_GRANULES_PER_BUCKET = 32  # T / granule: bounds the padding at about 1/32 of the tokens
+TOKEN_GRANULES_PER_BUCKET = 32  # padding below T / 16 tokens (granule <= 2T / 32)
 
 
 def pow2_at_least(n: int, minimum: int = 1) -> int:

@@ -106,9 +106,7 @@ def predict(
         with checks_enabled(False):  # offsets were checked when the batches were collated
             for batch in loader:
                 if runner is not None:
-                    packed = pack(
-                        batch, model.config.max_history, pin_memory=device.type == "cuda"
-                    )
+                    packed = pack(batch, model.config.max_history, pin_memory=device.type == "cuda")
                     logits = runner(packed)
                 else:
                     batch = batch.to(device, non_blocking=True)

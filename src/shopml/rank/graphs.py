@@ -136,7 +136,8 @@ class _GraphCache:
                 warmup(g)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            # thread_local: a loader's pinning thread may touch CUDA meanwhile
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
                 out = fn(g)
         except Exception as exc:  # noqa: BLE001 - any capture failure: eager is the reference
             self.fallback_reason = f"capture failed for {key}: {type(exc).__name__}: {exc}"[:500]
@@ -198,8 +199,7 @@ class GraphTrainStep:
 
     def _step(self, g: _Graph) -> torch.Tensor:
         """The captured body: zero gradients, forward, backward, clip, optimizer step."""
-        for p in self.params:
-            p.grad.zero_()
+        torch._foreach_zero_([p.grad for p in self.params])
         loss_sum = self._forward_backward(g)
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
@@ -208,8 +208,7 @@ class GraphTrainStep:
 
     def _warmup(self, g: _Graph) -> None:
         self._forward_backward(g)
-        for p in self.params:
-            p.grad.zero_()
+        torch._foreach_zero_([p.grad for p in self.params])
 
     def __call__(self, batch: PackedBatch, loss_scale: float) -> torch.Tensor:
         from shopml.jagged.checks import checks_enabled
