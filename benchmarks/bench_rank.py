@@ -130,6 +130,7 @@ PROVIDERS = {
     # name: (sequence backend, how the step runs)
     "jagged": ("jagged", "eager"),
     "jagged+graphs": ("jagged", "cuda-graphs"),
+    "jagged+graphs+compile": ("jagged", "cuda-graphs over torch.compile"),
     "jagged+compile": ("jagged", "torch.compile"),
     "padded": ("padded", "eager"),
     "padded+compile": ("padded", "torch.compile"),
@@ -139,7 +140,12 @@ PROVIDERS = {
 
 
 def run_case(
-    provider: str, config: RankConfig, batch, device: torch.device, profile_dir: Path | None = None
+    provider: str,
+    config: RankConfig,
+    batch,
+    device: torch.device,
+    profile_path: Path | None = None,
+    title: str = "",
 ) -> dict[str, object]:
     """Train-step and inference timings of one provider on one batch (see the module docstring).
 
@@ -153,11 +159,12 @@ def run_case(
     opt = make_optimizer(model, 1e-3, 1e-4, device)
     use_amp = device.type == "cuda"
     out: dict[str, object] = {"mode": how}
-    if how == "cuda-graphs":
+    if how.startswith("cuda-graphs"):
         packed = pack(batch, config.max_history, pin_memory=device.type == "cuda")
         n_real = packed.examples
-        trainer = GraphTrainStep(model, opt, grad_clip=1.0, autocast=use_amp)
-        infer_runner = GraphInference(model, autocast=use_amp)
+        comp = how.endswith("torch.compile")
+        trainer = GraphTrainStep(model, opt, grad_clip=1.0, autocast=use_amp, compile=comp)
+        infer_runner = GraphInference(model, autocast=use_amp, compile=comp)
 
         def train_step() -> None:
             trainer(packed, 1.0 / n_real)
@@ -219,12 +226,12 @@ def run_case(
             out["infer_mem"] = (torch.cuda.max_memory_allocated() - base) / 2**20
         else:
             out["train_mem"] = out["infer_mem"] = float("nan")
-        if how == "cuda-graphs" and cuda:
+        if how.startswith("cuda-graphs") and cuda:
             for runner in (trainer, infer_runner):
                 if runner.fallback_reason is not None:
                     raise RuntimeError(f"graph step fell back to eager: {runner.fallback_reason}")
-        if profile_dir is not None and cuda:
-            out["profile"] = profile_step(train_step, profile_dir / f"profile-{provider}.txt")
+        if profile_path is not None and cuda:
+            out["profile"] = profile_step(train_step, profile_path, title)
         out["status"] = "ok"
     except torch.cuda.OutOfMemoryError:
         out["status"] = "oom"
@@ -235,8 +242,8 @@ def run_case(
     return out
 
 
-def profile_step(fn, path: Path) -> str:
-    """torch.profiler summary of 5 steps (kernel time by op) written to ``path``; one line back."""
+def profile_step(fn, path: Path, title: str) -> str:
+    """torch.profiler table of 5 steps (device time by op), appended to ``path``; one line back."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
@@ -247,14 +254,13 @@ def profile_step(fn, path: Path) -> str:
         torch.cuda.synchronize()
         wall = (time.perf_counter() - t0) / 5 * 1e3
     events = prof.key_averages()
-    table = events.table(sort_by="self_device_time_total", row_limit=40)
-    kernels = [e for e in events if getattr(e, "device_type", None) is not None
-               and "CUDA" in str(e.device_type)]  # fmt: skip
+    table = events.table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=70)
     gpu_ms = sum(getattr(e, "self_device_time_total", 0.0) for e in events) / 5 / 1e3
+    line = f"wall {wall:.3f} ms/step, device {gpu_ms:.3f} ms/step"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"wall {wall:.3f} ms/step, device self time {gpu_ms:.3f} ms/step, "
-                    f"{len(kernels)} device event kinds\n\n{table}\n")  # fmt: skip
-    return f"wall {wall:.3f} ms/step, device {gpu_ms:.3f} ms/step"
+    with path.open("a") as f:
+        f.write(f"== {title}: {line}\n{table}\n\n")
+    return line
 
 
 def main() -> None:
@@ -273,7 +279,8 @@ def main() -> None:
     p.add_argument("--num-items", type=int, default=100_000)
     p.add_argument("--profile", nargs="*", default=[],
                    help="providers to profile (torch.profiler, 5 steps; CUDA only)")  # fmt: skip
-    p.add_argument("--profile-dir", default="benchmarks/results/profiles")
+    p.add_argument("--profile-out", default="benchmarks/results/rank-profile.txt",
+                   help="text file the profile tables are appended to")  # fmt: skip
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
         "--out", default=None, help="CSV to append to (default results/rank-<device>.csv)"
@@ -332,8 +339,8 @@ def main() -> None:
             name = provider + (
                 "+nobias" if args.num_bias_buckets == 0 and backend != "pooling" else ""
             )
-            prof = Path(args.profile_dir) / f"B{b}-N{n}" if provider in args.profile else None
-            res = run_case(provider, config, batch, device, prof)
+            prof = Path(args.profile_out) if provider in args.profile else None
+            res = run_case(provider, config, batch, device, prof, f"B={b} N={n} {provider}")
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             torch._dynamo.reset()

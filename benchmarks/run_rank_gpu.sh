@@ -16,9 +16,10 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 if has bench; then
   echo "== benchmark (no relative bias, the issue's table): jagged eager / graphs, padded eager / compiled"
   timeout "${BENCH_S:-200}" python3 benchmarks/bench_rank.py --cases ${CASES:-256x1024 256x256 1024x1024} \
-    --num-bias-buckets 0 --providers ${PROVIDERS:-jagged+graphs padded+compile jagged padded} \
-    --profile jagged+graphs --profile-dir "$OUT" --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 \
-    | tee "$OUT/bench.log" | grep -v "^|"
+    --num-bias-buckets 0 \
+    --providers ${PROVIDERS:-jagged+graphs jagged+graphs+compile padded+compile jagged padded} \
+    --profile jagged+graphs jagged+graphs+compile --profile-out "$OUT/rank-profile.txt" \
+    --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench.log" | grep -v "^|"
 fi
 if has bias; then
   echo "== benchmark with the relative-time bias (the model's default)"
@@ -28,7 +29,7 @@ if has bias; then
 fi
 if has tests; then
   echo "== GPU tests"
-  timeout "${TESTS_S:-80}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/rank 2>&1 \
+  timeout "${TESTS_S:-80}" python3 -m pytest -q -m gpu -p no:cacheprovider ${TESTS:-tests/rank} 2>&1 \
     | tee "$OUT/tests.log" | tail -15
 fi
 if has auc; then

@@ -17,7 +17,6 @@ from shopml.rank.evaluate import predict
 from shopml.rank.graphs import (
     GraphInference,
     GraphTrainStep,
-    make_optimizer,
     select_step_mode,
     weighted_loss_sum,
 )
@@ -160,7 +159,7 @@ def test_select_step_mode():
     assert select_step_mode("auto", cpu, "jagged") == "eager"
     assert select_step_mode("auto", cuda, "padded") == "eager"
     assert select_step_mode("auto", cuda, "jagged", world_size=2) == "eager"
-    assert select_step_mode("auto", cuda, "jagged", compile=True) == "eager"
+    assert select_step_mode("auto", cuda, "jagged", compile=True) == "graphs"  # compiled inside
     assert select_step_mode("eager", cuda, "jagged") == "eager"
     with pytest.raises(ValueError, match="step: 'graphs' cannot run here: device cpu"):
         select_step_mode("graphs", cpu, "jagged")

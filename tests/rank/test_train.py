@@ -102,13 +102,15 @@ def test_cli_end_to_end_on_the_tiny_world(tiny_world, tmp_path):
     run = tmp_path / "run"
     res = runner.invoke(
         app,
-        ["rank", "train", "--world", str(tiny_world), "--out", str(run), "--epochs", "1",
+        ["rank", "train", "--world", str(tiny_world), "--out", str(run), "--epochs", "2",
          "--max-history", "16", "--embed-dim", "32", "--batch-size", "128", "--device", "cpu",
          "--attention-backend", "reference"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0.0 <= metrics["auc"] <= 1.0 and metrics["examples"] > 0
+    # a quality floor, not any value in [0, 1]: the tiny world's clicks follow the user's recent
+    # behaviour, which the jagged model picks up (0.612 measured; the pooling model: 0.582)
+    assert metrics["auc"] > 0.6 and metrics["examples"] > 0
     out = tmp_path / "eval.json"
     res = runner.invoke(
         app,

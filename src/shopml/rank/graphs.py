@@ -45,14 +45,14 @@ def select_step_mode(
     sequence_backend: str,
     *,
     world_size: int = 1,
-    compile: bool = False,
+    compile: bool = False,  # noqa: ARG001 - kept in the signature: compiled graphs run too
 ) -> str:
     """The training step a run gets: ``"graphs"`` or ``"eager"``.
 
     ``"auto"`` gives graphs on a single CUDA device for the "jagged" and "pooling" backends
-    without ``torch.compile`` (DDP's gradient hooks, the padded backend's fixed-width tensors and
-    a compiled model keep the eager step). ``"graphs"`` asks for them and fails where they cannot
-    run; ``"eager"`` is the reference.
+    (DDP's gradient hooks and the padded backend's fixed-width tensors keep the eager step; with
+    ``compile`` the graphs hold the compiled model). ``"graphs"`` asks for them and fails where
+    they cannot run; ``"eager"`` is the reference.
     """
     if requested not in STEP_MODES:
         raise ValueError(f"step: expected one of {STEP_MODES}, found {requested!r}")
@@ -63,8 +63,6 @@ def select_step_mode(
         blockers.append("sequence_backend 'padded' has its own fixed shapes")
     if world_size > 1:
         blockers.append(f"world_size {world_size} > 1 (DDP)")
-    if compile:
-        blockers.append("--compile was asked for")
     if requested == "eager":
         return "eager"
     if requested == "graphs" and blockers:
@@ -73,12 +71,19 @@ def select_step_mode(
 
 
 def weighted_loss_sum(
-    model: torch.nn.Module, views: dict[str, torch.Tensor], max_seqlen: int, autocast: bool
+    model: torch.nn.Module,
+    views: dict[str, torch.Tensor],
+    max_seqlen: int,
+    autocast: bool,
+    forward: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """``sum_i w_i * BCE(logit_i, label_i)`` of a packed batch (weights 0 on padding slots)."""
+    """``sum_i w_i * BCE(logit_i, label_i)`` of a packed batch (weights 0 on padding slots).
+
+    ``forward`` replaces ``model.forward_flat`` (a compiled version of it)."""
     device = views["ids"].device
+    forward = forward if forward is not None else model.forward_flat
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast, cache_enabled=False):
-        logits = model.forward_flat(
+        logits = forward(
             views["ids"],
             views["times"],
             views["offsets"],
@@ -89,6 +94,12 @@ def weighted_loss_sum(
     return F.binary_cross_entropy_with_logits(
         logits.float(), views["labels"], weight=views["weights"], reduction="sum"
     )
+
+
+def _compiled_forward(model: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """``model.forward_flat`` under ``torch.compile`` (Inductor's fused kernels, the jagged
+    attention as custom ops); the CUDA graphs around it are ours."""
+    return torch.compile(model.forward_flat)
 
 
 class _Graph:
@@ -159,6 +170,8 @@ class GraphTrainStep:
         optimizer: its optimizer, built with ``capturable=True`` (:func:`make_optimizer`).
         grad_clip: max gradient norm (0: no clipping).
         autocast: bf16 autocast of the forward.
+        compile: run the forward (and so the backward) through ``torch.compile`` inside the
+            graphs: fused elementwise kernels, a compile per new shape family at warm-up.
         max_graphs: graphs kept (least recently used dropped).
 
     Call it with a :class:`PackedBatch` (pinned) and the loss multiplier of the batch; it returns
@@ -172,9 +185,11 @@ class GraphTrainStep:
         *,
         grad_clip: float = 0.0,
         autocast: bool = True,
+        compile: bool = False,
         max_graphs: int = 64,
     ) -> None:
         self.model = model
+        self.forward = _compiled_forward(model) if compile else None
         self.optimizer = optimizer
         self.grad_clip = grad_clip
         self.autocast = autocast
@@ -193,7 +208,9 @@ class GraphTrainStep:
         return self.cache.fallback_reason
 
     def _forward_backward(self, g: _Graph) -> torch.Tensor:
-        loss_sum = weighted_loss_sum(self.model, g.views, g.key.max_seqlen, self.autocast)
+        loss_sum = weighted_loss_sum(
+            self.model, g.views, g.key.max_seqlen, self.autocast, self.forward
+        )
         (loss_sum * self.scale).backward()
         return loss_sum.detach()
 
@@ -247,8 +264,16 @@ class GraphInference:
     Thread-safe (one replay at a time): the service may call it from worker threads.
     """
 
-    def __init__(self, model: torch.nn.Module, *, autocast: bool = True, max_graphs: int = 32):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        autocast: bool = True,
+        compile: bool = False,
+        max_graphs: int = 32,
+    ) -> None:
         self.model = model
+        self.forward = _compiled_forward(model) if compile else model.forward_flat
         self.autocast = autocast
         self.device = next(model.parameters()).device
         self.cache = _GraphCache(self.device, max_graphs)
@@ -267,7 +292,7 @@ class GraphInference:
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False
         ):
-            logits = self.model.forward_flat(
+            logits = self.forward(
                 v["ids"], v["times"], v["offsets"], g.key.max_seqlen, v["candidates"], v["price"]
             )
         return logits.float()

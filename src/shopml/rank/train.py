@@ -96,7 +96,8 @@ def train(
         out: run directory (created).
         config: settings; vocabulary sizes are filled in from the catalog.
         device: "auto", "cpu" or "cuda[:N]" (under torchrun on CUDA: ``cuda:LOCAL_RANK``).
-        compile: wrap the model in ``torch.compile``.
+        compile: run the model through ``torch.compile`` (inside the CUDA graphs of the graph
+            step, or around the model in the eager step).
         resume: continue from ``out``'s last checkpoint (its config wins, except ``epochs``).
         progress: report progress (rank 0 only): a bar on a terminal, plain lines otherwise.
         step: "auto" (CUDA graphs where they run, see
@@ -182,7 +183,7 @@ def _train(
         step_model = DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    if compile:
+    if compile and mode == "eager":  # the graph step compiles the model inside its graphs
         step_model = torch.compile(step_model)
 
     use_cuda = dev.type == "cuda"
