@@ -1,25 +1,34 @@
-"""Benchmark the ranking model: jagged vs padded vs pooling sequence backends.
+"""Benchmark the ranking model's training step and inference: jagged vs padded, eager vs fast.
 
-For each max history N, one batch of B examples with heavy-tailed history lengths (log-normal,
-sigma 1, scaled to a target mean fill, clamped to [1, N]) goes through the real data pipeline
-(``RankExamples.collate``) and then, for every backend and torch.compile off/on:
+For each case (B examples, max history N), one batch with heavy-tailed history lengths
+(log-normal, sigma 1, scaled to a target mean fill, clamped to [1, N]) goes through the real data
+pipeline (``RankExamples.collate``), then through every provider (``--providers``), each stating
+its mode in the CSV (``config_json.mode``):
 
-- ``train_step``: forward + backward + gradient clipping + AdamW step, bf16 autocast;
-- ``inference``: forward under ``torch.no_grad``, bf16 autocast;
-- ``collate``: the CPU collation of the batch (the loader's cost per batch, no GPU).
+- ``jagged`` / ``padded`` / ``pooling``: eager PyTorch (fused AdamW);
+- ``jagged+graphs`` / ``pooling+graphs``: the fast step of ``shopml.rank.graphs`` (packed pinned
+  batch, CUDA graph replay of forward + backward + clipping + fused capturable AdamW);
+- ``jagged+graphs+compile``: the same graphs around the model under ``torch.compile``;
+- ``jagged+compile`` / ``padded+compile``: ``torch.compile(model)`` (default mode), eager
+  optimizer step; the compiled padded model is the peer to beat.
 
-Times are medians (p20/p80 beside) of CUDA-event timed repetitions after warm-up
-(``triton.testing.do_bench``); peak memory is ``max_memory_allocated`` during one step above what
-was allocated before it (model, optimizer state and inputs excluded). A backend that runs out of
-memory gets a row with status "oom". Rows are appended to ``results/rank-<device>.csv`` in the
-shared benchmark schema; a Markdown table is printed last.
+Ops: ``train_step`` (bf16 autocast, clipping, AdamW), ``inference`` (forward, no grad, bf16) and
+``collate`` (the CPU collation of the batch). Times are medians (p20/p80 beside) of CUDA-event
+timed repetitions after a warm-up of three steps (``triton.testing.do_bench``); the graph
+providers' time includes copying the packed batch to the GPU. Peak memory is
+``max_memory_allocated`` from before the first step (model and inputs excluded; optimizer state,
+gradients, activations and graph pools included). ``--profile PROVIDER`` appends a
+torch.profiler table of 5 steps to ``--profile-out``. A provider that fails gets a row with its
+status. Rows are appended to ``results/rank-<device>.csv`` in the shared benchmark schema as
+each case ends; a Markdown table is printed last.
 
-Usage (GPU machine)::
+Usage (GPU machine; ``benchmarks/run_rank_gpu.sh`` runs the issue's cases)::
 
-    PYTHONPATH=src python3 benchmarks/bench_rank.py    # appends to results/rank-<device>.csv
+    PYTHONPATH=src python3 benchmarks/bench_rank.py --cases 256x1024 256x256 1024x1024 \
+        --num-bias-buckets 0 --providers jagged+graphs jagged+graphs+compile padded+compile
 
 Runs on CPU too (``--device cpu`` with small sizes: a smoke test, tests/test_benchmarks.py); the
-numbers then mean little.
+numbers then mean little, and the graph providers run their step eagerly.
 """
 
 from __future__ import annotations
@@ -270,8 +279,8 @@ def main() -> None:
     p.add_argument("--cases", nargs="*", default=None,
                    help="BxN pairs (e.g. 256x1024 1024x1024) instead of every B and N")  # fmt: skip
     p.add_argument("--fill", type=float, default=0.2, help="target mean fill (mean length / N)")
-    p.add_argument("--providers", nargs="+", default=["jagged", "jagged+graphs", "padded",
-                   "padded+compile"], choices=sorted(PROVIDERS))  # fmt: skip
+    p.add_argument("--providers", "--backends", nargs="+", default=["jagged", "jagged+graphs",
+                   "padded", "padded+compile"], choices=sorted(PROVIDERS))  # fmt: skip
     p.add_argument("--embed-dim", type=int, default=128)
     p.add_argument("--num-heads", type=int, default=2)
     p.add_argument("--num-layers", type=int, default=2)
