@@ -42,6 +42,8 @@ from torch import nn
 from shopml.rank.batch import HISTORY_KEYS, JaggedHistory, PaddedHistory
 from shopml.rank.config import ACTIONS, RankConfig
 
+CPU_ATTENTION_CHUNK = 64  # sequences per self-attention call off CUDA (bounds its memory)
+
 
 def _minutes(times: torch.Tensor) -> torch.Tensor:
     """Event times in whole minutes (int64): the unit of the relative-time bias buckets.
@@ -91,10 +93,28 @@ class EncoderBlock(nn.Module):
         """``x``: JaggedTensor with values ``(T, E)``; ``times``: ``(T,)`` int64 seconds."""
         v = x.values  # (T, E)
         if self.attn is not None:
-            h = self.attn(x.with_values(self.norm(v)), times)  # JaggedTensor (T, E)
-            v = v + h.values
+            v = v + self._attend(x.with_values(self.norm(v)), times)  # (T, E)
         v = v + self.ffn(v)  # (T, E)
         return x.with_values(v)
+
+    def _attend(self, x, times: torch.Tensor) -> torch.Tensor:
+        """Self-attention values ``(T, E)``. Off CUDA, over chunks of ``CPU_ATTENTION_CHUNK``
+        sequences: the CPU attention pads its batch to ``(B, H, N, N)`` score tensors, so a whole
+        batch of 256 histories of 256 events took ~0.9 GB at once (the same math: attention never
+        crosses sequences)."""
+        b = x.offsets.shape[0] - 1
+        if x.values.is_cuda or b <= CPU_ATTENTION_CHUNK:
+            return self.attn(x, times).values
+        from shopml.jagged.tensor import JaggedTensor
+
+        bounds = x.offsets.tolist()  # a CPU tensor: no device sync
+        out = []
+        for s in range(0, b, CPU_ATTENTION_CHUNK):
+            e = min(s + CPU_ATTENTION_CHUNK, b)
+            lo, hi = bounds[s], bounds[e]
+            chunk = JaggedTensor(x.values[lo:hi], x.offsets[s : e + 1] - lo, x.max_seqlen)
+            out.append(self.attn(chunk, times[lo:hi]).values)
+        return torch.cat(out)
 
     def forward_padded(
         self, x: torch.Tensor, lengths: torch.Tensor, times: torch.Tensor, mask: torch.Tensor
