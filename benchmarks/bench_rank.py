@@ -1,30 +1,40 @@
-"""Benchmark the ranking model: jagged vs padded vs pooling sequence backends.
+"""Benchmark the ranking model's training step and inference: jagged vs padded, eager vs fast.
 
-For each max history N, one batch of B examples with heavy-tailed history lengths (log-normal,
-sigma 1, scaled to a target mean fill, clamped to [1, N]) goes through the real data pipeline
-(``RankExamples.collate``) and then, for every backend and torch.compile off/on:
+For each case (B examples, max history N), one batch with heavy-tailed history lengths
+(log-normal, sigma 1, scaled to a target mean fill, clamped to [1, N]) goes through the real data
+pipeline (``RankExamples.collate``), then through every provider (``--providers``), each stating
+its mode in the CSV (``config_json.mode``):
 
-- ``train_step``: forward + backward + gradient clipping + AdamW step, bf16 autocast;
-- ``inference``: forward under ``torch.no_grad``, bf16 autocast;
-- ``collate``: the CPU collation of the batch (the loader's cost per batch, no GPU).
+- ``jagged`` / ``padded`` / ``pooling``: eager PyTorch (fused AdamW);
+- ``jagged+graphs`` / ``pooling+graphs``: the fast step of ``shopml.rank.graphs`` (packed pinned
+  batch, CUDA graph replay of forward + backward + clipping + fused capturable AdamW);
+- ``jagged+graphs+compile``: the same graphs around the model under ``torch.compile``;
+- ``jagged+compile`` / ``padded+compile``: ``torch.compile(model)`` (default mode), eager
+  optimizer step; the compiled padded model is the peer to beat.
 
-Times are medians (p20/p80 beside) of CUDA-event timed repetitions after warm-up
-(``triton.testing.do_bench``); peak memory is ``max_memory_allocated`` during one step above what
-was allocated before it (model, optimizer state and inputs excluded). A backend that runs out of
-memory gets a row with status "oom". Rows are appended to ``results/rank-<device>.csv`` in the
-shared benchmark schema; a Markdown table is printed last.
+Ops: ``train_step`` (bf16 autocast, clipping, AdamW), ``inference`` (forward, no grad, bf16) and
+``collate`` (the CPU collation of the batch). Times are medians (p20/p80 beside) of CUDA-event
+timed repetitions after a warm-up of three steps (``triton.testing.do_bench``); the graph
+providers' time includes copying the packed batch to the GPU. Peak memory is
+``max_memory_allocated`` from before the first step (model and inputs excluded; optimizer state,
+gradients, activations and graph pools included). ``--profile PROVIDER`` appends a
+torch.profiler table of 5 steps to ``--profile-out``. A provider that fails gets a row with its
+status. Rows are appended to ``results/rank-<device>.csv`` in the shared benchmark schema as
+each case ends; a Markdown table is printed last.
 
-Usage (GPU machine)::
+Usage (GPU machine; ``benchmarks/run_rank_gpu.sh`` runs the issue's cases)::
 
-    PYTHONPATH=src python3 benchmarks/bench_rank.py    # appends to results/rank-<device>.csv
+    PYTHONPATH=src python3 benchmarks/bench_rank.py --cases 256x1024 256x256 1024x1024 \
+        --num-bias-buckets 0 --providers jagged+graphs jagged+graphs+compile padded+compile
 
 Runs on CPU too (``--device cpu`` with small sizes: a smoke test, tests/test_benchmarks.py); the
-numbers then mean little.
+numbers then mean little, and the graph providers run their step eagerly.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -38,9 +48,12 @@ from _results import append_rows, results_path, run_meta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from shopml.rank.buckets import pack  # noqa: E402
 from shopml.rank.config import RankConfig  # noqa: E402
-from shopml.rank.data import RankExamples, RankVocab  # noqa: E402
+from shopml.rank.data import RankExamples  # noqa: E402
+from shopml.rank.graphs import GraphInference, GraphTrainStep, make_optimizer  # noqa: E402
 from shopml.rank.model import RankingModel  # noqa: E402
+from shopml.rank.vocab import RankVocab  # noqa: E402
 
 
 def heavy_tailed_lengths(rng: np.random.Generator, b: int, n: int, fill: float) -> np.ndarray:
@@ -102,7 +115,7 @@ def synthetic_examples(
 
 
 def bench_ms(
-    fn, device: torch.device, warmup: int = 3, reps: int = 10
+    fn, device: torch.device, warmup: int = 1, reps: int = 3
 ) -> tuple[float, float, float]:
     """(p50, p20, p80) milliseconds."""
     if device.type == "cuda":
@@ -122,75 +135,161 @@ def bench_ms(
     return tuple(float(np.percentile(times, p)) for p in (50, 20, 80))  # type: ignore[return-value]
 
 
-def peak_mib(fn, device: torch.device) -> float:
-    if device.type != "cuda":
-        return float("nan")
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
+PROVIDERS = {
+    # name: (sequence backend, how the step runs)
+    "jagged": ("jagged", "eager"),
+    "jagged+graphs": ("jagged", "cuda-graphs"),
+    "jagged+graphs+compile": ("jagged", "cuda-graphs over torch.compile"),
+    "jagged+compile": ("jagged", "torch.compile"),
+    "padded": ("padded", "eager"),
+    "padded+compile": ("padded", "torch.compile"),
+    "pooling": ("pooling", "eager"),
+    "pooling+graphs": ("pooling", "cuda-graphs"),
+}
 
 
-def run_case(config: RankConfig, batch, device: torch.device, compile: bool) -> dict[str, object]:
+def run_case(
+    provider: str,
+    config: RankConfig,
+    batch,
+    device: torch.device,
+    profile_path: Path | None = None,
+    title: str = "",
+) -> dict[str, object]:
+    """Train-step and inference timings of one provider on one batch (see the module docstring).
+
+    ``batch`` is the CPU batch in the provider's layout. Peak memory counts everything a step
+    adds to the model and its inputs: optimizer state, gradients, activations and, for the graph
+    step, the graphs' memory pool (measured from before the first step).
+    """
+    backend, how = PROVIDERS[provider]
     torch.manual_seed(0)
     model = RankingModel(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    step_model = torch.compile(model) if compile else model
+    opt = make_optimizer(model, 1e-3, 1e-4, device)
     use_amp = device.type == "cuda"
+    out: dict[str, object] = {"mode": how}
+    if how.startswith("cuda-graphs"):
+        packed = pack(batch, config.max_history, pin_memory=device.type == "cuda")
+        n_real = packed.examples
+        comp = how.endswith("torch.compile")
+        trainer = GraphTrainStep(model, opt, grad_clip=1.0, autocast=use_amp, compile=comp)
+        infer_runner = GraphInference(model, autocast=use_amp, compile=comp)
 
-    def train_step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = step_model(batch.history, batch.candidates)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch.labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        def train_step() -> None:
+            trainer(packed, 1.0 / n_real)
 
-    @torch.no_grad()
-    def infer() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            step_model(batch.history, batch.candidates)
+        def infer() -> None:
+            infer_runner(packed)
 
-    out: dict[str, object] = {}
-    t0 = time.perf_counter()
+        out["bucket"] = dataclasses.asdict(packed.key)
+    else:
+        dev_batch = batch.to(device)
+        step_model = torch.compile(model) if how == "torch.compile" else model
+
+        def train_step() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = step_model(dev_batch.history, dev_batch.candidates)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits.float(), dev_batch.labels
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        @torch.no_grad()
+        def infer() -> None:
+            model.eval()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                step_model(dev_batch.history, dev_batch.candidates)
+            model.train()
+
     from shopml.jagged.checks import checks_enabled
 
     checks_enabled(False)  # offsets were checked when collated, as in training
     try:
-        train_step()  # warm-up (and compilation)
-        infer()
-        if device.type == "cuda":
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for _ in range(
+            3 if cuda else 1
+        ):  # warm-up: compilation, autotuning, eager first step, capture
+            train_step()
+        if cuda:
             torch.cuda.synchronize()
         out["first_s"] = time.perf_counter() - t0
-        out["train_mem"] = peak_mib(train_step, device)
         out["train"] = bench_ms(train_step, device)
-        out["infer_mem"] = peak_mib(infer, device)
+        if cuda:
+            torch.cuda.synchronize()
+            out["train_mem"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(3 if cuda else 1):
+            infer()
         out["infer"] = bench_ms(infer, device)
+        if cuda:
+            torch.cuda.synchronize()
+            out["infer_mem"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        else:
+            out["train_mem"] = out["infer_mem"] = float("nan")
+        if how.startswith("cuda-graphs") and cuda:
+            for runner in (trainer, infer_runner):
+                if runner.fallback_reason is not None:
+                    raise RuntimeError(f"graph step fell back to eager: {runner.fallback_reason}")
+        if profile_path is not None and cuda:
+            out["profile"] = profile_step(train_step, profile_path, title)
         out["status"] = "ok"
     except torch.cuda.OutOfMemoryError:
         out["status"] = "oom"
     except Exception as exc:  # report and continue with the next case
-        out["status"] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+        out["status"] = f"error: {type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        checks_enabled(True)
     return out
+
+
+def profile_step(fn, path: Path, title: str) -> str:
+    """torch.profiler table of 5 steps (device time by op), appended to ``path``; one line back."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - t0) / 5 * 1e3
+    events = prof.key_averages()
+    table = events.table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=70)
+    gpu_ms = sum(getattr(e, "self_device_time_total", 0.0) for e in events) / 5 / 1e3
+    line = f"wall {wall:.3f} ms/step, device {gpu_ms:.3f} ms/step"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(f"== {title}: {line}\n{table}\n\n")
+    return line
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--max-history", type=int, nargs="+", default=[256, 1024, 4096])
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--max-history", type=int, nargs="+", default=[256, 1024])
+    p.add_argument("--batch-size", type=int, nargs="+", default=[256])
+    p.add_argument("--cases", nargs="*", default=None,
+                   help="BxN pairs (e.g. 256x1024 1024x1024) instead of every B and N")  # fmt: skip
     p.add_argument("--fill", type=float, default=0.2, help="target mean fill (mean length / N)")
-    p.add_argument("--backends", nargs="+", default=["jagged", "padded", "pooling"])
-    p.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"])
-    p.add_argument("--compile-at", type=int, nargs="*", default=None,
-                   help="max histories where compile 'on' runs (default: all)")  # fmt: skip
+    p.add_argument("--providers", "--backends", nargs="+", default=["jagged", "jagged+graphs",
+                   "padded", "padded+compile"], choices=sorted(PROVIDERS))  # fmt: skip
     p.add_argument("--embed-dim", type=int, default=128)
     p.add_argument("--num-heads", type=int, default=2)
     p.add_argument("--num-layers", type=int, default=2)
     p.add_argument("--num-bias-buckets", type=int, default=16)
     p.add_argument("--num-items", type=int, default=100_000)
+    p.add_argument("--profile", nargs="*", default=[],
+                   help="providers to profile (torch.profiler, 5 steps; CUDA only)")  # fmt: skip
+    p.add_argument("--profile-out", default="benchmarks/results/rank-profile.txt",
+                   help="text file the profile tables are appended to")  # fmt: skip
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
         "--out", default=None, help="CSV to append to (default results/rank-<device>.csv)"
@@ -201,39 +300,24 @@ def main() -> None:
     device = torch.device(args.device)
     meta = run_meta(device, sha=args.git_sha)
     out = Path(args.out) if args.out else results_path("rank", device)
-    rows: list[dict[str, object]] = []
+    if args.cases:
+        cases = [tuple(int(x) for x in c.lower().split("x")) for c in args.cases]
+    else:
+        cases = [(b, n) for b in args.batch_size for n in args.max_history]
     table = []
-
-    def flush() -> None:
-        """Append the pending rows to the CSV now (a run cut short keeps what it measured)."""
-        append_rows(
-            out,
-            [
-                {
-                    "suite": "rank", "op": r["op"], "provider": r["provider"], "mode": "bf16",
-                    "x_name": "max_history", "x_value": r["x_value"],
-                    "ms_p50": f"{r['ms'][0]:.4f}", "ms_p20": f"{r['ms'][1]:.4f}",
-                    "ms_p80": f"{r['ms'][2]:.4f}", "peak_mib": f"{r['peak']:.1f}",
-                    "config_json": json.dumps(r["cfg"], sort_keys=True),
-                }
-                for r in rows
-            ],
-            meta,
-        )  # fmt: skip
-        rows.clear()
-
     rng = np.random.default_rng(0)
-    for n in args.max_history:
-        lengths = heavy_tailed_lengths(rng, args.batch_size, n, args.fill)
+    for b, n in cases:
+        lengths = heavy_tailed_lengths(rng, b, n, args.fill)
         ex = synthetic_examples(rng, lengths, n, args.num_items)
         dist = {
-            "B": args.batch_size,
+            "B": b,
             "mean_fill": round(float(lengths.mean()) / n, 4),
             "p50": int(np.percentile(lengths, 50)),
             "p99": int(np.percentile(lengths, 99)),
             "max": int(lengths.max()),
         }
-        idx = np.arange(args.batch_size)
+        idx = np.arange(b)
+        rows = []
         for layout in ("jagged", "padded"):
             c_ms = bench_ms(
                 lambda layout=layout, ex=ex, idx=idx: ex.collate(idx, layout),
@@ -243,11 +327,12 @@ def main() -> None:
             )
             rows.append(
                 dict(op="collate", provider=layout, x_value=n, ms=c_ms, peak=float("nan"),
-                     cfg={**dist, "examples_per_s": args.batch_size / (c_ms[0] / 1e3)})
+                     cfg={**dist, "mode": "host", "examples_per_s": b / (c_ms[0] / 1e3)})
             )  # fmt: skip
-        for backend in args.backends:
-            layout = "padded" if backend == "padded" else "jagged"
-            batch = ex.collate(idx, layout).to(device)
+        append_rows(out, [_row(r) for r in rows], meta)
+        for provider in args.providers:
+            backend, how = PROVIDERS[provider]
+            batch = ex.collate(idx, "padded" if backend == "padded" else "jagged")
             config = RankConfig(
                 num_items=args.num_items,
                 num_categories=65,
@@ -260,59 +345,75 @@ def main() -> None:
                 mlp_dims=(256, 128),
                 sequence_backend=backend,
             )
-            for comp in args.compile:
-                if comp == "on" and args.compile_at is not None and n not in args.compile_at:
-                    continue
-                provider = backend + ("+compile" if comp == "on" else "")
-                if args.num_bias_buckets == 0 and backend != "pooling":
-                    provider += "+nobias"
-                res = run_case(config, batch, device, comp == "on")
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                cfg = {
-                    **dist,
-                    "E": args.embed_dim,
-                    "H": args.num_heads,
-                    "L": args.num_layers,
-                    "bias_buckets": args.num_bias_buckets,
-                    "status": res["status"],
-                    "first_step_s": round(float(res.get("first_s", float("nan"))), 2),
-                }
-                nan3 = (float("nan"),) * 3
-                for op, key in (("train_step", "train"), ("inference", "infer")):
-                    ms = res.get(key, nan3)
-                    eps = args.batch_size / (ms[0] / 1e3) if res["status"] == "ok" else float("nan")
-                    rows.append(
-                        dict(op=op, provider=provider, x_value=n, ms=ms,
-                             peak=res.get(f"{key}_mem", float("nan")),
-                             cfg={**cfg, "examples_per_s": eps})
-                    )  # fmt: skip
-                table.append((n, dist["mean_fill"], provider, res, cfg))
-                flush()
-                print(f"N={n} {provider}: {res['status']} {res.get('train')} {res.get('infer')}",
-                      flush=True)  # fmt: skip
+            name = provider + (
+                "+nobias" if args.num_bias_buckets == 0 and backend != "pooling" else ""
+            )
+            prof = Path(args.profile_out) if provider in args.profile else None
+            res = run_case(provider, config, batch, device, prof, f"B={b} N={n} {provider}")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            torch._dynamo.reset()
+            cfg = {
+                **dist,
+                "E": args.embed_dim,
+                "H": args.num_heads,
+                "L": args.num_layers,
+                "bias_buckets": args.num_bias_buckets,
+                "mode": how,
+                "status": res["status"],
+                "first_step_s": round(float(res.get("first_s", float("nan"))), 2),
+            }
+            if "bucket" in res:
+                cfg["bucket"] = res["bucket"]
+            nan3 = (float("nan"),) * 3
+            rows = []
+            for op, key in (("train_step", "train"), ("inference", "infer")):
+                ms = res.get(key, nan3)
+                eps = b / (ms[0] / 1e3) if res["status"] == "ok" else float("nan")
+                rows.append(
+                    dict(op=op, provider=name, x_value=n, ms=ms,
+                         peak=res.get(f"{key}_mem", float("nan")), cfg={**cfg, "examples_per_s": eps})
+                )  # fmt: skip
+            append_rows(out, [_row(r) for r in rows], meta)
+            table.append((b, n, dist["mean_fill"], name, how, res))
+            print(f"B={b} N={n} {name} [{how}]: {res['status']} train {res.get('train')} "
+                  f"infer {res.get('infer')} mem {res.get('train_mem')} first {res.get('first_s')}"
+                  + (f" profile: {res['profile']}" if "profile" in res else ""), flush=True)  # fmt: skip
 
-    # Markdown table: ratios against padded at the same N and compile setting
-    print(f"\nrank benchmark on {meta['device']}, B={args.batch_size}, E={args.embed_dim}, "
-          f"H={args.num_heads}, L={args.num_layers}, bf16; CSV: {out}\n")  # fmt: skip
-    print("| N | mean fill | backend | train ex/s | train peak MiB | infer ex/s | infer peak MiB "
-          "| train speed vs padded | train mem vs padded |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    ref = {}
-    for n, _, provider, res, _ in table:
-        if provider.startswith("padded") and res["status"] == "ok":
-            ref[(n, "+compile" in provider)] = res
-    for n, fill, provider, res, _ in table:
+    print(f"\nrank benchmark on {meta['device']} (torch {meta['torch']}, triton {meta['triton']}, "
+          f"git {meta['git_sha']}), E={args.embed_dim}, H={args.num_heads}, L={args.num_layers}, "
+          f"bias buckets {args.num_bias_buckets}, bf16; CSV: {out}\n")  # fmt: skip
+    print("| B | N | mean fill | backend | mode | train ex/s | train peak MiB | infer ex/s "
+          "| infer peak MiB | train vs padded+compile | infer vs padded+compile "
+          "| train mem vs padded+compile |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ref = {(b, n): res for b, n, _, name, _, res in table
+           if name.startswith("padded+compile") and res["status"] == "ok"}  # fmt: skip
+    for b, n, fill, name, how, res in table:
         if res["status"] != "ok":
-            print(f"| {n} | {fill:.3f} | {provider} | {res['status']} | | | | | |")
+            print(f"| {b} | {n} | {fill:.3f} | {name} | {how} | {res['status'][:80]} | | | | | | |")
             continue
-        tr = args.batch_size / (res["train"][0] / 1e3)
-        inf = args.batch_size / (res["infer"][0] / 1e3)
-        base = ref.get((n, "+compile" in provider))
-        sp = f"{base['train'][0] / res['train'][0]:.2f}x" if base else "n/a (padded failed)"
-        mem = f"{res['train_mem'] / base['train_mem']:.2f}x" if base else "n/a"
-        print(f"| {n} | {fill:.3f} | {provider} | {tr:,.0f} | {res['train_mem']:,.0f} | {inf:,.0f} "
-              f"| {res['infer_mem']:,.0f} | {sp} | {mem} |")  # fmt: skip
+        tr = b / (res["train"][0] / 1e3)
+        inf = b / (res["infer"][0] / 1e3)
+        base = ref.get((b, n))
+        if base:
+            sp = f"{base['train'][0] / res['train'][0]:.2f}x"
+            si = f"{base['infer'][0] / res['infer'][0]:.2f}x"
+            mem = f"{res['train_mem'] / base['train_mem']:.2f}x"
+        else:
+            sp = si = mem = "n/a"
+        print(f"| {b} | {n} | {fill:.3f} | {name} | {how} | {tr:,.0f} | {res['train_mem']:,.0f} "
+              f"| {inf:,.0f} | {res['infer_mem']:,.0f} | {sp} | {si} | {mem} |")  # fmt: skip
+
+
+def _row(r: dict) -> dict:
+    return {
+        "suite": "rank", "op": r["op"], "provider": r["provider"], "mode": "bf16",
+        "x_name": "max_history", "x_value": r["x_value"],
+        "ms_p50": f"{r['ms'][0]:.4f}", "ms_p20": f"{r['ms'][1]:.4f}",
+        "ms_p80": f"{r['ms'][2]:.4f}", "peak_mib": f"{r['peak']:.1f}",
+        "config_json": json.dumps(r["cfg"], sort_keys=True),
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,48 +1,45 @@
 #!/usr/bin/env bash
-# One GPU-machine call for shopml.rank: GPU tests, the benchmark, hold-out AUC per backend.
-# Run from the repository root (a copy of the rank worktree); results go to $OUT.
-#   WORLD=worlds/small SHA=<git sha> bash benchmarks/run_rank_gpu.sh
-# (STAGES selects parts: tests bench bias auc compile; default: all.)
+# One GPU-machine call for shopml.rank: the benchmark (issue cases), a profile of the fast step,
+# the GPU tests. Run from the repository root (a copy of the rank worktree); results go to $OUT.
+#   SHA=<git sha> bash benchmarks/run_rank_gpu.sh
+# STAGES selects parts (bench bias tests auc; default "bench tests"); a stage's failure or
+# timeout leaves the others' results in $OUT.
 set -u
 OUT=${OUT:-/tmp/rank-out}
-WORLD=${WORLD:-worlds/small}
 SHA=${SHA:-unknown}
-STAGES=${STAGES:-"tests bench bias auc compile"}
+STAGES=${STAGES:-"bench tests"}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=src
-if [ -d .whl ]; then  # safetensors (checkpoints) is not installed on the GPU machine
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=src:/tmp/site
-fi
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-if has tests; then
-  echo "== GPU tests"
-  timeout 75 python3 -m pytest -q -m gpu -p no:cacheprovider tests/rank/test_model.py 2>&1 | tail -4
-fi
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 if has bench; then
-  echo "== benchmark: jagged vs padded vs pooling, no relative bias (the paper's comparison)"
-  timeout 110 python3 benchmarks/bench_rank.py --max-history ${BENCH_N:-256 1024 4096} \
-    --num-bias-buckets 0 --batch-size ${BENCH_B:-256} \
-    --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench_nobias.log" | tail -12
+  echo "== benchmark (no relative bias, the issue's table): jagged eager / graphs, padded eager / compiled"
+  timeout "${BENCH_S:-200}" python3 benchmarks/bench_rank.py --cases ${CASES:-256x1024 256x256 1024x1024} \
+    --num-bias-buckets 0 \
+    --providers ${PROVIDERS:-jagged+graphs jagged+graphs+compile padded+compile jagged padded} \
+    --profile jagged+graphs jagged+graphs+compile --profile-out "$OUT/rank-profile.txt" \
+    --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench.log" | grep -v "^|"
 fi
 if has bias; then
-  echo "== benchmark: the model with its relative-time bias"
-  timeout 120 python3 benchmarks/bench_rank.py --max-history 256 1024 4096 --backends jagged padded \
-    --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench_bias.log" | tail -9
+  echo "== benchmark with the relative-time bias (the model's default)"
+  timeout "${BIAS_S:-90}" python3 benchmarks/bench_rank.py --cases 256x1024 1024x1024 \
+    --providers jagged+graphs padded+compile --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 \
+    | tee "$OUT/bench_bias.log" | grep -v "^|"
+fi
+if has tests; then
+  echo "== GPU tests"
+  timeout "${TESTS_S:-80}" python3 -m pytest -q -m gpu -p no:cacheprovider ${TESTS:-tests/rank} 2>&1 \
+    | tee "$OUT/tests.log" | tail -15
 fi
 if has auc; then
-  echo "== hold-out AUC per backend on $WORLD (no bias, so padded trains at a normal speed)"
-  for b in ${AUC_BACKENDS:-jagged padded}; do
-    rm -rf "/tmp/runs/$b"
-    timeout 45 python3 -m shopml.rank.train --world "$WORLD" --out "/tmp/runs/$b" \
-      --sequence-backend "$b" --max-history 256 --epochs 2 --batch-size 1024 --no-progress \
-      --num-bias-buckets 0 2>&1 | tail -1
-    cp "/tmp/runs/$b/metrics.json" "$OUT/metrics-$b-nobias.json" 2>/dev/null
+  echo "== hold-out AUC per backend on a small world"
+  python3 -m shopml.cli world generate --out /tmp/w --scale small --seed 0 >/dev/null 2>&1 || \
+    python3 -c "from shopml.world.generate import generate_world; generate_world('/tmp/w', scale='small', seed=0)"
+  for b in jagged padded; do
+    timeout 60 python3 -m shopml.rank.cli train --world /tmp/w --out "/tmp/runs/$b" \
+      --sequence-backend "$b" --max-history 256 --epochs 2 --batch-size 1024 --no-progress 2>&1 | tail -2
+    cp "/tmp/runs/$b/metrics.json" "$OUT/metrics-$b.json" 2>/dev/null
   done
 fi
-if has compile; then
-  echo "== benchmark, compile on, N=1024"
-  timeout 150 python3 benchmarks/bench_rank.py --max-history 1024 --compile on --num-bias-buckets 0 \
-    --backends jagged padded --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench_on.log" | tail -4
-fi
+grep "^|" "$OUT"/bench*.log 2>/dev/null

@@ -68,7 +68,7 @@ def test_rank_benchmark_smoke_run_on_cpu_appends_schema_rows(tmp_path):
     out = tmp_path / "rank.csv"
     done = _run(
         str(BENCH / "bench_rank.py"), "--device", "cpu", "--max-history", "16",
-        "--batch-size", "8", "--backends", "jagged", "pooling", "--embed-dim", "32",
+        "--batch-size", "8", "--providers", "jagged", "pooling", "pooling+graphs", "--embed-dim", "32",
         "--num-items", "1000", "--out", str(out), "--git-sha", "test",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

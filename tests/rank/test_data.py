@@ -5,16 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from shopml.rank.data import (
-    HISTORY_KEYS,
-    JaggedHistory,
-    PaddedHistory,
-    RankExamples,
-    RankTables,
-    build_vocab,
-    time_buckets,
-)
+from shopml.rank.batch import HISTORY_KEYS, JaggedHistory, PaddedHistory
+from shopml.rank.data import RankExamples, time_buckets
 from shopml.rank.loader import BatchLoader
+from shopml.rank.tables import RankTables
+from shopml.rank.vocab import build_vocab
 
 
 def _examples(frames, max_history=4, split="train"):
@@ -169,7 +164,9 @@ def test_a_directory_of_csv_files_is_read(frames, tmp_path):
 
 
 def test_example_caps_keep_most_recent_train_and_first_test(tiny_world):
-    from shopml.rank.data import RankTables, build_vocab, load_examples
+    from shopml.rank.data import load_examples
+    from shopml.rank.tables import RankTables
+    from shopml.rank.vocab import build_vocab
 
     tables = RankTables.from_world(tiny_world)
     vocab = build_vocab(tables.catalog)

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from shopml.rank.config import RankConfig
-from shopml.rank.data import RankExamples, RankTables, build_vocab
+from shopml.rank.data import RankExamples
 from shopml.rank.model import RankingModel, to_jagged_history, to_padded_history
+from shopml.rank.tables import RankTables
+from shopml.rank.vocab import build_vocab
 
 BACKENDS = ["jagged", "padded", "pooling"]
 
@@ -183,3 +185,23 @@ def test_gpu_jagged_matches_padded_fp32_and_bf16(frames, compile):
         low_p = padded(pb.history, pb.candidates).float()
     assert torch.isfinite(low_j).all()
     assert (low_j - out_p).abs().max() <= 2 * (low_p - out_p).abs().max() + 2e-2
+
+
+def test_chunked_cpu_attention_equals_one_call(frames, monkeypatch):
+    """Off CUDA, self-attention runs over chunks of sequences (bounded memory): same outputs and
+    gradients as one call over the batch."""
+    import shopml.rank.model as model_module
+
+    ex, config = _setup(frames, "jagged", num_layers=2)
+    model = RankingModel(config)
+    batch = ex.collate(_batch_idx(ex, 10), "jagged")
+    whole = model(batch.history, batch.candidates)
+    whole.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    monkeypatch.setattr(model_module, "CPU_ATTENTION_CHUNK", 3)
+    chunked = model(batch.history, batch.candidates)
+    chunked.sum().backward()
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -12,8 +12,9 @@ import torch
 
 from shopml.common.checkpoint import load_checkpoint
 from shopml.rank.config import RankConfig
-from shopml.rank.data import RankExamples, RankTables
+from shopml.rank.data import RankExamples
 from shopml.rank.evaluate import CHECKPOINT_KIND, load_run
+from shopml.rank.tables import RankTables
 from shopml.rank.train import train
 
 SMALL = dict(embed_dim=32, num_heads=2, num_layers=1, mlp_dims=(16,), max_history=8, batch_size=32)
@@ -62,7 +63,7 @@ def test_resume_equals_an_uninterrupted_run(frame_world, tmp_path):
 def test_two_process_gloo_equals_one_process(frame_world, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     common = [
-        "-m", "shopml.rank.train", "--world", str(frame_world), "--epochs", "1",
+        "-m", "shopml.rank.cli", "train", "--world", str(frame_world), "--epochs", "1",
         "--batch-size", "40", "--max-history", "8", "--embed-dim", "32",
         "--attention-backend", "reference", "--device", "cpu", "--no-progress",
     ]  # fmt: skip
@@ -101,13 +102,15 @@ def test_cli_end_to_end_on_the_tiny_world(tiny_world, tmp_path):
     run = tmp_path / "run"
     res = runner.invoke(
         app,
-        ["rank", "train", "--world", str(tiny_world), "--out", str(run), "--epochs", "1",
+        ["rank", "train", "--world", str(tiny_world), "--out", str(run), "--epochs", "2",
          "--max-history", "16", "--embed-dim", "32", "--batch-size", "128", "--device", "cpu",
          "--attention-backend", "reference"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0.0 <= metrics["auc"] <= 1.0 and metrics["examples"] > 0
+    # a quality floor, not any value in [0, 1]: the tiny world's clicks follow the user's recent
+    # behaviour, which the jagged model picks up (0.612 measured; the pooling model: 0.582)
+    assert metrics["auc"] > 0.6 and metrics["examples"] > 0
     out = tmp_path / "eval.json"
     res = runner.invoke(
         app,
@@ -141,22 +144,23 @@ def test_gpu_training_run(frame_world, tmp_path):
     config = RankConfig(epochs=1, **SMALL)
     metrics = train(frame_world, tmp_path / "run", config, device="cuda", progress=False)
     assert metrics["device"].startswith("cuda") and np.isfinite(metrics["logloss"])
+    assert metrics["step_mode"] == "graphs"
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log[-1]["fallback"] is None and log[-1]["graphs"] >= 1  # fused AdamW captured too
 
 
-def test_both_training_commands_set_the_same_fields_with_the_dataclass_defaults():
-    """`shopml rank train` (typer) and `python -m shopml.rank.train` (argparse) share CLI_FIELDS."""
-    import inspect
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_heap_growth_limit_is_set_on_glibc():
+    """train() fixes glibc's mmap threshold (jagged batches otherwise fragment the heap: a CPU run
+    grew ~10 MB/s); mallopt reports success."""
+    from shopml.rank.train import limit_heap_growth
 
-    from shopml.rank.cli import train_cmd
-    from shopml.rank.train import CLI_FIELDS, build_parser, config_from_args
+    assert limit_heap_growth() is True
 
-    params = inspect.signature(train_cmd).parameters
-    assert set(CLI_FIELDS) <= set(params)
-    for name in CLI_FIELDS:
-        assert params[name].default == getattr(RankConfig(), name), name
-    args = build_parser().parse_args(["--world", "w", "--out", "o"])
-    assert config_from_args(args) == RankConfig()
-    args = build_parser().parse_args(
-        ["--world", "w", "--out", "o", "--lr", "0.01", "--sequence-backend", "padded"]
-    )
-    assert config_from_args(args) == RankConfig(lr=0.01, sequence_backend="padded")
+
+def test_progress_lines_when_the_output_is_not_a_terminal(frame_world, tmp_path, capsys):
+    config = RankConfig(epochs=2, sequence_backend="pooling", **SMALL)
+    train(frame_world, tmp_path / "run", config, device="cpu", progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("epoch 1/2  4/4 (100%)") for line in err), err
+    assert any(line.startswith("epoch 2/2: loss ") for line in err), err

@@ -1,4 +1,9 @@
-"""``shopml rank``: train and evaluate the click-through ranking model (thin; work lives in the part)."""
+"""``shopml rank``: train and evaluate the click-through ranking model (thin; work lives in the part).
+
+The one entry point, also for data-parallel runs::
+
+    torchrun --nproc_per_node 2 -m shopml.rank.cli train --world WORLD --out RUN
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,12 @@ _D = RankConfig()  # the defaults (one place: the dataclass)
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 _METRIC_KEYS = ("auc", "logloss", "normalized_entropy", "examples")
+# the RankConfig fields `train` sets (the rest come from the data or the defaults)
+CONFIG_OPTIONS = (
+    "sequence_backend", "max_history", "epochs", "batch_size", "lr", "embed_dim", "num_heads",
+    "num_layers", "num_bias_buckets", "attention_backend", "num_workers", "max_train_examples",
+    "max_eval_examples", "seed",
+)  # fmt: skip
 
 
 @app.command("train")
@@ -52,17 +63,34 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Random seed.")] = _D.seed,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    step: Annotated[
+        str,
+        typer.Option(help="auto (CUDA graphs on one GPU for jagged/pooling), graphs or eager."),
+    ] = "auto",
+    progress: Annotated[
+        bool, typer.Option(help="Report progress (plain lines when not on a terminal).")
+    ] = True,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from OUT's checkpoint.")
     ] = False,
 ) -> None:
     """Train on the world's train impressions; write checkpoints and RUN/metrics.json."""
-    from shopml.rank.train import CLI_FIELDS, config_from_args, train
+    from shopml.rank.train import train
 
     options = locals()
-    config = config_from_args({name: options[name] for name in CLI_FIELDS})
-    metrics = train(world, out, config, device=device, compile=compile, resume=resume)
-    typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
+    config = RankConfig(**{name: options[name] for name in CONFIG_OPTIONS})
+    metrics = train(
+        world,
+        out,
+        config,
+        device=device,
+        compile=compile,
+        resume=resume,
+        progress=progress,
+        step=step,
+    )
+    if metrics:  # rank 0 of a data-parallel run (the others return no metrics)
+        typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
 
 
 @app.command("evaluate")
@@ -79,3 +107,7 @@ def evaluate_cmd(
 
     metrics = evaluate_run(model, world, out, split=split, device=device)
     typer.echo(json.dumps({k: metrics[k] for k in _METRIC_KEYS}))
+
+
+if __name__ == "__main__":  # python -m shopml.rank.cli / torchrun -m shopml.rank.cli
+    app()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from shopml.formats.schemas import ACTIONS, SPLITS  # noqa: F401 - re-exported for rank
+
 SEQUENCE_BACKENDS = ("jagged", "padded", "pooling")
-ACTIONS = ("view", "click", "cart", "purchase")
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,13 @@ import torch
 
 from shopml.common.checkpoint import config_from_dict, load_checkpoint
 from shopml.common.io import write_json
+from shopml.rank.buckets import pack
 from shopml.rank.config import RankConfig
-from shopml.rank.data import (
-    RankExamples,
-    RankTables,
-    RankVocab,
-    log_fill,
-)
+from shopml.rank.data import RankExamples, log_fill
+from shopml.rank.graphs import GraphInference
 from shopml.rank.loader import BatchLoader, history_layout
+from shopml.rank.tables import RankTables
+from shopml.rank.vocab import RankVocab
 
 CHECKPOINT_KIND = "shopml.rank"
 EPS = 1e-7
@@ -81,26 +80,51 @@ def predict(
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
     autocast: bool = False,
+    *,
+    graphs: bool | None = None,
 ) -> np.ndarray:
-    """Click probabilities ``(n,)`` float64 of every example, in order."""
+    """Click probabilities ``(n,)`` float64 of every example, in order.
+
+    On CUDA the "jagged" and "pooling" models run from CUDA graphs (one per shape bucket,
+    :class:`~shopml.rank.graphs.GraphInference`, kept on the model for later calls); ``graphs``
+    forces that on (CUDA only) or off. The service's ranker calls this function.
+    """
     was_training = model.training
     model.eval()
     layout = history_layout(model.config.sequence_backend)
     device = torch.device(device)
+    if graphs is None:
+        graphs = device.type == "cuda" and layout == "jagged"
     out = []
     from shopml.jagged.checks import checks_enabled
 
     try:
-        loader = BatchLoader(examples, batch_size, layout, pin_memory=device.type == "cuda")
+        runner = graph_inference(model, autocast) if graphs else None
+        loader = BatchLoader(
+            examples, batch_size, layout, pin_memory=device.type == "cuda" and runner is None
+        )
         with checks_enabled(False):  # offsets were checked when the batches were collated
             for batch in loader:
-                batch = batch.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(batch.history, batch.candidates)
-                out.append(torch.sigmoid(logits.float()).cpu())
+                if runner is not None:
+                    packed = pack(batch, model.config.max_history, pin_memory=device.type == "cuda")
+                    logits = runner(packed)
+                else:
+                    batch = batch.to(device, non_blocking=True)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        logits = model(batch.history, batch.candidates)
+                out.append(torch.sigmoid(logits.float()))
     finally:
         model.train(was_training)
-    return torch.cat(out).double().numpy() if out else np.zeros(0)
+    return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+
+
+def graph_inference(model: torch.nn.Module, autocast: bool) -> GraphInference:
+    """The model's :class:`~shopml.rank.graphs.GraphInference` (created at the first call)."""
+    runner = model.__dict__.get("_graph_inference")
+    if runner is None or runner.autocast != autocast:
+        runner = GraphInference(model, autocast=autocast)
+        model.__dict__["_graph_inference"] = runner
+    return runner
 
 
 def evaluate_model(

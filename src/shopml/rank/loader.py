@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from shopml.rank.data import RankBatch, RankExamples
+from shopml.rank.batch import RankBatch
+from shopml.rank.data import RankExamples
 
 
 class _BatchDataset(torch.utils.data.Dataset):

@@ -39,8 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shopml.rank.batch import HISTORY_KEYS, JaggedHistory, PaddedHistory
 from shopml.rank.config import ACTIONS, RankConfig
-from shopml.rank.data import HISTORY_KEYS, JaggedHistory, PaddedHistory
+
+CPU_ATTENTION_CHUNK = 64  # sequences per self-attention call off CUDA (bounds its memory)
 
 
 def _minutes(times: torch.Tensor) -> torch.Tensor:
@@ -91,10 +93,28 @@ class EncoderBlock(nn.Module):
         """``x``: JaggedTensor with values ``(T, E)``; ``times``: ``(T,)`` int64 seconds."""
         v = x.values  # (T, E)
         if self.attn is not None:
-            h = self.attn(x.with_values(self.norm(v)), times)  # JaggedTensor (T, E)
-            v = v + h.values
+            v = v + self._attend(x.with_values(self.norm(v)), times)  # (T, E)
         v = v + self.ffn(v)  # (T, E)
         return x.with_values(v)
+
+    def _attend(self, x, times: torch.Tensor) -> torch.Tensor:
+        """Self-attention values ``(T, E)``. Off CUDA, over chunks of ``CPU_ATTENTION_CHUNK``
+        sequences: the CPU attention pads its batch to ``(B, H, N, N)`` score tensors, so a whole
+        batch of 256 histories of 256 events took ~0.9 GB at once (the same math: attention never
+        crosses sequences)."""
+        b = x.offsets.shape[0] - 1
+        if x.values.is_cuda or b <= CPU_ATTENTION_CHUNK:
+            return self.attn(x, times).values
+        from shopml.jagged.tensor import JaggedTensor
+
+        bounds = x.offsets.tolist()  # a CPU tensor: no device sync
+        out = []
+        for s in range(0, b, CPU_ATTENTION_CHUNK):
+            e = min(s + CPU_ATTENTION_CHUNK, b)
+            lo, hi = bounds[s], bounds[e]
+            chunk = JaggedTensor(x.values[lo:hi], x.offsets[s : e + 1] - lo, x.max_seqlen)
+            out.append(self.attn(chunk, times[lo:hi]).values)
+        return torch.cat(out)
 
     def forward_padded(
         self, x: torch.Tensor, lengths: torch.Tensor, times: torch.Tensor, mask: torch.Tensor
@@ -134,9 +154,9 @@ class RankingModel(nn.Module):
         config: :class:`~shopml.rank.config.RankConfig` (vocabulary sizes filled in).
 
     Inputs of :meth:`forward` / :meth:`score`:
-        history: :class:`~shopml.rank.data.JaggedHistory` (KeyedJaggedTensor with the keys
+        history: :class:`~shopml.rank.batch.JaggedHistory` (KeyedJaggedTensor with the keys
             ``HISTORY_KEYS``, all with the same lengths; ``times (T,)`` int64) or
-            :class:`~shopml.rank.data.PaddedHistory` (``(B, N)`` tensors). Either is converted to
+            :class:`~shopml.rank.batch.PaddedHistory` (``(B, N)`` tensors). Either is converted to
             what the backend needs, so any model scores any history layout.
         candidates: ``{"item", "category", "brand": (B,) or (B, M) int64, "price": same shape
             float}`` on the model's device.
@@ -206,18 +226,25 @@ class RankingModel(nn.Module):
             + self.brand_emb(candidates["brand"])
         )  # (B, M, E)
 
-    def _encode_jagged(self, history: JaggedHistory, query: torch.Tensor):
+    def _encode_jagged(
+        self,
+        ids: torch.Tensor,
+        times: torch.Tensor,
+        offsets: torch.Tensor,
+        max_seqlen: int,
+        query: torch.Tensor,
+    ):
+        """``ids (K, T)`` rows in ``HISTORY_KEYS`` order, ``times (T,)`` int64 seconds,
+        ``offsets (B+1,)``, host ``max_seqlen``, ``query (B, M, E)``; no host synchronisation."""
         from shopml.jagged.tensor import JaggedTensor
 
-        kjt = history.kjt
-        b = kjt.batch_size
-        t = kjt.values.shape[0] // len(HISTORY_KEYS)
-        ids = dict(zip(HISTORY_KEYS, kjt.values.view(len(HISTORY_KEYS), t), strict=True))
-        offsets = kjt.offsets[: b + 1]
-        x = JaggedTensor(self._tokens(ids), offsets, history.max_seqlen)  # values (T, E)
-        times = _minutes(history.times)  # (T,)
+        b = offsets.shape[0] - 1
+        t = ids.shape[1]
+        tokens = self._tokens(dict(zip(HISTORY_KEYS, ids, strict=True)))  # (T, E)
+        x = JaggedTensor(tokens, offsets, max_seqlen)
+        minutes = _minutes(times)  # (T,)
         for block in self.blocks:
-            x = block.forward_jagged(x, times)
+            x = block.forward_jagged(x, minutes)
         x = x.with_values(self.final_norm(x.values))  # (T, E)
         lengths = offsets[1:] - offsets[:-1]  # (B,)
         segment = torch.repeat_interleave(
@@ -247,6 +274,25 @@ class RankingModel(nn.Module):
             target = pooled[:, None, :].expand_as(query)
         return pooled, target, lengths
 
+    def _head(self, pooled, target, lengths, query, price) -> torch.Tensor:  # noqa: ANN001
+        """Interaction block and MLP: one logit per candidate, ``(B, M)``."""
+        m = query.shape[1]
+        pooled = pooled[:, None, :].expand(-1, m, -1).to(query.dtype)  # (B, M, E)
+        target = target.to(query.dtype)
+        loglen = (torch.log1p(lengths.to(query.dtype)) / self._log_max)[:, None, None]
+        x0 = torch.cat(
+            [
+                pooled,
+                target,
+                query,
+                query * target,
+                price.to(query.dtype)[..., None],
+                loglen.expand(-1, m, 1),
+            ],
+            dim=-1,
+        )  # (B, M, 4E + 2)
+        return self.mlp(self.cross(x0)).squeeze(-1)  # (B, M)
+
     # ------------------------------------------------------------------ public
     def forward(
         self, history: JaggedHistory | PaddedHistory, candidates: dict[str, torch.Tensor]
@@ -261,24 +307,42 @@ class RankingModel(nn.Module):
             pooled, target, lengths = self._encode_padded(history, query)
         else:
             history = to_jagged_history(history)
-            pooled, target, lengths = self._encode_jagged(history, query)
-        m = query.shape[1]
-        pooled = pooled[:, None, :].expand(-1, m, -1).to(query.dtype)  # (B, M, E)
-        target = target.to(query.dtype)
-        loglen = (torch.log1p(lengths.to(query.dtype)) / self._log_max)[:, None, None]
-        x0 = torch.cat(
-            [
-                pooled,
-                target,
-                query,
-                query * target,
-                candidates["price"].to(query.dtype)[..., None],
-                loglen.expand(-1, m, 1),
-            ],
-            dim=-1,
-        )  # (B, M, 4E + 2)
-        logits = self.mlp(self.cross(x0)).squeeze(-1)  # (B, M)
+            kjt = history.kjt
+            t = kjt.values.shape[0] // len(HISTORY_KEYS)
+            ids = kjt.values.view(len(HISTORY_KEYS), t)  # (K, T)
+            offsets = kjt.offsets[: kjt.batch_size + 1]
+            pooled, target, lengths = self._encode_jagged(
+                ids, history.times, offsets, history.max_seqlen, query
+            )
+        logits = self._head(pooled, target, lengths, query, candidates["price"])
         return logits[:, 0] if single else logits
+
+    def forward_flat(
+        self,
+        ids: torch.Tensor,
+        times: torch.Tensor,
+        offsets: torch.Tensor,
+        max_seqlen: int,
+        candidates: torch.Tensor,
+        price: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits ``(B,)`` from plain tensors (the captured fast step, "jagged"/"pooling" only).
+
+        Args:
+            ids: ``(K, T)`` int64 history ids, one row per key of ``HISTORY_KEYS``.
+            times: ``(T,)`` int64 event times in seconds relative to the impression.
+            offsets: ``(B+1,)`` int64 history offsets.
+            max_seqlen: host int >= the longest history.
+            candidates: ``(3, B)`` int64 candidate item, category and brand rows.
+            price: ``(B,)`` float32 standardised log price.
+        """
+        if self.backend == "padded":
+            raise ValueError("sequence_backend: forward_flat serves 'jagged' and 'pooling' only")
+        query = self._query(
+            dict(zip(("item", "category", "brand"), candidates[:, :, None], strict=True))
+        )  # (B, 1, E)
+        pooled, target, lengths = self._encode_jagged(ids, times, offsets, max_seqlen, query)
+        return self._head(pooled, target, lengths, query, price[:, None])[:, 0]
 
     @torch.no_grad()
     def score(

@@ -6,7 +6,7 @@ Single process::
 
 Data-parallel (gloo on CPU, NCCL on GPU)::
 
-    torchrun --nproc_per_node 2 -m shopml.rank.train --world WORLD --out RUN
+    torchrun --nproc_per_node 2 -m shopml.rank.cli train --world WORLD --out RUN
 
 Every step's global batch of ``batch_size`` examples is split between the ranks, and each rank's
 loss is ``sum(per-example loss) * world_size / global batch size``; DDP averages gradients over the
@@ -22,88 +22,49 @@ A run directory holds::
 
 from __future__ import annotations
 
-import argparse
-import gc
+import ctypes
 import json
 import os
+import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from shopml.common.checkpoint import config_from_dict, load_checkpoint, save_checkpoint
-from shopml.common.devices import resolve_device
+from shopml.common.distributed import DistContext, setup_distributed, teardown_distributed
 from shopml.common.io import atomic_path, write_json
+from shopml.common.progress import Progress
 from shopml.common.seeding import seed_everything
-from shopml.rank.config import SEQUENCE_BACKENDS, RankConfig
-from shopml.rank.data import (
-    RankTables,
-    build_vocab,
-    load_examples,
-    log_fill,
-)
+from shopml.rank.buckets import pack
+from shopml.rank.config import RankConfig
+from shopml.rank.data import load_examples, log_fill
 from shopml.rank.evaluate import CHECKPOINT_KIND, evaluate_model
+from shopml.rank.graphs import GraphTrainStep, make_optimizer, select_step_mode
 from shopml.rank.loader import BatchLoader, history_layout
+from shopml.rank.tables import RankTables
+from shopml.rank.vocab import build_vocab
+
+# glibc's malloc raises its mmap threshold to the size of each large block freed, so the variable
+# sized activations of jagged batches (tens of MB each) end up on the heap, where they fragment it:
+# a CPU run grew ~10 MB/s past 9 GB. A fixed threshold keeps large blocks in mmap (returned to
+# the system when freed). Measured on the small world (CPU, default settings): resident memory
+# between 1.15 and 1.7 GB from step to step, peak 2.05 GB, no growth (before: +20 MB a step).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 20
 
 
-def _dist_env() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from torchrun's environment (``(0, 1, 0)`` without)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return rank, world, local
-
-
-class _Progress:
-    """A rich progress bar when rich is importable and enabled, else periodic plain lines."""
-
-    def __init__(self, enabled: bool, total: int, description: str) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.bar = None
-        self.done = 0
-        self.last_print = 0.0
-        self.description = description
-        if not enabled:
-            return
-        try:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-        except ImportError:
-            return
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("{task.fields[eps]:,.0f} ex/s"),
-            TimeElapsedColumn(),
-        )
-        self.bar.start()
-        self.task = self.bar.add_task(description, total=total, loss=float("nan"), eps=0.0)
-
-    def update(self, completed: int, loss: float, eps: float) -> None:
-        self.done = completed
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(self.task, completed=completed, loss=loss, eps=eps)
-        elif time.time() - self.last_print > 5 or self.done == self.total:
-            self.last_print = time.time()
-            print(f"{self.description} {self.done}/{self.total} loss {loss:.4f} {eps:,.0f} ex/s")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def limit_heap_growth() -> bool:
+    """Fix glibc's mmap threshold (see above); False where there is no glibc (a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 def _save(
@@ -127,6 +88,7 @@ def train(
     compile: bool = False,
     resume: bool = False,
     progress: bool = True,
+    step: str = "auto",
 ) -> dict[str, Any]:
     """Train on ``world``'s train impressions, evaluate on its test ones, write the run to ``out``.
 
@@ -135,9 +97,12 @@ def train(
         out: run directory (created).
         config: settings; vocabulary sizes are filled in from the catalog.
         device: "auto", "cpu" or "cuda[:N]" (under torchrun on CUDA: ``cuda:LOCAL_RANK``).
-        compile: wrap the model in ``torch.compile``.
+        compile: run the model through ``torch.compile`` (inside the CUDA graphs of the graph
+            step, or around the model in the eager step).
         resume: continue from ``out``'s last checkpoint (its config wins, except ``epochs``).
-        progress: show a progress bar (rank 0 only).
+        progress: report progress (rank 0 only): a bar on a terminal, plain lines otherwise.
+        step: "auto" (CUDA graphs where they run, see
+            :func:`~shopml.rank.graphs.select_step_mode`), "graphs" or "eager".
 
     Returns:
         The hold-out metrics (also written to ``out/metrics.json`` by rank 0).
@@ -145,46 +110,32 @@ def train(
     Raises:
         ValueError: bad inputs, or ``out`` already holding a checkpoint without ``resume``.
     """
-    rank, world_size, local_rank = _dist_env()
-    out = Path(out)
-    dev = resolve_device(device)
-    distributed = world_size > 1
-    if distributed:
-        if dev.type == "cuda":
-            dev = torch.device("cuda", local_rank)
-            torch.cuda.set_device(dev)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    limit_heap_growth()
+    ctx = setup_distributed(device)
+    finished = False
     try:
-        metrics = _train(world, out, config, dev, compile, resume, progress, rank, world_size)
-        if distributed:
-            # rank 0 evaluates alone: the others wait for it rather than tear their end of the
-            # process group down while it is still connected (CI once saw gloo abort a rank
-            # in that window)
-            dist.barrier()
+        metrics = _train(world, Path(out), config, ctx, compile, resume, progress, step)
+        finished = True
         return metrics
     finally:
-        if distributed:
-            # the DDP wrapper's reducer holds the process group: free it now, while the
-            # interpreter is whole, not during its shutdown
-            gc.collect()
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        # every rank waits for rank 0's evaluation before leaving (not after a failure: the
+        # other ranks may never arrive)
+        teardown_distributed(ctx, wait=finished)
 
 
 def _train(
     world: str | os.PathLike[str],
     out: Path,
     config: RankConfig,
-    dev: torch.device,
+    ctx: DistContext,
     compile: bool,
     resume: bool,
     progress: bool,
-    rank: int,
-    world_size: int,
+    step: str,
 ) -> dict[str, Any]:
     from shopml.rank.model import RankingModel
 
+    dev = ctx.device
     ckpt_dir = out / "checkpoint"
     start_epoch = 0
     saved_state = saved_opt = None
@@ -201,6 +152,9 @@ def _train(
             f"out: {out} already holds a checkpoint; pass --resume to continue it or choose "
             "another directory"
         )
+    mode = select_step_mode(
+        step, dev, config.sequence_backend, world_size=ctx.world_size, compile=compile
+    )
 
     tables = RankTables.from_world(world)
     vocab = build_vocab(tables.catalog)
@@ -215,23 +169,22 @@ def _train(
         config.max_train_examples,
         config.max_eval_examples,
     )
+    del tables  # the examples hold what they need
 
     seed_everything(config.seed)
     model = RankingModel(config).to(dev)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config.lr, config.weight_decay, dev)
     if saved_state is not None:
         model.load_state_dict(saved_state)
         optimizer.load_state_dict(saved_opt["optimizer"])
     step_model: torch.nn.Module = model
-    if world_size > 1:
+    if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         step_model = DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    if compile:
+    if compile and mode == "eager":  # the graph step compiles the model inside its graphs
         step_model = torch.compile(step_model)
 
     use_cuda = dev.type == "cuda"
@@ -241,31 +194,42 @@ def _train(
         history_layout(config.sequence_backend),
         shuffle=True,
         seed=config.seed,
-        rank=rank,
-        world_size=world_size,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
         num_workers=config.num_workers,
-        pin_memory=use_cuda,
+        pin_memory=use_cuda and mode == "eager",  # the graph step packs into pinned buffers
     )
     log_path = out / "train_log.json"  # per-epoch records, appended to on --resume
     log: list[dict[str, Any]] = (
         json.loads(log_path.read_text()) if resume and log_path.is_file() else []
     )
     extra_base = {"vocab": vocab.to_dict(), "train_history": log_fill(train_ex)}
-    if rank == 0:
+    if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
+    graph_step = None
+    if mode == "graphs":
+        graph_step = GraphTrainStep(model, optimizer, grad_clip=config.grad_clip, autocast=use_cuda)
     # Batches are built with valid offsets (checked on the CPU when collated): skip the jagged
     # ops' content checks, each a host-device synchronisation on CUDA.
     from shopml.jagged.checks import checks_enabled
 
     with checks_enabled(False):
-        _epochs(
-            out, model, step_model, optimizer, loader, config, dev, start_epoch, progress, rank,
-            world_size, log, extra_base,
-        )  # fmt: skip
+        for epoch in range(start_epoch, config.epochs):
+            record = _epoch(
+                model, step_model, graph_step, optimizer, loader, config, ctx, epoch, progress
+            )
+            record["step_mode"] = mode
+            if graph_step is not None:
+                record["graphs"] = graph_step.cache.captures
+                record["fallback"] = graph_step.fallback_reason
+            log.append(record)
+            if ctx.is_main:
+                _save(out, model, optimizer, config, {**extra_base, "epoch": epoch + 1})
+                write_json(log_path, log)
 
     metrics: dict[str, Any] = {}
-    if rank == 0:
+    if ctx.is_main:
         metrics = evaluate_model(
             model, test_ex, batch_size=max(config.batch_size, 256), device=dev, autocast=use_cuda
         )
@@ -275,8 +239,9 @@ def _train(
                 "sequence_backend": config.sequence_backend,
                 "max_history": config.max_history,
                 "epochs": config.epochs,
-                "world_size": world_size,
+                "world_size": ctx.world_size,
                 "device": str(dev),
+                "step_mode": mode,
                 "train_examples": len(train_ex),
                 "train_examples_per_s": log[-1]["examples_per_s"] if log else None,
                 "train_loss": log[-1]["train_loss"] if log else None,
@@ -286,129 +251,69 @@ def _train(
     return metrics
 
 
-def _epochs(
-    out: Path,
+def _epoch(
     model: torch.nn.Module,
     step_model: torch.nn.Module,
+    graph_step: GraphTrainStep | None,
     optimizer: torch.optim.Optimizer,
     loader: BatchLoader,
     config: RankConfig,
-    dev: torch.device,
-    start_epoch: int,
+    ctx: DistContext,
+    epoch: int,
     progress: bool,
-    rank: int,
-    world_size: int,
-    log: list[dict[str, Any]],
-    extra_base: dict[str, Any],
-) -> None:
-    """The training epochs: steps, progress, per-epoch checkpoint and log (rank 0 writes)."""
+) -> dict[str, Any]:
+    """One epoch of steps; returns its log record. The loss is read on the host (a device sync)
+    only every few seconds, for the progress report."""
+    dev = ctx.device
     use_cuda = dev.type == "cuda"
-    log_path = out / "train_log.json"
-    for epoch in range(start_epoch, config.epochs):
-        loader.set_epoch(epoch)
-        sizes = loader.global_batch_sizes()
-        bar = _Progress(progress and rank == 0, len(sizes), f"epoch {epoch + 1}/{config.epochs}")
-        model.train()
-        total_n, t0 = 0, time.perf_counter()
-        loss_acc = torch.zeros((), device=dev)
-        for step, batch in enumerate(loader):
+    loader.set_epoch(epoch)
+    sizes = loader.global_batch_sizes()
+    bar = Progress(
+        len(sizes), f"epoch {epoch + 1}/{config.epochs}", enabled=progress and ctx.is_main
+    )
+    model.train()
+    total_n, t0 = 0, time.perf_counter()
+    loss_acc = torch.zeros((), device=dev)
+    last_read, loss_shown = float("-inf"), float("nan")
+    local_batch = -(-config.batch_size // ctx.world_size)
+    for step, batch in enumerate(loader):
+        scale = ctx.world_size / sizes[step]
+        if graph_step is not None:
+            packed = pack(batch, config.max_history, min_batch=local_batch, pin_memory=True)
+            loss_sum = graph_step(packed, scale)
+        else:
             batch = batch.to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_cuda):
                 logits = step_model(batch.history, batch.candidates)  # (b,)
             loss_sum = F.binary_cross_entropy_with_logits(
                 logits.float(), batch.labels, reduction="sum"
             )
-            loss = loss_sum * (world_size / sizes[step])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss_sum * scale).backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            loss_acc += loss_sum.detach()
-            total_n += sizes[step]
-            if bar.enabled and (step % 10 == 0 or step == len(sizes) - 1):
-                # rank 0's mean loss so far (a host sync every 10 steps, rank 0 only)
-                local_n = max(1, total_n // world_size)
-                elapsed = time.perf_counter() - t0
-                bar.update(step + 1, float(loss_acc) / local_n, total_n / max(elapsed, 1e-9))
-        bar.close()
-        if world_size > 1:
-            dist.all_reduce(loss_acc)
-        elapsed = time.perf_counter() - t0
-        total_loss = float(loss_acc) / max(total_n, 1)
-        log.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": total_loss,
-                "examples": total_n,
-                "examples_per_s": total_n / max(elapsed, 1e-9),
-                "seconds": elapsed,
-            }
-        )
-        if rank == 0:
-            _save(out, model, optimizer, config, {**extra_base, "epoch": epoch + 1})
-            write_json(log_path, log)
+            loss_sum = loss_sum.detach()
+        loss_acc += loss_sum
+        total_n += sizes[step]
+        if bar.enabled:
+            now = time.perf_counter()
+            if now - last_read >= 2.0 or step == len(sizes) - 1:
+                last_read = now
+                # rank 0's mean loss so far (a host sync every 2 s, rank 0 only)
+                loss_shown = float(loss_acc) / max(1, total_n // ctx.world_size)
+            bar.update(step + 1, loss=loss_shown, ex_s=total_n / max(now - t0, 1e-9))
+    if ctx.distributed:
+        import torch.distributed as dist
 
-
-# the RankConfig fields a training command sets (the rest come from the data or the defaults);
-# `shopml rank train` (typer) and this argparse entry (torchrun, machines without typer) share it
-CLI_FIELDS = (
-    "sequence_backend", "max_history", "epochs", "batch_size", "lr", "embed_dim", "num_heads",
-    "num_layers", "num_bias_buckets", "attention_backend", "num_workers", "max_train_examples",
-    "max_eval_examples", "seed",
-)  # fmt: skip
-
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = RankConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m shopml.rank.train", description="Train the shopml ranking model."
-    )
-    p.add_argument("--world", required=True, help="world directory")
-    p.add_argument("--out", required=True, help="run directory")
-    for name in CLI_FIELDS:
-        default = getattr(defaults, name)
-        choices = SEQUENCE_BACKENDS if name == "sequence_backend" else None
-        p.add_argument(
-            "--" + name.replace("_", "-"), type=type(default), default=default, choices=choices
-        )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def config_from_args(args: argparse.Namespace | dict) -> RankConfig:
-    """The RankConfig of parsed options (an argparse namespace, or a dict of CLI_FIELDS)."""
-    values = args if isinstance(args, dict) else vars(args)
-    return RankConfig(**{name: values[name] for name in CLI_FIELDS})
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m shopml.rank.train`` / torchrun; exit code 2 on bad inputs."""
-    args = build_parser().parse_args(argv)
-    try:
-        metrics = train(
-            args.world,
-            args.out,
-            config_from_args(args),
-            device=args.device,
-            compile=args.compile,
-            resume=args.resume,
-            progress=not args.no_progress,
-        )
-    except ValueError as exc:
-        print(f"error: {exc}")
-        return 2
-    if metrics:
-        print(
-            json.dumps(
-                {k: metrics[k] for k in ("auc", "logloss", "normalized_entropy", "examples")}
-            )
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        dist.all_reduce(loss_acc)
+    elapsed = time.perf_counter() - t0
+    total_loss = float(loss_acc) / max(total_n, 1)
+    bar.close(f"loss {total_loss:.4f}, {total_n / max(elapsed, 1e-9):,.0f} examples/s")
+    return {
+        "epoch": epoch + 1,
+        "train_loss": total_loss,
+        "examples": total_n,
+        "examples_per_s": total_n / max(elapsed, 1e-9),
+        "seconds": elapsed,
+    }

@@ -1,0 +1,215 @@
+"""The fast step's host logic on CPU (bucketing, packing, dummy-sequence padding, mode selection)
+and, marked ``gpu``, the captured steps against eager on the same weights."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from shopml.rank.buckets import bucket_key, dummy_lengths, pack, pow2_at_least
+from shopml.rank.config import RankConfig
+from shopml.rank.data import RankExamples
+from shopml.rank.evaluate import predict
+from shopml.rank.graphs import (
+    GraphInference,
+    GraphTrainStep,
+    select_step_mode,
+    weighted_loss_sum,
+)
+from shopml.rank.model import RankingModel
+from shopml.rank.tables import RankTables
+from shopml.rank.vocab import build_vocab
+
+
+def _setup(frames, backend="jagged", max_history=8, attention_backend="reference"):
+    tables = RankTables.from_frames(*frames)
+    vocab = build_vocab(tables.catalog)
+    ex = RankExamples.build(tables, vocab, None, max_history, 12)
+    config = RankConfig(
+        num_items=vocab.num_items,
+        num_categories=vocab.num_categories,
+        num_brands=vocab.num_brands,
+        max_history=max_history,
+        num_time_buckets=12,
+        embed_dim=32,
+        num_heads=2,
+        num_layers=2,
+        num_bias_buckets=6,
+        mlp_dims=(16,),
+        sequence_backend=backend,
+        attention_backend=attention_backend,
+    )
+    return ex, config
+
+
+def test_bucket_key_rounds_up_and_bounds_the_padding():
+    assert [pow2_at_least(n) for n in (0, 1, 2, 3, 17)] == [1, 1, 2, 4, 32]
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        b = int(rng.integers(1, 2000))
+        n = int(rng.choice([16, 100, 256, 1024]))
+        msl = int(rng.integers(0, n + 1))
+        t = int(rng.integers(msl, b * max(msl, 1) + 1))
+        key = bucket_key(b, t, msl, n)
+        assert key.batch >= b and key.batch == pow2_at_least(b)
+        assert msl <= key.max_seqlen <= max(n, 16)
+        assert key.tokens >= max(t, 1) and key.tokens - t <= max(t / 16, 16)
+        lens = dummy_lengths(key, t)
+        assert lens.shape == (key.dummies,) and lens.sum() == key.tokens - t
+        assert (lens >= 0).all() and (lens <= key.max_seqlen).all()
+        assert key.dummies <= key.batch // 16 + 2  # the dummies add few rows
+    # the short last batch of an epoch shares the full batches' bucket
+    assert bucket_key(37, 500, 60, 64, min_batch=256).batch == 256
+    # neighbouring token counts share buckets (few graphs per epoch)
+    keys = {bucket_key(256, t, 256, 256) for t in range(50_000, 54_000)}
+    assert len(keys) <= 3
+    with pytest.raises(ValueError, match="batch: expected at least one example"):
+        bucket_key(0, 10, 4, 8)
+    with pytest.raises(ValueError, match="tokens: expected an int >= 0"):
+        bucket_key(4, -1, 4, 8)
+
+
+def test_pack_lays_a_batch_out_in_its_bucket(frames):
+    ex, config = _setup(frames)
+    idx = np.arange(13)
+    batch = ex.collate(idx, "jagged")
+    packed = pack(batch, config.max_history, min_batch=16)
+    key, v = packed.key, packed.views()
+    t = int(ex.hist_len[idx].sum())
+    assert key.batch == 16 and packed.examples == 13 and key.tokens >= t
+    offsets = v["offsets"]
+    assert offsets[0] == 0 and offsets[-1] == key.tokens and (offsets.diff() >= 0).all()
+    assert (offsets.diff() <= key.max_seqlen).all()
+    torch.testing.assert_close(offsets[:14], batch.history.kjt.offsets[:14])
+    assert (offsets[14:17] == t).all()  # empty example slots
+    assert torch.equal(v["ids"][:, :t].reshape(-1), batch.history.kjt.values)
+    assert (v["ids"][:, t:] == 0).all() and (v["times"][t:] == 0).all()
+    assert torch.equal(v["candidates"][0, :13], batch.candidates["item"])
+    assert torch.equal(v["weights"], (torch.arange(key.rows) < 13).float())
+    with pytest.raises(ValueError, match="expected a jagged history"):
+        pack(ex.collate(idx, "padded"), config.max_history)
+
+
+@pytest.mark.parametrize("backend", ["jagged", "pooling"])
+def test_dummy_sequence_padding_gives_the_loss_and_gradients_of_the_unpadded_batch(frames, backend):
+    ex, config = _setup(frames, backend)
+    model = RankingModel(config)
+    idx = np.argsort(ex.hist_len, kind="stable")[::-1][:11].copy()  # longest histories, 11 of them
+    batch = ex.collate(idx, "jagged")
+    packed = pack(batch, config.max_history, min_batch=16)
+    assert packed.key.tokens > int(ex.hist_len[idx].sum())  # real dummy tokens
+    loss_pad = weighted_loss_sum(model, packed.views(), packed.key.max_seqlen, autocast=False)
+    loss_pad.backward()
+    grads_pad = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    logits = model(batch.history, batch.candidates)
+    loss = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
+    loss.backward()
+    torch.testing.assert_close(loss_pad, loss, rtol=1e-5, atol=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(grads_pad[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_step_runner_off_cuda_equals_the_plain_eager_step(frames):
+    """The runner's step function (eager off CUDA) trains exactly as the eager loop does."""
+    ex, config = _setup(frames)
+    torch.manual_seed(0)
+    ref = RankingModel(config)
+    fast = copy.deepcopy(ref)
+    # SGD: Adam would turn the rounding noise of gradients that are 0 in exact arithmetic (the
+    # key bias of softmax attention) into full-size steps of either sign
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    opt_fast = torch.optim.SGD(fast.parameters(), lr=0.1, momentum=0.9)
+    step = GraphTrainStep(fast, opt_fast, grad_clip=1.0, autocast=False)
+    assert step.fallback_reason == "device cpu is not CUDA"
+    for idx in (np.arange(16), np.arange(16, 32), np.arange(32, 41)):  # last batch short
+        batch = ex.collate(idx, "jagged")
+        scale = 1.0 / len(idx)
+        loss = step(pack(batch, config.max_history, min_batch=16), scale)
+        opt_ref.zero_grad(set_to_none=True)
+        logits = ref(batch.history, batch.candidates)
+        loss_ref = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
+        (loss_ref * scale).backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        opt_ref.step()
+        torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-5)
+    fast_params = dict(fast.named_parameters())
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(fast_params[name], p, rtol=1e-4, atol=1e-6, msg=name)
+    assert step.eager_steps == 3 and step.replays == 0
+
+
+def test_packed_inference_equals_the_plain_forward(frames):
+    ex, config = _setup(frames)
+    model = RankingModel(config)
+    plain = predict(model, ex, batch_size=24, graphs=False)
+    packed = predict(model, ex, batch_size=24, graphs=True)  # off CUDA: packed, eager
+    np.testing.assert_allclose(packed, plain, rtol=1e-5, atol=1e-6)
+    assert isinstance(model.__dict__["_graph_inference"], GraphInference)
+
+
+def test_select_step_mode():
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert select_step_mode("auto", cuda, "jagged") == "graphs"
+    assert select_step_mode("auto", cuda, "pooling") == "graphs"
+    assert select_step_mode("auto", cpu, "jagged") == "eager"
+    assert select_step_mode("auto", cuda, "padded") == "eager"
+    assert select_step_mode("auto", cuda, "jagged", world_size=2) == "eager"
+    assert select_step_mode("auto", cuda, "jagged", compile=True) == "graphs"  # compiled inside
+    assert select_step_mode("eager", cuda, "jagged") == "eager"
+    with pytest.raises(ValueError, match="step: 'graphs' cannot run here: device cpu"):
+        select_step_mode("graphs", cpu, "jagged")
+    with pytest.raises(ValueError, match="step: expected one of"):
+        select_step_mode("fast", cuda, "jagged")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["jagged", "pooling"])
+def test_gpu_graph_step_matches_eager_on_the_same_weights(frames, backend):
+    ex, config = _setup(frames, backend, max_history=64, attention_backend="auto")
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    ref = RankingModel(config).to(dev)
+    fast = copy.deepcopy(ref)
+    # SGD here (see the CPU test); the training run test captures the fused AdamW step
+    step = GraphTrainStep(fast, torch.optim.SGD(fast.parameters(), lr=0.1, momentum=0.9),
+                          grad_clip=1.0)  # fmt: skip
+    eager = GraphTrainStep(ref, torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9),
+                           grad_clip=1.0)  # fmt: skip
+    eager.cache.fallback_reason = "the reference"
+    rng = np.random.default_rng(0)
+    losses = []
+    for i in range(6):  # the first step eager, then captures (two buckets) and replays
+        n = 32 if i % 2 == 0 else 20
+        idx = rng.choice(len(ex), n, replace=False)
+        packed = pack(ex.collate(idx, "jagged"), config.max_history, min_batch=32,
+                      pin_memory=True)  # fmt: skip
+        a = step(packed, 1.0 / n).clone()
+        b = eager(packed, 1.0 / n).clone()
+        losses.append((float(a), float(b)))
+    assert step.fallback_reason is None, step.fallback_reason
+    assert step.replays >= 4 and step.cache.captures >= 1
+    for a, b in losses:
+        assert a == pytest.approx(b, rel=2e-2, abs=1e-3)
+    params = dict(ref.named_parameters())
+    for name, p in fast.named_parameters():
+        err = (p - params[name]).norm() / params[name].norm().clamp(min=1e-6)
+        assert err < 2e-2, (name, float(err))
+
+
+@pytest.mark.gpu
+def test_gpu_graph_inference_matches_eager(frames):
+    ex, config = _setup(frames, "jagged", max_history=64, attention_backend="auto")
+    model = RankingModel(config).cuda()
+    graphs = predict(model, ex, batch_size=48, device="cuda", autocast=True, graphs=True)
+    again = predict(model, ex, batch_size=48, device="cuda", autocast=True, graphs=True)
+    eager = predict(model, ex, batch_size=48, device="cuda", autocast=True, graphs=False)
+    runner = model.__dict__["_graph_inference"]
+    assert runner.fallback_reason is None, runner.fallback_reason
+    assert runner.replays > 0
+    np.testing.assert_array_equal(graphs, again)
+    np.testing.assert_allclose(graphs, eager, rtol=2e-2, atol=5e-3)
