@@ -13,54 +13,39 @@ from typing import Annotated
 
 import typer
 
-from shopml.common.cli import exit_on_value_error
+from shopml.common.cli import config_options, exit_on_value_error
 from shopml.rank.config import RankConfig
 
-_D = RankConfig()  # the defaults (one place: the dataclass)
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 _METRIC_KEYS = ("auc", "logloss", "normalized_entropy", "examples")
-# the RankConfig fields `train` sets (the rest come from the data or the defaults)
-CONFIG_OPTIONS = (
-    "sequence_backend", "max_history", "epochs", "batch_size", "lr", "embed_dim", "num_heads",
-    "num_layers", "num_bias_buckets", "attention_backend", "num_workers", "max_train_examples",
-    "max_eval_examples", "seed",
-)  # fmt: skip
+# the RankConfig fields `train` sets as options, with their defaults from the dataclass (the rest
+# come from the data or keep the dataclass's defaults)
+_HELP = {
+    "sequence_backend": "jagged, padded or pooling.",
+    "max_history": "Most recent events kept per impression.",
+    "epochs": "Training epochs.",
+    "batch_size": "Examples per step (global under DDP).",
+    "lr": "AdamW learning rate.",
+    "embed_dim": "Embedding / encoder width.",
+    "num_layers": "Jagged self-attention blocks.",
+    "num_heads": "Attention heads.",
+    "num_bias_buckets": "Relative-time attention bias buckets (0: no bias).",
+    "attention_backend": "Jagged attention kernels: auto, triton or reference.",
+    "num_workers": "Data-loader workers.",
+    "max_train_examples": "Train on the most recent N train impressions (0: all).",
+    "max_eval_examples": "Evaluate on the first N test impressions (0: all).",
+    "seed": "Random seed.",
+}
 
 
 @app.command("train")
 @exit_on_value_error
+@config_options(RankConfig, list(_HELP), into="config", help=_HELP)
 def train_cmd(
     world: Annotated[Path, typer.Option(help="World directory (catalog, events, impressions).")],
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
-    sequence_backend: Annotated[
-        str, typer.Option(help="jagged, padded or pooling.")
-    ] = _D.sequence_backend,
-    max_history: Annotated[
-        int, typer.Option(help="Most recent events kept per impression.")
-    ] = _D.max_history,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _D.epochs,
-    batch_size: Annotated[
-        int, typer.Option(help="Examples per step (global under DDP).")
-    ] = _D.batch_size,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = _D.lr,
-    embed_dim: Annotated[int, typer.Option(help="Embedding / encoder width.")] = _D.embed_dim,
-    num_layers: Annotated[int, typer.Option(help="Jagged self-attention blocks.")] = _D.num_layers,
-    num_heads: Annotated[int, typer.Option(help="Attention heads.")] = _D.num_heads,
-    num_bias_buckets: Annotated[
-        int, typer.Option(help="Relative-time attention bias buckets (0: no bias).")
-    ] = _D.num_bias_buckets,
-    attention_backend: Annotated[
-        str, typer.Option(help="Jagged attention kernels: auto, triton or reference.")
-    ] = _D.attention_backend,
-    num_workers: Annotated[int, typer.Option(help="Data-loader workers.")] = _D.num_workers,
-    max_train_examples: Annotated[
-        int, typer.Option(help="Train on the most recent N train impressions (0: all).")
-    ] = _D.max_train_examples,
-    max_eval_examples: Annotated[
-        int, typer.Option(help="Evaluate on the first N test impressions (0: all).")
-    ] = _D.max_eval_examples,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = _D.seed,
+    config: RankConfig,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     step: Annotated[
@@ -77,8 +62,6 @@ def train_cmd(
     """Train on the world's train impressions; write checkpoints and RUN/metrics.json."""
     from shopml.rank.train import train
 
-    options = locals()
-    config = RankConfig(**{name: options[name] for name in CONFIG_OPTIONS})
     metrics = train(
         world,
         out,
