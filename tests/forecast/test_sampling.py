@@ -1,0 +1,98 @@
+"""Per-series random streams, bounded draws, conformal calibration, component selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from shopml.forecast.calibration import conformal_spread, interval_coverage
+from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.estimator import ARMDN
+from shopml.forecast.mixture import counter_uniform, hash32
+
+from .conftest import split_future
+from .test_model import TINY
+
+
+@pytest.fixture(scope="module")
+def fitted(sales):
+    df, static = sales
+    hist, futr, _ = split_future(df, 7)
+    return ARMDN(ARMDNConfig(**TINY)).fit(hist, static), hist, futr
+
+
+def test_counter_uniforms_are_uniform_and_a_function_of_the_key_only():
+    keys = torch.tensor([7, 123456789, 2**32 - 1, 0])
+    u = counter_uniform(keys, 5000, counter=3, seed=1)
+    assert u.shape == (4, 5000) and (u > 0).all() and (u < 1).all()
+    for row in u:  # each stream looks uniform: mean, variance, deciles
+        assert abs(float(row.mean()) - 0.5) < 0.02 and abs(float(row.var()) - 1 / 12) < 0.005
+        hist = torch.histc(row, bins=10, min=0, max=1)
+        assert (hist - 500).abs().max() < 90
+    alone = counter_uniform(keys[1:2], 5000, counter=3, seed=1)
+    assert torch.equal(alone[0], u[1])  # the same stream whatever else is in the batch
+    assert not torch.equal(counter_uniform(keys, 5000, 4, 1), u)  # another step: another draw
+    assert not torch.equal(counter_uniform(keys, 5000, 3, 2), u)  # another seed
+    x = torch.arange(1 << 16)
+    assert len(torch.unique(hash32(x))) == 1 << 16  # no collisions on 16-bit inputs
+
+
+def test_a_series_forecast_does_not_depend_on_the_other_series(fitted):
+    model, hist, futr = fitted
+    one = model.predict(hist[hist["unique_id"] == 100], futr[futr["unique_id"] == 100])
+    two_ids = [100, 103]
+    both = model.predict(
+        hist[hist["unique_id"].isin(two_ids)], futr[futr["unique_id"].isin(two_ids)]
+    )
+    everything = model.predict(hist, futr)
+    for other in (both, everything):
+        part = other[other["unique_id"] == 100].reset_index(drop=True)
+        pd.testing.assert_frame_equal(one, part, rtol=1e-6)
+
+
+def test_draws_are_bounded_by_the_series_own_history(fitted):
+    model, hist, futr = fitted
+    blown = ARMDN(model.config)
+    blown.spec, blown.train_uids, blown.static_df = model.spec, model.train_uids, model.static_df
+    blown.net = model._build_net()
+    blown.net.load_state_dict(model.net.state_dict())
+    k = blown.config.num_components
+    with torch.no_grad():  # every component's location far above any sale: a blow-up
+        blown.net.head.proj.bias[k : 2 * k] += 15.0
+    _, samples = blown.predict(hist, futr, num_samples=50, return_samples=True)
+    y_max = hist.groupby("unique_id")["y"].max().to_numpy()
+    cap = model.config.sample_cap * y_max + 1.0
+    assert (samples <= cap[:, None, None] * (1 + 1e-5)).all()
+    assert (samples.max(axis=(1, 2)) > 0.5 * cap).all()  # the cap, not the model, bounds them
+
+
+def test_conformal_spread_restores_80_percent_coverage():
+    rng = np.random.default_rng(0)
+    n, s, v = 4000, 200, 3
+    samples = 100 + 10 * rng.standard_normal((n, s, v))
+    truth_sd = np.array([20.0, 10.0, 5.0])  # too narrow, right, too wide
+    y = 100 + truth_sd * rng.standard_normal((n, v))
+    observed = np.ones((n, v), bool)
+    spread = conformal_spread(samples, y, observed, scaling="mean")
+    np.testing.assert_allclose(spread, truth_sd / 10.0, rtol=0.08)
+    med = np.median(samples, axis=1, keepdims=True)
+    fixed = med + spread[None, None, :] * (samples - med)
+    y_new = 100 + truth_sd * rng.standard_normal((n, v))
+    for t in range(v):
+        cov = interval_coverage(fixed[:, :, t : t + 1], y_new[:, t : t + 1], observed[:, :1])
+        assert 0.77 < cov < 0.83, (t, cov)
+
+
+def test_fit_selects_components_on_validation_and_calibrates(sales):
+    df, static = sales
+    model = ARMDN(ARMDNConfig(**{**TINY, "select_components": True})).fit(df, static)
+    sel = model.history["selection"]
+    assert set(sel) == {"K=3", "K=1"}
+    assert model.config.num_components == int(min(sel, key=sel.get)[2:])
+    assert model.history["best_val_wql"] == min(sel.values())
+    cal = model.history["calibration"]
+    assert len(model.spread) == model.config.horizon and all(0.25 <= f <= 4 for f in model.spread)
+    # 42 validation actuals: calibrated coverage within sampling noise of 80%
+    assert abs(cal["val_coverage_80_calibrated"] - 0.8) < 0.1
