@@ -138,8 +138,8 @@ def backtest(
         elig = np.sort(np.random.default_rng(config.seed).choice(elig, max_series, replace=False))
     keep = full["unique_id"].isin(elig).to_numpy()
     full_e, obs_e, pos_e = full[keep].reset_index(drop=True), observed[keep], pos[keep]
-    df_e = df[df["unique_id"].isin(elig)].reset_index(drop=True)
-    df_pos = fq.positions(df_e["ds"])
+    # history as the model reads it: every period up to the origin, gaps as NaN targets
+    hist_e = full_e.assign(y=full_e["y"].where(obs_e))
     n = len(elig)
     win = [(pos_e > c) & (pos_e <= c + h) for c in cutoffs]
     y_true = np.stack([full_e.loc[w, "y"].to_numpy().reshape(n, h) for w in win], axis=1)
@@ -162,7 +162,7 @@ def backtest(
         model = ARMDN(config.replace(**change)).fit(train_df, static_df, verbose=verbose)
         smp = []
         for c, w in zip(cutoffs, win, strict=True):
-            hist = df_e[df_pos <= c]
+            hist = hist_e[pos_e <= c]
             fut = full_e[w].drop(columns=["y"])
             _, s = model.predict(hist, fut, h, num_samples=num_samples, return_samples=True)
             smp.append(s.transpose(0, 2, 1))  # (n, H, S)
