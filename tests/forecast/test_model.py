@@ -86,7 +86,9 @@ def test_fit_predict_save_load_round_trip(fitted, tmp_path):
     assert (fc["q0.1"] <= fc["median"]).all() and (fc["median"] <= fc["q0.9"]).all()
     np.testing.assert_allclose(fc["median"], fc["q0.5"])
     model.save(tmp_path / "run")
-    loaded = ARMDN.load(tmp_path / "run")
+    loaded = ARMDN.load(tmp_path / "run", device="cpu")
+    assert loaded.config.device == "cpu" and next(loaded.net.parameters()).device.type == "cpu"
+    assert loaded.spread == model.spread and loaded.config == model.config
     fc2 = loaded.predict(hist, futr, num_samples=100)
     pd.testing.assert_frame_equal(fc, fc2)
     for k, v in model.net.state_dict().items():
