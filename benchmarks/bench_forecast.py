@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--baselines", type=lambda s: [] if s == "none" else s.split(","),
                    default=["snaive", "ets", "croston", "tsb", "lightgbm"])  # fmt: skip
     p.add_argument("--no-ablations", action="store_true")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=14)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--context", type=int, default=0, help="0: 2H (the CLI's default)")

@@ -154,12 +154,17 @@ def backtest(
 
     # --- AR-MDN and ablations: train once on data up to c_0 -------------------------------
     variants = {"armdn": {}}
+    armdn_model = ARMDN(config)
     if ablations:
         variants.update(ABLATIONS)
     train_df = df[fq.positions(df["ds"]) <= cutoffs[0]]
     for name, change in variants.items():
         t0 = time.perf_counter()
-        model = ARMDN(config.replace(**change)).fit(train_df, static_df, verbose=verbose)
+        same = armdn_model.candidates.get("K=1") if name == "armdn_1gauss" else None
+        if same is not None:  # selection already fitted the one-Gaussian model: the same fit
+            model = same
+        else:
+            model = ARMDN(config.replace(**change)).fit(train_df, static_df, verbose=verbose)
         smp = []
         for c, w in zip(cutoffs, win, strict=True):
             hist = hist_e[pos_e <= c]

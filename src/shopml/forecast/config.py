@@ -75,13 +75,13 @@ class ARMDNConfig:
     select_components: bool = True
     calibrate: bool = True
     val_samples: int = 64
-    val_series: int = 1000
+    val_series: int = 500
     nonneg: str = "clip"
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 0.0
     grad_clip: float = 10.0
-    max_epochs: int = 20
+    max_epochs: int = 14
     steps_per_epoch: int = 100
     patience: int = 4
     seed: int = 0

@@ -67,6 +67,8 @@ class ARMDN:
         self.static_df: pd.DataFrame | None = None
         self.spread: list[float] | None = None
         self.history: dict[str, Any] = {}
+        # every model fitted by the last ``fit`` ("K=3", "K=1"), each fitted and calibrated
+        self.candidates: dict[str, ARMDN] = {}
 
     @property
     def covariates(self) -> list[str]:
@@ -122,30 +124,39 @@ class ARMDN:
         try:
             fits = []
             for cand in candidates:
+                sub = ARMDN(cand)
+                sub.spec, sub.train_uids, sub.static_df = self.spec, self.train_uids, static_df
                 torch.manual_seed(cand.seed)  # initialisation depends on the config's seed only
-                net = self._build_net(cand)
-                hist, val = fit_network(net, panel, cand, val_size, ctx, verbose=verbose)
-                fits.append((hist["best_val_wql"], cand, net, hist, val))
-            score, cfg, net, hist, val = min(fits, key=lambda f: f[0])
-            hist["selection"] = {f"K={f[1].num_components}": f[0] for f in fits}
-            self.config, self.net, self.history = cfg, net, hist
-            self.spread = None
-            if cfg.calibrate and val is not None:
-                smp = validation_samples(net, cfg, panel, val, ctx.device)
-                spread = conformal_spread(smp, val.y, val.observed, cfg.scaling)
-                after = validation_samples(net, cfg, panel, val, ctx.device, spread)
-                self.spread = [float(v) for v in spread]
-                hist["calibration"] = {
-                    "spread": self.spread,
-                    "val_coverage_80": interval_coverage(smp, val.y, val.observed),
-                    "val_coverage_80_calibrated": interval_coverage(after, val.y, val.observed),
-                    "val_wql_calibrated": weighted_quantile_loss(val.y, after, val.observed),
-                }
+                sub.net = sub._build_net()
+                sub.history, val = fit_network(sub.net, panel, cand, val_size, ctx, verbose)
+                if cand.calibrate and val is not None:
+                    sub._calibrate(panel, val, ctx.device)
+                sub.net.cpu().eval()
+                fits.append(sub)
         finally:
             if owned:
                 teardown_distributed(ctx)
-        self.net.cpu().eval()
+        best = min(fits, key=lambda m: m.history["best_val_wql"])
+        self.config, self.net, self.spread = best.config, best.net, best.spread
+        self.history = dict(best.history)
+        self.history["selection"] = {
+            f"K={m.config.num_components}": m.history["best_val_wql"] for m in fits
+        }
+        self.candidates = {f"K={m.config.num_components}": m for m in fits}
         return self
+
+    def _calibrate(self, panel, val, device) -> None:
+        """Per-step spread from the validation horizons (``calibration.py``)."""
+        smp = validation_samples(self.net, self.config, panel, val, device)
+        spread = conformal_spread(smp, val.y, val.observed, self.config.scaling)
+        after = validation_samples(self.net, self.config, panel, val, device, spread)
+        self.spread = [float(v) for v in spread]
+        self.history["calibration"] = {
+            "spread": self.spread,
+            "val_coverage_80": interval_coverage(smp, val.y, val.observed),
+            "val_coverage_80_calibrated": interval_coverage(after, val.y, val.observed),
+            "val_wql_calibrated": weighted_quantile_loss(val.y, after, val.observed),
+        }
 
     # ------------------------------------------------------------------------------------------
     def predict(
