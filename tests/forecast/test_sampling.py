@@ -96,3 +96,19 @@ def test_fit_selects_components_on_validation_and_calibrates(sales):
     assert len(model.spread) == model.config.horizon and all(0.25 <= f <= 4 for f in model.spread)
     # 42 validation actuals: calibrated coverage within sampling noise of 80%
     assert abs(cal["val_coverage_80_calibrated"] - 0.8) < 0.1
+
+
+@pytest.mark.parametrize("scaling", ["log1p", "logmean", "mean"])
+def test_scalings_invert_and_map_zero_sales_to_the_clip_floor(scaling):
+    from shopml.forecast.network import scale_target, scale_values, unscale_target
+
+    y = torch.tensor([[0.0, 3.0, 250.0, 9000.0], [1.0, 0.0, 2.0, 5.0]])
+    observed = torch.ones_like(y, dtype=torch.bool)
+    z, nu = scale_target(y, observed, 3, scaling)
+    torch.testing.assert_close(unscale_target(z, nu[:, None], scaling), y, rtol=1e-5, atol=1e-3)
+    zero = scale_values(torch.zeros(2), nu, scaling)
+    torch.testing.assert_close(unscale_target(zero, nu, scaling), torch.zeros(2), atol=1e-5, rtol=0)
+    if scaling == "logmean":  # centred: a series' usual level sits near 0 whatever its size
+        level = torch.tensor([[90.0, 110.0, 100.0], [9e4, 1.1e5, 1e5]])
+        z, _ = scale_target(level, torch.ones_like(level, dtype=torch.bool), 3, scaling)
+        assert z.abs().max() < 0.15

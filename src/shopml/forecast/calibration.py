@@ -3,7 +3,8 @@
 The network's intervals can be too narrow (Dominick's OJ: 80% intervals covered 65%) or too wide
 (the small world: 90%). After training, the estimator forecasts held-out validation horizons and,
 for each step ``t``, computes one conformity score per observed actual on the scaled axis ``z``
-(``log1p(y)`` or ``y / nu``; the score is invariant to the per-series ``nu``)::
+(``log1p(y)``, ``log1p(y) - log(nu)`` or ``y / nu``; the score is invariant to the per-series
+``nu``, so it is computed from ``log1p(y)`` or ``y``)::
 
     s = (z - m) / (q_hi - m)   if z >= m        (m = median, q_hi = upper quantile of the level)
     s = (m - z) / (m - q_lo)   otherwise
@@ -44,7 +45,7 @@ def conformal_spread(
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level: expected a probability in (0, 1), found {level}")
-    z_of = np.log1p if scaling == "log1p" else (lambda v: v)
+    z_of = np.log1p if scaling in ("log1p", "logmean") else (lambda v: v)
     a = (1.0 - level) / 2.0
     lo, med, hi = (z_of(q) for q in np.quantile(samples, [a, 0.5, 1.0 - a], axis=1))  # (n, V)
     z = z_of(np.asarray(y, np.float64))

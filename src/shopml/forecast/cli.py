@@ -40,6 +40,12 @@ SelectOpt = Annotated[
         help="Also fit the one-Gaussian model; keep the better on validation wQL.",
     ),
 ]
+ScalingOpt = Annotated[
+    str,
+    typer.Option(
+        "--scaling", help="Target scaling: logmean (log1p(y) - log(level)), log1p or mean."
+    ),
+]
 CalibrateOpt = Annotated[
     bool,
     typer.Option(
@@ -83,6 +89,7 @@ def train(
     hidden: Annotated[int, typer.Option(help="LSTM width.")] = 64,
     val_size: Annotated[int | None, typer.Option(help="Held-out steps (default H).")] = None,
     missing: MissingOpt = "mask",
+    scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
     calibrate: CalibrateOpt = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -104,6 +111,7 @@ def train(
         num_components=components,
         hidden_size=hidden,
         missing=missing,
+        scaling=scaling,
         select_components=select,
         calibrate=calibrate,
         device=device,
@@ -185,6 +193,7 @@ def backtest(
     ] = "snaive,ets,croston,lightgbm",
     ablations: Annotated[bool, typer.Option(help="Also run the AR-MDN ablations.")] = False,
     missing: MissingOpt = "mask",
+    scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
     calibrate: CalibrateOpt = True,
     context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
@@ -210,6 +219,7 @@ def backtest(
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,
         missing=missing,
+        scaling=scaling,
         select_components=select,
         calibrate=calibrate,
         device=device,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shopml.forecast.frequency import parse_freq
 
-SCALINGS = ("log1p", "mean")
+SCALINGS = ("log1p", "logmean", "mean")
 NONNEG = ("clip", "none")
 
 
@@ -31,8 +31,9 @@ class ARMDNConfig:
         id_embedding_dim: width of the series (product) embedding; 0 disables it.
         max_embedding_dim: cap of the ``min(cap, (cardinality + 1) // 2)`` rule for other embeddings.
         dropout: dropout between LSTM layers and inside the MLP.
-        scaling: ``"log1p"`` (model ``log(1 + y)``) or ``"mean"`` (model ``y / (1 + mean context
-            y)``, DeepAR's scaling). See ``data.py`` for the experiment behind the default.
+        scaling: ``"log1p"`` (model ``log(1 + y)``), ``"logmean"`` (``log(1 + y) - log(nu)``,
+            the log scale centred on the series' level ``nu = 1 + mean context y``) or ``"mean"``
+            (model ``y / nu``, DeepAR's scaling). See ``data.py`` for the experiments.
         scale_floor: minimum component scale, in the scaled target's units.
         scale_ceiling: maximum component scale, in the scaled target's units (log1p: 2.0 lets one
             standard deviation span a factor e^2 = 7.4 of demand).
@@ -68,7 +69,7 @@ class ARMDNConfig:
     id_embedding_dim: int = 16
     max_embedding_dim: int = 16
     dropout: float = 0.1
-    scaling: str = "log1p"
+    scaling: str = "logmean"
     scale_floor: float = 0.05
     scale_ceiling: float = 2.0
     sample_cap: float = 3.0

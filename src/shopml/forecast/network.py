@@ -37,20 +37,26 @@ def scale_target(
     ctx_y = y[:, :context_length]
     ctx_obs = observed[:, :context_length].to(y.dtype)
     nu = 1.0 + (ctx_y * ctx_obs).sum(1) / ctx_obs.sum(1).clamp_min(1.0)  # (B,)
-    z = torch.log1p(y) if scaling == "log1p" else y / nu[:, None]
-    return z, nu
+    return scale_values(y, nu[:, None], scaling), nu
+
+
+def scale_values(y: torch.Tensor, nu: torch.Tensor, scaling: str) -> torch.Tensor:
+    """Units -> the scaled axis: ``log1p(y)`` ("log1p"), ``log1p(y) - log(nu)`` ("logmean":
+    log scale centred on the series' level), ``y / nu`` ("mean"); ``nu`` broadcasts."""
+    if scaling == "log1p":
+        return torch.log1p(y)
+    if scaling == "logmean":
+        return torch.log1p(y) - torch.log(nu)
+    return y / nu
 
 
 def unscale_target(z: torch.Tensor, nu: torch.Tensor, scaling: str) -> torch.Tensor:
-    """Inverse of :func:`scale_target`; ``nu`` broadcasts over trailing axes of ``z``."""
+    """Inverse of :func:`scale_values`; ``nu`` broadcasts over trailing axes of ``z``."""
     if scaling == "log1p":
         return torch.expm1(z.clamp(max=20.0))
+    if scaling == "logmean":
+        return torch.expm1((z + torch.log(nu)).clamp(max=20.0))
     return z * nu
-
-
-def scaled_cap(y_cap: torch.Tensor, nu: torch.Tensor, scaling: str) -> torch.Tensor:
-    """``y_cap (B,)`` (units) on the scaled target's axis, ``(B,)``."""
-    return torch.log1p(y_cap) if scaling == "log1p" else y_cap / nu
 
 
 class ARMDNNet(nn.Module):

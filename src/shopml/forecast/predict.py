@@ -26,7 +26,7 @@ import torch
 from shopml.forecast.config import ARMDNConfig
 from shopml.forecast.data import Panel, gather_windows
 from shopml.forecast.mixture import counter_uniform, mixture_sample
-from shopml.forecast.network import ARMDNNet, scale_target, scaled_cap, unscale_target
+from shopml.forecast.network import ARMDNNet, scale_target, scale_values, unscale_target
 
 
 def series_keys(uids: list[Any]) -> np.ndarray:
@@ -75,8 +75,10 @@ def sample_paths(
     gate_x, head_x = net.decode_inputs(a_fut.float(), s.float())  # (B, H, 4H'), (B, H, 3K)
     h = h.float()[:, :, None, :].expand(-1, -1, num_samples, -1)  # (layers, B, S, H')
     c = c.float()[:, :, None, :].expand(-1, -1, num_samples, -1)
-    z_lo = 0.0 if config.nonneg == "clip" else -float("inf")
-    z_hi = scaled_cap(y_cap, nu, config.scaling)[:, None]  # (B, 1)
+    z_lo = scale_values(torch.zeros_like(nu), nu, config.scaling)[:, None]  # (B, 1): y = 0
+    if config.nonneg != "clip":
+        z_lo = torch.full_like(z_lo, -float("inf"))
+    z_hi = scale_values(y_cap, nu, config.scaling)[:, None]  # (B, 1)
     if config.sample_cap <= 0:
         z_hi = torch.full_like(z_hi, float("inf"))
     z_prev = z_hist[:, -1:].expand(-1, num_samples)  # (B, S)
@@ -87,13 +89,13 @@ def sample_paths(
         u_k = counter_uniform(keys, num_samples, 2 * t, config.seed)
         u_n = counter_uniform(keys, num_samples, 2 * t + 1, config.seed)
         z = mixture_sample(logits, loc, scale, u_k, u_n)  # (B, S)
-        z = torch.minimum(z.clamp_min(z_lo), z_hi)
+        z = torch.minimum(torch.maximum(z, z_lo), z_hi)
         out[:, :, t] = z
         z_prev = z
     if spread is not None:
         med = out.median(dim=1, keepdim=True).values  # (B, 1, H)
         out = med + spread.to(dev)[None, None, :] * (out - med)
-        out = torch.minimum(out.clamp_min(z_lo), z_hi[..., None])
+        out = torch.minimum(torch.maximum(out, z_lo[..., None]), z_hi[..., None])
     y = unscale_target(out, nu[:, None, None], config.scaling)
     return y.clamp_min(0.0) if config.nonneg == "clip" else y
 
