@@ -11,6 +11,7 @@ from shopml.forecast.calibration import conformal_spread, interval_coverage
 from shopml.forecast.config import ARMDNConfig
 from shopml.forecast.estimator import ARMDN
 from shopml.forecast.mixture import counter_uniform, hash32
+from shopml.forecast.predict import apply_spread
 
 from .conftest import split_future
 from .test_model import TINY
@@ -68,21 +69,43 @@ def test_draws_are_bounded_by_the_series_own_history(fitted):
     assert (samples.max(axis=(1, 2)) > 0.5 * cap).all()  # the cap, not the model, bounds them
 
 
-def test_conformal_spread_restores_80_percent_coverage():
+def test_conformal_spread_restores_coverage_at_every_level():
     rng = np.random.default_rng(0)
     n, s, v = 4000, 200, 3
     samples = 100 + 10 * rng.standard_normal((n, s, v))
     truth_sd = np.array([20.0, 10.0, 5.0])  # too narrow, right, too wide
     y = 100 + truth_sd * rng.standard_normal((n, v))
     observed = np.ones((n, v), bool)
-    spread = conformal_spread(samples, y, observed, scaling="mean")
-    np.testing.assert_allclose(spread, truth_sd / 10.0, rtol=0.08)
-    med = np.median(samples, axis=1, keepdims=True)
-    fixed = med + spread[None, None, :] * (samples - med)
+    spread = conformal_spread(samples, y, observed, scaling="mean")  # (V, 5 levels)
+    assert spread.shape == (3, 5)
+    np.testing.assert_allclose(spread, np.repeat(truth_sd[:, None] / 10.0, 5, 1), rtol=0.12)
+    fixed = apply_spread(torch.tensor(samples), torch.tensor(spread, dtype=torch.float64)).numpy()
     y_new = 100 + truth_sd * rng.standard_normal((n, v))
     for t in range(v):
-        cov = interval_coverage(fixed[:, :, t : t + 1], y_new[:, t : t + 1], observed[:, :1])
-        assert 0.77 < cov < 0.83, (t, cov)
+        for level in (0.4, 0.8, 0.9):
+            cov = interval_coverage(
+                fixed[:, :, t : t + 1], y_new[:, t : t + 1], observed[:, :1], level
+            )
+            assert abs(cov - level) < 0.03, (t, level, cov)
+
+
+def test_spread_per_level_fixes_a_wrong_shape():
+    """Draws with the right 80% band but a centre far too narrow: one factor cannot fix both,
+    the per-level spread does."""
+    rng = np.random.default_rng(1)
+    n, s = 3000, 400
+    y = rng.standard_normal((n, 1)) * 10 + 100
+    core = rng.standard_normal((n, s, 1)) * 2  # narrow centre
+    tails = rng.standard_normal((n, s, 1)) * 14
+    pick = rng.random((n, s, 1)) < 0.4
+    samples = 100 + np.where(pick, tails, core)
+    observed = np.ones((n, 1), bool)
+    assert interval_coverage(samples, y, observed, 0.4) < 0.25
+    spread = conformal_spread(samples, y, observed, scaling="mean")
+    fixed = apply_spread(torch.tensor(samples), torch.tensor(spread, dtype=torch.float64)).numpy()
+    y_new = rng.standard_normal((n, 1)) * 10 + 100
+    for level in (0.4, 0.6, 0.8):
+        assert abs(interval_coverage(fixed, y_new, observed, level) - level) < 0.04, level
 
 
 def test_fit_selects_components_on_validation_and_calibrates(sales):
@@ -93,7 +116,8 @@ def test_fit_selects_components_on_validation_and_calibrates(sales):
     assert model.config.num_components == int(min(sel, key=sel.get)[2:])
     assert model.history["best_val_wql"] == min(sel.values())
     cal = model.history["calibration"]
-    assert len(model.spread) == model.config.horizon and all(0.25 <= f <= 4 for f in model.spread)
+    spread = np.asarray(model.spread)
+    assert spread.shape == (model.config.horizon, 5) and ((spread >= 0.25) & (spread <= 4)).all()
     # 42 validation actuals: calibrated coverage within sampling noise of 80%
     assert abs(cal["val_coverage_80_calibrated"] - 0.8) < 0.1
 

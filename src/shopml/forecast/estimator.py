@@ -65,7 +65,7 @@ class ARMDN:
         self.net: ARMDNNet | None = None
         self.train_uids: list[Any] = []
         self.static_df: pd.DataFrame | None = None
-        self.spread: list[float] | None = None
+        self.spread: list[list[float]] | None = None
         self.history: dict[str, Any] = {}
         # every model fitted by the last ``fit`` ("K=3", "K=1"), each fitted and calibrated
         self.candidates: dict[str, ARMDN] = {}
@@ -150,7 +150,7 @@ class ARMDN:
         smp = validation_samples(self.net, self.config, panel, val, device)
         spread = conformal_spread(smp, val.y, val.observed, self.config.scaling)
         after = validation_samples(self.net, self.config, panel, val, device, spread)
-        self.spread = [float(v) for v in spread]
+        self.spread = spread.tolist()
         self.history["calibration"] = {
             "spread": self.spread,
             "val_coverage_80": interval_coverage(smp, val.y, val.observed),
@@ -214,7 +214,7 @@ class ARMDN:
         n = panel.num_series
         fut_real, fut_cat = dynamic_features(futr, spec)
         spread = None
-        if self.spread:
+        if self.spread:  # (V, L) per validation step and level; steps past V reuse the last
             spread = np.asarray(self.spread, np.float32)
             spread = spread[np.minimum(np.arange(horizon), len(spread) - 1)]
         samples = sample_panel(

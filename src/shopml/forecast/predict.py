@@ -10,8 +10,8 @@ computed once per series.
 
 Randomness is counter-based (:func:`~shopml.forecast.mixture.counter_uniform`): every uniform is a
 hash of (seed, series key, path, step), so a series' forecast is the same whatever other series
-share the request, and whatever the chunking. After sampling, an optional per-step ``spread``
-(from calibration) rescales each step's draws around their median on the scaled axis.
+share the request, and whatever the chunking. After sampling, an optional per-step, per-level
+``spread`` (from calibration) rescales each step's draws around their median on the scaled axis.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shopml.forecast.calibration import LEVELS
 from shopml.forecast.config import ARMDNConfig
 from shopml.forecast.data import Panel, gather_windows
 from shopml.forecast.mixture import counter_uniform, mixture_sample
@@ -55,7 +56,8 @@ def sample_paths(
         num_samples: S paths per series.
         keys: ``(B,)`` int64 random-stream keys (:func:`series_keys`).
         y_cap: ``(B,)`` largest value a draw may take, in units of ``y``.
-        spread: optional ``(H,)`` calibration factors (1 = as sampled).
+        spread: optional ``(H, L)`` calibration factors (1 = as sampled), see
+            :func:`apply_spread`.
 
     Returns:
         ``(B, S, H)`` float32 samples on the original scale of ``y``.
@@ -93,11 +95,34 @@ def sample_paths(
         out[:, :, t] = z
         z_prev = z
     if spread is not None:
-        med = out.median(dim=1, keepdim=True).values  # (B, 1, H)
-        out = med + spread.to(dev)[None, None, :] * (out - med)
+        out = apply_spread(out, spread.to(dev))
         out = torch.minimum(torch.maximum(out, z_lo[..., None]), z_hi[..., None])
     y = unscale_target(out, nu[:, None, None], config.scaling)
     return y.clamp_min(0.0) if config.nonneg == "clip" else y
+
+
+def apply_spread(
+    z: torch.Tensor, spread: torch.Tensor, levels: tuple[float, ...] = LEVELS
+) -> torch.Tensor:
+    """Rescale draws ``z (B, S, H)`` around their median by ``spread (H, L)`` (calibration).
+
+    Each draw's factor is the spread interpolated (linearly, constant beyond the ends) at the
+    draw's own central level ``|2 rank / S - 1|``, so the calibrated ``levels[j]`` interval is
+    the original one stretched by ``spread[:, j]``. A ``(H,)`` spread scales every level alike.
+    """
+    med = z.median(dim=1, keepdim=True).values  # (B, 1, H)
+    if spread.dim() == 1:
+        return med + spread[None, None, :] * (z - med)
+    s = z.shape[1]
+    rank = z.argsort(dim=1).argsort(dim=1).float()  # (B, S, H)
+    c = ((rank + 0.5) * (2.0 / s) - 1.0).abs()  # central level of each draw
+    lv = torch.tensor(levels, dtype=z.dtype, device=z.device)  # (L,)
+    idx = torch.searchsorted(lv, c.contiguous()).clamp(1, len(levels) - 1)  # (B, S, H)
+    sp = spread.T  # (L, H)
+    step = torch.arange(z.shape[2], device=z.device)
+    f0, f1 = sp[idx - 1, step], sp[idx, step]
+    w = ((c - lv[idx - 1]) / (lv[idx] - lv[idx - 1])).clamp(0.0, 1.0)
+    return med + (f0 + w * (f1 - f0)) * (z - med)
 
 
 def sample_panel(
