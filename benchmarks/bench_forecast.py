@@ -231,6 +231,7 @@ def speed(args) -> None:
     fut = gather_windows(panel, idx, panel.lengths, cfg.horizon)  # covariate shapes of a horizon
     keys = series_keys(panel.uids)
     y_cap = cfg.sample_cap * observed_max(panel, idx, panel.lengths) + 1.0
+    spread = torch.ones(cfg.horizon, 5)  # (H, levels)
     for d in devices:
         net.to(d)
         for n_series_run in [n_series] if d == "cuda" else [args.cpu_series]:
@@ -252,6 +253,7 @@ def speed(args) -> None:
                         args.num_samples,
                         torch.from_numpy(keys[sl]).to(d),
                         torch.from_numpy(y_cap[sl]).to(d),
+                        spread,  # the calibration's rescaling, as predict applies it
                     )
                     out = out.cpu()
                 if d == "cuda":
