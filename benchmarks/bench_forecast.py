@@ -6,8 +6,6 @@ Modes:
                ``generate_world(scale, seed)``'s sales.parquet) and/or Dominick's orange juice
                (``--oj DIR`` from ``shopml forecast fetch-oj``). Appends to
                results/forecast_accuracy-<device>.csv.
-  experiments  the design experiments behind the defaults: target scaling (log1p vs mean) and
-               zero handling (clip vs raw draws), AR-MDN only, same windows as ``accuracy``.
   speed        training windows/s and wall time on the medium world; time to sample
                30k series x 28 days x 200 paths on the GPU and on the CPU. Appends rows in the
                project's timing schema to results/forecast_speed-<device>.csv. Imports no
@@ -36,8 +34,8 @@ from _results import append_rows, device_slug, git_sha
 HERE = Path(__file__).resolve().parent
 ACC_COLUMNS = [
     "suite", "dataset", "model", "wql", "crps", "crps_grid", "wmape", "mase", "coverage_50",
-    "coverage_80", "coverage_95", "seconds", "series", "windows", "horizon", "config_json",
-    "device", "torch", "git_sha", "timestamp",
+    "coverage_80", "coverage_90", "fallbacks", "seconds", "series", "windows", "horizon",
+    "config_json", "device", "torch", "git_sha", "timestamp",
 ]  # fmt: skip
 
 
@@ -90,7 +88,7 @@ def dataset_setup(args) -> list[tuple[str, pd.DataFrame, pd.DataFrame, dict]]:
         if args.oj is None:
             raise SystemExit("--oj DIR is needed (run `shopml forecast fetch-oj --out DIR`)")
         df, static = oj_sales(Path(args.oj))
-        cfg = dict(freq="W", horizon=8, context_length=args.context or 26)
+        cfg = dict(freq="W", horizon=8, context_length=args.context or 16)
         out.append(("dominicks-oj", df, static, cfg))
     return out
 
@@ -117,6 +115,7 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
                 ablations=with_baselines and not args.no_ablations,
                 num_samples=args.num_samples, max_series=args.max_series, fan_charts=3,
                 lightgbm_options={"max_rows": args.lgbm_rows},
+                verbose=True,
             )  # fmt: skip
             table = res["metrics"]
             if label != "default":
@@ -152,86 +151,14 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
 
 
 # ------------------------------------------------------------------------------------------------
-def experiments(args) -> None:
-    """Scaling (log1p vs mean) over several seeds; zero handling (clip vs raw draws) on the same
-    trained models, so that only the sampling rule differs. Same windows as ``accuracy``."""
-    from shopml.forecast.backtest import _score
-    from shopml.forecast.baselines import QUANTILE_GRID
-    from shopml.forecast.config import ARMDNConfig
-    from shopml.forecast.model import ARMDN
-
-    dev = device_slug()
-    path = Path(args.out_dir) / f"forecast_experiments-{dev}.csv"
-    for name, df, static, dcfg in dataset_setup(args):
-        from shopml.forecast.data import FREQ_STEP
-        from shopml.forecast.metrics import seasonal_scale
-
-        step, h = FREQ_STEP[dcfg["freq"]], dcfg["horizon"]
-        season = 7 if dcfg["freq"] == "D" else 52
-        t_end = df["ds"].max()
-        cutoffs = [t_end - (args.windows - i) * h * step for i in range(args.windows)]
-        first = df.groupby("unique_id")["ds"].min()
-        last = df.groupby("unique_id")["ds"].max()
-        need = cutoffs[0] - (3 * h + season - 1) * step
-        elig = first.index[(first <= need) & (last == t_end)].to_numpy()
-        if args.max_series and len(elig) > args.max_series:
-            elig = np.sort(np.random.default_rng(args.seed).choice(elig, args.max_series, False))
-        df_e = df[df["unique_id"].isin(elig)].reset_index(drop=True)
-        n = len(elig)
-        y = np.stack([df_e.loc[(df_e["ds"] > c) & (df_e["ds"] <= c + h * step), "y"]
-                      .to_numpy().reshape(n, h) for c in cutoffs], axis=1)  # fmt: skip
-        hist0 = df_e[df_e["ds"] <= cutoffs[0]]
-        scale = seasonal_scale([g.to_numpy() for _, g in hist0.groupby("unique_id")["y"]], season)
-        train_df = df[df["ds"] <= cutoffs[0]]
-        rows = []
-        for seed in args.seeds:
-            for scaling in ("log1p", "mean"):
-                cfg = ARMDNConfig(**dcfg, max_epochs=args.epochs, steps_per_epoch=args.steps,
-                                  batch_size=args.batch_size, hidden_size=args.hidden,
-                                  num_layers=args.layers, seed=seed, scaling=scaling,
-                                  device=args.device)  # fmt: skip
-                model = ARMDN(cfg).fit(train_df, static)
-                rules = ("clip", "none") if scaling == "log1p" else ("clip",)
-                for rule in rules:
-                    model.config = model.config.replace(nonneg=rule)
-                    smp = []
-                    for c in cutoffs:
-                        hist = df_e[df_e["ds"] <= c]
-                        fut = df_e[(df_e["ds"] > c) & (df_e["ds"] <= c + h * step)]
-                        _, s = model.predict(
-                            hist,
-                            fut.drop(columns=["y"]),
-                            h,
-                            num_samples=args.num_samples,
-                            return_samples=True,
-                        )
-                        smp.append(s.transpose(0, 2, 1))
-                    samples = np.stack(smp, axis=1)  # (n, W, H, S)
-                    grid = np.moveaxis(np.quantile(samples, QUANTILE_GRID, axis=-1), 0, -1)
-                    sc = _score(y, grid, scale, samples)
-                    row = {"suite": "forecast_experiments", "dataset": name,
-                           "model": f"armdn[scaling={scaling},nonneg={rule},seed={seed}]", **sc,
-                           "series": n, "windows": args.windows, "horizon": h,
-                           "config_json": json.dumps({**dcfg, "seed": seed, "scaling": scaling,
-                                                      "nonneg": rule, "epochs": args.epochs,
-                                                      "steps": args.steps,
-                                                      "best_val_nll": model.history["best_val_nll"]}),
-                           "device": dev, "torch": torch.__version__, "git_sha": git_sha(),
-                           "timestamp": pd.Timestamp.now(tz="UTC").isoformat()}  # fmt: skip
-                    rows.append(row)
-                    print(f"{row['model']}: wql {sc['wql']:.4f} crps {sc['crps']:.4f} "
-                          f"cov80 {sc['coverage_80']:.3f}", flush=True)  # fmt: skip
-        append_rows(path, rows, fields=ACC_COLUMNS)
-        print(md(pd.DataFrame(rows)[["model", "wql", "crps", "wmape", "mase", "coverage_80"]]))
-
-
 def speed(args) -> None:
     """Training throughput on the medium world and sampling time 30k x 28 x 200."""
+    from shopml.common.distributed import setup_distributed
     from shopml.forecast.config import ARMDNConfig
     from shopml.forecast.data import build_panel, gather_windows, validate_frame, validate_static
+    from shopml.forecast.estimator import ARMDN
     from shopml.forecast.features import fit_feature_spec
-    from shopml.forecast.model import ARMDN
-    from shopml.forecast.predict import sample_paths
+    from shopml.forecast.predict import observed_max, sample_paths, series_keys
     from shopml.forecast.train import fit_network
 
     dev = device_slug()
@@ -265,13 +192,13 @@ def speed(args) -> None:
     model.net = model._build_net()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    hist = fit_network(model.net, panel, cfg, val_size=28)
+    hist, _ = fit_network(model.net, panel, cfg, 28, setup_distributed(cfg.device))
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else float("nan")
     conf = {"scale": args.scale, "series": n_series, "rows": len(df), "batch": cfg.batch_size,
             "window": cfg.window_length, "hidden": cfg.hidden_size, "layers": cfg.num_layers,
             "K": cfg.num_components, "amp": cfg.amp, "epochs_run": hist["epochs"],
             "steps_per_epoch": cfg.steps_per_epoch, "prepare_s": t_prep, "generate_s": t_gen,
-            "wall_s": hist["wall_seconds"], "best_val_nll": hist["best_val_nll"]}  # fmt: skip
+            "wall_s": hist["wall_seconds"], "best_val_wql": hist["best_val_wql"]}  # fmt: skip
     ms_per_step = 1e3 * hist["train_seconds"] / max(1, hist["epochs"] * cfg.steps_per_epoch)
     rows.append(
         {
@@ -292,7 +219,7 @@ def speed(args) -> None:
                  "config_json": json.dumps(conf)})  # fmt: skip
     print(f"train: {hist['windows_per_second']:.0f} windows/s, {hist['epochs']} epochs, "
           f"fit wall {hist['wall_seconds']:.1f} s (+ prepare {t_prep:.1f} s), "
-          f"val NLL {hist['best_val_nll']:.4f}", flush=True)  # fmt: skip
+          f"val wQL {hist['best_val_wql']:.4f}", flush=True)  # fmt: skip
 
     # sampling: every series, 28 steps, 200 paths
     devices = (["cuda"] if torch.cuda.is_available() else []) + (
@@ -302,6 +229,9 @@ def speed(args) -> None:
     idx = np.arange(n_series)
     ctx = gather_windows(panel, idx, panel.lengths, cfg.context_length)
     fut = gather_windows(panel, idx, panel.lengths, cfg.horizon)  # covariate shapes of a horizon
+    keys = series_keys(panel.uids)
+    y_cap = cfg.sample_cap * observed_max(panel, idx, panel.lengths) + 1.0
+    spread = torch.ones(cfg.horizon, 5)  # (H, levels)
     for d in devices:
         net.to(d)
         for n_series_run in [n_series] if d == "cuda" else [args.cpu_series]:
@@ -321,6 +251,9 @@ def speed(args) -> None:
                         torch.from_numpy(fut["real"][sl]).to(d),
                         torch.from_numpy(fut["cat"][sl]).to(d),
                         args.num_samples,
+                        torch.from_numpy(keys[sl]).to(d),
+                        torch.from_numpy(y_cap[sl]).to(d),
+                        spread,  # the calibration's rescaling, as predict applies it
                     )
                     out = out.cpu()
                 if d == "cuda":
@@ -347,7 +280,7 @@ def speed(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("mode", choices=["accuracy", "experiments", "speed"])
+    p.add_argument("mode", choices=["accuracy", "speed"])
     p.add_argument("--dataset", choices=["world", "oj", "both"], default="world")
     p.add_argument("--scale", default="small")
     p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
@@ -355,17 +288,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--baselines", type=lambda s: [] if s == "none" else s.split(","),
                    default=["snaive", "ets", "croston", "tsb", "lightgbm"])  # fmt: skip
     p.add_argument("--no-ablations", action="store_true")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=14)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--context", type=int, default=0, help="0: 56 daily, 26 weekly")
+    p.add_argument("--context", type=int, default=0, help="0: 2H (the CLI's default)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--num-samples", type=int, default=200)
     p.add_argument("--max-series", type=int, default=None)
     p.add_argument("--lgbm-rows", type=int, default=300_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--threads", type=int, default=0)
@@ -380,8 +312,6 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     if args.mode == "accuracy":
         run_backtests(args, {"default": {}}, with_baselines=True, suite="forecast_accuracy")
-    elif args.mode == "experiments":
-        experiments(args)
     else:
         speed(args)
 

@@ -8,10 +8,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch.distributed as dist
 from conftest import make_sales  # noqa: E402
 
+from shopml.common.distributed import setup_distributed, teardown_distributed
 from shopml.forecast.config import ARMDNConfig
-from shopml.forecast.model import ARMDN
+from shopml.forecast.estimator import ARMDN
 
 df, st = make_sales(8, 80)
+ctx = setup_distributed("cpu")  # the worker owns the group: fit joins it and leaves it up
 m = ARMDN(
     ARMDNConfig(
         horizon=7,
@@ -31,4 +33,4 @@ equal = all((x - g[0]).abs().max().item() == 0 for x in g)
 line = f"rank {dist.get_rank()} {m.history['world_size']} {m.history['windows']} "
 # one write of a short line is atomic on a pipe: the two ranks' lines never interleave
 os.write(1, f"{line}params equal across ranks: {equal}\n".encode())
-dist.destroy_process_group()
+teardown_distributed(ctx)

@@ -104,7 +104,10 @@ def test_train_predict_backtest_on_tiny_world(tiny_world, tmp_path):
     )
     assert res.exit_code == 0, res.output
     metrics = pd.read_csv(out / "metrics.csv")
-    assert list(metrics.columns) == ["model", "wql", "crps", "wmape", "mase", "coverage_80"]
+    assert list(metrics.columns) == [
+        "model", "wql", "crps", "wmape", "mase", "coverage_50", "coverage_80", "coverage_90",
+        "fallbacks", "seconds",
+    ]  # fmt: skip
     assert metrics["model"].tolist() == ["armdn", "snaive", "lightgbm"]
     assert metrics[["wql", "crps", "wmape"]].notna().all().all()
     assert len(list(out.glob("fan_*.png"))) >= 1
@@ -158,7 +161,51 @@ def test_cli_errors_exit_2(tmp_path):
             "--out",
             str(tmp_path / "r"),
             "--freq",
-            "Q",
+            "5min",
         ],
     )
-    assert res.exit_code == 2 and "--freq" in res.output
+    assert res.exit_code == 2 and "--freq: expected one of D, W" in res.output
+
+
+def test_monthly_world_and_weekly_panel_with_gaps_backtest_end_to_end(tiny_world, tmp_path):
+    """The world aggregated to months (MS) and a weekly panel with missing weeks both go through
+    ``shopml forecast backtest`` with every baseline following the frequency."""
+    sales = pd.read_parquet(tiny_world / "sales.parquet")
+    monthly = (
+        sales.assign(ds=sales["ds"].dt.to_period("M").dt.to_timestamp())
+        .groupby(["unique_id", "ds"], as_index=False)
+        .agg(y=("y", "sum"), price=("price", "mean"), promo=("promo", "mean"))
+    )
+    monthly.to_parquet(tmp_path / "monthly.parquet")
+    weekly = (
+        sales.assign(ds=sales["ds"].dt.to_period("W-SUN").dt.start_time)
+        .groupby(["unique_id", "ds"], as_index=False)
+        .agg(y=("y", "sum"), price=("price", "mean"))
+    )
+    weekly = weekly.sample(frac=0.9, random_state=0)  # about 10% of the weeks go missing
+    weekly.to_parquet(tmp_path / "weekly.parquet")
+    runner = CliRunner()
+    for name, freq, horizon, windows in (("monthly", "MS", 2, 1), ("weekly", "W-MON", 4, 2)):
+        out = tmp_path / f"bt_{name}"
+        res = runner.invoke(
+            app,
+            [
+                "forecast", "backtest", "--data", str(tmp_path / f"{name}.parquet"),
+                "--freq", freq, "--horizon", str(horizon), "--windows", str(windows),
+                "--baselines", "snaive,ets,lightgbm", "--num-samples", "20", "--out", str(out),
+                "--device", "cpu", "--lgbm-rows", "2000", "--lgbm-trees", "5", "--max-series", "20",
+                *FAST,
+            ],
+        )  # fmt: skip
+        assert res.exit_code == 0, (name, res.output)
+        metrics = pd.read_csv(out / "metrics.csv").set_index("model")
+        assert list(metrics.index) == ["armdn", "snaive", "ets", "lightgbm"], name
+        assert metrics[["wql", "wmape", "coverage_80"]].notna().all().all(), name
+    res = runner.invoke(
+        app,
+        [
+            "forecast", "backtest", "--data", str(tmp_path / "weekly.parquet"), "--freq", "W-MON",
+            "--horizon", "4", "--missing", "refuse", "--out", str(tmp_path / "r"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "has missing periods" in res.output

@@ -67,12 +67,3 @@ def test_crps_from_quantiles_and_coverage():
     assert M.coverage([1, 2, 3, 10], [0, 0, 0, 0], [2, 2, 2, 2]) == pytest.approx(0.5)
     cov = M.interval_coverages(np.zeros(4), np.tile(np.linspace(-1, 1, 101), (4, 1)), (50, 80))
     assert cov == {"coverage_50": 1.0, "coverage_80": 1.0}
-
-
-def test_gaussian_mixture_nll_by_hand():
-    # one standard normal component at y = 0: NLL = 0.5 log(2 pi)
-    nll = M.gaussian_mixture_nll(np.zeros(3), np.zeros((3, 1)), np.zeros((3, 1)), np.ones((3, 1)))
-    assert nll == pytest.approx(0.5 * np.log(2 * np.pi))
-    # two equal components at the same place: same as one
-    nll2 = M.gaussian_mixture_nll(np.zeros(1), np.zeros((1, 2)), np.zeros((1, 2)), np.ones((1, 2)))
-    assert nll2 == pytest.approx(nll)

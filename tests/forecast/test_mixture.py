@@ -72,7 +72,7 @@ def test_sample_moments_match_analytic():
     scale = torch.tensor([[0.5, 1.0, 2.0]])
     n = 200_000
     g = torch.Generator().manual_seed(1)
-    draws = mixture_sample(logits.expand(n, 3), loc.expand(n, 3), scale.expand(n, 3), g)
+    draws = mixture_sample(logits.expand(n, 3), loc.expand(n, 3), scale.expand(n, 3), generator=g)
     mean, var = mixture_mean(logits, loc, scale), mixture_variance(logits, loc, scale)
     ref = as_torch_distribution(logits, loc, scale)
     torch.testing.assert_close(mean, ref.mean)

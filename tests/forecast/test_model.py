@@ -9,8 +9,9 @@ import torch
 
 from shopml.forecast.config import ARMDNConfig
 from shopml.forecast.data import WindowSampler, build_panel, validate_frame
+from shopml.forecast.estimator import ARMDN
 from shopml.forecast.features import fit_feature_spec
-from shopml.forecast.model import ARMDN
+from shopml.forecast.network import ARMDNNet
 from shopml.forecast.train import WindowModel, to_device, window_nll
 
 from .conftest import split_future
@@ -27,6 +28,8 @@ TINY = dict(
     batch_size=32,
     max_epochs=2,
     steps_per_epoch=10,
+    val_samples=16,
+    select_components=False,
     device="cpu",
 )
 
@@ -83,7 +86,9 @@ def test_fit_predict_save_load_round_trip(fitted, tmp_path):
     assert (fc["q0.1"] <= fc["median"]).all() and (fc["median"] <= fc["q0.9"]).all()
     np.testing.assert_allclose(fc["median"], fc["q0.5"])
     model.save(tmp_path / "run")
-    loaded = ARMDN.load(tmp_path / "run")
+    loaded = ARMDN.load(tmp_path / "run", device="cpu")
+    assert loaded.config.device == "cpu" and next(loaded.net.parameters()).device.type == "cpu"
+    assert loaded.spread == model.spread and loaded.config == model.config
     fc2 = loaded.predict(hist, futr, num_samples=100)
     pd.testing.assert_frame_equal(fc, fc2)
     for k, v in model.net.state_dict().items():
@@ -130,6 +135,7 @@ def test_mixture_learns_planted_bimodal_law_better_than_one_gaussian():
             "lr": 3e-3,
             "scale_floor": 0.02,
             "patience": 6,
+            "scaling": "log1p",  # the planted law sits at fixed units: 5 or 50
         }
     )
     nll = {}
@@ -157,8 +163,10 @@ def test_bad_inputs_raise_clear_errors(fitted):
         model.predict(pd.concat([hist, hist.iloc[:1]]), futr)
     bad = hist.copy()
     bad.loc[3, "y"] = np.nan
-    with pytest.raises(ValueError, match="column 'y' has 1 NaN"):
-        ARMDN(ARMDNConfig(**TINY)).fit(bad, static)
+    with pytest.raises(
+        ValueError, match=r"column 'y' has 1 NaN value\(s\) \(first at unique_id=100, ds=2024-01-04"
+    ):
+        ARMDN(ARMDNConfig(**TINY, missing="refuse")).fit(bad, static)
     bad = hist.copy()
     bad.loc[3, "y"] = -1.0
     with pytest.raises(ValueError, match="negative"):
@@ -167,14 +175,14 @@ def test_bad_inputs_raise_clear_errors(fitted):
     bad.loc[5, "price"] = np.nan
     with pytest.raises(ValueError, match="column 'price' has 1 NaN"):
         model.predict(bad, futr)
-    with pytest.raises(ValueError, match="regular D grid"):
-        ARMDN(ARMDNConfig(**TINY)).fit(hist.drop(index=[10]), static)
+    with pytest.raises(ValueError, match="series 100 has missing periods: 2024-01-10"):
+        ARMDN(ARMDNConfig(**TINY, missing="refuse")).fit(hist.drop(index=[10]), static)
     with pytest.raises(ValueError, match="missing column"):
         ARMDN(ARMDNConfig(**TINY)).fit(hist.drop(columns=["y"]))
     with pytest.raises(ValueError, match="'ds' should be datetime64"):
         ARMDN(ARMDNConfig(**TINY)).fit(hist.assign(ds=hist["ds"].astype(str)))
-    with pytest.raises(ValueError, match="freq"):
-        ARMDNConfig(freq="M")
+    with pytest.raises(ValueError, match="freq: expected one of D, W"):
+        ARMDNConfig(freq="5min")
     with pytest.raises(ValueError, match="fitted"):
         ARMDN().predict(hist, futr)
 
@@ -200,8 +208,6 @@ def test_weekly_frequency_and_no_covariates():
 @pytest.mark.parametrize("use_assoc", [True, False])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_decode_step_matches_lstm_forward(use_assoc, layers):
-    from shopml.forecast.model import ARMDNNet
-
     cfg = ARMDNConfig(**{**TINY, "num_layers": layers, "use_assoc_mlp": use_assoc, "dropout": 0.0})
     net = ARMDNNet(
         cfg,

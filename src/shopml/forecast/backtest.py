@@ -1,18 +1,21 @@
 """Rolling-origin backtest of AR-MDN, its ablations and the baselines on the same windows.
 
-Windows: with ``T`` the last date of the data and ``H`` the horizon, origins are
-``c_i = T - (N - i) * H`` for ``i = 0..N-1``; window ``i`` scores ``(c_i, c_i + H]``, so the N
+Windows: with ``T`` the last period of the data and ``H`` the horizon (integer positions of the
+frequency, ``frequency.py``), origins are ``c_i = T - (N - i) * H`` for ``i = 0..N-1``; window ``i`` scores ``(c_i, c_i + H]``, so the N
 windows tile the last ``N * H`` steps. Scored series: those observed from at least
 ``3 H + season`` steps before ``c_0`` through ``T`` (enough history for every baseline).
 
 Training: the global models (AR-MDN variants, LightGBM) are trained once on data up to ``c_0``
 and then condition on the history up to each origin without refitting; the local statsforecast
-models are refit at every origin (that is how they are used). No target after an origin is ever
-seen by a forecast made at that origin.
+models are refit at every origin (that is how they are used); one whose forecast of a series is
+non-finite or beyond 3x the series' history falls back to seasonal naive for that series (the
+``fallbacks`` column counts them). No target after an origin is ever seen by a forecast made at
+that origin. Missing periods (``config.missing="mask"``) are not scored.
 
 Scores: ``wql`` (quantiles 0.1..0.9), ``crps`` (exact from samples for AR-MDN; from the 19-level
 quantile grid 0.05..0.95 for quantile-only models; ``crps_grid`` gives the grid version for every
-model), ``wmape`` and ``mase`` of the median, interval coverage.
+model), ``wmape`` and ``mase`` of the median, central-interval coverage at 50/80/90% (every
+model's grid has these levels).
 """
 
 from __future__ import annotations
@@ -25,45 +28,53 @@ import numpy as np
 import pandas as pd
 
 from shopml.forecast import metrics as M
-from shopml.forecast.baselines import QUANTILE_GRID, LightGBMQuantiles, statsforecast_quantiles
+from shopml.forecast.baselines import (
+    QUANTILE_GRID,
+    LightGBMQuantiles,
+    fall_back,
+    statsforecast_quantiles,
+)
 from shopml.forecast.config import ARMDNConfig
-from shopml.forecast.data import FREQ_STEP, validate_frame, validate_static
+from shopml.forecast.data import build_panel, fill_gaps, validate_frame, validate_static
+from shopml.forecast.estimator import ARMDN
+from shopml.forecast.frequency import Frequency, parse_freq
 
 Q_INDEX = {q: i for i, q in enumerate(QUANTILE_GRID)}
 WQL_IDX = [Q_INDEX[q] for q in M.QUANTILES_WQL]
 BASELINES = ("snaive", "ets", "croston", "tsb", "lightgbm")
 ABLATIONS = {
-    "armdn_1gauss": {"num_components": 1},
-    "armdn_no_assoc": {"use_assoc_mlp": False},
+    "armdn_1gauss": {"num_components": 1, "select_components": False},
+    "armdn_no_assoc": {"use_assoc_mlp": False, "select_components": False},
 }
-METRICS_COLUMNS = ["model", "wql", "crps", "wmape", "mase", "coverage_80"]
-
-
-def season_of(freq: str) -> int:
-    return 7 if freq == "D" else 52
+LEVELS = (50, 80, 90)
+METRICS_COLUMNS = ["model", "wql", "crps", "wmape", "mase"] + [f"coverage_{v}" for v in LEVELS]
 
 
 def _score(
-    y: np.ndarray, grid: np.ndarray, scale: np.ndarray, samples: np.ndarray | None
+    y: np.ndarray,
+    observed: np.ndarray,
+    grid: np.ndarray,
+    scale: np.ndarray,
+    samples: np.ndarray | None,
 ) -> dict[str, float]:
-    """Scores of one model. ``y (n, W, H)``, ``grid (n, W, H, 19)``, ``samples (n, W, H, S)``."""
+    """Scores of one model on the observed actuals. ``y, observed (n, W, H)``,
+    ``grid (n, W, H, 19)``, ``samples (n, W, H, S)``."""
     n = y.shape[0]
+    yo, go = y[observed], grid[observed]  # (m,), (m, 19)
     median = grid[..., Q_INDEX[0.5]]
     out = {
-        "wql": M.weighted_quantile_loss(y, grid[..., WQL_IDX], M.QUANTILES_WQL),
-        "crps_grid": float(M.crps_from_quantiles(y, grid, QUANTILE_GRID).sum() / np.abs(y).sum()),
-        "wmape": M.wmape(y, median),
+        "wql": M.weighted_quantile_loss(yo, go[:, WQL_IDX], M.QUANTILES_WQL),
+        "crps_grid": float(M.crps_from_quantiles(yo, go, QUANTILE_GRID).sum() / np.abs(yo).sum()),
+        "wmape": M.wmape(yo, median[observed]),
         "mase": M.mase(y.reshape(n, -1), median.reshape(n, -1), scale),
-        "coverage_50": M.coverage(y, grid[..., Q_INDEX[0.25]], grid[..., Q_INDEX[0.75]]),
-        "coverage_80": M.coverage(y, grid[..., Q_INDEX[0.1]], grid[..., Q_INDEX[0.9]]),
-        "coverage_95": float("nan"),
     }
-    if samples is not None:
-        out["crps"] = M.weighted_crps(y, samples)
-        lo, hi = np.quantile(samples, [0.025, 0.975], axis=-1)
-        out["coverage_95"] = M.coverage(y, lo, hi)
-    else:
-        out["crps"] = out["crps_grid"]
+    for level in LEVELS:
+        a = round((1 - level / 100) / 2, 3)
+        lo, hi = go[:, Q_INDEX[round(a, 2)]], go[:, Q_INDEX[round(1 - a, 2)]]
+        out[f"coverage_{level}"] = M.coverage(yo, lo, hi)
+    out["crps"] = (
+        M.weighted_crps(yo, samples[observed]) if samples is not None else out["crps_grid"]
+    )
     return out
 
 
@@ -84,7 +95,9 @@ def backtest(
     """Run the backtest; write ``out_dir/metrics.csv`` and fan charts when ``out_dir`` is given.
 
     Args:
-        df, static_df: the data (``df`` with covariates, see ``data.py``).
+        df, static_df: the data (``df`` with covariates, see ``data.py``); gaps are handled as
+            ``config.missing`` says (masked actuals are not scored; baselines read the filled
+            series).
         config: AR-MDN configuration (``freq`` and ``horizon`` define the windows).
         windows: N rolling origins.
         baselines: subset of ``snaive, ets, croston, tsb, lightgbm``.
@@ -94,115 +107,140 @@ def backtest(
             ``n_estimators``, ...).
 
     Returns:
-        ``{"metrics": DataFrame (one row per model), "timings": {...}, "series": n, ...}``.
+        ``{"metrics": DataFrame (one row per model), "timings": {...}, "series": n,
+        "fallbacks": {model: series that fell back to seasonal naive}, ...}``.
     """
-    from shopml.forecast.model import ARMDN
-
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"baselines: expected names in {list(BASELINES)}, found {unknown}")
     if windows < 1:
         raise ValueError(f"windows: expected >= 1, found {windows}")
-    freq, h = config.freq, config.horizon
-    step, season = FREQ_STEP[freq], season_of(freq)
-    df = validate_frame(df, "df", freq)
+    fq = parse_freq(config.freq)
+    h, season = config.horizon, fq.season
+    df = validate_frame(df, "df", config.freq, missing=config.missing)
     static_df = validate_static(static_df)
-    t_end = df["ds"].max()
-    cutoffs = [t_end - (windows - i) * h * step for i in range(windows)]
-    first = df.groupby("unique_id")["ds"].min()
-    last = df.groupby("unique_id")["ds"].max()
-    need_start = cutoffs[0] - (3 * h + season - 1) * step
+    full, observed = fill_gaps(df, config.freq, config.missing)
+    pos = fq.positions(full["ds"])
+    full_pos = pd.Series(pos, index=full.index)
+    first = full_pos.groupby(full["unique_id"], sort=True).min()
+    last = full_pos.groupby(full["unique_id"], sort=True).max()
+    t_end = int(last.max())
+    cutoffs = [t_end - (windows - i) * h for i in range(windows)]
+    need_start = cutoffs[0] - (3 * h + season - 1)
     elig = first.index[(first <= need_start) & (last == t_end)].to_numpy()
     if len(elig) == 0:
         raise ValueError(
-            f"df: no series spans {need_start.date()}..{t_end.date()}; expected series with at "
-            f"least {3 * h + season} observations before the first origin for windows={windows}, "
-            f"horizon={h}"
+            f"df: no series spans {fq.dates([need_start], full['ds'].iloc[0])[0].date()}.."
+            f"{fq.dates([t_end], full['ds'].iloc[0])[0].date()}; expected series with at least "
+            f"{3 * h + season} periods before the first origin for windows={windows}, horizon={h}"
         )
     if max_series is not None and len(elig) > max_series:
         elig = np.sort(np.random.default_rng(config.seed).choice(elig, max_series, replace=False))
-    df_e = df[df["unique_id"].isin(elig)].reset_index(drop=True)
+    keep = full["unique_id"].isin(elig).to_numpy()
+    full_e, obs_e, pos_e = full[keep].reset_index(drop=True), observed[keep], pos[keep]
+    # history as the model reads it: every period up to the origin, gaps as NaN targets
+    hist_e = full_e.assign(y=full_e["y"].where(obs_e))
     n = len(elig)
-    y_true = np.stack(
-        [
-            df_e.loc[(df_e["ds"] > c) & (df_e["ds"] <= c + h * step), "y"].to_numpy().reshape(n, h)
-            for c in cutoffs
-        ],
-        axis=1,
-    )  # (n, W, H)
-    hist0 = df_e[df_e["ds"] <= cutoffs[0]]
+    win = [(pos_e > c) & (pos_e <= c + h) for c in cutoffs]
+    y_true = np.stack([full_e.loc[w, "y"].to_numpy().reshape(n, h) for w in win], axis=1)
+    obs_true = np.stack([obs_e[w].reshape(n, h) for w in win], axis=1)  # (n, W, H)
+    hist0 = full_e[pos_e <= cutoffs[0]]
     scale = M.seasonal_scale([g.to_numpy() for _, g in hist0.groupby("unique_id")["y"]], season)
     grids: dict[str, np.ndarray] = {}
     samples: dict[str, np.ndarray] = {}
     timings: dict[str, float] = {}
     train_info: dict[str, Any] = {}
+    fallbacks: dict[str, int] = {}
 
     # --- AR-MDN and ablations: train once on data up to c_0 -------------------------------
     variants = {"armdn": {}}
+    armdn_model = ARMDN(config)
     if ablations:
         variants.update(ABLATIONS)
-    train_df = df[df["ds"] <= cutoffs[0]]
+    train_df = df[fq.positions(df["ds"]) <= cutoffs[0]]
     for name, change in variants.items():
         t0 = time.perf_counter()
-        model = ARMDN(config.replace(**change)).fit(train_df, static_df, verbose=verbose)
+        same = armdn_model.candidates.get("K=1") if name == "armdn_1gauss" else None
+        if same is not None:  # selection already fitted the one-Gaussian model: the same fit
+            model = same
+        else:
+            model = ARMDN(config.replace(**change)).fit(train_df, static_df, verbose=verbose)
         smp = []
-        for c in cutoffs:
-            hist = df_e[df_e["ds"] <= c]
-            fut = df_e[(df_e["ds"] > c) & (df_e["ds"] <= c + h * step)].drop(columns=["y"])
+        for c, w in zip(cutoffs, win, strict=True):
+            hist = hist_e[pos_e <= c]
+            fut = full_e[w].drop(columns=["y"])
             _, s = model.predict(hist, fut, h, num_samples=num_samples, return_samples=True)
             smp.append(s.transpose(0, 2, 1))  # (n, H, S)
         samples[name] = np.stack(smp, axis=1)  # (n, W, H, S)
         grids[name] = np.moveaxis(np.quantile(samples[name], QUANTILE_GRID, axis=-1), 0, -1)
         timings[name] = time.perf_counter() - t0
         train_info[name] = {k: v for k, v in model.history.items() if k != "curve"}
+        train_info[name]["config"] = {"num_components": model.config.num_components}
         if name == "armdn":
             armdn_model = model
 
-    # --- statsforecast: refit at every origin ----------------------------------------------
+    # --- statsforecast: refit at every origin; a series that blows up falls back -----------
     stats = [b for b in baselines if b != "lightgbm"]
     if stats:
-        t0 = time.perf_counter()
-        per_window = [
-            statsforecast_quantiles(df_e[df_e["ds"] <= c], h, freq, season, stats) for c in cutoffs
-        ]
-        for name in stats:
-            grids[name] = np.stack([w[name] for w in per_window], axis=1)
-        timings["statsforecast"] = time.perf_counter() - t0
+        hists = [full_e[pos_e <= c] for c in cutoffs]
+        hist_max = np.stack([g.groupby("unique_id", sort=True)["y"].max() for g in hists], 1)
+        sf = fq.statsforecast_freq
+        snaive = None
+        for name in ["snaive", *[s for s in stats if s != "snaive"]]:
+            t0 = time.perf_counter()
+            grid = np.stack(
+                [statsforecast_quantiles(g, h, sf, season, name) for g in hists], axis=1
+            )  # (n, W, H, 19)
+            if snaive is None:
+                snaive = grid
+            else:
+                flat, bad = fall_back(
+                    grid.reshape(n * windows, h, -1),
+                    snaive.reshape(n * windows, h, -1),
+                    hist_max.reshape(-1),
+                )
+                grid = flat.reshape(grid.shape)
+                fallbacks[name] = int(bad.reshape(n, windows).any(axis=1).sum())
+            timings[name] = time.perf_counter() - t0
+            if name in stats:
+                grids[name] = grid
 
     # --- LightGBM: trained once on targets up to c_0 ----------------------------------------
     if "lightgbm" in baselines:
-        from shopml.forecast.data import build_panel
-
         t0 = time.perf_counter()
         spec = armdn_model.spec
-        panel = build_panel(df, spec, static_df, armdn_model.train_uids)
-        pos_c0 = (cutoffs[0] - df.groupby("unique_id", sort=True)["ds"].min()) // step + 1
-        cutoff_pos = np.clip(pos_c0.to_numpy().astype(np.int64), 0, panel.lengths)
-        lgbm = LightGBMQuantiles(h, season, seed=config.seed, **(lightgbm_options or {}))
+        panel = build_panel(full, spec, static_df, armdn_model.train_uids, observed)
+        cutoff_pos = np.clip((cutoffs[0] - first).to_numpy() + 1, 0, panel.lengths)
+        fixed = fq.kind in ("D", "W", "h")
+        lgbm = LightGBMQuantiles(
+            h,
+            season,
+            long_window=28 if fixed else season,
+            stride={"D": 7, "W": 7, "h": 24}.get(fq.kind, 1),
+            seed=config.seed,
+            **(lightgbm_options or {}),
+        )
         lgbm.fit(panel, cutoff_pos)
         sidx = pd.Index(panel.uids).get_indexer(elig)
-        first_e = pd.DatetimeIndex(first.loc[elig].to_numpy())
-        grids["lightgbm"] = np.stack(
-            [
-                lgbm.predict(panel, sidx, np.asarray((c - first_e) // step, dtype=np.int64))
-                for c in cutoffs
-            ],
-            axis=1,
-        )
+        first_e = first.loc[elig].to_numpy()
+        grids["lightgbm"] = np.stack([lgbm.predict(panel, sidx, c - first_e) for c in cutoffs], 1)
         timings["lightgbm"] = time.perf_counter() - t0
 
     rows = []
     for name, grid in grids.items():
-        row = {"model": name, **_score(y_true, grid, scale, samples.get(name))}
-        row["seconds"] = timings.get(name, timings.get("statsforecast", float("nan")))
+        row = {"model": name, **_score(y_true, obs_true, grid, scale, samples.get(name))}
+        row["seconds"] = timings.get(name, float("nan"))
+        row["fallbacks"] = fallbacks.get(name, 0)
         rows.append(row)
     table = pd.DataFrame(rows)
+    origin_dates = fq.dates(cutoffs, full["ds"].iloc[0])
     result = {
         "metrics": table,
         "timings": timings,
         "train": train_info,
         "series": n,
-        "cutoffs": [str(c.date()) for c in cutoffs],
+        "fallbacks": fallbacks,
+        "cutoffs": [str(c.date()) for c in origin_dates],
         "y_true": y_true,
         "grids": grids,
     }
@@ -211,10 +249,10 @@ def backtest(
         from shopml.common.io import atomic_path
 
         with atomic_path(out_dir / "metrics.csv") as tmp:
-            table[METRICS_COLUMNS].to_csv(tmp, index=False)
+            table[[*METRICS_COLUMNS, "fallbacks", "seconds"]].to_csv(tmp, index=False)
         if fan_charts > 0:
             result["fan_charts"] = write_fan_charts(
-                out_dir, df_e, elig, cutoffs, y_true, grids["armdn"], h, step, fan_charts
+                out_dir, full_e, elig, list(origin_dates), y_true, grids["armdn"], h, fq, fan_charts
             )
     return result
 
@@ -227,7 +265,7 @@ def write_fan_charts(
     y_true: np.ndarray,
     grid: np.ndarray,
     horizon: int,
-    step: pd.Timedelta,
+    fq: Frequency,
     count: int,
 ) -> list[str]:
     """Fan charts (10-90% and 25-75% bands, median) of the highest-volume series."""
@@ -243,11 +281,12 @@ def write_fan_charts(
     for i in top:
         uid = uids[i]
         series = df[df["unique_id"] == uid]
-        tail = series[series["ds"] > cutoffs[0] - 3 * horizon * step]
+        c0 = fq.positions([cutoffs[0]])[0]
+        tail = series[fq.positions(series["ds"]) > c0 - 3 * horizon]
         fig, ax = plt.subplots(figsize=(9, 3.2))
         ax.plot(tail["ds"], tail["y"], color="black", lw=1, label="actual")
         for w, c in enumerate(cutoffs):
-            ds = pd.date_range(c + step, periods=horizon, freq=step)
+            ds = fq.dates(fq.positions([c])[0] + np.arange(1, horizon + 1), c)
             g = grid[i, w]
             ax.fill_between(
                 ds,

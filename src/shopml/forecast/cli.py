@@ -1,4 +1,9 @@
-"""``shopml forecast``: train, predict and backtest AR-MDN (thin; work lives in shopml.forecast)."""
+"""``shopml forecast``: train, predict and backtest AR-MDN (thin; work lives in shopml.forecast).
+
+The one entry point, also for data-parallel training under torchrun::
+
+    torchrun --nproc_per_node 8 -m shopml.forecast.cli train --data world/ --out run/ --horizon 28
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,36 @@ DataOpt = Annotated[
 StaticOpt = Annotated[
     Path | None, typer.Option("--static", help="Static attributes table (unique_id + columns).")
 ]
-FreqOpt = Annotated[str, typer.Option("--freq", help="D (daily) or W (weekly).")]
+FreqOpt = Annotated[
+    str, typer.Option("--freq", help="D, W (or W-<DAY>), MS, M, QS, Q or H: the spacing of ds.")
+]
+MissingOpt = Annotated[
+    str,
+    typer.Option(
+        "--missing",
+        help="Missing periods / NaN sales: mask (not scored, input carried forward), zero, refuse.",
+    ),
+]
+SelectOpt = Annotated[
+    bool,
+    typer.Option(
+        "--select/--no-select",
+        help="Also fit the one-Gaussian model; keep the better on validation wQL.",
+    ),
+]
+ScalingOpt = Annotated[
+    str,
+    typer.Option(
+        "--scaling", help="Target scaling: logmean (log1p(y) - log(level)), log1p or mean."
+    ),
+]
+CalibrateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Conformal calibration of the spread per horizon step on validation horizons.",
+    ),
+]
 
 
 def _load(data: Path, static: Path | None):
@@ -33,9 +67,9 @@ def _load(data: Path, static: Path | None):
 
 def _config(freq: str, horizon: int, **kw):
     from shopml.forecast.config import ARMDNConfig
+    from shopml.forecast.frequency import parse_freq
 
-    if freq not in ("D", "W"):
-        raise ValueError(f"--freq: expected D or W, found {freq!r}")
+    parse_freq(freq, "--freq")
     return ARMDNConfig(freq=freq, horizon=horizon, **{k: v for k, v in kw.items() if v is not None})
 
 
@@ -48,19 +82,24 @@ def train(
     static: StaticOpt = None,
     freq: FreqOpt = "D",
     context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 14,
     steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 256,
     components: Annotated[int, typer.Option(help="Gaussians in the mixture (K).")] = 3,
     hidden: Annotated[int, typer.Option(help="LSTM width.")] = 64,
     val_size: Annotated[int | None, typer.Option(help="Held-out steps (default H).")] = None,
+    missing: MissingOpt = "mask",
+    scaling: ScalingOpt = "logmean",
+    select: SelectOpt = True,
+    calibrate: CalibrateOpt = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Train AR-MDN on a sales table and save it into --out."""
+    """Train AR-MDN on a sales table and save it into --out (under torchrun: data parallel)."""
+    from shopml.common.distributed import setup_distributed, teardown_distributed
     from shopml.common.io import write_json
-    from shopml.forecast.model import ARMDN
+    from shopml.forecast.estimator import ARMDN
 
     cfg = _config(
         freq,
@@ -71,19 +110,35 @@ def train(
         batch_size=batch_size,
         num_components=components,
         hidden_size=hidden,
+        missing=missing,
+        scaling=scaling,
+        select_components=select,
+        calibrate=calibrate,
         device=device,
         amp=amp,
         seed=seed,
     )
     df, static_df = _load(data, static)
-    model = ARMDN(cfg).fit(df, static_df, val_size=val_size, verbose=True)
-    model.save(out)
-    write_json(Path(out) / "history.json", model.history)
+    ctx = setup_distributed(cfg.device)
+    try:
+        model = ARMDN(cfg.replace(device=str(ctx.device))).fit(
+            df, static_df, val_size=val_size, verbose=True
+        )
+        if ctx.is_main:
+            model.save(out)
+            write_json(Path(out) / "history.json", model.history)
+    finally:
+        teardown_distributed(ctx)
+    if not ctx.is_main:
+        return
     h = model.history
+    cal = h.get("calibration", {})
     typer.echo(
-        f"trained AR-MDN on {df['unique_id'].nunique()} series: best val NLL "
-        f"{h['best_val_nll']:.4f} (epoch {h['best_epoch']}), {h['windows_per_second']:.0f} "
-        f"windows/s on {h['device']}; saved to {out}"
+        f"trained AR-MDN on {df['unique_id'].nunique()} series: K={model.config.num_components} "
+        f"(validation wQL {h.get('selection')}), best epoch {h['best_epoch']}, "
+        f"{h['windows_per_second']:.0f} windows/s on {h['device']} x {h['world_size']}; "
+        f"validation 80% coverage {cal.get('val_coverage_80', float('nan')):.3f} -> "
+        f"{cal.get('val_coverage_80_calibrated', float('nan')):.3f} calibrated; saved to {out}"
     )
 
 
@@ -105,7 +160,7 @@ def predict(
     """Forecast the horizon after each series of --data; write mean, median and quantiles."""
     from shopml.common.io import read_table, write_parquet
     from shopml.forecast.data import is_world_dir, join_calendar
-    from shopml.forecast.model import ARMDN
+    from shopml.forecast.estimator import ARMDN
 
     try:
         qs = tuple(float(q) for q in quantiles.split(",") if q.strip())
@@ -113,13 +168,13 @@ def predict(
         raise ValueError(
             f"--quantiles: expected comma-separated numbers, found {quantiles!r}"
         ) from exc
-    m = ARMDN.load(model)
+    m = ARMDN.load(model, device=device)
     df, _ = _load(data, None)
     futr_df = read_table(futr, "--futr") if futr is not None else None
     if futr_df is not None and is_world_dir(data) and (data / "calendar.parquet").is_file():
         futr_df["ds"] = futr_df["ds"].astype("datetime64[ns]")
         futr_df = join_calendar(futr_df, read_table(data / "calendar.parquet"))
-    fc = m.predict(df, futr_df, horizon, num_samples=num_samples, quantiles=qs, device=device)
+    fc = m.predict(df, futr_df, horizon, num_samples=num_samples, quantiles=qs)
     write_parquet(out, fc)
     typer.echo(f"wrote {len(fc)} forecast rows for {fc['unique_id'].nunique()} series to {out}")
 
@@ -137,8 +192,12 @@ def backtest(
         str, typer.Option(help="Comma-separated: snaive,ets,croston,tsb,lightgbm (or 'none').")
     ] = "snaive,ets,croston,lightgbm",
     ablations: Annotated[bool, typer.Option(help="Also run the AR-MDN ablations.")] = False,
+    missing: MissingOpt = "mask",
+    scaling: ScalingOpt = "logmean",
+    select: SelectOpt = True,
+    calibrate: CalibrateOpt = True,
     context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 14,
     steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 256,
     num_samples: Annotated[int, typer.Option(help="Sample paths per series.")] = 200,
@@ -159,6 +218,10 @@ def backtest(
         max_epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,
+        missing=missing,
+        scaling=scaling,
+        select_components=select,
+        calibrate=calibrate,
         device=device,
         seed=seed,
     )
@@ -176,10 +239,10 @@ def backtest(
         verbose=True,
         lightgbm_options={"max_rows": lgbm_rows, "n_estimators": lgbm_trees},
     )
+    from shopml.forecast.backtest import METRICS_COLUMNS
+
     table = res["metrics"]
-    typer.echo(
-        table[["model", "wql", "crps", "wmape", "mase", "coverage_80"]].to_string(index=False)
-    )
+    typer.echo(table[[*METRICS_COLUMNS, "fallbacks"]].to_string(index=False))
     typer.echo(
         f"{res['series']} series, origins {res['cutoffs']}; wrote {Path(out) / 'metrics.csv'}"
     )
@@ -197,3 +260,7 @@ def fetch_oj(
 
     paths = fetch_orange_juice(out)
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":
+    app()

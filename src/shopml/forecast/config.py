@@ -5,17 +5,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-FREQS = ("D", "W")
-SCALINGS = ("log1p", "mean")
+from shopml.forecast.frequency import parse_freq
+
+SCALINGS = ("log1p", "logmean", "mean")
 NONNEG = ("clip", "none")
 
 
 @dataclass(frozen=True)
 class ARMDNConfig:
-    """Hyper-parameters of :class:`shopml.forecast.model.ARMDN`.
+    """Hyper-parameters of :class:`shopml.forecast.estimator.ARMDN`.
 
     Attributes:
-        freq: ``"D"`` (daily) or ``"W"`` (weekly) spacing of ``ds``.
+        freq: spacing of ``ds``: ``D``, ``W`` (any ``W-<DAY>``), ``MS``, ``M``, ``QS``, ``Q``,
+            ``H`` (see ``frequency.py``).
+        missing: gaps and NaN targets: ``"mask"`` (unobserved: never scored, input carried
+            forward), ``"zero"`` (zero sales) or ``"refuse"`` (a ValueError).
         horizon: number of future steps forecast at once (``H``).
         context_length: observed steps the LSTM reads before forecasting; training windows are
             ``context_length + horizon`` long.
@@ -27,19 +31,33 @@ class ARMDNConfig:
         id_embedding_dim: width of the series (product) embedding; 0 disables it.
         max_embedding_dim: cap of the ``min(cap, (cardinality + 1) // 2)`` rule for other embeddings.
         dropout: dropout between LSTM layers and inside the MLP.
-        scaling: ``"log1p"`` (model ``log(1 + y)``) or ``"mean"`` (model ``y / (1 + mean context
-            y)``, DeepAR's scaling). See ``data.py`` for the experiment behind the default.
+        scaling: ``"log1p"`` (model ``log(1 + y)``), ``"logmean"`` (``log(1 + y) - log(nu)``,
+            the log scale centred on the series' level ``nu = 1 + mean context y``) or ``"mean"``
+            (model ``y / nu``, DeepAR's scaling). See ``data.py`` for the experiments.
         scale_floor: minimum component scale, in the scaled target's units.
+        scale_ceiling: maximum component scale, in the scaled target's units (log1p: 2.0 lets one
+            standard deviation span a factor e^2 = 7.4 of demand).
+        sample_cap: every draw (fed back or returned) is clipped to ``sample_cap`` times the
+            series' largest observed value (+1), so a sampled spike cannot breed bigger ones;
+            0 disables the cap.
+        select_components: also fit the one-Gaussian model and keep whichever scores the lower
+            validation wQL (so the full model is never worse than its ablation on validation).
+        calibrate: rescale the spread of the forecast around its median per horizon step so that
+            the 80% interval covers 80% of the validation windows (split conformal).
+        val_samples: sample paths per validation series (early stopping and calibration).
+        val_series: at most this many validation series (random, seeded) to bound its cost.
         nonneg: ``"clip"`` maps negative draws to 0 (a point mass at zero, the censored-Gaussian
             reading of the mixture); ``"none"`` keeps them (for the experiment only).
         batch_size, lr, weight_decay, grad_clip: optimiser settings (Adam).
-        max_epochs, steps_per_epoch, patience: training length; early stopping on validation NLL.
+        max_epochs, steps_per_epoch, patience: training length; early stopping on the validation
+            wQL of sampled forecasts.
         seed: seeds window sampling, initialisation and sampling paths.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         amp: run the network under bf16 autocast on CUDA (the mixture stays fp32).
     """
 
     freq: str = "D"
+    missing: str = "mask"
     horizon: int = 28
     context_length: int = 56
     num_components: int = 3
@@ -51,14 +69,20 @@ class ARMDNConfig:
     id_embedding_dim: int = 16
     max_embedding_dim: int = 16
     dropout: float = 0.1
-    scaling: str = "log1p"
+    scaling: str = "logmean"
     scale_floor: float = 0.05
+    scale_ceiling: float = 2.0
+    sample_cap: float = 3.0
+    select_components: bool = True
+    calibrate: bool = True
+    val_samples: int = 64
+    val_series: int = 500
     nonneg: str = "clip"
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 0.0
     grad_clip: float = 10.0
-    max_epochs: int = 20
+    max_epochs: int = 14
     steps_per_epoch: int = 100
     patience: int = 4
     seed: int = 0
@@ -66,8 +90,13 @@ class ARMDNConfig:
     amp: bool = False
 
     def __post_init__(self) -> None:
+        parse_freq(self.freq)
         checks = [
-            ("freq", self.freq in FREQS, f"one of {FREQS}"),
+            ("missing", self.missing in ("mask", "zero", "refuse"), "mask, zero or refuse"),
+            ("scale_ceiling", self.scale_ceiling > self.scale_floor, "> scale_floor"),
+            ("sample_cap", self.sample_cap >= 0, ">= 0"),
+            ("val_samples", self.val_samples >= 1, ">= 1"),
+            ("val_series", self.val_series >= 1, ">= 1"),
             ("horizon", self.horizon >= 1, ">= 1"),
             ("context_length", self.context_length >= 1, ">= 1"),
             ("num_components", self.num_components >= 1, ">= 1"),

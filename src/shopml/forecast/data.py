@@ -10,17 +10,17 @@ Memory: a :class:`Panel` stores every series once, concatenated (``y (N,)``, ``r
 ``L = context + horizon`` are gathered per batch from random (series, end) pairs, so a panel of
 30k series x 2 years costs its own size (about 22M rows), never ``#windows x L``.
 
-Scaling (``ARMDNConfig.scaling``): ``"log1p"`` models ``z = log(1 + y)``, ``"mean"`` models
-``z = y / nu`` with ``nu = 1 + mean(context y)`` (DeepAR). Both also feed ``log(nu)`` to the
-network so that it knows the series' level. The default is ``log1p``, chosen by experiment
-(``benchmarks/bench_forecast.py experiments``: small world, 500 series, 2 x 28-day windows, 3 seeds;
-benchmarks/README.md): wQL 0.6765 +- 0.0027 with ``log1p`` against 0.6990 +- 0.0061 with mean
-scaling (lower in every seed; CRPS likewise). Demand multipliers in retail (price elasticity,
-promotions, festival lifts) are multiplicative, which Gaussians on ``log(1 + y)`` represent with fixed
-shapes, and slow movers are not squeezed next to zero. Zeros: negative draws are clipped to 0
-(``nonneg="clip"``), reading the mixture as a censored Gaussian with a point mass at zero; on the
-same trained models this lowered wQL in every seed (0.6765 against 0.6795 for raw draws) and keeps
-every path non-negative.
+Scaling (``ARMDNConfig.scaling``): ``"logmean"`` (default) models ``z = log(1 + y) - log(nu)``
+with ``nu = 1 + mean(context y)``, ``"log1p"`` models ``z = log(1 + y)``, ``"mean"`` models
+``z = y / nu`` (DeepAR). All feed ``log(nu)`` to the network. Demand multipliers in retail (price
+elasticity, promotions, festival lifts) are multiplicative, which Gaussians on a log scale
+represent with fixed shapes (on the small world log1p beat mean scaling in 3 of 3 seeds, wQL
+0.6765 vs 0.6990, benchmarks/README.md). Centring the log scale on the series' level matters when
+levels are far from 1: on Dominick's OJ (weekly sales in the thousands, ``log1p(y)`` about 9) the
+validation wQL of the K=3 model was 0.455 after 2 epochs with ``logmean`` against 0.595 after 14
+with ``log1p``, whose LSTM inputs and mixture locations had to travel to 9 first. Zeros: draws
+below ``y = 0`` are clipped to 0 (``nonneg="clip"``), reading the mixture as a censored Gaussian
+with a point mass at zero.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from shopml.forecast.features import FeatureSpec, dynamic_features, static_features
+from shopml.forecast.frequency import parse_freq
 
-FREQ_STEP = {"D": pd.Timedelta(days=1), "W": pd.Timedelta(days=7)}
+MISSING = ("mask", "zero", "refuse")
 
 
 def _fail(msg: str) -> None:
@@ -41,30 +42,40 @@ def _fail(msg: str) -> None:
 
 
 def validate_frame(
-    df: Any, name: str, freq: str, require_y: bool = True, covariates: list[str] | None = None
+    df: Any,
+    name: str,
+    freq: str,
+    require_y: bool = True,
+    covariates: list[str] | None = None,
+    missing: str = "refuse",
 ) -> pd.DataFrame:
     """Check a long frame and return a sorted copy (by ``unique_id, ds``).
 
     Checks: a DataFrame; columns ``unique_id, ds`` (and ``y`` when ``require_y``); ``ds`` a
-    datetime; no duplicate ``(unique_id, ds)``; no NaN in any column; ``y`` finite and >= 0; each
-    series on a regular ``freq`` grid without gaps; the ``covariates`` present when given.
+    datetime on the ``freq`` grid (see ``frequency.py``); no duplicate ``(unique_id, ds)``; no NaN
+    in a covariate; ``y`` finite and >= 0; the ``covariates`` present when given. Gaps (missing
+    periods inside a series) and NaN targets are refused when ``missing="refuse"``; otherwise they
+    are left for :func:`fill_gaps` (``"mask"``: unobserved; ``"zero"``: zero sales).
 
     Raises:
-        ValueError: naming the frame, the column or series, what was expected and what was found.
+        ValueError: naming the frame, the column, the series and the date, what was expected and
+            what was found.
     """
     if not isinstance(df, pd.DataFrame):
         _fail(f"{name}: expected a pandas DataFrame, found {type(df).__name__}")
-    if freq not in FREQ_STEP:
-        _fail(f"freq: expected one of {list(FREQ_STEP)}, found {freq!r}")
+    fq = parse_freq(freq)
+    if missing not in MISSING:
+        _fail(f"missing: expected one of {list(MISSING)}, found {missing!r}")
     need = ["unique_id", "ds"] + (["y"] if require_y else []) + list(covariates or [])
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        _fail(f"{name}: missing column(s) {missing}; found {list(df.columns)}")
+    missing_cols = [c for c in need if c not in df.columns]
+    if missing_cols:
+        _fail(f"{name}: missing column(s) {missing_cols}; found {list(df.columns)}")
     if len(df) == 0:
         _fail(f"{name}: expected at least one row, found an empty frame")
     if not pd.api.types.is_datetime64_any_dtype(df["ds"]):
         _fail(f"{name}: column 'ds' should be datetime64, found dtype {df['ds'].dtype}")
-    nan_cols = [c for c in df.columns if df[c].isna().any()]
+    nan_ok = {"y"} if missing != "refuse" else set()
+    nan_cols = [c for c in df.columns if c not in nan_ok and df[c].isna().any()]
     if nan_cols:
         c = nan_cols[0]
         bad = df.loc[df[c].isna(), ["unique_id", "ds"]].iloc[0]
@@ -83,8 +94,12 @@ def validate_frame(
         if not pd.api.types.is_numeric_dtype(df["y"]):
             _fail(f"{name}: column 'y' should be numeric, found dtype {df['y'].dtype}")
         y = df["y"].to_numpy(np.float64)
-        if not np.isfinite(y).all():
-            _fail(f"{name}: column 'y' has infinite values; expected finite sales")
+        if np.isinf(y).any():
+            row = df.loc[np.isinf(y), ["unique_id", "ds"]].iloc[0]
+            _fail(
+                f"{name}: column 'y' has infinite values (first unique_id={row['unique_id']}, "
+                f"ds={row['ds']}); expected finite sales"
+            )
         if (y < 0).any():
             row = df.loc[df["y"] < 0, ["unique_id", "ds", "y"]].iloc[0]
             _fail(
@@ -92,18 +107,73 @@ def validate_frame(
                 f"unique_id={row['unique_id']}, ds={row['ds']}, y={row['y']}); expected sales >= 0"
             )
     out = df.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
-    step = FREQ_STEP[freq]
-    gaps = out["ds"].diff()
-    first = out["unique_id"].ne(out["unique_id"].shift())
-    bad = (~first) & (gaps != step)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        _fail(
-            f"{name}: series {out['unique_id'].iloc[i]} is not on a regular {freq} grid: "
-            f"{out['ds'].iloc[i - 1]} is followed by {out['ds'].iloc[i]} (expected a step of "
-            f"{step}); fill missing dates or resample first"
-        )
+    pos = fq.positions(out["ds"], f"{name}.ds")
+    if missing == "refuse":
+        first = out["unique_id"].ne(out["unique_id"].shift()).to_numpy()
+        bad = (~first) & (np.diff(pos, prepend=pos[:1]) != 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            _fail(
+                f"{name}: series {out['unique_id'].iloc[i]} has missing periods: "
+                f"{out['ds'].iloc[i - 1]} is followed by {out['ds'].iloc[i]} on a {freq} grid; "
+                "expected consecutive periods (or use missing='mask' / --missing mask)"
+            )
+        if require_y and out["y"].isna().any():
+            row = out.loc[out["y"].isna()].iloc[0]
+            _fail(
+                f"{name}: column 'y' is NaN at unique_id={row['unique_id']}, ds={row['ds']}; "
+                "expected sales (or use missing='mask' / --missing mask)"
+            )
     return out
+
+
+def fill_gaps(df: pd.DataFrame, freq: str, missing: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Put every series of a validated frame on its full grid (first to last date).
+
+    Missing periods get new rows: covariates carried forward from the previous period, ``y``
+    carried forward too (the value the network reads as its previous target) but unobserved
+    (``missing="mask"``: never scored, not counted in the series' level) or ``y = 0`` observed
+    (``missing="zero"``). NaN targets are treated the same way.
+
+    Returns:
+        ``(frame, observed)``: the sorted full frame and a ``(N,)`` bool array.
+    """
+    fq = parse_freq(freq)
+    pos = fq.positions(df["ds"])
+    uid = df["unique_id"].to_numpy()
+    first = np.r_[True, uid[1:] != uid[:-1]]
+    has_y = "y" in df.columns
+    y_nan = df["y"].isna().to_numpy() if has_y else np.zeros(len(df), bool)
+    if (np.diff(pos, prepend=pos[:1])[~first] == 1).all() and not y_nan.any():
+        return df, np.ones(len(df), bool)
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], len(df)]
+    lo, hi = pos[starts], pos[ends - 1]
+    n_full = hi - lo + 1
+    full_pos = np.concatenate([np.arange(a, b + 1) for a, b in zip(lo, hi, strict=True)])
+    full_uid = np.repeat(uid[starts], n_full)
+    series_of_row = np.repeat(np.arange(len(starts)), ends - starts)
+    target = np.r_[0, np.cumsum(n_full)][series_of_row] + (pos - np.repeat(lo, ends - starts))
+    src = np.full(len(full_pos), -1, np.int64)
+    src[target] = np.arange(len(df))
+    observed = src >= 0
+    src = pd.Series(np.where(observed, src, np.nan)).groupby(full_uid).ffill().to_numpy()
+    out = df.iloc[src.astype(np.int64)].reset_index(drop=True)
+    out["unique_id"] = full_uid
+    out["ds"] = fq.dates(full_pos, df["ds"].iloc[0]).astype(df["ds"].dtype)
+    if has_y:
+        y_obs = observed.copy()
+        y_obs[observed] &= ~y_nan[src[observed].astype(np.int64)]
+        y = out["y"].to_numpy(np.float64).copy()
+        if missing == "zero":
+            y[~y_obs] = 0.0
+            y_obs[:] = True
+        else:
+            y[~y_obs] = np.nan
+            y = pd.Series(y).groupby(full_uid).ffill().fillna(0.0).to_numpy()
+        out["y"] = y
+        observed = y_obs
+    return out, observed
 
 
 def validate_static(static_df: Any) -> pd.DataFrame | None:
@@ -123,11 +193,12 @@ def validate_static(static_df: Any) -> pd.DataFrame | None:
 
 def future_dates(last_ds: pd.Series, horizon: int, freq: str) -> pd.DataFrame:
     """The ``horizon`` dates after each series' last date: ``unique_id, ds`` rows."""
-    step = FREQ_STEP[freq]
+    fq = parse_freq(freq)
     uid = np.repeat(last_ds.index.to_numpy(), horizon)
     k = np.tile(np.arange(1, horizon + 1), len(last_ds))
-    ds = np.repeat(last_ds.to_numpy(), horizon) + k * step
-    return pd.DataFrame({"unique_id": uid, "ds": ds})
+    pos = np.repeat(fq.positions(last_ds.to_numpy()), horizon) + k
+    phase = last_ds.iloc[0] if len(last_ds) else None
+    return pd.DataFrame({"unique_id": uid, "ds": fq.dates(pos, phase)})
 
 
 def validate_futr(
@@ -148,7 +219,9 @@ def validate_futr(
                 f"{horizon} horizon dates are needed; found futr_df=None"
             )
         return grid
-    futr = validate_frame(futr_df, "futr_df", freq, require_y=False, covariates=covariates)
+    futr = validate_frame(
+        futr_df, "futr_df", freq, require_y=False, covariates=covariates, missing="mask"
+    )
     unknown = sorted(set(futr["unique_id"].unique()) - set(last.index))
     if unknown:
         _fail(
@@ -181,6 +254,7 @@ class Panel:
     static_cat: np.ndarray  # (S, Cs) int64
     static_real: np.ndarray  # (S, Fs) float32
     id_code: np.ndarray  # (S,) int64, 0 = series unseen in training
+    observed: np.ndarray  # (N,) bool, False where a missing period was filled
 
     @property
     def lengths(self) -> np.ndarray:
@@ -196,8 +270,10 @@ def build_panel(
     spec: FeatureSpec,
     static_df: pd.DataFrame | None,
     train_uids: list[Any] | None = None,
+    observed: np.ndarray | None = None,
 ) -> Panel:
-    """Build a :class:`Panel` from a validated, sorted frame (with or without ``y``)."""
+    """Build a :class:`Panel` from a validated, sorted, gap-free frame (with or without ``y``);
+    ``observed (N,)`` marks real targets (default: all, see :func:`fill_gaps`)."""
     counts = df.groupby("unique_id", sort=True).size()
     uids = counts.index.tolist()
     offsets = np.concatenate([[0], np.cumsum(counts.to_numpy())]).astype(np.int64)
@@ -206,7 +282,8 @@ def build_panel(
     s_cat, s_real = static_features(uids, static_df, spec)
     known = pd.Index(train_uids if train_uids is not None else uids)
     id_code = (known.get_indexer(pd.Index(uids)) + 1).astype(np.int64)
-    return Panel(uids, offsets, y, real, cat, s_cat, s_real, id_code)
+    obs = np.ones(len(df), bool) if observed is None else np.asarray(observed, bool)
+    return Panel(uids, offsets, y, real, cat, s_cat, s_real, id_code, obs)
 
 
 def gather_windows(
@@ -219,15 +296,17 @@ def gather_windows(
         series: ``(B,)`` series indices; end: ``(B,)`` exclusive end position within each series.
 
     Returns:
-        dict with ``y (B, L)``, ``real (B, L, F)``, ``cat (B, L, C)``, ``observed (B, L)`` bool,
+        dict with ``y (B, L)``, ``real (B, L, F)``, ``cat (B, L, C)``, ``observed (B, L)`` bool
+        (inside the series and not a filled gap),
         ``static_cat (B, Cs)``, ``static_real (B, Fs)``, ``id_code (B,)``.
     """
     pos = end[:, None] - length + np.arange(length)[None, :]  # (B, L)
-    observed = pos >= 0
-    rows = np.where(observed, panel.offsets[series][:, None] + pos, 0)
-    y = np.where(observed, panel.y[rows], 0.0).astype(np.float32)
-    real = panel.real[rows] * observed[..., None]
-    cat = panel.cat[rows] * observed[..., None]
+    inside = pos >= 0
+    rows = np.where(inside, panel.offsets[series][:, None] + pos, 0)
+    y = np.where(inside, panel.y[rows], 0.0).astype(np.float32)
+    real = panel.real[rows] * inside[..., None]
+    cat = panel.cat[rows] * inside[..., None]
+    observed = inside & panel.observed[rows]
     return {
         "y": y,
         "real": real.astype(np.float32),

@@ -8,8 +8,8 @@ Every step ``t`` of every series gets:
   ``discount``, ``promo``, ``is_festival``, ``is_holiday`` as they are,
   ``days_to_event`` / ``days_since_event`` clipped to ``[0, 30]`` and divided by 30 (plus a flag
   "within 7 days"), and any other numeric covariate standardised with training mean and std;
-* categorical features (``(N, C)`` int64, 0 = unknown): weekday (daily data), week of year, month,
-  and every string covariate (``event``: the event name) through a vocabulary learned at fit time.
+* categorical features (``(N, C)`` int64, 0 = unknown): the frequency's calendar codes (weekday,
+  week of year, month, quarter, hour: see ``frequency.py``) and every string covariate (``event``: the event name) through a vocabulary learned at fit time.
 
 Static attributes (``static_df``): string columns become categorical codes (embedded by the model),
 numeric ones become standardised reals (``log1p`` first when non-negative, e.g. list price).
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from shopml.forecast.frequency import CARDINALITY, calendar_codes, parse_freq
 
 PASS_THROUGH = ("discount", "promo", "is_festival", "is_holiday", "deal", "feat")
 DAYS_COLS = ("days_to_event", "days_since_event")
@@ -63,8 +65,8 @@ class FeatureSpec:
     # ----------------------------------------------------------------------------------------
     @property
     def calendar_cardinalities(self) -> list[int]:
-        """Sizes of the calendar categoricals: weekday (daily only), week of year, month."""
-        return ([7] if self.freq == "D" else []) + [54, 13]
+        """Sizes of the frequency's calendar categoricals (e.g. weekday, week, month for D)."""
+        return [CARDINALITY[c] for c in parse_freq(self.freq).calendar]
 
     @property
     def cat_cardinalities(self) -> list[int]:
@@ -138,17 +140,6 @@ def _codes(values: pd.Series, vocab: list[str]) -> np.ndarray:
     return (idx + 1).astype(np.int64)  # -1 (unknown) -> 0
 
 
-def calendar_codes(ds: pd.Series, freq: str) -> np.ndarray:
-    """``(N, 2 or 3)`` int64: [weekday (daily only)], ISO week of year, month."""
-    ds = pd.to_datetime(ds)
-    cols = []
-    if freq == "D":
-        cols.append(ds.dt.weekday.to_numpy())
-    cols.append(ds.dt.isocalendar().week.to_numpy(dtype=np.int64))
-    cols.append(ds.dt.month.to_numpy())
-    return np.stack(cols, axis=1).astype(np.int64)
-
-
 def dynamic_features(frame: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """Real ``(N, F)`` float32 and categorical ``(N, C)`` int64 features of each row of ``frame``.
 
@@ -174,7 +165,7 @@ def dynamic_features(frame: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray
             mean, std = spec.std[col]
             reals.append((v - mean) / std)
     real = np.stack(reals, axis=1).astype(np.float32) if reals else np.zeros((n, 0), np.float32)
-    cats = [calendar_codes(frame["ds"], spec.freq)]
+    cats = [calendar_codes(frame["ds"], parse_freq(spec.freq))]
     for col in spec.cat_cols:
         cats.append(_codes(frame[col], spec.vocab[col])[:, None])
     return real, np.concatenate(cats, axis=1)

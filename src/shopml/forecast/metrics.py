@@ -144,15 +144,3 @@ def interval_coverages(y, samples, levels: Sequence[int] = (50, 80, 95)) -> dict
         lo, hi = np.quantile(_f64(samples), [a, 1.0 - a], axis=-1)
         out[f"coverage_{level}"] = coverage(y, lo, hi)
     return out
-
-
-def gaussian_mixture_nll(y, mixture_logits, loc, scale) -> float:
-    """Mean negative log-likelihood of ``y (...)`` under mixtures with arguments ``(..., K)``."""
-    y, logits, loc, scale = _f64(y), _f64(mixture_logits), _f64(loc), _f64(scale)
-    log_w = logits - logits.max(-1, keepdims=True)
-    log_w = log_w - np.log(np.exp(log_w).sum(-1, keepdims=True))
-    z = (y[..., None] - loc) / scale
-    lc = log_w - 0.5 * z * z - np.log(scale) - 0.5 * np.log(2 * np.pi)
-    m = lc.max(-1, keepdims=True)
-    lp = (m + np.log(np.exp(lc - m).sum(-1, keepdims=True)))[..., 0]
-    return float(-lp.mean())

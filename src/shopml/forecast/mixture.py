@@ -29,6 +29,8 @@ class MixtureDensityHead(nn.Module):
         num_components: K, the number of Gaussians (K = 1 gives a plain Gaussian head).
         scale_floor: lower bound added to every component scale (same units as the target the
             mixture models), so that no component collapses onto a single training point.
+        scale_ceiling: upper bound of every component scale (``inf``: none), so that no component
+            spreads over orders of magnitude of demand.
         init_spread: component locations start spread evenly over ``[-init_spread,
             init_spread]`` (plus the input's contribution), breaking their symmetry.
     """
@@ -40,6 +42,7 @@ class MixtureDensityHead(nn.Module):
         in_features: int,
         num_components: int = 3,
         scale_floor: float = 0.05,
+        scale_ceiling: float = float("inf"),
         init_spread: float = 2.0,
     ):
         super().__init__()
@@ -47,8 +50,13 @@ class MixtureDensityHead(nn.Module):
             raise ValueError(f"num_components: expected >= 1, found {num_components}")
         if scale_floor < 0:
             raise ValueError(f"scale_floor: expected >= 0, found {scale_floor}")
+        if not scale_ceiling > scale_floor:
+            raise ValueError(
+                f"scale_ceiling: expected > scale_floor ({scale_floor}), found {scale_ceiling}"
+            )
         self.num_components = num_components
         self.scale_floor = float(scale_floor)
+        self.scale_ceiling = float(scale_ceiling)
         self.proj = nn.Linear(in_features, self.args_dim * num_components)
         if num_components > 1:
             # break the components' symmetry at initialisation: spread their locations over
@@ -65,8 +73,8 @@ class MixtureDensityHead(nn.Module):
     def domain_map(
         self, logits: torch.Tensor, loc: torch.Tensor, raw_scale: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Map raw outputs onto the arguments' domains: scales positive and floored."""
-        scale = F.softplus(raw_scale) + self.scale_floor
+        """Map raw outputs onto the arguments' domains: scales in ``[floor, ceiling]``."""
+        scale = (F.softplus(raw_scale) + self.scale_floor).clamp(max=self.scale_ceiling)
         return logits, loc, scale
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -128,20 +136,70 @@ def mixture_sample(
     mixture_logits: torch.Tensor,
     loc: torch.Tensor,
     scale: torch.Tensor,
+    u_component: torch.Tensor | None = None,
+    u_normal: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One draw per entry, shape ``(...)``: pick a component, then draw from its Gaussian.
 
-    The component is picked with the Gumbel-max trick, so no sort or multinomial call is needed and
-    the whole draw is two elementwise kernels on any device.
+    Both steps are inverse-CDF transforms of a uniform: the component is the first whose
+    cumulative weight exceeds ``u_component``, the Gaussian draw is ``loc + scale *
+    ndtri(u_normal)``. Uniforms ``(...)`` in ``(0, 1)`` may be given (e.g. from
+    :func:`counter_uniform`, which makes each series' draws independent of the batch); otherwise
+    they come from ``generator``.
     """
-    u = torch.rand(loc.shape, device=loc.device, dtype=loc.dtype, generator=generator)
-    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
-    k = torch.argmax(torch.log_softmax(mixture_logits, -1) + gumbel, dim=-1, keepdim=True)
+    if u_component is None:
+        u_component = torch.rand(loc.shape[:-1], device=loc.device, generator=generator)
+    if u_normal is None:
+        u_normal = torch.rand(loc.shape[:-1], device=loc.device, generator=generator)
+    cum = torch.softmax(mixture_logits, -1).cumsum(-1)  # (..., K)
+    k = (u_component.unsqueeze(-1) > cum).sum(-1, keepdim=True).clamp(max=loc.shape[-1] - 1)
     mu = torch.gather(loc, -1, k).squeeze(-1)
     sigma = torch.gather(scale, -1, k).squeeze(-1)
-    eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+    eps = torch.special.ndtri(u_normal.clamp(1e-7, 1.0 - 1e-7).to(mu.dtype))
     return mu + sigma * eps
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``(x * c) mod 2^32`` for ``0 <= x < 2^32`` in int64 without overflow (16-bit halves)."""
+    lo = (x & 0xFFFF) * c
+    hi = (((x >> 16) * c) & 0xFFFF) << 16
+    return (lo + hi) & _MASK32
+
+
+def hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixing function (xorshift-multiply, two rounds) on int64 tensors."""
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def counter_uniform(
+    series_key: torch.Tensor, num_paths: int, counter: int, seed: int = 0
+) -> torch.Tensor:
+    """Uniforms in ``(0, 1)`` of shape ``(B, num_paths)``, a pure function of
+    ``(seed, series_key[b], path, counter)``: a counter-based random stream per series.
+
+    A series' draws therefore never depend on which other series share the batch (or on the
+    batch's order or chunking). 24 random bits per uniform.
+
+    Args:
+        series_key: ``(B,)`` int64 in ``[0, 2^32)``, e.g. a CRC-32 of the series id.
+        num_paths: S, paths per series.
+        counter: a distinct integer per use (step and purpose).
+        seed: the model's seed.
+    """
+    salt = int(hash32(torch.tensor((seed * 0x9E3779B9 + counter) & _MASK32)))
+    base = hash32(series_key ^ salt)  # (B,)
+    path = torch.arange(num_paths, device=series_key.device, dtype=torch.int64)
+    h = hash32(hash32(base[:, None] + path[None, :] * 0x2545F491) ^ base[:, None])  # (B, S)
+    return ((h >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
 
 
 def as_torch_distribution(

@@ -1,30 +1,38 @@
-"""Ancestral sampling of forecast paths and their summary into a long frame.
+"""Ancestral sampling of forecast paths (tensors and panels; the estimator handles frames).
 
-For each series the LSTM first reads the last ``context_length`` observed steps (teacher forcing,
-cuDNN/ATen ``nn.LSTM``), then its state is broadcast to ``num_samples`` paths; each future step
-draws ``z`` from the mixture, clips it at zero (``nonneg="clip"``) and feeds it back as the next
-step's ``z_{t-1}``. The decoding steps use :meth:`ARMDNNet.decode_step`, the same LSTM and head math
-written as GEMMs on a ``(series, path)`` grid: the parts of the gates and of the head that come from
-the covariates and static features are computed once per series and broadcast over the paths,
-instead of being repeated ``S`` times. Series are processed in chunks so that
-``chunk_series * num_samples`` rows bound the memory.
+For each series the LSTM first reads the last ``context_length`` steps (teacher forcing,
+``nn.LSTM``), then its state is broadcast to ``num_samples`` paths; each future step draws ``z``
+from the mixture, clips it to ``[0, cap]`` (``cap``: ``sample_cap`` times the series' largest
+observed value, so that a sampled spike fed back cannot breed the next one) and feeds it back as
+the next step's ``z_{t-1}``. The decoding steps use :meth:`ARMDNNet.decode_step`, the LSTM and
+head math as GEMMs on a ``(series, path)`` grid, with the covariate and static parts of the gates
+computed once per series.
+
+Randomness is counter-based (:func:`~shopml.forecast.mixture.counter_uniform`): every uniform is a
+hash of (seed, series key, path, step), so a series' forecast is the same whatever other series
+share the request, and whatever the chunking. After sampling, an optional per-step, per-level
+``spread`` (from calibration) rescales each step's draws around their median on the scaled axis.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import zlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from shopml.common.devices import resolve_device
+from shopml.forecast.calibration import LEVELS
 from shopml.forecast.config import ARMDNConfig
-from shopml.forecast.mixture import mixture_sample
-from shopml.forecast.model import ARMDNNet, scale_target, unscale_target
+from shopml.forecast.data import Panel, gather_windows
+from shopml.forecast.mixture import counter_uniform, mixture_sample
+from shopml.forecast.network import ARMDNNet, scale_target, scale_values, unscale_target
 
-if TYPE_CHECKING:
-    from shopml.forecast.model import ARMDN
+
+def series_keys(uids: list[Any]) -> np.ndarray:
+    """``(S,)`` int64 random-stream keys of series ids (CRC-32 of ``str(uid)``)."""
+    return np.array([zlib.crc32(str(u).encode()) for u in uids], dtype=np.int64)
 
 
 @torch.no_grad()
@@ -35,7 +43,9 @@ def sample_paths(
     fut_real: torch.Tensor,
     fut_cat: torch.Tensor,
     num_samples: int,
-    generator: torch.Generator | None = None,
+    keys: torch.Tensor,
+    y_cap: torch.Tensor,
+    spread: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample paths for one chunk of series.
 
@@ -44,92 +54,135 @@ def sample_paths(
             ``observed (B, T)``, ``static_cat``, ``static_real``, ``id_code``), T = context_length.
         fut_real: ``(B, H, F)``; fut_cat: ``(B, H, C)`` covariates of the horizon.
         num_samples: S paths per series.
+        keys: ``(B,)`` int64 random-stream keys (:func:`series_keys`).
+        y_cap: ``(B,)`` largest value a draw may take, in units of ``y``.
+        spread: optional ``(H, L)`` calibration factors (1 = as sampled), see
+            :func:`apply_spread`.
 
     Returns:
         ``(B, S, H)`` float32 samples on the original scale of ``y``.
     """
     net.eval()
-    amp = config.amp and fut_real.device.type == "cuda"
+    dev = fut_real.device
+    amp = config.amp and dev.type == "cuda"
     b, horizon = fut_real.shape[:2]
     z_hist, nu = scale_target(hist["y"], hist["observed"], config.context_length, config.scaling)
     z_prev_hist = torch.nn.functional.pad(z_hist[:, :-1], (1, 0))  # (B, T)
-    with torch.autocast(device_type=fut_real.device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
         a_hist = net.associative(hist["real"], hist["cat"])  # (B, T, A)
         s = net.static(hist["static_cat"], hist["static_real"], hist["id_code"], nu)  # (B, Ds)
-        _, (h, c) = net(a_hist, z_prev_hist, s)  # state after the last observed step
+        _, (h, c) = net(a_hist, z_prev_hist, s)  # state after the last context step
         a_fut = net.associative(fut_real, fut_cat)  # (B, H, A)
     # paths live on a (series, path) grid: per-series inputs broadcast over the S paths
     gate_x, head_x = net.decode_inputs(a_fut.float(), s.float())  # (B, H, 4H'), (B, H, 3K)
     h = h.float()[:, :, None, :].expand(-1, -1, num_samples, -1)  # (layers, B, S, H')
     c = c.float()[:, :, None, :].expand(-1, -1, num_samples, -1)
+    z_lo = scale_values(torch.zeros_like(nu), nu, config.scaling)[:, None]  # (B, 1): y = 0
+    if config.nonneg != "clip":
+        z_lo = torch.full_like(z_lo, -float("inf"))
+    z_hi = scale_values(y_cap, nu, config.scaling)[:, None]  # (B, 1)
+    if config.sample_cap <= 0:
+        z_hi = torch.full_like(z_hi, float("inf"))
     z_prev = z_hist[:, -1:].expand(-1, num_samples)  # (B, S)
     state = (h, c)
-    out = torch.empty(b, num_samples, horizon, device=fut_real.device)
+    out = torch.empty(b, num_samples, horizon, device=dev)
     for t in range(horizon):
         (logits, loc, scale), state = net.decode_step(gate_x[:, t], head_x[:, t], z_prev, state)
-        z = mixture_sample(logits, loc, scale, generator=generator)  # (B, S)
-        if config.nonneg == "clip":
-            z = z.clamp_min(0.0)
+        u_k = counter_uniform(keys, num_samples, 2 * t, config.seed)
+        u_n = counter_uniform(keys, num_samples, 2 * t + 1, config.seed)
+        z = mixture_sample(logits, loc, scale, u_k, u_n)  # (B, S)
+        z = torch.minimum(torch.maximum(z, z_lo), z_hi)
         out[:, :, t] = z
         z_prev = z
+    if spread is not None:
+        out = apply_spread(out, spread.to(dev))
+        out = torch.minimum(torch.maximum(out, z_lo[..., None]), z_hi[..., None])
     y = unscale_target(out, nu[:, None, None], config.scaling)
-    if config.nonneg == "clip":
-        y = y.clamp_min(0.0)
-    return y
+    return y.clamp_min(0.0) if config.nonneg == "clip" else y
 
 
-def forecast_frame(
-    model: ARMDN,
-    df: pd.DataFrame,
-    futr_df: pd.DataFrame | None,
-    horizon: int,
+def apply_spread(
+    z: torch.Tensor, spread: torch.Tensor, levels: tuple[float, ...] = LEVELS
+) -> torch.Tensor:
+    """Rescale draws ``z (B, S, H)`` around their median by ``spread (H, L)`` (calibration).
+
+    Each draw's factor is the spread interpolated (linearly, constant beyond the ends) at the
+    draw's own central level ``|2 rank / S - 1|``, so the calibrated ``levels[j]`` interval is
+    the original one stretched by ``spread[:, j]``. A ``(H,)`` spread scales every level alike.
+    """
+    med = z.median(dim=1, keepdim=True).values  # (B, 1, H)
+    if spread.dim() == 1:
+        return med + spread[None, None, :] * (z - med)
+    s = z.shape[1]
+    rank = z.argsort(dim=1).argsort(dim=1).float()  # (B, S, H)
+    c = ((rank + 0.5) * (2.0 / s) - 1.0).abs()  # central level of each draw
+    lv = torch.tensor(levels, dtype=z.dtype, device=z.device)  # (L,)
+    idx = torch.searchsorted(lv, c.contiguous()).clamp(1, len(levels) - 1)  # (B, S, H)
+    sp = spread.T  # (L, H)
+    step = torch.arange(z.shape[2], device=z.device)
+    f0, f1 = sp[idx - 1, step], sp[idx, step]
+    w = ((c - lv[idx - 1]) / (lv[idx] - lv[idx - 1])).clamp(0.0, 1.0)
+    return med + (f0 + w * (f1 - f0)) * (z - med)
+
+
+def sample_panel(
+    net: ARMDNNet,
+    config: ARMDNConfig,
+    panel: Panel,
+    series: np.ndarray,
+    ends: np.ndarray,
+    fut_real: np.ndarray,
+    fut_cat: np.ndarray,
     num_samples: int,
-    quantiles: tuple[float, ...],
-    static_df: pd.DataFrame | None,
-    return_samples: bool,
-    device: str | None,
+    y_cap: np.ndarray,
+    device: torch.device,
+    spread: np.ndarray | None = None,
     chunk_series: int | None = None,
-) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
-    """Implementation of :meth:`ARMDN.predict` (validation, features, chunked sampling, summary)."""
-    from shopml.forecast.data import (
-        build_panel,
-        gather_windows,
-        validate_frame,
-        validate_futr,
-        validate_static,
-    )
-    from shopml.forecast.features import dynamic_features
+) -> np.ndarray:
+    """Sample the horizons after positions ``ends`` of ``series`` of a panel, in chunks.
 
-    cfg, spec, net = model.config, model.spec, model.net
-    assert spec is not None and net is not None
-    covs = model.covariates
-    df = validate_frame(df, "df", cfg.freq, covariates=covs)
-    static_df = validate_static(static_df)
-    futr = validate_futr(futr_df, df, horizon, cfg.freq, covs)
-    hist_df = df.groupby("unique_id", sort=True).tail(cfg.context_length)
-    panel = build_panel(hist_df, spec, static_df, model.train_uids)
-    n = panel.num_series
-    fut_real, fut_cat = dynamic_features(futr, spec)
-    fut_real = fut_real.reshape(n, horizon, -1)
-    fut_cat = fut_cat.reshape(n, horizon, -1)
-    dev = resolve_device(device or cfg.device)
-    net.to(dev)
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(cfg.seed)
+    Args:
+        series, ends: ``(n,)`` series indices and exclusive end positions of their contexts.
+        fut_real, fut_cat: ``(n, H, F)``, ``(n, H, C)`` horizon covariates.
+        y_cap: ``(n,)`` caps in units (``sample_cap`` times the largest observed value, + 1).
+        chunk_series: series per chunk (default: about 2^20 paths per chunk).
+
+    Returns:
+        ``(n, S, H)`` float32 samples.
+    """
+    net.to(device)
+    keys = series_keys([panel.uids[i] for i in series])
     if chunk_series is None:
         chunk_series = max(1, (1 << 20) // num_samples)
-    all_series = np.arange(n)
+    spread_t = None if spread is None else torch.as_tensor(spread, dtype=torch.float32)
     chunks = []
-    for lo in range(0, n, chunk_series):
-        idx = all_series[lo : lo + chunk_series]
-        hist = gather_windows(panel, idx, panel.lengths[idx], cfg.context_length)
-        hist_t = {k: torch.from_numpy(v).to(dev) for k, v in hist.items()}
-        fr = torch.from_numpy(fut_real[idx]).to(dev)
-        fc = torch.from_numpy(fut_cat[idx]).to(dev)
-        chunks.append(sample_paths(net, cfg, hist_t, fr, fc, num_samples, gen).cpu().numpy())
-    samples = np.concatenate(chunks, axis=0)  # (n, S, H)
-    frame = summarize_samples(futr[["unique_id", "ds"]], samples, quantiles)
-    return (frame, samples) if return_samples else frame
+    for lo in range(0, len(series), chunk_series):
+        sl = slice(lo, lo + chunk_series)
+        hist = gather_windows(panel, series[sl], ends[sl], config.context_length)
+        hist_t = {k: torch.from_numpy(v).to(device) for k, v in hist.items()}
+        out = sample_paths(
+            net,
+            config,
+            hist_t,
+            torch.from_numpy(np.ascontiguousarray(fut_real[sl])).to(device),
+            torch.from_numpy(np.ascontiguousarray(fut_cat[sl])).to(device),
+            num_samples,
+            torch.from_numpy(keys[sl]).to(device),
+            torch.from_numpy(np.asarray(y_cap[sl], np.float32)).to(device),
+            spread_t,
+        )
+        chunks.append(out.cpu().numpy())
+    return np.concatenate(chunks, axis=0)
+
+
+def observed_max(panel: Panel, series: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``(n,)`` largest observed ``y`` of each series before position ``ends`` (0 if none)."""
+    out = np.zeros(len(series), np.float32)
+    for j, (s, e) in enumerate(zip(series, ends, strict=True)):
+        lo = panel.offsets[s]
+        seg = panel.y[lo : lo + e][panel.observed[lo : lo + e]]
+        out[j] = seg.max() if len(seg) else 0.0
+    return out
 
 
 def quantile_column(q: float) -> str:

@@ -1,26 +1,38 @@
-"""Training loop: teacher-forced mixture NLL on random windows, early stopping on validation NLL.
+"""Training loop: teacher-forced mixture NLL on random windows, early stopping on validation wQL.
 
-Multi-process data parallel: launched under ``torchrun`` (``WORLD_SIZE > 1`` in the environment)
-the loop joins the process group (NCCL on CUDA, Gloo on CPU), wraps the network in
-``DistributedDataParallel`` and draws windows with a per-rank seed; every rank scores the same
-validation windows, so the early-stopping decision is identical on all ranks.
+Validation: the last ``val_size`` steps of every series (at most ``val_series`` of them) are held
+out of the training windows; after every epoch the network forecasts them by ancestral sampling
+(``val_samples`` paths, the same counter-based streams as ``predict``) and the epoch with the
+lowest weighted quantile loss (wQL, levels 0.1..0.9) is kept. The NLL is what the network
+minimises, but the forecast is what users get: on OJ the epoch of best NLL was not the epoch of
+best wQL.
+
+Multi-process data parallel: under ``torchrun`` the loop joins the process group through
+:func:`shopml.common.distributed.setup_distributed` (NCCL on CUDA, gloo on CPU), wraps the network
+in ``DistributedDataParallel`` and draws windows with a per-rank seed; every rank scores the same
+validation windows, so the early-stopping decision is identical on all ranks. The caller (the
+estimator) sets the group up and tears it down.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from shopml.common.devices import resolve_device
+from shopml.common.distributed import DistContext
+from shopml.common.progress import Progress
 from shopml.forecast.config import ARMDNConfig
-from shopml.forecast.data import Panel, WindowSampler, validation_windows
+from shopml.forecast.data import Panel, WindowSampler, gather_windows
 from shopml.forecast.mixture import mixture_log_prob
-from shopml.forecast.model import ARMDNNet, scale_target
+from shopml.forecast.network import ARMDNNet, scale_target
+from shopml.forecast.predict import observed_max, sample_panel
+
+WQL_LEVELS = np.round(np.arange(0.1, 0.91, 0.1), 2)
 
 
 def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -50,7 +62,8 @@ def window_nll(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed NLL and count of scored steps of a window batch (teacher forcing).
 
-    Step ``t`` is scored when it and step ``t - 1`` are observed (and ``score_mask`` allows it).
+    Step ``t`` is scored when it and step ``t - 1`` are observed (and ``score_mask`` allows it):
+    filled gaps and padding are never scored.
     """
     y, observed = batch["y"], batch["observed"]
     z, nu = scale_target(y, observed, config.context_length, config.scaling)  # (B, L), (B,)
@@ -77,26 +90,46 @@ def window_nll(
     return (nll * mask_f).sum(), mask_f.sum()
 
 
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
+@dataclass
+class Validation:
+    """Held-out horizons: the last ``holdout`` steps of ``series`` (see module docstring)."""
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
+    series: np.ndarray  # (n,)
+    ends: np.ndarray  # (n,) context end positions
+    fut_real: np.ndarray  # (n, V, F)
+    fut_cat: np.ndarray  # (n, V, C)
+    y: np.ndarray  # (n, V)
+    observed: np.ndarray  # (n, V) bool
+    y_cap: np.ndarray  # (n,)
+    windows: dict[str, np.ndarray]  # context + horizon windows, ``score_mask`` on the horizon
+
+
+def validation_set(panel: Panel, config: ARMDNConfig, holdout: int, seed: int) -> Validation | None:
+    """The validation horizons of the series long enough to have one (``None`` if none)."""
+    ok = np.flatnonzero(panel.lengths >= holdout + 2)
+    if holdout <= 0 or len(ok) == 0:
+        return None
+    if len(ok) > config.val_series:
+        ok = np.sort(np.random.default_rng(seed).choice(ok, config.val_series, replace=False))
+    ends = panel.lengths[ok] - holdout
+    fut = gather_windows(panel, ok, panel.lengths[ok], holdout)
+    if not fut["observed"].any():
+        return None
+    cap = config.sample_cap * observed_max(panel, ok, ends) + 1.0
+    length = config.context_length + holdout
+    windows = gather_windows(panel, ok, panel.lengths[ok], length)
+    windows["score_mask"] = np.zeros((len(ok), length), bool)
+    windows["score_mask"][:, -holdout:] = True
+    return Validation(ok, ends, fut["real"], fut["cat"], fut["y"], fut["observed"], cap, windows)
 
 
 @torch.no_grad()
-def evaluate_nll(
-    net: ARMDNNet, batch: dict[str, np.ndarray], config: ARMDNConfig, device: torch.device
-) -> float:
-    """Mean NLL of the scored steps of validation windows, in chunks of 4096 windows."""
+def evaluate_nll(net: ARMDNNet, val: Validation, config: ARMDNConfig, device) -> float:
+    """Mean NLL of the validation horizons' observed steps (teacher forced), 4096 at a time."""
     net.eval()
     total, count = 0.0, 0.0
-    n = len(batch["y"])
-    for lo in range(0, n, 4096):
+    batch = val.windows
+    for lo in range(0, len(batch["y"]), 4096):
         part = to_device({k: v[lo : lo + 4096] for k, v in batch.items()}, device)
         amp = config.amp and device.type == "cuda"
         s, c = window_nll(net, part, config, score_mask=part["score_mask"], amp=amp)
@@ -105,43 +138,66 @@ def evaluate_nll(
     return total / max(count, 1.0)
 
 
-def fit_network(
-    net: ARMDNNet, panel: Panel, config: ARMDNConfig, val_size: int, verbose: bool = False
-) -> dict[str, Any]:
-    """Train ``net`` in place; return a history dict (curve, best epoch, windows/s, seconds).
+def weighted_quantile_loss(y: np.ndarray, samples: np.ndarray, observed: np.ndarray) -> float:
+    """wQL (levels 0.1..0.9) of ``samples (n, S, V)`` against ``y (n, V)`` on observed steps."""
+    q = np.quantile(samples, WQL_LEVELS, axis=1)  # (Q, n, V)
+    e = y[None] - q
+    loss = np.maximum(WQL_LEVELS[:, None, None] * e, (WQL_LEVELS[:, None, None] - 1) * e)
+    denom = max(float(np.abs(y[observed]).sum()), 1e-9)
+    return float(2.0 * (loss * observed[None]).sum(axis=(1, 2)).mean() / denom)
 
-    The last ``val_size`` steps of every series are held out of training windows and score the
-    validation NLL after every epoch; the best epoch's weights are restored at the end.
+
+def validation_samples(
+    net: ARMDNNet, config: ARMDNConfig, panel: Panel, val: Validation, device, spread=None
+) -> np.ndarray:
+    """``(n, val_samples, V)`` sampled validation forecasts."""
+    return sample_panel(
+        net,
+        config,
+        panel,
+        val.series,
+        val.ends,
+        val.fut_real,
+        val.fut_cat,
+        config.val_samples,
+        val.y_cap,
+        device,
+        spread,
+    )
+
+
+def fit_network(
+    net: ARMDNNet,
+    panel: Panel,
+    config: ARMDNConfig,
+    val_size: int,
+    ctx: DistContext,
+    verbose: bool = False,
+) -> tuple[dict[str, Any], Validation | None]:
+    """Train ``net`` in place on ``ctx``'s device (and process group, under torchrun).
+
+    Returns:
+        a history dict (curve, best epoch, windows/s, seconds) and the validation set used; the
+        best epoch's weights (lowest validation wQL) are restored.
     """
-    rank, world = _distributed()
-    device = resolve_device(config.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    device = ctx.device
     torch.manual_seed(config.seed)
     net.to(device)
     model: torch.nn.Module = WindowModel(net)
-    if world > 1:
+    if ctx.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    rng = np.random.default_rng(config.seed + 1000 * rank)
+    rng = np.random.default_rng(config.seed + 1000 * ctx.rank)
     sampler = WindowSampler(panel, config.window_length, holdout=val_size, min_target=1, rng=rng)
-    val = validation_windows(panel, config.window_length, val_size) if val_size > 0 else None
+    val = validation_set(panel, config, val_size, config.seed)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp = config.amp and device.type == "cuda"
     curve: list[dict[str, float]] = []
     best, best_state, best_epoch, bad_epochs = float("inf"), None, -1, 0
     windows, t_train = 0, 0.0
-    progress = None
-    if verbose and rank == 0:
-        from rich.progress import Progress
-
-        progress = Progress(transient=True)
-        progress.start()
-        task = progress.add_task(
-            "training AR-MDN", total=config.max_epochs * config.steps_per_epoch
-        )
+    total_steps = config.max_epochs * config.steps_per_epoch
+    bar = Progress(total_steps, "training AR-MDN", enabled=verbose and ctx.is_main)
     t_start = time.perf_counter()
     try:
         for epoch in range(config.max_epochs):
@@ -161,16 +217,23 @@ def fit_network(
                 opt.step()
                 losses.append(loss.detach())
                 windows += config.batch_size
-                if progress is not None:
-                    progress.advance(task)
+                bar.update(bar.completed + 1)
             train_loss = float(torch.stack(losses).mean())
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t_train += time.perf_counter() - t0
-            val_loss = evaluate_nll(net, val, config, device) if val is not None else train_loss
-            curve.append({"epoch": epoch, "train_nll": train_loss, "val_nll": val_loss})
             if not np.isfinite(train_loss):
                 raise RuntimeError(f"training diverged at epoch {epoch}: train NLL {train_loss}")
+            if val is not None:
+                smp = validation_samples(net, config, panel, val, device)
+                val_loss = weighted_quantile_loss(val.y, smp, val.observed)
+                val_nll = evaluate_nll(net, val, config, device)
+            else:
+                val_loss = val_nll = train_loss
+            curve.append(
+                {"epoch": epoch, "train_nll": train_loss, "val_nll": val_nll, "val_wql": val_loss}
+            )
+            bar.update(bar.completed, nll=train_loss, val_wql=val_loss)
             if val_loss < best - 1e-4:
                 best, best_epoch, bad_epochs = val_loss, epoch, 0
                 best_state = copy.deepcopy(net.state_dict())
@@ -179,20 +242,21 @@ def fit_network(
                 if bad_epochs >= config.patience:
                     break
     finally:
-        if progress is not None:
-            progress.stop()
+        bar.close(f"best validation wQL {best:.4f} at epoch {best_epoch}")
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    return {
+    history = {
         "curve": curve,
         "best_epoch": best_epoch,
-        "best_val_nll": best,
+        "best_val_wql": best,
+        "best_val_nll": curve[best_epoch]["val_nll"] if best_epoch >= 0 else float("nan"),
         "epochs": len(curve),
-        "windows": windows * world,
+        "windows": windows * ctx.world_size,
         "train_seconds": t_train,
-        "windows_per_second": windows * world / max(t_train, 1e-9),
+        "windows_per_second": windows * ctx.world_size / max(t_train, 1e-9),
         "wall_seconds": time.perf_counter() - t_start,
         "device": str(device),
-        "world_size": world,
+        "world_size": ctx.world_size,
     }
+    return history, val

@@ -1,4 +1,4 @@
-"""AR-MDN: embeddings + associative MLP + LSTM + Gaussian mixture head, and its user-facing API.
+"""The AR-MDN network: embeddings + associative MLP + LSTM + Gaussian mixture head (tensors only).
 
 Per step ``t`` of a series (letters: B windows, L steps, F real covariates, C categoricals, K
 mixture components, H LSTM width)::
@@ -10,26 +10,19 @@ mixture components, H LSTM width)::
     (mixture_logits, loc, scale)_t = Head([h_t, a_t])  -> p(z_t) = sum_k w_k N(loc_k, scale_k)
 
 Training is teacher-forced (``z_{t-1}`` observed); forecasting feeds each path's own draw back
-(ancestral sampling). The skip of ``a_t`` into the head lets a known-in-advance promotion or
-festival move the forecast on its own step without waiting for the LSTM state.
+(ancestral sampling, ``predict.py``). The skip of ``a_t`` into the head lets a known-in-advance
+promotion or festival move the forecast on its own step without waiting for the LSTM state.
+
+This module knows tensors; the estimator (``estimator.py``: frames, fitting, saving) builds it.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from shopml.forecast.config import ARMDNConfig
-from shopml.forecast.features import FeatureSpec
 from shopml.forecast.mixture import MixtureDensityHead
-
-CHECKPOINT_KIND = "forecast.armdn"
 
 
 def embedding_dim(cardinality: int, cap: int) -> int:
@@ -44,14 +37,25 @@ def scale_target(
     ctx_y = y[:, :context_length]
     ctx_obs = observed[:, :context_length].to(y.dtype)
     nu = 1.0 + (ctx_y * ctx_obs).sum(1) / ctx_obs.sum(1).clamp_min(1.0)  # (B,)
-    z = torch.log1p(y) if scaling == "log1p" else y / nu[:, None]
-    return z, nu
+    return scale_values(y, nu[:, None], scaling), nu
+
+
+def scale_values(y: torch.Tensor, nu: torch.Tensor, scaling: str) -> torch.Tensor:
+    """Units -> the scaled axis: ``log1p(y)`` ("log1p"), ``log1p(y) - log(nu)`` ("logmean":
+    log scale centred on the series' level), ``y / nu`` ("mean"); ``nu`` broadcasts."""
+    if scaling == "log1p":
+        return torch.log1p(y)
+    if scaling == "logmean":
+        return torch.log1p(y) - torch.log(nu)
+    return y / nu
 
 
 def unscale_target(z: torch.Tensor, nu: torch.Tensor, scaling: str) -> torch.Tensor:
-    """Inverse of :func:`scale_target`; ``nu`` broadcasts over trailing axes of ``z``."""
+    """Inverse of :func:`scale_values`; ``nu`` broadcasts over trailing axes of ``z``."""
     if scaling == "log1p":
         return torch.expm1(z.clamp(max=20.0))
+    if scaling == "logmean":
+        return torch.expm1((z + torch.log(nu)).clamp(max=20.0))
     return z * nu
 
 
@@ -117,7 +121,9 @@ class ARMDNNet(nn.Module):
             batch_first=True,
         )
         head_in = config.hidden_size + (self.assoc_out if config.use_assoc_mlp else 0)
-        self.head = MixtureDensityHead(head_in, config.num_components, config.scale_floor)
+        self.head = MixtureDensityHead(
+            head_in, config.num_components, config.scale_floor, config.scale_ceiling
+        )
 
     def associative(self, real: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         """``real (B, L, F)`` float, ``cat (B, L, C)`` int64 -> ``a (B, L, A)``."""
@@ -232,170 +238,3 @@ class ARMDNNet(nn.Module):
             torch.stack(new_h),
             torch.stack(new_c),
         )
-
-
-class ARMDN:
-    """Associative and Recurrent Mixture Density Network forecaster (a global model).
-
-    Example::
-
-        model = ARMDN(ARMDNConfig(freq="D", horizon=28)).fit(df, static_df, val_size=28)
-        fc = model.predict(df, futr_df, horizon=28, num_samples=200)
-        model.save("run/"); model = ARMDN.load("run/")
-
-    Args:
-        config: an :class:`ARMDNConfig`; keyword ``overrides`` replace its fields.
-    """
-
-    def __init__(self, config: ARMDNConfig | None = None, **overrides: Any):
-        config = config or ARMDNConfig()
-        self.config = config.replace(**overrides) if overrides else config
-        self.spec: FeatureSpec | None = None
-        self.net: ARMDNNet | None = None
-        self.train_uids: list[Any] = []
-        self.static_df: pd.DataFrame | None = None
-        self.history: dict[str, Any] = {}
-
-    # ------------------------------------------------------------------------------------------
-    @property
-    def covariates(self) -> list[str]:
-        """Covariate columns ``df`` and ``futr_df`` must carry (learned at fit)."""
-        if self.spec is None:
-            raise ValueError("model: expected a fitted model (call fit or load), found none")
-        return list(self.spec.numeric_cols) + list(self.spec.cat_cols)
-
-    def _build_net(self) -> ARMDNNet:
-        assert self.spec is not None
-        return ARMDNNet(
-            self.config,
-            num_real=self.spec.num_real,
-            cat_cardinalities=self.spec.cat_cardinalities,
-            static_cardinalities=self.spec.static_cardinalities,
-            num_static_real=len(self.spec.static_real_cols),
-            num_ids=len(self.train_uids),
-        )
-
-    def fit(
-        self,
-        df: pd.DataFrame,
-        static_df: pd.DataFrame | None = None,
-        val_size: int | None = None,
-        verbose: bool = False,
-    ) -> ARMDN:
-        """Train on every series of ``df``.
-
-        Args:
-            df: long frame ``unique_id, ds, y`` + covariates (see ``data.py``).
-            static_df: optional ``unique_id`` + static attributes.
-            val_size: steps held out at the end of each series for early stopping on NLL
-                (default: the horizon; 0 disables validation).
-            verbose: show a progress bar.
-        """
-        from shopml.forecast.data import build_panel, validate_frame, validate_static
-        from shopml.forecast.features import fit_feature_spec
-        from shopml.forecast.train import fit_network
-
-        cfg = self.config
-        df = validate_frame(df, "df", cfg.freq)
-        static_df = validate_static(static_df)
-        val_size = cfg.horizon if val_size is None else int(val_size)
-        if val_size < 0:
-            raise ValueError(f"val_size: expected >= 0, found {val_size}")
-        self.spec = fit_feature_spec(df, cfg.freq, static_df)
-        self.train_uids = sorted(df["unique_id"].unique().tolist())
-        self.static_df = static_df
-        panel = build_panel(df, self.spec, static_df, self.train_uids)
-        torch.manual_seed(cfg.seed)  # initialisation depends on the config's seed only
-        self.net = self._build_net()
-        self.history = fit_network(self.net, panel, cfg, val_size=val_size, verbose=verbose)
-        return self
-
-    def predict(
-        self,
-        df: pd.DataFrame,
-        futr_df: pd.DataFrame | None = None,
-        horizon: int | None = None,
-        num_samples: int = 200,
-        quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
-        static_df: pd.DataFrame | None = None,
-        return_samples: bool = False,
-        device: str | None = None,
-    ) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
-        """Forecast the ``horizon`` steps after the end of every series of ``df``.
-
-        Args:
-            df: history, same columns as at fit time (only the last ``context_length`` steps of
-                each series are read).
-            futr_df: ``unique_id, ds`` + every covariate for the horizon dates of every series.
-            horizon: steps to forecast (default ``config.horizon``).
-            num_samples: sample paths per series (ancestral sampling).
-            quantiles: levels reported as columns ``q0.1``, ``q0.5``, ...
-            static_df: static attributes (default: the table given at fit).
-            return_samples: also return the paths, ``(n_series, num_samples, horizon)`` float32.
-            device: override ``config.device``.
-
-        Returns:
-            long frame ``unique_id, ds, mean, median, q<level>...`` (sorted), and the samples when
-            asked.
-        """
-        from shopml.forecast.predict import forecast_frame
-
-        if self.net is None or self.spec is None:
-            raise ValueError("model: expected a fitted model (call fit or load), found none")
-        horizon = self.config.horizon if horizon is None else int(horizon)
-        if horizon < 1:
-            raise ValueError(f"horizon: expected >= 1, found {horizon}")
-        if num_samples < 1:
-            raise ValueError(f"num_samples: expected >= 1, found {num_samples}")
-        bad_q = [q for q in quantiles if not 0.0 < q < 1.0]
-        if bad_q:
-            raise ValueError(f"quantiles: expected levels in (0, 1), found {bad_q}")
-        return forecast_frame(
-            self,
-            df,
-            futr_df,
-            horizon,
-            num_samples,
-            tuple(quantiles),
-            self.static_df if static_df is None else static_df,
-            return_samples,
-            device,
-        )
-
-    # ------------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model into directory ``path`` (weights, config, feature spec, statics)."""
-        from shopml.common.checkpoint import save_checkpoint
-        from shopml.common.io import write_parquet
-
-        if self.net is None or self.spec is None:
-            raise ValueError("model: expected a fitted model to save, found none")
-        path = Path(path)
-        extra = {
-            "spec": self.spec.to_dict(),
-            "train_uids": [u.item() if hasattr(u, "item") else u for u in self.train_uids],
-            "history": {k: v for k, v in self.history.items() if k != "curve"},
-        }
-        save_checkpoint(path, self.net.state_dict(), self.config, CHECKPOINT_KIND, extra=extra)
-        if self.static_df is not None:
-            write_parquet(path / "static.parquet", self.static_df)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> ARMDN:
-        """Load a model written by :meth:`save`."""
-        from shopml.common.checkpoint import config_from_dict, load_checkpoint
-
-        state, meta = load_checkpoint(path, CHECKPOINT_KIND, map_location="cpu")
-        model = cls(config_from_dict(ARMDNConfig, meta["config"]))
-        extra = meta["extra"]
-        model.spec = FeatureSpec.from_dict(extra["spec"])
-        model.train_uids = list(extra["train_uids"])
-        model.history = dict(extra.get("history", {}))
-        static_path = Path(path) / "static.parquet"
-        model.static_df = pd.read_parquet(static_path) if static_path.is_file() else None
-        model.net = model._build_net()
-        model.net.load_state_dict(state)
-        model.net.eval()
-        del device
-        return model

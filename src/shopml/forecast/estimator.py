@@ -1,0 +1,276 @@
+"""The AR-MDN estimator: frames in, a fitted, calibrated network out; forecasts; save and load.
+
+``ARMDN.fit`` validates the frame (``data.py``), fills missing periods (masked in the loss),
+learns the feature spec, trains the network (``train.py``; early stopping on validation wQL),
+keeps the better of the K-component model and its one-Gaussian version on validation
+(``select_components``), and calibrates the forecast's spread per horizon step on the validation
+horizons (``calibration.py``). ``ARMDN.predict`` samples paths (``predict.py``) and summarises
+them into a long frame. The network itself (``network.py``) knows only tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from shopml.common.devices import resolve_device
+from shopml.common.distributed import setup_distributed, teardown_distributed
+from shopml.forecast.calibration import conformal_spread, interval_coverage
+from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.data import (
+    build_panel,
+    fill_gaps,
+    validate_frame,
+    validate_futr,
+    validate_static,
+)
+from shopml.forecast.features import FeatureSpec, dynamic_features, fit_feature_spec
+from shopml.forecast.network import ARMDNNet
+from shopml.forecast.predict import sample_panel, summarize_samples
+from shopml.forecast.train import (
+    fit_network,
+    validation_samples,
+    weighted_quantile_loss,
+)
+
+CHECKPOINT_KIND = "forecast.armdn"
+
+
+def _dist_initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+class ARMDN:
+    """Associative and Recurrent Mixture Density Network forecaster (a global model).
+
+    Example::
+
+        model = ARMDN(ARMDNConfig(freq="D", horizon=28)).fit(df, static_df)
+        fc = model.predict(df, futr_df, horizon=28, num_samples=200)
+        model.save("run/"); model = ARMDN.load("run/")
+
+    Args:
+        config: an :class:`ARMDNConfig`; keyword ``overrides`` replace its fields.
+    """
+
+    def __init__(self, config: ARMDNConfig | None = None, **overrides: Any):
+        config = config or ARMDNConfig()
+        self.config = config.replace(**overrides) if overrides else config
+        self.spec: FeatureSpec | None = None
+        self.net: ARMDNNet | None = None
+        self.train_uids: list[Any] = []
+        self.static_df: pd.DataFrame | None = None
+        self.spread: list[list[float]] | None = None
+        self.history: dict[str, Any] = {}
+        # every model fitted by the last ``fit`` ("K=3", "K=1"), each fitted and calibrated
+        self.candidates: dict[str, ARMDN] = {}
+
+    @property
+    def covariates(self) -> list[str]:
+        """Covariate columns ``df`` and ``futr_df`` must carry (learned at fit)."""
+        if self.spec is None:
+            raise ValueError("model: expected a fitted model (call fit or load), found none")
+        return list(self.spec.numeric_cols) + list(self.spec.cat_cols)
+
+    def _build_net(self, config: ARMDNConfig | None = None) -> ARMDNNet:
+        assert self.spec is not None
+        return ARMDNNet(
+            config or self.config,
+            num_real=self.spec.num_real,
+            cat_cardinalities=self.spec.cat_cardinalities,
+            static_cardinalities=self.spec.static_cardinalities,
+            num_static_real=len(self.spec.static_real_cols),
+            num_ids=len(self.train_uids),
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        df: pd.DataFrame,
+        static_df: pd.DataFrame | None = None,
+        val_size: int | None = None,
+        verbose: bool = False,
+    ) -> ARMDN:
+        """Train on every series of ``df``.
+
+        Args:
+            df: long frame ``unique_id, ds, y`` + covariates (see ``data.py``).
+            static_df: optional ``unique_id`` + static attributes.
+            val_size: steps held out at the end of each series for early stopping, selection and
+                calibration (default: the horizon; 0 disables all three).
+            verbose: report progress.
+        """
+        cfg = self.config
+        df = validate_frame(df, "df", cfg.freq, missing=cfg.missing)
+        df, observed = fill_gaps(df, cfg.freq, cfg.missing)
+        static_df = validate_static(static_df)
+        val_size = cfg.horizon if val_size is None else int(val_size)
+        if val_size < 0:
+            raise ValueError(f"val_size: expected >= 0, found {val_size}")
+        self.spec = fit_feature_spec(df, cfg.freq, static_df)
+        self.train_uids = sorted(df["unique_id"].unique().tolist())
+        self.static_df = static_df
+        panel = build_panel(df, self.spec, static_df, self.train_uids, observed=observed)
+        candidates = [cfg]
+        if cfg.select_components and cfg.num_components > 1 and val_size > 0:
+            candidates.append(cfg.replace(num_components=1))
+        owned = not _dist_initialized()
+        ctx = setup_distributed(cfg.device)
+        try:
+            fits = []
+            for cand in candidates:
+                sub = ARMDN(cand)
+                sub.spec, sub.train_uids, sub.static_df = self.spec, self.train_uids, static_df
+                torch.manual_seed(cand.seed)  # initialisation depends on the config's seed only
+                sub.net = sub._build_net()
+                sub.history, val = fit_network(sub.net, panel, cand, val_size, ctx, verbose)
+                if cand.calibrate and val is not None:
+                    sub._calibrate(panel, val, ctx.device)
+                sub.net.cpu().eval()
+                fits.append(sub)
+        finally:
+            if owned:
+                teardown_distributed(ctx)
+        best = min(fits, key=lambda m: m.history["best_val_wql"])
+        self.config, self.net, self.spread = best.config, best.net, best.spread
+        self.history = dict(best.history)
+        self.history["selection"] = {
+            f"K={m.config.num_components}": m.history["best_val_wql"] for m in fits
+        }
+        self.candidates = {f"K={m.config.num_components}": m for m in fits}
+        return self
+
+    def _calibrate(self, panel, val, device) -> None:
+        """Per-step spread from the validation horizons (``calibration.py``)."""
+        smp = validation_samples(self.net, self.config, panel, val, device)
+        spread = conformal_spread(smp, val.y, val.observed, self.config.scaling)
+        after = validation_samples(self.net, self.config, panel, val, device, spread)
+        self.spread = spread.tolist()
+        self.history["calibration"] = {
+            "spread": self.spread,
+            "val_coverage_80": interval_coverage(smp, val.y, val.observed),
+            "val_coverage_80_calibrated": interval_coverage(after, val.y, val.observed),
+            "val_wql_calibrated": weighted_quantile_loss(val.y, after, val.observed),
+        }
+
+    # ------------------------------------------------------------------------------------------
+    def predict(
+        self,
+        df: pd.DataFrame,
+        futr_df: pd.DataFrame | None = None,
+        horizon: int | None = None,
+        num_samples: int = 200,
+        quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+        static_df: pd.DataFrame | None = None,
+        return_samples: bool = False,
+        device: str | None = None,
+    ) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
+        """Forecast the ``horizon`` steps after the end of every series of ``df``.
+
+        A series' forecast depends only on the model, its own history and covariates, the horizon
+        and ``num_samples``: never on the other series of ``df`` (per-series random streams).
+
+        Args:
+            df: history, same columns as at fit time (the last ``context_length`` steps of each
+                series are read; the whole history bounds the draws, see ``sample_cap``).
+            futr_df: ``unique_id, ds`` + every covariate for the horizon dates of every series.
+            horizon: steps to forecast (default ``config.horizon``).
+            num_samples: sample paths per series (ancestral sampling).
+            quantiles: levels reported as columns ``q0.1``, ``q0.5``, ...
+            static_df: static attributes (default: the table given at fit).
+            return_samples: also return the paths, ``(n_series, num_samples, horizon)`` float32.
+            device: override ``config.device``.
+
+        Returns:
+            long frame ``unique_id, ds, mean, median, q<level>...`` (sorted), and the samples when
+            asked.
+        """
+        if self.net is None or self.spec is None:
+            raise ValueError("model: expected a fitted model (call fit or load), found none")
+        horizon = self.config.horizon if horizon is None else int(horizon)
+        if horizon < 1:
+            raise ValueError(f"horizon: expected >= 1, found {horizon}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples: expected >= 1, found {num_samples}")
+        bad_q = [q for q in quantiles if not 0.0 < q < 1.0]
+        if bad_q:
+            raise ValueError(f"quantiles: expected levels in (0, 1), found {bad_q}")
+        cfg, spec = self.config, self.spec
+        covs = self.covariates
+        df = validate_frame(df, "df", cfg.freq, covariates=covs, missing=cfg.missing)
+        df, observed = fill_gaps(df, cfg.freq, cfg.missing)
+        static_df = validate_static(self.static_df if static_df is None else static_df)
+        futr = validate_futr(futr_df, df, horizon, cfg.freq, covs)
+        y_max = df["y"].where(observed).groupby(df["unique_id"], sort=True).max().fillna(0.0)
+        tail = (df.groupby("unique_id").cumcount(ascending=False) < cfg.context_length).to_numpy()
+        panel = build_panel(
+            df[tail].reset_index(drop=True), spec, static_df, self.train_uids, observed[tail]
+        )
+        n = panel.num_series
+        fut_real, fut_cat = dynamic_features(futr, spec)
+        spread = None
+        if self.spread:  # (V, L) per validation step and level; steps past V reuse the last
+            spread = np.asarray(self.spread, np.float32)
+            spread = spread[np.minimum(np.arange(horizon), len(spread) - 1)]
+        samples = sample_panel(
+            self.net,
+            cfg,
+            panel,
+            np.arange(n),
+            panel.lengths,
+            fut_real.reshape(n, horizon, -1),
+            fut_cat.reshape(n, horizon, -1),
+            num_samples,
+            cfg.sample_cap * y_max.to_numpy(np.float32) + 1.0,
+            resolve_device(device or cfg.device),
+            spread,
+        )  # (n, S, H)
+        frame = summarize_samples(futr[["unique_id", "ds"]], samples, tuple(quantiles))
+        return (frame, samples) if return_samples else frame
+
+    # ------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model into directory ``path`` (weights, config, feature spec, statics)."""
+        from shopml.common.checkpoint import save_checkpoint
+        from shopml.common.io import write_parquet
+
+        if self.net is None or self.spec is None:
+            raise ValueError("model: expected a fitted model to save, found none")
+        path = Path(path)
+        extra = {
+            "spec": self.spec.to_dict(),
+            "train_uids": [u.item() if hasattr(u, "item") else u for u in self.train_uids],
+            "spread": self.spread,
+            "history": {k: v for k, v in self.history.items() if k != "curve"},
+        }
+        state = {k: v.cpu() for k, v in self.net.state_dict().items()}
+        save_checkpoint(path, state, self.config, CHECKPOINT_KIND, extra=extra)
+        if self.static_df is not None:
+            write_parquet(path / "static.parquet", self.static_df)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> ARMDN:
+        """Load a model written by :meth:`save` onto ``device`` (also the device it predicts on)."""
+        from shopml.common.checkpoint import config_from_dict, load_checkpoint
+
+        dev = resolve_device(device)
+        state, meta = load_checkpoint(path, CHECKPOINT_KIND, map_location=dev)
+        config = config_from_dict(ARMDNConfig, meta["config"]).replace(device=str(dev))
+        model = cls(config)
+        extra = meta["extra"]
+        model.spec = FeatureSpec.from_dict(extra["spec"])
+        model.train_uids = list(extra["train_uids"])
+        model.spread = extra.get("spread")
+        model.history = dict(extra.get("history", {}))
+        static_path = Path(path) / "static.parquet"
+        model.static_df = pd.read_parquet(static_path) if static_path.is_file() else None
+        model.net = model._build_net()
+        model.net.load_state_dict(state)
+        model.net.to(dev).eval()
+        return model
