@@ -140,7 +140,7 @@ def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, 
     from shopml.forecast.backtest import backtest
     from shopml.forecast.config import ARMDNConfig
     from shopml.forecast.data import load_table_or_world
-    from shopml.forecast.model import ARMDN
+    from shopml.forecast.estimator import ARMDN
 
     df, static_df = load_table_or_world(world)
     config = ARMDNConfig(

@@ -79,7 +79,7 @@ class Forecaster:
 def load_forecaster(workdir: Path, device: str) -> Forecaster:
     from shopml.common.io import read_table
     from shopml.forecast.data import load_table_or_world
-    from shopml.forecast.model import ARMDN
+    from shopml.forecast.estimator import ARMDN
 
     run, world = workdir / "forecast", workdir / "world"
     if not (run / "config.json").is_file():
