@@ -41,7 +41,12 @@ def test_forecast_plan_changes_the_forecast(client, workdir):
         ({"product_ids": [987654321], "horizon": 5}, 404, "no sales history"),
         ({"product_ids": [], "horizon": 5}, 422, "product_ids"),
         ({"product_ids": [1], "horizon": 0}, 422, "horizon"),
-        ({"product_ids": [1], "horizon": 1000}, 400, "horizon: expected at most 90"),
+        (
+            {"product_ids": [1], "horizon": 1000},
+            422,
+            "body.horizon: Input should be less than or equal to 90",
+        ),
+        ({"product_ids": list(range(200)), "horizon": 90}, 400, "at most 10,000 products x days"),
         ({"product_ids": "x", "horizon": 5}, 422, "product_ids"),
     ],
 )
@@ -54,7 +59,8 @@ def test_forecast_bad_input(client, body, status, needle):
 def test_forecast_bad_plan(client, workdir):
     pid = _pids(workdir, 1)[0]
     for plan, needle in (
-        ({str(pid): [{"day": 99, "price": 3.0}]}, "outside the horizon"),
+        ({str(pid): [{"day": 7, "price": 3.0}]}, "outside the horizon"),
+            ({str(pid): [{"day": 99, "price": 3.0}]}, "less than 90"),
         ({"5": [{"day": 0, "price": 3.0}]}, "not among product_ids"),
         ({str(pid): [{"day": 0, "price": -3.0}]}, "price"),
     ):

@@ -58,16 +58,25 @@ def test_ready_reports_missing_artefacts(tmp_path):
         response = c.get("/v1/products/1")
         assert response.status_code == 503
         assert "catalog is not available" in response.json()["detail"]
+        assert response.headers["content-type"] == "application/problem+json"
 
 
 def test_settings_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("SHOPML_WORKDIR", str(tmp_path))
-    monkeypatch.setenv("SHOPML_MAX_K", "7")
+    monkeypatch.setenv("SHOPML_MAX_UPLOAD_BYTES", "7")
+    monkeypatch.setenv("SHOPML_ACCESS_LOG", "0")  # parsed as a bool: "0" is False
     settings = Settings.from_env()
-    assert settings.workdir == tmp_path and settings.max_k == 7
-    monkeypatch.setenv("SHOPML_MAX_K", "seven")
-    with pytest.raises(ValueError, match="max_k: expected int"):
+    assert settings.workdir == tmp_path and settings.max_upload_bytes == 7
+    assert settings.access_log is False
+    assert Settings.from_env(device="cuda").device == "cuda"  # an explicit override wins
+    monkeypatch.setenv("SHOPML_MAX_UPLOAD_BYTES", "seven")
+    with pytest.raises(ValueError, match="max_upload_bytes: .*integer.*found 'seven'"):
         Settings.from_env()
+    monkeypatch.delenv("SHOPML_MAX_UPLOAD_BYTES")
+    monkeypatch.setenv("SHOPML_LOG_LEVEL", "loud")
+    with pytest.raises(ValueError, match="log_level"):
+        Settings.from_env()
+    monkeypatch.delenv("SHOPML_LOG_LEVEL")
     monkeypatch.delenv("SHOPML_WORKDIR")
-    with pytest.raises(ValueError, match="workdir"):
+    with pytest.raises(ValueError, match="workdir: expected --workdir or SHOPML_WORKDIR"):
         Settings.from_env()

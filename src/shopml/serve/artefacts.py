@@ -107,6 +107,13 @@ def load_artefacts(settings: Any) -> Artefacts:
         settings.device,
         settings.max_image_pixels,
     )
-    _try(artefacts, "forecaster", forecast.load_forecaster, workdir, settings.device)
+    _try(
+        artefacts,
+        "forecaster",
+        forecast.load_forecaster,
+        workdir,
+        settings.device,
+        settings.forecast_chunk,
+    )
     _try(artefacts, "ranker", rank.load_ranker, workdir, settings.device)
     return artefacts

@@ -52,7 +52,7 @@ async def get_product(product_id: int, artefacts: ArtefactsDep) -> Product:
 @router.get(
     "/products/{product_id}/image",
     response_class=FileResponse,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "unknown product"}},
+    responses={200: {"content": {"image/png": {}}}},
 )
 async def get_product_image(product_id: int, artefacts: ArtefactsDep) -> FileResponse:
     """The product's catalog image."""

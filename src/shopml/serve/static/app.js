@@ -114,11 +114,11 @@ async function search(event) {
   if (!file) return;
   const form = new FormData();
   form.append("image", file);
-  form.append("k", $("search-k").value);
-  if ($("search-category").value) form.append("category", $("search-category").value);
+  const query = new URLSearchParams({ k: $("search-k").value });
+  if ($("search-category").value) query.set("category", $("search-category").value);
   setStatus($("search-status"), "searching…");
   try {
-    const result = await api("/v1/visual/search", { method: "POST", body: form });
+    const result = await api(`/v1/visual/search?${query}`, { method: "POST", body: form });
     fill($("search-results"), result.items);
     setStatus($("search-status"), `${result.items.length} products`);
   } catch (err) {
