@@ -39,7 +39,7 @@ def test_every_error_is_a_problem_document(client, method, path, kwargs, status)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert PROBLEM_KEYS <= set(body) and body["status"] == status
+    assert set(body) >= PROBLEM_KEYS and body["status"] == status
     assert isinstance(body["detail"], str) and body["detail"]
     assert body["instance"] == path.split("?")[0]
     text = response.text
@@ -79,7 +79,7 @@ def test_schema_shows_limits_examples_and_problem_bodies(client):
         params = {p["name"]: p for p in spec["paths"][path][method]["parameters"]}
         assert params["k"]["in"] == "query" and params["k"]["schema"]["maximum"] == 100, path
     for path, methods in spec["paths"].items():
-        for method, operation in methods.items():
+        for operation in methods.values():
             for code, response in operation["responses"].items():
                 if code.startswith(("4", "5")):
                     assert "application/problem+json" in response["content"], (path, code)

@@ -60,7 +60,7 @@ def test_forecast_bad_plan(client, workdir):
     pid = _pids(workdir, 1)[0]
     for plan, needle in (
         ({str(pid): [{"day": 7, "price": 3.0}]}, "outside the horizon"),
-            ({str(pid): [{"day": 99, "price": 3.0}]}, "less than 90"),
+        ({str(pid): [{"day": 99, "price": 3.0}]}, "less than 90"),
         ({"5": [{"day": 0, "price": 3.0}]}, "not among product_ids"),
         ({str(pid): [{"day": 0, "price": -3.0}]}, "price"),
     ):

@@ -76,7 +76,9 @@ def install(app: FastAPI) -> None:
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
                     for code, response in operation.get("responses", {}).items():
-                        if code.startswith(("4", "5")) and MEDIA_TYPE in response.get("content", {}):
+                        if code.startswith(("4", "5")) and MEDIA_TYPE in response.get(
+                            "content", {}
+                        ):
                             response["content"].pop("application/json", None)
             app.openapi_schema = schema
         return app.openapi_schema
