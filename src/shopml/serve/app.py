@@ -20,7 +20,7 @@ from fastapi_offline import FastAPIOffline
 
 from shopml import __version__
 from shopml.serve import problems
-from shopml.serve.artefacts import load_artefacts
+from shopml.serve.artefacts import ARTEFACTS, load_artefacts
 from shopml.serve.fastpath import SimilarFastPath
 from shopml.serve.routes import forecast, health, products, rank, visual
 from shopml.serve.settings import Settings
@@ -43,7 +43,10 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.artefacts = load_artefacts(settings)
-        for name, reason in app.state.artefacts.missing.items():
+        missing = app.state.artefacts.missing
+        loaded = [n for n in ARTEFACTS if n not in missing]
+        log.info("serving %s: loaded %s", settings.workdir, ", ".join(loaded) or "nothing")
+        for name, reason in missing.items():
             log.warning("artefact %s unavailable: %s", name, reason)
         yield
         for batcher in getattr(app.state, "batchers", {}).values():

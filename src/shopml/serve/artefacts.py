@@ -12,6 +12,9 @@ import pandas as pd
 log = logging.getLogger("shopml.serve")
 
 
+ARTEFACTS = ("catalog", "similar", "searcher", "forecaster", "ranker")
+
+
 class ArtefactMissing(RuntimeError):
     """An endpoint's artefact is not loaded; the message says which and why."""
 
@@ -93,7 +96,7 @@ def load_artefacts(settings: Any) -> Artefacts:
     artefacts = Artefacts(workdir=workdir)
     _try(artefacts, "catalog", load_catalog, workdir)
     if artefacts.catalog is None:
-        for name in ("similar", "searcher", "forecaster", "ranker"):
+        for name in ARTEFACTS[1:]:
             artefacts.missing[name] = "needs the catalog"
         return artefacts
     catalog = artefacts.catalog
