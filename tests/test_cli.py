@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,7 +14,9 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from shopml import __version__
@@ -104,3 +108,26 @@ def test_serve_log_level_from_the_environment(tmp_path):
 def test_serve_rejects_a_bad_log_level(tmp_path):
     res = runner.invoke(app, ["serve", "--workdir", str(tmp_path), "--log-level", "loud"])
     assert res.exit_code != 0 and "log_level" in res.output
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_link_only_inside_the_repository():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(ROOT) and resolved.exists(), (page.name, target)
+        assert "../shared" not in text, page.name
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_serve_runs_the_venv_shopml():
+    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "serve", "OUT=somewhere"],
+                         cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert ".venv/bin/shopml serve --workdir somewhere --port 8000" in dry.stdout

@@ -17,7 +17,7 @@ def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
         app, ["demo", "--scale", "tiny", "--out", str(out), "--device", "cpu"]
     )
     assert result.exit_code == 0, result.output
-    assert "shopml serve --workdir" in result.output
+    assert "shopml serve --workdir" in result.output or "-m shopml.cli serve" in result.output
     for text in ("products", "zero share", "history length"):  # the world's summary
         assert text in result.output, text
     report = (out / "report.html").read_text()
@@ -42,3 +42,22 @@ def test_demo_rejects_unknown_scale(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--scale", "huge", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "scale" in result.output
+
+
+def test_printed_serve_command_runs_without_shopml_on_path(monkeypatch, tmp_path):
+    import os
+    import shlex
+    import subprocess
+
+    from shopml.demo import serve_command
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no venv on PATH, as after `make demo`
+    monkeypatch.delenv("MAKELEVEL", raising=False)
+    command = shlex.split(serve_command(tmp_path / "demo-out"))
+    assert command[-3:] == ["serve", "--workdir", str(tmp_path / "demo-out")]
+    program = command[:-3]
+    assert os.access(program[0], os.X_OK), program
+    help_run = subprocess.run([*program, "serve", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0 and "--workdir" in help_run.stdout, help_run.stderr
+    monkeypatch.setenv("MAKELEVEL", "1")
+    assert serve_command(tmp_path).startswith("make serve")

@@ -111,8 +111,31 @@ def run_demo(out: Path, scale: str = "small", seed: int = 0, device: str = "auto
     report = write_report(out, results)
     console.rule("done")
     console.print(f"report: {report}")
-    console.print(f"serve it:  shopml serve --workdir {out}   (then open http://127.0.0.1:8000/)")
+    console.print(f"serve it:  {serve_command(out)}   (then open http://127.0.0.1:8000/)")
     return report
+
+
+def serve_command(out: Path) -> str:
+    """The command that serves ``out``, as this shell can run it (``shopml`` need not be on PATH)."""
+    import os
+    import shlex
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).parent / "shopml"
+    if shutil.which("shopml") and Path(shutil.which("shopml")).resolve() == exe.resolve():
+        program = "shopml"
+    elif exe.is_file():
+        try:
+            program = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+        except ValueError:
+            program = str(exe)
+    else:
+        program = f"{shlex.quote(sys.executable)} -m shopml.cli"
+    command = f"{program} serve --workdir {shlex.quote(str(out))}"
+    if os.environ.get("MAKELEVEL"):  # run by `make demo`
+        command = f"make serve   (or: {command})"
+    return command
 
 
 def _rank(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
