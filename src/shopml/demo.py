@@ -59,19 +59,43 @@ BUDGETS = {
 # fmt: on
 
 
+def peak_rss_mb(reset: bool = False) -> float | None:
+    """This process's peak resident memory in MB since the last reset (Linux; None elsewhere).
+
+    ``reset=True`` starts a new peak (writing 5 to /proc/self/clear_refs resets VmHWM), so each
+    step's own peak is measured, not the running maximum.
+    """
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 class _Steps:
-    """Runs named steps, printing and recording the time of each."""
+    """Runs named steps, printing and recording the time and peak memory of each."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.seconds: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
 
     def __call__(self, name: str, fn, *args, **kwargs):
         self.console.rule(name)
+        peak_rss_mb(reset=True)
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         self.seconds[name] = time.perf_counter() - t0
-        self.console.print(f"[dim]{name}: {self.seconds[name]:.1f} s[/dim]")
+        peak = peak_rss_mb()
+        memory = ""
+        if peak is not None:
+            self.peak_mb[name] = peak
+            memory = f", peak memory {peak:,.0f} MB"
+        self.console.print(f"[dim]{name}: {self.seconds[name]:.1f} s{memory}[/dim]")
         return result
 
 
@@ -104,6 +128,7 @@ def run_demo(out: Path, scale: str = "small", seed: int = 0, device: str = "auto
     if dev.startswith("cuda"):
         results["speed"] = step("jagged vs padded attention speed", _speed)
     results["seconds"] = step.seconds
+    results["peak_mb"] = step.peak_mb
     from shopml.common.io import write_json
     from shopml.report import write_report
 
