@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
+
+import pandas as pd
 
 from typer.testing import CliRunner
 
 from shopml.cli import app
+from shopml.common.io import current_umask
 
 
 def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
@@ -33,9 +37,30 @@ def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
     assert training["recipe"] == {"lr": 3e-3, "trunk_lr_scale": 0.3, "street_weight": 4.0}
     assert "lr 0.003, trunk_lr_scale 0.3, street_weight 4)" in report
     assert f"Fine-tuned here for {training['steps']:,} steps" in report
+    validation = results["visual"]["validation"]
+    best = max(validation, key=lambda m: validation[m]["recall@20"])
+    assert results["visual"]["served"] in (best, "finetuned")  # ties go to the fine-tuned model
+    if validation["frozen"]["recall@20"] > validation["finetuned"]["recall@20"]:
+        assert results["visual"]["served"] == "frozen"
+    _check_lookalikes(out)
+    assert set(results["peak_mb"]) == set(results["seconds"])
+    mode = stat.S_IMODE((out / "report.html").stat().st_mode)
+    assert mode == 0o666 & ~current_umask(), oct(mode)  # readable by others under umask 022
     for path in ("world/catalog.parquet", "rank/checkpoint", "forecast/config.json",
                  "visual/model", "visual/index", "visual/recs.npz"):  # fmt: skip
         assert (out / path).exists(), path
+
+
+def _check_lookalikes(out):
+    """Within the item's category, at most one product per style, never the item's style."""
+    catalog = pd.read_parquet(out / "world" / "catalog.parquet").set_index("product_id")
+    recs = pd.read_parquet(out / "visual" / "recs.parquet")
+    recs = recs.join(catalog[["category", "style_id"]], on="rec_id")
+    for pid, rows in recs.groupby("product_id"):
+        assert (rows["category"] == catalog.at[pid, "category"]).all(), pid
+        assert rows["style_id"].is_unique and catalog.at[pid, "style_id"] not in set(
+            rows["style_id"]
+        ), pid
 
 
 def test_demo_rejects_unknown_scale(tmp_path):

@@ -6,7 +6,9 @@
     DIR/rank/                the ranking model (jagged attention backend), DIR/rank-pooling/ its
                              mean-pooling baseline, each with metrics.json
     DIR/forecast/            AR-MDN trained on all sales; DIR/backtest/ metrics.csv + fan charts
-    DIR/visual/model/        VisNet (EfficientNet-Lite0 trunk + shallow branches, fine-tuned)
+    DIR/visual/finetuned/    VisNet (EfficientNet-Lite0 trunk + shallow branches, fine-tuned)
+    DIR/visual/model/        the served embedding: fine-tuned or the frozen trunk, whichever has
+                             the higher validation recall@20 (held-out train street photos)
     DIR/visual/index/        FAISS index of the catalog; DIR/visual/recs.parquet recommendations
     DIR/visual/*.json        street-to-shop recall@k, fine-tuned and frozen
     DIR/report.html          every table and plot
@@ -218,17 +220,25 @@ def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, 
     }
 
 
+VISUAL_VAL_FRACTION = 0.1  # of the products with train street photos: held out to pick the model
+
+
 def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
+    """Fine-tune VisNet, then serve whichever embedding (fine-tuned or the frozen pretrained
+    trunk) has the higher validation recall@20; index, look-alikes and test recall for both."""
+    import shutil
+
     import numpy as np
+    import torch
 
     from shopml.common.io import write_json
     from shopml.visual.config import TrainConfig, VisNetConfig
-    from shopml.visual.data import read_catalog
+    from shopml.visual.data import build_training_set, read_catalog
     from shopml.visual.evaluate import street2shop
     from shopml.visual.index import build_catalog_index
-    from shopml.visual.models import load_model
+    from shopml.visual.models import load_model, save_model
     from shopml.visual.recommend import recommend_all
-    from shopml.visual.train import train, trained_model
+    from shopml.visual.train import train, validation_recall
 
     vdir = out / "visual"
     model_config = VisNetConfig(
@@ -238,22 +248,47 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         deep_dim=512,
         normalization="lite",
     )
-    _fresh(vdir / "model")
+    train_config = TrainConfig(
+        epochs=budget.visual_epochs,
+        batch_size=32,
+        samples_per_product=4,
+        val_fraction=VISUAL_VAL_FRACTION,
+        **dict(budget.visual_recipe),
+    )
+    for path in (vdir / "finetuned", vdir / "model"):
+        _fresh(path)
     history = train(
         world,
-        vdir / "model",
+        vdir / "finetuned",
         model_config,
-        TrainConfig(
-            epochs=budget.visual_epochs,
-            batch_size=32,
-            samples_per_product=4,
-            **dict(budget.visual_recipe),
-        ),
+        train_config,
         device=device,
         steps_per_epoch=budget.visual_steps,
         max_seconds=budget.visual_seconds,
     )
-    model = trained_model(vdir / "model", device=device)
+    finetuned_model = load_model(vdir / "finetuned", device=device)
+    frozen_model = load_model(f"pretrained:efficientnet_lite0@{budget.visual_image_size}", device)
+    held_out = build_training_set(
+        world, budget.visual_image_size, street_weight=0.0,
+        val_fraction=VISUAL_VAL_FRACTION, seed=train_config.seed,
+    )  # fmt: skip
+    validation: dict[str, Any] = {}
+    if len(held_out.val_product):
+        validation = {
+            "finetuned": history.get("val") or validation_recall(
+                finetuned_model, held_out, torch.device(device)
+            ),
+            "frozen": validation_recall(frozen_model, held_out, torch.device(device)),
+        }  # fmt: skip
+    del held_out
+    served = "finetuned"  # without validation photos, the fine-tuned model
+    if validation and validation["frozen"]["recall@20"] > validation["finetuned"]["recall@20"]:
+        served = "frozen"
+    model = finetuned_model if served == "finetuned" else frozen_model
+    if served == "finetuned":
+        shutil.copytree(vdir / "finetuned" / "model", vdir / "model")
+    else:
+        save_model(frozen_model, vdir / "model")
     catalog = read_catalog(world)
     index, embeddings = build_catalog_index(
         model, catalog, vdir / "index", model_name=str(vdir / "model")
@@ -264,13 +299,14 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         catalog["product_id"].to_numpy(),
         catalog["style_id"].to_numpy(),
         k=20,
+        categories=catalog["category"].to_numpy(),  # within the query's category
     )
     recs.save(vdir / "recs.parquet")
-    finetuned = street2shop(model, world, index=index, catalog_embeddings=embeddings)
-    frozen_model = load_model(f"pretrained:efficientnet_lite0@{budget.visual_image_size}", device)
-    frozen = street2shop(frozen_model, world)
-    write_json(vdir / "recall-finetuned.json", finetuned)
-    write_json(vdir / "recall-frozen.json", frozen)
+    other = frozen_model if served == "finetuned" else finetuned_model
+    recall = {served: street2shop(model, world, index=index, catalog_embeddings=embeddings)}
+    recall["frozen" if served == "finetuned" else "finetuned"] = street2shop(other, world)
+    write_json(vdir / "recall-finetuned.json", recall["finetuned"])
+    write_json(vdir / "recall-frozen.json", recall["frozen"])
     filled = float(np.mean(recs.rec_ids >= 0))
     training = {
         "device": device,
@@ -278,8 +314,16 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         "recipe": dict(budget.visual_recipe),
         "steps": int(sum(e["steps"] for e in history["epochs"])),
         "seconds": float(sum(e["seconds"] for e in history["epochs"])),
+        "stopped_early": bool(any(e.get("stopped_early") for e in history["epochs"])),
     }
-    return {"finetuned": finetuned, "frozen": frozen, "recs_filled": filled, "training": training}
+    return {
+        "finetuned": recall["finetuned"],
+        "frozen": recall["frozen"],
+        "validation": validation,
+        "served": served,
+        "recs_filled": filled,
+        "training": training,
+    }
 
 
 def _speed() -> list[dict[str, Any]]:

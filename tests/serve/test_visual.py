@@ -14,6 +14,17 @@ def _png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def test_similar_stays_in_category_one_product_per_style(client, workdir):
+    catalog = pd.read_parquet(workdir / "world" / "catalog.parquet").set_index("product_id")
+    for pid in catalog.index[:40]:
+        items = client.get(f"/v1/products/{pid}/similar", params={"k": 10}).json()["items"]
+        ids = [item["product_id"] for item in items]
+        assert len(ids) >= 5
+        assert set(catalog.loc[ids, "category"]) == {catalog.at[pid, "category"]}, pid
+        styles = catalog.loc[ids, "style_id"].tolist()
+        assert len(set(styles)) == len(styles), (pid, styles)  # no style twice
+
+
 def test_similar_excludes_item_and_style(client, workdir):
     catalog = pd.read_parquet(workdir / "world" / "catalog.parquet")
     style = dict(zip(catalog["product_id"], catalog["style_id"], strict=True))
