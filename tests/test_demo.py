@@ -6,7 +6,6 @@ import json
 import stat
 
 import pandas as pd
-
 from typer.testing import CliRunner
 
 from shopml.cli import app
