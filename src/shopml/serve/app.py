@@ -22,7 +22,7 @@ from shopml import __version__
 from shopml.serve import problems
 from shopml.serve.artefacts import ARTEFACTS, load_artefacts
 from shopml.serve.fastpath import SimilarFastPath
-from shopml.serve.routes import forecast, health, products, rank, visual
+from shopml.serve.routes import feed, forecast, health, products, rank, visual
 from shopml.serve.settings import Settings
 
 log = logging.getLogger("shopml.serve")
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(visual.router, prefix="/v1")
     app.include_router(forecast.router, prefix="/v1")
     app.include_router(rank.router, prefix="/v1")
+    app.include_router(feed.router, prefix="/v1")
 
     static = resources.files("shopml.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -12,7 +12,7 @@ import pandas as pd
 log = logging.getLogger("shopml.serve")
 
 
-ARTEFACTS = ("catalog", "similar", "searcher", "forecaster", "ranker")
+ARTEFACTS = ("catalog", "similar", "searcher", "forecaster", "ranker", "feed")
 
 
 class ArtefactMissing(RuntimeError):
@@ -57,6 +57,7 @@ class Artefacts:
     searcher: Any = None
     forecaster: Any = None
     ranker: Any = None
+    feed: Any = None
     missing: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def require(self, name: str) -> Any:
@@ -119,4 +120,20 @@ def load_artefacts(settings: Any) -> Artefacts:
         settings.forecast_chunk,
     )
     _try(artefacts, "ranker", rank.load_ranker, workdir, settings.device)
+    if artefacts.ranker is None:
+        artefacts.missing["feed"] = "needs the ranking model and its events"
+    else:
+        _try(artefacts, "feed", build_feed, artefacts)
     return artefacts
+
+
+def build_feed(artefacts: Artefacts) -> Any:
+    """The feed's candidate generator over the ranker's events, the catalog and the look-alikes."""
+    from shopml.serve.feed import CandidateGenerator
+
+    similar = artefacts.similar
+    return CandidateGenerator(
+        artefacts.ranker.events,
+        artefacts.catalog.table["category"],
+        lookalikes=None if similar is None else similar.recs.lookup,
+    )

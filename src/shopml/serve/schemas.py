@@ -178,3 +178,31 @@ class RankRequest(BaseModel):
 
 class RankResponse(BaseModel):
     items: list[ScoredProduct]
+
+
+class UserSummary(BaseModel):
+    user_id: int
+    events: int = Field(description="logged events of the user")
+
+
+class ProductRef(BaseModel):
+    product_id: int
+    title: str | None = None
+    category: str | None = None
+    image_url: str
+
+
+class FeedItem(ScoredProduct):
+    sources: list[str] = Field(
+        description="why it is a candidate: looks_like (a look-alike of a history item), "
+        "also_viewed (others who interacted with a history item did with this), popular (among "
+        "the most popular of a category of the history)"
+    )
+    because: list[int] = Field(description="the history product ids that led to it")
+
+
+class FeedResponse(BaseModel):
+    user_id: int
+    history: list[ProductRef] = Field(description="the user's recent items, most recent first")
+    candidates: int = Field(description="candidates the ranking model scored")
+    items: list[FeedItem] = Field(description="the best k candidates, best first")
