@@ -132,11 +132,13 @@ def run_demo(out: Path, scale: str = "small", seed: int = 0, device: str = "auto
     results["seconds"] = step.seconds
     results["peak_mb"] = step.peak_mb
     from shopml.common.io import write_json
-    from shopml.report import write_report
+    from shopml.report import headline, write_report
 
     write_json(out / "demo.json", results)
     report = write_report(out, results)
     console.rule("done")
+    for line in headline(results):
+        console.print(line, highlight=False)
     console.print(f"report: {report}")
     console.print(f"serve it:  {serve_command(out)}   (then open http://127.0.0.1:8000/)")
     return report
