@@ -80,3 +80,34 @@ def test_settings_from_env(monkeypatch, tmp_path):
     monkeypatch.delenv("SHOPML_WORKDIR")
     with pytest.raises(ValueError, match="workdir: expected --workdir or SHOPML_WORKDIR"):
         Settings.from_env()
+
+
+def test_text_search_and_paging(client, workdir):
+    catalog = pd.read_parquet(workdir / "world" / "catalog.parquet")
+    word = catalog["title"].iloc[0].split()[1].lower()
+    matching = catalog[catalog["title"].str.lower().str.contains(word)]
+    page = client.get("/v1/products", params={"q": word.upper(), "limit": 200}).json()
+    assert page["total"] == len(matching) < len(catalog)
+    assert [p["product_id"] for p in page["items"]] == matching["product_id"].tolist()
+    two = client.get("/v1/products", params={"q": f"{word} {catalog['category'].iloc[0]}"}).json()
+    assert 0 < two["total"] <= page["total"]
+    first = client.get("/v1/products", params={"limit": 5}).json()["items"]
+    second = client.get("/v1/products", params={"limit": 5, "offset": 5}).json()["items"]
+    assert not {p["product_id"] for p in first} & {p["product_id"] for p in second}
+    assert client.get("/v1/products", params={"q": "no-such-thing-zz"}).json()["total"] == 0
+
+
+def test_sales_history_of_a_product(client, workdir):
+    sales = pd.read_parquet(workdir / "world" / "sales.parquet")
+    pid = int(sales["unique_id"].iloc[0])
+    mine = sales[sales["unique_id"] == pid].sort_values("ds").tail(14)
+    body = client.get(f"/v1/products/{pid}/sales", params={"days": 14}).json()
+    assert [d["ds"] for d in body["days"]] == [d.date().isoformat() for d in mine["ds"]]
+    assert [d["units"] for d in body["days"]] == mine["y"].tolist()
+    assert client.get("/v1/products/987654321/sales").status_code == 404
+    assert client.get(f"/v1/products/{pid}/sales", params={"days": 0}).status_code == 422
+
+
+def test_favicon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.content.startswith(b"<svg")

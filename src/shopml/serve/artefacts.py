@@ -25,6 +25,14 @@ class Catalog:
 
     table: pd.DataFrame  # indexed by product_id
     root: Path
+    search_text: pd.Series = dataclasses.field(init=False, repr=False)  # lower-case title etc.
+
+    def __post_init__(self) -> None:
+        fields = [c for c in ("title", "brand", "category", "color", "pattern") if c in self.table]
+        text = self.table[fields].astype(str).agg(" ".join, axis=1) if fields else None
+        self.search_text = (
+            text.str.lower() if text is not None else pd.Series("", index=self.table.index)
+        )
 
     def get(self, product_id: int) -> dict[str, Any]:
         if product_id not in self.table.index:

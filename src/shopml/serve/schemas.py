@@ -87,6 +87,16 @@ class ProductPage(BaseModel):
     total: int = Field(description="products matching the filters (all pages)")
 
 
+class SalesDay(BaseModel):
+    ds: str = Field(description="the date, YYYY-MM-DD")
+    units: float = Field(description="units sold")
+
+
+class SalesResponse(BaseModel):
+    product_id: int
+    days: list[SalesDay]
+
+
 class ScoredProduct(BaseModel):
     product_id: int
     score: float
