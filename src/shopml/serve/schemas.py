@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_K = 100  # results of one visual search or recommendation lookup
 MAX_HORIZON = 90  # days of one forecast
 MAX_IDS = 1000  # product ids in one forecast or ranking request (candidates, history)
-MAX_PRODUCT_DAYS = 10_000  # products x horizon of one forecast (about 8 s on two CPU cores)
+MAX_PRODUCT_DAYS = 10_000  # products x horizon of one forecast (docs/service.md: its time)
 
 
 class FieldError(BaseModel):
