@@ -1,14 +1,16 @@
 # shopml — two commands on a fresh machine with only python3:
 #   make demo   set up .venv and run the end-to-end demo
 #   make test   set up .venv, lint, and run the CPU test suite (Triton kernels under the interpreter)
+#   make serve  serve the demo's work directory: http://127.0.0.1:8000/ (PORT=8001 to change)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
+PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-gpu bench lint format clean
+.PHONY: demo serve test test-gpu bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +20,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/shopml demo --out $(OUT)
+
+serve: $(STAMP)
+	@test -d $(OUT)/world || { echo "no $(OUT)/world: run 'make demo' first"; exit 2; }
+	$(BIN)/shopml serve --workdir $(OUT) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

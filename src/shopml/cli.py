@@ -74,6 +74,19 @@ def demo(
     run_demo(out=out, scale=scale, seed=seed, device=device)
 
 
+def _log_config(level: str) -> dict:
+    """uvicorn's logging config with timestamps, and the service's own ``shopml`` logger."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for formatter in config["formatters"].values():
+        formatter["fmt"] = "%(asctime)s " + formatter["fmt"]
+    config["loggers"]["shopml"] = {"handlers": ["default"], "level": level.upper()}
+    return config
+
+
 @app.command()
 @exit_on_value_error
 def serve(
@@ -81,24 +94,52 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    device: Annotated[str, typer.Option(help="cpu or cuda for the models.")] = "cpu",
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda for the models [default: cpu]")
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="critical, error, warning, info or debug [default: info]"),
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="Log every request [default: on]"),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API and web page over WORKDIR's artefacts."""
+    """Serve the HTTP API and web page over WORKDIR's artefacts.
+
+    Options left out come from SHOPML_<OPTION> environment variables (SHOPML_LOG_LEVEL, ...), else
+    the defaults. It logs its address at start, then one access line per request.
+    """
     import os
 
     import uvicorn
 
+    from shopml.serve.settings import Settings
+
     if not workdir.is_dir():
         raise typer.BadParameter(f"expected a directory, found {workdir}", param_hint="--workdir")
-    os.environ["SHOPML_WORKDIR"] = str(workdir.resolve())
-    os.environ["SHOPML_DEVICE"] = device
+    settings = Settings.from_env(
+        workdir=workdir.resolve(), device=device, log_level=log_level, access_log=access_log
+    )
+    # the workers build their settings from the environment (uvicorn's factory takes no arguments)
+    os.environ["SHOPML_WORKDIR"] = str(settings.workdir)
+    os.environ["SHOPML_DEVICE"] = settings.device
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    typer.echo(
+        f"shopml serve: {settings.workdir} at {url}/ (API docs {url}/docs), "
+        f"{workers} worker(s), log level {settings.log_level}",
+        err=True,
+    )
     uvicorn.run(
         "shopml.serve.app:app_from_env",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level="warning",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        log_config=_log_config(settings.log_level),
     )
 
 

@@ -6,7 +6,9 @@
     DIR/rank/                the ranking model (jagged attention backend), DIR/rank-pooling/ its
                              mean-pooling baseline, each with metrics.json
     DIR/forecast/            AR-MDN trained on all sales; DIR/backtest/ metrics.csv + fan charts
-    DIR/visual/model/        VisNet (EfficientNet-Lite0 trunk + shallow branches, fine-tuned)
+    DIR/visual/finetuned/    VisNet (EfficientNet-Lite0 trunk + shallow branches, fine-tuned)
+    DIR/visual/model/        the served embedding: fine-tuned or the frozen trunk, whichever has
+                             the higher validation recall@20 (held-out train street photos)
     DIR/visual/index/        FAISS index of the catalog; DIR/visual/recs.parquet recommendations
     DIR/visual/*.json        street-to-shop recall@k, fine-tuned and frozen
     DIR/report.html          every table and plot
@@ -59,19 +61,56 @@ BUDGETS = {
 # fmt: on
 
 
+def peak_rss_mb(reset: bool = False) -> float | None:
+    """This process's peak resident memory in MB since the last reset (Linux; None elsewhere).
+
+    ``reset=True`` starts a new peak (writing 5 to /proc/self/clear_refs resets VmHWM), so each
+    step's own peak is measured, not the running maximum.
+    """
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc's malloc_trim), so a step's
+    leftovers (a trained model, its batches) do not add to the next step's peak."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class _Steps:
-    """Runs named steps, printing and recording the time of each."""
+    """Runs named steps, printing and recording the time and peak memory of each."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.seconds: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
 
     def __call__(self, name: str, fn, *args, **kwargs):
         self.console.rule(name)
+        release_memory()
+        peak_rss_mb(reset=True)
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         self.seconds[name] = time.perf_counter() - t0
-        self.console.print(f"[dim]{name}: {self.seconds[name]:.1f} s[/dim]")
+        peak = peak_rss_mb()
+        memory = ""
+        if peak is not None:
+            self.peak_mb[name] = peak
+            memory = f", peak memory {peak:,.0f} MB"
+        self.console.print(f"[dim]{name}: {self.seconds[name]:.1f} s{memory}[/dim]")
         return result
 
 
@@ -104,15 +143,41 @@ def run_demo(out: Path, scale: str = "small", seed: int = 0, device: str = "auto
     if dev.startswith("cuda"):
         results["speed"] = step("jagged vs padded attention speed", _speed)
     results["seconds"] = step.seconds
+    results["peak_mb"] = step.peak_mb
     from shopml.common.io import write_json
-    from shopml.report import write_report
+    from shopml.report import headline, write_report
 
     write_json(out / "demo.json", results)
     report = write_report(out, results)
     console.rule("done")
+    for line in headline(results):
+        console.print(line, highlight=False)
     console.print(f"report: {report}")
-    console.print(f"serve it:  shopml serve --workdir {out}   (then open http://127.0.0.1:8000/)")
+    console.print(f"serve it:  {serve_command(out)}   (then open http://127.0.0.1:8000/)")
     return report
+
+
+def serve_command(out: Path) -> str:
+    """The command that serves ``out``, as this shell can run it (``shopml`` need not be on PATH)."""
+    import os
+    import shlex
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).parent / "shopml"
+    if shutil.which("shopml") and Path(shutil.which("shopml")).resolve() == exe.resolve():
+        program = "shopml"
+    elif exe.is_file():
+        try:
+            program = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+        except ValueError:
+            program = str(exe)
+    else:
+        program = f"{shlex.quote(sys.executable)} -m shopml.cli"
+    command = f"{program} serve --workdir {shlex.quote(str(out))}"
+    if os.environ.get("MAKELEVEL"):  # run by `make demo`
+        command = f"make serve   (or: {command})"
+    return command
 
 
 def _rank(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
@@ -133,6 +198,7 @@ def _rank(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]
         )
         _fresh(run)
         metrics[backend] = train(world, run, config, device=device, progress=True)
+        release_memory()  # the first model's data before the second trains
     return metrics
 
 
@@ -170,17 +236,25 @@ def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, 
     }
 
 
+VISUAL_VAL_FRACTION = 0.1  # of the products with train street photos: held out to pick the model
+
+
 def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, Any]:
+    """Fine-tune VisNet, then serve whichever embedding (fine-tuned or the frozen pretrained
+    trunk) has the higher validation recall@20; index, look-alikes and test recall for both."""
+    import shutil
+
     import numpy as np
+    import torch
 
     from shopml.common.io import write_json
     from shopml.visual.config import TrainConfig, VisNetConfig
-    from shopml.visual.data import read_catalog
+    from shopml.visual.data import build_training_set, read_catalog
     from shopml.visual.evaluate import street2shop
     from shopml.visual.index import build_catalog_index
-    from shopml.visual.models import load_model
+    from shopml.visual.models import load_model, save_model
     from shopml.visual.recommend import recommend_all
-    from shopml.visual.train import train
+    from shopml.visual.train import train, validation_recall
 
     vdir = out / "visual"
     model_config = VisNetConfig(
@@ -190,22 +264,47 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         deep_dim=512,
         normalization="lite",
     )
-    _fresh(vdir / "model")
+    train_config = TrainConfig(
+        epochs=budget.visual_epochs,
+        batch_size=32,
+        samples_per_product=4,
+        val_fraction=VISUAL_VAL_FRACTION,
+        **dict(budget.visual_recipe),
+    )
+    for path in (vdir / "finetuned", vdir / "model"):
+        _fresh(path)
     history = train(
         world,
-        vdir / "model",
+        vdir / "finetuned",
         model_config,
-        TrainConfig(
-            epochs=budget.visual_epochs,
-            batch_size=32,
-            samples_per_product=4,
-            **dict(budget.visual_recipe),
-        ),
+        train_config,
         device=device,
         steps_per_epoch=budget.visual_steps,
         max_seconds=budget.visual_seconds,
     )
-    model = load_model(vdir / "model", device=device)
+    finetuned_model = load_model(vdir / "finetuned", device=device)
+    frozen_model = load_model(f"pretrained:efficientnet_lite0@{budget.visual_image_size}", device)
+    held_out = build_training_set(
+        world, budget.visual_image_size, street_weight=0.0,
+        val_fraction=VISUAL_VAL_FRACTION, seed=train_config.seed,
+    )  # fmt: skip
+    validation: dict[str, Any] = {}
+    if len(held_out.val_product):
+        validation = {
+            "finetuned": history.get("val") or validation_recall(
+                finetuned_model, held_out, torch.device(device)
+            ),
+            "frozen": validation_recall(frozen_model, held_out, torch.device(device)),
+        }  # fmt: skip
+    del held_out
+    served = "finetuned"  # without validation photos, the fine-tuned model
+    if validation and validation["frozen"]["recall@20"] > validation["finetuned"]["recall@20"]:
+        served = "frozen"
+    model = finetuned_model if served == "finetuned" else frozen_model
+    if served == "finetuned":
+        shutil.copytree(vdir / "finetuned" / "model", vdir / "model")
+    else:
+        save_model(frozen_model, vdir / "model")
     catalog = read_catalog(world)
     index, embeddings = build_catalog_index(
         model, catalog, vdir / "index", model_name=str(vdir / "model")
@@ -216,13 +315,14 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         catalog["product_id"].to_numpy(),
         catalog["style_id"].to_numpy(),
         k=20,
+        categories=catalog["category"].to_numpy(),  # within the query's category
     )
     recs.save(vdir / "recs.parquet")
-    finetuned = street2shop(model, world, index=index, catalog_embeddings=embeddings)
-    frozen_model = load_model(f"pretrained:efficientnet_lite0@{budget.visual_image_size}", device)
-    frozen = street2shop(frozen_model, world)
-    write_json(vdir / "recall-finetuned.json", finetuned)
-    write_json(vdir / "recall-frozen.json", frozen)
+    other = frozen_model if served == "finetuned" else finetuned_model
+    recall = {served: street2shop(model, world, index=index, catalog_embeddings=embeddings)}
+    recall["frozen" if served == "finetuned" else "finetuned"] = street2shop(other, world)
+    write_json(vdir / "recall-finetuned.json", recall["finetuned"])
+    write_json(vdir / "recall-frozen.json", recall["frozen"])
     filled = float(np.mean(recs.rec_ids >= 0))
     training = {
         "device": device,
@@ -230,8 +330,16 @@ def _visual(world: Path, out: Path, budget: Budget, device: str) -> dict[str, An
         "recipe": dict(budget.visual_recipe),
         "steps": int(sum(e["steps"] for e in history["epochs"])),
         "seconds": float(sum(e["seconds"] for e in history["epochs"])),
+        "stopped_early": bool(any(e.get("stopped_early") for e in history["epochs"])),
     }
-    return {"finetuned": finetuned, "frozen": frozen, "recs_filled": filled, "training": training}
+    return {
+        "finetuned": recall["finetuned"],
+        "frozen": recall["frozen"],
+        "validation": validation,
+        "served": served,
+        "recs_filled": filled,
+        "training": training,
+    }
 
 
 def _speed() -> list[dict[str, Any]]:

@@ -33,7 +33,8 @@ def workdir(tiny_world, tmp_path_factory):
     _cli("visual", "index", "--model", str(visual / "model"), "--world", str(world),
          "--out", str(visual / "index"), "--device", "cpu")  # fmt: skip
     _cli("visual", "recommend", "--model", str(visual / "model"), "--index", str(visual / "index"),
-         "--k", "10", "--out", str(visual / "recs.parquet"), "--device", "cpu")  # fmt: skip
+         "--k", "10", "--out", str(visual / "recs.parquet"), "--device", "cpu",
+         "--within-category")  # fmt: skip
     _cli("forecast", "train", "--data", str(world), "--out", str(root / "forecast"),
          "--horizon", "14", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "32",
          "--hidden", "16", "--device", "cpu")  # fmt: skip

@@ -36,10 +36,10 @@ def test_rank_for_an_explicit_history(client, workdir):
         ({"candidates": []}, 422, "candidates"),
         ({"user_id": 987654321, "candidates": "CANDS"}, 404, "no logged events"),
         ({"candidates": "CANDS"}, 400, "exactly one"),
-        ({"history": [], "candidates": "CANDS"}, 400, "history"),
+        ({"history": [], "candidates": "CANDS"}, 422, "history"),
         ({"history": [987654321], "candidates": "CANDS"}, 404, "987654321"),
         ({"user_id": "USER", "candidates": [987654321]}, 404, "987654321"),
-        ({"user_id": "USER", "candidates": list(range(2000))}, 400, "at most 1000"),
+        ({"user_id": "USER", "candidates": list(range(2000))}, 422, "at most 1000"),
     ],
 )
 def test_rank_bad_input(client, workdir, body, status, needle):

@@ -14,6 +14,17 @@ def _png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def test_similar_stays_in_category_one_product_per_style(client, workdir):
+    catalog = pd.read_parquet(workdir / "world" / "catalog.parquet").set_index("product_id")
+    for pid in catalog.index[:40]:
+        items = client.get(f"/v1/products/{pid}/similar", params={"k": 10}).json()["items"]
+        ids = [item["product_id"] for item in items]
+        assert len(ids) >= 5
+        assert set(catalog.loc[ids, "category"]) == {catalog.at[pid, "category"]}, pid
+        styles = catalog.loc[ids, "style_id"].tolist()
+        assert len(set(styles)) == len(styles), (pid, styles)  # no style twice
+
+
 def test_similar_excludes_item_and_style(client, workdir):
     catalog = pd.read_parquet(workdir / "world" / "catalog.parquet")
     style = dict(zip(catalog["product_id"], catalog["style_id"], strict=True))
@@ -29,7 +40,11 @@ def test_similar_excludes_item_and_style(client, workdir):
 
 @pytest.mark.parametrize(
     ("params", "status", "needle"),
-    [({"k": 0}, 422, "k"), ({"k": 101}, 400, "k: expected at most 100"), ({"k": "x"}, 422, "k")],
+    [
+        ({"k": 0}, 422, "k"),
+        ({"k": 101}, 422, "query.k: Input should be less than or equal to 100"),
+        ({"k": "x"}, 422, "k"),
+    ],  # fmt: skip
 )
 def test_similar_bad_k(client, workdir, params, status, needle):
     pid = int(pd.read_parquet(workdir / "world" / "catalog.parquet")["product_id"].iloc[0])
@@ -47,7 +62,7 @@ def test_search_finds_the_street_photo_product(client, workdir):
     row = street.iloc[0]
     data = (workdir / "world" / row["image"]).read_bytes()
     response = client.post(
-        "/v1/visual/search", files={"image": ("q.png", data, "image/png")}, data={"k": "20"}
+        "/v1/visual/search", files={"image": ("q.png", data, "image/png")}, params={"k": 20}
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -65,10 +80,22 @@ def test_search_within_category_and_any_image_mode(client, workdir):
         response = client.post(
             "/v1/visual/search",
             files={"image": ("q", data, "application/octet-stream")},
-            data={"k": "3", "category": category},
+            params={"k": 3, "category": category},
         )
         assert response.status_code == 200, response.text
         assert all(item["category"] == category for item in response.json()["items"])
+
+
+def test_search_k_is_a_query_parameter_like_similar(client, workdir):
+    street = pd.read_parquet(workdir / "world" / "street.parquet")
+    data = (workdir / "world" / street["image"].iloc[0]).read_bytes()
+    files = {"image": ("q.png", data, "image/png")}
+    response = client.post("/v1/visual/search", files=files, params={"k": 4})
+    assert response.status_code == 200 and len(response.json()["items"]) == 4
+    # the old form field is refused with a pointer, not silently ignored
+    response = client.post("/v1/visual/search", files=files, data={"k": "4"})
+    assert response.status_code == 400
+    assert "k: expected it as a query parameter (?k=...)" in response.json()["detail"]
 
 
 def test_concurrent_uploads_are_batched(client, workdir):
@@ -85,18 +112,19 @@ def test_concurrent_uploads_are_batched(client, workdir):
 
 
 @pytest.mark.parametrize(
-    ("files", "data", "status", "needle"),
+    ("files", "params", "status", "needle"),
     [
         ({"image": ("x.png", b"not an image at all", "image/png")}, {}, 400, "undecodable"),
         ({"image": ("x.png", b"", "image/png")}, {}, 400, "empty upload"),
         ({"image": ("x.png", b"\x89PNG" + b"0" * 2_100_000, "image/png")}, {}, 400, "at most"),
-        (None, {"k": "3"}, 422, "image"),
-        ({"image": ("x.png", b"x", "image/png")}, {"k": "0"}, 422, "k"),
+        (None, {"k": "3"}, 422, "body.image: required"),
+        ({"image": ("x.png", b"x", "image/png")}, {"k": "0"}, 422, "query.k"),
+        ({"image": ("x.png", b"x", "image/png")}, {"k": "101"}, 422, "query.k"),
         ({"image": ("x.png", b"x", "image/png")}, {"category": "spaceships"}, 400, "category"),
     ],
 )
-def test_search_bad_input(client, files, data, status, needle):
-    response = client.post("/v1/visual/search", files=files, data=data)
+def test_search_bad_input(client, files, params, status, needle):
+    response = client.post("/v1/visual/search", files=files, params=params)
     assert response.status_code == status, response.text
     assert needle in response.text
     assert client.get("/health").status_code == 200

@@ -34,15 +34,38 @@ def test_recommendations_exclude_item_and_near_duplicates(catalog):
         assert len(ids) == 5 and pid not in ids.tolist()
         assert all(style_of[i] != style_of[pid] for i in ids.tolist())
         assert (scores < 0.99).all() and (np.diff(scores) <= 1e-6).all()
-        # the rest is the exact ranking among the allowed products
+        # the rest is the exact ranking among the allowed products, one per style
         sims = emb @ emb[r]
-        allowed = [
-            j for j in np.argsort(-sims) if j != r and styles[j] != styles[r] and sims[j] < 0.99
-        ]
+        allowed, seen = [], {styles[r]}
+        for j in np.argsort(-sims):
+            twin = any(float(emb[j] @ emb[a]) >= 0.99 for a in allowed)  # of a kept product
+            if j != r and styles[j] not in seen and sims[j] < 0.99 and not twin:
+                allowed.append(j)
+                seen.add(styles[j])
         np.testing.assert_array_equal(ids, pids[allowed[:5]])
+        rec_styles = [style_of[i] for i in ids.tolist()]
+        assert len(set(rec_styles)) == len(rec_styles)  # at most one product per style
     assert 101 not in recs.lookup(100)[0].tolist()  # closer than the threshold, other style
     without_threshold = recommend_all(index, emb, pids, styles, k=5, dup_threshold=None)
     assert without_threshold.lookup(100)[0][0] == 101
+
+
+def test_near_duplicates_of_each_other_collapse():
+    """Two identical listings (other sellers, other styles) next to each other: one is kept."""
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(30, 8))
+    emb[11] = emb[10]  # identical pictures, different styles (no style rule catches them)
+    emb[10] = emb[0] + 0.3 * emb[10] / np.linalg.norm(emb[10])  # both close to product 0
+    emb[11] = emb[10]
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    pids = np.arange(30, dtype=np.int64)
+    index = FaissIndex(8, "Flat")
+    index.add(emb, pids, np.array(["x"] * 30))
+    recs = recommend_all(index, emb, pids, np.arange(30), k=5, dup_threshold=0.995)
+    ids = recs.lookup(0)[0].tolist()
+    assert ids[0] in (10, 11) and not {10, 11} <= set(ids)
+    plain = recommend_all(index, emb, pids, np.arange(30), k=5, dup_threshold=None)
+    assert {10, 11} <= set(plain.lookup(0)[0].tolist())  # without the rule both would show
 
 
 def test_recommendations_within_category_and_padding(catalog, tmp_path):
@@ -53,7 +76,8 @@ def test_recommendations_within_category_and_padding(catalog, tmp_path):
         ids, _ = recs.lookup(pid)
         assert all(cat_of[i] == cat_of[pid] for i in ids.tolist())
         assert len(ids) <= 39  # 40 per category minus the item (k larger than what is left)
-    assert recs.rec_ids.shape == (80, 50) and (recs.rec_ids[:, 45:] == -1).all()
+        assert len(ids) >= 5
+    assert recs.rec_ids.shape == (80, 50) and (recs.rec_ids[:, 39:] == -1).all()
     recs.save(tmp_path / "recs.parquet")
     again = Recommendations.load(tmp_path / "recs.parquet")
     np.testing.assert_array_equal(again.rec_ids, recs.rec_ids)

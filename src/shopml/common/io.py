@@ -1,7 +1,8 @@
 """Atomic writes and table schema checks.
 
 Every file shopml writes goes to a temporary file in the same directory and is renamed into place, so
-a crash or a bad input never leaves a half-written file behind.
+a crash or a bad input never leaves a half-written file behind. The file gets the mode a plain
+``open(path, "w")`` would give it (0666 less the process umask), not ``mkstemp``'s private 0600.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -31,6 +35,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and restore (a brief window, single-threaded callers)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -1,7 +1,9 @@
 """The FastAPI application: ``create_app(settings)``; artefacts are loaded in the lifespan.
 
-Every error a client can cause is answered with a 4xx and a JSON ``{"detail": message}`` naming what
-was wrong; an endpoint whose artefact is missing answers 503 with the reason (see ``/ready``).
+Every error a client can cause is answered with a 4xx problem-details body naming what was wrong
+(:mod:`shopml.serve.problems`); an endpoint whose artefact is missing answers 503 with the reason
+(see ``/ready``). ``/docs`` (Swagger UI) and ``/redoc`` are served from the files the
+``fastapi-offline`` package ships, so they work without a network.
 """
 
 from __future__ import annotations
@@ -11,17 +13,28 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from shopml import __version__
-from shopml.serve.artefacts import ArtefactMissing, load_artefacts
+from shopml.serve import problems
+from shopml.serve.artefacts import ARTEFACTS, load_artefacts
 from shopml.serve.fastpath import SimilarFastPath
-from shopml.serve.routes import forecast, health, products, rank, visual
+from shopml.serve.routes import feed, forecast, health, products, rank, visual
 from shopml.serve.settings import Settings
 
 log = logging.getLogger("shopml.serve")
+
+
+DESCRIPTION = """\
+Visual search and look-alikes, demand forecasts and a ranked feed over one catalog.
+
+Every error is an RFC 9457 problem-details body (`application/problem+json`) whose `detail` names
+the argument, what was expected and what was found. Limits: `k` <= 100, `horizon` <= 90 days,
+at most 1,000 ids per list and 10,000 products x days per forecast request.
+"""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -30,41 +43,35 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.artefacts = load_artefacts(settings)
-        for name, reason in app.state.artefacts.missing.items():
+        missing = app.state.artefacts.missing
+        loaded = [n for n in ARTEFACTS if n not in missing]
+        log.info("serving %s: loaded %s", settings.workdir, ", ".join(loaded) or "nothing")
+        for name, reason in missing.items():
             log.warning("artefact %s unavailable: %s", name, reason)
         yield
         for batcher in getattr(app.state, "batchers", {}).values():
             await batcher.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="shopml",
         version=__version__,
         summary="Rank, forecast and search one product catalog.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        favicon_url="/favicon.ico",
     )
     app.state.settings = settings
     app.state.batchers = {}
     app.add_middleware(SimilarFastPath)
 
-    @app.exception_handler(ValueError)
-    async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
-
-    @app.exception_handler(LookupError)
-    async def _not_found(request: Request, exc: LookupError) -> JSONResponse:
-        return JSONResponse(
-            status_code=404, content={"detail": str(exc.args[0] if exc.args else exc)}
-        )
-
-    @app.exception_handler(ArtefactMissing)
-    async def _missing(request: Request, exc: ArtefactMissing) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
+    problems.install(app)
 
     app.include_router(health.router)
     app.include_router(products.router, prefix="/v1")
     app.include_router(visual.router, prefix="/v1")
     app.include_router(forecast.router, prefix="/v1")
     app.include_router(rank.router, prefix="/v1")
+    app.include_router(feed.router, prefix="/v1")
 
     static = resources.files("shopml.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -72,6 +79,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(str(static / "favicon.svg"), media_type="image/svg+xml")
 
     return app
 

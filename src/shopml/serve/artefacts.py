@@ -12,6 +12,9 @@ import pandas as pd
 log = logging.getLogger("shopml.serve")
 
 
+ARTEFACTS = ("catalog", "similar", "searcher", "forecaster", "ranker", "feed")
+
+
 class ArtefactMissing(RuntimeError):
     """An endpoint's artefact is not loaded; the message says which and why."""
 
@@ -22,6 +25,14 @@ class Catalog:
 
     table: pd.DataFrame  # indexed by product_id
     root: Path
+    search_text: pd.Series = dataclasses.field(init=False, repr=False)  # lower-case title etc.
+
+    def __post_init__(self) -> None:
+        fields = [c for c in ("title", "brand", "category", "color", "pattern") if c in self.table]
+        text = self.table[fields].astype(str).agg(" ".join, axis=1) if fields else None
+        self.search_text = (
+            text.str.lower() if text is not None else pd.Series("", index=self.table.index)
+        )
 
     def get(self, product_id: int) -> dict[str, Any]:
         if product_id not in self.table.index:
@@ -54,6 +65,7 @@ class Artefacts:
     searcher: Any = None
     forecaster: Any = None
     ranker: Any = None
+    feed: Any = None
     missing: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def require(self, name: str) -> Any:
@@ -75,7 +87,7 @@ def _try(artefacts: Artefacts, name: str, loader: Any, *args: Any) -> None:
 
 
 def load_catalog(workdir: Path) -> Catalog:
-    from shopml.world.readers import read_catalog
+    from shopml.formats.readers import read_catalog
 
     world = workdir / "world"
     if not (world / "catalog.parquet").is_file():
@@ -93,7 +105,7 @@ def load_artefacts(settings: Any) -> Artefacts:
     artefacts = Artefacts(workdir=workdir)
     _try(artefacts, "catalog", load_catalog, workdir)
     if artefacts.catalog is None:
-        for name in ("similar", "searcher", "forecaster", "ranker"):
+        for name in ARTEFACTS[1:]:
             artefacts.missing[name] = "needs the catalog"
         return artefacts
     catalog = artefacts.catalog
@@ -107,6 +119,29 @@ def load_artefacts(settings: Any) -> Artefacts:
         settings.device,
         settings.max_image_pixels,
     )
-    _try(artefacts, "forecaster", forecast.load_forecaster, workdir, settings.device)
+    _try(
+        artefacts,
+        "forecaster",
+        forecast.load_forecaster,
+        workdir,
+        settings.device,
+        settings.forecast_chunk,
+    )
     _try(artefacts, "ranker", rank.load_ranker, workdir, settings.device)
+    if artefacts.ranker is None:
+        artefacts.missing["feed"] = "needs the ranking model and its events"
+    else:
+        _try(artefacts, "feed", build_feed, artefacts)
     return artefacts
+
+
+def build_feed(artefacts: Artefacts) -> Any:
+    """The feed's candidate generator over the ranker's events, the catalog and the look-alikes."""
+    from shopml.serve.feed import CandidateGenerator
+
+    similar = artefacts.similar
+    return CandidateGenerator(
+        artefacts.ranker.events,
+        artefacts.catalog.table["category"],
+        lookalikes=None if similar is None else similar.recs.lookup,
+    )

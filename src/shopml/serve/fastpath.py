@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
+from shopml.serve.schemas import MAX_K
+
 PREFIX, SUFFIX = "/v1/products/", "/similar"
 DEFAULT_K = 10
 
@@ -37,7 +39,7 @@ class SimilarFastPath:
                 k = int(query["k"][0])
         state = scope["app"].state
         lookup = getattr(getattr(state, "artefacts", None), "similar", None)
-        if lookup is None or not 1 <= k <= state.settings.max_k:
+        if lookup is None or not 1 <= k <= MAX_K:
             return None
         try:
             return lookup.json_bytes(int(pid), k)

@@ -84,7 +84,8 @@ class PhotoSearcher:
             image.load()
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ValueError(
-                f"image: expected a PNG or JPEG image, found undecodable data ({exc})"
+                f"image: expected a PNG or JPEG image, found undecodable data "
+                f"({type(exc).__name__})"
             ) from exc
         return image.convert("RGB")
 

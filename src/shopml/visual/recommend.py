@@ -1,8 +1,11 @@
 """Visual recommendations: top-K visually similar products for every catalog item, precomputed.
 
-For each item, the index is searched in batches for ``k + extra`` neighbours; the item itself and
-its near-duplicates are dropped (same ``style_id``, e.g. colour variants and re-listings, or a cosine
-similarity at or above ``dup_threshold``), and the first K remaining products are kept. The result
+For each item, the index is searched in batches (within the item's category when ``categories`` are
+given) for enough neighbours; walking them best first, a neighbour is dropped when it is the item or
+a near-duplicate of it (same ``style_id``: colour variants and re-listings; or a cosine similarity
+at or above ``dup_threshold``), or a near-duplicate of a product already kept (a style already in
+the list: at most one product per style; or a cosine at or above ``dup_threshold`` with a kept
+product: pixel-identical listings of two sellers collapse into one). The first K kept remain. The result
 is a dense table: row ``r`` holds the recommendations of ``product_ids[r]``, so a lookup is one
 dictionary probe plus one row read (constant time), the way the paper serves 2K requests a second.
 
@@ -102,21 +105,24 @@ def recommend_all(
     extra: int | None = None,
     categories: np.ndarray | None = None,
 ) -> Recommendations:
-    """Top-k visually similar products for every item, without the item and its near-duplicates.
+    """Top-k visually similar products for every item: the item, its near-duplicates and
+    near-duplicates among the recommendations themselves removed.
 
     Args:
         index: a ``VectorIndex`` holding the catalog (ids = product ids).
         embeddings: (n, d) float32 unit vectors of the items to recommend for.
         product_ids: (n,) int64 ids of those items.
-        style_ids: (n,) int64 style of each item (same style = near-duplicate); None: no style rule.
-            Styles of neighbours are looked up among these items.
+        style_ids: (n,) int64 style of each item (same style = near-duplicate: at most one product
+            per style, never the item's own); None: no style rule. Styles of neighbours are looked
+            up among these items.
         k: recommendations per item.
-        dup_threshold: cosine similarity at or above which a neighbour is a near-duplicate
-            (None: no threshold rule).
+        dup_threshold: cosine similarity at or above which two products are near-duplicates, of
+            the item or of each other (None: no threshold rule).
         batch_size: queries per index search.
-        extra: neighbours fetched beyond k to survive the filtering (default: the largest style
-            size + 10).
-        categories: (n,) category of each item: recommend within the item's category.
+        extra: neighbours fetched beyond k to survive the filtering (default: k times the largest
+            style, + 10).
+        categories: (n,) category of each item: recommend within the item's category (the
+            service's default); None: across categories.
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k: expected a positive int, found {k!r}")
@@ -129,13 +135,17 @@ def recommend_all(
     if len(product_ids) == 0:
         raise ValueError("product_ids: expected at least one catalog item, found none")
     style_of: dict[int, int] = {}
+    biggest = 1
     if style_ids is not None:
         style_ids = np.asarray(style_ids, dtype=np.int64)
+        if len(style_ids) != len(product_ids):
+            raise ValueError(
+                f"style_ids: expected {len(product_ids)} (one per product), found {len(style_ids)}"
+            )
         style_of = dict(zip(product_ids.tolist(), style_ids.tolist(), strict=True))
         biggest = int(pd.Series(style_ids).value_counts().max())
-    else:
-        biggest = 1
-    fetch = k + (extra if extra is not None else biggest + 10)
+    row_of = {p: r for r, p in enumerate(product_ids.tolist())}
+    fetch = k + (extra if extra is not None else k * biggest + 10)
     rec = np.full((len(product_ids), k), -1, np.int64)
     sc = np.full((len(product_ids), k), -np.inf, np.float32)
     groups = (
@@ -148,18 +158,50 @@ def recommend_all(
             rows = rows_all[s : s + batch_size]
             scores, ids = index.search(embeddings[rows], fetch, category=cat)
             for r, row_ids, row_scores in zip(rows, ids, scores, strict=True):
-                me = int(product_ids[r])
-                my_style = style_of.get(me)
-                out = 0
-                for i, score in zip(row_ids.tolist(), row_scores.tolist(), strict=True):
-                    if i < 0 or i == me:
-                        continue
-                    if my_style is not None and style_of.get(i) == my_style:
-                        continue
-                    if dup_threshold is not None and score >= dup_threshold:
-                        continue
+                kept = _distinct(
+                    int(product_ids[r]), row_ids, row_scores, k, style_of, row_of, embeddings,
+                    dup_threshold,
+                )  # fmt: skip
+                for out, (i, score) in enumerate(kept):
                     rec[r, out], sc[r, out] = i, score
-                    out += 1
-                    if out == k:
-                        break
     return Recommendations(product_ids, rec, sc)
+
+
+def _distinct(
+    me: int,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    style_of: dict[int, int],
+    row_of: dict[int, int],
+    embeddings: np.ndarray,
+    dup_threshold: float | None,
+) -> list[tuple[int, float]]:
+    """The first ``k`` neighbours that are neither the item's near-duplicates nor each other's."""
+    kept: list[tuple[int, float]] = []
+    styles = {style_of.get(me)} - {None}
+    kept_rows: list[int] = []
+    for i, score in zip(ids.tolist(), scores.tolist(), strict=True):
+        if i < 0 or i == me:
+            continue
+        if dup_threshold is not None and score >= dup_threshold:
+            continue
+        style = style_of.get(i)
+        if style is not None and style in styles:
+            continue
+        row = row_of.get(i)
+        if (
+            dup_threshold is not None
+            and row is not None
+            and kept_rows
+            and float((embeddings[kept_rows] @ embeddings[row]).max()) >= dup_threshold
+        ):
+            continue
+        kept.append((i, score))
+        if style is not None:
+            styles.add(style)
+        if row is not None:
+            kept_rows.append(row)
+        if len(kept) == k:
+            break
+    return kept

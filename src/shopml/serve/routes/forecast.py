@@ -6,9 +6,10 @@ import asyncio
 
 from fastapi import APIRouter
 
-from shopml.serve.routes.deps import ArtefactsDep, SettingsDep
+from shopml.serve.routes.deps import ArtefactsDep
 from shopml.serve.schemas import (
     ERRORS,
+    MAX_PRODUCT_DAYS,
     ForecastDay,
     ForecastRequest,
     ForecastResponse,
@@ -19,16 +20,20 @@ router = APIRouter(tags=["forecast"], responses=ERRORS)
 
 
 @router.post("/forecast", response_model=ForecastResponse)
-async def forecast(
-    request: ForecastRequest, artefacts: ArtefactsDep, settings: SettingsDep
-) -> ForecastResponse:
-    """Daily demand quantiles (10%, 50%, 90%) and mean per product over the horizon."""
-    if request.horizon > settings.max_horizon:
+async def forecast(request: ForecastRequest, artefacts: ArtefactsDep) -> ForecastResponse:
+    """Daily demand quantiles (10%, 50%, 90%) and mean per product over the horizon.
+
+    A product's numbers depend on the model, the product, the horizon and its plan only, not on
+    the other products of the request. At most 10,000 products x days per request.
+    """
+    ids = list(dict.fromkeys(request.product_ids))
+    if len(ids) * request.horizon > MAX_PRODUCT_DAYS:
         raise ValueError(
-            f"horizon: expected at most {settings.max_horizon}, found {request.horizon}"
+            f"product_ids/horizon: expected at most {MAX_PRODUCT_DAYS:,} products x days per "
+            f"request, found {len(ids):,} x {request.horizon} = {len(ids) * request.horizon:,}; "
+            "split the products over several requests"
         )
     forecaster = artefacts.require("forecaster")
-    ids = list(dict.fromkeys(request.product_ids))
     frame = await asyncio.to_thread(forecaster.forecast, ids, request.horizon, request.plan)
     series = []
     for pid, rows in frame.groupby("unique_id", sort=False):

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 
-from shopml.serve.routes.deps import ArtefactsDep, SettingsDep
+from shopml.serve.routes.deps import ArtefactsDep
 from shopml.serve.schemas import ERRORS, RankRequest, RankResponse, ScoredProduct
 from shopml.serve.visual import scored_item
 
@@ -14,16 +14,8 @@ router = APIRouter(tags=["rank"], responses=ERRORS)
 
 
 @router.post("/rank", response_model=RankResponse)
-async def rank(
-    request: RankRequest, artefacts: ArtefactsDep, settings: SettingsDep
-) -> RankResponse:
+async def rank(request: RankRequest, artefacts: ArtefactsDep) -> RankResponse:
     """Candidates ordered by predicted click probability for a user id or an explicit history."""
-    if len(request.candidates) > settings.max_candidates:
-        raise ValueError(
-            f"candidates: expected at most {settings.max_candidates}, found {len(request.candidates)}"
-        )
-    if request.history is not None and not request.history:
-        raise ValueError("history: expected at least one product id, found an empty list")
     ranker = artefacts.require("ranker")
     catalog = artefacts.require("catalog")
     candidates = list(dict.fromkeys(request.candidates))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from shopml.serve.batching import MicroBatcher
 from shopml.serve.fastpath import DEFAULT_K
 from shopml.serve.routes.deps import ArtefactsDep, SettingsDep
-from shopml.serve.schemas import ERRORS, SearchResponse, SimilarResponse
+from shopml.serve.schemas import ERRORS, MAX_K, SearchResponse, SimilarResponse
 
 router = APIRouter(tags=["visual"], responses=ERRORS)
 
@@ -19,15 +19,13 @@ router = APIRouter(tags=["visual"], responses=ERRORS)
 async def similar(
     product_id: int,
     artefacts: ArtefactsDep,
-    settings: SettingsDep,
-    k: Annotated[int, Query(ge=1)] = DEFAULT_K,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="how many products")] = DEFAULT_K,
 ) -> Response:
-    """Products that look like this one (precomputed; the item and its near-duplicates removed).
-
-    Valid requests are answered by :class:`shopml.serve.fastpath.SimilarFastPath` with the same body.
+    """Products that look like this one, best first: precomputed, within the product's category,
+    at most one product per style, near-duplicates of each other collapsed.
+    \f
+    Valid requests are answered by ``shopml.serve.fastpath.SimilarFastPath`` with the same body.
     """
-    if k > settings.max_k:
-        raise ValueError(f"k: expected at most {settings.max_k}, found {k}")
     lookup = artefacts.require("similar")
     return Response(lookup.json_bytes(product_id, k), media_type="application/json")
 
@@ -48,12 +46,19 @@ async def visual_search(
     artefacts: ArtefactsDep,
     settings: SettingsDep,
     image: Annotated[UploadFile, File(description="a photo: PNG or JPEG")],
-    k: Annotated[int, Form(ge=1)] = 10,
-    category: Annotated[str | None, Form()] = None,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="how many products")] = DEFAULT_K,
+    category: Annotated[
+        str | None, Query(description="search within this category only (GET /v1/categories)")
+    ] = None,
 ) -> SearchResponse:
-    """Find the catalog products shown in an uploaded photo; concurrent uploads share encoder passes."""
-    if k > settings.max_k:
-        raise ValueError(f"k: expected at most {settings.max_k}, found {k}")
+    """Find the catalog products shown in an uploaded photo (multipart field `image`); `k` and
+    `category` are query parameters, as on `/similar`. Concurrent uploads share encoder passes."""
+    form = await request.form()
+    stray = sorted(set(form) - {"image"})
+    if stray:
+        raise ValueError(
+            f"{stray[0]}: expected it as a query parameter (?{stray[0]}=...), found a form field"
+        )
     searcher = artefacts.require("searcher")
     catalog = artefacts.require("catalog")
     if category is not None and category not in set(catalog.table["category"]):
