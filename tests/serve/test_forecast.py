@@ -94,8 +94,13 @@ def test_a_products_forecast_does_not_depend_on_the_others(client, workdir):
     a, b, c = _pids(workdir, 3)
     alone = _days(client.post("/v1/forecast", json={"product_ids": [a], "horizon": 7}), a)
     for others in ([a, b], [c, b, a]):
-        batch = client.post("/v1/forecast", json={"product_ids": others, "horizon": 7})
-        assert _days(batch, a) == alone, others
+        batch = _days(client.post("/v1/forecast", json={"product_ids": others, "horizon": 7}), a)
+        # the same random draws: equal up to float32 rounding of batched matmuls (before
+        # per-series streams the day-0 mean moved by 15% with the batch)
+        assert [d["ds"] for d in batch] == [d["ds"] for d in alone]
+        for key in ("mean", "q10", "q50", "q90"):
+            got, want = [d[key] for d in batch], [d[key] for d in alone]
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), (others, key)
 
 
 def test_large_forecasts_are_chunked(workdir, monkeypatch):
