@@ -184,5 +184,5 @@ def test_progress_lines_when_the_output_is_not_a_terminal(frame_world, tmp_path,
     config = RankConfig(epochs=2, sequence_backend="pooling", **SMALL)
     train(frame_world, tmp_path / "run", config, device="cpu", progress=True)
     err = capsys.readouterr().err.splitlines()
-    assert any(line.startswith("epoch 1/2  4/4 (100%)") for line in err), err
-    assert any(line.startswith("epoch 2/2: loss ") for line in err), err
+    assert any(line.startswith("pooling epoch 1/2  4/4 (100%)") for line in err), err
+    assert any(line.startswith("pooling epoch 2/2: loss ") for line in err), err

@@ -269,7 +269,9 @@ def _epoch(
     loader.set_epoch(epoch)
     sizes = loader.global_batch_sizes()
     bar = Progress(
-        len(sizes), f"epoch {epoch + 1}/{config.epochs}", enabled=progress and ctx.is_main
+        len(sizes),
+        f"{config.sequence_backend} epoch {epoch + 1}/{config.epochs}",
+        enabled=progress and ctx.is_main,
     )
     model.train()
     total_n, t0 = 0, time.perf_counter()
