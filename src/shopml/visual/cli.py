@@ -155,7 +155,10 @@ def recommend(
     dup_threshold: Annotated[
         float, typer.Option(help="Cosine at or above which a neighbour is a near-duplicate.")
     ] = 0.995,
-    within_category: Annotated[bool, typer.Option(help="Recommend within the category.")] = False,
+    within_category: Annotated[
+        bool,
+        typer.Option(help="Look-alikes within the product's category (--no-within-category: any)."),
+    ] = True,
     batch_size: Annotated[int, typer.Option(help="Queries per search / images per pass.")] = 256,
     device: DeviceOpt = "auto",
 ) -> None:
