@@ -26,6 +26,8 @@ from typing import Any
 
 from rich.console import Console
 
+from shopml.common.memory import release_memory
+
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
@@ -76,18 +78,6 @@ def peak_rss_mb(reset: bool = False) -> float | None:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return None
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc's malloc_trim), so a step's
-    leftovers (a trained model, its batches) do not add to the next step's peak."""
-    import contextlib
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class _Steps:

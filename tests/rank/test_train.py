@@ -175,7 +175,7 @@ def test_gpu_training_run(frame_world, tmp_path):
 def test_heap_growth_limit_is_set_on_glibc():
     """train() fixes glibc's mmap threshold (jagged batches otherwise fragment the heap: a CPU run
     grew ~10 MB/s); mallopt reports success."""
-    from shopml.rank.train import limit_heap_growth
+    from shopml.common.memory import limit_heap_growth
 
     assert limit_heap_growth() is True
 

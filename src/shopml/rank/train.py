@@ -22,10 +22,8 @@ A run directory holds::
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ import torch.nn.functional as F
 from shopml.common.checkpoint import config_from_dict, load_checkpoint, save_checkpoint
 from shopml.common.distributed import DistContext, setup_distributed, teardown_distributed
 from shopml.common.io import atomic_path, write_json
+from shopml.common.memory import limit_heap_growth
 from shopml.common.progress import Progress
 from shopml.common.seeding import seed_everything
 from shopml.rank.buckets import pack
@@ -46,25 +45,6 @@ from shopml.rank.graphs import GraphTrainStep, make_optimizer, select_step_mode
 from shopml.rank.loader import BatchLoader, history_layout
 from shopml.rank.tables import RankTables
 from shopml.rank.vocab import build_vocab
-
-# glibc's malloc raises its mmap threshold to the size of each large block freed, so the variable
-# sized activations of jagged batches (tens of MB each) end up on the heap, where they fragment it:
-# a CPU run grew ~10 MB/s past 9 GB. A fixed threshold keeps large blocks in mmap (returned to
-# the system when freed). Measured on the small world (CPU, default settings): resident memory
-# between 1.15 and 1.7 GB from step to step, peak 2.05 GB, no growth (before: +20 MB a step).
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-def limit_heap_growth() -> bool:
-    """Fix glibc's mmap threshold (see above); False where there is no glibc (a no-op)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
 
 
 def _save(
