@@ -169,6 +169,7 @@ def part_cold(autotune: str) -> None:
 def start_tests(workers: int) -> subprocess.Popen:
     files = [
         "tests/jagged/test_attention_bwd.py",
+        "tests/jagged/test_attention_tma.py",
         "tests/jagged/test_attention.py",
         "tests/jagged/test_launch.py",
         "tests/jagged/test_warmup.py",
@@ -214,31 +215,41 @@ def _shopml_fn(case):  # noqa: ANN001, ANN202
 # -------------------------------------------------------------------------------------- pretune
 
 
+def _tma_tuners():  # noqa: ANN202
+    from shopml.jagged.triton import attention_bwd, attention_fwd
+
+    return [attention_fwd._FWD_TMA._tuner, attention_bwd._DQ_TMA._tuner,
+            attention_bwd._DKDV_TMA._tuner]  # fmt: skip
+
+
 def compile_child(spec: str) -> None:
-    """Compile candidate ``i`` of every attention kernel for one (head dim, causal): one launch
-    each, so that the timing process finds every binary in Triton's disk cache."""
-    d, causal, i = (int(x) for x in spec.split(","))
+    """Compile in a fresh process, so that the timing process finds the binaries in Triton's
+    disk cache: ``tma,D,causal,i`` = candidate ``i`` of every Hopper-path kernel for one (head dim,
+    causal); ``ptr,j`` = the pointer path's shipped tiles for bench case ``j``."""
     import torch
 
-    from shopml.jagged.triton import attention_bwd, attention_fwd, tuning
-
-    tuning.pretuned_table = lambda cls: {}
-    for f in (attention_fwd._FWD, attention_bwd._FUSED, attention_bwd._DQ, attention_bwd._DKDV):
-        full = f._tuner.candidates
-        f._tuner.candidates = lambda fields, full=full: [
-            full(fields)[min(i, len(full(fields)) - 1)]
-        ]
-    case = make_case(dict(B=64, N=512, H=2, D=d, fill=0.5, causal=bool(causal), tag="tune"))
+    kind, *rest = spec.split(",")
+    if kind == "tma":
+        d, causal, i = (int(x) for x in rest)
+        for t in _tma_tuners():
+            full = t.candidates
+            t.candidates = lambda fields, full=full: [full(fields)[min(i, len(full(fields)) - 1)]]
+        cfg = dict(B=64, N=512, H=2, D=d, fill=0.5, causal=bool(causal), tag="tune")
+        os.environ["SHOPML_ATTN_TMA"] = "1"
+    else:
+        cfg = dict(CASES[int(rest[0])], B=8)
+        os.environ["SHOPML_ATTN_TMA"] = "0"
+    case = make_case(cfg)
     fn, inputs, grad = _shopml_fn(case)
-    for variant in ("fused", "split"):
-        os.environ["SHOPML_ATTN_BWD"] = variant
-        fn().backward(grad)
+    fn().backward(grad)
     torch.cuda.synchronize()
 
 
 def part_compile(workers: int) -> None:
-    """Every tile candidate compiled in parallel processes (compiles dominate tuning)."""
-    specs = [f"{d},{c},{i}" for d in (64, 128) for c in (0, 1) for i in range(6)]
+    """Every Hopper-path tile candidate and the pointer path's bench tiles, compiled in parallel
+    processes (compiles dominate tuning)."""
+    specs = [f"tma,{d},{c},{i}" for d in (64, 128) for c in (0, 1) for i in range(6)]
+    specs += [f"ptr,{j}" for j in range(len(CASES))]
     env = dict(os.environ, SHOPML_CACHE_DIR=tempfile.mkdtemp(prefix="compile"))
     running: list[tuple[str, subprocess.Popen]] = []
     failed = []
@@ -260,15 +271,16 @@ def part_compile(workers: int) -> None:
 
 
 def part_pretune() -> None:
+    """Times every Hopper-path tile per (head dim, causal, length bucket): ``pretune.json``, and
+    ``pretuned.json`` = the shipped table with these entries added (the pointer path's kept)."""
     import torch
 
-    from shopml.jagged.triton import attention_bwd, attention_fwd, tuning
+    from shopml.jagged.triton import tuning
 
-    tuning.pretuned_table = lambda cls: {}  # measure everything afresh
-    tuners = [attention_fwd._FWD._tuner, *(f._tuner for f in (
-        attention_bwd._FUSED, attention_bwd._DQ, attention_bwd._DKDV))]  # fmt: skip
+    tuners = _tma_tuners()
     for t in tuners:
         t._tune = True
+    os.environ["SHOPML_ATTN_TMA"] = "1"
     for d in (64, 128):
         for causal in (False, True):
             for n in PRETUNE_BUCKETS:
@@ -278,44 +290,66 @@ def part_pretune() -> None:
                 b = max(64, min(4096, 262144 // max(1, n // 2)))
                 case = make_case(dict(B=b, N=n, H=2, D=d, fill=0.5, causal=causal, tag="tune"))
                 fn, inputs, grad = _shopml_fn(case)
-                for variant in ("fused", "split"):
-                    os.environ["SHOPML_ATTN_BWD"] = variant
-                    fn().backward(grad)
+                fn().backward(grad)
                 torch.cuda.synchronize()
                 log(f"pretune D={d} causal={causal} N={n} B={b} done")
-    os.environ.pop("SHOPML_ATTN_BWD", None)
+    os.environ.pop("SHOPML_ATTN_TMA", None)
     gpu_class = tuning.gpu_class(torch.cuda.current_device())
-    table, timings = {}, {}
+    shipped = json.loads((HERE.parent / "src/shopml/jagged/triton/pretuned.json").read_text())
+    table = shipped["tables"].setdefault(gpu_class, {})
+    timings, added = {}, 0
     for t in tuners:
         for (_, key), cfg in t._memory.items():
             table[key] = cfg
             table[key.replace("|bfloat16|", "|float16|")] = cfg  # fp16: bf16's measured choice
+            added += 2
         timings.update(t.timings)
     (OUT / "pretune.json").write_text(json.dumps(timings, indent=1))
     import triton
 
-    about = (
-        "Launch configs measured on the GPU, shipped so that a first call on a known GPU needs no "
-        "tuning. Generated by benchmarks/attention_hopper.py --parts pretune on an "
+    shipped["about"] += (
+        f" Hopper-path (tensor descriptor) kernels attn_*_tma: measured the same way on an "
         f"{torch.cuda.get_device_name()} (torch {torch.__version__}, triton {triton.__version__}, "
-        f"git {os.environ.get('SHOPML_GIT_SHA', '?')}): every tile candidate of every attention "
-        "kernel timed per (head dim 64/128, causal, length bucket 128-4096) on bf16 inputs "
-        "without bias; float16 entries repeat the bfloat16 choices. Tables keyed by GPU class "
-        "(sm<major><minor>-<multiprocessors>), then by the tuning key of "
-        "shopml.jagged.triton.tuning.make_key. Do not edit by hand: re-run the script."
+        f"git {os.environ.get('SHOPML_GIT_SHA', '?')})."
     )
-    doc = {"about": about, "format": tuning.CACHE_FORMAT, "tables": {gpu_class: table}}
-    (OUT / "pretuned.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    log(f"pretune: {len(table)} entries for {gpu_class}")
+    (OUT / "pretuned.json").write_text(json.dumps(shipped, indent=1, sort_keys=True) + "\n")
+    log(f"pretune: {added} entries for {gpu_class}")
 
 
 # ---------------------------------------------------------------------------------------- bench
 
 
 def activate(provider: str) -> None:
-    """Select the backward of a shopml provider ("fused" or "split"); varlen: nothing."""
-    if provider in ("fused", "split"):
-        os.environ["SHOPML_ATTN_BWD"] = provider
+    """Select a shopml path: "tma" (the default, Hopper path where it applies), "ptr" (the
+    pointer kernels, ``SHOPML_ATTN_TMA=0``), "fused" (pointer kernels, one-pass backward)."""
+    os.environ["SHOPML_ATTN_BWD"] = "fused" if provider == "fused" else "split"
+    os.environ["SHOPML_ATTN_TMA"] = "auto" if provider == "tma" else "0"
+
+
+def _check(provs: dict) -> dict:
+    """Relative max errors (out, dq, dk, dv) of each shopml path against varlen_attn and of the
+    Hopper path against the pointer one (fresh poisoned .grad each time)."""
+    import torch
+
+    res = {}
+    for p, (fn, inputs, grad) in provs.items():
+        activate(p)
+        for x in inputs:
+            x.grad = None
+        out = fn()
+        out.backward(grad)
+        res[p] = [out.detach().float(), *(x.grad.float() for x in inputs)]
+        for x in inputs:
+            x.grad = None
+    errs = {}
+    for a, b in (("tma", "varlen"), ("ptr", "varlen"), ("tma", "ptr")):
+        if a in res and b in res:
+            errs[f"{a}~{b}"] = [
+                float(f"{((x - y).abs().max() / y.abs().max().clamp_min(1e-6)).item():.3g}")
+                for x, y in zip(res[a], res[b], strict=True)
+            ]
+            errs[f"{a}_finite"] = all(bool(torch.isfinite(x).all()) for x in res[a])
+    return errs
 
 
 def _bench_bwd(do_bench, out, grad, inputs) -> float:  # noqa: ANN001
@@ -326,7 +360,7 @@ def _bench_bwd(do_bench, out, grad, inputs) -> float:  # noqa: ANN001
     )  # fmt: skip
 
 
-def part_bench(rounds: int) -> None:
+def part_bench(rounds: int, providers: list[str]) -> None:
     import torch
 
     sys.path.insert(0, str(HERE))
@@ -336,13 +370,13 @@ def part_bench(rounds: int) -> None:
 
     meta = run_meta()
     csv_path = OUT / "attention_hopper.csv"
-    summary = []
+    summary, checks = [], []
     for cfg in CASES:
         if late():
             log("bench: deadline reached")
             break
         case = make_case(cfg)
-        provs = {"fused": _shopml_fn(case), "split": _shopml_fn(case)}
+        provs = {p: _shopml_fn(case) for p in providers}
         made = make_provider("varlen", case)
         if made is not None:
             provs["varlen"] = made
@@ -352,6 +386,10 @@ def part_bench(rounds: int) -> None:
                 fn().backward(grad)
             for x in inputs:
                 x.grad = None
+        errs = _check(provs)
+        log(f"check {cfg['tag']} B{cfg['B']} N{cfg['N']} D{cfg['D']}: {errs}")
+        checks.append(dict(cfg, **errs))
+        (OUT / "check.json").write_text(json.dumps(checks, indent=1))
         times = {p: {"fwd": [], "bwd": [], "fwd+bwd": []} for p in provs}
         for _ in range(rounds):
             for p, (fn, inputs, grad) in provs.items():
@@ -386,6 +424,7 @@ def part_bench(rounds: int) -> None:
                 )  # fmt: skip
                 summary.append((rows[-1]["x_value"], cfg["causal"], p, mode, ms, tflops, mem))
         os.environ.pop("SHOPML_ATTN_BWD", None)
+        os.environ.pop("SHOPML_ATTN_TMA", None)
         append_rows(csv_path, rows, meta)
         log(
             f"bench {cfg}: " + ", ".join(f"{r['provider']} {r['mode']} {r['ms_p50']}" for r in rows)
@@ -415,6 +454,7 @@ def main() -> None:
     ap.add_argument("--parts", default="cold,bench,tests", help="also: pretune, tests-bg")
     ap.add_argument("--cold-autotune", default="1", help="SHOPML_ATTN_AUTOTUNE in the cold runs")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--providers", default="tma,ptr", help="shopml paths: tma, ptr, fused")
     ap.add_argument("--test-workers", type=int, default=6)
     ap.add_argument("--test-timeout", type=float, default=200.0)
     ap.add_argument("--compile-workers", type=int, default=12)
@@ -444,7 +484,7 @@ def main() -> None:
         guarded("compile candidates", part_compile, args.compile_workers)
         guarded("pretune", part_pretune)
     if "bench" in parts:
-        guarded("bench", part_bench, args.rounds)
+        guarded("bench", part_bench, args.rounds, args.providers.split(","))
     if "tests" in parts:
         tests = guarded("start tests", start_tests, args.test_workers)
     if tests is not None:

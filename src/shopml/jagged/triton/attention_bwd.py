@@ -33,9 +33,14 @@ from shopml.jagged.triton.attention_common import (
     LOG2E,
     LOG2E_K,
     _dummy,
+    _ensure_allocator,
+    _extent,
     _load_bias,
     _order,
     _precision,
+    _sample_index,
+    _seq_desc,
+    _tma_ok,
     _tuner,
     _use_order,
 )
@@ -44,16 +49,17 @@ from shopml.jagged.triton.launch import FastLauncher
 
 @triton.jit
 def _attn_bwd_dkdv_inner(
-    dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+    dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
     k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
     stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, hi, qk_scale, scale, bias_ptr,
     bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
     tq_ptr, tk,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
     MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
-    FUSED_DQ: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    FUSED_DQ: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible."""
+    """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible.
+    TMA: Q and dO tiles through the descriptors ``q_desc``, ``do_desc`` (zeros past the end)."""
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < q_len
@@ -63,8 +69,11 @@ def _attn_bwd_dkdv_inner(
         do_ptrs = (
             do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :]
         )
+        if TMA:
+            qt = q_desc.load([tl.cast(start_m, tl.int32), 0]).T  # (D, BM)
         if MASKED:
-            qt = tl.load(qt_ptrs, mask=mask_m[None, :] & mask_d[:, None], other=0.0)  # (D, BM)
+            if not TMA:
+                qt = tl.load(qt_ptrs, mask=mask_m[None, :] & mask_d[:, None], other=0.0)
             lse = tl.load(
                 lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf")
             )
@@ -72,7 +81,9 @@ def _attn_bwd_dkdv_inner(
                 delta_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=0.0
             )
         else:
-            if EVEN_D:
+            if TMA:
+                pass
+            elif EVEN_D:
                 qt = tl.load(qt_ptrs)
             else:
                 qt = tl.load(qt_ptrs, mask=mask_d[:, None], other=0.0)
@@ -99,7 +110,9 @@ def _attn_bwd_dkdv_inner(
             if IS_CAUSAL:
                 visible = visible & (offs_n[:, None] <= offs_m[None, :] + shift)
             pt = tl.where(visible, pt, 0.0)
-        if MASKED:
+        if TMA:
+            do = do_desc.load([tl.cast(start_m, tl.int32), 0])
+        elif MASKED:
             do = tl.load(do_ptrs, mask=mask_m[:, None] & mask_d[None, :], other=0.0)
         elif EVEN_D:
             do = tl.load(do_ptrs)
@@ -150,23 +163,18 @@ def _attn_bwd_dkdv_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr,
+    NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
-    if USE_ORDER:
-        b = tl.load(order_ptr + pid_b).to(tl.int64)
-    else:
-        b = pid_b.to(tl.int64)
+    b = _sample_index(order_ptr, USE_ORDER)
     h = tl.program_id(2).to(tl.int64)
-    k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
-    k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
+    k_start, k_len = _extent(k_offsets_ptr, b, max_seqlen_k)
     n_start = pid_n * BLOCK_N
     if n_start >= k_len:
         return
-    q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
-    q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
+    q_start, q_len = _extent(q_offsets_ptr, b, max_seqlen_q)
     shift = k_len - q_len
 
     offs_n = n_start + tl.arange(0, BLOCK_N)
@@ -175,16 +183,28 @@ def _attn_bwd_dkdv_kernel(
     mask_d = offs_d < HEAD_DIM
     mask_nd = mask_n[:, None] & mask_d[None, :]
     # Step 1: this program's key/value tile stays in registers
-    k = tl.load(
-        k_ptr + (k_start + offs_n)[:, None] * stride_k_t + h * stride_k_h + offs_d[None, :],
-        mask=mask_nd,
-        other=0.0,
-    )
-    v = tl.load(
-        v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :],
-        mask=mask_nd,
-        other=0.0,
-    )
+    if TMA:
+        q_desc = _seq_desc(q_ptr, q_start, q_len, h, stride_q_t, stride_q_h, HEAD_DIM, BLOCK_M,
+                           BLOCK_D)  # fmt: skip
+        do_desc = _seq_desc(do_ptr, q_start, q_len, h, stride_do_t, stride_do_h, HEAD_DIM,
+                            BLOCK_M, BLOCK_D)  # fmt: skip
+        k = _seq_desc(k_ptr, k_start, k_len, h, stride_k_t, stride_k_h, HEAD_DIM, BLOCK_N,
+                      BLOCK_D).load([n_start, 0])  # fmt: skip
+        v = _seq_desc(v_ptr, k_start, k_len, h, stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N,
+                      BLOCK_D).load([n_start, 0])  # fmt: skip
+    else:
+        q_desc = q_ptr
+        do_desc = do_ptr
+        k = tl.load(
+            k_ptr + (k_start + offs_n)[:, None] * stride_k_t + h * stride_k_h + offs_d[None, :],
+            mask=mask_nd,
+            other=0.0,
+        )
+        v = tl.load(
+            v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :],
+            mask=mask_nd,
+            other=0.0,
+        )
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dtab = tl.zeros([NB_PAD], dtype=tl.float32)
@@ -209,40 +229,48 @@ def _attn_bwd_dkdv_kernel(
         full = tl.minimum(full, lo)  # == lo, keeping full's int64 type
     mid = tl.minimum(mid, full)
     dk, dv, dtab = _attn_bwd_dkdv_inner(
-        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+        dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
-        FUSED_DQ, BLOCK_M, BLOCK_N,
+        FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
-        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+        dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
-        FUSED_DQ, BLOCK_M, BLOCK_N,
+        FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
-        dk, dv, dtab, k, v, q_ptr, do_ptr, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
+        dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
-        FUSED_DQ, BLOCK_M, BLOCK_N,
+        FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
-    tl.store(
-        dk_ptr + (k_start + offs_n)[:, None] * stride_dk_t + h * stride_dk_h + offs_d[None, :],
-        (dk * scale).to(dk_ptr.dtype.element_ty),
-        mask=mask_nd,
-    )
-    tl.store(
-        dv_ptr + (k_start + offs_n)[:, None] * stride_dv_t + h * stride_dv_h + offs_d[None, :],
-        dv.to(dv_ptr.dtype.element_ty),
-        mask=mask_nd,
-    )
+    if TMA:  # rows past the sequence's end are not written
+        _seq_desc(
+            dk_ptr, k_start, k_len, h, stride_dk_t, stride_dk_h, HEAD_DIM, BLOCK_N, BLOCK_D
+        ).store([n_start, 0], (dk * scale).to(dk_ptr.dtype.element_ty))
+        _seq_desc(dv_ptr, k_start, k_len, h, stride_dv_t, stride_dv_h, HEAD_DIM, BLOCK_N,
+                  BLOCK_D).store([n_start, 0], dv.to(dv_ptr.dtype.element_ty))  # fmt: skip
+    else:
+        tl.store(
+            dk_ptr + (k_start + offs_n)[:, None] * stride_dk_t + h * stride_dk_h + offs_d[None, :],
+            (dk * scale).to(dk_ptr.dtype.element_ty),
+            mask=mask_nd,
+        )
+        tl.store(
+            dv_ptr + (k_start + offs_n)[:, None] * stride_dv_t + h * stride_dv_h
+            + offs_d[None, :],
+            dv.to(dv_ptr.dtype.element_ty),
+            mask=mask_nd,
+        )  # fmt: skip
     if BIAS_MODE == BIAS_RELATIVE_K:
         slot = (pid_n * tl.num_programs(1) + pid_b).to(tl.int64) * tl.num_programs(2) + h
         tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), dtab)
@@ -252,6 +280,9 @@ def _attn_bwd_dkdv_kernel(
 _DKDV = FastLauncher(_attn_bwd_dkdv_kernel, _tuner("dkdv", 2))
 _FUSED = FastLauncher(_attn_bwd_dkdv_kernel, _tuner("bwd", 1, reset=("dq_ptr",)))
 _DQ = FastLauncher(_attn_bwd_dq_kernel, _tuner("dq", 2))
+# the Hopper path: the same kernels with tensor-descriptor loads, tiles tuned of their own
+_DKDV_TMA = FastLauncher(_attn_bwd_dkdv_kernel, _tuner("dkdv", 1, tma=True))
+_DQ_TMA = FastLauncher(_attn_bwd_dq_kernel, _tuner("dq", 1, tma=True))
 _DELTA = FastLauncher(_attn_bwd_delta_kernel)
 
 
@@ -315,6 +346,10 @@ def _attn_bwd(
         out_for_delta = out / post_scale
     else:
         out_for_delta = out
+    # the Hopper path (two-pass backward only)
+    tma = variant == "split" and _tma_ok(head_dim, q, k, v, do, dq, dk, dv)
+    if tma:
+        _ensure_allocator()
     block_d = pow2(head_dim)
     delta = torch.empty((total, heads), device=dev, dtype=torch.float32)
     mode = (
@@ -331,6 +366,7 @@ def _attn_bwd(
         HAS_TK=tk is not None,
         USE_ORDER=use_order,
         PRECISION=_precision(q.dtype, allow_tf32),
+        TMA=tma,
     )
     if use_order:
         order_q, order_k = _order(q_offsets, max_seqlen_q), _order(k_offsets, max_seqlen_k)
@@ -363,7 +399,7 @@ def _attn_bwd(
             dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_T=block_t),
         )  # fmt: skip
     else:  # dQ first: its programs also write delta = rowsum(dO * O), which dK/dV reads
-        _DQ(
+        (_DQ_TMA if tma else _DQ)(
             lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads),
             (q, k, v, out_for_delta, do, lse, delta, dq, q_offsets, k_offsets, order_k, bias_arg,
              boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, q.stride(0), q.stride(1),
@@ -373,7 +409,7 @@ def _attn_bwd(
              scale * LOG2E, scale, qb, kb),
             common,
         )  # fmt: skip
-    (_FUSED if variant == "fused" else _DKDV)(
+    (_FUSED if variant == "fused" else (_DKDV_TMA if tma else _DKDV))(
         lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads),
         (q, k, v, do, lse, delta, dk, dv, dq, q_offsets, k_offsets, order_q, bias_arg, boff_arg,
          dbias if dbias is not None else _dummy(dev), table_arg, bounds_arg, tq_arg, tk_arg,

@@ -14,20 +14,24 @@ from shopml.jagged.triton.attention_common import (
     BIAS_RELATIVE_K,
     BIAS_TENSOR_K,
     LOG2E_K,
+    _extent,
     _load_bias,
+    _sample_index,
+    _seq_desc,
 )
 
 
 @triton.jit
 def _attn_bwd_dq_inner(
-    dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
+    dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
     stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start,
     stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
-    MASKED: tl.constexpr, EVEN_D: tl.constexpr, PRECISION: tl.constexpr,
+    MASKED: tl.constexpr, EVEN_D: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible."""
+    """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible.
+    TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -37,7 +41,10 @@ def _attn_bwd_dq_inner(
         vt_ptrs = (
             v_ptr + (k_start + offs_n)[None, :] * stride_v_t + h * stride_v_h + offs_d[:, None]
         )
-        if MASKED:
+        if TMA:
+            kt = k_desc.load([tl.cast(start_n, tl.int32), 0]).T
+            vt = v_desc.load([tl.cast(start_n, tl.int32), 0]).T
+        elif MASKED:
             kt = tl.load(kt_ptrs, mask=mask_d[:, None] & mask_n[None, :], other=0.0)
             vt = tl.load(vt_ptrs, mask=mask_d[:, None] & mask_n[None, :], other=0.0)
         elif EVEN_D:
@@ -79,21 +86,16 @@ def _attn_bwd_dq_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
-    if USE_ORDER:
-        b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)
-    else:
-        b = tl.program_id(1).to(tl.int64)
+    b = _sample_index(order_ptr, USE_ORDER)
     h = tl.program_id(2).to(tl.int64)
-    q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
-    q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
+    q_start, q_len = _extent(q_offsets_ptr, b, max_seqlen_q)
     m_start = pid_m * BLOCK_M
     if m_start >= q_len:
         return
-    k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
-    k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
+    k_start, k_len = _extent(k_offsets_ptr, b, max_seqlen_k)
     shift = k_len - q_len
 
     offs_m = m_start + tl.arange(0, BLOCK_M)
@@ -102,16 +104,29 @@ def _attn_bwd_dq_kernel(
     mask_d = offs_d < HEAD_DIM
     mask_md = mask_m[:, None] & mask_d[None, :]
     # Step 1: query-side tiles in registers
-    q = tl.load(
-        q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
-        mask=mask_md,
-        other=0.0,
-    )
-    do = tl.load(
-        do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
-        mask=mask_md,
-        other=0.0,
-    )
+    if TMA:
+        k_desc = _seq_desc(k_ptr, k_start, k_len, h, stride_k_t, stride_k_h, HEAD_DIM, BLOCK_N,
+                           BLOCK_D)  # fmt: skip
+        v_desc = _seq_desc(v_ptr, k_start, k_len, h, stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N,
+                           BLOCK_D)  # fmt: skip
+        q = _seq_desc(q_ptr, q_start, q_len, h, stride_q_t, stride_q_h, HEAD_DIM, BLOCK_M,
+                      BLOCK_D).load([m_start, 0])  # fmt: skip
+        do = _seq_desc(do_ptr, q_start, q_len, h, stride_do_t, stride_do_h, HEAD_DIM, BLOCK_M,
+                       BLOCK_D).load([m_start, 0])  # fmt: skip
+    else:
+        k_desc = k_ptr
+        v_desc = v_ptr
+        q = tl.load(
+            q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
+            mask=mask_md,
+            other=0.0,
+        )
+        do = tl.load(
+            do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h
+            + offs_d[None, :],
+            mask=mask_md,
+            other=0.0,
+        )  # fmt: skip
     lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf"))
     lse = tl.where(lse == float("-inf"), float("inf"), lse) * LOG2E_K
     # delta = rowsum(dO * O) for this block's rows, written for the dK/dV kernel launched next
@@ -140,24 +155,29 @@ def _attn_bwd_dq_kernel(
         hi = tl.maximum(tl.minimum(k_len, m_start + BLOCK_M + shift), 0)
         full = tl.minimum(full, tl.maximum((m_start + shift + 1) // BLOCK_N, 0) * BLOCK_N)
     dq = _attn_bwd_dq_inner(
-        dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h,
+        dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
-        BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dq = _attn_bwd_dq_inner(
-        dq, q, do, lse, delta, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h,
+        dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
-        BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
-    tl.store(
-        dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h + offs_d[None, :],
-        (dq * scale).to(dq_ptr.dtype.element_ty),
-        mask=mask_md,
-    )
+    if TMA:  # rows past the sequence's end are not written
+        _seq_desc(dq_ptr, q_start, q_len, h, stride_dq_t, stride_dq_h, HEAD_DIM, BLOCK_M,
+                  BLOCK_D).store([m_start, 0], (dq * scale).to(dq_ptr.dtype.element_ty))  # fmt: skip
+    else:
+        tl.store(
+            dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h
+            + offs_d[None, :],
+            (dq * scale).to(dq_ptr.dtype.element_ty),
+            mask=mask_md,
+        )  # fmt: skip
 
 
 @triton.jit(do_not_specialize=_NO_SPEC_DELTA)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -20,6 +21,7 @@ LN2_K = tl.constexpr(LN2)
 BIAS_TENSOR_K = tl.constexpr(BIAS_TENSOR)
 BIAS_RELATIVE_K = tl.constexpr(BIAS_RELATIVE)
 _INTERPRET = is_interpreter()
+HALF = (torch.float16, torch.bfloat16)
 
 
 # SHOPML_ATTN_AUTOTUNE=0: never time candidates; a remembered or shipped choice (tuning.py), else
@@ -40,6 +42,16 @@ _SHAPES = {
            (64, 64, 4, 3)],
     "bwd": [(32, 128, 8, 2), (64, 64, 8, 2), (64, 128, 8, 2), (32, 64, 8, 2), (32, 64, 4, 3),
             (128, 64, 8, 2)],
+}  # fmt: skip
+# the Hopper path (tensor-descriptor loads, sm_90+): its own kernels' tiles, first = default.
+# Hopper's matrix instructions are per warpgroup (4 warps, 64 rows): 8 warps want 128-row tiles.
+_SHAPES_TMA = {
+    "fwd": [(128, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3),
+            (128, 32, 4, 4)],
+    "dkdv": [(32, 128, 8, 3), (32, 64, 4, 3), (64, 128, 8, 2), (32, 128, 4, 4), (64, 64, 4, 3),
+             (16, 128, 4, 3)],
+    "dq": [(128, 32, 4, 3), (64, 32, 4, 3), (128, 64, 8, 3), (128, 32, 8, 3), (128, 32, 4, 5),
+           (64, 64, 4, 3)],
 }  # fmt: skip
 # the one-pass backward keeps dK and dV of BLOCK_N keys in registers; untimed defaults from ptxas
 # spill reports for sm_90 (8 warps; half the keys per program above head dim 64). The H200's
@@ -62,11 +74,13 @@ def _config(shape: tuple[int, int, int, int]) -> dict[str, int]:
     return {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s}
 
 
-def _candidates(kind: str):  # noqa: ANN202
+def _candidates(kind: str, tma: bool = False):  # noqa: ANN202
     def candidates(fields) -> list[dict[str, int]]:  # noqa: ANN001
         """Tiles worth timing for these key fields; one when there is nothing to choose."""
         if _INTERPRET:
             return [{"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}]
+        if tma:  # head dims <= 128 only (see _tma_ok)
+            return [_config(s) for s in _SHAPES_TMA[kind]]
         if fields["HEAD_DIM"] > 128:  # shared memory: the small tile only
             return [_config(_SHAPES_LARGE_D[kind])]
         shapes = _SHAPES[kind]
@@ -78,11 +92,46 @@ def _candidates(kind: str):  # noqa: ANN202
     return candidates
 
 
-def _tuner(kind: str, version: int, reset: tuple[str, ...] = ()) -> Tuner:
+def _tuner(kind: str, version: int, reset: tuple[str, ...] = (), tma: bool = False) -> Tuner:
+    """The tile chooser of one kernel; ``tma``: its Hopper form (own name, own candidates)."""
     return Tuner(
-        f"attn_{kind}", version, _KEY, _candidates(kind), tune=_AUTOTUNE, reset=reset,
-        soft=("BIAS_MODE",),
+        f"attn_{kind}{'_tma' if tma else ''}", version, _KEY, _candidates(kind, tma),
+        tune=_AUTOTUNE, reset=reset, soft=("BIAS_MODE",),
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------ shared kernel prologue
+@triton.jit
+def _extent(offsets_ptr, b, max_seqlen):
+    """(start, length) of sample ``b``'s rows, as int64 (before any stride product), the length
+    capped at ``max_seqlen``."""
+    start = tl.load(offsets_ptr + b).to(tl.int64)
+    length = tl.minimum(tl.load(offsets_ptr + b + 1).to(tl.int64) - start, max_seqlen)
+    return start, length
+
+
+@triton.jit
+def _sample_index(order_ptr, USE_ORDER: tl.constexpr):
+    """The sample of this program (grid axis 1), through the longest-first order if used."""
+    if USE_ORDER:
+        b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)
+    else:
+        b = tl.program_id(1).to(tl.int64)
+    return b
+
+
+@triton.jit
+def _seq_desc(ptr, start, length, h, stride_t, stride_h, HEAD_DIM: tl.constexpr,
+              ROWS: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
+    """Tensor descriptor (the Hopper path) over one head of one sample's rows, shape
+    ``(length, HEAD_DIM)``, tiles ``(ROWS, BLOCK_D)``: the copy engine reads rows and columns
+    past the end as 0 and never writes them, so no tile touches a neighbour's rows."""
+    return tl.make_tensor_descriptor(
+        ptr + start * stride_t + h * stride_h,
+        shape=[length.to(tl.int32), HEAD_DIM],
+        strides=[stride_t, 1],
+        block_shape=[ROWS, BLOCK_D],
+    )
 
 
 @triton.jit
@@ -132,6 +181,70 @@ def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:
     """Batch permutation, longest sequence first (int32, on device; no host sync)."""
     lengths = (offsets[1:] - offsets[:-1]).clamp(max=max_seqlen)
     return torch.argsort(lengths, descending=True, stable=True).to(torch.int32)
+
+
+def _tma_mode() -> str:
+    """``SHOPML_ATTN_TMA``: ``auto`` (the default: the Hopper path where :func:`_tma_ok`), ``1``
+    (also in the CPU interpreter, for tests), ``0`` (never)."""
+    mode = os.environ.get("SHOPML_ATTN_TMA", "auto")
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"SHOPML_ATTN_TMA: expected 'auto', '0' or '1', found {mode!r}")
+    return mode
+
+
+@functools.cache
+def _sm90_or_newer(index: int) -> bool:
+    return torch.cuda.get_device_capability(index)[0] >= 9
+
+
+def _tma_ok(head_dim: int, *tensors: torch.Tensor) -> bool:
+    """Whether the Hopper path (tensor-descriptor loads) serves these ``(T, H, D)`` tensors.
+
+    It needs the copy engine (sm_90 or newer; the CPU interpreter only when forced), fp16/bf16
+    (float32 too when forced: the CPU tests), ``D <= 128`` and a multiple of 8, and 16-byte
+    aligned bases and row/head strides.
+    """
+    mode = _tma_mode()
+    if mode == "0":
+        return False
+    first = tensors[0]
+    if _INTERPRET or not first.is_cuda:
+        if mode != "1":
+            return False
+    elif not _sm90_or_newer(first.device.index or 0):
+        return False
+    dtypes = (torch.float16, torch.bfloat16, torch.float32) if mode == "1" else HALF
+    if first.dtype not in dtypes or head_dim % 8 or head_dim > 128:
+        return False
+    size = first.element_size()
+    return all(
+        t.stride(2) == 1
+        and (t.stride(0) * size) % 16 == 0
+        and (t.stride(1) * size) % 16 == 0
+        and t.data_ptr() % 16 == 0
+        for t in tensors
+    )
+
+
+def _scratch(size: int, alignment: int, stream: int | None) -> torch.Tensor:
+    """Global memory for the kernels' on-device tensor descriptors (128 bytes each)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _ensure_allocator() -> None:
+    """Give Triton an allocator for on-device descriptors unless one is set.
+
+    Triton keeps it in a context variable, and the backward runs on autograd's own thread: so
+    this is checked at every launch of the Hopper path (a lookup), not once.
+    """
+    try:
+        from triton.runtime import _allocation
+
+        missing = isinstance(_allocation._allocator.get(), _allocation.NullAllocator)
+    except (ImportError, AttributeError):  # another Triton: set ours
+        missing = True
+    if missing:
+        triton.set_allocator(_scratch)
 
 
 def _precision(dtype: torch.dtype, allow_tf32: bool) -> str:

@@ -18,9 +18,14 @@ from shopml.jagged.triton.attention_common import (
     LOG2E,
     LOG2E_K,
     _dummy,
+    _ensure_allocator,
+    _extent,
     _load_bias,
     _order,
     _precision,
+    _sample_index,
+    _seq_desc,
+    _tma_ok,
     _tuner,
     _use_order,
 )
@@ -35,6 +40,8 @@ def _attn_fwd_inner(
     q,
     k_ptr,
     v_ptr,
+    k_desc,
+    v_desc,
     k_start,
     k_len,
     h,
@@ -65,16 +72,20 @@ def _attn_fwd_inner(
     MASKED: tl.constexpr,
     EVEN_D: tl.constexpr,
     PRECISION: tl.constexpr,
+    TMA: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible."""
+    """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible.
+    TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
         k_ptrs = k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None]
         v_ptrs = v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :]
-        if MASKED:
+        if TMA:
+            kt = k_desc.load([tl.cast(start_n, tl.int32), 0]).T
+        elif MASKED:
             kt = tl.load(k_ptrs, mask=mask_n[None, :] & mask_d[:, None], other=0.0)
         elif EVEN_D:
             kt = tl.load(k_ptrs)
@@ -105,7 +116,9 @@ def _attn_fwd_inner(
         alpha = tl.math.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        if MASKED:
+        if TMA:
+            v = v_desc.load([tl.cast(start_n, tl.int32), 0])
+        elif MASKED:
             v = tl.load(v_ptrs, mask=mask_n[:, None] & mask_d[None, :], other=0.0)
         elif EVEN_D:
             v = tl.load(v_ptrs)
@@ -126,22 +139,17 @@ def _attn_fwd_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
-    if USE_ORDER:
-        b = tl.load(order_ptr + tl.program_id(1)).to(tl.int64)  # longest sequences first
-    else:
-        b = tl.program_id(1).to(tl.int64)
+    b = _sample_index(order_ptr, USE_ORDER)  # longest sequences first if ordered
     h = tl.program_id(2).to(tl.int64)
-    # Step 1: this sample's extent (offsets cast to int64 before any stride product)
-    q_start = tl.load(q_offsets_ptr + b).to(tl.int64)
-    q_len = tl.minimum(tl.load(q_offsets_ptr + b + 1).to(tl.int64) - q_start, max_seqlen_q)
+    # Step 1: this sample's extent
+    q_start, q_len = _extent(q_offsets_ptr, b, max_seqlen_q)
     m_start = pid_m * BLOCK_M
     if m_start >= q_len:  # early exit past the sequence's end
         return
-    k_start = tl.load(k_offsets_ptr + b).to(tl.int64)
-    k_len = tl.minimum(tl.load(k_offsets_ptr + b + 1).to(tl.int64) - k_start, max_seqlen_k)
+    k_start, k_len = _extent(k_offsets_ptr, b, max_seqlen_k)
     shift = k_len - q_len  # causal: key j visible from query i iff j <= i + shift
 
     offs_m = m_start + tl.arange(0, BLOCK_M)
@@ -149,11 +157,22 @@ def _attn_fwd_kernel(
     mask_m = offs_m < q_len
     mask_d = offs_d < HEAD_DIM
     # Step 2: the query tile stays in registers for the whole loop
-    q = tl.load(
-        q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
-        mask=mask_m[:, None] & mask_d[None, :],
-        other=0.0,
-    )
+    if TMA:
+        k_desc = _seq_desc(k_ptr, k_start, k_len, h, stride_k_t, stride_k_h, HEAD_DIM, BLOCK_N,
+                           BLOCK_D)  # fmt: skip
+        v_desc = _seq_desc(v_ptr, k_start, k_len, h, stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N,
+                           BLOCK_D)  # fmt: skip
+        q_desc = _seq_desc(q_ptr, q_start, q_len, h, stride_q_t, stride_q_h, HEAD_DIM, BLOCK_M,
+                           BLOCK_D)  # fmt: skip
+        q = q_desc.load([m_start, 0])
+    else:
+        k_desc = k_ptr
+        v_desc = v_ptr
+        q = tl.load(
+            q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
+            mask=mask_m[:, None] & mask_d[None, :],
+            other=0.0,
+        )
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -175,33 +194,39 @@ def _attn_fwd_kernel(
         hi = tl.maximum(tl.minimum(k_len, m_start + BLOCK_M + shift), 0)
         full = tl.minimum(full, tl.maximum((m_start + shift + 1) // BLOCK_N, 0) * BLOCK_N)
     acc, l_i, m_i = _attn_fwd_inner(
-        acc, l_i, m_i, q, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
+        acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
-        BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _attn_fwd_inner(
-        acc, l_i, m_i, q, k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
+        acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
-        BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc * (post_scale / l_safe)[:, None]
-    tl.store(
-        o_ptr + (q_start + offs_m)[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
-        out.to(o_ptr.dtype.element_ty),
-        mask=mask_m[:, None] & mask_d[None, :],
-    )
+    if TMA:  # rows past the sequence's end are not written
+        o_desc = _seq_desc(o_ptr, q_start, q_len, h, stride_o_t, stride_o_h, HEAD_DIM, BLOCK_M,
+                           BLOCK_D)  # fmt: skip
+        o_desc.store([m_start, 0], out.to(o_ptr.dtype.element_ty))
+    else:
+        tl.store(
+            o_ptr + (q_start + offs_m)[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
+            out.to(o_ptr.dtype.element_ty),
+            mask=mask_m[:, None] & mask_d[None, :],
+        )
     lse = tl.where(l_i == 0.0, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2_K)
     tl.store(lse_ptr + (q_start + offs_m) * stride_lse_t + h, lse, mask=mask_m)
 
 
 # bump the version when the kernel's code changes: remembered and shipped tiles are dropped
 _FWD = FastLauncher(_attn_fwd_kernel, _tuner("fwd", 2))
+_FWD_TMA = FastLauncher(_attn_fwd_kernel, _tuner("fwd", 1, tma=True))
 
 
 def _attn_fwd(
@@ -241,8 +266,11 @@ def _attn_fwd(
     )
     dev = q.device
     use_order = _use_order()
+    tma = _tma_ok(head_dim, q, k, v, out)
+    if tma:
+        _ensure_allocator()
     grid = lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
-    _FWD(
+    (_FWD_TMA if tma else _FWD)(
         grid,
         (
             q,
@@ -287,6 +315,7 @@ def _attn_fwd(
             HAS_TK=tk is not None,
             USE_ORDER=use_order,
             PRECISION=_precision(q.dtype, allow_tf32),
+            TMA=tma,
         ),
     )
     return out, lse
