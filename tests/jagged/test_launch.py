@@ -133,12 +133,15 @@ def test_disabled_under_the_interpreter():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["split", "fused"])
+@pytest.mark.parametrize("variant", ["split", "fused", "tma"])
 def test_gpu_fast_launches_equal_the_ordinary_launches(monkeypatch, variant):
     from shopml.jagged.attention import RelativeBias, jagged_flash_attention, log_bucket_boundaries
     from shopml.jagged.triton import attention_bwd, attention_fwd
 
-    monkeypatch.setenv("SHOPML_ATTN_BWD", variant)
+    if variant == "tma" and torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("the Hopper path needs sm_90 or newer")
+    monkeypatch.setenv("SHOPML_ATTN_BWD", "fused" if variant == "fused" else "split")
+    monkeypatch.setenv("SHOPML_ATTN_TMA", "1" if variant == "tma" else "0")
     gen = torch.Generator().manual_seed(0)
     lengths = [37, 0, 1, 300, 128, 77]
     offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
@@ -155,7 +158,9 @@ def test_gpu_fast_launches_equal_the_ordinary_launches(monkeypatch, variant):
         out.backward(base[3])
         return [out, q.grad, k.grad, v.grad, tab.grad]
 
-    if variant == "split":
+    if variant == "tma":
+        launchers = (attention_fwd._FWD_TMA, attention_bwd._DKDV_TMA, attention_bwd._DQ_TMA)
+    elif variant == "split":
         launchers = (attention_fwd._FWD, attention_bwd._DKDV, attention_bwd._DQ)
     else:
         launchers = (attention_fwd._FWD, attention_bwd._FUSED, attention_bwd._DELTA)

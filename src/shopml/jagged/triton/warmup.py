@@ -84,7 +84,8 @@ def warmup_attention(
     from shopml.jagged.triton import attention_fwd as fwd
 
     device = torch.device(device)
-    tuners = [fwd._FWD._tuner, bwd._FUSED._tuner, bwd._DKDV._tuner, bwd._DQ._tuner]
+    tuners = [fwd._FWD._tuner, bwd._FUSED._tuner, bwd._DKDV._tuner, bwd._DQ._tuner,
+              fwd._FWD_TMA._tuner, bwd._DKDV_TMA._tuner, bwd._DQ_TMA._tuner]  # fmt: skip
     rows = []
     for d in head_dims:
         for n in max_seqlens:
