@@ -6,13 +6,18 @@ all written under $OUT as they finish:
   subprocesses sharing fresh cache dirs: a machine that never ran shopml (empty Triton and shopml
   caches), a second process (cProfile of its first call: ``cold_profile.txt``), a third, and one
   that imported the kernels before timing (a service that loads them at start): ``cold.json``.
-- ``pretune``: compiles every tile candidate of every attention kernel in parallel processes,
-  then times them per (head dim, causal, length bucket) on bf16 inputs and writes the shipped
-  table (``pretuned.json``, to copy to src/shopml/jagged/triton/; timings: ``pretune.json``).
-- ``bench``: the two-pass ("split", the default) and one-pass ("fused") backward against
+- ``pretune``: the Hopper path's tile candidates (tensor-descriptor loads, with and without a
+  warp-specialised loop, and the pointer path's best tiles; attention_common._SHAPES_TMA),
+  compiled and checked against the reference in parallel processes (a tile that fails, hangs or
+  computes wrong results is dropped), then timed per (head dim, causal, length bucket) on bf16
+  inputs: ``pretuned.json`` (the shipped table with these entries added, to copy to
+  src/shopml/jagged/triton/), ``pretune.json`` (every candidate's time, the choices),
+  ``excluded.json`` (dropped tiles).
+- ``bench``: shopml paths (``--providers``: ``tma`` = the default, Hopper path where it applies;
+  ``ptr`` = the pointer kernels; ``fused`` = pointer kernels, one-pass backward) against
   varlen_attn, providers alternating within each of ``--rounds`` rounds: fwd, bwd, fwd+bwd ms,
   TFLOP/s from the real lengths, peak memory (``attention_hopper.csv``, benchmarks/_results.py's
-  schema; a Markdown table printed last).
+  schema; a Markdown table printed last); output and gradients checked first (``check.json``).
 - ``tests``: the GPU tests of the attention (pytest -m gpu, xdist) at the end (``tests.log``);
   ``tests-bg`` starts them in the background before the timing parts instead (faster, noisier).
 
@@ -53,7 +58,8 @@ CASES = [
     dict(B=256, N=256, H=2, D=64, fill=0.25, causal=False, tag="small"),
 ]
 PRETUNE_BUCKETS = (128, 256, 512, 1024, 2048, 4096)
-CHILD_TIMEOUT_S = 80.0
+CHILD_TIMEOUT_S = 80.0  # one compile child (its tile fails past this)
+COMPILE_PHASE_S = 110.0  # the whole parallel compile
 
 
 def log(msg: str) -> None:
@@ -261,30 +267,40 @@ def compile_child(spec: str) -> None:
 def part_compile(workers: int) -> None:
     """Every Hopper-path tile candidate and the pointer path's bench tiles, compiled in parallel
     processes (compiles dominate tuning)."""
-    specs = [f"tma,{d},{c},{i}" for d in (64, 128) for c in (0, 1) for i in range(6)]
-    specs += [f"ptr,{j}" for j in range(len(CASES))]
-    env = dict(os.environ, SHOPML_CACHE_DIR=tempfile.mkdtemp(prefix="compile"))
-    running: list[tuple[str, subprocess.Popen, float]] = []
+    from shopml.jagged.triton.attention_common import _SHAPES_TMA
+
+    count = max(len(shapes) for shapes in _SHAPES_TMA.values())
+    specs = [f"ptr,{j}" for j in range(len(CASES))]
+    specs += [f"tma,{d},{c},{i}" for d in (64, 128) for c in (0, 1) for i in range(count)]
+    tmp = Path(tempfile.mkdtemp(prefix="compile"))
+    env = dict(os.environ, SHOPML_CACHE_DIR=str(tmp))
+    running: list[tuple[str, subprocess.Popen, float, Path]] = []
     failed = []
+    phase_end = time.time() + COMPILE_PHASE_S
     while specs or running:
         while specs and len(running) < workers:
             spec = specs.pop(0)
             cmd = [sys.executable, __file__, "--compile-child", spec]
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-            )
-            running.append((spec, proc, time.time()))
+            err = tmp / f"{spec.replace(',', '_')}.err"
+            with err.open("w") as fh:
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=fh)
+            running.append((spec, proc, time.time(), err))
         time.sleep(0.2)
         for item in list(running):
-            spec, proc, began = item
-            if proc.poll() is None and time.time() - began > CHILD_TIMEOUT_S:
+            spec, proc, began, err = item
+            now = time.time()
+            if proc.poll() is None and (now - began > CHILD_TIMEOUT_S or now > phase_end):
                 proc.kill()  # a hung tile (or a compile too slow to ship) fails
                 proc.wait()
             if proc.poll() is not None:
                 running.remove(item)
                 if proc.returncode != 0:
                     failed.append(spec)
-                    log(f"compile {spec} failed ({proc.returncode}):\n{proc.stderr.read()[-1500:]}")
+                    log(f"compile {spec} failed ({proc.returncode}):\n{err.read_text()[-1200:]}")
+        if time.time() > phase_end and specs:
+            failed += specs  # not started in time: dropped like failures
+            log(f"compile phase over: {specs} not started")
+            specs = []
     # a failing Hopper candidate i is dropped for every kernel, head dim and causal flag
     from shopml.jagged.triton import attention_common as ac
 
@@ -292,7 +308,7 @@ def part_compile(workers: int) -> None:
         if spec.startswith("tma,"):
             i = int(spec.split(",")[3])
             for kind, shapes in ac._SHAPES_TMA.items():
-                ac._TMA_EXCLUDED.add((kind, tuple(shapes[i])))
+                ac._TMA_EXCLUDED.add((kind, tuple(shapes[min(i, len(shapes) - 1)])))
     (OUT / "excluded.json").write_text(json.dumps(sorted(map(str, ac._TMA_EXCLUDED))))
     log(f"compiled every candidate ({len(failed)} failed: {failed}); excluded {ac._TMA_EXCLUDED}")
 
@@ -506,12 +522,10 @@ def main() -> None:
     if "cold" in parts:
         guarded("cold start", part_cold, args.cold_autotune)
     tests = None
-    if "tests-bg" in parts and "pretune" not in parts:  # in the background, beside the timing
+    if "tests-bg" in parts:  # in the background (niced), beside the timing parts (their noise)
         tests = guarded("start tests", start_tests, args.test_workers)
     if "pretune" in parts:
         guarded("compile candidates", part_compile, args.compile_workers)
-        if "tests-bg" in parts:  # after the compiles, beside the timing parts (their noise)
-            tests = guarded("start tests", start_tests, args.test_workers)
         guarded("pretune", part_pretune)
     if "bench" in parts:
         guarded("bench", part_bench, args.rounds, args.providers.split(","))

@@ -25,6 +25,7 @@ from shopml.jagged.triton.attention_bwd_dq import _attn_bwd_delta_kernel, _attn_
 from shopml.jagged.triton.attention_common import (
     _INTERPRET,
     _NO_SPEC,
+    _POINTER,
     BIAS_NONE,
     BIAS_RELATIVE,
     BIAS_RELATIVE_K,
@@ -71,10 +72,14 @@ def _attn_bwd_dkdv_inner(
             do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :]
         )
         if TMA:
-            qt = q_desc.load([tl.cast(start_m, tl.int32), 0]).T  # (D, BM)
+            qt = q_desc.load([tl.cast(start_m, tl.int32), 0]).T  # (D, BM), zeros past the end
+        elif MASKED:
+            qt = tl.load(qt_ptrs, mask=mask_m[None, :] & mask_d[:, None], other=0.0)  # (D, BM)
+        elif EVEN_D:
+            qt = tl.load(qt_ptrs)
+        else:
+            qt = tl.load(qt_ptrs, mask=mask_d[:, None], other=0.0)
         if MASKED:
-            if not TMA:
-                qt = tl.load(qt_ptrs, mask=mask_m[None, :] & mask_d[:, None], other=0.0)
             lse = tl.load(
                 lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf")
             )
@@ -82,12 +87,6 @@ def _attn_bwd_dkdv_inner(
                 delta_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=0.0
             )
         else:
-            if TMA:
-                pass
-            elif EVEN_D:
-                qt = tl.load(qt_ptrs)
-            else:
-                qt = tl.load(qt_ptrs, mask=mask_d[:, None], other=0.0)
             lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h)
             delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h)
         lse = tl.where(lse == float("-inf"), float("inf"), lse) * LOG2E_K
@@ -184,28 +183,24 @@ def _attn_bwd_dkdv_kernel(
     mask_d = offs_d < HEAD_DIM
     mask_nd = mask_n[:, None] & mask_d[None, :]
     # Step 1: this program's key/value tile stays in registers
-    if TMA:
+    if TMA:  # the query loop's tiles through the copy engine
         q_desc = _seq_desc(q_ptr, q_start, q_len, h, stride_q_t, stride_q_h, HEAD_DIM, BLOCK_M,
                            BLOCK_D)  # fmt: skip
         do_desc = _seq_desc(do_ptr, q_start, q_len, h, stride_do_t, stride_do_h, HEAD_DIM,
                             BLOCK_M, BLOCK_D)  # fmt: skip
-        k = _seq_desc(k_ptr, k_start, k_len, h, stride_k_t, stride_k_h, HEAD_DIM, BLOCK_N,
-                      BLOCK_D).load([n_start, 0])  # fmt: skip
-        v = _seq_desc(v_ptr, k_start, k_len, h, stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N,
-                      BLOCK_D).load([n_start, 0])  # fmt: skip
     else:
         q_desc = q_ptr
         do_desc = do_ptr
-        k = tl.load(
-            k_ptr + (k_start + offs_n)[:, None] * stride_k_t + h * stride_k_h + offs_d[None, :],
-            mask=mask_nd,
-            other=0.0,
-        )
-        v = tl.load(
-            v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :],
-            mask=mask_nd,
-            other=0.0,
-        )
+    k = tl.load(
+        k_ptr + (k_start + offs_n)[:, None] * stride_k_t + h * stride_k_h + offs_d[None, :],
+        mask=mask_nd,
+        other=0.0,
+    )
+    v = tl.load(
+        v_ptr + (k_start + offs_n)[:, None] * stride_v_t + h * stride_v_h + offs_d[None, :],
+        mask=mask_nd,
+        other=0.0,
+    )
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dtab = tl.zeros([NB_PAD], dtype=tl.float32)
@@ -254,24 +249,16 @@ def _attn_bwd_dkdv_kernel(
         FUSED_DQ, TMA, 0, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
-    if TMA:  # rows past the sequence's end are not written
-        _seq_desc(
-            dk_ptr, k_start, k_len, h, stride_dk_t, stride_dk_h, HEAD_DIM, BLOCK_N, BLOCK_D
-        ).store([n_start, 0], (dk * scale).to(dk_ptr.dtype.element_ty))
-        _seq_desc(dv_ptr, k_start, k_len, h, stride_dv_t, stride_dv_h, HEAD_DIM, BLOCK_N,
-                  BLOCK_D).store([n_start, 0], dv.to(dv_ptr.dtype.element_ty))  # fmt: skip
-    else:
-        tl.store(
-            dk_ptr + (k_start + offs_n)[:, None] * stride_dk_t + h * stride_dk_h + offs_d[None, :],
-            (dk * scale).to(dk_ptr.dtype.element_ty),
-            mask=mask_nd,
-        )
-        tl.store(
-            dv_ptr + (k_start + offs_n)[:, None] * stride_dv_t + h * stride_dv_h
-            + offs_d[None, :],
-            dv.to(dv_ptr.dtype.element_ty),
-            mask=mask_nd,
-        )  # fmt: skip
+    tl.store(
+        dk_ptr + (k_start + offs_n)[:, None] * stride_dk_t + h * stride_dk_h + offs_d[None, :],
+        (dk * scale).to(dk_ptr.dtype.element_ty),
+        mask=mask_nd,
+    )
+    tl.store(
+        dv_ptr + (k_start + offs_n)[:, None] * stride_dv_t + h * stride_dv_h + offs_d[None, :],
+        dv.to(dv_ptr.dtype.element_ty),
+        mask=mask_nd,
+    )
     if BIAS_MODE == BIAS_RELATIVE_K:
         slot = (pid_n * tl.num_programs(1) + pid_b).to(tl.int64) * tl.num_programs(2) + h
         tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), dtab)
@@ -348,7 +335,7 @@ def _attn_bwd(
     else:
         out_for_delta = out
     # the Hopper path (two-pass backward only)
-    tma = variant == "split" and _tma_ok(head_dim, q, k, v, do, dq, dk, dv)
+    tma = variant == "split" and _tma_ok(head_dim, q, k, v, do)  # the descriptors
     if tma:
         _ensure_allocator()
     block_d = pow2(head_dim)
@@ -367,8 +354,7 @@ def _attn_bwd(
         HAS_TK=tk is not None,
         USE_ORDER=use_order,
         PRECISION=_precision(q.dtype, allow_tf32),
-        TMA=tma,
-        **({} if tma else {"WS": 0}),  # the Hopper tiles carry WS
+        **({} if tma else _POINTER),  # the Hopper tiles carry TMA and WS
     )
     if use_order:
         order_q, order_k = _order(q_offsets, max_seqlen_q), _order(k_offsets, max_seqlen_k)

@@ -105,29 +105,24 @@ def _attn_bwd_dq_kernel(
     mask_d = offs_d < HEAD_DIM
     mask_md = mask_m[:, None] & mask_d[None, :]
     # Step 1: query-side tiles in registers
-    if TMA:
+    if TMA:  # the key loop's tiles through the copy engine
         k_desc = _seq_desc(k_ptr, k_start, k_len, h, stride_k_t, stride_k_h, HEAD_DIM, BLOCK_N,
                            BLOCK_D)  # fmt: skip
         v_desc = _seq_desc(v_ptr, k_start, k_len, h, stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N,
                            BLOCK_D)  # fmt: skip
-        q = _seq_desc(q_ptr, q_start, q_len, h, stride_q_t, stride_q_h, HEAD_DIM, BLOCK_M,
-                      BLOCK_D).load([m_start, 0])  # fmt: skip
-        do = _seq_desc(do_ptr, q_start, q_len, h, stride_do_t, stride_do_h, HEAD_DIM, BLOCK_M,
-                       BLOCK_D).load([m_start, 0])  # fmt: skip
     else:
         k_desc = k_ptr
         v_desc = v_ptr
-        q = tl.load(
-            q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
-            mask=mask_md,
-            other=0.0,
-        )
-        do = tl.load(
-            do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h
-            + offs_d[None, :],
-            mask=mask_md,
-            other=0.0,
-        )  # fmt: skip
+    q = tl.load(
+        q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
+        mask=mask_md,
+        other=0.0,
+    )
+    do = tl.load(
+        do_ptr + (q_start + offs_m)[:, None] * stride_do_t + h * stride_do_h + offs_d[None, :],
+        mask=mask_md,
+        other=0.0,
+    )
     lse = tl.load(lse_ptr + (q_start + offs_m) * stride_lse_t + h, mask=mask_m, other=float("inf"))
     lse = tl.where(lse == float("-inf"), float("inf"), lse) * LOG2E_K
     # delta = rowsum(dO * O) for this block's rows, written for the dK/dV kernel launched next
@@ -169,16 +164,11 @@ def _attn_bwd_dq_kernel(
         tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, 0, BLOCK_M, BLOCK_N,
     )  # fmt: skip
-    if TMA:  # rows past the sequence's end are not written
-        _seq_desc(dq_ptr, q_start, q_len, h, stride_dq_t, stride_dq_h, HEAD_DIM, BLOCK_M,
-                  BLOCK_D).store([m_start, 0], (dq * scale).to(dq_ptr.dtype.element_ty))  # fmt: skip
-    else:
-        tl.store(
-            dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h
-            + offs_d[None, :],
-            (dq * scale).to(dq_ptr.dtype.element_ty),
-            mask=mask_md,
-        )  # fmt: skip
+    tl.store(
+        dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h + offs_d[None, :],
+        (dq * scale).to(dq_ptr.dtype.element_ty),
+        mask=mask_md,
+    )
 
 
 @triton.jit(do_not_specialize=_NO_SPEC_DELTA)

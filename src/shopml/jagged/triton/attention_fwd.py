@@ -9,6 +9,7 @@ import triton.language as tl
 from shopml.jagged.triton._common import cdiv, pow2
 from shopml.jagged.triton.attention_common import (
     _NO_SPEC,
+    _POINTER,
     BIAS_NONE,
     BIAS_RELATIVE,
     BIAS_RELATIVE_K,
@@ -159,22 +160,19 @@ def _attn_fwd_kernel(
     mask_m = offs_m < q_len
     mask_d = offs_d < HEAD_DIM
     # Step 2: the query tile stays in registers for the whole loop
-    if TMA:
+    if TMA:  # the key loop's tiles through the copy engine
         k_desc = _seq_desc(k_ptr, k_start, k_len, h, stride_k_t, stride_k_h, HEAD_DIM, BLOCK_N,
                            BLOCK_D)  # fmt: skip
         v_desc = _seq_desc(v_ptr, k_start, k_len, h, stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N,
                            BLOCK_D)  # fmt: skip
-        q_desc = _seq_desc(q_ptr, q_start, q_len, h, stride_q_t, stride_q_h, HEAD_DIM, BLOCK_M,
-                           BLOCK_D)  # fmt: skip
-        q = q_desc.load([m_start, 0])
     else:
         k_desc = k_ptr
         v_desc = v_ptr
-        q = tl.load(
-            q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
-            mask=mask_m[:, None] & mask_d[None, :],
-            other=0.0,
-        )
+    q = tl.load(
+        q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
+        mask=mask_m[:, None] & mask_d[None, :],
+        other=0.0,
+    )
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -212,16 +210,11 @@ def _attn_fwd_kernel(
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc * (post_scale / l_safe)[:, None]
-    if TMA:  # rows past the sequence's end are not written
-        o_desc = _seq_desc(o_ptr, q_start, q_len, h, stride_o_t, stride_o_h, HEAD_DIM, BLOCK_M,
-                           BLOCK_D)  # fmt: skip
-        o_desc.store([m_start, 0], out.to(o_ptr.dtype.element_ty))
-    else:
-        tl.store(
-            o_ptr + (q_start + offs_m)[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
-            out.to(o_ptr.dtype.element_ty),
-            mask=mask_m[:, None] & mask_d[None, :],
-        )
+    tl.store(
+        o_ptr + (q_start + offs_m)[:, None] * stride_o_t + h * stride_o_h + offs_d[None, :],
+        out.to(o_ptr.dtype.element_ty),
+        mask=mask_m[:, None] & mask_d[None, :],
+    )
     lse = tl.where(l_i == 0.0, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2_K)
     tl.store(lse_ptr + (q_start + offs_m) * stride_lse_t + h, lse, mask=mask_m)
 
@@ -268,7 +261,7 @@ def _attn_fwd(
     )
     dev = q.device
     use_order = _use_order()
-    tma = _tma_ok(head_dim, q, k, v, out)
+    tma = _tma_ok(head_dim, k, v)  # the descriptors: K and V
     if tma:
         _ensure_allocator()
     grid = lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
@@ -317,8 +310,7 @@ def _attn_fwd(
             HAS_TK=tk is not None,
             USE_ORDER=use_order,
             PRECISION=_precision(q.dtype, allow_tf32),
-            TMA=tma,
-            **({} if tma else {"WS": 0}),  # the Hopper tiles carry WS
+            **({} if tma else _POINTER),  # the Hopper tiles carry TMA and WS
         ),
     )
     return out, lse
