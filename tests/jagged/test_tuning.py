@@ -199,8 +199,9 @@ def test_every_shipped_entry_belongs_to_a_current_kernel_and_candidate():
 
     tuners = {
         f._tuner.name: f._tuner
-        for f in (attention_fwd._FWD, attention_bwd._FUSED, attention_bwd._DQ, attention_bwd._DKDV)
-    }
+        for f in (attention_fwd._FWD, attention_bwd._FUSED, attention_bwd._DQ, attention_bwd._DKDV,
+                  attention_fwd._FWD_TMA, attention_bwd._DQ_TMA, attention_bwd._DKDV_TMA)
+    }  # fmt: skip
     tables = tuning._pretuned()
     assert tables, "pretuned.json is empty or unreadable"
     for entries in tables.values():

@@ -57,12 +57,11 @@ def _attn_bwd_dkdv_inner(
     tq_ptr, tk,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
     MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
-    FUSED_DQ: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    FUSED_DQ: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible.
     TMA: Q and dO tiles through the descriptors ``q_desc``, ``do_desc`` (zeros past the end)."""
-    for start_m in tl.range(lo, hi, BLOCK_M, warp_specialize=WS):
+    for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < q_len
         qt_ptrs = (
@@ -164,7 +163,7 @@ def _attn_bwd_dkdv_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
     NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
-    WS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -230,7 +229,7 @@ def _attn_bwd_dkdv_kernel(
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
-        FUSED_DQ, TMA, 0, BLOCK_M, BLOCK_N,
+        FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
         dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
@@ -238,7 +237,7 @@ def _attn_bwd_dkdv_kernel(
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
-        FUSED_DQ, TMA, WS, BLOCK_M, BLOCK_N,
+        FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
         dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
@@ -246,7 +245,7 @@ def _attn_bwd_dkdv_kernel(
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
-        FUSED_DQ, TMA, 0, BLOCK_M, BLOCK_N,
+        FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
     tl.store(
@@ -354,7 +353,7 @@ def _attn_bwd(
         HAS_TK=tk is not None,
         USE_ORDER=use_order,
         PRECISION=_precision(q.dtype, allow_tf32),
-        **({} if tma else _POINTER),  # the Hopper tiles carry TMA and WS
+        **({} if tma else _POINTER),  # the Hopper tiles carry TMA
     )
     if use_order:
         order_q, order_k = _order(q_offsets, max_seqlen_q), _order(k_offsets, max_seqlen_k)

@@ -6,8 +6,7 @@ The Hopper path (``_tma_ok``: sm_90 or newer, fp16/bf16, head dim <= 128 and a m
 builds tensor descriptors over just its sample's rows of one head (``_seq_desc``) and its loop
 reads the streamed operands (K and V, or Q and dO) through them, so the copy engine fetches
 whole tiles asynchronously and returns zeros past the sequence's end. Its tiles (``_SHAPES_TMA``)
-also offer a warp-specialised loop (``WS``) and the pointer loads (``TMA=0``): the tuner keeps
-what measured fastest per key. Everything else, and the CPU interpreter unless forced, takes the
+also offer the pointer loads (``TMA=0``): the tuner keeps what measured fastest per key. Everything else, and the CPU interpreter unless forced, takes the
 pointer path (masked ``tl.load``).
 """
 
@@ -55,24 +54,23 @@ _SHAPES = {
             (128, 64, 8, 2)],
 }  # fmt: skip
 # The Hopper path (sm_90+, fp16/bf16, see _tma_ok) chooses per tuning key among tiles that load
-# the loop's operands through tensor descriptors (TMA=1; WS=1 also warp-specialises the loop:
-# a producer warp issues the copies) and the pointer path's best tiles (TMA=0, from the sweep
-# above), so it is never slower than the pointer path where it was tuned. The first, the default
-# when nothing was tuned, uses the descriptors (so the GPU tests run them).
-# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA, WS)
+# the loop's operands through tensor descriptors (TMA=1) and the pointer path's best tiles
+# (TMA=0, from the sweep above): on an H200 the descriptors won at length buckets >= 1024-4096
+# and lost below (each program builds its descriptors: about 1-2 us before its first load),
+# benchmarks/README.md. The first, the default when nothing was tuned, uses the descriptors (so
+# the GPU tests run them). Warp-specialised loops (tl.range(warp_specialize=True)) did not
+# compile for these kernels with Triton 3.6 on sm_90 (ptxas crash, pass-manager failure).
+# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA)
 _SHAPES_TMA = {
-    "fwd": [(64, 64, 4, 3, 1, 0), (128, 64, 4, 3, 1, 0), (128, 128, 8, 2, 1, 0),
-            (128, 128, 8, 2, 1, 1), (128, 64, 8, 3, 1, 1), (64, 64, 4, 3, 1, 1),
-            (64, 64, 4, 3, 0, 0), (64, 32, 4, 4, 0, 0)],
-    "dkdv": [(32, 64, 4, 3, 1, 0), (16, 128, 4, 3, 1, 0), (32, 128, 8, 3, 1, 0),
-             (64, 128, 8, 2, 1, 0), (32, 128, 8, 3, 1, 1), (64, 128, 8, 2, 1, 1),
-             (32, 64, 4, 3, 0, 0), (16, 128, 4, 3, 0, 0)],
-    "dq": [(64, 32, 4, 3, 1, 0), (128, 64, 8, 3, 1, 0), (128, 32, 4, 3, 1, 0),
-           (128, 64, 8, 3, 1, 1), (64, 32, 4, 3, 1, 1), (128, 32, 4, 3, 1, 1),
-           (64, 32, 4, 3, 0, 0), (128, 64, 8, 3, 0, 0)],
+    "fwd": [(64, 64, 4, 3, 1), (128, 64, 4, 3, 1), (128, 128, 8, 2, 1), (64, 64, 4, 3, 0),
+            (64, 32, 4, 4, 0)],
+    "dkdv": [(32, 64, 4, 3, 1), (16, 128, 4, 3, 1), (32, 128, 8, 3, 1), (32, 64, 4, 3, 0),
+             (16, 128, 4, 3, 0)],
+    "dq": [(64, 32, 4, 3, 1), (128, 64, 8, 3, 1), (128, 32, 4, 3, 1), (64, 32, 4, 3, 0),
+           (128, 64, 8, 3, 0)],
 }  # fmt: skip
-# the pointer path's kernel constexprs (the Hopper path's tiles carry their own)
-_POINTER = {"TMA": 0, "WS": 0}
+# the pointer path's kernel constexpr (the Hopper path's tiles carry their own)
+_POINTER = {"TMA": 0}
 # Hopper tiles left out (the benchmark drops those that failed to compile or run there)
 _TMA_EXCLUDED: set[tuple[str, tuple[int, ...]]] = set()  # (kind, tile)
 # the one-pass backward keeps dK and dV of BLOCK_N keys in registers; untimed defaults from ptxas
@@ -92,10 +90,10 @@ _KEY = ("seqlen_q_bucket", "seqlen_k_bucket", "HEAD_DIM", "IS_CAUSAL", "BIAS_MOD
 
 
 def _config(shape: tuple[int, ...]) -> dict[str, int]:
-    bm, bn, w, s, *flags = shape
+    bm, bn, w, s, *tma = shape
     cfg = {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": w, "num_stages": s}
-    if flags:  # the Hopper path's kernel constexprs
-        cfg["TMA"], cfg["WS"] = flags
+    if tma:  # the Hopper path's tiles say how they load (a kernel constexpr)
+        cfg["TMA"] = tma[0]
     return cfg
 
 
@@ -104,7 +102,7 @@ def _candidates(kind: str, tma: bool = False):  # noqa: ANN202
         """Tiles worth timing for these key fields; one when there is nothing to choose."""
         if _INTERPRET:
             tile = {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}
-            return [dict(tile, TMA=1, WS=0) if tma else tile]
+            return [dict(tile, TMA=1) if tma else tile]
         if tma:  # head dims <= 128 only (see _tma_ok)
             return [_config(s) for s in _SHAPES_TMA[kind] if (kind, tuple(s)) not in _TMA_EXCLUDED]
         if fields["HEAD_DIM"] > 128:  # shared memory: the small tile only

@@ -74,13 +74,12 @@ def _attn_fwd_inner(
     EVEN_D: tl.constexpr,
     PRECISION: tl.constexpr,
     TMA: tl.constexpr,
-    WS: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
-    for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WS):
+    for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
         k_ptrs = k_ptr + (k_start + offs_n)[None, :] * stride_k_t + h * stride_k_h + offs_d[:, None]
@@ -141,8 +140,7 @@ def _attn_fwd_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    PRECISION: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     b = _sample_index(order_ptr, USE_ORDER)  # longest sequences first if ordered
@@ -198,14 +196,14 @@ def _attn_fwd_kernel(
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
-        TMA, WS, BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _attn_fwd_inner(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
-        TMA, 0, BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -310,7 +308,7 @@ def _attn_fwd(
             HAS_TK=tk is not None,
             USE_ORDER=use_order,
             PRECISION=_precision(q.dtype, allow_tf32),
-            **({} if tma else _POINTER),  # the Hopper tiles carry TMA and WS
+            **({} if tma else _POINTER),  # the Hopper tiles carry TMA
         ),
     )
     return out, lse
