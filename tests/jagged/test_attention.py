@@ -344,7 +344,8 @@ def test_compiled_function_has_no_graph_break_and_matches_eager(with_bias):
 
 def test_custom_op_passes_opcheck():
     device = _triton_device()
-    from shopml.jagged.attention_triton import AttentionArgs, jagged_attention_fwd
+    from shopml.jagged.attention_ops import jagged_attention_fwd
+    from shopml.jagged.attention_triton import AttentionArgs
 
     offsets = _offsets([3, 0, 5], device)
     q, k, v = _qkv(8, 8, 1, 16, device=device)

@@ -34,9 +34,9 @@ Entry points, all on one argument set, :class:`AttentionArgs`:
 
 - eager: :class:`_JaggedAttention` (an autograd Function calling the launchers directly: the
   least host overhead), or the forward launcher alone when no input needs a gradient;
-- under ``torch.compile``: the custom ops ``shopml::jagged_attention_fwd`` / ``_bwd`` (schemas
-  built from :class:`AttentionArgs`, fake implementations for tracing, the autograd formula
-  registered on the forward). ``lse`` is an output but not differentiable.
+- under ``torch.compile``: the custom ops ``shopml::jagged_attention_fwd`` / ``_bwd`` of
+  :mod:`shopml.jagged.attention_ops`, imported (and so registered) only when dynamo first traces
+  this function: registering them cost 0.9 s of an eager process's start on the GPU machine.
 
 Both share :func:`_setup_context` and :func:`_backward`; gradients are returned by name.
 """
@@ -56,12 +56,7 @@ from shopml.jagged.attention_reference import RelativeBias, jagged_bias_offsets
 from shopml.jagged.triton.attention_bwd import _attn_bwd
 from shopml.jagged.triton.attention_fwd import _attn_fwd
 
-__all__ = [
-    "AttentionArgs",
-    "jagged_attention_bwd",
-    "jagged_attention_fwd",
-    "jagged_flash_attention",
-]
+__all__ = ["AttentionArgs", "jagged_flash_attention"]
 
 
 class AttentionArgs(NamedTuple):
@@ -88,19 +83,11 @@ class AttentionArgs(NamedTuple):
 
 
 _NO_GRADS = (None,) * len(AttentionArgs._fields)
-_SCHEMA_TYPES = {Tensor: "Tensor", Tensor | None: "Tensor?", int: "SymInt", float: "float",
-                 bool: "bool"}  # fmt: skip
 _FIELD_TYPES = typing.get_type_hints(AttentionArgs)
 # the tensors come first, then the settings: the backward saves the former, keeps the latter
 _N_TENSORS = sum(kind in (Tensor, Tensor | None) for kind in _FIELD_TYPES.values())
 assert all(kind in (Tensor, Tensor | None) for kind in list(_FIELD_TYPES.values())[:_N_TENSORS])
 _BIAS, _TABLE = AttentionArgs._fields.index("bias"), AttentionArgs._fields.index("table")
-
-
-def _schema(leading: str, returns: str) -> str:
-    """A custom op's schema: ``leading`` arguments, then :class:`AttentionArgs`' fields."""
-    fields = ", ".join(f"{_SCHEMA_TYPES[kind]} {name}" for name, kind in _FIELD_TYPES.items())
-    return f"({leading}{fields}) -> {returns}"
 
 
 def _in_order_of(launcher, names: tuple[str, ...]) -> operator.itemgetter:
@@ -159,53 +146,6 @@ def _backward(ctx, dout: Tensor, launch) -> tuple:  # noqa: ANN001
     if tensors[_TABLE] is not None:
         grads["table"] = dtable
     return tuple(grads.values())
-
-
-# ------------------------------------------------------------------ custom ops (torch.compile)
-@torch.library.custom_op(
-    "shopml::jagged_attention_fwd", mutates_args=(), schema=_schema("", "(Tensor, Tensor)")
-)
-def jagged_attention_fwd(*args: object) -> tuple[Tensor, Tensor]:
-    """Forward launcher as an op (arguments: :class:`AttentionArgs`): ``(out, lse (T_q, H) fp32)``."""
-    return _forward(*args)
-
-
-@jagged_attention_fwd.register_fake
-def _(*args: object) -> tuple[Tensor, Tensor]:
-    q = AttentionArgs(*args).q
-    return torch.empty_like(q), q.new_empty((q.shape[0], q.shape[1]), dtype=torch.float32)
-
-
-@torch.library.custom_op(
-    "shopml::jagged_attention_bwd",
-    mutates_args=(),
-    schema=_schema(
-        "Tensor do, Tensor out, Tensor lse, ", "(Tensor, Tensor, Tensor, Tensor, Tensor)"
-    ),
-)
-def jagged_attention_bwd(
-    do: Tensor, out: Tensor, lse: Tensor, *args: object
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Backward launchers as an op: ``(dq, dk, dv, dbias, dtable)``, 0-element where absent."""
-    dq, dk, dv, dbias, dtable = _backward_launch(do, out, lse, *args)
-    dbias = dq.new_empty(0) if dbias is None else dbias  # outputs must not alias each other
-    dtable = dq.new_empty(0) if dtable is None else dtable
-    return dq, dk, dv, dbias, dtable
-
-
-@jagged_attention_bwd.register_fake
-def _(do: Tensor, out: Tensor, lse: Tensor, *args: object) -> tuple[Tensor, ...]:
-    a = AttentionArgs(*args)
-    dbias = a.q.new_empty(0) if a.bias is None else torch.empty_like(a.bias)
-    dtable = a.q.new_empty(0) if a.table is None else torch.empty_like(a.table)
-    return torch.empty_like(a.q), torch.empty_like(a.k), torch.empty_like(a.v), dbias, dtable
-
-
-def _op_backward(ctx, dout: Tensor, _dlse: Tensor) -> tuple:  # noqa: ANN001
-    return _backward(ctx, dout, jagged_attention_bwd)
-
-
-jagged_attention_fwd.register_autograd(_op_backward, setup_context=_setup_context)
 
 
 # ------------------------------------------------------------------ eager autograd Function
@@ -299,6 +239,9 @@ def jagged_flash_attention(
         zero_init=bool(zero_init),
     )
     if torch.compiler.is_compiling():
+        # the custom op, registered on first need: dynamo runs this import while it traces
+        from shopml.jagged.attention_ops import jagged_attention_fwd
+
         out, lse = jagged_attention_fwd(*args)
     elif torch.is_grad_enabled() and (
         q.requires_grad
