@@ -53,8 +53,10 @@ import torch
 from torch import Tensor
 
 from shopml.jagged.attention_reference import RelativeBias, jagged_bias_offsets
+from shopml.jagged.triton import precompile
 from shopml.jagged.triton.attention_bwd import _attn_bwd
 from shopml.jagged.triton.attention_fwd import _attn_fwd
+from shopml.jagged.triton.launch import collecting
 
 __all__ = ["AttentionArgs", "jagged_flash_attention"]
 
@@ -88,6 +90,7 @@ _FIELD_TYPES = typing.get_type_hints(AttentionArgs)
 _N_TENSORS = sum(kind in (Tensor, Tensor | None) for kind in _FIELD_TYPES.values())
 assert all(kind in (Tensor, Tensor | None) for kind in list(_FIELD_TYPES.values())[:_N_TENSORS])
 _BIAS, _TABLE = AttentionArgs._fields.index("bias"), AttentionArgs._fields.index("table")
+_PARALLEL_COMPILE = precompile.enabled()
 
 
 def _in_order_of(launcher, names: tuple[str, ...]) -> operator.itemgetter:
@@ -146,6 +149,29 @@ def _backward(ctx, dout: Tensor, launch) -> tuple:  # noqa: ANN001
     if tensors[_TABLE] is not None:
         grads["table"] = dtable
     return tuple(grads.values())
+
+
+# ------------------------------------------------------------------ first calls
+_COMPILED_TOGETHER: set[tuple] = set()  # kinds of call whose kernels were compiled at once
+
+
+def _compile_together(args: AttentionArgs) -> None:
+    """First call of a new kind on CUDA with a gradient to come: compile its forward, dQ and
+    dK/dV kernels at once, each in a process of its own (:mod:`shopml.jagged.triton.precompile`),
+    instead of one after the other at their first launches. A dry run of the launchers (inside
+    :func:`~shopml.jagged.triton.launch.collecting`: nothing launched) says what they would
+    compile; kinds of call coarser than the launch signatures only decide when to look."""
+    q = args.q
+    kind = (q.device, q.dtype, q.shape[1:], args.causal, args.bias is None, args.table is None,
+            args.tq is None, args.tk is None, args.max_seqlen_q.bit_length(),
+            args.max_seqlen_k.bit_length(), args.allow_tf32)  # fmt: skip
+    if kind in _COMPILED_TOGETHER:
+        return
+    _COMPILED_TOGETHER.add(kind)
+    with collecting() as jobs:
+        out, lse = _forward(*args)
+        _backward_launch(out, out, lse, *args)  # dO: any contiguous tensor of out's layout
+    precompile.compile_all(jobs)
 
 
 # ------------------------------------------------------------------ eager autograd Function
@@ -250,6 +276,8 @@ def jagged_flash_attention(
         or (bias is not None and bias.requires_grad)
         or (table is not None and table.requires_grad)
     ):
+        if q.is_cuda and _PARALLEL_COMPILE:
+            _compile_together(args)
         out, lse = _JaggedAttention.apply(*args)
     else:  # inference: the launcher alone, no autograd bookkeeping
         out, lse = _forward(*args)
