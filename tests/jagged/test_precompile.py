@@ -128,7 +128,7 @@ for backend in ("triton", "reference"):
     out = jagged_flash_attention(*x, offsets, 300, causal=True, backend=backend)
     out.backward(g)
     grads.append([out.float(), *(t.grad.float() for t in x)])
-err = max(float((a - b).abs().max()) for a, b in zip(*grads))
+err = max(float((a - b).abs().max() / b.abs().max().clamp(min=1)) for a, b in zip(*grads))
 print("RESULT " + json.dumps(dict(precompile.stats, err=err)))
 """
 
@@ -155,4 +155,4 @@ def test_gpu_first_call_compiles_its_three_kernels_in_children(tmp_path):
     first, second = results
     assert first["ok"] == 3 and first["failed"] == 0, first
     assert second["calls"] == 0, second
-    assert first["err"] < 0.05 and second["err"] < 0.05, results
+    assert first["err"] < 0.02 and second["err"] < 0.02, results  # bf16 rounding
