@@ -171,7 +171,7 @@ def _compile_together(args: AttentionArgs) -> None:
     with collecting() as jobs:
         out, lse = _forward(*args)
         _backward_launch(out, out, lse, *args)  # dO: any contiguous tensor of out's layout
-    precompile.compile_all(jobs)
+    precompile.compile_all(jobs, timeout=60.0)  # a compile takes seconds; a stuck child: give up
 
 
 # ------------------------------------------------------------------ eager autograd Function
