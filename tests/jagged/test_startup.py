@@ -75,7 +75,7 @@ print("REGISTERED", hasattr(torch.ops.shopml, "jagged_attention_fwd"))
 
 def test_eager_attention_registers_no_custom_op_and_imports_no_sympy():
     """A new process's eager forward + backward (Triton path, under the interpreter) leaves the
-    torch.compile custom ops unregistered (0.9 s of a start on the GPU machine) and imports
+    torch.compile custom ops unregistered and imports
     neither sympy nor dynamo; the ops appear once dynamo traces (tests of test_attention.py)."""
     import os
     import subprocess

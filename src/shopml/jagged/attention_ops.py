@@ -3,10 +3,12 @@
 
 Nothing imports it in eager use: :func:`shopml.jagged.attention_triton.jagged_flash_attention`
 imports it inside its ``torch.compiler.is_compiling()`` branch, and dynamo executes that import
-(really, once) while it traces, before it records the op's call. Registering the two ops
-(``torch.library.custom_op``) cost 0.9 s of a new process on the GPU machine (torch 2.11), which
-an eager training job or service never needs. Code that replays a compiled artifact without
-tracing the Python source again (e.g. a saved ``torch.export`` program) imports this module first.
+(really, once) while it traces, before it records the op's call. An eager process never
+registers them: under cProfile the registration showed 0.88 s of a new process on the GPU machine
+(torch 2.11), though a later process of the registering code measured no slower without the
+profiler (benchmarks/results/attention_cold-nvidia-h200.log). Code that replays a compiled
+artifact without tracing the Python source again (e.g. a saved ``torch.export`` program) imports
+this module first.
 
 Schemas are built from :class:`~shopml.jagged.attention_triton.AttentionArgs` (its fields, in
 order); fake implementations serve tracing; the autograd formula registered on the forward is the
