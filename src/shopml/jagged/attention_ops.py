@@ -10,9 +10,9 @@ profiler (benchmarks/results/attention_cold-nvidia-h200.log). Code that replays 
 artifact without tracing the Python source again (e.g. a saved ``torch.export`` program) imports
 this module first.
 
-Schemas are built from :class:`~shopml.jagged.attention_triton.AttentionArgs` (its fields, in
+Schemas are built from :class:`~shopml.jagged.attention_args.AttentionArgs` (its fields, in
 order); fake implementations serve tracing; the autograd formula registered on the forward is the
-eager path's own (:func:`~shopml.jagged.attention_triton._backward`). ``lse`` is an output but
+eager path's own (:func:`~shopml.jagged.attention_args._backward`). ``lse`` is an output but
 not differentiable.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from shopml.jagged.attention_triton import (
+from shopml.jagged.attention_args import (
     _FIELD_TYPES,
     AttentionArgs,
     _backward,
