@@ -79,8 +79,8 @@ def _compile_together(args: AttentionArgs) -> None:
     kind = (q.device, q.dtype, q.shape[1:], args.causal, args.bias is None, args.table is None,
             args.tq is None, args.tk is None, args.max_seqlen_q.bit_length(),
             args.max_seqlen_k.bit_length(), args.allow_tf32)  # fmt: skip
-    if kind in _COMPILED_TOGETHER:
-        return
+    if kind in _COMPILED_TOGETHER or torch.cuda.is_current_stream_capturing():
+        return  # (a CUDA graph capture would record the dry run's allocations and fills)
     _COMPILED_TOGETHER.add(kind)
     with collecting() as jobs:
         out, lse = _forward(*args)
