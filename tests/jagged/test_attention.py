@@ -344,7 +344,8 @@ def test_compiled_function_has_no_graph_break_and_matches_eager(with_bias):
 
 def test_custom_op_passes_opcheck():
     device = _triton_device()
-    from shopml.jagged.attention_triton import AttentionArgs, jagged_attention_fwd
+    from shopml.jagged.attention_args import AttentionArgs
+    from shopml.jagged.attention_ops import jagged_attention_fwd
 
     offsets = _offsets([3, 0, 5], device)
     q, k, v = _qkv(8, 8, 1, 16, device=device)
@@ -358,7 +359,7 @@ def test_custom_op_passes_opcheck():
 
 def test_launcher_arguments_are_bound_by_name():
     """The entry calls the launchers positionally in *their* parameter order, found by name."""
-    from shopml.jagged.attention_triton import _in_order_of
+    from shopml.jagged.attention_args import _in_order_of
 
     def launcher(b, a, c=3, d=4):
         return a, b, c, d

@@ -56,3 +56,36 @@ def test_switched_off_leaves_triton_alone(fake_key, monkeypatch):
     before = cache_mod.triton_key
     startup.remember_triton_key()
     assert cache_mod.triton_key is before
+
+
+_EAGER_PROBE = """
+import sys, torch
+import shopml.jagged as J
+offsets = torch.tensor([0, 3, 3, 10])
+q, k, v = (torch.randn(10, 2, 16, requires_grad=True) for _ in range(3))
+J.jagged_flash_attention(q, k, v, offsets, 7, backend="triton").sum().backward()
+with torch.no_grad():
+    J.jagged_flash_attention(q, k, v, offsets, 7, backend="triton")
+assert q.grad is not None and bool(torch.isfinite(q.grad).all())
+heavy = ("shopml.jagged.attention_ops", "sympy", "torch._dynamo", "torch._inductor")
+print("LOADED", [m for m in heavy if m in sys.modules])
+print("REGISTERED", hasattr(torch.ops.shopml, "jagged_attention_fwd"))
+"""
+
+
+def test_eager_attention_registers_no_custom_op_and_imports_no_sympy():
+    """A new process's eager forward + backward (Triton path, under the interpreter) leaves the
+    torch.compile custom ops unregistered and imports
+    neither sympy nor dynamo; the ops appear once dynamo traces (tests of test_attention.py)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=src)
+    done = subprocess.run(
+        [sys.executable, "-c", _EAGER_PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "LOADED []" in done.stdout, done.stdout
+    assert "REGISTERED False" in done.stdout, done.stdout

@@ -13,9 +13,10 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is read: JSON writers need not pay 0.3 s
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -79,6 +80,8 @@ def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> Path:
 def read_table(path: str | os.PathLike[str], name: str | None = None) -> pd.DataFrame:
     """Read a parquet or CSV table; ``ValueError`` naming the file when it is missing or unreadable."""
     path = Path(path)
+    import pandas as pd
+
     label = name or path.name
     if not path.is_file():
         raise ValueError(f"{label}: expected a file at {path}, found none")
@@ -99,6 +102,8 @@ def check_columns(df: pd.DataFrame, schema: Mapping[str, str], name: str) -> Non
     Raises:
         ValueError: naming the table, the column, the expected kind and the dtype found.
     """
+    import pandas as pd
+
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise ValueError(

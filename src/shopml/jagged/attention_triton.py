@@ -1,5 +1,5 @@
-"""Jagged flash attention in Triton: the autograd Function, the torch.compile custom ops and the
-backend function that :mod:`shopml.jagged.attention` dispatches to (no input checks here).
+"""Jagged flash attention in Triton: the eager autograd Function and the backend function that
+:mod:`shopml.jagged.attention` dispatches to (no input checks here).
 
 Kernels and launchers live in shopml/jagged/triton/attention_{common,fwd,bwd}.py.
 
@@ -30,182 +30,62 @@ share D; float32 inputs use IEEE fp32 dot products (``allow_tf32=True`` selects 
 longer than ``max_seqlen`` are truncated (their extra rows output 0, as FBGEMM does). Differs
 from the reference only in summation order and in the low-precision rounding of P before P @ V.
 
-Entry points, all on one argument set, :class:`AttentionArgs`:
+Entry points, all on one argument set, :class:`~shopml.jagged.attention_args.AttentionArgs`:
 
 - eager: :class:`_JaggedAttention` (an autograd Function calling the launchers directly: the
   least host overhead), or the forward launcher alone when no input needs a gradient;
-- under ``torch.compile``: the custom ops ``shopml::jagged_attention_fwd`` / ``_bwd`` (schemas
-  built from :class:`AttentionArgs`, fake implementations for tracing, the autograd formula
-  registered on the forward). ``lse`` is an output but not differentiable.
+- under ``torch.compile``: the custom ops ``shopml::jagged_attention_fwd`` / ``_bwd`` of
+  :mod:`shopml.jagged.attention_ops`, imported (and so registered) only when dynamo first traces
+  this function: eager use never registers them.
 
-Both share :func:`_setup_context` and :func:`_backward`; gradients are returned by name.
+Both share the argument binding and the backward of :mod:`shopml.jagged.attention_args`.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import operator
-import typing
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from shopml.jagged.attention_args import (
+    _NO_GRADS,
+    AttentionArgs,
+    _backward,
+    _backward_launch,
+    _forward,
+    _setup_context,
+)
 from shopml.jagged.attention_reference import RelativeBias, jagged_bias_offsets
-from shopml.jagged.triton.attention_bwd import _attn_bwd
-from shopml.jagged.triton.attention_fwd import _attn_fwd
+from shopml.jagged.triton import precompile
+from shopml.jagged.triton.launch import collecting
 
-__all__ = [
-    "AttentionArgs",
-    "jagged_attention_bwd",
-    "jagged_attention_fwd",
-    "jagged_flash_attention",
-]
+__all__ = ["AttentionArgs", "jagged_flash_attention"]
+
+_PARALLEL_COMPILE = precompile.enabled()
 
 
-class AttentionArgs(NamedTuple):
-    """Every input of the attention kernels, by name (field order = the custom ops' schema)."""
-
-    q: Tensor  # (T_q, H, D), last dim contiguous
-    k: Tensor  # (T_k, H, D)
-    v: Tensor  # (T_k, H, D)
-    q_offsets: Tensor  # (B+1,) int32/int64
-    k_offsets: Tensor  # (B+1,); the q_offsets themselves for self-attention
-    bias: Tensor | None  # (sum_b Lq_b * Lk_b, H) jagged tensor bias
-    bias_offsets: Tensor | None  # (B+1,) int64: first bias row of each sample
-    table: Tensor | None  # (num_buckets, H) relative-bias table
-    bounds: Tensor | None  # (num_buckets - 1,) int64 bucket boundaries
-    tq: Tensor | None  # (T_q,) int64 query timestamps (None: positions)
-    tk: Tensor | None  # (T_k,) int64 key timestamps (None: positions)
-    max_seqlen_q: int
-    max_seqlen_k: int
-    scale: float  # multiplies q . k
-    post_scale: float  # multiplies the output after the softmax (FBGEMM's 1 / max_seq_len)
-    causal: bool
-    allow_tf32: bool
-    zero_init: bool  # zero-fill outputs first (needed when sequences may be truncated)
+# ------------------------------------------------------------------ first calls
+_COMPILED_TOGETHER: set[tuple] = set()  # kinds of call whose kernels were compiled at once
 
 
-_NO_GRADS = (None,) * len(AttentionArgs._fields)
-_SCHEMA_TYPES = {Tensor: "Tensor", Tensor | None: "Tensor?", int: "SymInt", float: "float",
-                 bool: "bool"}  # fmt: skip
-_FIELD_TYPES = typing.get_type_hints(AttentionArgs)
-# the tensors come first, then the settings: the backward saves the former, keeps the latter
-_N_TENSORS = sum(kind in (Tensor, Tensor | None) for kind in _FIELD_TYPES.values())
-assert all(kind in (Tensor, Tensor | None) for kind in list(_FIELD_TYPES.values())[:_N_TENSORS])
-_BIAS, _TABLE = AttentionArgs._fields.index("bias"), AttentionArgs._fields.index("table")
-
-
-def _schema(leading: str, returns: str) -> str:
-    """A custom op's schema: ``leading`` arguments, then :class:`AttentionArgs`' fields."""
-    fields = ", ".join(f"{_SCHEMA_TYPES[kind]} {name}" for name, kind in _FIELD_TYPES.items())
-    return f"({leading}{fields}) -> {returns}"
-
-
-def _in_order_of(launcher, names: tuple[str, ...]) -> operator.itemgetter:
-    """Picks a launcher's arguments, in its own parameter order, out of a tuple laid out as
-    ``names``: a positional call by name (bound once, at import; keyword calls cost ~3 us each).
-    Parameters the launcher has beyond ``names`` keep their defaults; a required one is an error."""
-    where = {name: i for i, name in enumerate(names)}
-    picks = []
-    for param in inspect.signature(launcher).parameters.values():
-        if param.name not in where:
-            if param.default is inspect.Parameter.empty:
-                raise TypeError(f"{launcher.__name__} needs {param.name!r}, which we do not pass")
-            break  # it and every later parameter keep their defaults
-        picks.append(where.pop(param.name))
-    if where:
-        raise TypeError(f"{launcher.__name__} does not take {sorted(where)} positionally")
-    return operator.itemgetter(*picks)
-
-
-_FWD_ARGS = _in_order_of(_attn_fwd, AttentionArgs._fields)
-_BWD_ARGS = _in_order_of(_attn_bwd, ("do", "out", "lse", *AttentionArgs._fields))
-
-
-def _forward(*args: object) -> tuple[Tensor, Tensor]:
-    """Forward launcher on an :class:`AttentionArgs` (or its fields): ``(out, lse fp32)``."""
-    return _attn_fwd(*_FWD_ARGS(args))
-
-
-def _backward_launch(*args: object):  # noqa: ANN202
-    """Backward launchers on ``(do, out, lse, *AttentionArgs)``: ``(dq, dk, dv, dbias or None,
-    dtable or None)``."""
-    return _attn_bwd(*_BWD_ARGS(args))
-
-
-def _setup_context(ctx, inputs: tuple, output: tuple[Tensor, Tensor]) -> None:  # noqa: ANN001
-    """Save what the backward needs: tensors through ``save_for_backward``, settings on ctx."""
-    tensors = inputs[:_N_TENSORS]
-    ctx.present = [t is not None for t in tensors]
-    ctx.save_for_backward(*output, *[t for t in tensors if t is not None])
-    ctx.settings = inputs[_N_TENSORS:]
-
-
-def _backward(ctx, dout: Tensor, launch) -> tuple:  # noqa: ANN001
-    """The one backward of both entry points; ``launch`` is the eager launcher or the custom op.
-
-    Returns one gradient per :class:`AttentionArgs` field: q, k, v, and bias / table if given.
-    """
-    out, lse, *saved = ctx.saved_tensors
-    rest = iter(saved)
-    tensors = [next(rest) if present else None for present in ctx.present]
-    dq, dk, dv, dbias, dtable = launch(dout, out, lse, *tensors, *ctx.settings)
-    grads = dict.fromkeys(AttentionArgs._fields)
-    grads.update(q=dq, k=dk, v=dv)
-    if tensors[_BIAS] is not None:
-        grads["bias"] = dbias
-    if tensors[_TABLE] is not None:
-        grads["table"] = dtable
-    return tuple(grads.values())
-
-
-# ------------------------------------------------------------------ custom ops (torch.compile)
-@torch.library.custom_op(
-    "shopml::jagged_attention_fwd", mutates_args=(), schema=_schema("", "(Tensor, Tensor)")
-)
-def jagged_attention_fwd(*args: object) -> tuple[Tensor, Tensor]:
-    """Forward launcher as an op (arguments: :class:`AttentionArgs`): ``(out, lse (T_q, H) fp32)``."""
-    return _forward(*args)
-
-
-@jagged_attention_fwd.register_fake
-def _(*args: object) -> tuple[Tensor, Tensor]:
-    q = AttentionArgs(*args).q
-    return torch.empty_like(q), q.new_empty((q.shape[0], q.shape[1]), dtype=torch.float32)
-
-
-@torch.library.custom_op(
-    "shopml::jagged_attention_bwd",
-    mutates_args=(),
-    schema=_schema(
-        "Tensor do, Tensor out, Tensor lse, ", "(Tensor, Tensor, Tensor, Tensor, Tensor)"
-    ),
-)
-def jagged_attention_bwd(
-    do: Tensor, out: Tensor, lse: Tensor, *args: object
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Backward launchers as an op: ``(dq, dk, dv, dbias, dtable)``, 0-element where absent."""
-    dq, dk, dv, dbias, dtable = _backward_launch(do, out, lse, *args)
-    dbias = dq.new_empty(0) if dbias is None else dbias  # outputs must not alias each other
-    dtable = dq.new_empty(0) if dtable is None else dtable
-    return dq, dk, dv, dbias, dtable
-
-
-@jagged_attention_bwd.register_fake
-def _(do: Tensor, out: Tensor, lse: Tensor, *args: object) -> tuple[Tensor, ...]:
-    a = AttentionArgs(*args)
-    dbias = a.q.new_empty(0) if a.bias is None else torch.empty_like(a.bias)
-    dtable = a.q.new_empty(0) if a.table is None else torch.empty_like(a.table)
-    return torch.empty_like(a.q), torch.empty_like(a.k), torch.empty_like(a.v), dbias, dtable
-
-
-def _op_backward(ctx, dout: Tensor, _dlse: Tensor) -> tuple:  # noqa: ANN001
-    return _backward(ctx, dout, jagged_attention_bwd)
-
-
-jagged_attention_fwd.register_autograd(_op_backward, setup_context=_setup_context)
+def _compile_together(args: AttentionArgs) -> None:
+    """First call of a new kind on CUDA with a gradient to come: compile its forward, dQ and
+    dK/dV kernels at once, each in a process of its own (:mod:`shopml.jagged.triton.precompile`),
+    instead of one after the other at their first launches. A dry run of the launchers (inside
+    :func:`~shopml.jagged.triton.launch.collecting`: nothing launched) says what they would
+    compile; kinds of call coarser than the launch signatures only decide when to look."""
+    q = args.q
+    kind = (q.device, q.dtype, q.shape[1:], args.causal, args.bias is None, args.table is None,
+            args.tq is None, args.tk is None, args.max_seqlen_q.bit_length(),
+            args.max_seqlen_k.bit_length(), args.allow_tf32)  # fmt: skip
+    if kind in _COMPILED_TOGETHER or torch.cuda.is_current_stream_capturing():
+        return  # (a CUDA graph capture would record the dry run's allocations and fills)
+    _COMPILED_TOGETHER.add(kind)
+    with collecting() as jobs:
+        out, lse = _forward(*args)
+        _backward_launch(out, out, lse, *args)  # dO: any contiguous tensor of out's layout
+    precompile.compile_all(jobs, timeout=60.0)  # a compile takes seconds; a stuck child: give up
 
 
 # ------------------------------------------------------------------ eager autograd Function
@@ -299,6 +179,9 @@ def jagged_flash_attention(
         zero_init=bool(zero_init),
     )
     if torch.compiler.is_compiling():
+        # the custom op, registered on first need: dynamo runs this import while it traces
+        from shopml.jagged.attention_ops import jagged_attention_fwd
+
         out, lse = jagged_attention_fwd(*args)
     elif torch.is_grad_enabled() and (
         q.requires_grad
@@ -307,6 +190,8 @@ def jagged_flash_attention(
         or (bias is not None and bias.requires_grad)
         or (table is not None and table.requires_grad)
     ):
+        if q.is_cuda and _PARALLEL_COMPILE:
+            _compile_together(args)
         out, lse = _JaggedAttention.apply(*args)
     else:  # inference: the launcher alone, no autograd bookkeeping
         out, lse = _forward(*args)

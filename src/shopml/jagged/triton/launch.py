@@ -1,4 +1,4 @@
-"""Direct launches of cached Triton binaries: the host-side fast path of the attention kernels.
+"""Direct launches of cached Triton binaries: the host-side fast path of every jagged kernel.
 
 A launch through ``kernel[grid](...)`` passes the autotuner (a key built over every argument), the
 JIT binder (every argument specialised) and a cache lookup before the binary runs. On the GPU
@@ -14,13 +14,19 @@ interpreter run, a Triton without the attributes used, a launch hook such as a p
 back to the ordinary launch; hooks are looked for at a signature's first launch only, so a Triton
 launch hook installed later needs ``SHOPML_TRITON_FAST_LAUNCH=0``, which turns the fast path off
 (the PyTorch profiler sees direct launches as it sees any other).
+
+Inside :func:`collecting`, launchers do not launch: each records a :class:`Job` (the kernel, its
+arguments and chosen config) for a signature it has not launched yet, so that a caller can compile
+several kernels at once before their first launches (:mod:`shopml.jagged.triton.precompile`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, NamedTuple
 
 import torch
 
@@ -32,6 +38,32 @@ _ENABLED = (
     os.environ.get("SHOPML_TRITON_FAST_LAUNCH", "1") not in ("", "0") and not is_interpreter()
 )
 _WIDE = 1 << 31
+
+
+class Job(NamedTuple):
+    """One compile a first launch would do: ``kernel.warmup(*args, grid=grid, **kwargs)``."""
+
+    kernel: Any  # a triton.jit function
+    grid: Callable[[dict], tuple]
+    args: tuple
+    kwargs: dict  # constexprs and the chosen config
+    ident: str  # the launch signature and config, in words (with the kernel: what is compiled)
+
+
+_COLLECTING: ContextVar[list[Job] | None] = ContextVar("shopml_collecting", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[list[Job]]:
+    """Within the block (this thread or task only), launchers record :class:`Job` s instead of
+    launching: one per launch whose signature has no binary yet and whose config is known without
+    timing (a config still to be tuned is left to the real launch). Outputs stay unwritten."""
+    jobs: list[Job] = []
+    token = _COLLECTING.set(jobs)
+    try:
+        yield jobs
+    finally:
+        _COLLECTING.reset(token)
 
 
 def _layout(args: Sequence[object]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -90,28 +122,22 @@ class FastLauncher:
         self.enabled = _ENABLED
         self.direct_launches = 0  # counted for the tests
 
+    def __getitem__(self, grid: Callable[[dict], tuple]) -> Callable[..., None]:
+        """Triton's call form, ``launcher[grid](*args, **constexprs)``: the runtime arguments
+        positionally in the kernel's order, the constexprs (not the autotuned ones) by name."""
+        return lambda *args, **constexprs: self(grid, args, constexprs)
+
     def __call__(
         self, grid: Callable[[dict], tuple], args: Sequence[object], constexprs: dict[str, object]
     ) -> None:
+        jobs = _COLLECTING.get()
+        if jobs is not None:
+            self._collect(jobs, grid, args, constexprs)
+            return
         if not self.enabled:
             self._launch(grid, args, constexprs)
             return
-        if self._key_index is None:
-            names = self._names
-            self._key_index = tuple(
-                i for i, n in enumerate(names[: len(args)]) if n in self._tune_keys
-            )
-        types = tuple(map(type, args))
-        layout = self._layouts.get(types)
-        if layout is None:
-            layout = self._layouts[types] = _layout(args)
-        key = (
-            torch._C._cuda_getDevice(),
-            types,
-            tuple(constexprs.values()),
-            tuple([args[i] for i in self._key_index]),
-            _signature(args, layout),
-        )
+        key = self._key(args, constexprs)
         hit = self._cache.get(key)
         if hit is None:
             self._first_launch(key, grid, args, constexprs)
@@ -132,6 +158,40 @@ class FastLauncher:
             *tail,
         )
         self.direct_launches += 1
+
+    def _key(self, args: Sequence[object], constexprs: dict[str, object]) -> tuple:
+        """The launch signature (see the module docstring) and the device."""
+        if self._key_index is None:
+            names = self._names
+            self._key_index = tuple(
+                i for i, n in enumerate(names[: len(args)]) if n in self._tune_keys
+            )
+        types = tuple(map(type, args))
+        layout = self._layouts.get(types)
+        if layout is None:
+            layout = self._layouts[types] = _layout(args)
+        return (
+            torch._C._cuda_getDevice(),
+            types,
+            tuple(constexprs.values()),
+            tuple([args[i] for i in self._key_index]),
+            _signature(args, layout),
+        )
+
+    def _collect(self, jobs: list[Job], grid: Callable, args: Sequence, constexprs: dict) -> None:
+        """Record the compile that this launch's first time would do (see :func:`collecting`)."""
+        kernel = self._kernel
+        if not hasattr(kernel, "warmup") or hasattr(kernel, "configs"):
+            return  # an Autotuner (it has configs): it compiles its own way
+        key = self._key(args, constexprs)
+        if key in self._cache:
+            return
+        cfg: dict | None = {}
+        if self._tuner is not None:
+            cfg = self._tuner.choose(kernel, grid, args, constexprs, timing=False)
+        if cfg is not None:
+            ident = repr((key[1:], sorted(cfg.items())))
+            jobs.append(Job(kernel, grid, tuple(args), dict(constexprs, **cfg), ident))
 
     def _launch(self, grid: Callable, args: Sequence, constexprs: dict) -> tuple[Any, dict]:
         """The ordinary launch (through the tuner's choice if any): (compiled, its meta-params)."""

@@ -227,9 +227,15 @@ class Tuner:
         self.sources: dict[str, str] = {}  # key -> where the choice came from
 
     def choose(
-        self, kernel: Any, grid: Callable, args: Sequence[object], constexprs: Mapping[str, object]
-    ) -> Config:
-        """The config for this launch (timing the candidates if need be)."""
+        self,
+        kernel: Any,
+        grid: Callable,
+        args: Sequence[object],
+        constexprs: Mapping[str, object],
+        timing: bool = True,
+    ) -> Config | None:
+        """The config for this launch (timing the candidates if need be; with ``timing=False``,
+        None instead of timing)."""
         named = dict(zip(kernel.arg_names[: len(args)], args, strict=True))
         named.update(constexprs)
         fields = {n: named[n] for n in self.key_names}
@@ -248,6 +254,8 @@ class Tuner:
         cfg, source = self._remembered(key, index, cands)
         if cfg is None:
             tune = self._tune() if callable(self._tune) else self._tune
+            if tune and not timing:
+                return None
             if tune:
                 cfg, source = self._time(kernel, grid, args, constexprs, named, key, cands), "timed"
                 disk_cache(str(cache_dir()), gpu_name(index)).put(key, cfg)

@@ -76,41 +76,52 @@ def warmup_attention(
 ) -> list[dict]:
     """One forward + backward per (head dim, max length, causal); returns a row per shape.
 
-    Each row: ``head_dim, max_seqlen, causal, seconds`` (wall time of the first call, compile and
-    tuning included) and ``sources`` (where each kernel's tile came from: ``pretuned``, ``disk``,
-    ``timed`` or ``default``; empty when already chosen in this process).
+    The kernels of every shape whose tiles are known (remembered or shipped) compile first, at
+    once, each in a process of its own (:mod:`shopml.jagged.triton.precompile`); the rest compile
+    (and tune) at their first launch. Each row: ``head_dim, max_seqlen, causal, seconds`` (wall
+    time of the shape's first call after that, loading, tuning and any compile left included)
+    and ``sources`` (where each kernel's tile came from: ``pretuned``, ``disk``, ``timed`` or
+    ``default``; empty when already chosen in this process).
     """
     from shopml.jagged.triton import attention_bwd as bwd
     from shopml.jagged.triton import attention_fwd as fwd
+    from shopml.jagged.triton import precompile
+    from shopml.jagged.triton.launch import collecting
 
     device = torch.device(device)
     tuners = [fwd._FWD._tuner, bwd._FUSED._tuner, bwd._DKDV._tuner, bwd._DQ._tuner,
               fwd._FWD_TMA._tuner, bwd._DKDV_TMA._tuner, bwd._DQ_TMA._tuner]  # fmt: skip
+    shapes = [(d, n, c) for d in head_dims for n in max_seqlens for c in causal]
+    batches = {}
+    for d, n, c in shapes:
+        lengths = _batch(n, tokens)
+        offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()]).to(device)
+        total = sum(lengths)
+        qkvd = [torch.randn(total, heads, d, device=device, dtype=dtype) for _ in range(4)]
+        batches[d, n, c] = (offsets, *qkvd)
+    none = (None,) * 6
+
+    def run(d: int, n: int, c: bool) -> None:
+        offsets, q, k, v, do = batches[d, n, c]
+        args = (n, n, 1.0 / math.sqrt(d), 1.0, c, False)
+        out, lse = fwd._attn_fwd(q, k, v, offsets, offsets, *none, *args, False)
+        bwd._attn_bwd(do, q, k, v, out, lse, offsets, offsets, *none, *args, False)
+
+    with collecting() as jobs:  # every shape's kernels, compiled at once, one process each
+        for shape in shapes:
+            run(*shape)
+    precompile.compile_all(jobs)
     rows = []
-    for d in head_dims:
-        for n in max_seqlens:
-            for c in causal:
-                lengths = _batch(n, tokens)
-                offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
-                offsets = offsets.to(device)
-                total = sum(lengths)
-                q, k, v, do = (
-                    torch.randn(total, heads, d, device=device, dtype=dtype) for _ in range(4)
-                )
-                seen = [dict(t.sources) for t in tuners]
-                torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                none = (None,) * 6
-                args = (n, n, 1.0 / math.sqrt(d), 1.0, c, False)
-                out, lse = fwd._attn_fwd(q, k, v, offsets, offsets, *none, *args, False)
-                bwd._attn_bwd(do, q, k, v, out, lse, offsets, offsets, *none, *args, False)
-                torch.cuda.synchronize(device)
-                seconds = time.perf_counter() - start
-                sources = sorted(
-                    {src for t, old in zip(tuners, seen, strict=True)
-                     for key, src in t.sources.items() if key not in old}
-                )  # fmt: skip
-                rows.append(
-                    dict(head_dim=d, max_seqlen=n, causal=c, seconds=seconds, sources=sources)
-                )
+    for d, n, c in shapes:
+        seen = [dict(t.sources) for t in tuners]
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        run(d, n, c)
+        torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        sources = sorted(
+            {src for t, old in zip(tuners, seen, strict=True)
+             for key, src in t.sources.items() if key not in old}
+        )  # fmt: skip
+        rows.append(dict(head_dim=d, max_seqlen=n, causal=c, seconds=seconds, sources=sources))
     return rows
