@@ -173,32 +173,3 @@ def test_gpu_fast_launches_equal_the_ordinary_launches(monkeypatch, variant):
             torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
         else:
             torch.testing.assert_close(a, b, atol=0, rtol=0)
-
-
-def test_the_bracket_form_is_the_call_form(fake_cuda):
-    """``launcher[grid](*args, **constexprs)``, as the jagged ops call it, launches the same."""
-    kernel, fl = _launcher()
-    x = torch.zeros(64)
-    grid = lambda meta: (4096 // meta["BLOCK"], 2)
-    fl[grid](x, 48, 256, MODE=1)
-    fl(grid, (x, 64, 256), {"MODE": 1})
-    assert len(kernel.slow_launches) == 1 and fl.direct_launches == 1
-    assert kernel.slow_launches[0][1] == (x, 48, 256) and kernel.slow_launches[0][2] == {"MODE": 1}
-
-
-def test_every_jagged_op_launches_through_a_fast_launcher():
-    """No ``kernel[grid]`` launch is left in the op modules: each goes through a FastLauncher of
-    an autotuned kernel (whose keys are part of the launch signature)."""
-    import importlib
-    import re
-    from pathlib import Path
-
-    names = ["bmm", "concat", "conversions", "elementwise", "jagged2", "reductions", "softmax"]
-    for name in names:
-        mod = importlib.import_module(f"shopml.jagged.triton.{name}")
-        source = Path(mod.__file__).read_text()
-        assert not re.search(r"_kernel\[", source), name
-        launchers = [v for v in vars(mod).values() if isinstance(v, FastLauncher)]
-        assert launchers, name
-        for fl in launchers:
-            assert fl._tune_keys and set(fl._tune_keys) <= set(fl._names), (name, fl._names)

@@ -1,4 +1,4 @@
-"""Direct launches of cached Triton binaries: the host-side fast path of every jagged kernel.
+"""Direct launches of cached Triton binaries: the host-side fast path of the attention kernels.
 
 A launch through ``kernel[grid](...)`` passes the autotuner (a key built over every argument), the
 JIT binder (every argument specialised) and a cache lookup before the binary runs. On the GPU
@@ -121,11 +121,6 @@ class FastLauncher:
         self._cache: dict[tuple, tuple[Any, dict, tuple]] = {}
         self.enabled = _ENABLED
         self.direct_launches = 0  # counted for the tests
-
-    def __getitem__(self, grid: Callable[[dict], tuple]) -> Callable[..., None]:
-        """Triton's call form, ``launcher[grid](*args, **constexprs)``: the runtime arguments
-        positionally in the kernel's order, the constexprs (not the autotuned ones) by name."""
-        return lambda *args, **constexprs: self(grid, args, constexprs)
 
     def __call__(
         self, grid: Callable[[dict], tuple], args: Sequence[object], constexprs: dict[str, object]

@@ -18,7 +18,6 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.triton._common import configs, flat2d, pow2
-from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
     gpu=[
@@ -106,11 +105,6 @@ def _jagged_sum_bwd_kernel(
         )
 
 
-# launches through FastLauncher: Triton's autotuner and binder once per launch signature
-_JAGGED_SUM_FWD = FastLauncher(_jagged_sum_fwd_kernel)
-_JAGGED_SUM_BWD = FastLauncher(_jagged_sum_bwd_kernel)
-
-
 class _JaggedSumFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, offsets, mean):
@@ -125,7 +119,7 @@ class _JaggedSumFunction(torch.autograd.Function):
             def grid(meta):
                 return (triton.cdiv(d, meta["BLOCK_D"]), b)
 
-            _JAGGED_SUM_FWD[grid](
+            _jagged_sum_fwd_kernel[grid](
                 x2,
                 out,
                 offsets,
@@ -157,7 +151,7 @@ class _JaggedSumFunction(torch.autograd.Function):
                     triton.cdiv(max(mean_len, 1), meta["BLOCK_M"]),
                 )
 
-            _JAGGED_SUM_BWD[grid](
+            _jagged_sum_bwd_kernel[grid](
                 g,
                 dx,
                 offsets,

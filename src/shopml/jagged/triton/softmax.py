@@ -28,7 +28,6 @@ import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
 from shopml.jagged.triton._common import configs, pow2
-from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
     gpu=[
@@ -275,13 +274,6 @@ def _jagged2_softmax_bwd_kernel(
             tl.store(dx_ptr + off, (y * (dy - acc[:, None])).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-# launches through FastLauncher: Triton's autotuner and binder once per launch signature
-_JAGGED_SOFTMAX_FWD = FastLauncher(_jagged_softmax_fwd_kernel)
-_JAGGED_SOFTMAX_BWD = FastLauncher(_jagged_softmax_bwd_kernel)
-_JAGGED2_SOFTMAX_FWD = FastLauncher(_jagged2_softmax_fwd_kernel)
-_JAGGED2_SOFTMAX_BWD = FastLauncher(_jagged2_softmax_bwd_kernel)
-
-
 def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int):
     t, h = x.shape
     b = offsets.numel() - 1
@@ -293,7 +285,7 @@ def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int)
     def grid(meta):
         return (triton.cdiv(h, meta["BLOCK_H"]), b)
 
-    _JAGGED_SOFTMAX_FWD[grid](
+    _jagged_softmax_fwd_kernel[grid](
         x,
         out,
         lse,
@@ -317,7 +309,7 @@ def _jagged_softmax_bwd(x, lse, dy, offsets, max_seqlen):
     def grid(meta):
         return (triton.cdiv(h, meta["BLOCK_H"]), offsets.numel() - 1)
 
-    _JAGGED_SOFTMAX_BWD[grid](
+    _jagged_softmax_bwd_kernel[grid](
         x, lse, dy, dx, offsets, max_seqlen, h, x.stride(0), dy.stride(0), dx.stride(0),
         pow2(max_seqlen), pow2(h),
     )  # fmt: skip
@@ -358,7 +350,9 @@ class _Jagged2SoftmaxFunction(torch.autograd.Function):
         # checks off) are not stored and their backward is undefined.
         lse = torch.empty((offsets.numel() - 1, max_seqlen), dtype=torch.float32, device=x.device)
         if x.numel() > 0:
-            _jagged2_launch(_JAGGED2_SOFTMAX_FWD, (x, y, lse), offsets, max_seqlen, transpose)
+            _jagged2_launch(
+                _jagged2_softmax_fwd_kernel, (x, y, lse), offsets, max_seqlen, transpose
+            )
         ctx.save_for_backward(x, lse, offsets)
         ctx.max_seqlen = max_seqlen
         ctx.transpose = transpose
@@ -370,7 +364,9 @@ class _Jagged2SoftmaxFunction(torch.autograd.Function):
         dx = torch.empty_like(x)
         if x.numel() > 0:
             tensors = (x, lse, dy.contiguous(), dx)
-            _jagged2_launch(_JAGGED2_SOFTMAX_BWD, tensors, offsets, ctx.max_seqlen, ctx.transpose)
+            _jagged2_launch(
+                _jagged2_softmax_bwd_kernel, tensors, offsets, ctx.max_seqlen, ctx.transpose
+            )
         return dx, None, None, None
 
 
