@@ -11,8 +11,11 @@ its mode in the CSV (``config_json.mode``):
   backward of the model compiled by ``torch.compile`` with dynamic token counts, clipping and
   fused capturable AdamW); inference the same graphs, compiled;
 - ``jagged+graphs+nocompile``: the graphs around the uncompiled model (``--no-compile``);
-- ``jagged+graphs+static`` / ``jagged+graphs+gather``: variants of the default, for comparison:
+- ``jagged+graphs+static`` / ``+gather`` / ``+lowmem``: variants of the default, for comparison:
   compiled for the bucket's exact shapes; every embedding table by a gather (no one-hot matmul);
+  AOTAutograd's activation memory budget at 0.5 (more recomputation, less memory);
+- ``jagged+graphs+bias``: the default with the relative-time bias of 16 buckets whatever
+  ``--num-bias-buckets`` says (the model's default, beside peers without it in one run);
 - ``jagged+compile`` / ``padded+compile``: ``torch.compile(model)`` (default mode), eager
   optimizer step; the compiled padded model is the peer to beat.
 
@@ -148,6 +151,8 @@ PROVIDERS = {
     "jagged+graphs+nocompile": ("jagged", "cuda-graphs"),
     "jagged+graphs+static": ("jagged", "cuda-graphs over torch.compile, static shapes"),
     "jagged+graphs+gather": ("jagged", "cuda-graphs over torch.compile, gathers only"),
+    "jagged+graphs+lowmem": ("jagged", "cuda-graphs over torch.compile, memory budget 0.5"),
+    "jagged+graphs+bias": ("jagged", "cuda-graphs over torch.compile"),
     "jagged+compile": ("jagged", "torch.compile"),
     "padded": ("padded", "eager"),
     "padded+compile": ("padded", "torch.compile"),
@@ -183,9 +188,11 @@ def run_case(
         dyn = not how.endswith("static shapes")
         if how.endswith("gathers only"):
             model.onehot_max_rows = 0
+        budget = 0.5 if how.endswith("memory budget 0.5") else None
         trainer = GraphTrainStep(
-            model, opt, grad_clip=1.0, autocast=use_amp, compile=comp, dynamic=dyn
-        )
+            model, opt, grad_clip=1.0, autocast=use_amp, compile=comp, dynamic=dyn,
+            memory_budget=budget,
+        )  # fmt: skip
         infer_runner = GraphInference(model, autocast=use_amp, compile=comp, dynamic=dyn)
 
         def train_step() -> None:
@@ -355,6 +362,7 @@ def main() -> None:
         for provider in args.providers:
             backend, how = PROVIDERS[provider]
             batch = ex.collate(idx, "padded" if backend == "padded" else "jagged")
+            bias_buckets = 16 if provider.endswith("+bias") else args.num_bias_buckets
             config = RankConfig(
                 num_items=args.num_items,
                 num_categories=65,
@@ -363,13 +371,11 @@ def main() -> None:
                 embed_dim=args.embed_dim,
                 num_heads=args.num_heads,
                 num_layers=args.num_layers,
-                num_bias_buckets=args.num_bias_buckets,
+                num_bias_buckets=bias_buckets,
                 mlp_dims=(256, 128),
                 sequence_backend=backend,
             )
-            name = provider + (
-                "+nobias" if args.num_bias_buckets == 0 and backend != "pooling" else ""
-            )
+            name = provider + ("+nobias" if bias_buckets == 0 and backend != "pooling" else "")
             prof = Path(args.profile_out) if provider in args.profile else None
             res = run_case(provider, config, batch, device, prof, f"B={b} N={n} {provider}")
             if device.type == "cuda":
@@ -380,7 +386,7 @@ def main() -> None:
                 "E": args.embed_dim,
                 "H": args.num_heads,
                 "L": args.num_layers,
-                "bias_buckets": args.num_bias_buckets,
+                "bias_buckets": bias_buckets,
                 "mode": how,
                 "status": res["status"],
                 "first_step_s": round(float(res.get("first_s", float("nan"))), 2),

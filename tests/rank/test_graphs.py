@@ -150,7 +150,7 @@ def test_a_compile_failure_falls_back_to_the_uncompiled_step(frames, monkeypatch
     the uncompiled model (here eagerly, off CUDA), training exactly as the reference does."""
     import shopml.rank.graphs as graphs
 
-    def broken(model, dynamic=True):  # noqa: ANN001, ANN202
+    def broken(model, *options):  # noqa: ANN001, ANN002, ANN202
         def forward(*args):  # noqa: ANN002, ANN202
             raise RuntimeError("boom")
 

@@ -230,7 +230,10 @@ def test_embed_equals_the_plain_lookups_and_row_0_gets_no_gradient(onehot_max_ro
         ((tokens * g_tok).sum() + (query * g_q).sum()).backward()
         return [t.weight.grad.clone() for t in tables]
 
+    with torch.no_grad():  # forward only: gathers
+        plain = model._embed(ids, cand)
     tokens, query = model._embed(ids, cand)
+    torch.testing.assert_close(plain, (tokens, query))
     got = grads(tokens, query)
     ref_tokens = model._tokens(dict(zip(HISTORY_KEYS, ids, strict=True)))
     ref_query = model._query(dict(zip(CANDIDATE_KEYS, cand, strict=True)))

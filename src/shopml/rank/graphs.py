@@ -117,18 +117,27 @@ def resolve_compile(requested: bool | None, mode: str, steps: int) -> bool:
     return mode == "graphs" and steps >= AUTO_COMPILE_MIN_STEPS
 
 
-def _compiled_forward(model: torch.nn.Module, dynamic: bool = True) -> Callable[..., torch.Tensor]:
+def _compiled_forward(
+    model: torch.nn.Module, dynamic: bool = True, memory_budget: float | None = None
+) -> Callable[..., torch.Tensor]:
     """``model.forward_flat`` under ``torch.compile`` (Inductor's fused kernels, the jagged
     attention as custom ops); the CUDA graphs around it are ours. ``dynamic``: the token and row
-    counts are symbolic from the first compilation (one graph for every bucket)."""
+    counts are symbolic from the first compilation (one graph for every bucket).
+    ``memory_budget``: AOTAutograd's activation memory budget (1: its default choice of saved
+    activations; lower: recompute more in the backward to save memory)."""
+    import contextlib
+
     compiled = torch.compile(model.forward_flat)
-    if not dynamic:
-        return compiled
 
     def forward(ids, times, offsets, max_seqlen, candidates, price):  # noqa: ANN001, ANN202
-        for t, dim in ((ids, 1), (times, 0), (offsets, 0), (candidates, 1), (price, 0)):
-            torch._dynamo.maybe_mark_dynamic(t, dim)
-        return compiled(ids, times, offsets, max_seqlen, candidates, price)
+        if dynamic:
+            for t, dim in ((ids, 1), (times, 0), (offsets, 0), (candidates, 1), (price, 0)):
+                torch._dynamo.maybe_mark_dynamic(t, dim)
+        budget = contextlib.nullcontext()
+        if memory_budget is not None:
+            budget = torch._functorch.config.patch(activation_memory_budget=memory_budget)
+        with budget:
+            return compiled(ids, times, offsets, max_seqlen, candidates, price)
 
     return forward
 
@@ -168,6 +177,19 @@ class _Graph:
         self.consumed.record(current)
 
 
+_CAPTURE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one stream of a device for every warm-up and capture: cuBLAS keeps a workspace
+    (32 MiB on Hopper) for each stream it runs on, so a new stream per capture would hold one
+    more workspace per bucket."""
+    stream = _CAPTURE_STREAMS.get(device)
+    if stream is None:
+        stream = _CAPTURE_STREAMS[device] = torch.cuda.Stream(device)
+    return stream
+
+
 class _GraphCache:
     """Graphs by bucket (least recently used dropped past ``max_graphs``), one memory pool."""
 
@@ -192,14 +214,16 @@ class _GraphCache:
         g = _Graph(key, self.device)
         g.load(batch)
         try:
-            side = torch.cuda.Stream(self.device)
+            side = _capture_stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 warmup(g)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             # thread_local: a loader's pinning thread may touch CUDA meanwhile
-            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+            with torch.cuda.graph(
+                graph, pool=self.pool, stream=side, capture_error_mode="thread_local"
+            ):
                 out = fn(g)
         except Exception as exc:  # noqa: BLE001 - any capture failure: eager is the reference
             self.fallback_reason = f"capture failed for {key}: {type(exc).__name__}: {exc}"[:500]
@@ -216,9 +240,15 @@ class _GraphCache:
 class _Compiled:
     """The forward a runner uses: compiled when asked, the model's own after a compile failure."""
 
-    def __init__(self, model: torch.nn.Module, compile: bool, dynamic: bool) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        compile: bool,
+        dynamic: bool,
+        memory_budget: float | None = None,
+    ) -> None:
         self.model = model
-        self.forward = _compiled_forward(model, dynamic) if compile else None
+        self.forward = _compiled_forward(model, dynamic, memory_budget) if compile else None
         self.compile_fallback_reason: str | None = None
 
     def drop(self, exc: BaseException) -> bool:
@@ -248,6 +278,8 @@ class GraphTrainStep:
             falls back to the uncompiled model (``compile_fallback_reason``).
         dynamic: with ``compile``, symbolic token and row counts (one compilation for all
             buckets) instead of one compilation per bucket shape.
+        memory_budget: with ``compile``, AOTAutograd's activation memory budget (None: its
+            default, 1.0; lower recomputes more in the backward).
         max_graphs: graphs kept (least recently used dropped).
 
     Call it with a :class:`PackedBatch` (pinned) and the loss multiplier of the batch; it returns
@@ -263,10 +295,11 @@ class GraphTrainStep:
         autocast: bool = True,
         compile: bool = False,
         dynamic: bool = True,
+        memory_budget: float | None = None,
         max_graphs: int = 64,
     ) -> None:
         self.model = model
-        self.compiled = _Compiled(model, compile, dynamic)
+        self.compiled = _Compiled(model, compile, dynamic, memory_budget)
         self.optimizer = optimizer
         self.grad_clip = grad_clip
         self.autocast = autocast

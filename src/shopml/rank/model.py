@@ -31,9 +31,9 @@ Sequence backends (``RankConfig.sequence_backend``), all sharing the same parame
   attention is replaced by the mean-pooled history.
 
 Embedding lookups of the "jagged" and "pooling" backends (:meth:`RankingModel._embed`): one lookup
-per table over the history and candidate ids together, and the small tables (at most
-``ONEHOT_MAX_ROWS`` rows: actions, time buckets, usually categories) summed by one matmul of a
-one-hot matrix with their stacked weights. Their gradient is then a matmul too: the ordinary
+per table over the history and candidate ids together, and, when gradients are taken, the small
+tables (at most ``ONEHOT_MAX_ROWS`` rows: actions, time buckets, usually categories) summed by one
+matmul of a one-hot matrix with their stacked weights. Their gradient is then a matmul too: the ordinary
 embedding backward scatters one atomic add per token and column into a few rows, which serialises
 on the GPU (0.7 ms of a 7 ms step at 213k tokens). Row 0 stays the padding row (no gradient). The
 "padded" backend keeps plain ``nn.Embedding`` lookups (what a user of padded tensors writes).
@@ -249,9 +249,11 @@ class RankingModel(nn.Module):
         both: torch.Tensor | None = None  # (T+R, E)
         history: torch.Tensor | None = None  # (T, E)
         small_ids, small_w = [], []
+        # the one-hot matmul pays in the backward only: forward-only lookups gather
+        limit = self.onehot_max_rows if torch.is_grad_enabled() else 0
         for i, table in enumerate(self._tables()):
             rows = shared[i] if i < k else ids[i]
-            if table.num_embeddings <= self.onehot_max_rows:
+            if table.num_embeddings <= limit and table.weight.requires_grad:
                 if i >= k:  # candidates have no such feature: padding id 0
                     rows = torch.cat([rows, rows.new_zeros(candidates.shape[1])])
                 small_ids.append(rows)
