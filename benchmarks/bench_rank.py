@@ -6,9 +6,16 @@ pipeline (``RankExamples.collate``), then through every provider (``--providers`
 its mode in the CSV (``config_json.mode``):
 
 - ``jagged`` / ``padded`` / ``pooling``: eager PyTorch (fused AdamW);
-- ``jagged+graphs`` / ``pooling+graphs``: the fast step of ``shopml.rank.graphs`` (packed pinned
-  batch, CUDA graph replay of forward + backward + clipping + fused capturable AdamW);
-- ``jagged+graphs+compile``: the same graphs around the model under ``torch.compile``;
+- ``jagged+graphs`` / ``pooling+graphs``: the fast step of ``shopml.rank.graphs`` as ``shopml rank
+  train`` runs it by default on a GPU (packed pinned batch; CUDA graph replay of the forward and
+  backward of the model compiled by ``torch.compile`` with dynamic token counts, clipping and
+  fused capturable AdamW); inference the same graphs, compiled;
+- ``jagged+graphs+nocompile``: the graphs around the uncompiled model (``--no-compile``);
+- ``jagged+graphs+static`` / ``+gather`` / ``+lowmem``: variants of the default, for comparison:
+  compiled for the bucket's exact shapes; every embedding table by a gather (no one-hot matmul);
+  AOTAutograd's activation memory budget at 0.5 (more recomputation, less memory);
+- ``jagged+graphs+bias``: the default with the relative-time bias of 16 buckets whatever
+  ``--num-bias-buckets`` says (the model's default, beside peers without it in one run);
 - ``jagged+compile`` / ``padded+compile``: ``torch.compile(model)`` (default mode), eager
   optimizer step; the compiled padded model is the peer to beat.
 
@@ -17,15 +24,17 @@ Ops: ``train_step`` (bf16 autocast, clipping, AdamW), ``inference`` (forward, no
 timed repetitions after a warm-up of three steps (``triton.testing.do_bench``); the graph
 providers' time includes copying the packed batch to the GPU. Peak memory is
 ``max_memory_allocated`` from before the first step (model and inputs excluded; optimizer state,
-gradients, activations and graph pools included). ``--profile PROVIDER`` appends a
-torch.profiler table of 5 steps to ``--profile-out``. A provider that fails gets a row with its
+gradients, activations and graph pools included); ``state MiB`` is what stays allocated after
+the warm-up (gradients, optimizer state, static graph inputs and outputs). ``first s`` is the
+wall time of the three warm-up steps (compilation, autotuning, captures). ``--profile PROVIDER``
+appends torch.profiler tables of 5 train steps and 5 inference batches to ``--profile-out``. A provider that fails gets a row with its
 status. Rows are appended to ``results/rank-<device>.csv`` in the shared benchmark schema as
 each case ends; a Markdown table is printed last.
 
 Usage (GPU machine; ``benchmarks/run_rank_gpu.sh`` runs the issue's cases)::
 
     PYTHONPATH=src python3 benchmarks/bench_rank.py --cases 256x1024 256x256 1024x1024 \
-        --num-bias-buckets 0 --providers jagged+graphs jagged+graphs+compile padded+compile
+        --num-bias-buckets 0 --providers jagged+graphs padded+compile jagged+graphs+nocompile
 
 Runs on CPU too (``--device cpu`` with small sizes: a smoke test, tests/test_benchmarks.py); the
 numbers then mean little, and the graph providers run their step eagerly.
@@ -138,13 +147,17 @@ def bench_ms(
 PROVIDERS = {
     # name: (sequence backend, how the step runs)
     "jagged": ("jagged", "eager"),
-    "jagged+graphs": ("jagged", "cuda-graphs"),
-    "jagged+graphs+compile": ("jagged", "cuda-graphs over torch.compile"),
+    "jagged+graphs": ("jagged", "cuda-graphs over torch.compile"),
+    "jagged+graphs+nocompile": ("jagged", "cuda-graphs"),
+    "jagged+graphs+static": ("jagged", "cuda-graphs over torch.compile, static shapes"),
+    "jagged+graphs+gather": ("jagged", "cuda-graphs over torch.compile, gathers only"),
+    "jagged+graphs+lowmem": ("jagged", "cuda-graphs over torch.compile, memory budget 0.5"),
+    "jagged+graphs+bias": ("jagged", "cuda-graphs over torch.compile"),
     "jagged+compile": ("jagged", "torch.compile"),
     "padded": ("padded", "eager"),
     "padded+compile": ("padded", "torch.compile"),
     "pooling": ("pooling", "eager"),
-    "pooling+graphs": ("pooling", "cuda-graphs"),
+    "pooling+graphs": ("pooling", "cuda-graphs over torch.compile"),
 }
 
 
@@ -171,9 +184,16 @@ def run_case(
     if how.startswith("cuda-graphs"):
         packed = pack(batch, config.max_history, pin_memory=device.type == "cuda")
         n_real = packed.examples
-        comp = how.endswith("torch.compile")
-        trainer = GraphTrainStep(model, opt, grad_clip=1.0, autocast=use_amp, compile=comp)
-        infer_runner = GraphInference(model, autocast=use_amp, compile=comp)
+        comp = "torch.compile" in how and device.type == "cuda"  # off CUDA: the eager step
+        dyn = not how.endswith("static shapes")
+        if how.endswith("gathers only"):
+            model.onehot_max_rows = 0
+        budget = 0.5 if how.endswith("memory budget 0.5") else None
+        trainer = GraphTrainStep(
+            model, opt, grad_clip=1.0, autocast=use_amp, compile=comp, dynamic=dyn,
+            memory_budget=budget,
+        )  # fmt: skip
+        infer_runner = GraphInference(model, autocast=use_amp, compile=comp, dynamic=dyn)
 
         def train_step() -> None:
             trainer(packed, 1.0 / n_real)
@@ -221,14 +241,20 @@ def run_case(
         if cuda:
             torch.cuda.synchronize()
         out["first_s"] = time.perf_counter() - t0
+        if cuda:
+            out["state_mem"] = (torch.cuda.memory_allocated() - base) / 2**20
         out["train"] = bench_ms(train_step, device)
         if cuda:
             torch.cuda.synchronize()
             out["train_mem"] = (torch.cuda.max_memory_allocated() - base) / 2**20
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
         for _ in range(3 if cuda else 1):
             infer()
+        if cuda:
+            torch.cuda.synchronize()
+        out["infer_first_s"] = time.perf_counter() - t0
         out["infer"] = bench_ms(infer, device)
         if cuda:
             torch.cuda.synchronize()
@@ -239,8 +265,11 @@ def run_case(
             for runner in (trainer, infer_runner):
                 if runner.fallback_reason is not None:
                     raise RuntimeError(f"graph step fell back to eager: {runner.fallback_reason}")
+                if runner.compile_fallback_reason is not None:
+                    raise RuntimeError(f"compile fell back: {runner.compile_fallback_reason}")
         if profile_path is not None and cuda:
-            out["profile"] = profile_step(train_step, profile_path, title)
+            out["profile"] = profile_step(train_step, profile_path, title + " train")
+            out["profile"] += "; infer " + profile_step(infer, profile_path, title + " infer")
         out["status"] = "ok"
     except torch.cuda.OutOfMemoryError:
         out["status"] = "oom"
@@ -333,6 +362,7 @@ def main() -> None:
         for provider in args.providers:
             backend, how = PROVIDERS[provider]
             batch = ex.collate(idx, "padded" if backend == "padded" else "jagged")
+            bias_buckets = 16 if provider.endswith("+bias") else args.num_bias_buckets
             config = RankConfig(
                 num_items=args.num_items,
                 num_categories=65,
@@ -341,13 +371,11 @@ def main() -> None:
                 embed_dim=args.embed_dim,
                 num_heads=args.num_heads,
                 num_layers=args.num_layers,
-                num_bias_buckets=args.num_bias_buckets,
+                num_bias_buckets=bias_buckets,
                 mlp_dims=(256, 128),
                 sequence_backend=backend,
             )
-            name = provider + (
-                "+nobias" if args.num_bias_buckets == 0 and backend != "pooling" else ""
-            )
+            name = provider + ("+nobias" if bias_buckets == 0 and backend != "pooling" else "")
             prof = Path(args.profile_out) if provider in args.profile else None
             res = run_case(provider, config, batch, device, prof, f"B={b} N={n} {provider}")
             if device.type == "cuda":
@@ -358,10 +386,12 @@ def main() -> None:
                 "E": args.embed_dim,
                 "H": args.num_heads,
                 "L": args.num_layers,
-                "bias_buckets": args.num_bias_buckets,
+                "bias_buckets": bias_buckets,
                 "mode": how,
                 "status": res["status"],
                 "first_step_s": round(float(res.get("first_s", float("nan"))), 2),
+                "first_infer_s": round(float(res.get("infer_first_s", float("nan"))), 2),
+                "state_mib": round(float(res.get("state_mem", float("nan"))), 1),
             }
             if "bucket" in res:
                 cfg["bucket"] = res["bucket"]
@@ -377,21 +407,23 @@ def main() -> None:
             append_rows(out, [_row(r) for r in rows], meta)
             table.append((b, n, dist["mean_fill"], name, how, res))
             print(f"B={b} N={n} {name} [{how}]: {res['status']} train {res.get('train')} "
-                  f"infer {res.get('infer')} mem {res.get('train_mem')} first {res.get('first_s')}"
+                  f"infer {res.get('infer')} mem {res.get('train_mem')} state "
+                  f"{res.get('state_mem')} first {res.get('first_s')} / {res.get('infer_first_s')}"
                   + (f" profile: {res['profile']}" if "profile" in res else ""), flush=True)  # fmt: skip
 
     print(f"\nrank benchmark on {meta['device']} (torch {meta['torch']}, triton {meta['triton']}, "
           f"git {meta['git_sha']}), E={args.embed_dim}, H={args.num_heads}, L={args.num_layers}, "
           f"bias buckets {args.num_bias_buckets}, bf16; CSV: {out}\n")  # fmt: skip
-    print("| B | N | mean fill | backend | mode | train ex/s | train peak MiB | infer ex/s "
-          "| infer peak MiB | train vs padded+compile | infer vs padded+compile "
-          "| train mem vs padded+compile |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| B | N | mean fill | backend | mode | train ms | train ex/s | train peak MiB "
+          "| state MiB | infer ex/s | infer peak MiB | first s | train vs padded+compile "
+          "| infer vs padded+compile | train mem vs padded+compile |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     ref = {(b, n): res for b, n, _, name, _, res in table
            if name.startswith("padded+compile") and res["status"] == "ok"}  # fmt: skip
     for b, n, fill, name, how, res in table:
         if res["status"] != "ok":
-            print(f"| {b} | {n} | {fill:.3f} | {name} | {how} | {res['status'][:80]} | | | | | | |")
+            print(f"| {b} | {n} | {fill:.3f} | {name} | {how} | {res['status'][:80]} "
+                  "| | | | | | | | | |")  # fmt: skip
             continue
         tr = b / (res["train"][0] / 1e3)
         inf = b / (res["infer"][0] / 1e3)
@@ -402,8 +434,10 @@ def main() -> None:
             mem = f"{res['train_mem'] / base['train_mem']:.2f}x"
         else:
             sp = si = mem = "n/a"
-        print(f"| {b} | {n} | {fill:.3f} | {name} | {how} | {tr:,.0f} | {res['train_mem']:,.0f} "
-              f"| {inf:,.0f} | {res['infer_mem']:,.0f} | {sp} | {si} | {mem} |")  # fmt: skip
+        print(f"| {b} | {n} | {fill:.3f} | {name} | {how} | {res['train'][0]:.2f} | {tr:,.0f} "
+              f"| {res['train_mem']:,.0f} | {res.get('state_mem', float('nan')):,.0f} "
+              f"| {inf:,.0f} | {res['infer_mem']:,.0f} | {res.get('first_s', float('nan')):.1f} "
+              f"| {sp} | {si} | {mem} |")  # fmt: skip
 
 
 def _row(r: dict) -> dict:

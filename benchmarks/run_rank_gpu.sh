@@ -2,8 +2,8 @@
 # One GPU-machine call for shopml.rank: the benchmark (issue cases), a profile of the fast step,
 # the GPU tests. Run from the repository root (a copy of the rank worktree); results go to $OUT.
 #   SHA=<git sha> bash benchmarks/run_rank_gpu.sh
-# STAGES selects parts (bench bias tests auc; default "bench tests"); a stage's failure or
-# timeout leaves the others' results in $OUT.
+# STAGES selects parts (bench variants bias tests auc; default "bench tests"); a stage's failure
+# or timeout leaves the others' results in $OUT.
 set -u
 OUT=${OUT:-/tmp/rank-out}
 SHA=${SHA:-unknown}
@@ -14,18 +14,26 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 if has bench; then
-  echo "== benchmark (no relative bias, the issue's table): jagged eager / graphs, padded eager / compiled"
-  timeout "${BENCH_S:-200}" python3 benchmarks/bench_rank.py --cases ${CASES:-256x1024 256x256 1024x1024} \
-    --num-bias-buckets 0 \
-    --providers ${PROVIDERS:-jagged+graphs jagged+graphs+compile padded+compile jagged padded} \
-    --profile jagged+graphs jagged+graphs+compile --profile-out "$OUT/rank-profile.txt" \
+  echo "== benchmark (no relative bias, the issue's table): the default fast step vs padded+compile"
+  timeout "${BENCH_S:-200}" python3 benchmarks/bench_rank.py --cases ${CASES:-256x1024 1024x1024 256x256} \
+    --num-bias-buckets 0 --providers ${PROVIDERS:-jagged+graphs padded+compile} \
+    --profile ${PROFILE:-jagged+graphs} --profile-out "$OUT/rank-profile.txt" \
     --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench.log" | grep -v "^|"
 fi
+if has variants; then
+  echo "== variants of the fast step (no relative bias): uncompiled, static shapes, gathers only"
+  timeout "${VARIANTS_S:-90}" python3 benchmarks/bench_rank.py --cases ${VARIANT_CASES:-1024x1024} \
+    --num-bias-buckets 0 \
+    --providers ${VARIANT_PROVIDERS:-jagged+graphs+nocompile jagged+graphs+gather jagged+graphs+static} \
+    --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench_variants.log" | grep -v "^|"
+fi
 if has bias; then
-  echo "== benchmark with the relative-time bias (the model's default)"
-  timeout "${BIAS_S:-90}" python3 benchmarks/bench_rank.py --cases 256x1024 1024x1024 \
-    --providers jagged+graphs padded+compile --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 \
-    | tee "$OUT/bench_bias.log" | grep -v "^|"
+  echo "== the relative-time bias (the model's default, 16 buckets) beside the peer without it"
+  # the padded model with the bias scatters its gradient into a 16 x 2 table (seconds a step)
+  timeout "${BIAS_S:-90}" python3 benchmarks/bench_rank.py --cases ${BIAS_CASES:-256x1024} \
+    --num-bias-buckets 0 --providers jagged+graphs+bias padded+compile \
+    --profile jagged+graphs+bias --profile-out "$OUT/rank-profile.txt" \
+    --out "$OUT/rank.csv" --git-sha "$SHA" 2>&1 | tee "$OUT/bench_bias.log" | grep -v "^|"
 fi
 if has tests; then
   echo "== GPU tests"

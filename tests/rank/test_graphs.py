@@ -15,8 +15,10 @@ from shopml.rank.config import RankConfig
 from shopml.rank.data import RankExamples
 from shopml.rank.evaluate import predict
 from shopml.rank.graphs import (
+    AUTO_COMPILE_MIN_STEPS,
     GraphInference,
     GraphTrainStep,
+    resolve_compile,
     select_step_mode,
     weighted_loss_sum,
 )
@@ -143,6 +145,90 @@ def test_step_runner_off_cuda_equals_the_plain_eager_step(frames):
     assert step.eager_steps == 3 and step.replays == 0
 
 
+def test_a_compile_failure_falls_back_to_the_uncompiled_step(frames, monkeypatch):
+    """A forward that fails to compile: a warning, the reason kept, and the step goes on with
+    the uncompiled model (here eagerly, off CUDA), training exactly as the reference does."""
+    import shopml.rank.graphs as graphs
+
+    def broken(model, *options):  # noqa: ANN001, ANN002, ANN202
+        def forward(*args):  # noqa: ANN002, ANN202
+            raise RuntimeError("boom")
+
+        return forward
+
+    monkeypatch.setattr(graphs, "_compiled_forward", broken)
+    ex, config = _setup(frames)
+    torch.manual_seed(0)
+    ref = RankingModel(config)
+    fast = copy.deepcopy(ref)
+    step = GraphTrainStep(
+        fast, torch.optim.SGD(fast.parameters(), lr=0.1), autocast=False, compile=True
+    )
+    assert step.compiling
+    batch = ex.collate(np.arange(16), "jagged")
+    with pytest.warns(RuntimeWarning, match="torch.compile failed: RuntimeError: boom"):
+        loss = step(pack(batch, config.max_history), 1.0 / 16)
+    assert not step.compiling
+    assert step.compile_fallback_reason == "torch.compile failed: RuntimeError: boom"
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    logits = ref(batch.history, batch.candidates)
+    loss_ref = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
+    (loss_ref / 16).backward()
+    opt.step()
+    torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-5)
+    fast_params = dict(fast.named_parameters())
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(fast_params[name], p, rtol=1e-4, atol=1e-6, msg=name)
+    # without compile, a failure is the caller's
+    monkeypatch.setattr(RankingModel, "forward_flat", broken(None))
+    plain = GraphTrainStep(RankingModel(config), torch.optim.SGD(ref.parameters(), lr=0.1))
+    with pytest.raises(RuntimeError, match="boom"):
+        plain(pack(batch, config.max_history), 1.0)
+
+
+@pytest.mark.slow
+def test_compiled_step_over_three_buckets_equals_eager(frames, monkeypatch):
+    """The compiled step's tracing (Dynamo with dynamic token and row counts, AOTAutograd's
+    forward and backward graphs; the aot_eager backend, no code generation) over three buckets:
+    one compilation, the same training as the eager reference. About a minute on 2 cores; the
+    GPU test runs Inductor's kernels inside the graphs."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    ex, config = _setup(frames)
+    torch.manual_seed(0)
+    ref = RankingModel(config)
+    fast = copy.deepcopy(ref)
+    step = GraphTrainStep(
+        fast, torch.optim.SGD(fast.parameters(), lr=0.1), autocast=False, compile=True
+    )
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    keys = set()
+    for idx in (np.arange(16), np.arange(16, 40), np.arange(40, 49)):
+        batch = ex.collate(idx, "jagged")
+        packed = pack(batch, config.max_history)
+        keys.add(packed.key)
+        loss = step(packed, 1.0 / len(idx))
+        opt.zero_grad(set_to_none=True)
+        logits = ref(batch.history, batch.candidates)
+        loss_ref = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
+        (loss_ref / len(idx)).backward()
+        opt.step()
+        torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-5)
+    assert len(keys) == 3 and step.compiling and step.compile_fallback_reason is None
+    fast_params = dict(fast.named_parameters())
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(fast_params[name], p, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_resolve_compile():
+    assert resolve_compile(None, "graphs", AUTO_COMPILE_MIN_STEPS) is True
+    assert resolve_compile(None, "graphs", AUTO_COMPILE_MIN_STEPS - 1) is False  # a short run
+    assert resolve_compile(None, "eager", 10**6) is False
+    assert resolve_compile(False, "graphs", 10**6) is False
+    assert resolve_compile(True, "eager", 1) is True
+
+
 def test_packed_inference_equals_the_plain_forward(frames):
     ex, config = _setup(frames)
     model = RankingModel(config)
@@ -168,8 +254,10 @@ def test_select_step_mode():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["jagged", "pooling"])
-def test_gpu_graph_step_matches_eager_on_the_same_weights(frames, backend):
+@pytest.mark.parametrize(
+    ("backend", "compile"), [("jagged", False), ("pooling", False), ("jagged", True)]
+)
+def test_gpu_graph_step_matches_eager_on_the_same_weights(frames, backend, compile):
     ex, config = _setup(frames, backend, max_history=64, attention_backend="auto")
     dev = torch.device("cuda")
     torch.manual_seed(0)
@@ -177,7 +265,7 @@ def test_gpu_graph_step_matches_eager_on_the_same_weights(frames, backend):
     fast = copy.deepcopy(ref)
     # SGD here (see the CPU test); the training run test captures the fused AdamW step
     step = GraphTrainStep(fast, torch.optim.SGD(fast.parameters(), lr=0.1, momentum=0.9),
-                          grad_clip=1.0)  # fmt: skip
+                          grad_clip=1.0, compile=compile)  # fmt: skip
     eager = GraphTrainStep(ref, torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9),
                            grad_clip=1.0)  # fmt: skip
     eager.cache.fallback_reason = "the reference"
@@ -192,6 +280,8 @@ def test_gpu_graph_step_matches_eager_on_the_same_weights(frames, backend):
         b = eager(packed, 1.0 / n).clone()
         losses.append((float(a), float(b)))
     assert step.fallback_reason is None, step.fallback_reason
+    assert step.compile_fallback_reason is None, step.compile_fallback_reason
+    assert step.compiling == compile
     assert step.replays >= 4 and step.cache.captures >= 1
     for a, b in losses:
         assert a == pytest.approx(b, rel=2e-2, abs=1e-3)

@@ -205,3 +205,42 @@ def test_chunked_cpu_attention_equals_one_call(frames, monkeypatch):
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("onehot_max_rows", [0, 128, 10_000])
+def test_embed_equals_the_plain_lookups_and_row_0_gets_no_gradient(onehot_max_rows):
+    """One lookup per table over history and candidates, small tables by a one-hot matmul: the
+    same sums and gradients as nn.Embedding with padding_idx 0, whichever tables go which way."""
+    from shopml.rank.batch import CANDIDATE_KEYS, HISTORY_KEYS
+
+    config = RankConfig(num_items=300, num_categories=40, num_brands=150, num_time_buckets=12,
+                        embed_dim=32, num_heads=2, num_layers=1, mlp_dims=(8,))  # fmt: skip
+    torch.manual_seed(0)
+    model = RankingModel(config)
+    model.onehot_max_rows = onehot_max_rows
+    tables = model._tables()
+    ids = torch.stack([torch.randint(0, t.num_embeddings, (57,)) for t in tables])  # (K, T)
+    ids[:, :5] = 0  # padding tokens
+    cand = torch.stack([torch.randint(0, t.num_embeddings, (9,)) for t in tables[:3]])
+    cand[:, 0] = 0
+    g_tok, g_q = torch.randn(57, 32), torch.randn(9, 32)
+
+    def grads(tokens, query):
+        model.zero_grad(set_to_none=True)
+        ((tokens * g_tok).sum() + (query * g_q).sum()).backward()
+        return [t.weight.grad.clone() for t in tables]
+
+    with torch.no_grad():  # forward only: gathers
+        plain = model._embed(ids, cand)
+    tokens, query = model._embed(ids, cand)
+    torch.testing.assert_close(plain, (tokens, query))
+    got = grads(tokens, query)
+    ref_tokens = model._tokens(dict(zip(HISTORY_KEYS, ids, strict=True)))
+    ref_query = model._query(dict(zip(CANDIDATE_KEYS, cand, strict=True)))
+    want = grads(ref_tokens, ref_query)
+    torch.testing.assert_close(tokens, ref_tokens)
+    torch.testing.assert_close(query, ref_query)
+    for name, a, b in zip(HISTORY_KEYS, got, want, strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+        assert (a[0] == 0).all(), name  # the padding row stays 0
+        assert a.abs().sum() > 0, name

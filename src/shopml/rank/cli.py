@@ -47,7 +47,15 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run directory to write.")],
     config: RankConfig,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    compile: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the model (default: inside the CUDA graphs of runs of at least "
+            "2,000 steps; a compile failure falls back to the uncompiled graphs).",
+            show_default=False,
+        ),
+    ] = None,
     step: Annotated[
         str,
         typer.Option(help="auto (CUDA graphs on one GPU for jagged/pooling), graphs or eager."),

@@ -17,8 +17,16 @@ Details:
   accumulated into by the backward); all graphs allocate from one shared memory pool.
 - Replaying a graph overwrites the outputs of the previous replay: :meth:`GraphTrainStep.__call__`
   returns the loss as a tensor that the caller consumes (adds to an accumulator) at once.
+- With ``compile`` (``shopml rank train``'s default for long runs on a GPU) the graphs hold the
+  model's forward and backward as compiled by ``torch.compile`` (Inductor fuses the layer norms,
+  casts and elementwise ops that otherwise dominate the step); the token and row counts are marked
+  dynamic, so one compilation serves every bucket. The compilation happens in the first step (about
+  10-15 s on an H200). If compiling fails, the step says why (``compile_fallback_reason``, and a
+  warning) and goes on with the uncompiled model, still in graphs.
 - When a capture fails (an op that synchronises, an unusual PyTorch), the step falls back to eager
   for good and says why (``fallback_reason``); eager stays the reference.
+- A batch's copy to the GPU overlaps the previous replay: the pinned host buffers go to a staging
+  buffer on a side stream, then one device copy into the graph's inputs just before the replay.
 
 :func:`select_step_mode` says which step a run gets; :class:`GraphInference` is the forward-only
 twin used by :func:`shopml.rank.evaluate.predict` (and thus by ``shopml rank evaluate`` and the
@@ -28,6 +36,7 @@ service's ranker) on a GPU.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -45,7 +54,7 @@ def select_step_mode(
     sequence_backend: str,
     *,
     world_size: int = 1,
-    compile: bool = False,  # noqa: ARG001 - kept in the signature: compiled graphs run too
+    compile: bool | None = False,  # noqa: ARG001 - kept in the signature: compiled graphs run too
 ) -> str:
     """The training step a run gets: ``"graphs"`` or ``"eager"``.
 
@@ -96,10 +105,41 @@ def weighted_loss_sum(
     )
 
 
-def _compiled_forward(model: torch.nn.Module) -> Callable[..., torch.Tensor]:
+AUTO_COMPILE_MIN_STEPS = 2000
+
+
+def resolve_compile(requested: bool | None, mode: str, steps: int) -> bool:
+    """Whether a run compiles its model: ``requested`` when given (True/False), else ("auto")
+    for the graph step of a run of at least ``AUTO_COMPILE_MIN_STEPS`` steps, where the one-time
+    compilation (10-30 s) pays back (it halves the step time at B=256, N=1024 on an H200)."""
+    if requested is not None:
+        return bool(requested)
+    return mode == "graphs" and steps >= AUTO_COMPILE_MIN_STEPS
+
+
+def _compiled_forward(
+    model: torch.nn.Module, dynamic: bool = True, memory_budget: float | None = None
+) -> Callable[..., torch.Tensor]:
     """``model.forward_flat`` under ``torch.compile`` (Inductor's fused kernels, the jagged
-    attention as custom ops); the CUDA graphs around it are ours."""
-    return torch.compile(model.forward_flat)
+    attention as custom ops); the CUDA graphs around it are ours. ``dynamic``: the token and row
+    counts are symbolic from the first compilation (one graph for every bucket).
+    ``memory_budget``: AOTAutograd's activation memory budget (1: its default choice of saved
+    activations; lower: recompute more in the backward to save memory)."""
+    import contextlib
+
+    compiled = torch.compile(model.forward_flat)
+
+    def forward(ids, times, offsets, max_seqlen, candidates, price):  # noqa: ANN001, ANN202
+        if dynamic:
+            for t, dim in ((ids, 1), (times, 0), (offsets, 0), (candidates, 1), (price, 0)):
+                torch._dynamo.maybe_mark_dynamic(t, dim)
+        budget = contextlib.nullcontext()
+        if memory_budget is not None:
+            budget = torch._functorch.config.patch(activation_memory_budget=memory_budget)
+        with budget:
+            return compiled(ids, times, offsets, max_seqlen, candidates, price)
+
+    return forward
 
 
 class _Graph:
@@ -112,10 +152,42 @@ class _Graph:
         self.views = layout_views(key, self.ints, self.floats)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.output: torch.Tensor | None = None
+        self.staged: tuple[torch.Tensor, torch.Tensor] | None = None  # see load_overlapped
+        self.consumed: torch.cuda.Event | None = None
 
     def load(self, batch: PackedBatch) -> None:
         self.ints.copy_(batch.ints, non_blocking=True)
         self.floats.copy_(batch.floats, non_blocking=True)
+
+    def load_overlapped(self, batch: PackedBatch, side: torch.cuda.Stream) -> None:
+        """Copy a pinned batch to a staging buffer on ``side`` (overlapping the GPU work queued
+        before it), then into the inputs on the current stream (after the previous replay)."""
+        current = torch.cuda.current_stream(self.ints.device)
+        if self.staged is None:
+            self.staged = (torch.empty_like(self.ints), torch.empty_like(self.floats))
+            self.consumed = torch.cuda.Event()
+            self.consumed.record(current)
+        side.wait_event(self.consumed)  # the last staged batch was copied in
+        with torch.cuda.stream(side):
+            self.staged[0].copy_(batch.ints, non_blocking=True)
+            self.staged[1].copy_(batch.floats, non_blocking=True)
+        current.wait_stream(side)
+        self.ints.copy_(self.staged[0])
+        self.floats.copy_(self.staged[1])
+        self.consumed.record(current)
+
+
+_CAPTURE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one stream of a device for every warm-up and capture: cuBLAS keeps a workspace
+    (32 MiB on Hopper) for each stream it runs on, so a new stream per capture would hold one
+    more workspace per bucket."""
+    stream = _CAPTURE_STREAMS.get(device)
+    if stream is None:
+        stream = _CAPTURE_STREAMS[device] = torch.cuda.Stream(device)
+    return stream
 
 
 class _GraphCache:
@@ -126,6 +198,7 @@ class _GraphCache:
         self.max_graphs = max_graphs
         self.graphs: OrderedDict[BucketKey, _Graph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+        self.copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.captures = 0
         self.fallback_reason: str | None = None
 
@@ -141,14 +214,16 @@ class _GraphCache:
         g = _Graph(key, self.device)
         g.load(batch)
         try:
-            side = torch.cuda.Stream(self.device)
+            side = _capture_stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 warmup(g)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             # thread_local: a loader's pinning thread may touch CUDA meanwhile
-            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+            with torch.cuda.graph(
+                graph, pool=self.pool, stream=side, capture_error_mode="thread_local"
+            ):
                 out = fn(g)
         except Exception as exc:  # noqa: BLE001 - any capture failure: eager is the reference
             self.fallback_reason = f"capture failed for {key}: {type(exc).__name__}: {exc}"[:500]
@@ -162,6 +237,34 @@ class _GraphCache:
         return g
 
 
+class _Compiled:
+    """The forward a runner uses: compiled when asked, the model's own after a compile failure."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        compile: bool,
+        dynamic: bool,
+        memory_budget: float | None = None,
+    ) -> None:
+        self.model = model
+        self.forward = _compiled_forward(model, dynamic, memory_budget) if compile else None
+        self.compile_fallback_reason: str | None = None
+
+    def drop(self, exc: BaseException) -> bool:
+        """After ``exc``: go on uncompiled (True) if the compiled forward was in use."""
+        if self.forward is None:
+            return False
+        self.forward = None
+        self.compile_fallback_reason = f"torch.compile failed: {type(exc).__name__}: {exc}"[:500]
+        warnings.warn(
+            f"{self.compile_fallback_reason}; the fast step goes on with the uncompiled model",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return True
+
+
 class GraphTrainStep:
     """A training step replayed from CUDA graphs (see the module docstring).
 
@@ -171,7 +274,12 @@ class GraphTrainStep:
         grad_clip: max gradient norm (0: no clipping).
         autocast: bf16 autocast of the forward.
         compile: run the forward (and so the backward) through ``torch.compile`` inside the
-            graphs: fused elementwise kernels, a compile per new shape family at warm-up.
+            graphs (fused elementwise kernels; compiled in the first step). A compile failure
+            falls back to the uncompiled model (``compile_fallback_reason``).
+        dynamic: with ``compile``, symbolic token and row counts (one compilation for all
+            buckets) instead of one compilation per bucket shape.
+        memory_budget: with ``compile``, AOTAutograd's activation memory budget (None: its
+            default, 1.0; lower recomputes more in the backward).
         max_graphs: graphs kept (least recently used dropped).
 
     Call it with a :class:`PackedBatch` (pinned) and the loss multiplier of the batch; it returns
@@ -186,10 +294,12 @@ class GraphTrainStep:
         grad_clip: float = 0.0,
         autocast: bool = True,
         compile: bool = False,
+        dynamic: bool = True,
+        memory_budget: float | None = None,
         max_graphs: int = 64,
     ) -> None:
         self.model = model
-        self.forward = _compiled_forward(model) if compile else None
+        self.compiled = _Compiled(model, compile, dynamic, memory_budget)
         self.optimizer = optimizer
         self.grad_clip = grad_clip
         self.autocast = autocast
@@ -207,9 +317,18 @@ class GraphTrainStep:
     def fallback_reason(self) -> str | None:
         return self.cache.fallback_reason
 
+    @property
+    def compile_fallback_reason(self) -> str | None:
+        return self.compiled.compile_fallback_reason
+
+    @property
+    def compiling(self) -> bool:
+        """Whether the step runs the compiled model."""
+        return self.compiled.forward is not None
+
     def _forward_backward(self, g: _Graph) -> torch.Tensor:
         loss_sum = weighted_loss_sum(
-            self.model, g.views, g.key.max_seqlen, self.autocast, self.forward
+            self.model, g.views, g.key.max_seqlen, self.autocast, self.compiled.forward
         )
         (loss_sum * self.scale).backward()
         return loss_sum.detach()
@@ -232,21 +351,29 @@ class GraphTrainStep:
 
         self.scale.fill_(loss_scale)
         with checks_enabled(False):
-            if not self._started:  # first step eagerly: optimizer state, kernel autotuning
+            if not self._started:  # first step eagerly: optimizer state, compilation, autotuning
                 self._started = True
                 for p in self.params:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
-                return self._eager(batch)
+                try:
+                    return self._eager(batch)
+                except Exception as exc:  # noqa: BLE001 - a compile failure: go on uncompiled
+                    if not self.compiled.drop(exc):
+                        raise
+                    return self._eager(batch)
             if self.cache.fallback_reason is not None:
                 return self._eager(batch)
             g = self.cache.get(batch.key)
             if g is None:
                 g = self.cache.capture(batch.key, batch, self._step, self._warmup)
+                if g is None and self.compiled.drop(RuntimeError(self.cache.fallback_reason)):
+                    self.cache.fallback_reason = None  # retry the capture uncompiled
+                    g = self.cache.capture(batch.key, batch, self._step, self._warmup)
                 if g is None:
                     return self._eager(batch)
             else:
-                g.load(batch)
+                g.load_overlapped(batch, self.cache.copy_stream)
             g.graph.replay()
             self.replays += 1
             return g.output
@@ -261,7 +388,9 @@ class GraphTrainStep:
 class GraphInference:
     """Forward-only logits ``(examples,)`` of packed batches, replayed from CUDA graphs.
 
-    Thread-safe (one replay at a time): the service may call it from worker threads.
+    ``compile`` and ``dynamic`` as for :class:`GraphTrainStep` (off by default: an evaluation
+    or a service's first requests would wait for the compilation). Thread-safe (one replay at a
+    time): the service may call it from worker threads.
     """
 
     def __init__(
@@ -270,10 +399,11 @@ class GraphInference:
         *,
         autocast: bool = True,
         compile: bool = False,
+        dynamic: bool = True,
         max_graphs: int = 32,
     ) -> None:
         self.model = model
-        self.forward = _compiled_forward(model) if compile else model.forward_flat
+        self.compiled = _Compiled(model, compile, dynamic)
         self.autocast = autocast
         self.device = next(model.parameters()).device
         self.cache = _GraphCache(self.device, max_graphs)
@@ -286,13 +416,18 @@ class GraphInference:
     def fallback_reason(self) -> str | None:
         return self.cache.fallback_reason
 
+    @property
+    def compile_fallback_reason(self) -> str | None:
+        return self.compiled.compile_fallback_reason
+
     @torch.no_grad()
     def _logits(self, g: _Graph) -> torch.Tensor:
         v = g.views
+        forward = self.compiled.forward or self.model.forward_flat
         with torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False
         ):
-            logits = self.forward(
+            logits = forward(
                 v["ids"], v["times"], v["offsets"], g.key.max_seqlen, v["candidates"], v["price"]
             )
         return logits.float()
@@ -305,11 +440,15 @@ class GraphInference:
             g = self.cache.get(batch.key) if self.cache.fallback_reason is None else None
             if g is None and self.cache.fallback_reason is None:
                 g = self.cache.capture(batch.key, batch, self._logits, self._logits)
+                if g is None and self.compiled.drop(RuntimeError(self.cache.fallback_reason)):
+                    self.cache.fallback_reason = None  # retry the capture uncompiled
+                    g = self.cache.capture(batch.key, batch, self._logits, self._logits)
+            elif g is not None:
+                g.load_overlapped(batch, self.cache.copy_stream)
             if g is None:
                 g = _Graph(batch.key, self.device)
                 g.load(batch)
                 return self._logits(g)[: batch.examples]
-            g.load(batch)
             g.graph.replay()
             self.replays += 1
             return g.output[: batch.examples].clone()
@@ -327,10 +466,12 @@ def make_optimizer(
 
 
 __all__ = [
+    "AUTO_COMPILE_MIN_STEPS",
     "STEP_MODES",
     "GraphInference",
     "GraphTrainStep",
     "make_optimizer",
+    "resolve_compile",
     "select_step_mode",
     "weighted_loss_sum",
 ]

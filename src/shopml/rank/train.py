@@ -41,7 +41,7 @@ from shopml.rank.buckets import pack
 from shopml.rank.config import RankConfig
 from shopml.rank.data import load_examples, log_fill
 from shopml.rank.evaluate import CHECKPOINT_KIND, evaluate_model
-from shopml.rank.graphs import GraphTrainStep, make_optimizer, select_step_mode
+from shopml.rank.graphs import GraphTrainStep, make_optimizer, resolve_compile, select_step_mode
 from shopml.rank.loader import BatchLoader, history_layout
 from shopml.rank.tables import RankTables
 from shopml.rank.vocab import build_vocab
@@ -65,7 +65,7 @@ def train(
     config: RankConfig,
     *,
     device: str = "auto",
-    compile: bool = False,
+    compile: bool | None = None,
     resume: bool = False,
     progress: bool = True,
     step: str = "auto",
@@ -78,7 +78,10 @@ def train(
         config: settings; vocabulary sizes are filled in from the catalog.
         device: "auto", "cpu" or "cuda[:N]" (under torchrun on CUDA: ``cuda:LOCAL_RANK``).
         compile: run the model through ``torch.compile`` (inside the CUDA graphs of the graph
-            step, or around the model in the eager step).
+            step, or around the model in the eager step); None ("auto"): for the graph step of
+            a run of at least ``AUTO_COMPILE_MIN_STEPS`` steps
+            (:func:`~shopml.rank.graphs.resolve_compile`); a compile failure falls back to the
+            uncompiled graph step.
         resume: continue from ``out``'s last checkpoint (its config wins, except ``epochs``).
         progress: report progress (rank 0 only): a bar on a terminal, plain lines otherwise.
         step: "auto" (CUDA graphs where they run, see
@@ -108,7 +111,7 @@ def _train(
     out: Path,
     config: RankConfig,
     ctx: DistContext,
-    compile: bool,
+    compile: bool | None,
     resume: bool,
     progress: bool,
     step: str,
@@ -164,8 +167,6 @@ def _train(
         step_model = DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    if compile and mode == "eager":  # the graph step compiles the model inside its graphs
-        step_model = torch.compile(step_model)
 
     use_cuda = dev.type == "cuda"
     loader = BatchLoader(
@@ -179,6 +180,11 @@ def _train(
         num_workers=config.num_workers,
         pin_memory=use_cuda and mode == "eager",  # the graph step packs into pinned buffers
     )
+    compile = resolve_compile(
+        compile, mode, len(loader.global_batch_sizes()) * max(0, config.epochs - start_epoch)
+    )
+    if compile and mode == "eager":  # the graph step compiles the model inside its graphs
+        step_model = torch.compile(step_model)
     log_path = out / "train_log.json"  # per-epoch records, appended to on --resume
     log: list[dict[str, Any]] = (
         json.loads(log_path.read_text()) if resume and log_path.is_file() else []
@@ -189,7 +195,9 @@ def _train(
 
     graph_step = None
     if mode == "graphs":
-        graph_step = GraphTrainStep(model, optimizer, grad_clip=config.grad_clip, autocast=use_cuda)
+        graph_step = GraphTrainStep(
+            model, optimizer, grad_clip=config.grad_clip, autocast=use_cuda, compile=compile
+        )
     # Batches are built with valid offsets (checked on the CPU when collated): skip the jagged
     # ops' content checks, each a host-device synchronisation on CUDA.
     from shopml.jagged.checks import checks_enabled
@@ -200,9 +208,11 @@ def _train(
                 model, step_model, graph_step, optimizer, loader, config, ctx, epoch, progress
             )
             record["step_mode"] = mode
+            record["compile"] = compile
             if graph_step is not None:
                 record["graphs"] = graph_step.cache.captures
                 record["fallback"] = graph_step.fallback_reason
+                record["compile_fallback"] = graph_step.compile_fallback_reason
             log.append(record)
             if ctx.is_main:
                 _save(out, model, optimizer, config, {**extra_base, "epoch": epoch + 1})
