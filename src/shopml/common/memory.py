@@ -16,7 +16,7 @@ import gc
 import sys
 
 _M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 1 << 20
+MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -32,7 +32,7 @@ def limit_heap_growth() -> bool:
     """Fix glibc's mmap threshold (see the module docstring); False where there is no glibc."""
     libc = _libc()
     try:
-        return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+        return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except AttributeError:
         return False
 
