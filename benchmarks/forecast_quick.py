@@ -20,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from _results import append_rows, device_slug, git_sha
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{info.get('best_epoch')} of {info.get('epochs')} | {seconds:.0f} s",
         flush=True,
     )
+    y, grid = res["y_true"], res["grids"]["armdn"]  # (n, W, H), (n, W, H, 19)
+    inside = (y >= grid[..., 1]) & (y <= grid[..., 17])  # the 10%-90% band
+    print("  cov80 per window", np.round(inside.mean(axis=(0, 2)), 3), flush=True)
     append_rows(
         Path(args.out_dir) / f"forecast_quick-{device_slug()}.csv",
         [

@@ -8,7 +8,9 @@ Every step ``t`` of every series gets:
   ``price_chg = log(price_t / price_{t-1})`` (this period's change: a cut, or the end of one) and
   ``price_reg = log(price_t / max(price over the previous PRICE_WINDOW periods))`` (the cut below
   the recent regular price), both computed for history and horizon steps alike (the horizon's
-  reads the history's last prices: :func:`dynamic_features` ``history=``),
+  reads the history's last prices: :func:`dynamic_features` ``history=``); the three are divided
+  by their training standard deviation (a typical cut of 20% is then about 1, the scale of the
+  0/1 promotion flags, not 0.2 next to embeddings of unit scale),
   ``discount``, ``promo``, ``is_festival``, ``is_holiday`` as they are,
   ``days_to_event`` / ``days_since_event`` clipped to ``[0, 30]`` and divided by 30 (plus a flag
   "within 7 days"), and any other numeric covariate standardised with training mean and std;
@@ -21,7 +23,6 @@ numeric ones become standardised reals (``log1p`` first when non-negative, e.g. 
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -127,10 +128,8 @@ def fit_feature_spec(
         ref = ref[ref > 0]
         spec.ref_price = {_key(k): float(v) for k, v in ref.items()}
         spec.global_ref_price = float(np.median(ref.to_numpy())) if len(ref) else 1.0
-        spec.price_lags = not os.environ.get("SHOPML_NO_PRICE_LAGS")  # TEMP experiment switch
-        if not os.environ.get("SHOPML_NO_PRICE_SCALE"):  # TEMP experiment switch
-            feats = _price_features(df, spec)
-            spec.price_scale = [float(f.std() + 1e-3) for f in feats]
+        spec.price_lags = True
+        spec.price_scale = [float(f.std() + 1e-3) for f in _price_features(df, spec)]
     if static_df is not None:
         for col in static_df.columns:
             if col == "unique_id":
