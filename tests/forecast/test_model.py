@@ -248,7 +248,9 @@ def test_seed_ensemble_pools_member_paths_and_round_trips(sales, tmp_path):
     hist, futr, _ = split_future(df, 7)
     model = ARMDN(ARMDNConfig(**{**TINY, "ensemble": 2, "calibrate": False})).fit(hist, static)
     info = model.history["ensemble"]
-    assert info["members"] == 2 and info["kept"] == (info["val_wql_pooled"] < info["val_wql_single"])
+    assert info["members"] == 2 and info["kept"] == (
+        info["val_wql_pooled"] < info["val_wql_single"]
+    )
     assert len(model.members) == (1 if info["kept"] else 0)
     # pool two members by hand: each draws its share of the paths from its own seed's streams
     other = ARMDN(model.config.replace(seed=model.config.seed + 1, ensemble=1))

@@ -1,11 +1,14 @@
 """The AR-MDN estimator: frames in, a fitted, calibrated network out; forecasts; save and load.
 
 ``ARMDN.fit`` validates the frame (``data.py``), fills missing periods (masked in the loss),
-learns the feature spec, trains the network (``train.py``; early stopping on validation wQL),
-keeps the better of the K-component model and its one-Gaussian version on validation
-(``select_components``), and calibrates the forecast's spread per horizon step on the validation
-horizons (``calibration.py``). ``ARMDN.predict`` samples paths (``predict.py``) and summarises
-them into a long frame. The network itself (``network.py``) knows only tensors.
+learns the feature spec, trains the network (``train.py``; early stopping on the calibrated
+validation wQL of averaged weights), keeps the best of the K-component model, its one-Gaussian
+version and their pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
+join the pool), and calibrates the forecast's spread per horizon step on the validation horizons
+(``calibration.py``). A pooled model (``members``) draws each member's share of the paths from
+the member's own random streams and calibrates the pool. ``ARMDN.predict`` samples paths
+(``predict.py``) and summarises them into a long frame. The network itself (``network.py``) knows
+only tensors.
 """
 
 from __future__ import annotations
