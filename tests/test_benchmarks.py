@@ -22,6 +22,7 @@ import _results  # noqa: E402
 SCRIPTS = [
     "bench_attention.py", "bench_jagged_ops.py", "bench_rank.py", "bench_visual.py",
     "bench_forecast.py", "load_test.py", "attention_host.py", "bench_scaling.py",
+    "forecast_quick.py",
 ]  # fmt: skip
 
 
