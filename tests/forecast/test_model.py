@@ -304,32 +304,3 @@ def test_weight_average_tracks_the_weights_and_swaps_back():
     avg2.swap(net)
     for b, p in zip(before, net.parameters(), strict=True):
         torch.testing.assert_close(b, p.detach())
-
-
-def test_level_weight_weighs_windows_by_series_level(sales):
-    from shopml.forecast.network import scale_target
-
-    df, static = sales
-    df = validate_frame(df, "df", "D")
-    model = ARMDN(ARMDNConfig(**TINY))
-    model.spec = fit_feature_spec(df, "D", static)
-    model.train_uids = sorted(df["unique_id"].unique().tolist())
-    panel = build_panel(df, model.spec, static, model.train_uids)
-    net = model._build_net().eval()
-    batch = to_device(
-        WindowSampler(panel, 21, 0, 1, np.random.default_rng(0)).sample(16), torch.device("cpu")
-    )
-    with torch.no_grad():
-        plain_sum, plain_n = window_nll(net, batch, model.config)
-        w_sum, w_n = window_nll(net, batch, model.config.replace(level_weight=1.0))
-        # per-window mean NLLs, then their nu-weighted average by hand
-        per = [
-            window_nll(net, {k: v[i : i + 1] for k, v in batch.items()}, model.config)
-            for i in range(16)
-        ]
-    _, nu = scale_target(batch["y"], batch["observed"], model.config.context_length, "logmean")
-    s = torch.stack([p[0] for p in per])
-    n = torch.stack([p[1] for p in per])
-    torch.testing.assert_close(plain_sum / plain_n, s.sum() / n.sum())
-    torch.testing.assert_close(w_sum / w_n, (s * nu).sum() / (n * nu).sum())
-    assert not torch.isclose(w_sum / w_n, plain_sum / plain_n)

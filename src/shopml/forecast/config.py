@@ -58,10 +58,6 @@ class ARMDNConfig:
         batch_size, lr, weight_decay, grad_clip: optimiser settings (Adam).
         weight_average: decay of the exponential moving average of the weights that validation,
             early stopping and the fitted model use (0: the raw weights), see ``train.py``.
-        level_weight: each training window's NLL is weighted by ``nu ** level_weight`` (``nu``:
-            the series' level, 1 + mean context sales), normalised over the batch: wQL weighs
-            errors in units, so high-volume series dominate it, while the NLL on the log scale
-            weighs every series alike (0: unweighted).
         max_epochs, steps_per_epoch, patience: training length; early stopping on the validation
             wQL of sampled forecasts.
         seed: seeds window sampling, initialisation and sampling paths.
@@ -97,7 +93,6 @@ class ARMDNConfig:
     weight_decay: float = 0.0
     grad_clip: float = 10.0
     weight_average: float = 0.99
-    level_weight: float = 0.0
     max_epochs: int = 14
     steps_per_epoch: int = 100
     patience: int = 4

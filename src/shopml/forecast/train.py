@@ -90,9 +90,6 @@ def window_nll(
         mask &= score_mask
     nll = -mixture_log_prob(z, logits, loc, scale)  # (B, L)
     mask_f = mask.to(nll.dtype)
-    if config.level_weight > 0:  # windows of high-volume series count more, as in wQL
-        w = nu.to(nll.dtype) ** config.level_weight
-        mask_f = mask_f * (w / w.mean())[:, None]
     return (nll * mask_f).sum(), mask_f.sum()
 
 
