@@ -46,6 +46,13 @@ ScalingOpt = Annotated[
         "--scaling", help="Target scaling: logmean (log1p(y) - log(level)), log1p or mean."
     ),
 ]
+EnsembleOpt = Annotated[
+    int,
+    typer.Option(
+        "--ensemble",
+        help="Seeds pooled into one forecast (kept only if the pool wins on validation).",
+    ),
+]
 CalibrateOpt = Annotated[
     bool,
     typer.Option(
@@ -91,6 +98,7 @@ def train(
     missing: MissingOpt = "mask",
     scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
+    ensemble: EnsembleOpt = 1,
     calibrate: CalibrateOpt = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
@@ -113,6 +121,7 @@ def train(
         missing=missing,
         scaling=scaling,
         select_components=select,
+        ensemble=ensemble,
         calibrate=calibrate,
         device=device,
         amp=amp,
@@ -195,6 +204,7 @@ def backtest(
     missing: MissingOpt = "mask",
     scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
+    ensemble: EnsembleOpt = 1,
     calibrate: CalibrateOpt = True,
     context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 14,
@@ -221,6 +231,7 @@ def backtest(
         missing=missing,
         scaling=scaling,
         select_components=select,
+        ensemble=ensemble,
         calibrate=calibrate,
         device=device,
         seed=seed,
