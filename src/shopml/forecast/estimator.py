@@ -3,7 +3,8 @@
 ``ARMDN.fit`` validates the frame (``data.py``), fills missing periods (masked in the loss),
 learns the feature spec, trains the network (``train.py``; early stopping on validation wQL),
 keeps the better of the K-component model and its one-Gaussian version on validation
-(``select_components``), and calibrates the forecast's spread per horizon step on the validation
+(``select_components``) and, on intermittent count panels, of the count head (``output="auto"``,
+``counts.py``), and calibrates the forecast's spread per horizon step on the validation
 horizons (``calibration.py``). ``ARMDN.predict`` samples paths (``predict.py``) and summarises
 them into a long frame. The network itself (``network.py``) knows only tensors.
 """
@@ -22,6 +23,7 @@ from shopml.common.devices import resolve_device
 from shopml.common.distributed import setup_distributed, teardown_distributed
 from shopml.forecast.calibration import conformal_spread, interval_coverage
 from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.counts import candidate_key, keep_count_calibration, output_candidates
 from shopml.forecast.data import (
     build_panel,
     fill_gaps,
@@ -119,6 +121,9 @@ class ARMDN:
         candidates = [cfg]
         if cfg.select_components and cfg.num_components > 1 and val_size > 0:
             candidates.append(cfg.replace(num_components=1))
+        candidates, intermittency = output_candidates(
+            candidates, cfg, df["y"].to_numpy(), observed, val_size
+        )
         owned = not _dist_initialized()
         ctx = setup_distributed(cfg.device)
         try:
@@ -140,9 +145,10 @@ class ARMDN:
         self.config, self.net, self.spread = best.config, best.net, best.spread
         self.history = dict(best.history)
         self.history["selection"] = {
-            f"K={m.config.num_components}": m.history["best_val_wql"] for m in fits
+            candidate_key(m.config): m.history["best_val_wql"] for m in fits
         }
-        self.candidates = {f"K={m.config.num_components}": m for m in fits}
+        self.history["intermittency"] = intermittency
+        self.candidates = {candidate_key(m.config): m for m in fits}
         return self
 
     def _calibrate(self, panel, val, device) -> None:
@@ -157,6 +163,11 @@ class ARMDN:
             "val_coverage_80_calibrated": interval_coverage(after, val.y, val.observed),
             "val_wql_calibrated": weighted_quantile_loss(val.y, after, val.observed),
         }
+        if self.net.count_output:  # see counts.keep_count_calibration
+            raw = weighted_quantile_loss(val.y, smp, val.observed)
+            kept = keep_count_calibration(raw, self.history["calibration"]["val_wql_calibrated"])
+            self.spread = self.spread if kept else None
+            self.history["calibration"]["kept"] = kept
 
     # ------------------------------------------------------------------------------------------
     def predict(

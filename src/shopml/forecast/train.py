@@ -27,9 +27,9 @@ import torch
 from shopml.common.distributed import DistContext
 from shopml.common.progress import Progress
 from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.counts import NEGBIN
 from shopml.forecast.data import Panel, WindowSampler, gather_windows
-from shopml.forecast.mixture import mixture_log_prob
-from shopml.forecast.network import ARMDNNet, scale_target
+from shopml.forecast.network import ARMDNNet, output_log_prob, scale_target
 from shopml.forecast.predict import observed_max, sample_panel
 
 WQL_LEVELS = np.round(np.arange(0.1, 0.91, 0.1), 2)
@@ -71,7 +71,7 @@ def window_nll(
     with torch.autocast(device_type=y.device.type, dtype=torch.bfloat16, enabled=amp):
         if isinstance(net, ARMDNNet):
             net = WindowModel(net)
-        logits, loc, scale = net(
+        params = net(
             batch["real"],
             batch["cat"],
             batch["static_cat"],
@@ -85,7 +85,7 @@ def window_nll(
     mask[:, 0] = False
     if score_mask is not None:
         mask &= score_mask
-    nll = -mixture_log_prob(z, logits, loc, scale)  # (B, L)
+    nll = -output_log_prob(config.output == NEGBIN, params, y, z, nu)  # (B, L)
     mask_f = mask.to(nll.dtype)
     return (nll * mask_f).sum(), mask_f.sum()
 
