@@ -137,8 +137,10 @@ def gamma_icdf(shape: torch.Tensor, u: torch.Tensor, steps: int = _GAMMA_STEPS) 
 
 def poisson_icdf(lam: torch.Tensor, u: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
     """Smallest count ``k`` in ``[0, floor(cap)]`` with ``P(Y <= k) >= u`` (``floor(cap)`` when
-    none is): bisection over integers on the Poisson CDF ``gammaincc(k + 1, lam)``."""
-    hi = torch.floor(cap).clamp_min(0.0).expand_as(lam).clone()
+    none is): bisection over integers on the Poisson CDF ``gammaincc(k + 1, lam)``. ``cap`` may
+    be ``inf``: the search never looks past ``lam + 12 sqrt(lam) + 40`` (a tail below 1e-20)."""
+    tail = torch.ceil(lam + 12.0 * lam.sqrt() + 40.0)
+    hi = torch.minimum(torch.floor(cap).clamp_min(0.0), tail)
     lo = torch.full_like(lam, -1.0)  # P(Y <= -1) = 0 < u
     for _ in range(max(1, math.ceil(math.log2(float(hi.max()) + 2.0)))):
         mid = torch.floor(0.5 * (lo + hi))

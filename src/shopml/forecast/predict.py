@@ -89,6 +89,7 @@ def sample_paths(
     z_hi = scale_values(y_cap, nu, config.scaling)[:, None]  # (B, 1)
     if config.sample_cap <= 0:
         z_hi = torch.full_like(z_hi, float("inf"))
+        y_cap = torch.full_like(y_cap, float("inf"))  # the count head's bound (counts.py)
     z_prev = z_hist[:, -1:].expand(-1, num_samples)  # (B, S)
     state = (h, c)
     out = torch.empty(b, num_samples, horizon, device=dev)
