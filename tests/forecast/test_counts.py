@@ -162,7 +162,7 @@ def test_auto_picks_the_count_head_on_intermittent_demand(tmp_path):
     idx = [QUANTILE_GRID.index(q) for q in M.QUANTILES_WQL]
     for name in ("croston", "tsb"):
         wql[name] = _wql(y, statsforecast_quantiles(hist, h, "D", 7, name)[..., idx])
-    # measured (seed 0): negbin 0.70, K=3 0.73, croston 0.77, tsb 0.78
+    # measured (seed 0): negbin 0.774, K=3 0.823, croston 0.858, tsb 0.865
     assert wql["negbin"] <= wql["K=3"], wql
     assert wql["negbin"] <= min(wql["croston"], wql["tsb"]), wql
     # counts in, counts out; the chosen head survives save/load
