@@ -23,6 +23,7 @@ SCRIPTS = [
     "bench_attention.py", "bench_jagged_ops.py", "bench_rank.py", "bench_visual.py",
     "bench_forecast.py", "load_test.py", "attention_host.py", "bench_scaling.py",
     "attention_cold.py",
+    "forecast_quick.py",
 ]  # fmt: skip
 
 

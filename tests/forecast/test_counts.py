@@ -29,6 +29,8 @@ from shopml.forecast.network import ARMDNNet
 
 from .test_model import TINY
 
+AUTO = {**TINY, "output": "auto"}
+
 
 def _params(zero_logit: float, rate: float, alpha: float, n: int = 1):
     return tuple(torch.full((n, 1), v) for v in (zero_logit, rate, alpha))
@@ -106,7 +108,7 @@ def test_decode_step_matches_forward_for_the_count_head():
 
 
 def test_output_candidates_resolve_auto_and_refuse_non_counts():
-    cfg = ARMDNConfig(**TINY)  # output="auto"
+    cfg = ARMDNConfig(**AUTO)
     sparse = np.array([0, 0, 0, 2, 0, 5.0])
     dense = np.array([3, 1, 4, 1, 5, 9.0])
     obs = np.ones(6, bool)
@@ -150,7 +152,7 @@ def test_auto_picks_the_count_head_on_intermittent_demand(tmp_path):
     test = df["ds"] > df["ds"].max() - pd.Timedelta(days=h)
     hist, fut = df[~test], df[test]
     y = fut["y"].to_numpy().reshape(-1, h)
-    cfg = ARMDNConfig(**{**TINY, "context_length": 28, "max_epochs": 3, "steps_per_epoch": 15})
+    cfg = ARMDNConfig(**{**AUTO, "context_length": 28, "max_epochs": 3, "steps_per_epoch": 15})
     model = ARMDN(cfg).fit(hist)
     assert model.history["intermittency"]["count_head"]
     assert set(model.candidates) == {"K=3", "negbin"}
@@ -177,7 +179,7 @@ def test_auto_picks_the_count_head_on_intermittent_demand(tmp_path):
 def test_auto_keeps_the_mixture_on_dense_demand(sales):
     df, static = sales
     assert (df["y"] == 0).mean() < INTERMITTENT_ZERO_SHARE
-    model = ARMDN(ARMDNConfig(**TINY)).fit(df, static)
+    model = ARMDN(ARMDNConfig(**AUTO)).fit(df, static)
     assert model.history["intermittency"] == {
         "counts": True,
         "zero_share": pytest.approx((df["y"] == 0).mean(), abs=0.02),

@@ -241,3 +241,66 @@ def test_decode_step_matches_lstm_forward(use_assoc, layers):
         torch.testing.assert_close(ours.reshape(rows, -1), theirs[:, 0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(h1.reshape(layers, rows, -1), hr, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(c1.reshape(layers, rows, -1), cr, rtol=1e-4, atol=1e-5)
+
+
+def test_seed_ensemble_pools_member_paths_and_round_trips(sales, tmp_path):
+    df, static = sales
+    hist, futr, _ = split_future(df, 7)
+    model = ARMDN(ARMDNConfig(**{**TINY, "ensemble": 2, "calibrate": False})).fit(hist, static)
+    info = model.history["ensemble"]
+    assert info["members"] == 2 and info["kept"] == (
+        info["val_wql_pooled"] < info["val_wql_single"]
+    )
+    assert len(model.members) == (1 if info["kept"] else 0)
+    # pool two members by hand: each draws its share of the paths from its own seed's streams
+    other = ARMDN(model.config.replace(seed=model.config.seed + 1, ensemble=1))
+    other.spec, other.train_uids, other.static_df = model.spec, model.train_uids, static
+    other.net = model._build_net(model.config.replace(num_components=1))  # pools mix K
+    torch.manual_seed(5)
+    for p in other.net.parameters():
+        p.data.normal_(0, 0.1)
+    single = ARMDN(model.config.replace(ensemble=1))
+    single.spec, single.train_uids, single.static_df = model.spec, model.train_uids, static
+    single.net = model.net
+    pooled = ARMDN(model.config)
+    pooled.spec, pooled.train_uids, pooled.static_df = model.spec, model.train_uids, static
+    pooled.net, pooled.members = model.net, [other.net]
+    _, s_pool = pooled.predict(hist, futr, num_samples=10, return_samples=True)
+    _, s_a = single.predict(hist, futr, num_samples=5, return_samples=True)
+    _, s_b = other.predict(hist, futr, num_samples=5, return_samples=True)
+    np.testing.assert_allclose(s_pool, np.concatenate([s_a, s_b], axis=1), rtol=1e-6)
+    assert not np.allclose(s_a, s_b)
+    pooled.save(tmp_path / "ens")
+    loaded = ARMDN.load(tmp_path / "ens")
+    assert len(loaded.members) == 1
+    _, s_load = loaded.predict(hist, futr, num_samples=10, return_samples=True)
+    np.testing.assert_allclose(s_load, s_pool, rtol=1e-6)
+
+
+def test_weight_average_tracks_the_weights_and_swaps_back():
+    from shopml.forecast.train import WeightAverage
+
+    net = torch.nn.Linear(3, 2)
+    start = [p.detach().clone() for p in net.parameters()]
+    avg = WeightAverage(net, decay=0.9)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)  # the weights jump once, then stay
+    for _ in range(200):
+        avg.update(net)
+    for s, p, p0 in zip(avg.shadow, net.parameters(), start, strict=True):
+        torch.testing.assert_close(s, p.detach(), atol=1e-6, rtol=0)  # caught up with the jump
+        assert not torch.allclose(p0, p.detach())
+    avg2 = WeightAverage(net, decay=0.9)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    avg2.update(net)  # one update moves the average only part of the way (ramped decay 2/11)
+    moved = [(s - p0 - 1.0).abs().max() for s, p0 in zip(avg2.shadow, start, strict=True)]
+    assert all(0.05 < float(m) < 0.95 for m in moved)
+    before = [p.detach().clone() for p in net.parameters()]
+    avg2.swap(net)
+    assert not torch.allclose(before[0], next(net.parameters()).detach())
+    avg2.swap(net)
+    for b, p in zip(before, net.parameters(), strict=True):
+        torch.testing.assert_close(b, p.detach())

@@ -136,3 +136,23 @@ def test_scalings_invert_and_map_zero_sales_to_the_clip_floor(scaling):
         level = torch.tensor([[90.0, 110.0, 100.0], [9e4, 1.1e5, 1e5]])
         z, _ = scale_target(level, torch.ones_like(level, dtype=torch.bool), 3, scaling)
         assert z.abs().max() < 0.15
+
+
+@pytest.mark.parametrize("scaling", ["logmean", "mean"])
+def test_respread_samples_matches_the_spread_applied_while_sampling(fitted, scaling):
+    """Early stopping scores calibrated validation forecasts by re-spreading drawn samples: the
+    same forecast the model gives with the spread applied inside sampling (no cap reached)."""
+    from shopml.forecast.predict import respread_samples
+
+    model, hist, futr = fitted
+    m = ARMDN(model.config.replace(scaling=scaling, sample_cap=0.0))
+    m.spec, m.train_uids, m.static_df = model.spec, model.train_uids, model.static_df
+    m.net = m._build_net()
+    m.net.load_state_dict(model.net.state_dict())
+    _, raw = m.predict(hist, futr, num_samples=64, return_samples=True)
+    spread = np.linspace(0.5, 2.0, 5 * m.config.horizon, dtype=np.float32).reshape(-1, 5)
+    m.spread = spread.tolist()
+    _, inside = m.predict(hist, futr, num_samples=64, return_samples=True)
+    after = respread_samples(raw, spread, scaling)
+    np.testing.assert_allclose(after, inside, rtol=2e-4, atol=2e-3)
+    assert not np.allclose(after, raw, rtol=1e-2)

@@ -6,6 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shopml.rank.config import RankConfig
+from shopml.rank.data import RankExamples
+from shopml.rank.tables import RankTables
+from shopml.rank.vocab import build_vocab
+
 ACTIONS = ["view", "click", "cart", "purchase"]
 
 
@@ -70,3 +75,36 @@ def frame_world(tmp_path):
     events.to_parquet(d / "events.parquet", index=False)
     impressions.to_parquet(d / "impressions.parquet", index=False)
     return d
+
+
+@pytest.fixture()
+def rank_setup(frames):
+    """``rank_setup(backend="jagged", max_history=6, **settings) -> (examples, config)``: the
+    examples of :func:`make_frames` and a small model's config (E=32, H=2, one layer, reference
+    attention; ``settings`` override any RankConfig field), vocabularies from the frames."""
+
+    def make(backend: str = "jagged", max_history: int = 6, **settings):
+        tables = RankTables.from_frames(*frames)
+        vocab = build_vocab(tables.catalog)
+        examples = RankExamples.build(tables, vocab, None, max_history, 12)
+        fields = {
+            "num_time_buckets": 12,
+            "embed_dim": 32,
+            "num_heads": 2,
+            "num_layers": 1,
+            "num_bias_buckets": 6,
+            "mlp_dims": (16,),
+            "attention_backend": "reference",
+            **settings,
+        }
+        config = RankConfig(
+            num_items=vocab.num_items,
+            num_categories=vocab.num_categories,
+            num_brands=vocab.num_brands,
+            max_history=max_history,
+            sequence_backend=backend,
+            **fields,
+        )
+        return examples, config
+
+    return make

@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from shopml.rank.buckets import bucket_key, dummy_lengths, pack, pow2_at_least
-from shopml.rank.config import RankConfig
-from shopml.rank.data import RankExamples
 from shopml.rank.evaluate import predict
 from shopml.rank.graphs import (
     AUTO_COMPILE_MIN_STEPS,
@@ -23,29 +21,8 @@ from shopml.rank.graphs import (
     weighted_loss_sum,
 )
 from shopml.rank.model import RankingModel
-from shopml.rank.tables import RankTables
-from shopml.rank.vocab import build_vocab
 
-
-def _setup(frames, backend="jagged", max_history=8, attention_backend="reference"):
-    tables = RankTables.from_frames(*frames)
-    vocab = build_vocab(tables.catalog)
-    ex = RankExamples.build(tables, vocab, None, max_history, 12)
-    config = RankConfig(
-        num_items=vocab.num_items,
-        num_categories=vocab.num_categories,
-        num_brands=vocab.num_brands,
-        max_history=max_history,
-        num_time_buckets=12,
-        embed_dim=32,
-        num_heads=2,
-        num_layers=2,
-        num_bias_buckets=6,
-        mlp_dims=(16,),
-        sequence_backend=backend,
-        attention_backend=attention_backend,
-    )
-    return ex, config
+GRAPH_MODEL = {"max_history": 8, "num_layers": 2}  # the model of the CPU tests below
 
 
 def test_bucket_key_rounds_up_and_bounds_the_padding():
@@ -75,8 +52,8 @@ def test_bucket_key_rounds_up_and_bounds_the_padding():
         bucket_key(4, -1, 4, 8)
 
 
-def test_pack_lays_a_batch_out_in_its_bucket(frames):
-    ex, config = _setup(frames)
+def test_pack_lays_a_batch_out_in_its_bucket(rank_setup):
+    ex, config = rank_setup(**GRAPH_MODEL)
     idx = np.arange(13)
     batch = ex.collate(idx, "jagged")
     packed = pack(batch, config.max_history, min_batch=16)
@@ -97,8 +74,10 @@ def test_pack_lays_a_batch_out_in_its_bucket(frames):
 
 
 @pytest.mark.parametrize("backend", ["jagged", "pooling"])
-def test_dummy_sequence_padding_gives_the_loss_and_gradients_of_the_unpadded_batch(frames, backend):
-    ex, config = _setup(frames, backend)
+def test_dummy_sequence_padding_gives_the_loss_and_gradients_of_the_unpadded_batch(
+    rank_setup, backend
+):
+    ex, config = rank_setup(backend, **GRAPH_MODEL)
     model = RankingModel(config)
     idx = np.argsort(ex.hist_len, kind="stable")[::-1][:11].copy()  # longest histories, 11 of them
     batch = ex.collate(idx, "jagged")
@@ -116,9 +95,9 @@ def test_dummy_sequence_padding_gives_the_loss_and_gradients_of_the_unpadded_bat
         torch.testing.assert_close(grads_pad[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_step_runner_off_cuda_equals_the_plain_eager_step(frames):
+def test_step_runner_off_cuda_equals_the_plain_eager_step(rank_setup):
     """The runner's step function (eager off CUDA) trains exactly as the eager loop does."""
-    ex, config = _setup(frames)
+    ex, config = rank_setup(**GRAPH_MODEL)
     torch.manual_seed(0)
     ref = RankingModel(config)
     fast = copy.deepcopy(ref)
@@ -145,7 +124,7 @@ def test_step_runner_off_cuda_equals_the_plain_eager_step(frames):
     assert step.eager_steps == 3 and step.replays == 0
 
 
-def test_a_compile_failure_falls_back_to_the_uncompiled_step(frames, monkeypatch):
+def test_a_compile_failure_falls_back_to_the_uncompiled_step(rank_setup, monkeypatch):
     """A forward that fails to compile: a warning, the reason kept, and the step goes on with
     the uncompiled model (here eagerly, off CUDA), training exactly as the reference does."""
     import shopml.rank.graphs as graphs
@@ -157,7 +136,7 @@ def test_a_compile_failure_falls_back_to_the_uncompiled_step(frames, monkeypatch
         return forward
 
     monkeypatch.setattr(graphs, "_compiled_forward", broken)
-    ex, config = _setup(frames)
+    ex, config = rank_setup(**GRAPH_MODEL)
     torch.manual_seed(0)
     ref = RankingModel(config)
     fast = copy.deepcopy(ref)
@@ -187,7 +166,7 @@ def test_a_compile_failure_falls_back_to_the_uncompiled_step(frames, monkeypatch
 
 
 @pytest.mark.slow
-def test_compiled_step_over_three_buckets_equals_eager(frames, monkeypatch):
+def test_compiled_step_over_three_buckets_equals_eager(rank_setup, monkeypatch):
     """The compiled step's tracing (Dynamo with dynamic token and row counts, AOTAutograd's
     forward and backward graphs; the aot_eager backend, no code generation) over three buckets:
     one compilation, the same training as the eager reference. About a minute on 2 cores; the
@@ -195,7 +174,7 @@ def test_compiled_step_over_three_buckets_equals_eager(frames, monkeypatch):
     import functools
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
-    ex, config = _setup(frames)
+    ex, config = rank_setup(**GRAPH_MODEL)
     torch.manual_seed(0)
     ref = RankingModel(config)
     fast = copy.deepcopy(ref)
@@ -229,8 +208,8 @@ def test_resolve_compile():
     assert resolve_compile(True, "eager", 1) is True
 
 
-def test_packed_inference_equals_the_plain_forward(frames):
-    ex, config = _setup(frames)
+def test_packed_inference_equals_the_plain_forward(rank_setup):
+    ex, config = rank_setup(**GRAPH_MODEL)
     model = RankingModel(config)
     plain = predict(model, ex, batch_size=24, graphs=False)
     packed = predict(model, ex, batch_size=24, graphs=True)  # off CUDA: packed, eager
@@ -257,8 +236,8 @@ def test_select_step_mode():
 @pytest.mark.parametrize(
     ("backend", "compile"), [("jagged", False), ("pooling", False), ("jagged", True)]
 )
-def test_gpu_graph_step_matches_eager_on_the_same_weights(frames, backend, compile):
-    ex, config = _setup(frames, backend, max_history=64, attention_backend="auto")
+def test_gpu_graph_step_matches_eager_on_the_same_weights(rank_setup, backend, compile):
+    ex, config = rank_setup(backend, max_history=64, num_layers=2, attention_backend="auto")
     dev = torch.device("cuda")
     torch.manual_seed(0)
     ref = RankingModel(config).to(dev)
@@ -292,8 +271,8 @@ def test_gpu_graph_step_matches_eager_on_the_same_weights(frames, backend, compi
 
 
 @pytest.mark.gpu
-def test_gpu_graph_inference_matches_eager(frames):
-    ex, config = _setup(frames, "jagged", max_history=64, attention_backend="auto")
+def test_gpu_graph_inference_matches_eager(rank_setup):
+    ex, config = rank_setup("jagged", max_history=64, num_layers=2, attention_backend="auto")
     model = RankingModel(config).cuda()
     graphs = predict(model, ex, batch_size=48, device="cuda", autocast=True, graphs=True)
     again = predict(model, ex, batch_size=48, device="cuda", autocast=True, graphs=True)

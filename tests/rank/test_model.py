@@ -5,34 +5,9 @@ import pytest
 import torch
 
 from shopml.rank.config import RankConfig
-from shopml.rank.data import RankExamples
-from shopml.rank.model import RankingModel, to_jagged_history, to_padded_history
-from shopml.rank.tables import RankTables
-from shopml.rank.vocab import build_vocab
+from shopml.rank.model import RankingModel, length_groups, to_jagged_history, to_padded_history
 
 BACKENDS = ["jagged", "padded", "pooling"]
-
-
-def _setup(frames, backend="jagged", max_history=6, **kw):
-    tables = RankTables.from_frames(*frames)
-    vocab = build_vocab(tables.catalog)
-    ex = RankExamples.build(tables, vocab, None, max_history, 12)
-    config = RankConfig(
-        num_items=vocab.num_items,
-        num_categories=vocab.num_categories,
-        num_brands=vocab.num_brands,
-        max_history=max_history,
-        num_time_buckets=12,
-        embed_dim=32,
-        num_heads=2,
-        num_layers=kw.pop("num_layers", 1),
-        num_bias_buckets=kw.pop("num_bias_buckets", 6),
-        mlp_dims=(16,),
-        sequence_backend=backend,
-        attention_backend="reference",
-        **kw,
-    )
-    return ex, config
 
 
 def _batch_idx(ex, n=6):
@@ -42,8 +17,8 @@ def _batch_idx(ex, n=6):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_shapes_no_nan_and_every_parameter_gets_a_gradient(frames, backend):
-    ex, config = _setup(frames, backend)
+def test_shapes_no_nan_and_every_parameter_gets_a_gradient(rank_setup, backend):
+    ex, config = rank_setup(backend)
     model = RankingModel(config)
     idx = _batch_idx(ex)
     assert ex.hist_len[idx].min() == 0
@@ -59,8 +34,8 @@ def test_shapes_no_nan_and_every_parameter_gets_a_gradient(frames, backend):
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_jagged_and_padded_give_the_same_outputs_and_gradients(frames, num_layers):
-    ex, config = _setup(frames, "jagged", num_layers=num_layers)
+def test_jagged_and_padded_give_the_same_outputs_and_gradients(rank_setup, num_layers):
+    ex, config = rank_setup("jagged", num_layers=num_layers)
     jagged = RankingModel(config)
     padded = RankingModel(config.replace(sequence_backend="padded"))
     padded.load_state_dict(jagged.state_dict())
@@ -77,8 +52,8 @@ def test_jagged_and_padded_give_the_same_outputs_and_gradients(frames, num_layer
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_tiny_batch_can_be_overfit(frames, backend):
-    ex, config = _setup(frames, backend)
+def test_a_tiny_batch_can_be_overfit(rank_setup, backend):
+    ex, config = rank_setup(backend)
     model = RankingModel(config)
     idx = np.arange(24)
     batch = ex.collate(idx, "padded" if backend == "padded" else "jagged")
@@ -95,8 +70,8 @@ def test_a_tiny_batch_can_be_overfit(frames, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_score_many_candidates_matches_single(frames, backend):
-    ex, config = _setup(frames, backend)
+def test_score_many_candidates_matches_single(rank_setup, backend):
+    ex, config = rank_setup(backend)
     model = RankingModel(config)
     idx = _batch_idx(ex)
     batch = ex.collate(idx, "jagged")  # any layout is accepted by any backend
@@ -115,8 +90,8 @@ def test_score_many_candidates_matches_single(frames, backend):
     torch.testing.assert_close(scores[:, 0], single, rtol=1e-5, atol=1e-6)
 
 
-def test_history_layout_conversions_round_trip(frames):
-    ex, _ = _setup(frames)
+def test_history_layout_conversions_round_trip(rank_setup):
+    ex, _ = rank_setup()
     idx = _batch_idx(ex)
     jag = ex.collate(idx, "jagged").history
     pad = ex.collate(idx, "padded").history
@@ -138,9 +113,9 @@ def test_config_rejects_bad_values():
         RankConfig(embed_dim=10, num_heads=3)
 
 
-def test_jagged_kernels_backend_matches_padded(frames):
+def test_jagged_kernels_backend_matches_padded(rank_setup):
     """backend "auto": Triton kernels under TRITON_INTERPRET=1 (or on CUDA), else the reference."""
-    ex, config = _setup(frames, "jagged", max_history=6)
+    ex, config = rank_setup("jagged", max_history=6)
     config = config.replace(attention_backend="auto")
     jagged = RankingModel(config)
     padded = RankingModel(config.replace(sequence_backend="padded"))
@@ -159,8 +134,8 @@ def test_jagged_kernels_backend_matches_padded(frames):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("compile", [False, True])
-def test_gpu_jagged_matches_padded_fp32_and_bf16(frames, compile):
-    ex, config = _setup(frames, "jagged", max_history=64, num_layers=2)
+def test_gpu_jagged_matches_padded_fp32_and_bf16(rank_setup, compile):
+    ex, config = rank_setup("jagged", max_history=64, num_layers=2)
     config = config.replace(attention_backend="auto")
     dev = torch.device("cuda")
     jagged = RankingModel(config).to(dev)
@@ -187,22 +162,35 @@ def test_gpu_jagged_matches_padded_fp32_and_bf16(frames, compile):
     assert (low_j - out_p).abs().max() <= 2 * (low_p - out_p).abs().max() + 2e-2
 
 
-def test_chunked_cpu_attention_equals_one_call(frames, monkeypatch):
-    """Off CUDA, self-attention runs over chunks of sequences (bounded memory): same outputs and
-    gradients as one call over the batch."""
+def test_length_groups_cover_every_sequence_within_the_budget():
+    lengths = np.array([0, 5, 1, 9, 3, 3, 0, 12, 2, 7])
+    groups = length_groups(lengths, 40)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(lengths)))
+    for g in groups:
+        assert len(g) == 1 or len(g) * lengths[g].max() ** 2 <= 40
+    assert [lengths[g].max() for g in groups] == sorted(lengths[g].max() for g in groups)
+    assert len(length_groups(lengths, 10**6)) == 1
+    assert len(length_groups(np.array([], dtype=np.int64), 40)) == 1  # one empty group
+
+
+def test_grouped_cpu_attention_equals_one_call(rank_setup, monkeypatch):
+    """Off CUDA, self-attention runs over groups of similar lengths, each padded to its own
+    longest: same outputs and gradients as one padded call over the batch."""
     import shopml.rank.model as model_module
 
-    ex, config = _setup(frames, "jagged", num_layers=2)
+    ex, config = rank_setup("jagged", num_layers=2)
     model = RankingModel(config)
     batch = ex.collate(_batch_idx(ex, 10), "jagged")
+    monkeypatch.setattr(model_module, "CPU_ATTENTION_PAIRS", 10**9)  # one group: one call
     whole = model(batch.history, batch.candidates)
     whole.sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
-    monkeypatch.setattr(model_module, "CPU_ATTENTION_CHUNK", 3)
-    chunked = model(batch.history, batch.candidates)
-    chunked.sum().backward()
-    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(model_module, "CPU_ATTENTION_PAIRS", 40)
+    assert len(length_groups(batch.history.lengths.numpy(), 40)) > 2
+    grouped = model(batch.history, batch.candidates)
+    grouped.sum().backward()
+    torch.testing.assert_close(grouped, whole, rtol=1e-5, atol=1e-6)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)
 

@@ -171,15 +171,6 @@ def test_gpu_training_run(frame_world, tmp_path):
     assert log[-1]["fallback"] is None and log[-1]["graphs"] >= 1  # fused AdamW captured too
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
-def test_heap_growth_limit_is_set_on_glibc():
-    """train() fixes glibc's mmap threshold (jagged batches otherwise fragment the heap: a CPU run
-    grew ~10 MB/s); mallopt reports success."""
-    from shopml.common.memory import limit_heap_growth
-
-    assert limit_heap_growth() is True
-
-
 def test_progress_lines_when_the_output_is_not_a_terminal(frame_world, tmp_path, capsys):
     config = RankConfig(epochs=2, sequence_backend="pooling", **SMALL)
     train(frame_world, tmp_path / "run", config, device="cpu", progress=True)

@@ -1,11 +1,15 @@
 """The one place that talks to glibc's allocator (a no-op where there is no glibc).
 
-- :func:`limit_heap_growth`: glibc's malloc raises its mmap threshold to the size of each large
-  block freed, so the variable-sized activations of jagged batches (tens of MB each) end up on the
-  heap, where they fragment it: a CPU ranking run grew ~10 MB/s past 9 GB. A fixed threshold keeps
-  large blocks in mmap (returned to the system when freed). Measured on the small world (CPU,
-  default settings): resident memory between 1.15 and 1.7 GB from step to step, peak 2.05 GB, no
-  growth (before: +20 MB a step). It costs CPU time (fresh pages at every large allocation).
+- :func:`limit_heap_growth`: fix glibc's mmap threshold at 1 MiB. glibc serves a block above the
+  threshold with its own mmap (handed back when freed) and smaller ones from its heaps, but by
+  default it raises the threshold to the size of each mmapped block freed (up to 32 MiB). A CPU
+  training step allocates and frees hundreds of MB of activations whose sizes change with every
+  jagged batch; once they are served from the main heap, freed blocks stay resident as holes
+  between live ones. Measured on the small world (CPU ranking, default settings, ``mallinfo2``):
+  memory in use flat at 170 MB while the main heap's free bytes grew ~11 MB a step (no limit; the
+  other threads' arenas held under 5 MB); a fixed 1 MiB threshold keeps them at ~70 MB and the
+  resident memory flat. Its cost, fresh pages for each large block, is within the noise of a step
+  (benchmarks/README.md, rank, CPU memory).
 - :func:`release_memory`: collect garbage and hand freed heap pages back to the OS.
 """
 
@@ -16,7 +20,7 @@ import gc
 import sys
 
 _M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 1 << 20
+MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -29,10 +33,11 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def limit_heap_growth() -> bool:
-    """Fix glibc's mmap threshold (see the module docstring); False where there is no glibc."""
+    """Fix glibc's mmap threshold at ``MMAP_THRESHOLD_BYTES`` (see the module docstring; calling
+    it again changes nothing). True where glibc accepted it, False where there is no glibc."""
     libc = _libc()
     try:
-        return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+        return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except AttributeError:
         return False
 

@@ -160,8 +160,10 @@ def backtest(
     train_df = df[fq.positions(df["ds"]) <= cutoffs[0]]
     for name, change in variants.items():
         t0 = time.perf_counter()
-        same = armdn_model.candidates.get("K=1") if name == "armdn_1gauss" else None
-        if same is not None:  # selection already fitted the one-Gaussian model: the same fit
+        same = None
+        if name == "armdn_1gauss" and config.ensemble == 1:  # selection already fitted it
+            same = armdn_model.candidates.get("K=1")
+        if same is not None:
             model = same
         else:
             model = ARMDN(config.replace(**change)).fit(train_df, static_df, verbose=verbose)

@@ -46,6 +46,13 @@ ScalingOpt = Annotated[
         "--scaling", help="Target scaling: logmean (log1p(y) - log(level)), log1p or mean."
     ),
 ]
+EnsembleOpt = Annotated[
+    int,
+    typer.Option(
+        "--ensemble",
+        help="Seeds pooled into one forecast (kept only if the pool wins on validation).",
+    ),
+]
 OutputOpt = Annotated[
     str,
     typer.Option(
@@ -99,7 +106,8 @@ def train(
     missing: MissingOpt = "mask",
     scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
-    output: OutputOpt = "auto",
+    ensemble: EnsembleOpt = 1,
+    output: OutputOpt = "mixture",
     calibrate: CalibrateOpt = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
@@ -122,6 +130,7 @@ def train(
         missing=missing,
         scaling=scaling,
         select_components=select,
+        ensemble=ensemble,
         output=output,
         calibrate=calibrate,
         device=device,
@@ -206,7 +215,8 @@ def backtest(
     missing: MissingOpt = "mask",
     scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
-    output: OutputOpt = "auto",
+    ensemble: EnsembleOpt = 1,
+    output: OutputOpt = "mixture",
     calibrate: CalibrateOpt = True,
     context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 14,
@@ -233,6 +243,7 @@ def backtest(
         missing=missing,
         scaling=scaling,
         select_components=select,
+        ensemble=ensemble,
         output=output,
         calibrate=calibrate,
         device=device,

@@ -1,12 +1,15 @@
 """The AR-MDN estimator: frames in, a fitted, calibrated network out; forecasts; save and load.
 
 ``ARMDN.fit`` validates the frame (``data.py``), fills missing periods (masked in the loss),
-learns the feature spec, trains the network (``train.py``; early stopping on validation wQL),
-keeps the better of the K-component model and its one-Gaussian version on validation
-(``select_components``) and, on intermittent count panels, of the count head (``output="auto"``,
-``counts.py``), and calibrates the forecast's spread per horizon step on the validation
-horizons (``calibration.py``). ``ARMDN.predict`` samples paths (``predict.py``) and summarises
-them into a long frame. The network itself (``network.py``) knows only tensors.
+learns the feature spec, trains the network (``train.py``; early stopping on the calibrated
+validation wQL of averaged weights), keeps the best of the K-component model, its one-Gaussian
+version, on intermittent count panels the count head (``output="auto"``, ``counts.py``),
+and the mixtures' pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
+join the pool), and calibrates the forecast's spread per horizon step on the validation horizons
+(``calibration.py``). A pooled model (``members``) draws each member's share of the paths from
+the member's own random streams and calibrates the pool. ``ARMDN.predict`` samples paths
+(``predict.py``) and summarises them into a long frame. The network itself (``network.py``) knows
+only tensors.
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ from shopml.forecast.data import (
     validate_futr,
     validate_static,
 )
-from shopml.forecast.features import FeatureSpec, dynamic_features, fit_feature_spec
-from shopml.forecast.network import ARMDNNet
-from shopml.forecast.predict import sample_panel, summarize_samples
-from shopml.forecast.train import (
-    fit_network,
-    validation_samples,
-    weighted_quantile_loss,
+from shopml.forecast.features import (
+    PRICE_WINDOW,
+    FeatureSpec,
+    dynamic_features,
+    fit_feature_spec,
 )
+from shopml.forecast.network import ARMDNNet
+from shopml.forecast.predict import respread_samples, sample_panel, summarize_samples
+from shopml.forecast.train import fit_network, weighted_quantile_loss
 
 CHECKPOINT_KIND = "forecast.armdn"
 
@@ -65,6 +69,7 @@ class ARMDN:
         self.config = config.replace(**overrides) if overrides else config
         self.spec: FeatureSpec | None = None
         self.net: ARMDNNet | None = None
+        self.members: list[ARMDNNet] = []  # further seeds of a seed ensemble (config.ensemble)
         self.train_uids: list[Any] = []
         self.static_df: pd.DataFrame | None = None
         self.spread: list[list[float]] | None = None
@@ -111,6 +116,7 @@ class ARMDN:
         df = validate_frame(df, "df", cfg.freq, missing=cfg.missing)
         df, observed = fill_gaps(df, cfg.freq, cfg.missing)
         static_df = validate_static(static_df)
+        self.history, self.members = {}, []
         val_size = cfg.horizon if val_size is None else int(val_size)
         if val_size < 0:
             raise ValueError(f"val_size: expected >= 0, found {val_size}")
@@ -129,33 +135,120 @@ class ARMDN:
         try:
             fits = []
             for cand in candidates:
-                sub = ARMDN(cand)
-                sub.spec, sub.train_uids, sub.static_df = self.spec, self.train_uids, static_df
-                torch.manual_seed(cand.seed)  # initialisation depends on the config's seed only
-                sub.net = sub._build_net()
-                sub.history, val = fit_network(sub.net, panel, cand, val_size, ctx, verbose)
+                sub = self._sibling(cand)
+                sub.net, sub.history, val = sub._train_net(cand, panel, val_size, ctx, verbose)
                 if cand.calibrate and val is not None:
                     sub._calibrate(panel, val, ctx.device)
-                sub.net.cpu().eval()
                 fits.append(sub)
+            best = min(fits, key=lambda m: m.history["best_val_wql"])
+            self.history["selection"] = {
+                candidate_key(m.config): m.history["best_val_wql"] for m in fits
+            }
+            self.history["intermittency"] = intermittency
+            self.candidates = {candidate_key(m.config): m for m in fits}
+            mixtures = [m for m in fits if not m.net.count_output]  # only mixtures are pooled
+            if (
+                not best.net.count_output
+                and (cfg.ensemble > 1 or len(mixtures) > 1)
+                and val is not None
+            ):
+                best = self._ensemble(best, mixtures, panel, val, val_size, ctx, verbose)
         finally:
             if owned:
                 teardown_distributed(ctx)
-        best = min(fits, key=lambda m: m.history["best_val_wql"])
-        self.config, self.net, self.spread = best.config, best.net, best.spread
-        self.history = dict(best.history)
-        self.history["selection"] = {
-            candidate_key(m.config): m.history["best_val_wql"] for m in fits
-        }
-        self.history["intermittency"] = intermittency
-        self.candidates = {candidate_key(m.config): m for m in fits}
+        self.config, self.net, self.members, self.spread = (
+            best.config,
+            best.net,
+            best.members,
+            best.spread,
+        )
+        self.history = {**best.history, **self.history}
         return self
+
+    def _sibling(self, config: ARMDNConfig) -> ARMDN:
+        """An unfitted model sharing this one's feature spec, series and statics."""
+        sub = ARMDN(config)
+        sub.spec, sub.train_uids, sub.static_df = self.spec, self.train_uids, self.static_df
+        return sub
+
+    def _train_net(self, config, panel, val_size, ctx, verbose):
+        torch.manual_seed(config.seed)  # initialisation depends on the config's seed only
+        net = self._build_net(config)
+        history, val = fit_network(net, panel, config, val_size, ctx, verbose)
+        return net.cpu().eval(), history, val
+
+    def _ensemble(self, best: ARMDN, fits, panel, val, val_size, ctx, verbose) -> ARMDN:
+        """Pool ``best`` with the other selection candidates and ``ensemble - 1`` more seeds of
+        its config; return the pool if its (calibrated) validation wQL beats ``best``'s."""
+        cfg = best.config
+        ens = self._sibling(cfg)
+        ens.net, ens.history = best.net, dict(best.history)
+        ens.members = [m.net for m in fits if m is not best]
+        for i in range(1, cfg.ensemble):
+            net, _, _ = self._train_net(
+                cfg.replace(seed=cfg.seed + i), panel, val_size, ctx, verbose
+            )
+            ens.members.append(net)
+        ens._calibrate(panel, val, ctx.device)
+        single = best._validation_wql(panel, val, ctx.device)
+        pooled = ens._validation_wql(panel, val, ctx.device)
+        self.history["ensemble"] = {
+            "members": 1 + len(ens.members),
+            "val_wql_single": single,
+            "val_wql_pooled": pooled,
+            "kept": pooled < single,
+        }
+        return ens if pooled < single else best
+
+    def _draw(self, panel, series, ends, fut_real, fut_cat, num_samples, y_cap, device, spread):
+        """``(n, S, H)`` sample paths from the model, or pooled from every ensemble member
+        (member ``i`` draws its share of the ``S`` paths from its own streams, seed + i)."""
+        nets = [self.net, *self.members]
+        if len(nets) == 1:
+            return sample_panel(
+                self.net, self.config, panel, series, ends, fut_real, fut_cat, num_samples,
+                y_cap, device, spread,
+            )  # fmt: skip
+        counts = np.diff(np.linspace(0, num_samples, len(nets) + 1).round().astype(int))
+        parts = [
+            sample_panel(
+                net,
+                self.config.replace(seed=self.config.seed + i),
+                panel,
+                series,
+                ends,
+                fut_real,
+                fut_cat,
+                int(c),
+                y_cap,
+                device,
+            )  # fmt: skip
+            for i, (net, c) in enumerate(zip(nets, counts, strict=True))
+            if c > 0
+        ]
+        smp = np.concatenate(parts, axis=1)
+        if spread is not None:
+            smp = respread_samples(smp, np.asarray(spread, np.float32), self.config.scaling)
+            if self.config.sample_cap > 0:
+                smp = np.minimum(smp, np.asarray(y_cap, np.float32)[:, None, None])
+        return smp
+
+    def _validation_samples(self, panel, val, device, spread=None) -> np.ndarray:
+        return self._draw(
+            panel, val.series, val.ends, val.fut_real, val.fut_cat, self.config.val_samples,
+            val.y_cap, device, spread,
+        )  # fmt: skip
+
+    def _validation_wql(self, panel, val, device) -> float:
+        """wQL of the model's forecast (calibrated when it is) of the validation horizons."""
+        smp = self._validation_samples(panel, val, device, self.spread)
+        return weighted_quantile_loss(val.y, smp, val.observed)
 
     def _calibrate(self, panel, val, device) -> None:
         """Per-step spread from the validation horizons (``calibration.py``)."""
-        smp = validation_samples(self.net, self.config, panel, val, device)
+        smp = self._validation_samples(panel, val, device)
         spread = conformal_spread(smp, val.y, val.observed, self.config.scaling)
-        after = validation_samples(self.net, self.config, panel, val, device, spread)
+        after = self._validation_samples(panel, val, device, spread)
         self.spread = spread.tolist()
         self.history["calibration"] = {
             "spread": self.spread,
@@ -218,19 +311,19 @@ class ARMDN:
         static_df = validate_static(self.static_df if static_df is None else static_df)
         futr = validate_futr(futr_df, df, horizon, cfg.freq, covs)
         y_max = df["y"].where(observed).groupby(df["unique_id"], sort=True).max().fillna(0.0)
-        tail = (df.groupby("unique_id").cumcount(ascending=False) < cfg.context_length).to_numpy()
+        # the context, plus the periods its first steps' price features read (features.py)
+        keep = cfg.context_length + PRICE_WINDOW
+        tail = (df.groupby("unique_id").cumcount(ascending=False) < keep).to_numpy()
         panel = build_panel(
             df[tail].reset_index(drop=True), spec, static_df, self.train_uids, observed[tail]
         )
         n = panel.num_series
-        fut_real, fut_cat = dynamic_features(futr, spec)
+        fut_real, fut_cat = dynamic_features(futr, spec, history=df)
         spread = None
         if self.spread:  # (V, L) per validation step and level; steps past V reuse the last
             spread = np.asarray(self.spread, np.float32)
             spread = spread[np.minimum(np.arange(horizon), len(spread) - 1)]
-        samples = sample_panel(
-            self.net,
-            cfg,
+        samples = self._draw(
             panel,
             np.arange(n),
             panel.lengths,
@@ -258,8 +351,12 @@ class ARMDN:
             "train_uids": [u.item() if hasattr(u, "item") else u for u in self.train_uids],
             "spread": self.spread,
             "history": {k: v for k, v in self.history.items() if k != "curve"},
+            "members": len(self.members),
+            "member_components": [m.head.num_components for m in self.members],
         }
         state = {k: v.cpu() for k, v in self.net.state_dict().items()}
+        for i, net in enumerate(self.members, start=1):
+            state.update({f"member{i}.{k}": v.cpu() for k, v in net.state_dict().items()})
         save_checkpoint(path, state, self.config, CHECKPOINT_KIND, extra=extra)
         if self.static_df is not None:
             write_parquet(path / "static.parquet", self.static_df)
@@ -281,7 +378,15 @@ class ARMDN:
         model.history = dict(extra.get("history", {}))
         static_path = Path(path) / "static.parquet"
         model.static_df = pd.read_parquet(static_path) if static_path.is_file() else None
-        model.net = model._build_net()
-        model.net.load_state_dict(state)
-        model.net.to(dev).eval()
+        nets = []
+        ks = [config.num_components, *extra.get("member_components", [])]
+        for i in range(int(extra.get("members", 0)) + 1):
+            prefix = f"member{i}." if i else ""
+            own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if not i:
+                own = {k: v for k, v in own.items() if not k.startswith("member")}
+            net = model._build_net(config.replace(num_components=ks[i]))
+            net.load_state_dict(own)
+            nets.append(net.to(dev).eval())
+        model.net, model.members = nets[0], nets[1:]
         return model

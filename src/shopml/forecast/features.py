@@ -5,6 +5,12 @@ Every step ``t`` of every series gets:
 * real features (``(N, F)`` float32), all known in advance for the forecast horizon:
   ``price_rel = log(price / reference price)`` (the reference price is the product's list price
   from ``static_df["price"]`` when given, else the median selling price of its training history),
+  ``price_chg = log(price_t / price_{t-1})`` (this period's change: a cut, or the end of one) and
+  ``price_reg = log(price_t / max(price over the previous PRICE_WINDOW periods))`` (the cut below
+  the recent regular price), both computed for history and horizon steps alike (the horizon's
+  reads the history's last prices: :func:`dynamic_features` ``history=``); the three are divided
+  by their training standard deviation (a typical cut of 20% is then about 1, the scale of the
+  0/1 promotion flags, not 0.2 next to embeddings of unit scale),
   ``discount``, ``promo``, ``is_festival``, ``is_holiday`` as they are,
   ``days_to_event`` / ``days_since_event`` clipped to ``[0, 30]`` and divided by 30 (plus a flag
   "within 7 days"), and any other numeric covariate standardised with training mean and std;
@@ -28,6 +34,7 @@ from shopml.forecast.frequency import CARDINALITY, calendar_codes, parse_freq
 PASS_THROUGH = ("discount", "promo", "is_festival", "is_holiday", "deal", "feat")
 DAYS_COLS = ("days_to_event", "days_since_event")
 DAYS_CAP = 30.0
+PRICE_WINDOW = 8  # periods of the "regular price" (running maximum) behind ``price_reg``
 
 
 def _is_categorical(s: pd.Series) -> bool:
@@ -54,6 +61,8 @@ class FeatureSpec:
     static_vocab: dict[str, list[str]] = field(default_factory=dict)
     static_std: dict[str, list[float]] = field(default_factory=dict)
     static_log: list[str] = field(default_factory=list)
+    price_lags: bool = False  # ``price_chg`` / ``price_reg`` (False in checkpoints before them)
+    price_scale: list[float] = field(default_factory=list)  # std of each price feature ([]: 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +86,9 @@ class FeatureSpec:
         names = []
         for c in self.numeric_cols:
             if c == "price":
-                names.append("price_rel")
+                names += (
+                    ["price_rel", "price_chg", "price_reg"] if self.price_lags else ["price_rel"]
+                )
             elif c in DAYS_COLS:
                 names += [c, f"{c}_le7"]
             else:
@@ -117,6 +128,8 @@ def fit_feature_spec(
         ref = ref[ref > 0]
         spec.ref_price = {_key(k): float(v) for k, v in ref.items()}
         spec.global_ref_price = float(np.median(ref.to_numpy())) if len(ref) else 1.0
+        spec.price_lags = True
+        spec.price_scale = [float(f.std() + 1e-3) for f in _price_features(df, spec)]
     if static_df is not None:
         for col in static_df.columns:
             if col == "unique_id":
@@ -140,22 +153,69 @@ def _codes(values: pd.Series, vocab: list[str]) -> np.ndarray:
     return (idx + 1).astype(np.int64)  # -1 (unknown) -> 0
 
 
-def dynamic_features(frame: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+def price_lags(uid: np.ndarray, log_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(price_chg, price_reg)`` of rows sorted by series then date (see module docstring).
+
+    The first row of a series has no previous price: both are 0 there (no change, at the
+    regular price).
+    """
+    n = len(uid)
+    first = np.r_[True, uid[1:] != uid[:-1]] if n else np.zeros(0, bool)
+    prev = np.r_[log_price[:1], log_price[:-1]]
+    chg = np.where(first, 0.0, log_price - prev)
+    run = np.full(n, -np.inf)
+    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))  # row of the series' start
+    for k in range(1, PRICE_WINDOW + 1):
+        idx = np.arange(n) - k
+        ok = idx >= start
+        run = np.where(ok, np.maximum(run, log_price[np.maximum(idx, 0)]), run)
+    reg = np.where(np.isfinite(run), log_price - run, 0.0)
+    return chg, reg
+
+
+def _price_features(frame: pd.DataFrame, spec: FeatureSpec) -> list[np.ndarray]:
+    """``price_rel`` (and ``price_chg``, ``price_reg``) of the rows of ``frame``, unscaled."""
+    uniq = pd.unique(frame["unique_id"])
+    ref_u = np.array([spec.ref_price.get(_key(u), np.nan) for u in uniq], np.float64)
+    ref = ref_u[pd.Index(uniq).get_indexer(frame["unique_id"])]
+    ref = np.where(np.isfinite(ref), ref, spec.global_ref_price)
+    log_p = np.log(np.clip(frame["price"].to_numpy(np.float64), 1e-6, None))
+    out = [log_p - np.log(ref)]
+    if spec.price_lags:
+        out += list(price_lags(frame["unique_id"].to_numpy(), log_p))
+    return out
+
+
+def dynamic_features(
+    frame: pd.DataFrame, spec: FeatureSpec, history: pd.DataFrame | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Real ``(N, F)`` float32 and categorical ``(N, C)`` int64 features of each row of ``frame``.
 
     ``frame`` holds ``unique_id``, ``ds`` and every covariate column of the spec (history rows or
-    future rows alike).
+    future rows alike), sorted by series then date. Features that read earlier periods
+    (``price_chg``, ``price_reg``) read them from ``frame`` itself and, for future rows, from
+    ``history`` (the periods before ``frame``'s first date of each series, sorted the same way).
     """
+    if history is not None and spec.price_lags and "price" in spec.numeric_cols:
+        tail = history.groupby("unique_id", sort=False).tail(PRICE_WINDOW)
+        tail = tail[tail["unique_id"].isin(frame["unique_id"])]
+        both = pd.concat([tail, frame], ignore_index=True)
+        order = np.lexsort((both["ds"].to_numpy(), pd.factorize(both["unique_id"])[0]))
+        real, cat = dynamic_features(both.iloc[order].reset_index(drop=True), spec)
+        is_frame = order >= len(tail)  # rows of ``frame``, in ``frame``'s own order
+        rows = order[is_frame] - len(tail)
+        out_real = np.empty((len(frame), real.shape[1]), np.float32)
+        out_cat = np.empty((len(frame), cat.shape[1]), np.int64)
+        out_real[rows], out_cat[rows] = real[is_frame], cat[is_frame]
+        return out_real, out_cat
     n = len(frame)
     reals = []
     for col in spec.numeric_cols:
         v = frame[col].to_numpy(np.float64)
         if col == "price":
-            uniq = pd.unique(frame["unique_id"])
-            ref_u = np.array([spec.ref_price.get(_key(u), np.nan) for u in uniq], np.float64)
-            ref = ref_u[pd.Index(uniq).get_indexer(frame["unique_id"])]
-            ref = np.where(np.isfinite(ref), ref, spec.global_ref_price)
-            reals.append(np.log(np.clip(v, 1e-6, None) / ref))
+            feats = _price_features(frame, spec)
+            scale = spec.price_scale or [1.0] * len(feats)
+            reals += [f / s for f, s in zip(feats, scale, strict=True)]
         elif col in DAYS_COLS:
             d = np.clip(v, 0.0, DAYS_CAP)
             reals += [d / DAYS_CAP, (d <= 7).astype(np.float64)]

@@ -134,6 +134,19 @@ def apply_spread(
     return med + (f0 + w * (f1 - f0)) * (z - med)
 
 
+def respread_samples(samples: np.ndarray, spread: np.ndarray, scaling: str) -> np.ndarray:
+    """Apply calibration ``spread (V, L)`` to samples ``(n, S, V)`` already in units of ``y``.
+
+    The same stretch as :func:`sample_paths` applies on the scaled axis (the stretch around the
+    median is invariant to the per-series shift of ``logmean`` and to the factor of ``mean``),
+    without the cap; results are clipped at 0.
+    """
+    log = scaling in ("log1p", "logmean")
+    z = np.log1p(samples) if log else samples
+    z = apply_spread(torch.from_numpy(np.ascontiguousarray(z)), torch.from_numpy(spread)).numpy()
+    return np.clip(np.expm1(z) if log else z, 0.0, None)
+
+
 def sample_panel(
     net: ARMDNNet,
     config: ARMDNConfig,

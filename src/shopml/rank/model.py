@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,8 +51,21 @@ from torch import nn
 from shopml.rank.batch import CANDIDATE_KEYS, HISTORY_KEYS, JaggedHistory, PaddedHistory
 from shopml.rank.config import ACTIONS, RankConfig
 
-CPU_ATTENTION_CHUNK = 64  # sequences per self-attention call off CUDA (bounds its memory)
+CPU_ATTENTION_PAIRS = 1 << 18  # padded (query, key) pairs per self-attention call off CUDA
 ONEHOT_MAX_ROWS = 128  # tables this small are looked up by a one-hot matmul (see the docstring)
+
+
+def length_groups(lengths: np.ndarray, max_pairs: int) -> list[np.ndarray]:
+    """Sequence indices grouped for the padded CPU attention: sorted by length, cut so that each
+    group's ``count * longest**2 <= max_pairs`` (a longer sequence goes alone)."""
+    order = np.argsort(lengths, kind="stable")
+    longest = lengths[order].astype(np.int64) ** 2
+    cuts = [0]
+    for i in range(1, len(order)):
+        if (i + 1 - cuts[-1]) * longest[i] > max_pairs:
+            cuts.append(i)
+    cuts.append(len(order))
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def _minutes(times: torch.Tensor) -> torch.Tensor:
@@ -107,23 +121,39 @@ class EncoderBlock(nn.Module):
         return x.with_values(v)
 
     def _attend(self, x, times: torch.Tensor) -> torch.Tensor:
-        """Self-attention values ``(T, E)``. Off CUDA, over chunks of ``CPU_ATTENTION_CHUNK``
-        sequences: the CPU attention pads its batch to ``(B, H, N, N)`` score tensors, so a whole
-        batch of 256 histories of 256 events took ~0.9 GB at once (the same math: attention never
-        crosses sequences)."""
-        b = x.offsets.shape[0] - 1
-        if x.values.is_cuda or b <= CPU_ATTENTION_CHUNK:
+        """Self-attention values ``(T, E)``. Off CUDA the attention pads its batch to
+        ``(B, H, N, N)`` scores (N: the longest history), about 25x the work and memory of the
+        real ``sum(L_i**2)`` pairs of a batch of the small world (mean length 31 of 256): there it
+        runs over groups of similar lengths (:func:`length_groups`), each padded to its own
+        longest (the same math: attention never crosses sequences)."""
+        if x.values.device.type != "cpu":
             return self.attn(x, times).values
         from shopml.jagged.tensor import JaggedTensor
 
-        bounds = x.offsets.tolist()  # a CPU tensor: no device sync
-        out = []
-        for s in range(0, b, CPU_ATTENTION_CHUNK):
-            e = min(s + CPU_ATTENTION_CHUNK, b)
-            lo, hi = bounds[s], bounds[e]
-            chunk = JaggedTensor(x.values[lo:hi], x.offsets[s : e + 1] - lo, x.max_seqlen)
-            out.append(self.attn(chunk, times[lo:hi]).values)
-        return torch.cat(out)
+        offsets = x.offsets.numpy()  # a CPU tensor: no device sync
+        lengths = np.diff(offsets)
+        groups = length_groups(lengths, CPU_ATTENTION_PAIRS)
+        if len(groups) == 1:
+            return self.attn(x, times).values
+        parts, rows = [], []
+        for seqs in groups:
+            lens = lengths[seqs]
+            ends = np.cumsum(lens)
+            # token rows of the group's sequences, in group order
+            index = torch.from_numpy(
+                np.repeat(offsets[seqs] - ends + lens, lens) + np.arange(ends[-1])
+            )
+            chunk = JaggedTensor(
+                x.values.index_select(0, index),
+                torch.from_numpy(np.concatenate([[0], ends])).to(x.offsets.dtype),
+                max(int(lens.max()), 1),
+            )
+            parts.append(self.attn(chunk, times.index_select(0, index)).values)
+            rows.append(index)
+        order = torch.cat(rows)  # rows of the grouped output; every row once
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel())
+        return torch.cat(parts).index_select(0, inverse)
 
     def forward_padded(
         self, x: torch.Tensor, lengths: torch.Tensor, times: torch.Tensor, mask: torch.Tensor
