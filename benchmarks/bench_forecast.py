@@ -82,6 +82,13 @@ def dataset_setup(args) -> list[tuple[str, pd.DataFrame, pd.DataFrame, dict]]:
     out = []
     if args.dataset in ("world", "both"):
         df, static = world_sales(args.scale, args.seed)
+        if args.products:  # a random slice of the world's products (seeded), for the CPU
+            ids = df["unique_id"].unique()
+            keep = np.random.default_rng(args.seed).choice(
+                ids, min(args.products, len(ids)), replace=False
+            )
+            df = df[df["unique_id"].isin(keep)].reset_index(drop=True)
+            static = static[static["unique_id"].isin(keep)].reset_index(drop=True)
         cfg = dict(freq="D", horizon=28, context_length=args.context or 56)
         out.append((f"world-{args.scale}", df, static, cfg))
     if args.dataset in ("oj", "both"):
@@ -283,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("mode", choices=["accuracy", "speed"])
     p.add_argument("--dataset", choices=["world", "oj", "both"], default="world")
     p.add_argument("--scale", default="small")
+    p.add_argument("--products", type=int, default=0, help="world: a random slice (0: all)")
+    p.add_argument("--output", default="auto", help="AR-MDN head: auto, mixture or negbin")
     p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
     p.add_argument("--windows", type=int, default=2)
     p.add_argument("--baselines", type=lambda s: [] if s == "none" else s.split(","),
@@ -311,7 +320,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.mode == "accuracy":
-        run_backtests(args, {"default": {}}, with_baselines=True, suite="forecast_accuracy")
+        run_backtests(
+            args,
+            {"default": {"output": args.output}},
+            with_baselines=True,
+            suite="forecast_accuracy",
+        )
     else:
         speed(args)
 

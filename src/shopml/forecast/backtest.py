@@ -43,7 +43,7 @@ Q_INDEX = {q: i for i, q in enumerate(QUANTILE_GRID)}
 WQL_IDX = [Q_INDEX[q] for q in M.QUANTILES_WQL]
 BASELINES = ("snaive", "ets", "croston", "tsb", "lightgbm")
 ABLATIONS = {
-    "armdn_1gauss": {"num_components": 1, "select_components": False},
+    "armdn_1gauss": {"num_components": 1, "select_components": False, "output": "mixture"},
     "armdn_no_assoc": {"use_assoc_mlp": False, "select_components": False},
 }
 LEVELS = (50, 80, 90)
@@ -177,7 +177,10 @@ def backtest(
         grids[name] = np.moveaxis(np.quantile(samples[name], QUANTILE_GRID, axis=-1), 0, -1)
         timings[name] = time.perf_counter() - t0
         train_info[name] = {k: v for k, v in model.history.items() if k != "curve"}
-        train_info[name]["config"] = {"num_components": model.config.num_components}
+        train_info[name]["config"] = {
+            "num_components": model.config.num_components,
+            "output": model.config.output,  # the head chosen on validation ("auto")
+        }
         if name == "armdn":
             armdn_model = model
 

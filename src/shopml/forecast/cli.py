@@ -53,6 +53,14 @@ EnsembleOpt = Annotated[
         help="Seeds pooled into one forecast (kept only if the pool wins on validation).",
     ),
 ]
+OutputOpt = Annotated[
+    str,
+    typer.Option(
+        "--output",
+        help="Head: mixture, negbin (zero-inflated negative binomial of counts) or auto (the "
+        "count head as one more validation candidate when >= 30% of the count targets are 0).",
+    ),
+]
 CalibrateOpt = Annotated[
     bool,
     typer.Option(
@@ -99,6 +107,7 @@ def train(
     scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
     ensemble: EnsembleOpt = 1,
+    output: OutputOpt = "mixture",
     calibrate: CalibrateOpt = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
@@ -122,6 +131,7 @@ def train(
         scaling=scaling,
         select_components=select,
         ensemble=ensemble,
+        output=output,
         calibrate=calibrate,
         device=device,
         amp=amp,
@@ -143,7 +153,8 @@ def train(
     h = model.history
     cal = h.get("calibration", {})
     typer.echo(
-        f"trained AR-MDN on {df['unique_id'].nunique()} series: K={model.config.num_components} "
+        f"trained AR-MDN on {df['unique_id'].nunique()} series: output {model.config.output}, "
+        f"K={model.config.num_components} "
         f"(validation wQL {h.get('selection')}), best epoch {h['best_epoch']}, "
         f"{h['windows_per_second']:.0f} windows/s on {h['device']} x {h['world_size']}; "
         f"validation 80% coverage {cal.get('val_coverage_80', float('nan')):.3f} -> "
@@ -205,6 +216,7 @@ def backtest(
     scaling: ScalingOpt = "logmean",
     select: SelectOpt = True,
     ensemble: EnsembleOpt = 1,
+    output: OutputOpt = "mixture",
     calibrate: CalibrateOpt = True,
     context: Annotated[int | None, typer.Option(help="Context length (default 2H).")] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 14,
@@ -232,6 +244,7 @@ def backtest(
         scaling=scaling,
         select_components=select,
         ensemble=ensemble,
+        output=output,
         calibrate=calibrate,
         device=device,
         seed=seed,
@@ -254,6 +267,12 @@ def backtest(
 
     table = res["metrics"]
     typer.echo(table[[*METRICS_COLUMNS, "fallbacks"]].to_string(index=False))
+    info = res["train"]["armdn"]
+    typer.echo(
+        f"armdn: output {info['config']['output']}, K={info['config']['num_components']} "
+        f"(validation wQL {info.get('selection')}; zero share "
+        f"{info.get('intermittency', {}).get('zero_share', float('nan')):.3f})"
+    )
     typer.echo(
         f"{res['series']} series, origins {res['cutoffs']}; wrote {Path(out) / 'metrics.csv'}"
     )

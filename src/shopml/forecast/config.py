@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from shopml.forecast.counts import OUTPUTS
 from shopml.forecast.frequency import parse_freq
 
 SCALINGS = ("log1p", "logmean", "mean")
@@ -24,6 +25,11 @@ class ARMDNConfig:
         context_length: observed steps the LSTM reads before forecasting; training windows are
             ``context_length + horizon`` long.
         num_components: K, Gaussians in the mixture head (1 = the one-Gaussian ablation).
+        output: the head: ``"mixture"`` (the default: Gaussian mixture of the scaled target), ``"negbin"``
+            (zero-inflated negative binomial of the count, ``counts.py``) or ``"auto"`` (the
+            mixture, plus the count head as one more validation candidate when the targets are
+            counts with at least ``counts.INTERMITTENT_ZERO_SHARE`` zeros; the lower validation
+            wQL wins, as for K).
         hidden_size, num_layers: LSTM width and depth.
         assoc_hidden, assoc_dim: widths of the associative MLP (hidden layer, output ``a_t``).
         use_assoc_mlp: False is the "no associative MLP" ablation: the raw covariates and calendar
@@ -70,6 +76,7 @@ class ARMDNConfig:
     horizon: int = 28
     context_length: int = 56
     num_components: int = 3
+    output: str = "mixture"
     hidden_size: int = 64
     num_layers: int = 2
     assoc_hidden: int = 64
@@ -112,6 +119,7 @@ class ARMDNConfig:
             ("horizon", self.horizon >= 1, ">= 1"),
             ("context_length", self.context_length >= 1, ">= 1"),
             ("num_components", self.num_components >= 1, ">= 1"),
+            ("output", self.output in OUTPUTS, f"one of {OUTPUTS}"),
             ("hidden_size", self.hidden_size >= 1, ">= 1"),
             ("num_layers", self.num_layers >= 1, ">= 1"),
             ("scaling", self.scaling in SCALINGS, f"one of {SCALINGS}"),

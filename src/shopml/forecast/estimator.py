@@ -3,7 +3,8 @@
 ``ARMDN.fit`` validates the frame (``data.py``), fills missing periods (masked in the loss),
 learns the feature spec, trains the network (``train.py``; early stopping on the calibrated
 validation wQL of averaged weights), keeps the best of the K-component model, its one-Gaussian
-version and their pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
+version, on intermittent count panels the count head (``output="auto"``, ``counts.py``),
+and the mixtures' pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
 join the pool), and calibrates the forecast's spread per horizon step on the validation horizons
 (``calibration.py``). A pooled model (``members``) draws each member's share of the paths from
 the member's own random streams and calibrates the pool. ``ARMDN.predict`` samples paths
@@ -25,6 +26,7 @@ from shopml.common.devices import resolve_device
 from shopml.common.distributed import setup_distributed, teardown_distributed
 from shopml.forecast.calibration import conformal_spread, interval_coverage
 from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.counts import candidate_key, keep_count_calibration, output_candidates
 from shopml.forecast.data import (
     build_panel,
     fill_gaps,
@@ -125,6 +127,9 @@ class ARMDN:
         candidates = [cfg]
         if cfg.select_components and cfg.num_components > 1 and val_size > 0:
             candidates.append(cfg.replace(num_components=1))
+        candidates, intermittency = output_candidates(
+            candidates, cfg, df["y"].to_numpy(), observed, val_size
+        )
         owned = not _dist_initialized()
         ctx = setup_distributed(cfg.device)
         try:
@@ -137,11 +142,17 @@ class ARMDN:
                 fits.append(sub)
             best = min(fits, key=lambda m: m.history["best_val_wql"])
             self.history["selection"] = {
-                f"K={m.config.num_components}": m.history["best_val_wql"] for m in fits
+                candidate_key(m.config): m.history["best_val_wql"] for m in fits
             }
-            self.candidates = {f"K={m.config.num_components}": m for m in fits}
-            if (cfg.ensemble > 1 or len(fits) > 1) and val is not None:
-                best = self._ensemble(best, fits, panel, val, val_size, ctx, verbose)
+            self.history["intermittency"] = intermittency
+            self.candidates = {candidate_key(m.config): m for m in fits}
+            mixtures = [m for m in fits if not m.net.count_output]  # only mixtures are pooled
+            if (
+                not best.net.count_output
+                and (cfg.ensemble > 1 or len(mixtures) > 1)
+                and val is not None
+            ):
+                best = self._ensemble(best, mixtures, panel, val, val_size, ctx, verbose)
         finally:
             if owned:
                 teardown_distributed(ctx)
@@ -245,6 +256,11 @@ class ARMDN:
             "val_coverage_80_calibrated": interval_coverage(after, val.y, val.observed),
             "val_wql_calibrated": weighted_quantile_loss(val.y, after, val.observed),
         }
+        if self.net.count_output:  # see counts.keep_count_calibration
+            raw = weighted_quantile_loss(val.y, smp, val.observed)
+            kept = keep_count_calibration(raw, self.history["calibration"]["val_wql_calibrated"])
+            self.spread = self.spread if kept else None
+            self.history["calibration"]["kept"] = kept
 
     # ------------------------------------------------------------------------------------------
     def predict(

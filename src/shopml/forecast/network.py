@@ -9,6 +9,10 @@ mixture components, H LSTM width)::
     h_t = LSTM([a_t, z_{t-1}, s])                    z = scaled target (log1p or y / nu)
     (mixture_logits, loc, scale)_t = Head([h_t, a_t])  -> p(z_t) = sum_k w_k N(loc_k, scale_k)
 
+With ``config.output == "negbin"`` the head is ``counts.NegBinHead`` instead: a zero-inflated
+negative binomial of the count ``y_t`` with mean ``nu * rate_t`` (:func:`output_log_prob`,
+:func:`output_sample` dispatch on the head).
+
 Training is teacher-forced (``z_{t-1}`` observed); forecasting feeds each path's own draw back
 (ancestral sampling, ``predict.py``). The skip of ``a_t`` into the head lets a known-in-advance
 promotion or festival move the forecast on its own step without waiting for the LSTM state.
@@ -22,7 +26,8 @@ import torch
 from torch import nn
 
 from shopml.forecast.config import ARMDNConfig
-from shopml.forecast.mixture import MixtureDensityHead
+from shopml.forecast.counts import NEGBIN, NegBinHead, negbin_log_prob, negbin_sample
+from shopml.forecast.mixture import MixtureDensityHead, mixture_log_prob, mixture_sample
 
 
 def embedding_dim(cardinality: int, cap: int) -> int:
@@ -121,9 +126,18 @@ class ARMDNNet(nn.Module):
             batch_first=True,
         )
         head_in = config.hidden_size + (self.assoc_out if config.use_assoc_mlp else 0)
-        self.head = MixtureDensityHead(
-            head_in, config.num_components, config.scale_floor, config.scale_ceiling
+        self.head: nn.Module = (
+            NegBinHead(head_in)
+            if config.output == NEGBIN
+            else MixtureDensityHead(
+                head_in, config.num_components, config.scale_floor, config.scale_ceiling
+            )
         )
+
+    @property
+    def count_output(self) -> bool:
+        """Whether the head is the count head (``counts.py``) rather than the mixture."""
+        return isinstance(self.head, NegBinHead)
 
     def associative(self, real: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         """``real (B, L, F)`` float, ``cat (B, L, C)`` int64 -> ``a (B, L, A)``."""
@@ -233,8 +247,39 @@ class ARMDNNet(nn.Module):
             inp = h_l
         hid = self.config.hidden_size
         raw = inp @ self.head.proj.weight[:, :hid].T + head_x[:, None, :]  # (B, S, 3K)
-        logits, loc, raw_scale = raw.float().chunk(3, dim=-1)
-        return self.head.domain_map(logits, loc, raw_scale), (
+        return self.head.domain_map(*raw.float().chunk(self.head.args_dim, dim=-1)), (
             torch.stack(new_h),
             torch.stack(new_c),
         )
+
+
+# -- the output's likelihood and draws, whichever head ----------------------------------------
+def output_log_prob(
+    count: bool,
+    params: tuple[torch.Tensor, ...],
+    y: torch.Tensor,
+    z: torch.Tensor,
+    nu: torch.Tensor,
+) -> torch.Tensor:
+    """Log likelihood ``(B, L)`` of the targets: the mixture's density of the scaled ``z``, or
+    (``count``) the count head's pmf of ``y`` in units; ``nu (B,)``, params ``(B, L, K)``."""
+    if count:
+        return negbin_log_prob(y, *params, nu[:, None])
+    return mixture_log_prob(z, *params)
+
+
+def output_sample(
+    count: bool,
+    params: tuple[torch.Tensor, ...],
+    nu: torch.Tensor,
+    u_first: torch.Tensor,
+    u_second: torch.Tensor,
+    y_cap: torch.Tensor,
+    scaling: str,
+) -> torch.Tensor:
+    """One draw per path on the scaled axis, ``(B, S)``, from params ``(B, S, K)`` and uniforms
+    ``(B, S)``; the count head draws a count in ``[0, y_cap]`` (``nu, y_cap (B,)``) and scales it."""
+    if count:
+        y = negbin_sample(*params, nu[:, None], u_first, u_second, y_cap[:, None])
+        return scale_values(y, nu[:, None], scaling)
+    return mixture_sample(*params, u_first, u_second)

@@ -26,8 +26,14 @@ import torch
 from shopml.forecast.calibration import LEVELS
 from shopml.forecast.config import ARMDNConfig
 from shopml.forecast.data import Panel, gather_windows
-from shopml.forecast.mixture import counter_uniform, mixture_sample
-from shopml.forecast.network import ARMDNNet, scale_target, scale_values, unscale_target
+from shopml.forecast.mixture import counter_uniform
+from shopml.forecast.network import (
+    ARMDNNet,
+    output_sample,
+    scale_target,
+    scale_values,
+    unscale_target,
+)
 
 
 def series_keys(uids: list[Any]) -> np.ndarray:
@@ -83,14 +89,15 @@ def sample_paths(
     z_hi = scale_values(y_cap, nu, config.scaling)[:, None]  # (B, 1)
     if config.sample_cap <= 0:
         z_hi = torch.full_like(z_hi, float("inf"))
+        y_cap = torch.full_like(y_cap, float("inf"))  # the count head's bound (counts.py)
     z_prev = z_hist[:, -1:].expand(-1, num_samples)  # (B, S)
     state = (h, c)
     out = torch.empty(b, num_samples, horizon, device=dev)
     for t in range(horizon):
-        (logits, loc, scale), state = net.decode_step(gate_x[:, t], head_x[:, t], z_prev, state)
+        params, state = net.decode_step(gate_x[:, t], head_x[:, t], z_prev, state)
         u_k = counter_uniform(keys, num_samples, 2 * t, config.seed)
         u_n = counter_uniform(keys, num_samples, 2 * t + 1, config.seed)
-        z = mixture_sample(logits, loc, scale, u_k, u_n)  # (B, S)
+        z = output_sample(net.count_output, params, nu, u_k, u_n, y_cap, config.scaling)  # (B, S)
         z = torch.minimum(torch.maximum(z, z_lo), z_hi)
         out[:, :, t] = z
         z_prev = z
@@ -98,6 +105,8 @@ def sample_paths(
         out = apply_spread(out, spread.to(dev))
         out = torch.minimum(torch.maximum(out, z_lo[..., None]), z_hi[..., None])
     y = unscale_target(out, nu[:, None, None], config.scaling)
+    if net.count_output:  # counts stay counts (also after calibration's stretch)
+        y = y.round()
     return y.clamp_min(0.0) if config.nonneg == "clip" else y
 
 

@@ -30,9 +30,9 @@ from shopml.common.distributed import DistContext
 from shopml.common.progress import Progress
 from shopml.forecast.calibration import conformal_spread
 from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.counts import NEGBIN
 from shopml.forecast.data import Panel, WindowSampler, gather_windows
-from shopml.forecast.mixture import mixture_log_prob
-from shopml.forecast.network import ARMDNNet, scale_target
+from shopml.forecast.network import ARMDNNet, output_log_prob, scale_target
 from shopml.forecast.predict import observed_max, respread_samples, sample_panel
 
 WQL_LEVELS = np.round(np.arange(0.1, 0.91, 0.1), 2)
@@ -74,7 +74,7 @@ def window_nll(
     with torch.autocast(device_type=y.device.type, dtype=torch.bfloat16, enabled=amp):
         if isinstance(net, ARMDNNet):
             net = WindowModel(net)
-        logits, loc, scale = net(
+        params = net(
             batch["real"],
             batch["cat"],
             batch["static_cat"],
@@ -88,7 +88,7 @@ def window_nll(
     mask[:, 0] = False
     if score_mask is not None:
         mask &= score_mask
-    nll = -mixture_log_prob(z, logits, loc, scale)  # (B, L)
+    nll = -output_log_prob(config.output == NEGBIN, params, y, z, nu)  # (B, L)
     mask_f = mask.to(nll.dtype)
     return (nll * mask_f).sum(), mask_f.sum()
 
@@ -263,7 +263,8 @@ def fit_network(
                 average.swap(net)  # validate (and keep) the averaged weights
             if val is not None:
                 smp = validation_samples(net, config, panel, val, device)
-                if config.calibrate:  # score the forecast users get: calibrated
+                if config.calibrate and config.output != NEGBIN:  # score it calibrated (a count
+                    # head keeps its spread only where that helps: counts.keep_count_calibration)
                     spread = conformal_spread(smp, val.y, val.observed, config.scaling)
                     smp = respread_samples(smp, spread, config.scaling)
                 val_loss = weighted_quantile_loss(val.y, smp, val.observed)
