@@ -29,8 +29,9 @@ def _offsets(lengths, device):
     return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device=device)
 
 
-def _both(monkeypatch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, device, seed=0):
-    """(fused, split) results of one forward + backward: [out, dq, dk, dv, dbias or dtable]."""
+def launcher_inputs(lengths_q, lengths_k, heads, dim, dtype, bias, device, seed=0):
+    """Random inputs of the attention launchers: ``(q, k, v, do, qo, ko, extra, mq, mk, scale)``,
+    ``extra`` = [bias, bias_offsets, table, bounds, tq, tk] for ``bias`` None/tensor/relative."""
     gen = torch.Generator().manual_seed(seed)
     tq, tk = sum(lengths_q), sum(lengths_k)
     mk = lambda t: torch.randn(t, heads, dim, generator=gen).to(device, dtype)  # noqa: E731
@@ -44,8 +45,14 @@ def _both(monkeypatch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, de
     elif bias == "relative":
         extra[2] = torch.randn(9, heads, generator=gen).to(device)
         extra[3] = torch.tensor([-8, -4, -2, -1, 0, 1, 2, 4], device=device)
-    mq, mk_ = max(lengths_q), max(lengths_k)
-    scale = 1.0 / math.sqrt(dim)
+    return q, k, v, do, qo, ko, extra, max(lengths_q), max(lengths_k), 1.0 / math.sqrt(dim)
+
+
+def _both(monkeypatch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, device, seed=0):
+    """(fused, split) results of one forward + backward: [out, dq, dk, dv, dbias or dtable]."""
+    q, k, v, do, qo, ko, extra, mq, mk_, scale = launcher_inputs(
+        lengths_q, lengths_k, heads, dim, dtype, bias, device, seed
+    )
     out, lse = _attn_fwd(q, k, v, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False, True)
     results = []
     for variant in ("fused", "split"):

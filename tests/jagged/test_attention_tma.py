@@ -7,30 +7,18 @@ On the GPU the Hopper path is the default on sm_90 and newer.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from shopml.common.devices import has_cuda, is_interpreter
+from shopml.common.devices import has_cuda
 from shopml.jagged.triton import attention_bwd, attention_fwd
 from shopml.jagged.triton.attention_bwd import _attn_bwd
 from shopml.jagged.triton.attention_common import _tma_mode, _tma_ok
 from shopml.jagged.triton.attention_fwd import _attn_fwd
 
+from .test_attention_bwd import _device, launcher_inputs
+
 _TMA_LAUNCHERS = ("_FWD_TMA", "_DQ_TMA", "_DKDV_TMA")
-
-
-def _device() -> str:
-    if has_cuda():
-        return "cuda"
-    if is_interpreter():
-        return "cpu"
-    pytest.skip("needs CUDA or TRITON_INTERPRET=1")
-
-
-def _offsets(lengths, device):
-    return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device=device)
 
 
 def _count_tma_launches(monkeypatch) -> dict[str, int]:
@@ -51,21 +39,9 @@ def _count_tma_launches(monkeypatch) -> dict[str, int]:
 
 def _run(lengths_q, lengths_k, heads, dim, dtype, causal, bias, device, seed=0):
     """[out, lse, dq, dk, dv, dbias or dtable] of one forward + backward (launchers directly)."""
-    gen = torch.Generator().manual_seed(seed)
-    tq, tk = sum(lengths_q), sum(lengths_k)
-    mk = lambda t: torch.randn(t, heads, dim, generator=gen).to(device, dtype)  # noqa: E731
-    q, k, v, do = mk(tq), mk(tk), mk(tk), mk(tq)
-    qo, ko = _offsets(lengths_q, device), _offsets(lengths_k, device)
-    extra = [None] * 6  # bias, bias_offsets, table, bounds, tq, tk
-    if bias == "tensor":
-        sizes = torch.tensor(lengths_q) * torch.tensor(lengths_k)
-        extra[0] = torch.randn(int(sizes.sum()), heads, generator=gen).to(device)
-        extra[1] = _offsets(sizes.tolist(), device)
-    elif bias == "relative":
-        extra[2] = torch.randn(9, heads, generator=gen).to(device)
-        extra[3] = torch.tensor([-8, -4, -2, -1, 0, 1, 2, 4], device=device)
-    mq, mk_ = max(lengths_q), max(lengths_k)
-    scale = 1.0 / math.sqrt(dim)
+    q, k, v, do, qo, ko, extra, mq, mk_, scale = launcher_inputs(
+        lengths_q, lengths_k, heads, dim, dtype, bias, device, seed
+    )
     out, lse = _attn_fwd(q, k, v, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False, False)
     grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False)
     return [out, lse, *(g for g in grads if g is not None)]

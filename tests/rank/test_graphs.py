@@ -118,10 +118,25 @@ def test_step_runner_off_cuda_equals_the_plain_eager_step(rank_setup):
         torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
         opt_ref.step()
         torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-5)
+    _assert_same_parameters(fast, ref)
+    assert step.eager_steps == 3 and step.replays == 0
+
+
+def _compiled_pair(config):
+    """(reference model, its copy, a compiled graph step over the copy) with SGD, fp32."""
+    torch.manual_seed(0)
+    ref = RankingModel(config)
+    fast = copy.deepcopy(ref)
+    step = GraphTrainStep(
+        fast, torch.optim.SGD(fast.parameters(), lr=0.1), autocast=False, compile=True
+    )
+    return ref, fast, step
+
+
+def _assert_same_parameters(fast, ref):
     fast_params = dict(fast.named_parameters())
     for name, p in ref.named_parameters():
         torch.testing.assert_close(fast_params[name], p, rtol=1e-4, atol=1e-6, msg=name)
-    assert step.eager_steps == 3 and step.replays == 0
 
 
 def test_a_compile_failure_falls_back_to_the_uncompiled_step(rank_setup, monkeypatch):
@@ -137,12 +152,7 @@ def test_a_compile_failure_falls_back_to_the_uncompiled_step(rank_setup, monkeyp
 
     monkeypatch.setattr(graphs, "_compiled_forward", broken)
     ex, config = rank_setup(**GRAPH_MODEL)
-    torch.manual_seed(0)
-    ref = RankingModel(config)
-    fast = copy.deepcopy(ref)
-    step = GraphTrainStep(
-        fast, torch.optim.SGD(fast.parameters(), lr=0.1), autocast=False, compile=True
-    )
+    ref, fast, step = _compiled_pair(config)
     assert step.compiling
     batch = ex.collate(np.arange(16), "jagged")
     with pytest.warns(RuntimeWarning, match="torch.compile failed: RuntimeError: boom"):
@@ -155,9 +165,7 @@ def test_a_compile_failure_falls_back_to_the_uncompiled_step(rank_setup, monkeyp
     (loss_ref / 16).backward()
     opt.step()
     torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-5)
-    fast_params = dict(fast.named_parameters())
-    for name, p in ref.named_parameters():
-        torch.testing.assert_close(fast_params[name], p, rtol=1e-4, atol=1e-6, msg=name)
+    _assert_same_parameters(fast, ref)
     # without compile, a failure is the caller's
     monkeypatch.setattr(RankingModel, "forward_flat", broken(None))
     plain = GraphTrainStep(RankingModel(config), torch.optim.SGD(ref.parameters(), lr=0.1))
@@ -175,12 +183,7 @@ def test_compiled_step_over_three_buckets_equals_eager(rank_setup, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     ex, config = rank_setup(**GRAPH_MODEL)
-    torch.manual_seed(0)
-    ref = RankingModel(config)
-    fast = copy.deepcopy(ref)
-    step = GraphTrainStep(
-        fast, torch.optim.SGD(fast.parameters(), lr=0.1), autocast=False, compile=True
-    )
+    ref, fast, step = _compiled_pair(config)
     opt = torch.optim.SGD(ref.parameters(), lr=0.1)
     keys = set()
     for idx in (np.arange(16), np.arange(16, 40), np.arange(40, 49)):
@@ -195,9 +198,7 @@ def test_compiled_step_over_three_buckets_equals_eager(rank_setup, monkeypatch):
         opt.step()
         torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-5)
     assert len(keys) == 3 and step.compiling and step.compile_fallback_reason is None
-    fast_params = dict(fast.named_parameters())
-    for name, p in ref.named_parameters():
-        torch.testing.assert_close(fast_params[name], p, rtol=1e-4, atol=1e-6, msg=name)
+    _assert_same_parameters(fast, ref)
 
 
 def test_resolve_compile():
