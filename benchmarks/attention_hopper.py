@@ -1,11 +1,8 @@
-"""Hopper attention suite in one GPU call: cold start, shipped tiles, both backwards, tests.
+"""Hopper attention suite in one GPU call: shipped tiles, both backwards, tests (cold start:
+attention_cold.py).
 
 Parts (``--parts``, in this order), each guarded so that one failing keeps the others' results,
 all written under $OUT as they finish:
-- ``cold``: the first and second forward+backward of a new process per head dim (64, 128), in
-  subprocesses sharing fresh cache dirs: a machine that never ran shopml (empty Triton and shopml
-  caches), a second process (cProfile of its first call: ``cold_profile.txt``), a third, and one
-  that imported the kernels before timing (a service that loads them at start): ``cold.json``.
 - ``pretune``: the Hopper path's tile candidates (tensor-descriptor loads, with and without a
   warp-specialised loop, and the pointer path's best tiles; attention_common._SHAPES_TMA),
   compiled and checked against the reference in parallel processes (a tile that fails, hangs or
@@ -73,101 +70,6 @@ def guarded(name: str, fn, *args):  # noqa: ANN001, ANN201
     except Exception:  # noqa: BLE001 - a failing part must not lose the others
         log(f"{name} FAILED:\n{traceback.format_exc()}")
         return None
-
-
-# ---------------------------------------------------------------------------------- cold start
-
-
-def cold_child(dims: list[int]) -> None:
-    """In a fresh process: import, then the first and second fwd+bwd per head dim (JSON line)."""
-    t = time.perf_counter()
-    import torch
-
-    torch.cuda.init()
-    torch.zeros(1, device="cuda")
-    t_torch = time.perf_counter() - t
-    t = time.perf_counter()
-    from shopml.jagged import checks_enabled
-    from shopml.jagged.attention import jagged_flash_attention
-
-    checks_enabled(False)
-    t_import = time.perf_counter() - t
-    res = {"torch_init_s": round(t_torch, 3), "shopml_import_s": round(t_import, 3)}
-    if os.environ.get("COLD_PREIMPORT"):  # a service that loaded the kernels at start
-        t = time.perf_counter()
-        import shopml.jagged.attention_triton  # noqa: F401 - imports triton and the kernels
-        from shopml.jagged.triton.startup import remember_triton_key
-
-        remember_triton_key()
-        res["kernels_import_s"] = round(time.perf_counter() - t, 3)
-    profile = os.environ.get("COLD_PROFILE")
-    for d in dims:
-        gen = torch.Generator().manual_seed(d)
-        lengths = torch.empty(1024).exponential_(1 / 256, generator=gen).ceil().clamp(1, 1024)
-        offsets = torch.cat([torch.zeros(1), lengths.cumsum(0)]).long().cuda()
-        total = int(lengths.sum())
-        q, k, v, g = (
-            torch.randn(total, 2, d, device="cuda", dtype=torch.bfloat16) for _ in range(4)
-        )
-        for x in (q, k, v):
-            x.requires_grad_()
-        times = []
-        for i in range(2):
-            prof = None
-            if profile and i == 0 and d == dims[0]:
-                import cProfile
-
-                prof = cProfile.Profile()
-                prof.enable()
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            jagged_flash_attention(q, k, v, offsets, 1024).backward(g)
-            torch.cuda.synchronize()
-            times.append(round(time.perf_counter() - t, 3))
-            if prof is not None:
-                import io
-                import pstats
-
-                prof.disable()
-                text = io.StringIO()
-                pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(45)
-                Path(profile).write_text(text.getvalue())
-        res[f"D{d}_first_s"], res[f"D{d}_second_s"] = times
-    print("COLD " + json.dumps(res), flush=True)
-
-
-def part_cold(autotune: str) -> None:
-    dims = "64,128"
-    tmp = Path(tempfile.mkdtemp(prefix="cold"))
-    env = dict(
-        os.environ,
-        TRITON_CACHE_DIR=str(tmp / "triton"),
-        SHOPML_CACHE_DIR=str(tmp / "shopml"),
-        SHOPML_ATTN_AUTOTUNE=autotune,
-    )
-    rows = []
-    runs = [
-        ("fresh machine", {}),
-        ("second process", {"COLD_PROFILE": str(OUT / "cold_profile.txt")}),
-        ("third process", {}),
-        ("kernels imported first", {"COLD_PREIMPORT": "1"}),
-    ]
-    for label, extra in runs:
-        t = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, __file__, "--cold-child", dims],
-            env=dict(env, **extra), capture_output=True, text=True, timeout=240,
-        )  # fmt: skip
-        wall = time.perf_counter() - t
-        line = [x for x in done.stdout.splitlines() if x.startswith("COLD ")]
-        if not line:
-            log(f"cold {label}: no result\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-            continue
-        res = json.loads(line[0][5:])
-        res.update(process=label, process_wall_s=round(wall, 2), autotune=autotune)
-        rows.append(res)
-        log(f"cold {label}: {res}")
-        (OUT / "cold.json").write_text(json.dumps(rows, indent=1))
 
 
 # ---------------------------------------------------------------------------------------- tests
@@ -495,20 +397,15 @@ def part_info() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="cold,bench,tests", help="also: pretune, tests-bg")
-    ap.add_argument("--cold-autotune", default="1", help="SHOPML_ATTN_AUTOTUNE in the cold runs")
+    ap.add_argument("--parts", default="bench,tests", help="also: pretune, tests-bg")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--providers", default="tma,ptr", help="shopml paths: tma, ptr, fused")
     ap.add_argument("--test-workers", type=int, default=6)
     ap.add_argument("--test-timeout", type=float, default=200.0)
     ap.add_argument("--compile-workers", type=int, default=12)
     ap.add_argument("--deadline", type=float, default=math.inf, help="seconds; loops stop after")
-    ap.add_argument("--cold-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--compile-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.cold_child:
-        cold_child([int(x) for x in args.cold_child.split(",")])
-        return
     if args.compile_child:
         compile_child(args.compile_child)
         return
@@ -519,8 +416,6 @@ def main() -> None:
 
         checks_enabled(False)  # the hot-loop setting: no device syncs for content checks
     guarded("info", part_info)
-    if "cold" in parts:
-        guarded("cold start", part_cold, args.cold_autotune)
     tests = None
     if "tests-bg" in parts:  # in the background (niced), beside the timing parts (their noise)
         tests = guarded("start tests", start_tests, args.test_workers)
