@@ -9,7 +9,7 @@ OUT=${OUT:-/tmp/rank-out}
 SHA=${SHA:-unknown}
 STAGES=${STAGES:-"bench tests"}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=src
+export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}  # carried wheels (typer) may be on it
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
@@ -41,12 +41,12 @@ if has tests; then
     | tee "$OUT/tests.log" | tail -15
 fi
 if has auc; then
-  echo "== hold-out AUC per backend on a small world"
+  echo "== hold-out AUC per backend on a small world, default settings"
   python3 -m shopml.cli world generate --out /tmp/w --scale small --seed 0 >/dev/null 2>&1 || \
     python3 -c "from shopml.world.generate import generate_world; generate_world('/tmp/w', scale='small', seed=0)"
   for b in jagged padded; do
-    timeout 60 python3 -m shopml.rank.cli train --world /tmp/w --out "/tmp/runs/$b" \
-      --sequence-backend "$b" --max-history 256 --epochs 2 --batch-size 1024 --no-progress 2>&1 | tail -2
+    timeout "${AUC_S:-150}" python3 -m shopml.rank.cli train --world /tmp/w --out "/tmp/runs/$b" \
+      --sequence-backend "$b" --no-progress 2>&1 | tail -2
     cp "/tmp/runs/$b/metrics.json" "$OUT/metrics-$b.json" 2>/dev/null
   done
 fi
