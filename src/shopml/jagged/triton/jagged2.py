@@ -33,6 +33,7 @@ import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
 from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton.launch import FastLauncher
 
 _MM_CONFIGS = configs(
     gpu=[
@@ -290,6 +291,13 @@ def _padded_to_jagged2_fwd_kernel(
             tl.store(out_ptr + base + offs_r[:, None] * seq_len + offs_c[None, :], x, mask=mask)
 
 
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED2_BMM_FWD = FastLauncher(_jagged2_bmm_fwd_kernel)
+_JAGGED2_MATMUL_FWD = FastLauncher(_jagged2_matmul_fwd_kernel)
+_JAGGED2_TO_PADDED_FWD = FastLauncher(_jagged2_to_padded_fwd_kernel)
+_PADDED_TO_JAGGED2_FWD = FastLauncher(_padded_to_jagged2_fwd_kernel)
+
+
 def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32, truncate):
     x = x.contiguous()
     y = y.contiguous()
@@ -306,7 +314,7 @@ def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32, truncate):
         m = max(max_seqlen, 1)
         return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(m, meta["BLOCK_N"]), b)
 
-    _jagged2_bmm_fwd_kernel[grid](
+    _JAGGED2_BMM_FWD[grid](
         x, y, out, offsets, off2, max_seqlen, d, x.stride(0), y.stride(0),
         pow2(max_seqlen), pow2(d), INPUT_PRECISION=_precision(x.dtype, allow_tf32),
         GRID_STRIDE=truncate,
@@ -331,7 +339,7 @@ def _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32, trunca
             b,
         )
 
-    _jagged2_matmul_fwd_kernel[grid](
+    _JAGGED2_MATMUL_FWD[grid](
         p, v, out, offsets, off2, max_seqlen, d, v.stride(0), out.stride(0),
         pow2(max_seqlen), pow2(d), TRANSPOSE=transpose,
         INPUT_PRECISION=_precision(v.dtype, allow_tf32), GRID_STRIDE=truncate,
@@ -349,7 +357,7 @@ def _jagged2_to_padded_fwd(x, offsets, max_len, pad_value):
     def grid(meta):
         return (triton.cdiv(max_len, meta["BLOCK_R"]), b)
 
-    _jagged2_to_padded_fwd_kernel[grid](
+    _JAGGED2_TO_PADDED_FWD[grid](
         x.contiguous(), out, offsets, off2, float(pad_value), max_len, out.stride(0), out.stride(1),
         pow2(max_len),
     )  # fmt: skip
@@ -369,7 +377,7 @@ def _padded_to_jagged2_fwd(dense, offsets, total2):
     def grid(meta):
         return (triton.cdiv(n, meta["BLOCK_R"]), b)
 
-    _padded_to_jagged2_fwd_kernel[grid](
+    _PADDED_TO_JAGGED2_FWD[grid](
         dense, out, offsets, off2, n, dense.stride(0), dense.stride(1), pow2(n)
     )
     return out
