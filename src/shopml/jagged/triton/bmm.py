@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton._common import cdiv, configs, pow2
 from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
@@ -217,8 +217,8 @@ def _jagged_dense_bmm_fwd(
 
     def grid(meta):
         return (
-            triton.cdiv(max(max_seqlen, 1), meta["BLOCK_M"]),
-            triton.cdiv(n, meta["BLOCK_N"]),
+            cdiv(max(max_seqlen, 1), meta["BLOCK_M"]),
+            cdiv(n, meta["BLOCK_N"]),
             b,
         )
 
@@ -243,7 +243,7 @@ def _jagged_jagged_bmm_fwd(
         return out
 
     def grid(meta):
-        return (triton.cdiv(d, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]), b)
+        return (cdiv(d, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), b)
 
     _JAGGED_JAGGED_BMM_FWD[grid](
         x, y, out, offsets, max_seqlen, d, n,

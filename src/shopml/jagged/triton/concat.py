@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, flat2d, pow2
+from shopml.jagged.triton._common import cdiv, configs, flat2d, pow2
 from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
@@ -149,9 +149,9 @@ def _launch(a2, b2, out2, a_offsets, b_offsets, split):
 
     def grid(meta):
         return (
-            triton.cdiv(d, meta["BLOCK_D"]),
+            cdiv(d, meta["BLOCK_D"]),
             bsz,
-            triton.cdiv(max(mean_len, 1), meta["BLOCK_M"]),
+            cdiv(max(mean_len, 1), meta["BLOCK_M"]),
         )
 
     _JAGGED_CONCAT[grid](

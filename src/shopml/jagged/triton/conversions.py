@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, flat2d, pow2
+from shopml.jagged.triton._common import cdiv, configs, flat2d, pow2
 from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
@@ -126,7 +126,7 @@ def _jagged_to_padded_fwd(
     if b > 0 and max_len > 0 and d > 0:
 
         def grid(meta):
-            return (triton.cdiv(max_len, meta["BLOCK_N"]), b)
+            return (cdiv(max_len, meta["BLOCK_N"]), b)
 
         _JAGGED_TO_PADDED_FWD[grid](
             v2, offsets, out, float(pad_value), max_len, d,
@@ -149,7 +149,7 @@ def _padded_to_jagged_fwd(dense: torch.Tensor, offsets: torch.Tensor, total: int
     elif b > 0 and d > 0 and total > 0:
 
         def grid(meta):
-            return (triton.cdiv(n, meta["BLOCK_N"]), b)
+            return (cdiv(n, meta["BLOCK_N"]), b)
 
         _PADDED_TO_JAGGED_FWD[grid](
             d3, offsets, out, n, d,

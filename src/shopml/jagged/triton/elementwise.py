@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton._common import cdiv, configs, pow2
 from shopml.jagged.triton.conversions import jagged_to_padded
 from shopml.jagged.triton.launch import FastLauncher
 
@@ -226,7 +226,7 @@ def _jagged2_reduce_kernel(
 
 def _rows_grid(rows: int, b: int):
     def grid(meta):
-        return (triton.cdiv(max(rows, 1), meta["BLOCK_R"]), b)
+        return (cdiv(max(rows, 1), meta["BLOCK_R"]), b)
 
     return grid
 
@@ -253,7 +253,7 @@ class _JaggedDenseAddFunction(torch.autograd.Function):
         if t > 0 and d > 0:
 
             def grid(meta):
-                return (triton.cdiv(max(n, 1), meta["BLOCK_M"]), b)
+                return (cdiv(max(n, 1), meta["BLOCK_M"]), b)
 
             _JAGGED_DENSE_ADD_FWD[grid](
                 x, y, out, offsets, n, d, x.stride(0), y.stride(0), y.stride(1), out.stride(0),

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, flat2d, pow2
+from shopml.jagged.triton._common import cdiv, configs, flat2d, pow2
 from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
@@ -123,7 +123,7 @@ class _JaggedSumFunction(torch.autograd.Function):
         if b > 0 and d > 0:
 
             def grid(meta):
-                return (triton.cdiv(d, meta["BLOCK_D"]), b)
+                return (cdiv(d, meta["BLOCK_D"]), b)
 
             _JAGGED_SUM_FWD[grid](
                 x2,
@@ -152,9 +152,9 @@ class _JaggedSumFunction(torch.autograd.Function):
 
             def grid(meta):
                 return (
-                    triton.cdiv(d, meta["BLOCK_D"]),
+                    cdiv(d, meta["BLOCK_D"]),
                     b,
-                    triton.cdiv(max(mean_len, 1), meta["BLOCK_M"]),
+                    cdiv(max(mean_len, 1), meta["BLOCK_M"]),
                 )
 
             _JAGGED_SUM_BWD[grid](

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton._common import cdiv, configs, pow2
 from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
@@ -291,7 +291,7 @@ def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int)
         return out, lse
 
     def grid(meta):
-        return (triton.cdiv(h, meta["BLOCK_H"]), b)
+        return (cdiv(h, meta["BLOCK_H"]), b)
 
     _JAGGED_SOFTMAX_FWD[grid](
         x,
@@ -315,7 +315,7 @@ def _jagged_softmax_bwd(x, lse, dy, offsets, max_seqlen):
         return dx
 
     def grid(meta):
-        return (triton.cdiv(h, meta["BLOCK_H"]), offsets.numel() - 1)
+        return (cdiv(h, meta["BLOCK_H"]), offsets.numel() - 1)
 
     _JAGGED_SOFTMAX_BWD[grid](
         x, lse, dy, dx, offsets, max_seqlen, h, x.stride(0), dy.stride(0), dx.stride(0),
@@ -344,7 +344,7 @@ def _jagged2_launch(kernel, tensors, offsets, max_seqlen, transpose):
     off2 = jagged2_offsets(offsets)
 
     def grid(meta):
-        return (triton.cdiv(max(max_seqlen, 1), meta["BLOCK_L"]), b)
+        return (cdiv(max(max_seqlen, 1), meta["BLOCK_L"]), b)
 
     kernel[grid](*tensors, offsets, off2, max_seqlen, pow2(max_seqlen), TRANSPOSE=transpose)
 
