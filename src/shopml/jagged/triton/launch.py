@@ -9,12 +9,14 @@ signature* and afterwards calls the compiled binary itself.
 The launch signature holds everything Triton specialises a binary on: each tensor argument's dtype
 and 16-byte alignment; each integer's classes (equal to 1, a multiple of 16, beyond 32 bits); the
 value of every autotune-key argument and of every constexpr, passed by name or by position; the
-device. Equal signatures therefore
-select the binary and the config that Triton's own path would select. Anything unexpected (an
-interpreter run, a Triton without the attributes used, a launch hook such as a profiler's) falls
-back to the ordinary launch; hooks are looked for at a signature's first launch only, so a Triton
-launch hook installed later needs ``SHOPML_TRITON_FAST_LAUNCH=0``, which turns the fast path off
-(the PyTorch profiler sees direct launches as it sees any other).
+device. Equal signatures therefore select the binary and the config that Triton's own path would
+select. Anything unexpected (an interpreter run, a Triton without the attributes used, a launch
+hook such as a profiler's) falls back to the ordinary launch; hooks are looked for at a
+signature's first launch only, so a Triton launch hook installed later needs
+``SHOPML_TRITON_FAST_LAUNCH=0``, which turns the fast path off (the PyTorch profiler sees direct
+launches as it sees any other). On an H200 the direct launches cut the eager forward+backward
+host time of the jagged ops by x1.37 (geomean of 16 ops) and of the attention by x1.45-1.53
+(benchmarks/README.md, issue 15).
 
 Inside :func:`collecting`, launchers do not launch: each records a :class:`Job` (the kernel, its
 arguments and chosen config) for a signature it has not launched yet, so that a caller can compile
@@ -133,8 +135,8 @@ class FastLauncher:
         self.direct_launches = 0  # counted for the tests
 
     def __getitem__(self, grid: Callable[[dict], tuple]) -> Callable[..., None]:
-        """Triton's call form, ``launcher[grid](*args, **constexprs)``: the runtime arguments
-        positionally in the kernel's order, the constexprs (not the autotuned ones) by name."""
+        """Triton's call form, ``launcher[grid](*args, **constexprs)``: arguments positionally in
+        the kernel's order, then any further constexprs by name (not the autotuned ones)."""
         return lambda *args, **constexprs: self(grid, args, constexprs)
 
     def __call__(
