@@ -15,7 +15,17 @@ empty: the first process is a machine that never ran shopml, the next ones later
 - ``src``: which source tree the child imports (this branch, or another given by ``--other-src``,
   e.g. the main checkout, for before/after).
 
-Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_cold.py [--other-src DIR]
+Parts (``--parts``; the default is the first six): ``fresh`` (a machine that never ran shopml:
+fills the caches the later parts share), ``later`` (``--later N`` plain later processes),
+``grad``, ``host``, ``serial`` (a fresh machine compiling one kernel after another), ``sympy``;
+and, for where a later process's first call spends its time: ``phases`` (Triton's import, the
+kernel modules' import, the first forward and the first backward timed apart, each synchronised),
+``profile`` (a cProfile of the first forward+backward, top 60 by cumulative time, to
+``$OUT/attention_cold_profile.txt``), ``importtime`` (``python -X importtime`` of ``import torch;
+import triton``, to ``$OUT/attention_cold_importtime.txt``) and ``varlen`` (the peer: the first
+forward+backward of ``varlen_attn`` in a new process, the PyTorch share any attention pays).
+
+Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_cold.py [--parts ...] [--other-src DIR]
 Writes $OUT/attention_cold.json (one row per process) and prints each row.
 """
 
@@ -34,7 +44,7 @@ OUT = Path(os.environ.get("OUT", "."))
 T0 = time.time()
 
 
-def child(dims: list[int], bwd: str, host: bool) -> None:
+def child(dims: list[int], bwd: str, host: bool, phases: bool, profile: str, provider: str) -> None:
     t = time.perf_counter()
     import torch
 
@@ -47,6 +57,23 @@ def child(dims: list[int], bwd: str, host: bool) -> None:
 
     checks_enabled(False)
     res["shopml_import_s"] = round(time.perf_counter() - t, 3)
+    attention = jagged_flash_attention
+    if provider == "varlen":
+        from torch.nn.attention.varlen import varlen_attn
+
+        def attention(q, k, v, offsets, max_len):  # noqa: ANN001, ANN202
+            cu = offsets.to(torch.int32)
+            return varlen_attn(q, k, v, cu, cu, max_len, max_len)
+
+    if phases:
+        t = time.perf_counter()
+        import triton  # noqa: F401
+
+        res["triton_import_s"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        from shopml.jagged.triton import attention_bwd, attention_fwd  # noqa: F401
+
+        res["kernel_modules_import_s"] = round(time.perf_counter() - t, 3)
     for d in dims:
         gen = torch.Generator().manual_seed(d)
         lengths = torch.empty(1024).exponential_(1 / 256, generator=gen).ceil().clamp(1, 1024)
@@ -58,16 +85,33 @@ def child(dims: list[int], bwd: str, host: bool) -> None:
         for x in (q, k, v):
             x.requires_grad_()
         times = []
-        for _ in range(2):
+        for i in range(2):
+            prof = None
+            if profile and i == 0 and d == dims[0]:
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
             torch.cuda.synchronize()
             t = time.perf_counter()
-            out = jagged_flash_attention(q, k, v, offsets, 1024)
+            out = attention(q, k, v, offsets, 1024)
+            if phases and i == 0:
+                torch.cuda.synchronize()
+                res[f"D{d}_first_fwd_s"] = round(time.perf_counter() - t, 3)
             if bwd == "grad":
                 out.backward(g)
             else:
                 (out * g).sum().backward()
             torch.cuda.synchronize()
             times.append(round(time.perf_counter() - t, 3))
+            if prof is not None:
+                import io
+                import pstats
+
+                prof.disable()
+                text = io.StringIO()
+                pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(60)
+                Path(profile).write_text(text.getvalue())
         res[f"D{d}_first_s"], res[f"D{d}_second_s"] = times
     res["sympy_loaded"] = "sympy" in sys.modules
     res["custom_op_registered"] = hasattr(torch.ops.shopml, "jagged_attention_fwd")
@@ -78,7 +122,7 @@ def child(dims: list[int], bwd: str, host: bool) -> None:
     except ImportError:
         pass
     if host:
-        res.update(host_loop(torch, jagged_flash_attention))
+        res.update(host_loop(torch, attention))
     print("COLD " + json.dumps(res), flush=True)
 
 
@@ -108,10 +152,11 @@ def host_loop(torch, attention) -> dict:  # noqa: ANN001
 
 
 def run(label: str, src: str, caches: Path, bwd: str, dims: str = "64,128", host: bool = False,
-        env: dict | None = None) -> dict | None:  # fmt: skip
+        env: dict | None = None, extra: tuple[str, ...] = ()) -> dict | None:  # fmt: skip
     e = dict(os.environ, PYTHONPATH=src, TRITON_CACHE_DIR=str(caches / "triton"),
              SHOPML_CACHE_DIR=str(caches / "shopml"), **(env or {}))  # fmt: skip
-    cmd = [sys.executable, __file__, "--child", dims, "--bwd", bwd] + (["--host"] if host else [])
+    cmd = [sys.executable, __file__, "--child", dims, "--bwd", bwd, *extra]
+    cmd += ["--host"] if host else []
     t = time.perf_counter()
     done = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=240)
     line = [x for x in done.stdout.splitlines() if x.startswith("COLD ")]
@@ -131,17 +176,31 @@ def sympy_import(env: dict) -> float:
     return round(float(done.stdout.strip() or "nan"), 3)
 
 
+PARTS = ("fresh", "later", "grad", "host", "serial", "sympy", "phases", "profile", "importtime",
+         "varlen")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", default=None)
     ap.add_argument("--bwd", default="sum", choices=["sum", "grad"])
     ap.add_argument("--host", action="store_true")
+    ap.add_argument("--phases", action="store_true")
+    ap.add_argument("--profile", default="", help="child: cProfile the first call to this file")
+    ap.add_argument("--provider", default="shopml", choices=["shopml", "varlen"])
+    ap.add_argument("--parts", default=",".join(PARTS[:6]), help=f"of {','.join(PARTS)}")
+    ap.add_argument("--later", type=int, default=1, help="plain later processes (part later)")
     ap.add_argument("--other-src", default=None, help="another source tree, for before/after")
     ap.add_argument("--deadline", type=float, default=1e9, help="seconds; later parts skipped")
     args = ap.parse_args()
     if args.child:
-        child([int(x) for x in args.child.split(",")], args.bwd, args.host)
+        dims = [int(x) for x in args.child.split(",")]
+        child(dims, args.bwd, args.host, args.phases, args.profile, args.provider)
         return
+    parts = args.parts.split(",")
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(f"--parts: unknown {sorted(unknown)}")
     here = str(Path(__file__).resolve().parents[1] / "src")
     rows: list = []
 
@@ -154,24 +213,44 @@ def main() -> None:
         return Path(tempfile.mkdtemp(prefix="cold"))
 
     warm = fresh()
-    plan = [
-        ("fresh machine (parallel compile)", here, warm, "sum", {}),
-        ("later process", here, warm, "sum", {}),
-        ("later process, bwd=grad", here, warm, "grad", {}),
-        ("later process + host loop", here, warm, "sum", {"_host": "1"}),
-        ("fresh machine, serial compile", here, fresh(), "sum",
-         {"SHOPML_PARALLEL_COMPILE": "0"}),
-    ]  # fmt: skip
+    later = [("later process", here, warm, "sum", {}, ())] * args.later
+    profile = str(OUT / "attention_cold_profile.txt")
+    plan = {
+        "fresh": [("fresh machine (parallel compile)", here, warm, "sum", {}, ())],
+        "later": later,
+        "grad": [("later process, bwd=grad", here, warm, "grad", {}, ())],
+        "host": [("later process + host loop", here, warm, "sum", {"_host": "1"}, ())],
+        "serial": [("fresh machine, serial compile", here, fresh(), "sum",
+                    {"SHOPML_PARALLEL_COMPILE": "0"}, ())],
+        "phases": [("later process, phases apart", here, warm, "sum", {}, ("--phases",))],
+        "profile": [("later process, cProfiled", here, warm, "sum", {}, ("--profile", profile))],
+        "varlen": [("varlen_attn, new process", here, warm, "sum", {}, ("--provider", "varlen"))],
+    }  # fmt: skip
+    steps = [step for part in PARTS if part in parts for step in plan.get(part, [])]
     if args.other_src:
-        plan.append(("other src: later process + host loop", args.other_src, warm, "sum",
-                     {"_host": "1"}))  # fmt: skip
-    for label, src, caches, bwd, env in plan:
+        steps.append(("other src: later process + host loop", args.other_src, warm, "sum",
+                      {"_host": "1"}, ()))  # fmt: skip
+    for label, src, caches, bwd, env, extra in steps:
         if time.time() - T0 > args.deadline:
             print(f"deadline: {label} skipped", flush=True)
             continue
+        env = dict(env)
         host = bool(env.pop("_host", None))
-        keep(run(label, src, caches, bwd, host=host, env=env))
-    if time.time() - T0 < args.deadline:
+        dims = "64" if "--provider" in extra else "64,128"
+        keep(run(label, src, caches, bwd, dims, host=host, env=env, extra=extra))
+    if "importtime" in parts and time.time() - T0 < args.deadline:
+        code = "import torch; import triton"
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        (OUT / "attention_cold_importtime.txt").write_text(done.stderr)
+        top = sorted(
+            (line for line in done.stderr.splitlines() if line.startswith("import time:")),
+            key=lambda line: (
+                -int(line.split("|")[1]) if line.split("|")[1].strip().isdigit() else 0
+            ),
+        )[:3]
+        print("importtime (cumulative us):", *top, sep="\n  ", flush=True)
+    if "sympy" in parts and time.time() - T0 < args.deadline:
         pyc = {"PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="pyc")}
         installed = sympy_import({})
         sympy_import(pyc)  # writes the bytecode cache

@@ -143,10 +143,10 @@ def compile_child(spec: str) -> None:
             full = t.candidates
             t.candidates = lambda fields, full=full: [full(fields)[min(i, len(full(fields)) - 1)]]
         cfg = dict(B=64, N=512, H=2, D=d, fill=0.5, causal=bool(causal), tag="tune")
-        os.environ["SHOPML_ATTN_TMA"] = "1"
+        _switch("SHOPML_ATTN_TMA", "1")
     else:
         cfg = dict(CASES[int(rest[0])], B=8)
-        os.environ["SHOPML_ATTN_TMA"] = "0"
+        _switch("SHOPML_ATTN_TMA", "0")
     case = make_case(cfg)
     fn, inputs, grad = _shopml_fn(case)
     out = fn()
@@ -225,7 +225,7 @@ def part_pretune() -> None:
     tuners = _tma_tuners()
     for t in tuners:
         t._tune = True
-    os.environ["SHOPML_ATTN_TMA"] = "1"
+    _switch("SHOPML_ATTN_TMA", "1")
     for d in (64, 128):
         for causal in (False, True):
             for n in PRETUNE_BUCKETS:
@@ -238,7 +238,7 @@ def part_pretune() -> None:
                 fn().backward(grad)
                 torch.cuda.synchronize()
                 log(f"pretune D={d} causal={causal} N={n} B={b} done")
-    os.environ.pop("SHOPML_ATTN_TMA", None)
+    _switch("SHOPML_ATTN_TMA", None)
     gpu_class = tuning.gpu_class(torch.cuda.current_device())
     shipped = json.loads((HERE.parent / "src/shopml/jagged/triton/pretuned.json").read_text())
     table = shipped["tables"].setdefault(gpu_class, {})
@@ -265,11 +265,22 @@ def part_pretune() -> None:
 # ---------------------------------------------------------------------------------------- bench
 
 
+def _switch(name: str, value: str | None) -> None:
+    """Set (or, with None, unset) an attention switch for this process's next calls."""
+    from shopml.jagged.triton.attention_common import reread_settings
+
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    reread_settings()
+
+
 def activate(provider: str) -> None:
     """Select a shopml path: "tma" (the default, Hopper path where it applies), "ptr" (the
     pointer kernels, ``SHOPML_ATTN_TMA=0``), "fused" (pointer kernels, one-pass backward)."""
-    os.environ["SHOPML_ATTN_BWD"] = "fused" if provider == "fused" else "split"
-    os.environ["SHOPML_ATTN_TMA"] = "auto" if provider == "tma" else "0"
+    _switch("SHOPML_ATTN_BWD", "fused" if provider == "fused" else "split")
+    _switch("SHOPML_ATTN_TMA", "auto" if provider == "tma" else "0")
 
 
 def _check(provs: dict) -> dict:
@@ -369,8 +380,8 @@ def part_bench(rounds: int, providers: list[str]) -> None:
                     )
                 )  # fmt: skip
                 summary.append((rows[-1]["x_value"], cfg["causal"], p, mode, ms, tflops, mem))
-        os.environ.pop("SHOPML_ATTN_BWD", None)
-        os.environ.pop("SHOPML_ATTN_TMA", None)
+        _switch("SHOPML_ATTN_BWD", None)
+        _switch("SHOPML_ATTN_TMA", None)
         append_rows(csv_path, rows, meta)
         log(
             f"bench {cfg}: " + ", ".join(f"{r['provider']} {r['mode']} {r['ms_p50']}" for r in rows)

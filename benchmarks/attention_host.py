@@ -1,30 +1,43 @@
-"""Host cost of eager attention calls on small cases, and do_bench rounds alternating providers.
+"""Host cost of eager calls on small cases: the attention and every jagged op, fast launch on/off.
 
-For two host-bound cases of the issue's grid, shopml against varlen_attn:
-- the enqueue time per call of a loop of eager forward and forward+backward calls (one
-  synchronisation at the end; these cases' GPU work is far smaller than their host work);
-- four rounds of ``do_bench`` (timed as bench_attention.py times them), the providers alternating
-  within each round, which shows how far single host-bound measurements move;
-- a cProfile of 300 forward+backward calls per provider, written to ``$OUT/prof_<provider>_<D>.txt``.
+Parts (``--parts``, comma-separated; default all):
 
-Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_host.py
-Results: benchmarks/results/attention_host-nvidia-h200.txt, discussed in benchmarks/README.md.
+- ``ops``: every public jagged op (``shopml.jagged.ops``) on a small batch (64 sequences of 0-64
+  rows, width 64, fp32: the GPU work is far smaller than the host work), forward and
+  forward+backward, each timed as the enqueue time per call of a loop of back-to-back eager calls
+  (one synchronisation at the end), with the :class:`~shopml.jagged.triton.launch.FastLauncher`
+  direct launches on and off (every launcher's ``enabled``: off is Triton's own launch path, as
+  ``SHOPML_TRITON_FAST_LAUNCH=0`` gives), in alternating rounds; the median round is reported.
+- ``attention``: the same on/off host loops for the attention on two host-bound cases of the
+  issue's grid, then shopml against varlen_attn: host loops, four rounds of ``do_bench`` (timed as
+  bench_attention.py times them, providers alternating) and a cProfile of 300 forward+backward
+  calls per provider, written to ``$OUT/prof_<provider>_<D>.txt``.
+
+Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_host.py [--parts ops,attention]
+Rows (schema of benchmarks/_results.py, ``x_name=fast_launch``, ``ms_p50`` the median round and
+``ms_p20``/``ms_p80`` the fastest/slowest) go to ``$OUT/attention_host-<device>.csv`` (default .);
+discussed in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import io
+import json
 import os
 import pstats
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _results import append_rows, device_slug, run_meta  # noqa: E402
 from bench_attention import Case, bench, make_provider  # noqa: E402
 
 from shopml.jagged.checks import checks_enabled  # noqa: E402
@@ -34,6 +47,8 @@ CASES = (
     dict(B=1024, N=256, H=2, D=128, fill=0.5, causal=False),
 )
 PROVIDERS = ("shopml", "varlen")
+LAUNCH_MODULES = ("bmm", "concat", "conversions", "elementwise", "jagged2", "reductions",
+                  "softmax", "attention_fwd", "attention_bwd")  # fmt: skip
 
 
 def host_loop(fn, n: int = 400, reset=()) -> float:  # noqa: ANN001
@@ -49,12 +64,135 @@ def host_loop(fn, n: int = 400, reset=()) -> float:  # noqa: ANN001
     return round((t1 - t) / n * 1e6, 1)
 
 
-def main() -> None:
-    argparse.ArgumentParser(
-        description=__doc__.split("\n")[0] + " Needs CUDA; cProfiles go to $OUT (default .)."
-    ).parse_args()
-    checks_enabled(False)  # the hot-loop setting, as in bench_attention.py
-    out_dir = Path(os.environ.get("OUT", "."))
+class FastLaunch:
+    """Every FastLauncher of the jagged kernels, switched on (as they came) or off together."""
+
+    def __init__(self) -> None:
+        from shopml.jagged.triton.launch import FastLauncher
+
+        self.launchers = []
+        for name in LAUNCH_MODULES:
+            mod = importlib.import_module(f"shopml.jagged.triton.{name}")
+            self.launchers += [v for v in vars(mod).values() if isinstance(v, FastLauncher)]
+        self.usable: list[bool] | None = None
+
+    def set(self, on: bool) -> None:
+        if self.usable is None:  # after the warm-up: a launcher may have turned itself off
+            self.usable = [fl.enabled for fl in self.launchers]
+        for fl, usable in zip(self.launchers, self.usable, strict=True):
+            fl.enabled = on and usable
+
+    def direct(self) -> int:
+        return sum(fl.direct_launches for fl in self.launchers)
+
+
+def op_calls() -> dict[str, tuple[Callable[[], torch.Tensor], tuple[torch.Tensor, ...]]]:
+    """``{op: (call, leaves)}`` on one small batch; ``call()`` returns the op's values."""
+    from shopml.jagged import ops
+    from shopml.jagged.tensor import lengths_to_offsets
+
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(0, 65, (64,), generator=gen)
+    b, d, n = 64, 64, int(lengths.max())
+    t, t2 = int(lengths.sum()), int((lengths**2).sum())
+    off = lengths_to_offsets(lengths).cuda()
+    other = lengths.flip(0)
+    off_b, tb = lengths_to_offsets(other).cuda(), int(other.sum())
+
+    def leaf(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).cuda().requires_grad_()
+
+    x, x_half, y_bmm, x2, x2b = leaf(t, d), leaf(t, d // 2), leaf(b, d, d), leaf(t2), leaf(t2)
+    dense, y_add, y_n, row, row_b = leaf(b, n, d), leaf(b, n, d), leaf(n, n), leaf(t), leaf(t)
+    xb, head = leaf(tb, d), leaf(b, d)
+    return {
+        "jagged_to_padded": (lambda: ops.jagged_to_padded(x, off, n), (x,)),
+        "padded_to_jagged": (lambda: ops.padded_to_jagged(dense, off, t), (dense,)),
+        "jagged_dense_bmm": (lambda: ops.jagged_dense_bmm(x, off, y_bmm, n), (x, y_bmm)),
+        "jagged_jagged_bmm": (lambda: ops.jagged_jagged_bmm(x, x_half, off, n), (x, x_half)),
+        "jagged_softmax": (lambda: ops.jagged_softmax(x, off, n), (x,)),
+        "jagged2_softmax": (lambda: ops.jagged2_softmax(x2, off, n), (x2,)),
+        "jagged_dense_add": (lambda: ops.jagged_dense_add(x, off, y_add), (x, y_add)),
+        "jagged2_mul_dense": (lambda: ops.jagged2_mul_dense(x2, off, y_n), (x2, y_n)),
+        "jagged_pairwise_diff": (
+            lambda: ops.jagged_pairwise_diff(row, off, row_b, total2=t2),
+            (row, row_b),
+        ),
+        "jagged_sum": (lambda: ops.jagged_sum(x, off), (x,)),
+        "jagged_mean": (lambda: ops.jagged_mean(x, off), (x,)),
+        "jagged_concat": (lambda: ops.jagged_concat(x, off, xb, off_b)[0], (x, xb)),
+        "jagged_prepend_dense": (lambda: ops.jagged_prepend_dense(head, x, off)[0], (head, x)),
+        "jagged2_bmm": (lambda: ops.jagged2_bmm(x, x, off, n, total2=t2), (x,)),
+        "jagged2_matmul": (lambda: ops.jagged2_matmul(x2, x, off, n), (x2, x)),
+        "jagged2_to_padded": (lambda: ops.jagged2_to_padded(x2b, off, n), (x2b,)),
+    }
+
+
+def on_off_rows(
+    name: str,
+    call: Callable[[], torch.Tensor],
+    leaves: tuple[torch.Tensor, ...],
+    fast: FastLaunch,
+    rounds: int,
+    config: dict,
+) -> list[dict]:
+    """Host loops of ``call`` (fwd, and fwd+bwd against a fixed upstream gradient), fast launch
+    on and off in alternating rounds; one CSV row per (mode, on/off)."""
+    out = call()
+    grad = torch.randn_like(out)
+    for _ in range(3):  # first launches (compile, tune), then direct ones
+        call().backward(grad)
+    for x in leaves:
+        x.grad = None
+    modes = {
+        "fwd": lambda: call(),
+        "fwd+bwd": lambda: call().backward(grad),
+    }
+    times: dict[tuple[str, bool], list[float]] = {}
+    for _ in range(rounds):
+        for on in (True, False):
+            fast.set(on)
+            for mode, fn in modes.items():
+                before = fast.direct()
+                if mode == "fwd":
+                    with torch.no_grad():
+                        us = host_loop(fn, 200)
+                else:
+                    us = host_loop(fn, 200, reset=leaves)
+                if on and fast.direct() == before:
+                    raise RuntimeError(f"{name}: no direct launch with the fast path on")
+                times.setdefault((mode, on), []).append(us)
+    fast.set(True)
+    rows = []
+    for (mode, on), us in times.items():
+        ms = [u / 1e3 for u in us]
+        rows.append(dict(suite="attention_host", op=name, provider="shopml", mode=mode,
+                         x_name="fast_launch", x_value="on" if on else "off",
+                         ms_p50=round(statistics.median(ms), 5), ms_p20=round(min(ms), 5),
+                         ms_p80=round(max(ms), 5), config_json=json.dumps(config)))  # fmt: skip
+    line = ", ".join(
+        f"{mode} {statistics.median(times[mode, True]):.1f} / "
+        f"{statistics.median(times[mode, False]):.1f} us"
+        for mode in modes
+    )
+    print(f"  {name:22s} on / off: {line}", flush=True)
+    return rows
+
+
+def part_ops(fast: FastLaunch, rounds: int) -> list[dict]:
+    print("jagged ops (B=64, lengths 0-64, width 64, fp32), host us per call", flush=True)
+    rows = []
+    for name, (call, leaves) in op_calls().items():
+        try:
+            rows += on_off_rows(name, call, leaves, fast, rounds, {"B": 64, "max_len": 64, "D": 64})
+        except Exception as exc:  # noqa: BLE001 - reported; the other ops still run
+            print(f"  {name}: {type(exc).__name__}: {exc}"[:300], flush=True)
+            fast.set(True)
+    return rows
+
+
+def part_attention(fast: FastLaunch, rounds: int, out_dir: Path) -> list[dict]:
+    rows = []
     for cfg in CASES:
         case = Case(cfg, 0)
         provs = {p: make_provider(p, case) for p in PROVIDERS}
@@ -63,18 +201,20 @@ def main() -> None:
                 fn().backward(grad)
             for t in inputs:
                 t.grad = None
-        print(cfg)
+        print(cfg, flush=True)
+        fn, inputs, _ = provs["shopml"]
+        rows += on_off_rows(f"attention D={cfg['D']}", fn, inputs, fast, rounds, cfg)
         for p, (fn, inputs, grad) in provs.items():
             with torch.no_grad():
                 fwd = host_loop(fn)
             both = host_loop(lambda: fn().backward(grad), reset=inputs)  # noqa: B023
-            print(f"  {p:8s} host loop: fwd {fwd} us, fwd+bwd {both} us")
+            print(f"  {p:8s} host loop: fwd {fwd} us, fwd+bwd {both} us", flush=True)
         for _ in range(4):
             line = []
             for p, (fn, inputs, grad) in provs.items():
                 ms = bench(lambda: fn().backward(grad), True, grad_to_none=inputs)[0]  # noqa: B023
                 line.append(f"{p} {ms * 1e3:.0f}")
-            print("  do_bench us:", ", ".join(line))
+            print("  do_bench us:", ", ".join(line), flush=True)
         for p, (fn, inputs, grad) in provs.items():
             prof = cProfile.Profile()
             prof.enable()
@@ -87,6 +227,26 @@ def main() -> None:
             text = io.StringIO()
             pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
             (out_dir / f"prof_{p}_{cfg['D']}.txt").write_text(text.getvalue())
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0] + " Needs CUDA; CSV and cProfiles go to $OUT."
+    )
+    ap.add_argument("--parts", default="ops,attention")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    checks_enabled(False)  # the hot-loop setting, as in bench_attention.py
+    out_dir = Path(os.environ.get("OUT", "."))
+    fast = FastLaunch()
+    rows = []
+    parts = args.parts.split(",")
+    if "ops" in parts:
+        rows += part_ops(fast, args.rounds)
+    if "attention" in parts:
+        rows += part_attention(fast, args.rounds, out_dir)
+    append_rows(out_dir / f"attention_host-{device_slug()}.csv", rows, run_meta())
 
 
 if __name__ == "__main__":

@@ -359,6 +359,8 @@ def run_case(
     shopml, varlen, ...), and each mode's p50/p20/p80 is the median over the rounds: a host-bound
     case then sees every provider in the same stretches of a noisy host, not minutes apart.
     """
+    from shopml.jagged.triton.attention_common import reread_settings
+
     cfg = case.cfg
     results: dict[str, dict] = {}
     x_value = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
@@ -369,6 +371,7 @@ def run_case(
             if prov in results:  # failed in an earlier round
                 continue
             os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
+            reread_settings()  # the attention reads its switches once, until told
             try:
                 got = time_provider(prov, case, modes, quick, graph)
             except torch.OutOfMemoryError:
@@ -384,6 +387,7 @@ def run_case(
             if got is not None:
                 measured.setdefault(prov, []).append(got)
     os.environ["SHOPML_ATTN_ORDER"] = "0"
+    reread_settings()
     for prov, runs in measured.items():
         if prov in results:  # a later round failed: report the failure, not a partial median
             continue

@@ -243,10 +243,10 @@ def test_int32_offsets_and_strided_inputs():
     _assert_close(fast, slow, "fwd")
 
 
-def test_longest_first_order_and_generous_max_seqlen(monkeypatch):
+def test_longest_first_order_and_generous_max_seqlen(attn_switch):
     """SHOPML_ATTN_ORDER=1 (grid through a longest-first permutation), max_seqlen > longest."""
     device = _triton_device()
-    monkeypatch.setenv("SHOPML_ATTN_ORDER", "1")
+    attn_switch("SHOPML_ATTN_ORDER", "1")
     lengths = [5, 0, 33, 1]
     offsets = _offsets(lengths, device)
     q, k, v = _qkv(39, 39, 2, 16, device=device)

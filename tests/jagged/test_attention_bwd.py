@@ -48,7 +48,7 @@ def launcher_inputs(lengths_q, lengths_k, heads, dim, dtype, bias, device, seed=
     return q, k, v, do, qo, ko, extra, max(lengths_q), max(lengths_k), 1.0 / math.sqrt(dim)
 
 
-def _both(monkeypatch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, device, seed=0):
+def _both(attn_switch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, device, seed=0):
     """(fused, split) results of one forward + backward: [out, dq, dk, dv, dbias or dtable]."""
     q, k, v, do, qo, ko, extra, mq, mk_, scale = launcher_inputs(
         lengths_q, lengths_k, heads, dim, dtype, bias, device, seed
@@ -56,55 +56,68 @@ def _both(monkeypatch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, de
     out, lse = _attn_fwd(q, k, v, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False, True)
     results = []
     for variant in ("fused", "split"):
-        monkeypatch.setenv("SHOPML_ATTN_BWD", variant)
+        attn_switch("SHOPML_ATTN_BWD", variant)
         grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False)
         results.append([g for g in grads if g is not None])
     return results
 
 
 @pytest.mark.parametrize(("causal", "bias"), [(False, None), (True, "tensor"), (False, "relative")])
-def test_fused_equals_split_on_tiny_shapes(monkeypatch, causal, bias):
+def test_fused_equals_split_on_tiny_shapes(attn_switch, causal, bias):
     device = _device()
     lengths_q = [0, 1, 17, 40, 5]
     fused, split = _both(
-        monkeypatch, lengths_q, lengths_q, 2, 16, torch.float32, causal, bias, device
+        attn_switch, lengths_q, lengths_q, 2, 16, torch.float32, causal, bias, device
     )
     for a, b in zip(fused, split, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_fused_cross_attention_and_unaligned_head_dim(monkeypatch):
+def test_fused_cross_attention_and_unaligned_head_dim(attn_switch):
     device = _device()
     fused, split = _both(
-        monkeypatch, [3, 0, 20, 9], [40, 5, 0, 18], 1, 24, torch.float32, True, None, device
+        attn_switch, [3, 0, 20, 9], [40, 5, 0, 18], 1, 24, torch.float32, True, None, device
     )
     for a, b in zip(fused, split, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_variant_choice(monkeypatch):
+def test_variant_choice(attn_switch):
     q = torch.zeros(1, 1, 16)
-    monkeypatch.setenv("SHOPML_ATTN_BWD", "split")
+    attn_switch("SHOPML_ATTN_BWD", "split")
     assert _bwd_variant(q, 64) == "split"
-    monkeypatch.setenv("SHOPML_ATTN_BWD", "fused")
+    attn_switch("SHOPML_ATTN_BWD", "fused")
     assert _bwd_variant(q, 256) == "fused"
-    monkeypatch.setenv("SHOPML_ATTN_BWD", "auto")
+    attn_switch("SHOPML_ATTN_BWD", "auto")
     assert _bwd_variant(q, 64) == "split"  # the default (measured faster on an H200)
-    monkeypatch.setenv("SHOPML_ATTN_BWD", "atomic")
+    attn_switch("SHOPML_ATTN_BWD", "atomic")
     with pytest.raises(ValueError, match="SHOPML_ATTN_BWD: expected 'auto', 'fused' or 'split'"):
         _bwd_variant(q, 64)
+
+
+def test_a_switch_is_read_once_and_kept_until_reread(monkeypatch):
+    """No environment lookup per call: a change is seen after ``reread_settings()`` only."""
+    from shopml.jagged.triton.attention_common import reread_settings
+
+    q = torch.zeros(1, 1, 16)
+    monkeypatch.setenv("SHOPML_ATTN_BWD", "fused")
+    assert _bwd_variant(q, 64) == "fused"
+    monkeypatch.setenv("SHOPML_ATTN_BWD", "split")
+    assert _bwd_variant(q, 64) == "fused"
+    reread_settings()
+    assert _bwd_variant(q, 64) == "split"
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 @pytest.mark.parametrize("dim", [64, 128])
 @pytest.mark.parametrize("causal", [False, True])
-def test_gpu_fused_equals_split(monkeypatch, dtype, dim, causal):
+def test_gpu_fused_equals_split(attn_switch, dtype, dim, causal):
     torch.manual_seed(dim)
     lengths = torch.distributions.Exponential(1 / 200.0).sample((64,)).clamp(1, 900).long()
     lengths[7] = 0
     lengths = lengths.tolist()
-    fused, split = _both(monkeypatch, lengths, lengths, 2, dim, dtype, causal, "relative", "cuda")
+    fused, split = _both(attn_switch, lengths, lengths, 2, dim, dtype, causal, "relative", "cuda")
     for a, b in zip(fused, split, strict=True):
         scale = b.float().abs().max().item()
         err = (a.float() - b.float()).abs().max().item()

@@ -47,13 +47,13 @@ def _run(lengths_q, lengths_k, heads, dim, dtype, causal, bias, device, seed=0):
     return [out, lse, *(g for g in grads if g is not None)]
 
 
-def _both(monkeypatch, *args):
+def _both(monkeypatch, attn_switch, *args):
     """(Hopper path, pointer path) results; checks that the first really took the Hopper path."""
     counts = _count_tma_launches(monkeypatch)
-    monkeypatch.setenv("SHOPML_ATTN_TMA", "1")
+    attn_switch("SHOPML_ATTN_TMA", "1")
     tma = _run(*args)
     assert all(n == 1 for n in counts.values()), counts
-    monkeypatch.setenv("SHOPML_ATTN_TMA", "0")
+    attn_switch("SHOPML_ATTN_TMA", "0")
     ptr = _run(*args)
     assert all(n == 1 for n in counts.values()), counts
     return tma, ptr
@@ -69,25 +69,34 @@ def _both(monkeypatch, *args):
     ],
 )
 def test_hopper_path_equals_pointer_path_on_tiny_shapes(
-    monkeypatch, lengths_q, lengths_k, dim, causal, bias
+    monkeypatch, attn_switch, lengths_q, lengths_k, dim, causal, bias
 ):
     device = _device()
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     tma, ptr = _both(
-        monkeypatch, lengths_q, lengths_k or lengths_q, 2, dim, dtype, causal, bias, device
+        monkeypatch,
+        attn_switch,
+        lengths_q,
+        lengths_k or lengths_q,
+        2,
+        dim,
+        dtype,
+        causal,
+        bias,
+        device,
     )
     for a, b in zip(tma, ptr, strict=True):
         torch.testing.assert_close(a.float(), b.float(), atol=tol, rtol=tol)
 
 
-def test_which_inputs_take_the_hopper_path(monkeypatch):
+def test_which_inputs_take_the_hopper_path(attn_switch):
     x = torch.zeros(10, 2, 64)
-    monkeypatch.setenv("SHOPML_ATTN_TMA", "0")
+    attn_switch("SHOPML_ATTN_TMA", "0")
     assert not _tma_ok(64, x)
-    monkeypatch.setenv("SHOPML_ATTN_TMA", "auto")
+    attn_switch("SHOPML_ATTN_TMA", "auto")
     assert not _tma_ok(64, x)  # a CPU tensor: forced only
-    monkeypatch.setenv("SHOPML_ATTN_TMA", "1")
+    attn_switch("SHOPML_ATTN_TMA", "1")
     assert _tma_ok(64, x, x.to(torch.bfloat16))
     assert not _tma_ok(20, torch.zeros(10, 2, 20))  # head dim not a multiple of 8
     assert not _tma_ok(256, torch.zeros(10, 2, 256))  # head dim above 128
@@ -95,7 +104,7 @@ def test_which_inputs_take_the_hopper_path(monkeypatch):
     assert not _tma_ok(64, x, torch.zeros(10, 2, 66)[:, :, :64])  # rows off 16 bytes
     assert not _tma_ok(64, torch.zeros(10, 2, 64, dtype=torch.float64))
     assert not _tma_ok(64, torch.zeros(10, 64, 2).transpose(1, 2))  # last dim strided
-    monkeypatch.setenv("SHOPML_ATTN_TMA", "yes")
+    attn_switch("SHOPML_ATTN_TMA", "yes")
     with pytest.raises(ValueError, match="SHOPML_ATTN_TMA: expected 'auto', '0' or '1'"):
         _tma_mode()
 
@@ -104,7 +113,7 @@ def test_which_inputs_take_the_hopper_path(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("dim", [64, 128])
 @pytest.mark.parametrize("causal", [False, True])
-def test_gpu_hopper_path_equals_pointer_path(monkeypatch, dtype, dim, causal):
+def test_gpu_hopper_path_equals_pointer_path(monkeypatch, attn_switch, dtype, dim, causal):
     if not has_cuda() or torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("the Hopper path needs sm_90 or newer")
     torch.manual_seed(dim)
@@ -112,7 +121,9 @@ def test_gpu_hopper_path_equals_pointer_path(monkeypatch, dtype, dim, causal):
     lengths[7] = 0
     lengths[9] = 1
     lengths = lengths.tolist()
-    tma, ptr = _both(monkeypatch, lengths, lengths, 2, dim, dtype, causal, "relative", "cuda")
+    tma, ptr = _both(
+        monkeypatch, attn_switch, lengths, lengths, 2, dim, dtype, causal, "relative", "cuda"
+    )
     for a, b in zip(tma, ptr, strict=True):
         finite = torch.isfinite(b)
         assert torch.equal(torch.isfinite(a), finite)  # lse = -inf exactly where no key is seen

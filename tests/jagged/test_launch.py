@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cases import OPS, make_inputs
 
 from shopml.jagged.triton import launch as launch_mod
 from shopml.jagged.triton.launch import FastLauncher
@@ -134,14 +135,14 @@ def test_disabled_under_the_interpreter():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["split", "fused", "tma"])
-def test_gpu_fast_launches_equal_the_ordinary_launches(monkeypatch, variant):
+def test_gpu_fast_launches_equal_the_ordinary_launches(attn_switch, variant):
     from shopml.jagged.attention import RelativeBias, jagged_flash_attention, log_bucket_boundaries
     from shopml.jagged.triton import attention_bwd, attention_fwd
 
     if variant == "tma" and torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("the Hopper path needs sm_90 or newer")
-    monkeypatch.setenv("SHOPML_ATTN_BWD", "fused" if variant == "fused" else "split")
-    monkeypatch.setenv("SHOPML_ATTN_TMA", "1" if variant == "tma" else "0")
+    attn_switch("SHOPML_ATTN_BWD", "fused" if variant == "fused" else "split")
+    attn_switch("SHOPML_ATTN_TMA", "1" if variant == "tma" else "0")
     gen = torch.Generator().manual_seed(0)
     lengths = [37, 0, 1, 300, 128, 77]
     offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
@@ -173,3 +174,105 @@ def test_gpu_fast_launches_equal_the_ordinary_launches(monkeypatch, variant):
             torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
         else:
             torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_the_bracket_form_is_the_call_form(fake_cuda):
+    """``launcher[grid](*args, **constexprs)``, as the jagged ops call it, launches the same."""
+    kernel, fl = _launcher()
+    x = torch.zeros(64)
+    grid = lambda meta: (4096 // meta["BLOCK"], 2)
+    fl[grid](x, 48, 256, MODE=1)
+    fl(grid, (x, 64, 256), {"MODE": 1})
+    assert len(kernel.slow_launches) == 1 and fl.direct_launches == 1
+    assert kernel.slow_launches[0][1] == (x, 48, 256) and kernel.slow_launches[0][2] == {"MODE": 1}
+
+
+def test_a_constexpr_passed_by_position_is_part_of_the_signature(fake_cuda):
+    """A ``tl.constexpr`` parameter given positionally (here ``bucket``, no autotune key) selects
+    another binary for another value, whatever its integer classes."""
+
+    class _Param:
+        def __init__(self, name, is_constexpr):
+            self.name, self.is_constexpr = name, is_constexpr
+
+    kernel = _FakeAutotuner()
+    kernel.keys = ["MODE"]
+    kernel.fn = type("JitFn", (), {})()  # what the autotuner wraps: the jit function's params
+    kernel.fn.params = [_Param(n, n in ("bucket", "BLOCK", "MODE")) for n in kernel.arg_names]
+    fl = FastLauncher(kernel)
+    fl.enabled = True
+    x = torch.zeros(64)
+    grid = lambda meta: (1,)
+    fl(grid, (x, 48, 256), {"MODE": 1})
+    fl(grid, (x, 48, 512), {"MODE": 1})  # 512 and 256: same int classes, another constexpr
+    assert len(kernel.slow_launches) == 2 and fl.direct_launches == 0
+    fl(grid, (x, 48, 512), {"MODE": 1})
+    assert fl.direct_launches == 1
+
+
+_OP_MODULES = ["bmm", "concat", "conversions", "elementwise", "jagged2", "reductions", "softmax"]
+
+
+def _op_launchers():
+    import importlib
+
+    for name in _OP_MODULES:
+        mod = importlib.import_module(f"shopml.jagged.triton.{name}")
+        for value in vars(mod).values():
+            if isinstance(value, FastLauncher):
+                yield value
+
+
+def test_every_jagged_op_launches_through_a_fast_launcher():
+    """No ``kernel[grid]`` launch is left in the op modules: each goes through a FastLauncher of
+    an autotuned kernel (whose keys are part of the launch signature)."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    for name in _OP_MODULES:
+        mod = importlib.import_module(f"shopml.jagged.triton.{name}")
+        source = Path(mod.__file__).read_text()
+        assert not re.search(r"_kernel\[", source), name
+        launchers = [v for v in vars(mod).values() if isinstance(v, FastLauncher)]
+        assert launchers, name
+        for fl in launchers:
+            assert fl._tune_keys and set(fl._tune_keys) <= set(fl._names), (name, fl._names)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("test_id", sorted(OPS))
+def test_gpu_jagged_op_fast_launches_equal_the_ordinary_launches(monkeypatch, test_id):
+    """Each jagged op, forward and backward, through the direct launches and through Triton's
+    own launch path (the fast path off): the same binaries, so equal results (to fp32 rounding:
+    jagged2_mul_dense's dense gradient adds atomically, in no fixed order)."""
+    from shopml.jagged import ops
+
+    launchers = list(_op_launchers())
+    lengths = [0, 1, 37, 300, 128, 77, 5]
+    gen = torch.Generator().manual_seed(0)
+    args, kwargs, grad_idx = make_inputs(test_id, lengths, 64, torch.float32, "cuda", gen)
+    upstream = None
+
+    def step():
+        nonlocal upstream
+        inputs = [a.clone().requires_grad_() if i in grad_idx else a for i, a in enumerate(args)]
+        out = getattr(ops, OPS[test_id])(*inputs, **kwargs, backend="triton")
+        values = out[0] if isinstance(out, tuple) else out
+        if upstream is None:
+            upstream = torch.randn(values.shape, generator=gen).to(values.device)
+        grads = torch.autograd.grad(values, [inputs[i] for i in grad_idx], upstream)
+        return [values, *grads]
+
+    for fl in launchers:
+        monkeypatch.setattr(fl, "enabled", False)
+    ordinary = step()
+    monkeypatch.undo()
+    assert all(fl.enabled for fl in launchers)
+    step()  # a first launch per signature (Triton's path), then
+    before = sum(fl.direct_launches for fl in launchers)
+    direct = step()  # every launch direct
+    assert all(fl.enabled for fl in launchers)
+    assert sum(fl.direct_launches for fl in launchers) > before
+    for a, b in zip(direct, ordinary, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -14,8 +14,6 @@ Two ways, chosen per call by :func:`_bwd_variant`:
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -37,13 +35,14 @@ from shopml.jagged.triton.attention_common import (
     _ensure_allocator,
     _extent,
     _load_bias,
+    _loop_operands,
     _order,
     _precision,
     _sample_index,
-    _seq_desc,
     _tma_ok,
     _tuner,
     _use_order,
+    env_setting,
 )
 from shopml.jagged.triton.launch import FastLauncher
 
@@ -182,14 +181,9 @@ def _attn_bwd_dkdv_kernel(
     mask_d = offs_d < HEAD_DIM
     mask_nd = mask_n[:, None] & mask_d[None, :]
     # Step 1: this program's key/value tile stays in registers
-    if TMA:  # the query loop's tiles through the copy engine
-        q_desc = _seq_desc(q_ptr, q_start, q_len, h, stride_q_t, stride_q_h, HEAD_DIM, BLOCK_M,
-                           BLOCK_D)  # fmt: skip
-        do_desc = _seq_desc(do_ptr, q_start, q_len, h, stride_do_t, stride_do_h, HEAD_DIM,
-                            BLOCK_M, BLOCK_D)  # fmt: skip
-    else:
-        q_desc = q_ptr
-        do_desc = do_ptr
+    # the query loop's tiles through the copy engine on the Hopper path
+    q_desc, do_desc = _loop_operands(q_ptr, do_ptr, q_start, q_len, h, stride_q_t, stride_q_h,
+                                     stride_do_t, stride_do_h, HEAD_DIM, BLOCK_M, BLOCK_D, TMA)  # fmt: skip
     k = tl.load(
         k_ptr + (k_start + offs_n)[:, None] * stride_k_t + h * stride_k_h + offs_d[None, :],
         mask=mask_nd,
@@ -281,9 +275,7 @@ def _bwd_variant(q: torch.Tensor, head_dim: int) -> str:
     in 4 (buckets 128-256), before its extra launches; 1.26-1.36x slower on whole backward
     passes (benchmarks/README.md, "Hopper suite").
     """
-    forced = os.environ.get("SHOPML_ATTN_BWD", "auto")
-    if forced not in ("auto", "fused", "split"):
-        raise ValueError(f"SHOPML_ATTN_BWD: expected 'auto', 'fused' or 'split', found {forced!r}")
+    forced = env_setting("SHOPML_ATTN_BWD", "auto", ("auto", "fused", "split"))
     return "fused" if forced == "fused" else "split"
 
 

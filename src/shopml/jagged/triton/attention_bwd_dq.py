@@ -16,8 +16,8 @@ from shopml.jagged.triton.attention_common import (
     LOG2E_K,
     _extent,
     _load_bias,
+    _loop_operands,
     _sample_index,
-    _seq_desc,
 )
 
 
@@ -104,14 +104,9 @@ def _attn_bwd_dq_kernel(
     mask_d = offs_d < HEAD_DIM
     mask_md = mask_m[:, None] & mask_d[None, :]
     # Step 1: query-side tiles in registers
-    if TMA:  # the key loop's tiles through the copy engine
-        k_desc = _seq_desc(k_ptr, k_start, k_len, h, stride_k_t, stride_k_h, HEAD_DIM, BLOCK_N,
-                           BLOCK_D)  # fmt: skip
-        v_desc = _seq_desc(v_ptr, k_start, k_len, h, stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N,
-                           BLOCK_D)  # fmt: skip
-    else:
-        k_desc = k_ptr
-        v_desc = v_ptr
+    # the key loop's tiles through the copy engine on the Hopper path
+    k_desc, v_desc = _loop_operands(k_ptr, v_ptr, k_start, k_len, h, stride_k_t, stride_k_h,
+                                    stride_v_t, stride_v_h, HEAD_DIM, BLOCK_N, BLOCK_D, TMA)  # fmt: skip
     q = tl.load(
         q_ptr + (q_start + offs_m)[:, None] * stride_q_t + h * stride_q_h + offs_d[None, :],
         mask=mask_md,

@@ -161,6 +161,22 @@ def _seq_desc(ptr, start, length, h, stride_t, stride_h, HEAD_DIM: tl.constexpr,
 
 
 @triton.jit
+def _loop_operands(a_ptr, b_ptr, start, length, h, stride_a_t, stride_a_h, stride_b_t, stride_b_h,
+                   HEAD_DIM: tl.constexpr, ROWS: tl.constexpr, BLOCK_D: tl.constexpr,
+                   TMA: tl.constexpr):  # fmt: skip
+    """The two tensors a kernel's loop streams (K and V, or Q and dO), for one head of one
+    sample: on the Hopper path (``TMA``) a tensor descriptor each (:func:`_seq_desc`, tiles of
+    ``ROWS`` rows), else their base pointers unchanged (the loop then loads through pointers)."""
+    if TMA:
+        a = _seq_desc(a_ptr, start, length, h, stride_a_t, stride_a_h, HEAD_DIM, ROWS, BLOCK_D)
+        b = _seq_desc(b_ptr, start, length, h, stride_b_t, stride_b_h, HEAD_DIM, ROWS, BLOCK_D)
+    else:
+        a = a_ptr
+        b = b_ptr
+    return a, b
+
+
+@triton.jit
 def _load_bias(
     bias_ptr,
     bias_start,
@@ -194,13 +210,37 @@ def _load_bias(
         )
 
 
+# The attention's switches (SHOPML_ATTN_BWD, SHOPML_ATTN_TMA, SHOPML_ATTN_ORDER) are read from the
+# environment at their first use and kept: a lookup per call is host time on the eager path. Code
+# that changes one inside a running process (tests, benchmarks) calls reread_settings() after.
+_SETTINGS: dict[str, str] = {}
+
+
+def env_setting(name: str, default: str, allowed: tuple[str, ...] = ()) -> str:
+    """``os.environ[name]`` (else ``default``) as first read in this process (see above);
+    ``ValueError`` naming the choices if ``allowed`` is given and the value is not one of them."""
+    value = _SETTINGS.get(name)
+    if value is None:
+        value = os.environ.get(name, default)
+        if allowed and value not in allowed:
+            choices = ", ".join(map(repr, allowed[:-1])) + f" or {allowed[-1]!r}"
+            raise ValueError(f"{name}: expected {choices}, found {value!r}")
+        _SETTINGS[name] = value
+    return value
+
+
+def reread_settings() -> None:
+    """Forget the kept switches: their next use reads the environment again."""
+    _SETTINGS.clear()
+
+
 def _use_order() -> bool:
     """``SHOPML_ATTN_ORDER=1`` maps the grid through a longest-first batch permutation.
 
     Off by default: measured on an H200 (benchmarks/README.md) it cost 3-8% on exponential
     lengths (the argsort launches, and no tail to balance once blocks are this small).
     """
-    return os.environ.get("SHOPML_ATTN_ORDER", "0") == "1"
+    return env_setting("SHOPML_ATTN_ORDER", "0") == "1"
 
 
 def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:
@@ -212,10 +252,7 @@ def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:
 def _tma_mode() -> str:
     """``SHOPML_ATTN_TMA``: ``auto`` (the default: the Hopper path where :func:`_tma_ok`), ``1``
     (also in the CPU interpreter, for tests), ``0`` (never)."""
-    mode = os.environ.get("SHOPML_ATTN_TMA", "auto")
-    if mode not in ("auto", "0", "1"):
-        raise ValueError(f"SHOPML_ATTN_TMA: expected 'auto', '0' or '1', found {mode!r}")
-    return mode
+    return env_setting("SHOPML_ATTN_TMA", "auto", ("auto", "0", "1"))
 
 
 @functools.cache

@@ -27,7 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton._common import cdiv, configs, pow2
+from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
     gpu=[
@@ -193,6 +194,11 @@ def _jagged_jagged_bmm_fwd_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_d[:, None] & mask_n[None, :])
 
 
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED_DENSE_BMM_FWD = FastLauncher(_jagged_dense_bmm_fwd_kernel)
+_JAGGED_JAGGED_BMM_FWD = FastLauncher(_jagged_jagged_bmm_fwd_kernel)
+
+
 def _jagged_dense_bmm_fwd(
     x: torch.Tensor,
     offsets: torch.Tensor,
@@ -211,12 +217,12 @@ def _jagged_dense_bmm_fwd(
 
     def grid(meta):
         return (
-            triton.cdiv(max(max_seqlen, 1), meta["BLOCK_M"]),
-            triton.cdiv(n, meta["BLOCK_N"]),
+            cdiv(max(max_seqlen, 1), meta["BLOCK_M"]),
+            cdiv(n, meta["BLOCK_N"]),
             b,
         )
 
-    _jagged_dense_bmm_fwd_kernel[grid](
+    _JAGGED_DENSE_BMM_FWD[grid](
         x, y, out, offsets, max_seqlen, k, n,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1), y.stride(2),
         out.stride(0), out.stride(1),
@@ -237,9 +243,9 @@ def _jagged_jagged_bmm_fwd(
         return out
 
     def grid(meta):
-        return (triton.cdiv(d, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]), b)
+        return (cdiv(d, meta["BLOCK_M"]), cdiv(n, meta["BLOCK_N"]), b)
 
-    _jagged_jagged_bmm_fwd_kernel[grid](
+    _JAGGED_JAGGED_BMM_FWD[grid](
         x, y, out, offsets, max_seqlen, d, n,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         out.stride(0), out.stride(1), out.stride(2),

@@ -16,7 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, flat2d, pow2
+from shopml.jagged.triton._common import cdiv, configs, flat2d, pow2
+from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
     gpu=[
@@ -135,6 +136,10 @@ def _jagged_concat_kernel(
         )
 
 
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED_CONCAT = FastLauncher(_jagged_concat_kernel)
+
+
 def _launch(a2, b2, out2, a_offsets, b_offsets, split):
     d = out2.shape[1]
     bsz = a_offsets.numel() - 1
@@ -144,12 +149,12 @@ def _launch(a2, b2, out2, a_offsets, b_offsets, split):
 
     def grid(meta):
         return (
-            triton.cdiv(d, meta["BLOCK_D"]),
+            cdiv(d, meta["BLOCK_D"]),
             bsz,
-            triton.cdiv(max(mean_len, 1), meta["BLOCK_M"]),
+            cdiv(max(mean_len, 1), meta["BLOCK_M"]),
         )
 
-    _jagged_concat_kernel[grid](
+    _JAGGED_CONCAT[grid](
         a2, b2, out2, a_offsets, b_offsets, d, a2.stride(0), b2.stride(0), out2.stride(0),
         pow2(mean_len), pow2(d), SPLIT=split,
     )  # fmt: skip

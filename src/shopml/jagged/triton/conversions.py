@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, flat2d, pow2
+from shopml.jagged.triton._common import cdiv, configs, flat2d, pow2
+from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
     gpu=[
@@ -110,6 +111,11 @@ def _padded_to_jagged_fwd_kernel(
             tl.store(dst, x, mask=mask_n[:, None] & mask_d)
 
 
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED_TO_PADDED_FWD = FastLauncher(_jagged_to_padded_fwd_kernel)
+_PADDED_TO_JAGGED_FWD = FastLauncher(_padded_to_jagged_fwd_kernel)
+
+
 def _jagged_to_padded_fwd(
     values: torch.Tensor, offsets: torch.Tensor, max_len: int, pad_value: float
 ) -> torch.Tensor:
@@ -120,9 +126,9 @@ def _jagged_to_padded_fwd(
     if b > 0 and max_len > 0 and d > 0:
 
         def grid(meta):
-            return (triton.cdiv(max_len, meta["BLOCK_N"]), b)
+            return (cdiv(max_len, meta["BLOCK_N"]), b)
 
-        _jagged_to_padded_fwd_kernel[grid](
+        _JAGGED_TO_PADDED_FWD[grid](
             v2, offsets, out, float(pad_value), max_len, d,
             v2.stride(0), out.stride(0), out.stride(1),
             pow2(max_len), pow2(d),
@@ -143,9 +149,9 @@ def _padded_to_jagged_fwd(dense: torch.Tensor, offsets: torch.Tensor, total: int
     elif b > 0 and d > 0 and total > 0:
 
         def grid(meta):
-            return (triton.cdiv(n, meta["BLOCK_N"]), b)
+            return (cdiv(n, meta["BLOCK_N"]), b)
 
-        _padded_to_jagged_fwd_kernel[grid](
+        _PADDED_TO_JAGGED_FWD[grid](
             d3, offsets, out, n, d,
             d3.stride(0), d3.stride(1), out.stride(0),
             pow2(n), pow2(d),

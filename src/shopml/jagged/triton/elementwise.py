@@ -26,8 +26,9 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton._common import cdiv, configs, pow2
 from shopml.jagged.triton.conversions import jagged_to_padded
+from shopml.jagged.triton.launch import FastLauncher
 
 _ADD_CONFIGS = configs(
     gpu=[
@@ -225,13 +226,20 @@ def _jagged2_reduce_kernel(
 
 def _rows_grid(rows: int, b: int):
     def grid(meta):
-        return (triton.cdiv(max(rows, 1), meta["BLOCK_R"]), b)
+        return (cdiv(max(rows, 1), meta["BLOCK_R"]), b)
 
     return grid
 
 
 def _mean_len(total2: int, b: int) -> int:
     return max(1, math.isqrt(total2 // max(b, 1)))
+
+
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED_DENSE_ADD_FWD = FastLauncher(_jagged_dense_add_fwd_kernel)
+_JAGGED2_MUL_DENSE = FastLauncher(_jagged2_mul_dense_kernel)
+_JAGGED2_REDUCE = FastLauncher(_jagged2_reduce_kernel)
+_JAGGED_PAIRWISE_DIFF_FWD = FastLauncher(_jagged_pairwise_diff_fwd_kernel)
 
 
 class _JaggedDenseAddFunction(torch.autograd.Function):
@@ -245,9 +253,9 @@ class _JaggedDenseAddFunction(torch.autograd.Function):
         if t > 0 and d > 0:
 
             def grid(meta):
-                return (triton.cdiv(max(n, 1), meta["BLOCK_M"]), b)
+                return (cdiv(max(n, 1), meta["BLOCK_M"]), b)
 
-            _jagged_dense_add_fwd_kernel[grid](
+            _JAGGED_DENSE_ADD_FWD[grid](
                 x, y, out, offsets, n, d, x.stride(0), y.stride(0), y.stride(1), out.stride(0),
                 pow2(n), pow2(d),
             )  # fmt: skip
@@ -268,7 +276,7 @@ def _mul_launch(x, y, out, g, dy, offsets, compute_dy):
     n = y.shape[0]
     b = offsets.numel() - 1
     off2 = jagged2_offsets(offsets)
-    _jagged2_mul_dense_kernel[_rows_grid(n, b)](
+    _JAGGED2_MUL_DENSE[_rows_grid(n, b)](
         x, y, out, g, dy, offsets, off2, n, y.stride(0), pow2(n), COMPUTE_DY=compute_dy
     )
 
@@ -301,7 +309,7 @@ def _reduce(g, offsets, t, dtype, scale, transpose, total2):
         return out
     b = offsets.numel() - 1
     off2 = jagged2_offsets(offsets)
-    _jagged2_reduce_kernel[_rows_grid(_mean_len(total2, b), b)](
+    _JAGGED2_REDUCE[_rows_grid(_mean_len(total2, b), b)](
         g, out, offsets, off2, scale, pow2(_mean_len(total2, b)), TRANSPOSE=transpose
     )
     return out
@@ -317,7 +325,7 @@ class _JaggedPairwiseDiffFunction(torch.autograd.Function):
         nb = offsets.numel() - 1
         if total2 > 0:
             off2 = jagged2_offsets(offsets)
-            _jagged_pairwise_diff_fwd_kernel[_rows_grid(_mean_len(total2, nb), nb)](
+            _JAGGED_PAIRWISE_DIFF_FWD[_rows_grid(_mean_len(total2, nb), nb)](
                 a, b_, out, offsets, off2, pow2(_mean_len(total2, nb))
             )
         ctx.save_for_backward(offsets)

@@ -32,7 +32,8 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton._common import cdiv, configs, pow2
+from shopml.jagged.triton.launch import FastLauncher
 
 _MM_CONFIGS = configs(
     gpu=[
@@ -290,6 +291,13 @@ def _padded_to_jagged2_fwd_kernel(
             tl.store(out_ptr + base + offs_r[:, None] * seq_len + offs_c[None, :], x, mask=mask)
 
 
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED2_BMM_FWD = FastLauncher(_jagged2_bmm_fwd_kernel)
+_JAGGED2_MATMUL_FWD = FastLauncher(_jagged2_matmul_fwd_kernel)
+_JAGGED2_TO_PADDED_FWD = FastLauncher(_jagged2_to_padded_fwd_kernel)
+_PADDED_TO_JAGGED2_FWD = FastLauncher(_padded_to_jagged2_fwd_kernel)
+
+
 def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32, truncate):
     x = x.contiguous()
     y = y.contiguous()
@@ -304,9 +312,9 @@ def _jagged2_bmm_fwd(x, y, offsets, max_seqlen, total2, allow_tf32, truncate):
 
     def grid(meta):
         m = max(max_seqlen, 1)
-        return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(m, meta["BLOCK_N"]), b)
+        return (cdiv(m, meta["BLOCK_M"]), cdiv(m, meta["BLOCK_N"]), b)
 
-    _jagged2_bmm_fwd_kernel[grid](
+    _JAGGED2_BMM_FWD[grid](
         x, y, out, offsets, off2, max_seqlen, d, x.stride(0), y.stride(0),
         pow2(max_seqlen), pow2(d), INPUT_PRECISION=_precision(x.dtype, allow_tf32),
         GRID_STRIDE=truncate,
@@ -326,12 +334,12 @@ def _jagged2_matmul_fwd(p, v, offsets, max_seqlen, transpose, allow_tf32, trunca
 
     def grid(meta):
         return (
-            triton.cdiv(max(max_seqlen, 1), meta["BLOCK_M"]),
-            triton.cdiv(d, meta["BLOCK_N"]),
+            cdiv(max(max_seqlen, 1), meta["BLOCK_M"]),
+            cdiv(d, meta["BLOCK_N"]),
             b,
         )
 
-    _jagged2_matmul_fwd_kernel[grid](
+    _JAGGED2_MATMUL_FWD[grid](
         p, v, out, offsets, off2, max_seqlen, d, v.stride(0), out.stride(0),
         pow2(max_seqlen), pow2(d), TRANSPOSE=transpose,
         INPUT_PRECISION=_precision(v.dtype, allow_tf32), GRID_STRIDE=truncate,
@@ -347,9 +355,9 @@ def _jagged2_to_padded_fwd(x, offsets, max_len, pad_value):
     off2 = jagged2_offsets(offsets)
 
     def grid(meta):
-        return (triton.cdiv(max_len, meta["BLOCK_R"]), b)
+        return (cdiv(max_len, meta["BLOCK_R"]), b)
 
-    _jagged2_to_padded_fwd_kernel[grid](
+    _JAGGED2_TO_PADDED_FWD[grid](
         x.contiguous(), out, offsets, off2, float(pad_value), max_len, out.stride(0), out.stride(1),
         pow2(max_len),
     )  # fmt: skip
@@ -367,9 +375,9 @@ def _padded_to_jagged2_fwd(dense, offsets, total2):
     off2 = jagged2_offsets(offsets)
 
     def grid(meta):
-        return (triton.cdiv(n, meta["BLOCK_R"]), b)
+        return (cdiv(n, meta["BLOCK_R"]), b)
 
-    _padded_to_jagged2_fwd_kernel[grid](
+    _PADDED_TO_JAGGED2_FWD[grid](
         dense, out, offsets, off2, n, dense.stride(0), dense.stride(1), pow2(n)
     )
     return out

@@ -17,7 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from shopml.jagged.triton._common import configs, flat2d, pow2
+from shopml.jagged.triton._common import cdiv, configs, flat2d, pow2
+from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
     gpu=[
@@ -105,6 +106,11 @@ def _jagged_sum_bwd_kernel(
         )
 
 
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED_SUM_FWD = FastLauncher(_jagged_sum_fwd_kernel)
+_JAGGED_SUM_BWD = FastLauncher(_jagged_sum_bwd_kernel)
+
+
 class _JaggedSumFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, offsets, mean):
@@ -117,9 +123,9 @@ class _JaggedSumFunction(torch.autograd.Function):
         if b > 0 and d > 0:
 
             def grid(meta):
-                return (triton.cdiv(d, meta["BLOCK_D"]), b)
+                return (cdiv(d, meta["BLOCK_D"]), b)
 
-            _jagged_sum_fwd_kernel[grid](
+            _JAGGED_SUM_FWD[grid](
                 x2,
                 out,
                 offsets,
@@ -146,12 +152,12 @@ class _JaggedSumFunction(torch.autograd.Function):
 
             def grid(meta):
                 return (
-                    triton.cdiv(d, meta["BLOCK_D"]),
+                    cdiv(d, meta["BLOCK_D"]),
                     b,
-                    triton.cdiv(max(mean_len, 1), meta["BLOCK_M"]),
+                    cdiv(max(mean_len, 1), meta["BLOCK_M"]),
                 )
 
-            _jagged_sum_bwd_kernel[grid](
+            _JAGGED_SUM_BWD[grid](
                 g,
                 dx,
                 offsets,

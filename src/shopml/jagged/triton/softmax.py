@@ -27,7 +27,8 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.ops_reference import jagged2_offsets
-from shopml.jagged.triton._common import configs, pow2
+from shopml.jagged.triton._common import cdiv, configs, pow2
+from shopml.jagged.triton.launch import FastLauncher
 
 _CONFIGS = configs(
     gpu=[
@@ -274,6 +275,13 @@ def _jagged2_softmax_bwd_kernel(
             tl.store(dx_ptr + off, (y * (dy - acc[:, None])).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
+# launches through FastLauncher: Triton's autotuner and binder once per launch signature
+_JAGGED_SOFTMAX_FWD = FastLauncher(_jagged_softmax_fwd_kernel)
+_JAGGED_SOFTMAX_BWD = FastLauncher(_jagged_softmax_bwd_kernel)
+_JAGGED2_SOFTMAX_FWD = FastLauncher(_jagged2_softmax_fwd_kernel)
+_JAGGED2_SOFTMAX_BWD = FastLauncher(_jagged2_softmax_bwd_kernel)
+
+
 def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int):
     t, h = x.shape
     b = offsets.numel() - 1
@@ -283,9 +291,9 @@ def _jagged_softmax_fwd(x: torch.Tensor, offsets: torch.Tensor, max_seqlen: int)
         return out, lse
 
     def grid(meta):
-        return (triton.cdiv(h, meta["BLOCK_H"]), b)
+        return (cdiv(h, meta["BLOCK_H"]), b)
 
-    _jagged_softmax_fwd_kernel[grid](
+    _JAGGED_SOFTMAX_FWD[grid](
         x,
         out,
         lse,
@@ -307,9 +315,9 @@ def _jagged_softmax_bwd(x, lse, dy, offsets, max_seqlen):
         return dx
 
     def grid(meta):
-        return (triton.cdiv(h, meta["BLOCK_H"]), offsets.numel() - 1)
+        return (cdiv(h, meta["BLOCK_H"]), offsets.numel() - 1)
 
-    _jagged_softmax_bwd_kernel[grid](
+    _JAGGED_SOFTMAX_BWD[grid](
         x, lse, dy, dx, offsets, max_seqlen, h, x.stride(0), dy.stride(0), dx.stride(0),
         pow2(max_seqlen), pow2(h),
     )  # fmt: skip
@@ -336,7 +344,7 @@ def _jagged2_launch(kernel, tensors, offsets, max_seqlen, transpose):
     off2 = jagged2_offsets(offsets)
 
     def grid(meta):
-        return (triton.cdiv(max(max_seqlen, 1), meta["BLOCK_L"]), b)
+        return (cdiv(max(max_seqlen, 1), meta["BLOCK_L"]), b)
 
     kernel[grid](*tensors, offsets, off2, max_seqlen, pow2(max_seqlen), TRANSPOSE=transpose)
 
@@ -350,9 +358,7 @@ class _Jagged2SoftmaxFunction(torch.autograd.Function):
         # checks off) are not stored and their backward is undefined.
         lse = torch.empty((offsets.numel() - 1, max_seqlen), dtype=torch.float32, device=x.device)
         if x.numel() > 0:
-            _jagged2_launch(
-                _jagged2_softmax_fwd_kernel, (x, y, lse), offsets, max_seqlen, transpose
-            )
+            _jagged2_launch(_JAGGED2_SOFTMAX_FWD, (x, y, lse), offsets, max_seqlen, transpose)
         ctx.save_for_backward(x, lse, offsets)
         ctx.max_seqlen = max_seqlen
         ctx.transpose = transpose
@@ -364,9 +370,7 @@ class _Jagged2SoftmaxFunction(torch.autograd.Function):
         dx = torch.empty_like(x)
         if x.numel() > 0:
             tensors = (x, lse, dy.contiguous(), dx)
-            _jagged2_launch(
-                _jagged2_softmax_bwd_kernel, tensors, offsets, ctx.max_seqlen, ctx.transpose
-            )
+            _jagged2_launch(_JAGGED2_SOFTMAX_BWD, tensors, offsets, ctx.max_seqlen, ctx.transpose)
         return dx, None, None, None
 
 
