@@ -79,6 +79,17 @@ def _assert_lse(fast, reference):
     _assert_close(fast[finite], reference[finite], "fwd")
 
 
+# relative biases: (buckets, max_distance, timestamp range): consecutive boundaries (the kernels'
+# closed form) with positions, small or widely spread timestamps (the binary search), and
+# log-spaced boundaries (the binary search)
+RELATIVE = {
+    "positions": (9, 32, 0, 0),
+    "timestamps": (9, 32, 0, 50),
+    "timestamps_wide": (9, 32, -(2**40), 2**40),
+    "timestamps_log": (24, 64, 0, 200),
+}
+
+
 def _compare_backends(lengths_q, lengths_k=None, heads=2, dim=16, causal=False, bias_kind=None):
     device = _triton_device()
     offsets = _offsets(lengths_q, device)
@@ -97,13 +108,14 @@ def _compare_backends(lengths_q, lengths_k=None, heads=2, dim=16, causal=False, 
         )
         bias.requires_grad_(True)
         kw["attn_bias"], extra = bias, (bias,)
-    elif bias_kind in ("positions", "timestamps"):
-        table = torch.randn(9, heads, device=device, requires_grad=True)
+    elif bias_kind is not None:  # a RelativeBias: see RELATIVE
+        buckets, max_distance, lo, hi = RELATIVE[bias_kind]
+        table = torch.randn(buckets, heads, device=device, requires_grad=True)
         ts_q = ts_k = None
-        if bias_kind == "timestamps":
-            ts_q = torch.randint(0, 50, (tq,), device=device)
-            ts_k = torch.randint(0, 50, (tk,), device=device) if lengths_k is not None else None
-        bounds = log_bucket_boundaries(9, 32).to(device)
+        if bias_kind != "positions":
+            ts_q = torch.randint(lo, hi, (tq,), device=device)
+            ts_k = torch.randint(lo, hi, (tk,), device=device) if lengths_k is not None else None
+        bounds = log_bucket_boundaries(buckets, max_distance).to(device)
         kw["attn_bias"], extra = RelativeBias(table, bounds, ts_q, ts_k), (table,)
     grad = torch.randn(tq, heads, dim, device=device)
     fast = _run("triton", q, k, v, grad, extra, offsets=offsets, max_seqlen=max(lengths_q), **kw)
@@ -197,7 +209,9 @@ def test_triton_matches_reference_cross_attention(causal):
 @pytest.mark.parametrize(
     ("bias_kind", "causal", "cross"),
     [("tensor", False, False), ("tensor", True, True), ("positions", True, False),
-     ("positions", False, True), ("timestamps", False, False), ("timestamps", True, True)],
+     ("positions", False, True), ("timestamps", False, False), ("timestamps", True, True),
+     ("timestamps_wide", False, False), ("timestamps_log", True, True),
+     ("timestamps_log", False, False)],
 )  # fmt: skip
 def test_triton_matches_reference_with_bias_and_its_gradient(bias_kind, causal, cross):
     lengths_k = [4, 2, 0, 19] if cross else None
