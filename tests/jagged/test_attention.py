@@ -79,9 +79,9 @@ def _assert_lse(fast, reference):
     _assert_close(fast[finite], reference[finite], "fwd")
 
 
-# relative biases: (buckets, max_distance, timestamp range): consecutive boundaries (the kernels'
-# closed form) with positions, small or widely spread timestamps (the binary search), and
-# log-spaced boundaries (the binary search)
+# relative biases: (buckets, max_distance, timestamp range): consecutive boundaries with
+# positions or small timestamps (the kernels' closed form), widely spread timestamps or
+# log-spaced boundaries (their per-boundary compares)
 RELATIVE = {
     "positions": (9, 32, 0, 0),
     "timestamps": (9, 32, 0, 50),
@@ -568,6 +568,19 @@ def _lowp_check(fast, ref_lowp, ref_fp32):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dim", [64, 128, 256])
 def test_gpu_matches_reference_realistic(dtype, causal, dim):
+    _check_gpu_realistic(dtype, causal, dim)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("timestamps", ["minutes", "wide"])
+def test_gpu_relative_bias_with_timestamps_matches_reference(dtype, timestamps):
+    """Event times as the ranking model's (minutes, gaps of up to 4 hours: the kernels' closed
+    form) and spread over +-2**50 (their per-boundary compares)."""
+    _check_gpu_realistic(dtype, False, 64, timestamps)
+
+
+def _check_gpu_realistic(dtype, causal, dim, timestamps=None):
     gen = torch.Generator().manual_seed(dim)
     lengths = torch.distributions.Exponential(1 / 150.0).sample((48,)).clamp(1, 600).long()
     lengths[3] = 0
@@ -577,13 +590,18 @@ def test_gpu_matches_reference_realistic(dtype, causal, dim):
     total = sum(lengths)
     base = [torch.randn(total, 2, dim, generator=gen).cuda() for _ in range(3)]
     bias_table = torch.randn(16, 2, device="cuda")
-    bias = RelativeBias(bias_table, log_bucket_boundaries(16, 256).cuda())
+    times = None
+    if timestamps == "minutes":
+        times = torch.randint(0, 240, (total,), generator=gen).cumsum(0).cuda()
+    elif timestamps == "wide":
+        times = torch.randint(-(2**50), 2**50, (total,), generator=gen).cuda()
+    bias = RelativeBias(bias_table, log_bucket_boundaries(16, 256).cuda(), times)
     grad = torch.randn(total, 2, dim, device="cuda")
 
     def run(backend, dt, math_dtype=None):
         q, k, v = (t.to(dt).requires_grad_() for t in base)
         table = bias_table.clone().requires_grad_()
-        b = RelativeBias(table, bias.boundaries)
+        b = RelativeBias(table, bias.boundaries, times)
         if backend == "triton":
             out = jagged_flash_attention(
                 q, k, v, offsets, max(lengths), causal=causal, attn_bias=b, backend=backend

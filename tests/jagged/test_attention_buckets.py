@@ -3,7 +3,8 @@
 
 A small kernel runs the kernels' own helpers on one tile of query and key timestamps, either side
 stationary (the forward and dQ kernels hold the queries, dK/dV the keys), and the test checks
-every pair against the reference, and which of the two ways (closed form or binary search) ran:
+every pair against the reference, and which of the two ways (closed form or per-boundary
+compares) ran:
 edge deltas (0, +-1, each boundary and its neighbours, the int32 and saturation limits, int64
 extremes, where the int64 difference wraps), default and other boundaries, boundaries beyond
 int32, widely spread timestamps, random ones.
@@ -34,7 +35,7 @@ def _device() -> str:
 @triton.jit
 def _buckets_kernel(
     tq_ptr, tk_ptr, bounds_ptr, out_ptr, flags_ptr, len_q, len_k, num_bounds,
-    BOUND_STEPS: tl.constexpr, Q_STATIONARY: tl.constexpr, BLOCK_M: tl.constexpr,
+    Q_STATIONARY: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """One tile of buckets through the attention kernels' helpers; flags: 1 = closed form ran,
@@ -49,8 +50,7 @@ def _buckets_kernel(
         ref, fast, first = _bucket_frame(tq, mask_m, bounds_ptr, num_bounds)
     else:
         ref, fast, first = _bucket_frame(tk, mask_n, bounds_ptr, num_bounds)
-    bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds,
-                     BOUND_STEPS)  # fmt: skip
+    bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds)
     inside = mask_m[:, None] & mask_n[None, :]
     tl.store(out_ptr + offs_m[:, None] * len_k + offs_n[None, :], bucket, mask=inside)
     legal = (bucket >= 0) & (bucket <= num_bounds)
@@ -68,7 +68,7 @@ def _buckets(tq: list[int], tk: list[int], bounds: torch.Tensor, q_stationary: b
     n = bounds.numel()
     _buckets_kernel[(1,)](
         tq_t, tk_t, bounds if n else torch.zeros(1, dtype=torch.int64, device=device), out, flags,
-        len(tq), len(tk), n, BOUND_STEPS=n.bit_length(), Q_STATIONARY=q_stationary,
+        len(tq), len(tk), n, Q_STATIONARY=q_stationary,
         BLOCK_M=triton.next_power_of_2(max(len(tq), 16)),
         BLOCK_N=triton.next_power_of_2(max(len(tk), 16)),
     )  # fmt: skip
@@ -128,7 +128,7 @@ def test_default_boundaries_take_the_closed_form_and_match_bucketize(num_buckets
     ],
     ids=["log32", "one-sided", "wide", "int64-extremes", "consecutive-far", "just-past-frame"],
 )
-def test_other_boundaries_take_the_search_and_match_bucketize(bounds):
+def test_other_boundaries_take_the_general_way_and_match_bucketize(bounds):
     base = 123_456_789_012
     stationary = [base, base + 1, base + 1000]
     tk = _streamed(base, _edge_offsets(bounds))
@@ -151,7 +151,7 @@ def test_no_boundary_and_one_boundary():
     _check([7, 9], tk[:64], torch.tensor([3]), fast=True)
 
 
-def test_widely_spread_stationary_timestamps_take_the_search():
+def test_widely_spread_stationary_timestamps_take_the_general_way():
     bounds = log_bucket_boundaries(16)
     for spread in (2**28, 2**40, I64_MAX):  # the frame needs a spread below 2**28
         stationary = [0, spread]

@@ -58,7 +58,7 @@ def _attn_bwd_dkdv_inner(
     bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
     tq_ptr, tk,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
-    BOUND_STEPS: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
+    MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
     FUSED_DQ: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible.
@@ -106,8 +106,7 @@ def _attn_bwd_dkdv_inner(
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
             else:
                 tq = offs_m + shift
-            bucket = _bucket(tq[None, :], tk[:, None], ref, fast, first, bounds_ptr, num_bounds,
-                             BOUND_STEPS)  # fmt: skip
+            bucket = _bucket(tq[None, :], tk[:, None], ref, fast, first, bounds_ptr, num_bounds)
             st += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
@@ -171,7 +170,7 @@ def _attn_bwd_dkdv_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
-    BOUND_STEPS: tl.constexpr, USE_ORDER: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
+    USE_ORDER: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
@@ -237,7 +236,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, BOUND_STEPS, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -245,7 +244,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, BOUND_STEPS, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -253,7 +252,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, BOUND_STEPS, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
@@ -360,7 +359,6 @@ def _attn_bwd(
         BIAS_MODE=mode,
         HAS_TQ=tq is not None,
         HAS_TK=tk is not None,
-        BOUND_STEPS=bounds.numel().bit_length() if bounds is not None else 0,
         USE_ORDER=use_order,
         PRECISION=_precision(q.dtype, allow_tf32),
         **({} if tma else _POINTER),  # the Hopper tiles carry TMA

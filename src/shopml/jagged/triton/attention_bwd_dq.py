@@ -29,7 +29,7 @@ def _attn_bwd_dq_inner(
     stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start,
     stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
-    BOUND_STEPS: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr,
+    MASKED: tl.constexpr, EVEN_D: tl.constexpr,
     PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible.
@@ -69,8 +69,7 @@ def _attn_bwd_dq_inner(
             tk = offs_n
             if HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds,
-                             BOUND_STEPS)  # fmt: skip
+            bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds)
             s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
@@ -94,7 +93,7 @@ def _attn_bwd_dq_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
-    BOUND_STEPS: tl.constexpr, USE_ORDER: tl.constexpr, PRECISION: tl.constexpr,
+    USE_ORDER: tl.constexpr, PRECISION: tl.constexpr,
     TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
@@ -162,14 +161,14 @@ def _attn_bwd_dq_kernel(
         dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, BOUND_STEPS, False, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dq = _attn_bwd_dq_inner(
         dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, BOUND_STEPS, True, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     tl.store(

@@ -178,9 +178,14 @@ def _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len, mask_mn, stride_bias
 #   (_offset32; the streamed side's saturate at +-_SAT, which keeps every comparison with a
 #   boundary), and bucket = clamp(d, first - 1, last) - (first - 1): four int32 operations a
 #   score instead of an int64 compare per boundary;
-# - otherwise (other boundaries, or widely spread timestamps), a branchless binary search over
-#   the boundaries on the int64 delta (BOUND_STEPS = bit_length(n) gathers a score).
+# - otherwise (other boundaries, or widely spread timestamps), the definition itself: the int64
+#   delta compared with each boundary. (A binary search, log2(n) gathers a score, needed more
+#   registers: 64-bit addresses per score; compiled for sm_90, it spilled more in dK/dV.)
 # Both equal the reference for every pair of int64 timestamps (tests/jagged/test_attention_buckets).
+# The choice is a branch per tile on a per-program flag. Its registers come on top of the closed
+# form's (the forward compiled for sm_90: 255 and some spills, 178 with the closed form alone),
+# but a copy of each loop per way (one branch around whole loops) took 4.6x the shared memory
+# (a set of pipeline buffers per copy).
 _SAT = tl.constexpr(1 << 30)
 _SPAN = tl.constexpr(1 << 28)
 _BOUND = tl.constexpr(1 << 29)
@@ -219,7 +224,7 @@ def _offset32(ts, ref):
 
 
 @triton.jit
-def _bucket(tq, tk, ref, fast, first, bounds_ptr, num_bounds, BOUND_STEPS: tl.constexpr):
+def _bucket(tq, tk, ref, fast, first, bounds_ptr, num_bounds):
     """int32 buckets of ``tq - tk`` (broadcastable, e.g. ``tq[:, None]`` and ``tk[None, :]``),
     in ``[0, num_bounds]`` on every lane, real or not; frame from :func:`_bucket_frame`."""
     if fast:
@@ -227,15 +232,11 @@ def _bucket(tq, tk, ref, fast, first, bounds_ptr, num_bounds, BOUND_STEPS: tl.co
         d32 = _offset32(tq, ref) - _offset32(tk, ref)  # int32, wrapping where int64 would
         bucket = tl.minimum(tl.maximum(d32, below), below + num_bounds) - below
     else:
-        # binary lifting: the largest count c with bounds[c - 1] <= d, one bit at a time
+        # the reference's definition, on the int64 delta: one compare per boundary
         d64 = tq.to(tl.int64) - tk.to(tl.int64)
         bucket = tl.zeros(d64.shape, dtype=tl.int32)
-        for i in tl.static_range(BOUND_STEPS):
-            step = 1 << (BOUND_STEPS - 1 - i)
-            probe = bucket + (step - 1)
-            inside = probe < num_bounds
-            bound = tl.load(bounds_ptr + probe, mask=inside, other=0)
-            bucket += tl.where(inside & (bound <= d64), step, 0)
+        for i in range(0, num_bounds):
+            bucket += (d64 >= tl.load(bounds_ptr + i)).to(tl.int32)
     return bucket
 
 

@@ -72,7 +72,6 @@ def _attn_fwd_inner(
     IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr,
     HAS_TK: tl.constexpr,
-    BOUND_STEPS: tl.constexpr,
     MASKED: tl.constexpr,
     EVEN_D: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -109,8 +108,7 @@ def _attn_fwd_inner(
             tk = offs_n
             if HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds,
-                             BOUND_STEPS)  # fmt: skip
+            bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds)
             s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         if MASKED:
             visible = mask_n[None, :]
@@ -149,7 +147,7 @@ def _attn_fwd_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
-    BOUND_STEPS: tl.constexpr, USE_ORDER: tl.constexpr, PRECISION: tl.constexpr,
+    USE_ORDER: tl.constexpr, PRECISION: tl.constexpr,
     TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
@@ -205,14 +203,14 @@ def _attn_fwd_kernel(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, BOUND_STEPS, False, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _attn_fwd_inner(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, BOUND_STEPS, True, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
@@ -316,7 +314,6 @@ def _attn_fwd(
             BIAS_MODE=mode,
             HAS_TQ=tq is not None,
             HAS_TK=tk is not None,
-            BOUND_STEPS=bounds.numel().bit_length() if bounds is not None else 0,
             USE_ORDER=use_order,
             PRECISION=_precision(q.dtype, allow_tf32),
             **({} if tma else _POINTER),  # the Hopper tiles carry TMA
