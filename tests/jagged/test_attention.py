@@ -87,6 +87,7 @@ RELATIVE = {
     "timestamps": (9, 32, 0, 50),
     "timestamps_wide": (9, 32, -(2**40), 2**40),
     "timestamps_log": (24, 64, 0, 200),
+    "timestamps_many": (40, 64, -100, 100),  # buckets past 31 (the dK/dV kernel's bit set)
 }
 
 
@@ -211,7 +212,7 @@ def test_triton_matches_reference_cross_attention(causal):
     [("tensor", False, False), ("tensor", True, True), ("positions", True, False),
      ("positions", False, True), ("timestamps", False, False), ("timestamps", True, True),
      ("timestamps_wide", False, False), ("timestamps_log", True, True),
-     ("timestamps_log", False, False)],
+     ("timestamps_log", False, False), ("timestamps_many", False, False)],
 )  # fmt: skip
 def test_triton_matches_reference_with_bias_and_its_gradient(bias_kind, causal, cross):
     lengths_k = [4, 2, 0, 19] if cross else None

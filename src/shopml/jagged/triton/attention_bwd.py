@@ -33,6 +33,7 @@ from shopml.jagged.triton.attention_common import (
     BIAS_TENSOR_K,
     LOG2E,
     LOG2E_K,
+    _bit_or,
     _bucket,
     _bucket_frame,
     _dummy,
@@ -143,18 +144,19 @@ def _attn_bwd_dkdv_inner(
                 dst.to(dbias_ptr.dtype.element_ty),
                 mask=visible,
             )
-        if BIAS_MODE == BIAS_RELATIVE_K:  # per-bucket sums of dS, over the buckets present
-            lo_b = bucket
-            hi_b = bucket
+        if BIAS_MODE == BIAS_RELATIVE_K:  # per-bucket sums of dS, over the buckets it holds
+            seen = bucket
             if MASKED:  # (dS is 0 where not visible)
-                lo_b = tl.where(visible, bucket, num_bounds)
-                hi_b = tl.where(visible, bucket, 0)
-            lo_b = tl.min(tl.min(lo_b, 1), 0)
-            hi_b = tl.max(tl.max(hi_b, 1), 0)
+                seen = tl.where(visible, bucket, -1)
+            # a bit per bucket held (buckets >= 31 share the last), and the highest bucket
+            held = tl.where(seen >= 0, 1 << tl.minimum(seen, 31), 0)
+            held = tl.reduce(tl.reduce(held, 1, _bit_or), 0, _bit_or)
+            top = tl.max(tl.max(seen, 1), 0)
             idx = tl.arange(0, NB_PAD)
-            for kb in range(lo_b, hi_b + 1):  # mostly one or two: far-apart events share one
-                part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
-                dtab += tl.where(idx == kb, part, 0.0)
+            for kb in range(0, top + 1):  # mostly one to three held: far-apart events share one
+                if ((held >> tl.minimum(kb, 31)) & 1) != 0:
+                    part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
+                    dtab += tl.where(idx == kb, part, 0.0)
     return dk, dv, dtab
 
 

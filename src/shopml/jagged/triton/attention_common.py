@@ -240,6 +240,11 @@ def _bucket(tq, tk, ref, fast, first, bounds_ptr, num_bounds):
     return bucket
 
 
+@triton.jit
+def _bit_or(a, b):
+    return a | b
+
+
 def _use_order() -> bool:
     """``SHOPML_ATTN_ORDER=1`` maps the grid through a longest-first batch permutation.
 
