@@ -171,8 +171,8 @@ def _attn_bwd_dkdv_kernel(
     max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
-    USE_ORDER: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
+    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
+    NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
