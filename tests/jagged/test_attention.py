@@ -79,6 +79,18 @@ def _assert_lse(fast, reference):
     _assert_close(fast[finite], reference[finite], "fwd")
 
 
+# relative biases: (buckets, max_distance, timestamp range): consecutive boundaries with
+# positions or small timestamps (the kernels' closed form), widely spread timestamps or
+# log-spaced boundaries (their per-boundary compares)
+RELATIVE = {
+    "positions": (9, 32, 0, 0),
+    "timestamps": (9, 32, 0, 50),
+    "timestamps_wide": (9, 32, -(2**40), 2**40),
+    "timestamps_log": (24, 64, 0, 200),
+    "timestamps_many": (40, 64, -100, 100),  # buckets past 31 (the dK/dV kernel's bit set)
+}
+
+
 def _compare_backends(lengths_q, lengths_k=None, heads=2, dim=16, causal=False, bias_kind=None):
     device = _triton_device()
     offsets = _offsets(lengths_q, device)
@@ -97,13 +109,14 @@ def _compare_backends(lengths_q, lengths_k=None, heads=2, dim=16, causal=False, 
         )
         bias.requires_grad_(True)
         kw["attn_bias"], extra = bias, (bias,)
-    elif bias_kind in ("positions", "timestamps"):
-        table = torch.randn(9, heads, device=device, requires_grad=True)
+    elif bias_kind is not None:  # a RelativeBias: see RELATIVE
+        buckets, max_distance, lo, hi = RELATIVE[bias_kind]
+        table = torch.randn(buckets, heads, device=device, requires_grad=True)
         ts_q = ts_k = None
-        if bias_kind == "timestamps":
-            ts_q = torch.randint(0, 50, (tq,), device=device)
-            ts_k = torch.randint(0, 50, (tk,), device=device) if lengths_k is not None else None
-        bounds = log_bucket_boundaries(9, 32).to(device)
+        if bias_kind != "positions":
+            ts_q = torch.randint(lo, hi, (tq,), device=device)
+            ts_k = torch.randint(lo, hi, (tk,), device=device) if lengths_k is not None else None
+        bounds = log_bucket_boundaries(buckets, max_distance).to(device)
         kw["attn_bias"], extra = RelativeBias(table, bounds, ts_q, ts_k), (table,)
     grad = torch.randn(tq, heads, dim, device=device)
     fast = _run("triton", q, k, v, grad, extra, offsets=offsets, max_seqlen=max(lengths_q), **kw)
@@ -197,7 +210,9 @@ def test_triton_matches_reference_cross_attention(causal):
 @pytest.mark.parametrize(
     ("bias_kind", "causal", "cross"),
     [("tensor", False, False), ("tensor", True, True), ("positions", True, False),
-     ("positions", False, True), ("timestamps", False, False), ("timestamps", True, True)],
+     ("positions", False, True), ("timestamps", False, False), ("timestamps", True, True),
+     ("timestamps_wide", False, False), ("timestamps_log", True, True),
+     ("timestamps_log", False, False), ("timestamps_many", False, False)],
 )  # fmt: skip
 def test_triton_matches_reference_with_bias_and_its_gradient(bias_kind, causal, cross):
     lengths_k = [4, 2, 0, 19] if cross else None
@@ -554,6 +569,19 @@ def _lowp_check(fast, ref_lowp, ref_fp32):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dim", [64, 128, 256])
 def test_gpu_matches_reference_realistic(dtype, causal, dim):
+    _check_gpu_realistic(dtype, causal, dim)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("timestamps", ["minutes", "wide"])
+def test_gpu_relative_bias_with_timestamps_matches_reference(dtype, timestamps):
+    """Event times as the ranking model's (minutes, gaps of up to 4 hours: the kernels' closed
+    form) and spread over +-2**50 (their per-boundary compares)."""
+    _check_gpu_realistic(dtype, False, 64, timestamps)
+
+
+def _check_gpu_realistic(dtype, causal, dim, timestamps=None):
     gen = torch.Generator().manual_seed(dim)
     lengths = torch.distributions.Exponential(1 / 150.0).sample((48,)).clamp(1, 600).long()
     lengths[3] = 0
@@ -563,13 +591,18 @@ def test_gpu_matches_reference_realistic(dtype, causal, dim):
     total = sum(lengths)
     base = [torch.randn(total, 2, dim, generator=gen).cuda() for _ in range(3)]
     bias_table = torch.randn(16, 2, device="cuda")
-    bias = RelativeBias(bias_table, log_bucket_boundaries(16, 256).cuda())
+    times = None
+    if timestamps == "minutes":
+        times = torch.randint(0, 240, (total,), generator=gen).cumsum(0).cuda()
+    elif timestamps == "wide":
+        times = torch.randint(-(2**50), 2**50, (total,), generator=gen).cuda()
+    bias = RelativeBias(bias_table, log_bucket_boundaries(16, 256).cuda(), times)
     grad = torch.randn(total, 2, dim, device="cuda")
 
     def run(backend, dt, math_dtype=None):
         q, k, v = (t.to(dt).requires_grad_() for t in base)
         table = bias_table.clone().requires_grad_()
-        b = RelativeBias(table, bias.boundaries)
+        b = RelativeBias(table, bias.boundaries, times)
         if backend == "triton":
             out = jagged_flash_attention(
                 q, k, v, offsets, max(lengths), causal=causal, attn_bias=b, backend=backend

@@ -31,6 +31,9 @@ from shopml.jagged.triton.attention_common import (
     BIAS_TENSOR_K,
     LOG2E,
     LOG2E_K,
+    _bit_or,
+    _bucket,
+    _bucket_frame,
     _dummy,
     _ensure_allocator,
     _extent,
@@ -52,7 +55,7 @@ def _attn_bwd_dkdv_inner(
     dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
     k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
     stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, hi, qk_scale, scale, bias_ptr,
-    bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+    bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
     tq_ptr, tk,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
     MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
@@ -60,6 +63,11 @@ def _attn_bwd_dkdv_inner(
 ):  # fmt: skip
     """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible.
     TMA: Q and dO tiles through the descriptors ``q_desc``, ``do_desc`` (zeros past the end)."""
+    ref = 0
+    first = 0
+    fast = True
+    if BIAS_MODE == BIAS_RELATIVE_K:  # the keys are this program's stationary side
+        ref, fast, first = _bucket_frame(tk, mask_n, bounds_ptr, num_bounds)
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < q_len
@@ -89,19 +97,17 @@ def _attn_bwd_dkdv_inner(
             delta = tl.load(delta_ptr + (q_start + offs_m) * stride_lse_t + h)
         lse = tl.where(lse == float("-inf"), float("inf"), lse) * LOG2E_K
         st = tl.dot(k, qt, input_precision=PRECISION) * qk_scale  # scores, transposed (BN, BM)
-        tq = offs_m
-        if BIAS_MODE != 0:
-            if BIAS_MODE == BIAS_RELATIVE_K:
-                if HAS_TQ:
-                    tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
-                else:
-                    tq = offs_m + shift
-            bias = _load_bias(
-                bias_ptr, bias_start, offs_m, offs_n, k_len, mask_m[:, None] & mask_n[None, :],
-                stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
-                BIAS_MODE,
-            )  # fmt: skip
+        if BIAS_MODE == BIAS_TENSOR_K:
+            bias = _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len,
+                              mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             st += tl.trans(bias) * LOG2E_K
+        if BIAS_MODE == BIAS_RELATIVE_K:  # buckets (BN, BM) like the transposed scores
+            if HAS_TQ:
+                tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
+            else:
+                tq = offs_m + shift
+            bucket = _bucket(tq[None, :], tk[:, None], ref, fast, first, bounds_ptr, num_bounds)
+            st += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:
@@ -137,15 +143,19 @@ def _attn_bwd_dkdv_inner(
                 dst.to(dbias_ptr.dtype.element_ty),
                 mask=visible,
             )
-        if BIAS_MODE == BIAS_RELATIVE_K:  # per-bucket partial sums of dS for this program
-            delta_t = tq[None, :] - tk[:, None]
-            bucket = tl.zeros(delta_t.shape, dtype=tl.int32)
-            for i in range(0, num_bounds):
-                bucket += (delta_t >= tl.load(bounds_ptr + i)).to(tl.int32)
+        if BIAS_MODE == BIAS_RELATIVE_K:  # per-bucket sums of dS, over the buckets it holds
+            seen = bucket
+            if MASKED:  # (dS is 0 where not visible)
+                seen = tl.where(visible, bucket, -1)
+            # a bit per bucket held (buckets >= 31 share the last), and the highest bucket
+            held = tl.where(seen >= 0, 1 << tl.minimum(seen, 31), 0)
+            held = tl.reduce(tl.reduce(held, 1, _bit_or), 0, _bit_or)
+            top = tl.max(tl.max(seen, 1), 0)
             idx = tl.arange(0, NB_PAD)
-            for kb in range(0, num_buckets):
-                part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
-                dtab += tl.where(idx == kb, part, 0.0)
+            for kb in range(0, top + 1):  # mostly one to three held: far-apart events share one
+                if ((held >> tl.minimum(kb, 31)) & 1) != 0:
+                    part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
+                    dtab += tl.where(idx == kb, part, 0.0)
     return dk, dv, dtab
 
 
@@ -157,7 +167,7 @@ def _attn_bwd_dkdv_kernel(
     stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
     stride_do_t, stride_do_h, stride_lse_t, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h,
     stride_dq_t, stride_dq_h, stride_bias_t, stride_table_b,
-    max_seqlen_q, max_seqlen_k, num_bounds, num_buckets, qk_scale, scale,
+    max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
@@ -221,7 +231,7 @@ def _attn_bwd_dkdv_kernel(
         dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
-        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
@@ -229,7 +239,7 @@ def _attn_bwd_dkdv_kernel(
         dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
-        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
@@ -237,7 +247,7 @@ def _attn_bwd_dkdv_kernel(
         dk, dv, dtab, k, v, q_ptr, do_ptr, q_desc, do_desc, lse_ptr, delta_ptr, dbias_ptr, dq_ptr, q_start, q_len,
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
-        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, num_buckets,
+        bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
@@ -395,7 +405,7 @@ def _attn_bwd(
          dtab_part, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
          do.stride(0), do.stride(1), lse.stride(0), dk.stride(0), dk.stride(1), dv.stride(0),
          dv.stride(1), dq.stride(0), dq.stride(1), stride_bias, stride_table, max_seqlen_q,
-         max_seqlen_k, num_bounds, num_buckets, scale * LOG2E, scale, qb, kb),
+         max_seqlen_k, num_bounds, scale * LOG2E, scale, qb, kb),
         dict(common, NB_PAD=nb_pad, FUSED_DQ=variant == "fused"),
     )  # fmt: skip
     if variant == "fused" and q.dtype != torch.float32:

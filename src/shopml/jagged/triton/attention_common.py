@@ -177,37 +177,88 @@ def _loop_operands(a_ptr, b_ptr, start, length, h, stride_a_t, stride_a_h, strid
 
 
 @triton.jit
-def _load_bias(
-    bias_ptr,
-    bias_start,
-    offs_m,
-    offs_n,
-    k_len,
-    mask_mn,
-    stride_bias_t,
-    h,
-    table_ptr,
-    stride_table_b,
-    bounds_ptr,
-    num_bounds,
-    tq,
-    tk,
-    BIAS_MODE: tl.constexpr,
-):
-    """Bias tile (BLOCK_M, BLOCK_N) in natural units (fp32)."""
-    if BIAS_MODE == BIAS_TENSOR_K:
-        rows = bias_start + offs_m[:, None] * k_len + offs_n[None, :]
-        return tl.load(bias_ptr + rows * stride_bias_t + h, mask=mask_mn, other=0.0).to(tl.float32)
+def _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len, mask_mn, stride_bias_t, h):
+    """Tile ``(BLOCK_M, BLOCK_N)`` of a jagged tensor bias (its sample's block is row-major),
+    in natural units (fp32)."""
+    rows = bias_start + offs_m[:, None] * k_len + offs_n[None, :]
+    return tl.load(bias_ptr + rows * stride_bias_t + h, mask=mask_mn, other=0.0).to(tl.float32)
+
+
+# ------------------------------------------------------------------ relative-bias buckets
+# bucket(d) = #{k : bounds[k] <= d} (torch.bucketize(d, bounds, right=True)) of the int64 delta
+# d = t_q - t_k (wrapping on int64 overflow, as the reference's subtraction does), in one of two
+# ways chosen once per program by _bucket_frame:
+# - closed form, when the boundaries are consecutive integers first, first + 1, ..., last within
+#   +-_BOUND (the model's default: 16 buckets give -7, ..., 7) and the program's own (stationary)
+#   timestamps span less than _SPAN: both sides become int32 offsets from the stationary minimum
+#   (_offset32; the streamed side's saturate at +-_SAT, which keeps every comparison with a
+#   boundary), and bucket = clamp(d, first - 1, last) - (first - 1): four int32 operations a
+#   score instead of an int64 compare per boundary;
+# - otherwise (other boundaries, or widely spread timestamps), the definition itself: the int64
+#   delta compared with each boundary. (A binary search, log2(n) gathers a score, needed more
+#   registers: 64-bit addresses per score; compiled for sm_90, it spilled more in dK/dV.)
+# Both equal the reference for every pair of int64 timestamps (tests/jagged/test_attention_buckets).
+# The choice is a branch per tile on a per-program flag. Its registers come on top of the closed
+# form's (the forward compiled for sm_90: 255 and some spills, 178 with the closed form alone),
+# but a copy of each loop per way (one branch around whole loops) took 4.6x the shared memory
+# (a set of pipeline buffers per copy).
+_SAT = tl.constexpr(1 << 30)
+_SPAN = tl.constexpr(1 << 28)
+_BOUND = tl.constexpr(1 << 29)
+_INT64_MAX = tl.constexpr(2**63 - 1)
+# offsets in [-2**63, _WRAP) wrap against some stationary timestamp in the reference
+_WRAP = tl.constexpr(-(2**63) + (1 << 28))
+
+
+@triton.jit
+def _bucket_frame(ts, valid, bounds_ptr, num_bounds):
+    """Per-program constants of the bucket computation: ``(ref, fast, first)``.
+
+    ``ts``: the stationary side's timestamps (or positions), ``valid`` its real lanes (at least
+    one); ``ref`` their minimum; ``fast``: the closed form applies; ``first`` the first boundary.
+    """
+    ts = ts.to(tl.int64)
+    has = num_bounds > 0
+    first = tl.load(bounds_ptr, mask=has, other=0)
+    last = tl.load(bounds_ptr + num_bounds - 1, mask=has, other=-1)  # none: consecutive, n = 0
+    ref = tl.min(tl.where(valid, ts, _INT64_MAX), 0)
+    spread = tl.max(tl.where(valid, ts, ref), 0) - ref  # wraps negative past int64
+    fast = (last - first == num_bounds - 1) & (first >= -_BOUND) & (last <= _BOUND)
+    fast = fast & (spread >= 0) & (spread < _SPAN)
+    return ref, fast, first
+
+
+@triton.jit
+def _offset32(ts, ref):
+    """int32 stand-in for ``w = ts - ref`` (int64, wrapping) that keeps the reference's bucket
+    against every stationary offset ``s`` in ``[0, _SPAN)``: ``w`` where ``|w| < _SAT``, else
+    +-_SAT; where ``s - w`` or ``w - s`` wraps in int64 for some ``s`` (``w`` within _SPAN of
+    -2**63), ``w + 2**63 - 2**31``, whose int32 difference with ``s`` wraps at the same ``s``."""
+    w = ts.to(tl.int64) - ref
+    low = tl.where(w < _WRAP, w - _WRAP + (_SPAN - (1 << 31)), -_SAT)
+    return tl.where(w >= _SAT, _SAT, tl.where(w > -_SAT, w, low)).to(tl.int32)
+
+
+@triton.jit
+def _bucket(tq, tk, ref, fast, first, bounds_ptr, num_bounds):
+    """int32 buckets of ``tq - tk`` (broadcastable, e.g. ``tq[:, None]`` and ``tk[None, :]``),
+    in ``[0, num_bounds]`` on every lane, real or not; frame from :func:`_bucket_frame`."""
+    if fast:
+        below = (first - 1).to(tl.int32)  # |first| <= _BOUND: no overflow
+        d32 = _offset32(tq, ref) - _offset32(tk, ref)  # int32, wrapping where int64 would
+        bucket = tl.minimum(tl.maximum(d32, below), below + num_bounds) - below
     else:
-        # bucket(d) = number of boundaries <= d, counted in registers (exact integer math)
-        delta = tq[:, None] - tk[None, :]
-        bucket = tl.zeros(delta.shape, dtype=tl.int32)
+        # the reference's definition, on the int64 delta: one compare per boundary
+        d64 = tq.to(tl.int64) - tk.to(tl.int64)
+        bucket = tl.zeros(d64.shape, dtype=tl.int32)
         for i in range(0, num_bounds):
-            bound = tl.load(bounds_ptr + i)
-            bucket += (delta >= bound).to(tl.int32)
-        return tl.load(table_ptr + bucket * stride_table_b + h, mask=mask_mn, other=0.0).to(
-            tl.float32
-        )
+            bucket += (d64 >= tl.load(bounds_ptr + i)).to(tl.int32)
+    return bucket
+
+
+@triton.jit
+def _bit_or(a, b):
+    return a | b
 
 
 # The attention's switches (SHOPML_ATTN_BWD, SHOPML_ATTN_TMA, SHOPML_ATTN_ORDER) are read from the

@@ -18,6 +18,8 @@ from shopml.jagged.triton.attention_common import (
     LN2_K,
     LOG2E,
     LOG2E_K,
+    _bucket,
+    _bucket_frame,
     _dummy,
     _ensure_allocator,
     _extent,
@@ -79,6 +81,11 @@ def _attn_fwd_inner(
 ):
     """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
+    ref = 0
+    first = 0
+    fast = True
+    if BIAS_MODE == BIAS_RELATIVE_K:  # the queries are this program's stationary side
+        ref, fast, first = _bucket_frame(tq, mask_m, bounds_ptr, num_bounds)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -93,16 +100,16 @@ def _attn_fwd_inner(
         else:
             kt = tl.load(k_ptrs, mask=mask_d[:, None], other=0.0)
         s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), base 2
-        if BIAS_MODE != 0:
-            tk = offs_n
-            if BIAS_MODE == BIAS_RELATIVE_K and HAS_TK:
-                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bias = _load_bias(
-                bias_ptr, bias_start, offs_m, offs_n, k_len, mask_m[:, None] & mask_n[None, :],
-                stride_bias_t, h, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk,
-                BIAS_MODE,
-            )  # fmt: skip
+        if BIAS_MODE == BIAS_TENSOR_K:
+            bias = _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len,
+                              mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             s += bias * LOG2E_K
+        if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]; buckets always in range
+            tk = offs_n
+            if HAS_TK:
+                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
+            bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds)
+            s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
@@ -139,8 +146,9 @@ def _attn_fwd_kernel(
     max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, post_scale,
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
+    USE_ORDER: tl.constexpr, PRECISION: tl.constexpr,
+    TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     b = _sample_index(order_ptr, USE_ORDER)  # longest sequences first if ordered
