@@ -291,7 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", choices=["world", "oj", "both"], default="world")
     p.add_argument("--scale", default="small")
     p.add_argument("--products", type=int, default=0, help="world: a random slice (0: all)")
-    p.add_argument("--output", default="auto", help="AR-MDN head: auto, mixture or negbin")
+    p.add_argument(
+        "--output", default="mixture", help="AR-MDN head: mixture (the CLI default), auto, negbin"
+    )
     p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
     p.add_argument("--windows", type=int, default=2)
     p.add_argument("--baselines", type=lambda s: [] if s == "none" else s.split(","),

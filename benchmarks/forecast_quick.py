@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-samples", type=int, default=100)
     p.add_argument("--max-series", type=int, default=None)
     p.add_argument("--set", dest="sets", action="append", default=[])
+    p.add_argument("--drop", nargs="*", default=[], help="covariate columns to leave out")
     p.add_argument("--label", default="")
     p.add_argument("--out-dir", default=str(HERE / "results"))
     args = p.parse_args(argv)
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("--oj DIR or --world SCALE is needed")
         df, static = oj_sales(Path(args.oj))
         base, name = dict(freq="W", horizon=8, context_length=16), "dominicks-oj"
+    df = df.drop(columns=args.drop)
     change = parse_set(args.sets)
     cfg = ARMDNConfig(**{**base, **change})
     t0 = time.perf_counter()

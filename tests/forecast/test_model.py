@@ -12,7 +12,7 @@ from shopml.forecast.data import WindowSampler, build_panel, validate_frame
 from shopml.forecast.estimator import ARMDN
 from shopml.forecast.features import fit_feature_spec
 from shopml.forecast.network import ARMDNNet
-from shopml.forecast.train import WindowModel, to_device, window_nll
+from shopml.forecast.train import WindowModel, to_device, validation_set, window_nll
 
 from .conftest import split_future
 
@@ -66,6 +66,7 @@ def test_every_parameter_gets_a_gradient_and_no_nan(sales):
     batch = to_device(
         WindowSampler(panel, 21, 0, 1, np.random.default_rng(0)).sample(16), torch.device("cpu")
     )
+    torch.nn.init.normal_(net.assoc_mlp.mlp[-1].weight)  # starts at zero: no gradient before
     total, count = window_nll(WindowModel(net), batch, model.config)
     (total / count).backward()
     assert torch.isfinite(total)
@@ -205,10 +206,17 @@ def test_weekly_frequency_and_no_covariates():
     assert fc["unique_id"].tolist() == ["a"] * 3 + ["b"] * 3
 
 
-@pytest.mark.parametrize("use_assoc", [True, False])
+@pytest.mark.parametrize(
+    "assoc",
+    [
+        {"use_assoc_mlp": False},
+        {"use_assoc_mlp": True, "assoc_route": "head"},
+        {"use_assoc_mlp": True, "assoc_route": "lstm_head"},
+    ],
+)
 @pytest.mark.parametrize("layers", [1, 2])
-def test_decode_step_matches_lstm_forward(use_assoc, layers):
-    cfg = ARMDNConfig(**{**TINY, "num_layers": layers, "use_assoc_mlp": use_assoc, "dropout": 0.0})
+def test_decode_step_matches_lstm_forward(assoc, layers):
+    cfg = ARMDNConfig(**{**TINY, "num_layers": layers, **assoc, "dropout": 0.0})
     net = ARMDNNet(
         cfg,
         num_real=3,
@@ -217,6 +225,8 @@ def test_decode_step_matches_lstm_forward(use_assoc, layers):
         num_static_real=1,
         num_ids=5,
     ).eval()
+    for p in net.parameters():  # the zero-initialised last layer of the MLP must count too
+        torch.nn.init.normal_(p, std=0.3)
     b, s_paths = 3, 4
     real, cat = torch.randn(b, 1, 3), torch.randint(0, 7, (b, 1, 2))
     a = net.associative(real, cat)  # (B, 1, A)
@@ -304,3 +314,45 @@ def test_weight_average_tracks_the_weights_and_swaps_back():
     avg2.swap(net)
     for b, p in zip(before, net.parameters(), strict=True):
         torch.testing.assert_close(b, p.detach())
+
+
+def test_validation_windows_tile_the_held_out_end_and_training_never_reads_it(sales):
+    df, static = sales
+    df = validate_frame(df, "df", "D")
+    cfg = ARMDNConfig(**{**TINY, "val_windows": 2, "val_series": 3})
+    spec = fit_feature_spec(df, "D", static)
+    panel = build_panel(df, spec, static, sorted(df["unique_id"].unique().tolist()))
+    val = validation_set(panel, cfg, holdout=7, seed=0)
+    n = 3
+    assert val.y.shape == (2 * n, 7)
+    np.testing.assert_array_equal(val.series[:n], val.series[n:])
+    lengths = panel.lengths[val.series[:n]]
+    np.testing.assert_array_equal(val.ends[:n], lengths - 14)  # the older horizon first
+    np.testing.assert_array_equal(val.ends[n:], lengths - 7)
+    for row in (0, n):  # each row's actuals are the panel's targets right after its context
+        s, e = val.series[row], val.ends[row]
+        lo = panel.offsets[s]
+        np.testing.assert_array_equal(val.y[row], panel.y[lo + e : lo + e + 7])
+    # the model scores the newest horizon with both earlier ones in its context window
+    assert val.windows["y"].shape == (2 * n, cfg.context_length + 7)
+    np.testing.assert_array_equal(val.windows["y"][n:, -7:], val.y[n:])
+
+
+def test_checkpoint_without_assoc_route_loads_the_former_wiring(sales, tmp_path):
+    import json
+
+    df, static = sales
+    hist, futr, _ = split_future(df, 7)
+    model = ARMDN(ARMDNConfig(**{**TINY, "assoc_route": "lstm_head", "max_epochs": 1})).fit(
+        hist, static
+    )
+    model.save(tmp_path / "old")
+    meta_path = tmp_path / "old" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["assoc_route"]  # as written before the field existed
+    meta_path.write_text(json.dumps(meta))
+    loaded = ARMDN.load(tmp_path / "old")
+    assert loaded.config.assoc_route == "lstm_head"
+    pd.testing.assert_frame_equal(
+        model.predict(hist, futr, num_samples=20), loaded.predict(hist, futr, num_samples=20)
+    )

@@ -108,8 +108,9 @@ class ARMDN:
         Args:
             df: long frame ``unique_id, ds, y`` + covariates (see ``data.py``).
             static_df: optional ``unique_id`` + static attributes.
-            val_size: steps held out at the end of each series for early stopping, selection and
-                calibration (default: the horizon; 0 disables all three).
+            val_size: steps of each validation horizon; ``config.val_windows`` of them are held
+                out at the end of each series for early stopping, selection and calibration
+                (default: the horizon; 0 disables all three).
             verbose: report progress.
         """
         cfg = self.config
@@ -369,7 +370,8 @@ class ARMDN:
 
         dev = resolve_device(device)
         state, meta = load_checkpoint(path, CHECKPOINT_KIND, map_location=dev)
-        config = config_from_dict(ARMDNConfig, meta["config"]).replace(device=str(dev))
+        saved = {"assoc_route": "lstm_head", **meta["config"]}  # checkpoints before the field
+        config = config_from_dict(ARMDNConfig, saved).replace(device=str(dev))
         model = cls(config)
         extra = meta["extra"]
         model.spec = FeatureSpec.from_dict(extra["spec"])

@@ -4,18 +4,24 @@ Per step ``t`` of a series (letters: B windows, L steps, F real covariates, C ca
 mixture components, H LSTM width)::
 
     e_t = [real_t, emb(weekday_t), emb(week_t), emb(month_t), emb(event_t), ...]
-    a_t = MLP(e_t)                                   associative features (causal, known ahead)
+    a_t = W e_t + MLP(e_t)                           associative features (causal, known ahead)
     s   = [emb(product), emb(category), emb(brand), static reals, log(nu)]
-    h_t = LSTM([a_t, z_{t-1}, s])                    z = scaled target (log1p or y / nu)
+    h_t = LSTM([e_t, z_{t-1}, s])                    z = scaled target (log1p or y / nu)
     (mixture_logits, loc, scale)_t = Head([h_t, a_t])  -> p(z_t) = sum_k w_k N(loc_k, scale_k)
+
+The associative MLP's output reaches the mixture head directly (``assoc_route="head"``), so a
+known-in-advance promotion or festival moves the forecast on its own step without waiting for
+the LSTM state, while the LSTM reads the covariates themselves, as the no-MLP ablation's does.
+The MLP's last layer starts at zero (``AssociativeMLP``). On Dominick's OJ this beat the former
+wiring (``assoc_route="lstm_head"``: ``a_t = ReLU(MLP(e_t))`` into both the LSTM and the head,
+kept for checkpoints written before) by 0.007 wQL over two seeds (benchmarks/README.md).
 
 With ``config.output == "negbin"`` the head is ``counts.NegBinHead`` instead: a zero-inflated
 negative binomial of the count ``y_t`` with mean ``nu * rate_t`` (:func:`output_log_prob`,
 :func:`output_sample` dispatch on the head).
 
 Training is teacher-forced (``z_{t-1}`` observed); forecasting feeds each path's own draw back
-(ancestral sampling, ``predict.py``). The skip of ``a_t`` into the head lets a known-in-advance
-promotion or festival move the forecast on its own step without waiting for the LSTM state.
+(ancestral sampling, ``predict.py``).
 
 This module knows tensors; the estimator (``estimator.py``: frames, fitting, saving) builds it.
 """
@@ -64,6 +70,27 @@ def unscale_target(z: torch.Tensor, nu: torch.Tensor, scaling: str) -> torch.Ten
     return z * nu
 
 
+class AssociativeMLP(nn.Module):
+    """``a_t = W e_t + MLP(e_t)``: a linear map of the causal inputs plus a one-hidden-layer MLP
+    whose last layer starts at zero, so the head starts from a linear read of the covariates and
+    the MLP adds only the interactions it earns."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int, dropout: float):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.mlp = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out_features),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.linear(e) + self.mlp(e)
+
+
 class ARMDNNet(nn.Module):
     """The AR-MDN network (see module docstring).
 
@@ -100,18 +127,25 @@ class ARMDNNet(nn.Module):
             else None
         )
         assoc_in = num_real + sum(e.embedding_dim for e in self.cat_emb)
-        if config.use_assoc_mlp:
-            self.assoc_mlp: nn.Module = nn.Sequential(
+        # ``associative`` returns [LSTM part | head part]: widths ``lstm_assoc``, ``head_assoc``
+        self.route = config.assoc_route if config.use_assoc_mlp else "none"
+        if self.route == "head":
+            self.assoc_mlp: nn.Module = AssociativeMLP(
+                assoc_in, config.assoc_hidden, config.assoc_dim, config.dropout
+            )
+            self.lstm_assoc, self.head_assoc = assoc_in, config.assoc_dim
+        elif self.route == "lstm_head":
+            self.assoc_mlp = nn.Sequential(
                 nn.Linear(assoc_in, config.assoc_hidden),
                 nn.ReLU(),
                 nn.Dropout(config.dropout),
                 nn.Linear(config.assoc_hidden, config.assoc_dim),
                 nn.ReLU(),
             )
-            self.assoc_out = config.assoc_dim
+            self.lstm_assoc, self.head_assoc = config.assoc_dim, config.assoc_dim
         else:
             self.assoc_mlp = nn.Identity()
-            self.assoc_out = assoc_in
+            self.lstm_assoc, self.head_assoc = assoc_in, 0
         static_dim = (
             sum(e.embedding_dim for e in self.static_emb)
             + num_static_real
@@ -119,13 +153,13 @@ class ARMDNNet(nn.Module):
             + 1  # log(nu)
         )
         self.lstm = nn.LSTM(
-            input_size=self.assoc_out + 1 + static_dim,
+            input_size=self.lstm_assoc + 1 + static_dim,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        head_in = config.hidden_size + (self.assoc_out if config.use_assoc_mlp else 0)
+        head_in = config.hidden_size + self.head_assoc
         self.head: nn.Module = (
             NegBinHead(head_in)
             if config.output == NEGBIN
@@ -142,7 +176,16 @@ class ARMDNNet(nn.Module):
     def associative(self, real: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         """``real (B, L, F)`` float, ``cat (B, L, C)`` int64 -> ``a (B, L, A)``."""
         parts = [real] + [emb(cat[..., j]) for j, emb in enumerate(self.cat_emb)]
-        return self.assoc_mlp(torch.cat(parts, dim=-1))
+        e = torch.cat(parts, dim=-1)
+        if self.route == "head":
+            return torch.cat([e, self.assoc_mlp(e)], -1)
+        return self.assoc_mlp(e)
+
+    def split_assoc(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``a`` from :meth:`associative` -> (the LSTM's part, the head's part or None)."""
+        if self.route == "head":
+            return a[..., : self.lstm_assoc], a[..., self.lstm_assoc :]
+        return a, (a if self.head_assoc else None)
 
     def static(
         self,
@@ -177,9 +220,10 @@ class ARMDNNet(nn.Module):
             ``((mixture_logits, loc, scale), state)`` with arguments ``(B, L, K)`` in fp32.
         """
         steps = a.shape[1]
-        x = torch.cat([a, z_prev.unsqueeze(-1), s.unsqueeze(1).expand(-1, steps, -1)], -1)
+        a_lstm, a_head = self.split_assoc(a)
+        x = torch.cat([a_lstm, z_prev.unsqueeze(-1), s.unsqueeze(1).expand(-1, steps, -1)], -1)
         h, state = self.lstm(x, state)  # (B, L, H)
-        head_in = torch.cat([h, a], -1) if self.config.use_assoc_mlp else h
+        head_in = h if a_head is None else torch.cat([h, a_head], -1)
         return self.head(head_in), state
 
     # -- fast decoding for ancestral sampling ------------------------------------------------
@@ -197,6 +241,7 @@ class ARMDNNet(nn.Module):
             ``head_x (B, T, 3K)`` (associative part of the head, bias included).
         """
         w_ih = self.lstm.weight_ih_l0  # (4H, A + 1 + D_s)
+        a, a_head = self.split_assoc(a)
         n_a = a.shape[-1]
         gate_x = a @ w_ih[:, :n_a].T  # (B, T, 4H)
         gate_x = gate_x + (s @ w_ih[:, n_a + 1 :].T)[:, None, :]
@@ -204,8 +249,8 @@ class ARMDNNet(nn.Module):
         w_head = self.head.proj.weight  # (3K, H [+ A])
         hid = self.config.hidden_size
         head_x = self.head.proj.bias.expand(*a.shape[:2], -1)  # (B, T, 3K)
-        if self.config.use_assoc_mlp:
-            head_x = head_x + a @ w_head[:, hid:].T
+        if a_head is not None:
+            head_x = head_x + a_head @ w_head[:, hid:].T
         return gate_x, head_x
 
     def decode_step(
@@ -225,7 +270,7 @@ class ARMDNNet(nn.Module):
             ``((mixture_logits, loc, scale), state)`` with arguments ``(B, S, K)``.
         """
         h, c = state
-        n_a = self.assoc_out
+        n_a = self.lstm_assoc
         w_z = self.lstm.weight_ih_l0[:, n_a]  # (4H,)
         new_h, new_c = [], []
         inp = None

@@ -1,13 +1,14 @@
 """Training loop: teacher-forced mixture NLL on random windows, early stopping on validation wQL.
 
-Validation: the last ``val_size`` steps of every series (at most ``val_series`` of them) are held
-out of the training windows; after every epoch the network forecasts them by ancestral sampling
-(``val_samples`` paths, the same counter-based streams as ``predict``) and the epoch with the
-lowest weighted quantile loss (wQL, levels 0.1..0.9) is kept. The NLL is what the network
-minimises, but the forecast is what users get: on OJ the epoch of best NLL was not the epoch of
-best wQL. With ``calibrate`` the wQL is that of the calibrated forecast (the spread fitted on the
-same validation horizons, ``calibration.py``), so that an epoch whose median is better but whose
-raw intervals are too narrow is not passed over for its intervals: calibration fixes those.
+Validation: the last ``val_windows`` horizons of ``val_size`` steps of every series (at most
+``val_series`` of them) are held out of the training windows; after every epoch the network
+forecasts them by ancestral sampling (``val_samples`` paths, the same counter-based streams as
+``predict``), each from the history before it, and the epoch with the lowest weighted quantile
+loss (wQL, levels 0.1..0.9) is kept. The NLL is what the network minimises, but the forecast is
+what users get: on OJ the epoch of best NLL was not the epoch of best wQL. With ``calibrate`` the
+wQL is that of the calibrated forecast (the spread fitted on the same validation horizons,
+``calibration.py``), so that an epoch whose median is better but whose raw intervals are too
+narrow is not passed over for its intervals: calibration fixes those.
 
 Multi-process data parallel: under ``torchrun`` the loop joins the process group through
 :func:`shopml.common.distributed.setup_distributed` (NCCL on CUDA, gloo on CPU), wraps the network
@@ -108,22 +109,30 @@ class Validation:
 
 
 def validation_set(panel: Panel, config: ARMDNConfig, holdout: int, seed: int) -> Validation | None:
-    """The validation horizons of the series long enough to have one (``None`` if none)."""
-    ok = np.flatnonzero(panel.lengths >= holdout + 2)
+    """The validation horizons of the series long enough to have them (``None`` if none):
+    ``config.val_windows`` consecutive horizons of ``holdout`` steps at the end of each series,
+    one row per (series, horizon), oldest horizon first."""
+    span = holdout * config.val_windows
+    ok = np.flatnonzero(panel.lengths >= span + 2)
     if holdout <= 0 or len(ok) == 0:
         return None
     if len(ok) > config.val_series:
         ok = np.sort(np.random.default_rng(seed).choice(ok, config.val_series, replace=False))
-    ends = panel.lengths[ok] - holdout
-    fut = gather_windows(panel, ok, panel.lengths[ok], holdout)
+    series = np.tile(ok, config.val_windows)
+    ends = np.concatenate(
+        [panel.lengths[ok] - k * holdout for k in range(config.val_windows, 0, -1)]
+    )
+    fut = gather_windows(panel, series, ends + holdout, holdout)
     if not fut["observed"].any():
         return None
-    cap = config.sample_cap * observed_max(panel, ok, ends) + 1.0
+    cap = config.sample_cap * observed_max(panel, series, ends) + 1.0
     length = config.context_length + holdout
-    windows = gather_windows(panel, ok, panel.lengths[ok], length)
-    windows["score_mask"] = np.zeros((len(ok), length), bool)
+    windows = gather_windows(panel, series, ends + holdout, length)
+    windows["score_mask"] = np.zeros((len(series), length), bool)
     windows["score_mask"][:, -holdout:] = True
-    return Validation(ok, ends, fut["real"], fut["cat"], fut["y"], fut["observed"], cap, windows)
+    return Validation(
+        series, ends, fut["real"], fut["cat"], fut["y"], fut["observed"], cap, windows
+    )
 
 
 @torch.no_grad()
@@ -221,7 +230,9 @@ def fit_network(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     rng = np.random.default_rng(config.seed + 1000 * ctx.rank)
-    sampler = WindowSampler(panel, config.window_length, holdout=val_size, min_target=1, rng=rng)
+    sampler = WindowSampler(
+        panel, config.window_length, holdout=val_size * config.val_windows, min_target=1, rng=rng
+    )
     val = validation_set(panel, config, val_size, config.seed)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp = config.amp and device.type == "cuda"
