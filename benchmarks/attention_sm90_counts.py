@@ -101,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     table = json.loads(PRETUNED.read_text())["tables"]["sm90-132"]
     kernels = (
-        ("fwd", (attention_fwd._FWD, attention_fwd._FWD_TMA), attention_fwd._attn_fwd_kernel, {}),
+        ("fwd", (attention_fwd._FWD, attention_fwd._FWD_TMA), attention_fwd._attn_fwd_kernel, {"NB_PAD": 16}),
         ("dq", (attention_bwd._DQ, attention_bwd._DQ_TMA), attention_bwd_dq._attn_bwd_dq_kernel,
          {"NB_PAD": 16}),
         ("dkdv", (attention_bwd._DKDV, attention_bwd._DKDV_TMA),

@@ -40,7 +40,8 @@ def _device() -> str:
 @triton.jit
 def _buckets_kernel(
     tq_ptr, tk_ptr, bounds_ptr, out_ptr, flags_ptr, len_q, len_k, num_bounds,
-    CONSECUTIVE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """One tile of buckets through the attention kernels' helpers; flag 1: every lane's bucket
     (real lane or not) is a legal table row."""
@@ -51,7 +52,8 @@ def _buckets_kernel(
     tq = tl.load(tq_ptr + offs_m, mask=mask_m, other=0)
     tk = tl.load(tk_ptr + offs_n, mask=mask_n, other=0)
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)
-    bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE)
+    bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE,
+                     NB_PAD)  # fmt: skip
     inside = mask_m[:, None] & mask_n[None, :]
     tl.store(out_ptr + offs_m[:, None] * len_k + offs_n[None, :], bucket, mask=inside)
     legal = (bucket >= 0) & (bucket <= num_bounds)
@@ -69,7 +71,7 @@ def _buckets(tq: list[int], tk: list[int], bounds: torch.Tensor, consecutive: bo
     n = bounds.numel()
     _buckets_kernel[(1,)](
         tq_t, tk_t, bounds if n else torch.zeros(1, dtype=torch.int64, device=device), out, flags,
-        len(tq), len(tk), n, CONSECUTIVE=consecutive,
+        len(tq), len(tk), n, CONSECUTIVE=consecutive, NB_PAD=triton.next_power_of_2(n + 1),
         BLOCK_M=triton.next_power_of_2(max(len(tq), 16)),
         BLOCK_N=triton.next_power_of_2(max(len(tk), 16)),
     )  # fmt: skip

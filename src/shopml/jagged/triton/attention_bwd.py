@@ -103,7 +103,8 @@ def _attn_bwd_dkdv_inner(
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
             else:
                 tq = offs_m + shift
-            bucket = _bucket(tq[None, :], tk[:, None], below, bounds_ptr, num_bounds, CONSECUTIVE)
+            bucket = _bucket(tq[None, :], tk[:, None], below, bounds_ptr, num_bounds, CONSECUTIVE,
+                             NB_PAD)  # fmt: skip
             st += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]

@@ -66,7 +66,8 @@ def _attn_bwd_dq_inner(
             tk = offs_n
             if HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE)
+            bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE,
+                             NB_PAD)  # fmt: skip
             s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:

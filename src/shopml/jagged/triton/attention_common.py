@@ -213,16 +213,21 @@ def _below(bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr):
 
 
 @triton.jit
-def _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr):
+def _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr,
+            NB_PAD: tl.constexpr):  # fmt: skip
     """int32 buckets of ``tq - tk`` (broadcastable, e.g. ``tq[:, None]`` and ``tk[None, :]``),
-    in ``[0, num_bounds]`` on every lane, real or not; ``below`` from :func:`_below`."""
+    in ``[0, num_bounds]`` on every lane, real or not; ``below`` from :func:`_below`;
+    ``NB_PAD``: a power of two > ``num_bounds``."""
     d64 = tq.to(tl.int64) - tk.to(tl.int64)
     if CONSECUTIVE:
         bucket = (tl.minimum(tl.maximum(d64, below), below + num_bounds) - below).to(tl.int32)
-    else:  # the reference's definition: one compare per boundary
+    else:  # the reference's definition: one compare per boundary, unrolled (a loop here would
+        # stop the enclosing loop's software pipelining)
         bucket = tl.zeros(d64.shape, dtype=tl.int32)
-        for i in range(0, num_bounds):
-            bucket += (d64 >= tl.load(bounds_ptr + i)).to(tl.int32)
+        for i in tl.static_range(NB_PAD - 1):
+            real = i < num_bounds
+            bound = tl.load(bounds_ptr + i, mask=real, other=0)
+            bucket += ((d64 >= bound) & real).to(tl.int32)
     return bucket
 
 
