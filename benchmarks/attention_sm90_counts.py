@@ -1,10 +1,13 @@
 """Compile-time counts of the attention kernels for sm_90, without a GPU (not timings).
 
 Compiles the forward, dQ and dK/dV kernels with Triton's own compiler for an sm_90 target at the
-tiles shipped in pretuned.json (H200, bfloat16, head dim 64, length bucket 1024; the Hopper
-path's tile and the pointer path's), once without a bias and once with the relative bias, and
-prints per kernel: registers and spill bytes (the bundled ptxas, ``-v``), the asynchronous copies
-of the software pipeline in the TTGIR (``cp.async`` ops, TMA loads) and the shared memory.
+tiles shipped in pretuned.json (H200, bfloat16, length bucket 1024, bias-free entries: the bias
+borrows them; the pointer path's, the Hopper path's and its default TMA tile; a head dim without
+entries takes the default tiles), without a bias and with the relative bias (the consecutive
+boundaries' closed form and the general way), and prints per kernel: registers and spill bytes
+(the bundled ptxas, ``-v``), the asynchronous copies of the software pipeline in the TTGIR
+(``cp.async`` ops, TMA loads) and the shared memory. Triton 3.8 here; the GPU machine's 3.6 may
+allocate otherwise.
 
     PYTHONPATH=src python benchmarks/attention_sm90_counts.py [--causal] [--head-dim 64]
 """
@@ -94,45 +97,53 @@ def _tile(table: dict, kernel: str, head_dim: int, causal: bool, default: tuple)
     return table.get(key, _config(default))
 
 
+_HEADER = ("| kernel | path | tile (BM, BN, warps, stages) | bias | registers | spill st/ld B "
+           "| cp.async | TMA loads | smem B |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+# (kind, pointer and Hopper launchers, kernel, its extra constexprs)
+_KERNELS = (
+    ("fwd", (attention_fwd._FWD, attention_fwd._FWD_TMA), attention_fwd._attn_fwd_kernel,
+     {"NB_PAD": 16}),
+    ("dq", (attention_bwd._DQ, attention_bwd._DQ_TMA), attention_bwd_dq._attn_bwd_dq_kernel,
+     {"NB_PAD": 16}),
+    ("dkdv", (attention_bwd._DKDV, attention_bwd._DKDV_TMA), attention_bwd._attn_bwd_dkdv_kernel,
+     {"NB_PAD": 16, "FUSED_DQ": False}),
+)  # fmt: skip
+# bias cases: none, the relative bias's closed form (16 consecutive boundaries), its general way
+_BIAS = (("none", BIAS_NONE, False), ("consecutive", BIAS_RELATIVE, True),
+         ("general", BIAS_RELATIVE, False))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--causal", action="store_true")
     args = parser.parse_args()
+    d, causal = args.head_dim, args.causal
     table = json.loads(PRETUNED.read_text())["tables"]["sm90-132"]
-    kernels = (
-        ("fwd", (attention_fwd._FWD, attention_fwd._FWD_TMA), attention_fwd._attn_fwd_kernel, {"NB_PAD": 16}),
-        ("dq", (attention_bwd._DQ, attention_bwd._DQ_TMA), attention_bwd_dq._attn_bwd_dq_kernel,
-         {"NB_PAD": 16}),
-        ("dkdv", (attention_bwd._DKDV, attention_bwd._DKDV_TMA),
-         attention_bwd._attn_bwd_dkdv_kernel, {"NB_PAD": 16, "FUSED_DQ": False}),
-    )  # fmt: skip
-    print(
-        "| kernel | path | tile (BM, BN, warps, stages) | bias | registers | spill st/ld B | cp.async | TMA loads | smem B |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for kind, launchers, fn, extra in kernels:
+    print(_HEADER)
+    for kind, launchers, fn, extra in _KERNELS:
         pointer, hopper = (f"{fl._tuner.name}@{fl._tuner.version}" for fl in launchers)
-        tiles = [(False, _tile(table, pointer, args.head_dim, args.causal, _SHAPES[kind][0])),
-                 (True, _tile(table, hopper, args.head_dim, args.causal, _SHAPES_TMA[kind][0]))]  # fmt: skip
-        if tiles[1][1].get("TMA") != 1:  # also the Hopper path's default tile, through TMA
-            tiles.append((True, _config(_SHAPES_TMA[kind][0])))
-        for tma, tile in tiles:
+        tiles = [_tile(table, pointer, d, causal, _SHAPES[kind][0]),
+                 dict(_tile(table, hopper, d, causal, _SHAPES_TMA[kind][0]), hopper=1)]  # fmt: skip
+        if tiles[1].get("TMA") != 1:  # also the Hopper path's default tile, through TMA
+            tiles.append(dict(_config(_SHAPES_TMA[kind][0]), hopper=1))
+        for tile in tiles:
             cfg = dict(tile)
-            tma_flag = cfg.pop("TMA", 0)
-            for mode, consecutive in ((BIAS_NONE, False), (BIAS_RELATIVE, True),
-                                      (BIAS_RELATIVE, False)):  # fmt: skip
+            path = "hopper" if cfg.pop("hopper", 0) else "pointer"
+            tma = cfg.pop("TMA", 0)
+            shape = (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_warps"], cfg["num_stages"])
+            for name, mode, consecutive in _BIAS:
+                relative = mode == BIAS_RELATIVE
                 const = dict(
-                    HEAD_DIM=args.head_dim, BLOCK_D=triton.next_power_of_2(args.head_dim), IS_CAUSAL=args.causal,
-                    BIAS_MODE=mode, HAS_TQ=mode == BIAS_RELATIVE, HAS_TK=mode == BIAS_RELATIVE,
-                    CONSECUTIVE=consecutive, USE_ORDER=False, PRECISION="ieee", TMA=tma_flag,
-                    BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], **extra,
+                    HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), IS_CAUSAL=causal,
+                    BIAS_MODE=mode, HAS_TQ=relative, HAS_TK=relative, CONSECUTIVE=consecutive,
+                    USE_ORDER=False, PRECISION="ieee", TMA=tma, BLOCK_M=cfg["BLOCK_M"],
+                    BLOCK_N=cfg["BLOCK_N"], **extra,
                 )  # fmt: skip
                 c = _counts(fn, const, cfg)
-                tile = (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_warps"], cfg["num_stages"])
-                print(f"| {kind} | {'hopper' if tma else 'pointer'} (TMA={tma_flag}) | {tile} | "
-                      f"{('consecutive' if consecutive else 'general') if mode else 'none'} | {c['regs']} | {c['spill_st']}/{c['spill_ld']} | "
-                      f"{c['cp_async']} | {c['tma']} | {c['smem']} |")  # fmt: skip
+                print(f"| {kind} | {path} (TMA={tma}) | {shape} | {name} | {c['regs']} | "
+                      f"{c['spill_st']}/{c['spill_ld']} | {c['cp_async']} | {c['tma']} | "
+                      f"{c['smem']} |")  # fmt: skip
 
 
 if __name__ == "__main__":

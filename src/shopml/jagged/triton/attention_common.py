@@ -190,10 +190,12 @@ def _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len, mask_mn, stride_bias
 # ways chosen on the host once per set of boundaries (the kernels' CONSECUTIVE constexpr, from
 # ``consecutive_boundaries`` in attention_reference.py, kept by RelativeBiasTable):
 # - CONSECUTIVE (the model's default: 16 buckets give boundaries -7, ..., 7): the boundaries are
-#   consecutive integers first (> int64 min), ..., last: bucket = clamp(d, first - 1, last) - (first - 1),
-#   on the int64 delta: right for any timestamps, no per-program frame or span condition;
-# - otherwise the definition itself: the int64 delta compared with each boundary. (A binary
-#   search, log2(n) gathers a score, needed more registers: 64-bit addresses per score.)
+#   consecutive integers first, ..., last (first > int64's minimum), so
+#   bucket = clamp(d, first - 1, last) - (first - 1), on the int64 delta: right for any
+#   timestamps, no per-program frame or span condition;
+# - otherwise the definition itself: the int64 delta compared with each boundary, unrolled over
+#   NB_PAD - 1. (A binary search, log2(n) gathers a score, needed more registers: 64-bit
+#   addresses per score.)
 # Both equal the reference for every pair of int64 timestamps (tests/jagged/test_attention_buckets).
 # Compiled for sm_90 (benchmarks/attention_sm90_counts.py), the int64 clamp needs about as many
 # registers as the same clamp on int32 offsets from a per-program minimum (which holds only while
