@@ -1,11 +1,10 @@
-"""The relative bias's bucket computation inside the attention kernels (``_bucket_frame`` and
+"""The relative bias's bucket computation inside the attention kernels (``_below`` and
 ``_bucket`` of shopml/jagged/triton/attention_common.py) against ``torch.bucketize``.
 
-A small kernel runs the kernels' own helpers on one tile of query and key timestamps, either side
-stationary (the forward and dQ kernels hold the queries, dK/dV the keys), and the test checks
-every pair against the reference, and which of the two ways (closed form or per-boundary
-compares) ran:
-edge deltas (0, +-1, each boundary and its neighbours, the int32 and saturation limits, int64
+A small kernel runs the kernels' own helpers on one tile of query and key timestamps, in the way
+the host chooses (``consecutive_boundaries``: the closed form) and in the general way (the
+per-boundary compares, valid for any boundaries), and the test checks every pair against the
+reference: edge deltas (0, +-1, each boundary and its neighbours, the int32 limits, int64
 extremes, where the int64 difference wraps), default and other boundaries, boundaries beyond
 int32, widely spread timestamps, random ones.
 """
@@ -18,8 +17,14 @@ import triton
 import triton.language as tl
 
 from shopml.common.devices import has_cuda, is_interpreter
-from shopml.jagged.attention import bucketize_delta, log_bucket_boundaries
-from shopml.jagged.triton.attention_common import _bucket, _bucket_frame
+from shopml.jagged.attention import (
+    RelativeBias,
+    bucketize_delta,
+    consecutive_boundaries,
+    log_bucket_boundaries,
+)
+from shopml.jagged.modules import RelativeBiasTable
+from shopml.jagged.triton.attention_common import _below, _bucket
 
 I64_MAX, I64_MIN = 2**63 - 1, -(2**63)
 
@@ -35,30 +40,28 @@ def _device() -> str:
 @triton.jit
 def _buckets_kernel(
     tq_ptr, tk_ptr, bounds_ptr, out_ptr, flags_ptr, len_q, len_k, num_bounds,
-    Q_STATIONARY: tl.constexpr, BLOCK_M: tl.constexpr,
+    CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """One tile of buckets through the attention kernels' helpers; flags: 1 = closed form ran,
-    2 = every lane's bucket (real lane or not) is a legal table row."""
+    """One tile of buckets through the attention kernels' helpers; flag 1: every lane's bucket
+    (real lane or not) is a legal table row."""
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     mask_m = offs_m < len_q
     mask_n = offs_n < len_k
     tq = tl.load(tq_ptr + offs_m, mask=mask_m, other=0)
     tk = tl.load(tk_ptr + offs_n, mask=mask_n, other=0)
-    if Q_STATIONARY:
-        ref, fast, first = _bucket_frame(tq, mask_m, bounds_ptr, num_bounds)
-    else:
-        ref, fast, first = _bucket_frame(tk, mask_n, bounds_ptr, num_bounds)
-    bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds)
+    below = _below(bounds_ptr, num_bounds, CONSECUTIVE)
+    bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE,
+                     NB_PAD)  # fmt: skip
     inside = mask_m[:, None] & mask_n[None, :]
     tl.store(out_ptr + offs_m[:, None] * len_k + offs_n[None, :], bucket, mask=inside)
     legal = (bucket >= 0) & (bucket <= num_bounds)
-    tl.store(flags_ptr, fast.to(tl.int32) + 2 * tl.min(tl.min(legal.to(tl.int32), 1), 0))
+    tl.store(flags_ptr, tl.min(tl.min(legal.to(tl.int32), 1), 0))
 
 
-def _buckets(tq: list[int], tk: list[int], bounds: torch.Tensor, q_stationary: bool):
-    """(buckets (len(tq), len(tk)) int64, whether the closed form ran) from the kernel helpers."""
+def _buckets(tq: list[int], tk: list[int], bounds: torch.Tensor, consecutive: bool):
+    """Buckets ``(len(tq), len(tk))`` int64 from the kernel helpers, one way."""
     device = _device()
     tq_t = torch.tensor(tq, dtype=torch.int64, device=device)
     tk_t = torch.tensor(tk, dtype=torch.int64, device=device)
@@ -68,28 +71,31 @@ def _buckets(tq: list[int], tk: list[int], bounds: torch.Tensor, q_stationary: b
     n = bounds.numel()
     _buckets_kernel[(1,)](
         tq_t, tk_t, bounds if n else torch.zeros(1, dtype=torch.int64, device=device), out, flags,
-        len(tq), len(tk), n, Q_STATIONARY=q_stationary,
+        len(tq), len(tk), n, CONSECUTIVE=consecutive, NB_PAD=triton.next_power_of_2(n + 1),
         BLOCK_M=triton.next_power_of_2(max(len(tq), 16)),
         BLOCK_N=triton.next_power_of_2(max(len(tk), 16)),
     )  # fmt: skip
-    flag = int(flags.item())
-    assert flag & 2, "a lane's bucket fell outside [0, num_bounds]"
-    return out.long().cpu(), bool(flag & 1)
+    assert int(flags.item()) == 1, "a lane's bucket fell outside [0, num_bounds]"
+    return out.long().cpu()
 
 
-def _check(stationary: list[int], streamed: list[int], bounds: torch.Tensor, fast: bool) -> None:
-    """Both orientations: the queries stationary (forward, dQ), then the keys (dK/dV)."""
-    for tq, tk, q_stationary in ((stationary, streamed, True), (streamed, stationary, False)):
+def _check(stationary: list[int], streamed: list[int], bounds: torch.Tensor, closed: bool) -> None:
+    """Both orientations (the queries held by a program: forward, dQ; the keys: dK/dV), in
+    the way the host chooses for ``bounds`` (asserted to be the closed form iff ``closed``) and
+    in the general way."""
+    assert consecutive_boundaries(bounds) == closed
+    ways = (True, False) if closed else (False,)
+    for tq, tk in ((stationary, streamed), (streamed, stationary)):
         delta = torch.tensor(tq, dtype=torch.int64)[:, None] - torch.tensor(tk)[None, :]
-        got, ran_fast = _buckets(tq, tk, bounds, q_stationary)
-        assert ran_fast == fast
         expected = bucketize_delta(delta, bounds)  # (int64 differences wrap in both)
-        bad = (got != expected).nonzero()[:5].tolist()
-        assert not bad, [(tq[i], tk[j], int(got[i, j]), int(expected[i, j])) for i, j in bad]
+        for consecutive in ways:
+            got = _buckets(tq, tk, bounds, consecutive)
+            bad = (got != expected).nonzero()[:5].tolist()
+            assert not bad, [(tq[i], tk[j], int(got[i, j]), int(expected[i, j])) for i, j in bad]
 
 
 def _edge_offsets(bounds: torch.Tensor) -> list[int]:
-    """Offsets from a base that hit every edge of the bucketing and of the int32 frame."""
+    """Offsets from a base that hit every edge of the bucketing and of int32 and int64."""
     out = {0, 1, -1, 2, -2}
     for b in bounds.tolist():
         out.update({b - 1, b, b + 1})
@@ -113,7 +119,7 @@ def test_default_boundaries_take_the_closed_form_and_match_bucketize(num_buckets
     stationary = [base + d for d in (0, 1, 3, 7, 2**27) if I64_MIN <= base + d <= I64_MAX]
     tk = _streamed(base, _edge_offsets(bounds))
     for lo in range(0, len(tk), 64):  # one tile of keys at a time
-        _check(stationary, tk[lo : lo + 64], bounds, fast=True)
+        _check(stationary, tk[lo : lo + 64], bounds, closed=True)
 
 
 @pytest.mark.parametrize(
@@ -123,49 +129,75 @@ def test_default_boundaries_take_the_closed_form_and_match_bucketize(num_buckets
         log_bucket_boundaries(16, 4096, bidirectional=False),  # 1, ..., 8, 20, ..., 4096
         torch.tensor([-(2**40), 0, 2**40]),  # beyond int32
         torch.tensor([I64_MIN, -5, 5, I64_MAX]),  # the int64 extremes themselves
-        torch.tensor([2**35 + i for i in range(5)]),  # consecutive, but beyond the int32 frame
-        torch.tensor([2**29 + 1, 2**29 + 2]),  # consecutive, just past the int32 frame
+        torch.tensor([I64_MIN, I64_MIN + 1]),  # consecutive, but first - 1 would wrap
     ],
-    ids=["log32", "one-sided", "wide", "int64-extremes", "consecutive-far", "just-past-frame"],
+    ids=["log32", "one-sided", "wide", "int64-extremes", "consecutive-at-int64-min"],
 )
 def test_other_boundaries_take_the_general_way_and_match_bucketize(bounds):
     base = 123_456_789_012
     stationary = [base, base + 1, base + 1000]
     tk = _streamed(base, _edge_offsets(bounds))
     for lo in range(0, len(tk), 64):
-        _check(stationary, tk[lo : lo + 64], bounds, fast=False)
+        _check(stationary, tk[lo : lo + 64], bounds, closed=False)
 
 
-def test_boundaries_at_the_edge_of_the_int32_frame_take_the_closed_form():
-    for bounds in (torch.arange(2**29 - 14, 2**29 + 1), torch.arange(-(2**29), -(2**29) + 15)):
-        stationary = [0, 5, 2**28 - 1]
-        tk = _streamed(0, _edge_offsets(bounds))
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        torch.arange(2**29 - 14, 2**29 + 1),
+        torch.arange(-(2**29), -(2**29) + 15),
+        torch.tensor([2**35 + i for i in range(5)]),  # beyond int32
+        torch.tensor([I64_MIN + 1, I64_MIN + 2]),
+        torch.tensor([I64_MAX - 1, I64_MAX]),
+    ],
+    ids=["int32-high", "int32-low", "beyond-int32", "int64-min", "int64-max"],
+)
+def test_consecutive_boundaries_anywhere_take_the_closed_form(bounds):
+    for base in (0, int(bounds[0])):
+        stationary = [base, base + 5, base + 2**28 - 1]
+        stationary = [t for t in stationary if t <= I64_MAX]
+        tk = _streamed(base, _edge_offsets(bounds))
         for lo in range(0, len(tk), 64):
-            _check(stationary, tk[lo : lo + 64], bounds, fast=True)
+            _check(stationary, tk[lo : lo + 64], bounds, closed=True)
 
 
 def test_no_boundary_and_one_boundary():
     tk = _streamed(7, _edge_offsets(torch.tensor([0])))
-    _check([7, 9], tk[:64], torch.zeros(0, dtype=torch.int64), fast=True)
-    _check([7, 9], tk[:64], torch.tensor([0]), fast=True)
-    _check([7, 9], tk[:64], torch.tensor([3]), fast=True)
+    _check([7, 9], tk[:64], torch.zeros(0, dtype=torch.int64), closed=True)
+    _check([7, 9], tk[:64], torch.tensor([0]), closed=True)
+    _check([7, 9], tk[:64], torch.tensor([3]), closed=True)
 
 
-def test_widely_spread_stationary_timestamps_take_the_general_way():
+def test_widely_spread_timestamps_keep_the_closed_form():
     bounds = log_bucket_boundaries(16)
-    for spread in (2**28, 2**40, I64_MAX):  # the frame needs a spread below 2**28
+    for spread in (2**28, 2**40, I64_MAX):  # any span: the clamp is on the int64 delta
         stationary = [0, spread]
         tk = _streamed(0, _edge_offsets(bounds)) + _streamed(spread, _edge_offsets(bounds))
         for lo in range(0, len(tk), 64):
-            _check(stationary, tk[lo : lo + 64], bounds, fast=False)
-    _check([0, 2**28 - 1], [0, 5, 2**28, -(2**30)], bounds, fast=True)  # just inside
+            _check(stationary, tk[lo : lo + 64], bounds, closed=True)
 
 
 @pytest.mark.parametrize("scale", [10, 2**20, 2**31, 2**62])
 def test_random_timestamps_match_bucketize(scale):
     gen = torch.Generator().manual_seed(scale % 1000)
-    for bounds, linear in ((log_bucket_boundaries(16), True), (log_bucket_boundaries(32), False)):
+    for bounds, closed in ((log_bucket_boundaries(16), True), (log_bucket_boundaries(32), False)):
         stationary = torch.randint(-scale, scale, (13,), generator=gen).tolist()
         streamed = torch.randint(-scale, scale, (50,), generator=gen).tolist()
-        fast = linear and max(stationary) - min(stationary) < 2**28
-        _check(stationary, streamed, bounds, fast)
+        _check(stationary, streamed, bounds, closed)
+
+
+def test_the_way_is_known_without_reading_device_boundaries():
+    """RelativeBiasTable decides once (its boundaries are made on the CPU); a RelativeBias over
+    CPU boundaries finds out itself; one over device boundaries leaves it to the backend."""
+    assert RelativeBiasTable(16, 2).consecutive  # -7, ..., 7
+    assert RelativeBiasTable(16, 2)().consecutive
+    assert not RelativeBiasTable(32, 2).consecutive  # log-spaced beyond +-8
+    table = torch.zeros(4, 1)
+    assert RelativeBias(table, torch.tensor([-1, 0, 1])).consecutive
+    assert not RelativeBias(table, torch.tensor([-1, 0, 2])).consecutive
+    assert (
+        RelativeBias(table.to("meta"), torch.tensor([-1, 0, 1], device="meta")).consecutive is None
+    )
+    assert consecutive_boundaries(torch.zeros(0, dtype=torch.int64))
+    assert consecutive_boundaries(torch.tensor([I64_MAX - 1, I64_MAX]))
+    assert not consecutive_boundaries(torch.tensor([I64_MIN, I64_MIN + 1]))

@@ -31,7 +31,9 @@ def _offsets(lengths, device):
 
 def launcher_inputs(lengths_q, lengths_k, heads, dim, dtype, bias, device, seed=0):
     """Random inputs of the attention launchers: ``(q, k, v, do, qo, ko, extra, mq, mk, scale)``,
-    ``extra`` = [bias, bias_offsets, table, bounds, tq, tk] for ``bias`` None/tensor/relative."""
+    ``extra`` = [bias, bias_offsets, table, bounds, tq, tk] for ``bias`` None/tensor/relative
+    (boundaries for the launchers' general way)/consecutive (``consecutive=True``: the closed
+    form)."""
     gen = torch.Generator().manual_seed(seed)
     tq, tk = sum(lengths_q), sum(lengths_k)
     mk = lambda t: torch.randn(t, heads, dim, generator=gen).to(device, dtype)  # noqa: E731
@@ -42,9 +44,10 @@ def launcher_inputs(lengths_q, lengths_k, heads, dim, dtype, bias, device, seed=
         sizes = torch.tensor(lengths_q) * torch.tensor(lengths_k)
         extra[0] = torch.randn(int(sizes.sum()), heads, generator=gen).to(device)
         extra[1] = _offsets(sizes.tolist(), device)
-    elif bias == "relative":
+    elif bias in ("relative", "consecutive"):  # the general way / the closed form (see below)
         extra[2] = torch.randn(9, heads, generator=gen).to(device)
-        extra[3] = torch.tensor([-8, -4, -2, -1, 0, 1, 2, 4], device=device)
+        bounds = [-8, -4, -2, -1, 0, 1, 2, 4] if bias == "relative" else list(range(-4, 4))
+        extra[3] = torch.tensor(bounds, device=device)
     return q, k, v, do, qo, ko, extra, max(lengths_q), max(lengths_k), 1.0 / math.sqrt(dim)
 
 
@@ -53,16 +56,23 @@ def _both(attn_switch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, de
     q, k, v, do, qo, ko, extra, mq, mk_, scale = launcher_inputs(
         lengths_q, lengths_k, heads, dim, dtype, bias, device, seed
     )
-    out, lse = _attn_fwd(q, k, v, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False, True)
+    closed = bias == "consecutive"
+    out, lse = _attn_fwd(
+        q, k, v, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False, True, consecutive=closed
+    )
     results = []
     for variant in ("fused", "split"):
         attn_switch("SHOPML_ATTN_BWD", variant)
-        grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False)
+        grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *extra, mq, mk_, scale, 1.0, causal,
+                          False, consecutive=closed)  # fmt: skip
         results.append([g for g in grads if g is not None])
     return results
 
 
-@pytest.mark.parametrize(("causal", "bias"), [(False, None), (True, "tensor"), (False, "relative")])
+@pytest.mark.parametrize(
+    ("causal", "bias"),
+    [(False, None), (True, "tensor"), (False, "relative"), (True, "consecutive")],
+)
 def test_fused_equals_split_on_tiny_shapes(attn_switch, causal, bias):
     device = _device()
     lengths_q = [0, 1, 17, 40, 5]
@@ -117,7 +127,8 @@ def test_gpu_fused_equals_split(attn_switch, dtype, dim, causal):
     lengths = torch.distributions.Exponential(1 / 200.0).sample((64,)).clamp(1, 900).long()
     lengths[7] = 0
     lengths = lengths.tolist()
-    fused, split = _both(attn_switch, lengths, lengths, 2, dim, dtype, causal, "relative", "cuda")
+    bias = "relative" if causal else "consecutive"  # both ways of bucketing
+    fused, split = _both(attn_switch, lengths, lengths, 2, dim, dtype, causal, bias, "cuda")
     for a, b in zip(fused, split, strict=True):
         scale = b.float().abs().max().item()
         err = (a.float() - b.float()).abs().max().item()

@@ -42,8 +42,12 @@ def _run(lengths_q, lengths_k, heads, dim, dtype, causal, bias, device, seed=0):
     q, k, v, do, qo, ko, extra, mq, mk_, scale = launcher_inputs(
         lengths_q, lengths_k, heads, dim, dtype, bias, device, seed
     )
-    out, lse = _attn_fwd(q, k, v, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False, False)
-    grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False)
+    closed = bias == "consecutive"  # the closed-form buckets (see launcher_inputs)
+    out, lse = _attn_fwd(
+        q, k, v, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False, False, consecutive=closed
+    )
+    grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *extra, mq, mk_, scale, 1.0, causal, False,
+                      consecutive=closed)  # fmt: skip
     return [out, lse, *(g for g in grads if g is not None)]
 
 
@@ -65,6 +69,7 @@ def _both(monkeypatch, attn_switch, *args):
         ([0, 1, 17, 40, 5], None, 16, False, None),
         ([0, 1, 17, 40, 5], None, 16, True, "tensor"),
         ([33, 2, 20], None, 24, True, "relative"),  # head dim not a power of two
+        ([33, 2, 20], None, 16, False, "consecutive"),
         ([3, 0, 20, 9], [40, 5, 0, 18], 16, True, None),  # cross attention, empty sides
     ],
 )
@@ -121,8 +126,9 @@ def test_gpu_hopper_path_equals_pointer_path(monkeypatch, attn_switch, dtype, di
     lengths[7] = 0
     lengths[9] = 1
     lengths = lengths.tolist()
+    bias = "relative" if causal else "consecutive"  # both ways of bucketing
     tma, ptr = _both(
-        monkeypatch, attn_switch, lengths, lengths, 2, dim, dtype, causal, "relative", "cuda"
+        monkeypatch, attn_switch, lengths, lengths, 2, dim, dtype, causal, bias, "cuda"
     )
     for a, b in zip(tma, ptr, strict=True):
         finite = torch.isfinite(b)

@@ -30,7 +30,12 @@ import torch
 
 from shopml.jagged import attention_reference as ref
 from shopml.jagged import checks
-from shopml.jagged.attention_reference import RelativeBias, bucketize_delta, relative_bias_dense
+from shopml.jagged.attention_reference import (
+    RelativeBias,
+    bucketize_delta,
+    consecutive_boundaries,
+    relative_bias_dense,
+)
 from shopml.jagged.backend import BACKENDS, use_triton
 from shopml.jagged.checks import describe
 
@@ -38,6 +43,7 @@ __all__ = [
     "BACKENDS",
     "RelativeBias",
     "bucketize_delta",
+    "consecutive_boundaries",
     "jagged_flash_attention",
     "jagged_target_attention",
     "log_bucket_boundaries",

@@ -44,6 +44,7 @@ class AttentionArgs(NamedTuple):
     causal: bool
     allow_tf32: bool
     zero_init: bool  # zero-fill outputs first (needed when sequences may be truncated)
+    consecutive: bool = False  # the bias boundaries are consecutive: closed-form buckets
 
 
 _NO_GRADS = (None,) * len(AttentionArgs._fields)

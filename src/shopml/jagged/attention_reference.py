@@ -25,6 +25,7 @@ import torch
 __all__ = [
     "RelativeBias",
     "bucketize_delta",
+    "consecutive_boundaries",
     "jagged_bias_offsets",
     "jagged_flash_attention",
     "pad_index",
@@ -52,16 +53,41 @@ class RelativeBias:
         q_timestamps: ``(T_q,)`` int64 per query token, or None for positions.
         k_timestamps: ``(T_k,)`` int64 per key token, or None (positions; or ``q_timestamps``
             when the keys are the queries, i.e. self-attention without ``k_offsets``).
+        consecutive: :func:`consecutive_boundaries` of ``boundaries`` if known (the Triton
+            kernels then compute buckets in closed form); None: computed here for CPU
+            boundaries, else by the Triton backend at each call (a device sync; the general
+            way while torch.compile traces or a CUDA graph is captured).
     """
 
     table: torch.Tensor
     boundaries: torch.Tensor
     q_timestamps: torch.Tensor | None = None
     k_timestamps: torch.Tensor | None = None
+    consecutive: bool | None = None
+
+    def __post_init__(self) -> None:
+        b = self.boundaries
+        if (
+            self.consecutive is None
+            and isinstance(b, torch.Tensor)
+            and b.device.type == "cpu"
+            and not torch.compiler.is_compiling()  # (values unknown while dynamo traces)
+        ):
+            object.__setattr__(self, "consecutive", consecutive_boundaries(b))
 
     @property
     def num_buckets(self) -> int:
         return int(self.table.shape[0])
+
+
+def consecutive_boundaries(boundaries: torch.Tensor) -> bool:
+    """Whether ``boundaries`` are consecutive integers ``first, first + 1, ..., last`` (none or
+    one included) with ``first`` above int64's minimum: then ``bucket(d) = clamp(d, first - 1,
+    last) - (first - 1)``, the Triton kernels' closed form. Reads the values (a device sync off
+    the CPU)."""
+    values = boundaries.tolist()
+    steps = all(b - a == 1 for a, b in zip(values, values[1:], strict=False))
+    return steps and (not values or values[0] > -(2**63))
 
 
 def bucketize_delta(delta: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,11 @@ from shopml.jagged.attention_args import (
     _forward,
     _setup_context,
 )
-from shopml.jagged.attention_reference import RelativeBias, jagged_bias_offsets
+from shopml.jagged.attention_reference import (
+    RelativeBias,
+    consecutive_boundaries,
+    jagged_bias_offsets,
+)
 from shopml.jagged.triton import precompile
 from shopml.jagged.triton.launch import collecting
 
@@ -78,7 +82,7 @@ def _compile_together(args: AttentionArgs) -> None:
     q = args.q
     kind = (q.device, q.dtype, q.shape[1:], args.causal, args.bias is None, args.table is None,
             args.tq is None, args.tk is None, args.max_seqlen_q.bit_length(),
-            args.max_seqlen_k.bit_length(), args.allow_tf32)  # fmt: skip
+            args.max_seqlen_k.bit_length(), args.allow_tf32, args.consecutive)  # fmt: skip
     if kind in _COMPILED_TOGETHER or torch.cuda.is_current_stream_capturing():
         return  # (a CUDA graph capture would record the dry run's allocations and fills)
     _COMPILED_TOGETHER.add(kind)
@@ -86,6 +90,20 @@ def _compile_together(args: AttentionArgs) -> None:
         out, lse = _forward(*args)
         _backward_launch(out, out, lse, *args)  # dO: any contiguous tensor of out's layout
     precompile.compile_all(jobs, timeout=60.0)  # a compile takes seconds; a stuck child: give up
+
+
+def _consecutive(bias: RelativeBias) -> bool:
+    """Whether the kernels may take the closed-form buckets for this bias (a kernel constexpr):
+    ``bias.consecutive`` when known (:class:`~shopml.jagged.modules.RelativeBiasTable` and CPU
+    boundaries know it), else read from the boundaries: one device sync, skipped (the general
+    way) while torch.compile traces or a CUDA graph is captured."""
+    if bias.consecutive is not None:
+        return bias.consecutive
+    if torch.compiler.is_compiling() or (
+        bias.boundaries.is_cuda and torch.cuda.is_current_stream_capturing()
+    ):
+        return False
+    return consecutive_boundaries(bias.boundaries)
 
 
 # ------------------------------------------------------------------ eager autograd Function
@@ -146,11 +164,13 @@ def jagged_flash_attention(
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     bias = bias_offsets = table = bounds = tq = tk = None
+    consecutive = False
     if isinstance(attn_bias, RelativeBias):
         table = attn_bias.table.contiguous()
         bounds = attn_bias.boundaries.contiguous()
         tq = attn_bias.q_timestamps
         tk = attn_bias.k_timestamps
+        consecutive = _consecutive(attn_bias)
         if tk is None and self_attention:
             tk = tq
     elif attn_bias is not None:
@@ -177,6 +197,7 @@ def jagged_flash_attention(
         causal=bool(causal),
         allow_tf32=bool(allow_tf32),
         zero_init=bool(zero_init),
+        consecutive=consecutive,
     )
     if torch.compiler.is_compiling():
         # the custom op, registered on first need: dynamo runs this import while it traces

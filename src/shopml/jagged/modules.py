@@ -14,6 +14,7 @@ from torch import nn
 
 from shopml.jagged.attention import (
     RelativeBias,
+    consecutive_boundaries,
     jagged_flash_attention,
     jagged_target_attention,
     log_bucket_boundaries,
@@ -55,11 +56,15 @@ class RelativeBiasTable(nn.Module):
             log_bucket_boundaries(num_buckets, max_distance, bidirectional=bidirectional),
             persistent=False,
         )
+        # the kernels' way to bucket, decided once here (no device sync per call)
+        self.consecutive = consecutive_boundaries(self.boundaries)
 
     def forward(
         self, q_timestamps: torch.Tensor | None = None, k_timestamps: torch.Tensor | None = None
     ) -> RelativeBias:
-        return RelativeBias(self.table, self.boundaries, q_timestamps, k_timestamps)
+        return RelativeBias(
+            self.table, self.boundaries, q_timestamps, k_timestamps, self.consecutive
+        )
 
 
 def _self_mask(lengths: torch.Tensor, n: int, causal: bool) -> torch.Tensor:

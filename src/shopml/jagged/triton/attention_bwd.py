@@ -31,9 +31,8 @@ from shopml.jagged.triton.attention_common import (
     BIAS_TENSOR_K,
     LOG2E,
     LOG2E_K,
-    _bit_or,
+    _below,
     _bucket,
-    _bucket_frame,
     _dummy,
     _ensure_allocator,
     _extent,
@@ -42,6 +41,7 @@ from shopml.jagged.triton.attention_common import (
     _order,
     _precision,
     _sample_index,
+    _table_grad,
     _tma_ok,
     _tuner,
     _use_order,
@@ -58,16 +58,13 @@ def _attn_bwd_dkdv_inner(
     bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
     tq_ptr, tk,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
-    MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr, PRECISION: tl.constexpr,
+    CONSECUTIVE: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr,
+    PRECISION: tl.constexpr,
     FUSED_DQ: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible.
     TMA: Q and dO tiles through the descriptors ``q_desc``, ``do_desc`` (zeros past the end)."""
-    ref = 0
-    first = 0
-    fast = True
-    if BIAS_MODE == BIAS_RELATIVE_K:  # the keys are this program's stationary side
-        ref, fast, first = _bucket_frame(tk, mask_n, bounds_ptr, num_bounds)
+    below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < q_len
@@ -106,7 +103,8 @@ def _attn_bwd_dkdv_inner(
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
             else:
                 tq = offs_m + shift
-            bucket = _bucket(tq[None, :], tk[:, None], ref, fast, first, bounds_ptr, num_bounds)
+            bucket = _bucket(tq[None, :], tk[:, None], below, bounds_ptr, num_bounds, CONSECUTIVE,
+                             NB_PAD)  # fmt: skip
             st += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
@@ -143,19 +141,11 @@ def _attn_bwd_dkdv_inner(
                 dst.to(dbias_ptr.dtype.element_ty),
                 mask=visible,
             )
-        if BIAS_MODE == BIAS_RELATIVE_K:  # per-bucket sums of dS, over the buckets it holds
+        if BIAS_MODE == BIAS_RELATIVE_K and FUSED_DQ:  # the table gradient (else in dQ's)
             seen = bucket
             if MASKED:  # (dS is 0 where not visible)
                 seen = tl.where(visible, bucket, -1)
-            # a bit per bucket held (buckets >= 31 share the last), and the highest bucket
-            held = tl.where(seen >= 0, 1 << tl.minimum(seen, 31), 0)
-            held = tl.reduce(tl.reduce(held, 1, _bit_or), 0, _bit_or)
-            top = tl.max(tl.max(seen, 1), 0)
-            idx = tl.arange(0, NB_PAD)
-            for kb in range(0, top + 1):  # mostly one to three held: far-apart events share one
-                if ((held >> tl.minimum(kb, 31)) & 1) != 0:
-                    part = tl.sum(tl.sum(tl.where(bucket == kb, dst, 0.0), 1), 0)
-                    dtab += tl.where(idx == kb, part, 0.0)
+            dtab = _table_grad(dtab, dst, bucket, seen, NB_PAD)
     return dk, dv, dtab
 
 
@@ -170,8 +160,9 @@ def _attn_bwd_dkdv_kernel(
     max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr, USE_ORDER: tl.constexpr,
-    NB_PAD: tl.constexpr, PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
+    BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
+    CONSECUTIVE: tl.constexpr, USE_ORDER: tl.constexpr, NB_PAD: tl.constexpr,
+    PRECISION: tl.constexpr, FUSED_DQ: tl.constexpr, TMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_n = tl.program_id(0)
@@ -206,7 +197,7 @@ def _attn_bwd_dkdv_kernel(
     )
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    dtab = tl.zeros([NB_PAD], dtype=tl.float32)
+    dtab = tl.zeros([BLOCK_N, NB_PAD], dtype=tl.float32)  # table gradient, per key row
     bias_start = 0
     tk = offs_n
     if BIAS_MODE == BIAS_TENSOR_K:
@@ -232,7 +223,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -240,7 +231,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -248,7 +239,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
@@ -262,9 +253,9 @@ def _attn_bwd_dkdv_kernel(
         dv.to(dv_ptr.dtype.element_ty),
         mask=mask_nd,
     )
-    if BIAS_MODE == BIAS_RELATIVE_K:
+    if BIAS_MODE == BIAS_RELATIVE_K and FUSED_DQ:
         slot = (pid_n * tl.num_programs(1) + pid_b).to(tl.int64) * tl.num_programs(2) + h
-        tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), dtab)
+        tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), tl.sum(dtab, 0))
 
 
 # bump a version when its kernel's code changes: remembered and shipped tiles are dropped
@@ -311,6 +302,7 @@ def _attn_bwd(
     causal: bool,
     allow_tf32: bool,
     zero_init: bool = True,
+    consecutive: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
@@ -353,6 +345,7 @@ def _attn_bwd(
         BIAS_MODE=mode,
         HAS_TQ=tq is not None,
         HAS_TK=tk is not None,
+        CONSECUTIVE=consecutive and mode == BIAS_RELATIVE,  # closed-form buckets
         USE_ORDER=use_order,
         PRECISION=_precision(q.dtype, allow_tf32),
         **({} if tma else _POINTER),  # the Hopper tiles carry TMA
@@ -373,10 +366,12 @@ def _attn_bwd(
     stride_bias = bias.stride(0) if bias is not None else 0
     stride_table = table.stride(0) if table is not None else 0
     qb, kb = pow2(max_seqlen_q), pow2(max_seqlen_k)
-    min_block_n = 16 if _INTERPRET else 32
+    # the table gradient's partial sums, one row per program of the kernel that sums dS per
+    # bucket: dQ's (query blocks), or the one-pass kernel's (key blocks); tiles >= 32 rows
+    min_block = 16 if _INTERPRET else 32
     if table is not None:
-        slots = cdiv(max_seqlen_k, min_block_n) * batch * heads
-        dtab_part = torch.zeros((slots, nb_pad), device=dev, dtype=torch.float32)
+        blocks = cdiv(max_seqlen_k if variant == "fused" else max_seqlen_q, min_block)
+        dtab_part = torch.zeros((blocks * batch * heads, nb_pad), device=dev, dtype=torch.float32)
     else:
         dtab_part = _dummy(dev)
     if variant == "fused":
@@ -391,12 +386,12 @@ def _attn_bwd(
         (_DQ_TMA if tma else _DQ)(
             lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads),
             (q, k, v, out_for_delta, do, lse, delta, dq, q_offsets, k_offsets, order_k, bias_arg,
-             boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, q.stride(0), q.stride(1),
+             boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, dtab_part, q.stride(0), q.stride(1),
              k.stride(0), k.stride(1), v.stride(0), v.stride(1), out_for_delta.stride(0),
              out_for_delta.stride(1), do.stride(0), do.stride(1), lse.stride(0), dq.stride(0),
              dq.stride(1), stride_bias, stride_table, max_seqlen_q, max_seqlen_k, num_bounds,
              scale * LOG2E, scale, qb, kb),
-            common,
+            dict(common, NB_PAD=nb_pad),
         )  # fmt: skip
     (_FUSED if variant == "fused" else (_DKDV_TMA if tma else _DKDV))(
         lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads),

@@ -14,31 +14,28 @@ from shopml.jagged.triton.attention_common import (
     BIAS_RELATIVE_K,
     BIAS_TENSOR_K,
     LOG2E_K,
+    _below,
     _bucket,
-    _bucket_frame,
     _extent,
     _load_bias,
     _loop_operands,
     _sample_index,
+    _table_grad,
 )
 
 
 @triton.jit
 def _attn_bwd_dq_inner(
-    dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
+    dq, dtab, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
     stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start,
     stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
-    MASKED: tl.constexpr, EVEN_D: tl.constexpr,
+    CONSECUTIVE: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr,
     PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
-    ref = 0
-    first = 0
-    fast = True
-    if BIAS_MODE == BIAS_RELATIVE_K:  # the queries are this program's stationary side
-        ref, fast, first = _bucket_frame(tq, mask_m, bounds_ptr, num_bounds)
+    below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -69,7 +66,8 @@ def _attn_bwd_dq_inner(
             tk = offs_n
             if HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds)
+            bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE,
+                             NB_PAD)  # fmt: skip
             s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
@@ -80,23 +78,29 @@ def _attn_bwd_dq_inner(
         dp = tl.dot(do, vt, input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(kt.dtype), tl.trans(kt), dq, input_precision=PRECISION)
-    return dq
+        if BIAS_MODE == BIAS_RELATIVE_K:  # the table gradient: per-bucket sums of dS
+            seen = tl.where(mask_m[:, None], bucket, -1)  # (dS is 0 where not visible)
+            if MASKED:
+                seen = tl.where(visible, seen, -1)
+            dtab = _table_grad(dtab, ds, bucket, seen, NB_PAD)
+    return dq, dtab
 
 
 @triton.jit(do_not_specialize=_NO_SPEC)
 def _attn_bwd_dq_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, q_offsets_ptr, k_offsets_ptr,
-    order_ptr, bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr,
+    order_ptr, bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr, dtable_ptr,
     stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
     stride_o_t, stride_o_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t, stride_dq_h,
     stride_bias_t, stride_table_b, max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
-    USE_ORDER: tl.constexpr, PRECISION: tl.constexpr,
-    TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CONSECUTIVE: tl.constexpr, USE_ORDER: tl.constexpr, NB_PAD: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
+    pid_b = tl.program_id(1)
     b = _sample_index(order_ptr, USE_ORDER)
     h = tl.program_id(2).to(tl.int64)
     q_start, q_len = _extent(q_offsets_ptr, b, max_seqlen_q)
@@ -137,6 +141,7 @@ def _attn_bwd_dq_kernel(
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(delta_ptr + (q_start + offs_m) * stride_lse_t + h, delta, mask=mask_m)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    dtab = tl.zeros([BLOCK_M, NB_PAD], dtype=tl.float32)  # table gradient, per query row
     bias_start = 0
     tq = offs_m
     if BIAS_MODE == BIAS_TENSOR_K:
@@ -152,18 +157,20 @@ def _attn_bwd_dq_kernel(
     if IS_CAUSAL:
         hi = tl.maximum(tl.minimum(k_len, m_start + BLOCK_M + shift), 0)
         full = tl.minimum(full, tl.maximum((m_start + shift + 1) // BLOCK_N, 0) * BLOCK_N)
-    dq = _attn_bwd_dq_inner(
-        dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
+    dq, dtab = _attn_bwd_dq_inner(
+        dq, dtab, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD,
+        PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
-    dq = _attn_bwd_dq_inner(
-        dq, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
+    dq, dtab = _attn_bwd_dq_inner(
+        dq, dtab, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD,
+        PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     tl.store(
@@ -171,6 +178,9 @@ def _attn_bwd_dq_kernel(
         (dq * scale).to(dq_ptr.dtype.element_ty),
         mask=mask_md,
     )
+    if BIAS_MODE == BIAS_RELATIVE_K:  # table partials per program, summed by the launcher
+        slot = (pid_m * tl.num_programs(1) + pid_b).to(tl.int64) * tl.num_programs(2) + h
+        tl.store(dtable_ptr + slot * NB_PAD + tl.arange(0, NB_PAD), tl.sum(dtab, 0))
 
 
 @triton.jit(do_not_specialize=_NO_SPEC_DELTA)

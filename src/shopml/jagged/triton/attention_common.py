@@ -187,73 +187,67 @@ def _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len, mask_mn, stride_bias
 # ------------------------------------------------------------------ relative-bias buckets
 # bucket(d) = #{k : bounds[k] <= d} (torch.bucketize(d, bounds, right=True)) of the int64 delta
 # d = t_q - t_k (wrapping on int64 overflow, as the reference's subtraction does), in one of two
-# ways chosen once per program by _bucket_frame:
-# - closed form, when the boundaries are consecutive integers first, first + 1, ..., last within
-#   +-_BOUND (the model's default: 16 buckets give -7, ..., 7) and the program's own (stationary)
-#   timestamps span less than _SPAN: both sides become int32 offsets from the stationary minimum
-#   (_offset32; the streamed side's saturate at +-_SAT, which keeps every comparison with a
-#   boundary), and bucket = clamp(d, first - 1, last) - (first - 1): four int32 operations a
-#   score instead of an int64 compare per boundary;
-# - otherwise (other boundaries, or widely spread timestamps), the definition itself: the int64
-#   delta compared with each boundary. (A binary search, log2(n) gathers a score, needed more
-#   registers: 64-bit addresses per score; compiled for sm_90, it spilled more in dK/dV.)
+# ways chosen on the host once per set of boundaries (the kernels' CONSECUTIVE constexpr, from
+# ``consecutive_boundaries`` in attention_reference.py, kept by RelativeBiasTable):
+# - CONSECUTIVE (the model's default: 16 buckets give boundaries -7, ..., 7): the boundaries are
+#   consecutive integers first, ..., last (first > int64's minimum), so
+#   bucket = clamp(d, first - 1, last) - (first - 1), on the int64 delta: right for any
+#   timestamps, no per-program frame or span condition;
+# - otherwise the definition itself: the int64 delta compared with each boundary, unrolled over
+#   NB_PAD - 1. (A binary search, log2(n) gathers a score, needed more registers: 64-bit
+#   addresses per score.)
 # Both equal the reference for every pair of int64 timestamps (tests/jagged/test_attention_buckets).
-# The choice is a branch per tile on a per-program flag. Its registers come on top of the closed
-# form's (the forward compiled for sm_90: 255 and some spills, 178 with the closed form alone),
-# but a copy of each loop per way (one branch around whole loops) took 4.6x the shared memory
-# (a set of pipeline buffers per copy).
-_SAT = tl.constexpr(1 << 30)
-_SPAN = tl.constexpr(1 << 28)
-_BOUND = tl.constexpr(1 << 29)
-_INT64_MAX = tl.constexpr(2**63 - 1)
-# offsets in [-2**63, _WRAP) wrap against some stationary timestamp in the reference
-_WRAP = tl.constexpr(-(2**63) + (1 << 28))
+# Compiled for sm_90 (benchmarks/attention_sm90_counts.py), the int64 clamp needs about as many
+# registers as the same clamp on int32 offsets from a per-program minimum (which holds only while
+# a program's timestamps span < 2**28); a per-tile branch between the closed form and the
+# per-boundary compares (the previous form) kept both in registers: the forward needed 255 and
+# spilled; hence the constexpr.
 
 
 @triton.jit
-def _bucket_frame(ts, valid, bounds_ptr, num_bounds):
-    """Per-program constants of the bucket computation: ``(ref, fast, first)``.
-
-    ``ts``: the stationary side's timestamps (or positions), ``valid`` its real lanes (at least
-    one); ``ref`` their minimum; ``fast``: the closed form applies; ``first`` the first boundary.
-    """
-    ts = ts.to(tl.int64)
-    has = num_bounds > 0
-    first = tl.load(bounds_ptr, mask=has, other=0)
-    last = tl.load(bounds_ptr + num_bounds - 1, mask=has, other=-1)  # none: consecutive, n = 0
-    ref = tl.min(tl.where(valid, ts, _INT64_MAX), 0)
-    spread = tl.max(tl.where(valid, ts, ref), 0) - ref  # wraps negative past int64
-    fast = (last - first == num_bounds - 1) & (first >= -_BOUND) & (last <= _BOUND)
-    fast = fast & (spread >= 0) & (spread < _SPAN)
-    return ref, fast, first
+def _below(bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr):
+    """``first - 1`` (int64) for CONSECUTIVE boundaries ``first, ...`` (-1 when there are none:
+    bucket 0 everywhere), loaded once per program; 0 otherwise (unused)."""
+    below = 0
+    if CONSECUTIVE:
+        below = tl.load(bounds_ptr, mask=num_bounds > 0, other=0) - 1
+    return below
 
 
 @triton.jit
-def _offset32(ts, ref):
-    """int32 stand-in for ``w = ts - ref`` (int64, wrapping) that keeps the reference's bucket
-    against every stationary offset ``s`` in ``[0, _SPAN)``: ``w`` where ``|w| < _SAT``, else
-    +-_SAT; where ``s - w`` or ``w - s`` wraps in int64 for some ``s`` (``w`` within _SPAN of
-    -2**63), ``w + 2**63 - 2**31``, whose int32 difference with ``s`` wraps at the same ``s``."""
-    w = ts.to(tl.int64) - ref
-    low = tl.where(w < _WRAP, w - _WRAP + (_SPAN - (1 << 31)), -_SAT)
-    return tl.where(w >= _SAT, _SAT, tl.where(w > -_SAT, w, low)).to(tl.int32)
-
-
-@triton.jit
-def _bucket(tq, tk, ref, fast, first, bounds_ptr, num_bounds):
+def _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr,
+            NB_PAD: tl.constexpr):  # fmt: skip
     """int32 buckets of ``tq - tk`` (broadcastable, e.g. ``tq[:, None]`` and ``tk[None, :]``),
-    in ``[0, num_bounds]`` on every lane, real or not; frame from :func:`_bucket_frame`."""
-    if fast:
-        below = (first - 1).to(tl.int32)  # |first| <= _BOUND: no overflow
-        d32 = _offset32(tq, ref) - _offset32(tk, ref)  # int32, wrapping where int64 would
-        bucket = tl.minimum(tl.maximum(d32, below), below + num_bounds) - below
-    else:
-        # the reference's definition, on the int64 delta: one compare per boundary
-        d64 = tq.to(tl.int64) - tk.to(tl.int64)
+    in ``[0, num_bounds]`` on every lane, real or not; ``below`` from :func:`_below`;
+    ``NB_PAD``: a power of two > ``num_bounds``."""
+    d64 = tq.to(tl.int64) - tk.to(tl.int64)
+    if CONSECUTIVE:
+        bucket = (tl.minimum(tl.maximum(d64, below), below + num_bounds) - below).to(tl.int32)
+    else:  # the reference's definition: one compare per boundary, unrolled (a loop here would
+        # stop the enclosing loop's software pipelining)
         bucket = tl.zeros(d64.shape, dtype=tl.int32)
-        for i in range(0, num_bounds):
-            bucket += (d64 >= tl.load(bounds_ptr + i)).to(tl.int32)
+        for i in tl.static_range(NB_PAD - 1):
+            real = i < num_bounds
+            bound = tl.load(bounds_ptr + i, mask=real, other=0)
+            bucket += ((d64 >= bound) & real).to(tl.int32)
     return bucket
+
+
+@triton.jit
+def _table_grad(dtab, ds, bucket, seen, NB_PAD: tl.constexpr):
+    """``dtab[r, b] += sum over columns of ds[r, :] where bucket == b`` over one ``(R, C)`` tile:
+    per-row partials ``(R, NB_PAD)`` fp32, summed over rows once per program (no cross-warp
+    reduction per tile); ``seen``: ``bucket`` where ``ds`` may be non-zero, else -1. Unrolled
+    over the buckets (a loop here would stop the enclosing loop's software pipelining), each
+    summed only when the tile holds it: mostly one to three (far-apart events share one)."""
+    held = tl.where(seen >= 0, 1 << tl.minimum(seen, 31), 0)  # buckets >= 31 share a bit
+    held = tl.reduce(tl.reduce(held, 1, _bit_or), 0, _bit_or)
+    idx = tl.arange(0, NB_PAD)
+    for kb in tl.static_range(NB_PAD):
+        if ((held >> min(kb, 31)) & 1) != 0:
+            part = tl.sum(tl.where(bucket == kb, ds, 0.0), 1)  # (R,)
+            dtab += tl.where(idx[None, :] == kb, part[:, None], 0.0)
+    return dtab
 
 
 @triton.jit

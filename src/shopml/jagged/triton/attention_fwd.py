@@ -18,8 +18,8 @@ from shopml.jagged.triton.attention_common import (
     LN2_K,
     LOG2E,
     LOG2E_K,
+    _below,
     _bucket,
-    _bucket_frame,
     _dummy,
     _ensure_allocator,
     _extent,
@@ -72,6 +72,8 @@ def _attn_fwd_inner(
     IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr,
     HAS_TK: tl.constexpr,
+    CONSECUTIVE: tl.constexpr,
+    NB_PAD: tl.constexpr,
     MASKED: tl.constexpr,
     EVEN_D: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -81,11 +83,7 @@ def _attn_fwd_inner(
 ):
     """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
-    ref = 0
-    first = 0
-    fast = True
-    if BIAS_MODE == BIAS_RELATIVE_K:  # the queries are this program's stationary side
-        ref, fast, first = _bucket_frame(tq, mask_m, bounds_ptr, num_bounds)
+    below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -108,7 +106,8 @@ def _attn_fwd_inner(
             tk = offs_n
             if HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bucket = _bucket(tq[:, None], tk[None, :], ref, fast, first, bounds_ptr, num_bounds)
+            bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE,
+                             NB_PAD)  # fmt: skip
             s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
         if MASKED:
             visible = mask_n[None, :]
@@ -147,8 +146,8 @@ def _attn_fwd_kernel(
     seqlen_q_bucket, seqlen_k_bucket,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
-    USE_ORDER: tl.constexpr, PRECISION: tl.constexpr,
-    TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr, USE_ORDER: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     b = _sample_index(order_ptr, USE_ORDER)  # longest sequences first if ordered
@@ -198,14 +197,14 @@ def _attn_fwd_kernel(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, False, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, False, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _attn_fwd_inner(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, True, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, True, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
@@ -244,6 +243,7 @@ def _attn_fwd(
     causal: bool,
     allow_tf32: bool,
     zero_init: bool,
+    consecutive: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
@@ -309,6 +309,8 @@ def _attn_fwd(
             BIAS_MODE=mode,
             HAS_TQ=tq is not None,
             HAS_TK=tk is not None,
+            CONSECUTIVE=consecutive and mode == BIAS_RELATIVE,  # closed-form buckets
+            NB_PAD=pow2(table.shape[0]) if table is not None else 1,
             USE_ORDER=use_order,
             PRECISION=_precision(q.dtype, allow_tf32),
             **({} if tma else _POINTER),  # the Hopper tiles carry TMA

@@ -1,0 +1,150 @@
+"""Compile-time counts of the attention kernels for sm_90, without a GPU (not timings).
+
+Compiles the forward, dQ and dK/dV kernels with Triton's own compiler for an sm_90 target at the
+tiles shipped in pretuned.json (H200, bfloat16, length bucket 1024, bias-free entries: the bias
+borrows them; the pointer path's, the Hopper path's and its default TMA tile; a head dim without
+entries takes the default tiles), without a bias and with the relative bias (the consecutive
+boundaries' closed form and the general way), and prints per kernel: registers and spill bytes
+(the bundled ptxas, ``-v``), the asynchronous copies of the software pipeline in the TTGIR
+(``cp.async`` ops, TMA loads) and the shared memory. Triton 3.8 here; the GPU machine's 3.6 may
+allocate otherwise.
+
+    PYTHONPATH=src python benchmarks/attention_sm90_counts.py [--causal] [--head-dim 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from shopml.jagged.triton import attention_bwd, attention_bwd_dq, attention_fwd
+from shopml.jagged.triton.attention_common import (
+    _SHAPES,
+    _SHAPES_TMA,
+    BIAS_NONE,
+    BIAS_RELATIVE,
+    _config,
+)
+
+TARGET = GPUTarget("cuda", 90, 128)
+PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+PRETUNED = Path(attention_fwd.__file__).parent / "pretuned.json"
+# pointer element types of the tensor arguments (bfloat16 activations, fp32 statistics)
+_FP32 = ("lse_ptr", "delta_ptr", "bias_ptr", "dbias_ptr", "table_ptr", "dtable_ptr")
+_I64 = ("bias_offsets_ptr", "bounds_ptr", "tq_ptr", "tk_ptr", "q_offsets_ptr", "k_offsets_ptr")
+_FLOATS = ("qk_scale", "post_scale", "scale")
+
+
+def _signature(fn, constexprs: dict) -> tuple[dict, dict]:  # noqa: ANN001
+    sig, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            ty = "fp32" if name in _FP32 else "i64" if name in _I64 else "bf16"
+            if name == "order_ptr":
+                ty = "i32"
+            sig[name] = "*" + ty
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif name in _FLOATS:
+            sig[name] = "fp32"
+        else:
+            sig[name] = "i32"
+            if name.startswith("stride_") and not name.startswith(("stride_table", "stride_bias")):
+                attrs[(i,)] = [["tt.divisibility", 16]]  # (T, H, D) rows: multiples of 16
+    return sig, attrs
+
+
+def _counts(fn, constexprs: dict, cfg: dict) -> dict:  # noqa: ANN001
+    sig, attrs = _signature(fn, constexprs)
+    src = ASTSource(fn, sig, constexprs, attrs)
+    opts = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
+    compiled = triton.compile(src, target=TARGET, options=opts)
+    ttgir, ptx = compiled.asm["ttgir"], compiled.asm["ptx"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.ptx"
+        path.write_text(ptx)
+        res = subprocess.run(
+            [str(PTXAS), "-arch=sm_90a", "-v", str(path), "-o", str(Path(tmp) / "k.o")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    info = res.stderr
+    regs = int(re.search(r"Used (\d+) registers", info).group(1))
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    return {
+        "regs": regs,
+        "spill_st": int(spills.group(1)),
+        "spill_ld": int(spills.group(2)),
+        "cp_async": len(re.findall(r"ttg\.async_copy_global_to_local", ttgir)),
+        "tma": len(re.findall(r"async_tma_copy_global_to_local|tt\.descriptor_load", ttgir)),
+        "smem": compiled.metadata.shared,
+    }
+
+
+def _tile(table: dict, kernel: str, head_dim: int, causal: bool, default: tuple) -> dict:
+    """The shipped tile of this key, else (a head dim without one: tuned on the GPU) the
+    default candidate."""
+    key = (f"{kernel}|bfloat16|seqlen_q_bucket=1024|seqlen_k_bucket=1024|HEAD_DIM={head_dim}"
+           f"|IS_CAUSAL={int(causal)}|BIAS_MODE=0")  # fmt: skip
+    return table.get(key, _config(default))
+
+
+_HEADER = ("| kernel | path | tile (BM, BN, warps, stages) | bias | registers | spill st/ld B "
+           "| cp.async | TMA loads | smem B |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+# (kind, pointer and Hopper launchers, kernel, its extra constexprs)
+_KERNELS = (
+    ("fwd", (attention_fwd._FWD, attention_fwd._FWD_TMA), attention_fwd._attn_fwd_kernel,
+     {"NB_PAD": 16}),
+    ("dq", (attention_bwd._DQ, attention_bwd._DQ_TMA), attention_bwd_dq._attn_bwd_dq_kernel,
+     {"NB_PAD": 16}),
+    ("dkdv", (attention_bwd._DKDV, attention_bwd._DKDV_TMA), attention_bwd._attn_bwd_dkdv_kernel,
+     {"NB_PAD": 16, "FUSED_DQ": False}),
+)  # fmt: skip
+# bias cases: none, the relative bias's closed form (16 consecutive boundaries), its general way
+_BIAS = (("none", BIAS_NONE, False), ("consecutive", BIAS_RELATIVE, True),
+         ("general", BIAS_RELATIVE, False))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--causal", action="store_true")
+    args = parser.parse_args()
+    d, causal = args.head_dim, args.causal
+    table = json.loads(PRETUNED.read_text())["tables"]["sm90-132"]
+    print(_HEADER)
+    for kind, launchers, fn, extra in _KERNELS:
+        pointer, hopper = (f"{fl._tuner.name}@{fl._tuner.version}" for fl in launchers)
+        tiles = [_tile(table, pointer, d, causal, _SHAPES[kind][0]),
+                 dict(_tile(table, hopper, d, causal, _SHAPES_TMA[kind][0]), hopper=1)]  # fmt: skip
+        if tiles[1].get("TMA") != 1:  # also the Hopper path's default tile, through TMA
+            tiles.append(dict(_config(_SHAPES_TMA[kind][0]), hopper=1))
+        for tile in tiles:
+            cfg = dict(tile)
+            path = "hopper" if cfg.pop("hopper", 0) else "pointer"
+            tma = cfg.pop("TMA", 0)
+            shape = (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_warps"], cfg["num_stages"])
+            for name, mode, consecutive in _BIAS:
+                relative = mode == BIAS_RELATIVE
+                const = dict(
+                    HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), IS_CAUSAL=causal,
+                    BIAS_MODE=mode, HAS_TQ=relative, HAS_TK=relative, CONSECUTIVE=consecutive,
+                    USE_ORDER=False, PRECISION="ieee", TMA=tma, BLOCK_M=cfg["BLOCK_M"],
+                    BLOCK_N=cfg["BLOCK_N"], **extra,
+                )  # fmt: skip
+                c = _counts(fn, const, cfg)
+                print(f"| {kind} | {path} (TMA={tma}) | {shape} | {name} | {c['regs']} | "
+                      f"{c['spill_st']}/{c['spill_ld']} | {c['cp_async']} | {c['tma']} | "
+                      f"{c['smem']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
