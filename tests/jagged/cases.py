@@ -7,9 +7,21 @@ the floating arguments that must receive a gradient.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from shopml.common.devices import has_cuda, is_interpreter
 from shopml.jagged.tensor import lengths_to_offsets
+
+
+def triton_device() -> str:
+    """The device Triton runs on here, or skip (checked at run time, never at import)."""
+    if has_cuda():
+        return "cuda"
+    if is_interpreter():
+        return "cpu"
+    pytest.skip("needs CUDA or TRITON_INTERPRET=1")
+
 
 # Edge cases of DESIGN.md: (id, lengths, width). Interpreter block size is 32.
 CPU_CASES = [

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import triton_device
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tolerances import ATTENTION_FP32, LOWP_ABS, LOWP_FACTOR
 
-from shopml.common.devices import has_cuda, is_interpreter
 from shopml.jagged import attention_reference as ref
 from shopml.jagged import checks_enabled
 from shopml.jagged.attention import (
@@ -39,15 +39,6 @@ CASES = {
     "equal": [16, 16, 16],
     "one_long": [2, 64, 3],
 }
-
-
-def _triton_device() -> str:
-    """The device Triton runs on here, or skip (checked at run time, never at import)."""
-    if has_cuda():
-        return "cuda"
-    if is_interpreter():
-        return "cpu"
-    pytest.skip("needs CUDA or TRITON_INTERPRET=1")
 
 
 def _offsets(lengths, device="cpu", dtype=torch.int64) -> torch.Tensor:
@@ -92,7 +83,7 @@ RELATIVE = {
 
 
 def _compare_backends(lengths_q, lengths_k=None, heads=2, dim=16, causal=False, bias_kind=None):
-    device = _triton_device()
+    device = triton_device()
     offsets = _offsets(lengths_q, device)
     kw = {"causal": causal}
     tq = sum(lengths_q)
@@ -226,7 +217,7 @@ def test_head_dim_not_a_power_of_two():
 
 
 def test_all_lengths_equal_gives_the_dense_result():
-    device = _triton_device()
+    device = triton_device()
     batch, n, heads, dim = 3, 16, 2, 16
     q, k, v = _qkv(batch * n, batch * n, heads, dim, device=device)
     offsets = _offsets([n] * batch, device)
@@ -248,7 +239,7 @@ def test_triton_matches_reference_on_random_lengths(lengths, causal):
 
 
 def test_int32_offsets_and_strided_inputs():
-    device = _triton_device()
+    device = triton_device()
     lengths = [4, 0, 19]
     offsets = _offsets(lengths, device, torch.int32)
     qkv = torch.randn(23, 3, 2, 16, device=device)  # q, k, v as strided views of one tensor
@@ -260,7 +251,7 @@ def test_int32_offsets_and_strided_inputs():
 
 def test_longest_first_order_and_generous_max_seqlen(attn_switch):
     """SHOPML_ATTN_ORDER=1 (grid through a longest-first permutation), max_seqlen > longest."""
-    device = _triton_device()
+    device = triton_device()
     attn_switch("SHOPML_ATTN_ORDER", "1")
     lengths = [5, 0, 33, 1]
     offsets = _offsets(lengths, device)
@@ -276,7 +267,7 @@ def test_longest_first_order_and_generous_max_seqlen(attn_switch):
 
 @pytest.mark.parametrize("backend", ["triton", "reference"])
 def test_batch_of_empty_sequences(backend):
-    device = _triton_device() if backend == "triton" else "cpu"
+    device = triton_device() if backend == "triton" else "cpu"
     offsets = _offsets([0, 0], device)
     q, k, v = _qkv(0, 0, 2, 16, device=device)
     out, lse = jagged_flash_attention(q, k, v, offsets, 0, return_lse=True, backend=backend)
@@ -290,7 +281,7 @@ def test_batch_of_empty_sequences(backend):
 
 @pytest.mark.parametrize("bias_kind", [None, "tensor", "timestamps"])
 def test_target_attention_matches_reference_and_sdpa(bias_kind):
-    device = _triton_device()
+    device = triton_device()
     lengths = [3, 0, 17, 1]
     offsets = _offsets(lengths, device)
     batch, m, heads, dim = 4, 3, 2, 16
@@ -331,7 +322,7 @@ def test_target_attention_matches_reference_and_sdpa(bias_kind):
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_compiled_function_has_no_graph_break_and_matches_eager(with_bias):
     """Through the custom ops: with a relative bias, and without (0-element bias gradients)."""
-    device = _triton_device()
+    device = triton_device()
     lengths = [3, 0, 18]
     offsets = _offsets(lengths, device)
     q, k, v = _qkv(21, 21, 2, 16, device=device)
@@ -358,7 +349,7 @@ def test_compiled_function_has_no_graph_break_and_matches_eager(with_bias):
 
 
 def test_custom_op_passes_opcheck():
-    device = _triton_device()
+    device = triton_device()
     from shopml.jagged.attention_args import AttentionArgs
     from shopml.jagged.attention_ops import jagged_attention_fwd
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 import triton
 import triton.language as tl
+from cases import triton_device
 
-from shopml.common.devices import has_cuda, is_interpreter
 from shopml.jagged.attention import (
     RelativeBias,
     bucketize_delta,
@@ -27,14 +27,6 @@ from shopml.jagged.modules import RelativeBiasTable
 from shopml.jagged.triton.attention_common import _below, _bucket
 
 I64_MAX, I64_MIN = 2**63 - 1, -(2**63)
-
-
-def _device() -> str:
-    if has_cuda():
-        return "cuda"
-    if is_interpreter():
-        return "cpu"
-    pytest.skip("needs CUDA or TRITON_INTERPRET=1")
 
 
 @triton.jit
@@ -62,7 +54,7 @@ def _buckets_kernel(
 
 def _buckets(tq: list[int], tk: list[int], bounds: torch.Tensor, consecutive: bool):
     """Buckets ``(len(tq), len(tk))`` int64 from the kernel helpers, one way."""
-    device = _device()
+    device = triton_device()
     tq_t = torch.tensor(tq, dtype=torch.int64, device=device)
     tk_t = torch.tensor(tk, dtype=torch.int64, device=device)
     bounds = bounds.to(device)

@@ -10,19 +10,11 @@ import math
 
 import pytest
 import torch
+from cases import triton_device
 
-from shopml.common.devices import has_cuda, is_interpreter
 from shopml.jagged.triton import attention_bwd
 from shopml.jagged.triton.attention_bwd import _attn_bwd, _bwd_variant
 from shopml.jagged.triton.attention_fwd import _attn_fwd
-
-
-def _device() -> str:
-    if has_cuda():
-        return "cuda"
-    if is_interpreter():
-        return "cpu"
-    pytest.skip("needs CUDA or TRITON_INTERPRET=1")
 
 
 def _offsets(lengths, device):
@@ -74,7 +66,7 @@ def _both(attn_switch, lengths_q, lengths_k, heads, dim, dtype, causal, bias, de
     [(False, None), (True, "tensor"), (False, "relative"), (True, "consecutive")],
 )
 def test_fused_equals_split_on_tiny_shapes(attn_switch, causal, bias):
-    device = _device()
+    device = triton_device()
     lengths_q = [0, 1, 17, 40, 5]
     fused, split = _both(
         attn_switch, lengths_q, lengths_q, 2, 16, torch.float32, causal, bias, device
@@ -84,7 +76,7 @@ def test_fused_equals_split_on_tiny_shapes(attn_switch, causal, bias):
 
 
 def test_fused_cross_attention_and_unaligned_head_dim(attn_switch):
-    device = _device()
+    device = triton_device()
     fused, split = _both(
         attn_switch, [3, 0, 20, 9], [40, 5, 0, 18], 1, 24, torch.float32, True, None, device
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cases import triton_device
 
 from shopml.common.devices import has_cuda
 from shopml.jagged.triton import attention_bwd, attention_fwd
@@ -16,7 +17,7 @@ from shopml.jagged.triton.attention_bwd import _attn_bwd
 from shopml.jagged.triton.attention_common import _tma_mode, _tma_ok
 from shopml.jagged.triton.attention_fwd import _attn_fwd
 
-from .test_attention_bwd import _device, launcher_inputs
+from .test_attention_bwd import launcher_inputs
 
 _TMA_LAUNCHERS = ("_FWD_TMA", "_DQ_TMA", "_DKDV_TMA")
 
@@ -76,7 +77,7 @@ def _both(monkeypatch, attn_switch, *args):
 def test_hopper_path_equals_pointer_path_on_tiny_shapes(
     monkeypatch, attn_switch, lengths_q, lengths_k, dim, causal, bias
 ):
-    device = _device()
+    device = triton_device()
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     tma, ptr = _both(
