@@ -267,6 +267,8 @@ def speed(args) -> None:
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - t0)
                 del rep
+            if args.profile and d == "cuda":
+                profile_sampling(args, net, cfg, ctx, fut, keys, y_cap, spread, dev)
             t = times[1:] if len(times) > 1 else times  # first rep warms up
             ms = 1e3 * np.array(t)
             print(f"sample {n_series_run} x {cfg.horizon} x {args.num_samples} on {d}: "
@@ -283,6 +285,28 @@ def speed(args) -> None:
             del out
     append_rows(Path(args.out_dir) / f"forecast_speed-{dev}.csv", rows)
     print(md(pd.DataFrame(rows)[["op", "provider", "x_name", "x_value", "ms_p50"]], 1))
+
+
+def profile_sampling(args, net, cfg, ctx, fut, keys, y_cap, spread, dev: str) -> None:
+    """One CUDA sampling pass over the first chunk under torch.profiler; kernel table to a file."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from shopml.forecast.predict import sample_paths
+
+    sl = slice(0, args.chunk)
+    h = {k: torch.from_numpy(v[sl]).to("cuda") for k, v in ctx.items()}
+    inputs = (torch.from_numpy(fut["real"][sl]).to("cuda"), torch.from_numpy(fut["cat"][sl]).to("cuda"),
+              args.num_samples, torch.from_numpy(keys[sl]).to("cuda"),
+              torch.from_numpy(y_cap[sl]).to("cuda"), spread)  # fmt: skip
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        sample_paths(net, cfg, h, *inputs).cpu()
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40)
+    path = Path(args.out_dir) / f"forecast_sample_profile-{dev}.txt"
+    path.write_text(f"sample_paths, one chunk of {args.chunk} series x {cfg.horizon} x "
+                    f"{args.num_samples} paths, git {git_sha()}\n{table}\n")  # fmt: skip
+    print(table, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -315,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--chunk", type=int, default=10_000)
     p.add_argument("--cpu-sampling", action="store_true")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="speed: also write a torch.profiler table of one CUDA sampling pass",
+    )
     p.add_argument("--cpu-series", type=int, default=30_000)
     p.add_argument("--out-dir", default=str(HERE / "results"))
     args = p.parse_args(argv)
