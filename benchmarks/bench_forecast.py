@@ -165,7 +165,7 @@ def speed(args) -> None:
     from shopml.forecast.data import build_panel, gather_windows, validate_frame, validate_static
     from shopml.forecast.estimator import ARMDN
     from shopml.forecast.features import fit_feature_spec
-    from shopml.forecast.predict import observed_max, sample_paths, series_keys
+    from shopml.forecast.predict import observed_max, sample_paths, series_keys, to_host
     from shopml.forecast.train import fit_network
 
     dev = device_slug()
@@ -262,7 +262,7 @@ def speed(args) -> None:
                         torch.from_numpy(y_cap[sl]).to(d),
                         spread,  # the calibration's rescaling, as predict applies it
                     )
-                    out = out.cpu()
+                    out = to_host(out)  # as sample_panel does
                 if d == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - t0)
@@ -291,7 +291,7 @@ def profile_sampling(args, net, cfg, ctx, fut, keys, y_cap, spread, dev: str) ->
     """One CUDA sampling pass over the first chunk under torch.profiler; kernel table to a file."""
     from torch.profiler import ProfilerActivity, profile
 
-    from shopml.forecast.predict import sample_paths
+    from shopml.forecast.predict import sample_paths, to_host
 
     sl = slice(0, args.chunk)
     h = {k: torch.from_numpy(v[sl]).to("cuda") for k, v in ctx.items()}
@@ -300,7 +300,7 @@ def profile_sampling(args, net, cfg, ctx, fut, keys, y_cap, spread, dev: str) ->
               torch.from_numpy(y_cap[sl]).to("cuda"), spread)  # fmt: skip
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        sample_paths(net, cfg, h, *inputs).cpu()
+        to_host(sample_paths(net, cfg, h, *inputs))
         torch.cuda.synchronize()
     table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40)
     path = Path(args.out_dir) / f"forecast_sample_profile-{dev}.txt"

@@ -86,3 +86,18 @@ def test_sample_moments_match_analytic():
         for w, m, s in [(0.2, -4.0, 0.5), (0.5, 0.0, 1.0), (0.3, 6.0, 2.0)]
     )
     assert (draws < -2).float().mean().item() == pytest.approx(cdf, abs=0.004)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_component_choice_is_the_first_cumulative_weight_above_the_uniform(k):
+    g = torch.Generator().manual_seed(k)
+    logits, loc = torch.randn(4000, k, generator=g), torch.arange(k, dtype=torch.float32)
+    u = torch.rand(4000, generator=g)
+    u[:3] = torch.tensor([1e-7, 0.5, 1 - 1e-7])[:3]
+    # with a tiny scale and u_normal = 0.5 the draw is the chosen component's loc
+    draws = mixture_sample(
+        logits, loc.expand(4000, k), torch.full((4000, k), 1e-6), u, torch.full_like(u, 0.5)
+    )
+    cum = torch.softmax(logits, -1).cumsum(-1)
+    expected = torch.searchsorted(cum, u[:, None], right=True).squeeze(1).clamp(max=k - 1)
+    assert torch.equal(draws.round().long(), expected)

@@ -156,3 +156,17 @@ def test_respread_samples_matches_the_spread_applied_while_sampling(fitted, scal
     after = respread_samples(raw, spread, scaling)
     np.testing.assert_allclose(after, inside, rtol=2e-4, atol=2e-3)
     assert not np.allclose(after, raw, rtol=1e-2)
+
+
+def test_tf32_decoding_restores_the_users_matmul_setting():
+    from shopml.forecast.predict import tf32_matmuls
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        for setting in ("highest", "high"):
+            torch.set_float32_matmul_precision(setting)
+            with tf32_matmuls():
+                pass
+            assert torch.get_float32_matmul_precision() == setting
+    finally:
+        torch.set_float32_matmul_precision(before)

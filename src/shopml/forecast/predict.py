@@ -16,7 +16,9 @@ share the request, and whatever the chunking. After sampling, an optional per-st
 
 from __future__ import annotations
 
+import contextlib
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -94,7 +96,8 @@ def sample_paths(
     state = (h, c)
     out = torch.empty(b, num_samples, horizon, device=dev)
     for t in range(horizon):
-        params, state = net.decode_step(gate_x[:, t], head_x[:, t], z_prev, state)
+        with tf32_matmuls():
+            params, state = net.decode_step(gate_x[:, t], head_x[:, t], z_prev, state)
         u_k = counter_uniform(keys, num_samples, 2 * t, config.seed)
         u_n = counter_uniform(keys, num_samples, 2 * t + 1, config.seed)
         z = output_sample(net.count_output, params, nu, u_k, u_n, y_cap, config.scaling)  # (B, S)
@@ -108,6 +111,31 @@ def sample_paths(
     if net.count_output:  # counts stay counts (also after calibration's stretch)
         y = y.round()
     return y.clamp_min(0.0) if config.nonneg == "clip" else y
+
+
+@contextlib.contextmanager
+def tf32_matmuls() -> Iterator[None]:
+    """fp32 CUDA matmuls on TF32 tensor cores inside the block (the decoding GEMMs: a path's
+    draw is noise far above TF32's rounding); the user's setting is restored after."""
+    matmul = torch.backends.cuda.matmul
+    name, tf32 = (
+        ("fp32_precision", "tf32") if hasattr(matmul, "fp32_precision") else ("allow_tf32", True)
+    )
+    before = getattr(matmul, name)
+    setattr(matmul, name, tf32)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, before)
+
+
+def to_host(x: torch.Tensor) -> torch.Tensor:
+    """Start copying ``x`` to page-locked host memory without waiting (a plain ``.cpu()`` copy
+    into pageable memory ran at 1.4 GB/s on an H200 host); synchronise before reading it."""
+    if x.device.type != "cuda":
+        return x
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    return host.copy_(x, non_blocking=True)
 
 
 def apply_spread(
@@ -193,8 +221,10 @@ def sample_panel(
             torch.from_numpy(np.asarray(y_cap[sl], np.float32)).to(device),
             spread_t,
         )
-        chunks.append(out.cpu().numpy())
-    return np.concatenate(chunks, axis=0)
+        chunks.append(to_host(out))  # copied while the next chunk samples
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
+    return torch.cat(chunks).numpy()
 
 
 def observed_max(panel: Panel, series: np.ndarray, ends: np.ndarray) -> np.ndarray:
