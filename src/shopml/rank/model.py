@@ -68,15 +68,6 @@ def length_groups(lengths: np.ndarray, max_pairs: int) -> list[np.ndarray]:
     return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
-def _residual(x: torch.Tensor) -> torch.Tensor:
-    """The residual stream in the autocast dtype under CUDA autocast (bf16: half the bytes of
-    every residual add, LayerNorm read and saved activation; LayerNorm still computes in fp32),
-    else as it is. Both sequence backends share it, so they stay the same math."""
-    if x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
-        return x.to(torch.get_autocast_dtype("cuda"))
-    return x
-
-
 def _minutes(times: torch.Tensor) -> torch.Tensor:
     """Event times in whole minutes (int64): the unit of the relative-time bias buckets.
 
@@ -339,7 +330,7 @@ class RankingModel(nn.Module):
 
         b = offsets.shape[0] - 1
         t = tokens.shape[0]
-        x = JaggedTensor(_residual(tokens), offsets, max_seqlen)
+        x = JaggedTensor(tokens, offsets, max_seqlen)
         minutes = _minutes(times)  # (T,)
         for block in self.blocks:
             x = block.forward_jagged(x, minutes)
@@ -360,7 +351,7 @@ class RankingModel(nn.Module):
         lengths = history.lengths  # (B,)
         n = history.times.shape[1]
         mask = (torch.arange(n, device=lengths.device)[None, :] < lengths[:, None])[..., None]
-        x = _residual(self._tokens(history.features))  # (B, N, E)
+        x = self._tokens(history.features)  # (B, N, E)
         times = _minutes(history.times)  # (B, N)
         for block in self.blocks:
             x = block.forward_padded(x, lengths, times, mask.to(x.dtype))
