@@ -68,7 +68,8 @@ def _attn_bwd_dkdv_inner(
     """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible.
     TMA: Q and dO tiles through the descriptors ``q_desc``, ``do_desc`` (zeros past the end)."""
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
-    first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds)
+    first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                          BIAS_MODE)  # fmt: skip
     k_lo, k_hi = _span(tk, mask_n)  # the key block's times (for tiles of one bucket)
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)

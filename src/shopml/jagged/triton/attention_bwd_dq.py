@@ -39,7 +39,8 @@ def _attn_bwd_dq_inner(
     """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
-    first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds)
+    first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                          BIAS_MODE)  # fmt: skip
     q_lo, q_hi = _span(tq, mask_m)  # the query block's times (for tiles of one bucket)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)

@@ -254,15 +254,21 @@ def _span(t, valid):
 
 
 @triton.jit
-def _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds):
+def _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds, BIAS_MODE: tl.constexpr):
     """Per program: ``(first, last, v_first, v_last)``: a delta < ``first`` is in bucket 0 and
     one >= ``last`` in bucket ``num_bounds`` (0 and -1 when there are no boundaries: every delta
-    either way is bucket 0); those buckets' table entries in base-2 units (fp32)."""
-    has = num_bounds > 0
-    first = tl.load(bounds_ptr, mask=has, other=0)
-    last = tl.load(bounds_ptr + num_bounds - 1, mask=has, other=-1)
-    v_first = tl.load(table_ptr + h).to(tl.float32) * LOG2E_K
-    v_last = tl.load(table_ptr + num_bounds * stride_table_b + h).to(tl.float32) * LOG2E_K
+    either way is bucket 0); those buckets' table entries in base-2 units (fp32). Nothing is
+    read without the relative bias (its pointers are placeholders)."""
+    first = 0
+    last = -1
+    v_first = 0.0
+    v_last = 0.0
+    if BIAS_MODE == BIAS_RELATIVE_K:
+        has = num_bounds > 0
+        first = tl.load(bounds_ptr, mask=has, other=0)
+        last = tl.load(bounds_ptr + num_bounds - 1, mask=has, other=-1)
+        v_first = tl.load(table_ptr + h).to(tl.float32) * LOG2E_K
+        v_last = tl.load(table_ptr + num_bounds * stride_table_b + h).to(tl.float32) * LOG2E_K
     return first, last, v_first, v_last
 
 
