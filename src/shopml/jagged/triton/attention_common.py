@@ -290,12 +290,17 @@ def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, str
                        NB_PAD: tl.constexpr):  # fmt: skip
     """``s + table[bucket(tq - tk), h] * log2(e)`` for a tile of scores ``s`` (``tq``, ``tk``
     broadcast to its shape: ``tq[:, None]``, ``tk[None, :]`` or transposed); ``shared``: the
-    tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1 (a lookup a score)."""
+    tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1: per score, the end
+    buckets selected from registers and the middle ones looked up (a masked load: a warp whose
+    pairs are all in end buckets, most of a diagonal tile, reads nothing)."""
     if shared >= 0:
         s += tl.where(shared == 0, v_first, v_last)
     else:
         bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
-        s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
+        middle = (bucket > 0) & (bucket < num_bounds)
+        looked = tl.load(table_ptr + bucket * stride_table_b + h, mask=middle, other=0.0)
+        s += tl.where(middle, looked.to(tl.float32) * LOG2E_K,
+                      tl.where(bucket == 0, v_first, v_last))  # fmt: skip
     return s
 
 
