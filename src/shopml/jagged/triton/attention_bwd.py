@@ -113,7 +113,7 @@ def _attn_bwd_dkdv_inner(
             shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
             st = _add_relative_bias(st, tq[None, :], tk[:, None], shared, v_first, v_last, below,
                                     table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                    CONSECUTIVE, NB_PAD)  # fmt: skip
+                                    CONSECUTIVE, NB_PAD, True)  # fmt: skip
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:

@@ -77,7 +77,7 @@ def _attn_bwd_dq_inner(
             shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
             s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
                                    table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD)  # fmt: skip
+                                   CONSECUTIVE, NB_PAD, True)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]

@@ -286,22 +286,58 @@ def _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds):
 
 @triton.jit
 def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, stride_table_b, h,
-                       bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr,
-                       NB_PAD: tl.constexpr):  # fmt: skip
+                       bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
+                       LOAD_IN_BRANCH: tl.constexpr):  # fmt: skip
     """``s + table[bucket(tq - tk), h] * log2(e)`` for a tile of scores ``s`` (``tq``, ``tk``
     broadcast to its shape: ``tq[:, None]``, ``tk[None, :]`` or transposed); ``shared``: the
-    tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1: per score, the end
-    buckets selected from registers and the middle ones looked up (a masked load: a warp whose
-    pairs are all in end buckets, most of a diagonal tile, reads nothing)."""
-    if shared >= 0:
-        s += tl.where(shared == 0, v_first, v_last)
+    tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1 (an entry a score).
+
+    ``LOAD_IN_BRANCH`` (dQ, dK/dV): the per-score entries looked up (:func:`_lookup`) inside
+    the tile branch. Otherwise (the forward; compiled for sm_90, a branch around a per-score
+    load made the compiler keep the online softmax twice, in the dot's layout and the load's:
+    twice the exp2 and a layout conversion of every score tile, which selects alone avoid):
+    tables of up to 16 buckets select the entries from registers inside the branch
+    (:func:`_select`), larger ones look them up without the branch."""
+    if LOAD_IN_BRANCH:
+        if shared >= 0:
+            s += tl.where(shared == 0, v_first, v_last)
+        else:
+            bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+            s += _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds)
+    elif NB_PAD <= 16:
+        if shared >= 0:
+            s += tl.where(shared == 0, v_first, v_last)
+        else:
+            bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+            s += _select(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds,
+                         NB_PAD)  # fmt: skip
     else:
         bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
-        middle = (bucket > 0) & (bucket < num_bounds)
-        looked = tl.load(table_ptr + bucket * stride_table_b + h, mask=middle, other=0.0)
-        s += tl.where(middle, looked.to(tl.float32) * LOG2E_K,
-                      tl.where(bucket == 0, v_first, v_last))  # fmt: skip
+        s += _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds)
     return s
+
+
+@triton.jit
+def _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds):
+    """``table[bucket, h] * log2(e)`` per score: the end buckets selected, the middle ones
+    looked up (a masked load: a warp whose pairs are all in end buckets reads nothing)."""
+    middle = (bucket > 0) & (bucket < num_bounds)
+    looked = tl.load(table_ptr + bucket * stride_table_b + h, mask=middle, other=0.0)
+    return tl.where(middle, looked.to(tl.float32) * LOG2E_K,
+                    tl.where(bucket == 0, v_first, v_last))  # fmt: skip
+
+
+@triton.jit
+def _select(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds,
+            NB_PAD: tl.constexpr):  # fmt: skip
+    """:func:`_lookup` from registers: one ``tl.where`` a middle bucket (1 .. num_bounds - 1,
+    their entries loaded once a call as scalars)."""
+    bias = tl.where(bucket == 0, v_first, v_last)
+    for kb in tl.static_range(1, NB_PAD - 1):
+        real = kb < num_bounds
+        v = tl.load(table_ptr + kb * stride_table_b + h, mask=real, other=0.0)
+        bias = tl.where((bucket == kb) & real, v.to(tl.float32) * LOG2E_K, bias)
+    return bias
 
 
 @triton.jit
