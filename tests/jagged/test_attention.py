@@ -72,14 +72,31 @@ def _assert_lse(fast, reference):
 
 # relative biases: (buckets, max_distance, timestamp range): consecutive boundaries with
 # positions or small timestamps (the kernels' closed form), widely spread timestamps or
-# log-spaced boundaries (their per-boundary compares)
+# log-spaced boundaries (their per-boundary compares); "sorted": increasing times, gaps drawn
+# from the range (the model's: most tiles share an end bucket, the kernels' one add a tile),
+# or sorted over int64's whole range (tiles whose delta span wraps: a lookup a score)
 RELATIVE = {
     "positions": (9, 32, 0, 0),
     "timestamps": (9, 32, 0, 50),
     "timestamps_wide": (9, 32, -(2**40), 2**40),
     "timestamps_log": (24, 64, 0, 200),
     "timestamps_many": (40, 64, -100, 100),  # buckets past 31 (the dK/dV kernel's bit set)
+    "sorted": (16, 4096, 0, 3),  # boundaries -7, ..., 7: the closed form
+    "sorted_log": (24, 64, 0, 9),
+    "sorted_int64": (16, 4096, -(2**63), 2**63 - 1),
 }
+
+
+def _times(kind: str, lo: int, hi: int, lengths: list[int], device) -> torch.Tensor:  # noqa: ANN001
+    """int64 event times of a RELATIVE kind for samples of ``lengths``."""
+    n = sum(lengths)
+    if kind == "sorted_int64":  # each sample's own sorted draw: key and query tiles far apart
+        # differ by more than 2**63 for some pairs only
+        draws = [torch.randint(lo, hi, (m,)).sort().values for m in lengths]
+        return torch.cat(draws).to(device)
+    if kind.startswith("sorted"):  # increasing over the whole tensor, so in each sample too
+        return torch.randint(lo, hi, (n,)).cumsum(0).to(device)
+    return torch.randint(lo, hi, (n,), device=device)
 
 
 def _compare_backends(lengths_q, lengths_k=None, heads=2, dim=16, causal=False, bias_kind=None):
@@ -105,8 +122,8 @@ def _compare_backends(lengths_q, lengths_k=None, heads=2, dim=16, causal=False, 
         table = torch.randn(buckets, heads, device=device, requires_grad=True)
         ts_q = ts_k = None
         if bias_kind != "positions":
-            ts_q = torch.randint(lo, hi, (tq,), device=device)
-            ts_k = torch.randint(lo, hi, (tk,), device=device) if lengths_k is not None else None
+            ts_q = _times(bias_kind, lo, hi, lengths_q, device)
+            ts_k = _times(bias_kind, lo, hi, lengths_k, device) if lengths_k is not None else None
         bounds = log_bucket_boundaries(buckets, max_distance).to(device)
         kw["attn_bias"], extra = RelativeBias(table, bounds, ts_q, ts_k), (table,)
     grad = torch.randn(tq, heads, dim, device=device)
@@ -203,13 +220,16 @@ def test_triton_matches_reference_cross_attention(causal):
     [("tensor", False, False), ("tensor", True, True), ("positions", True, False),
      ("positions", False, True), ("timestamps", False, False), ("timestamps", True, True),
      ("timestamps_wide", False, False), ("timestamps_log", True, True),
-     ("timestamps_log", False, False), ("timestamps_many", False, False)],
+     ("timestamps_log", False, False), ("timestamps_many", False, False),
+     ("sorted", False, False), ("sorted", True, True), ("sorted_log", False, True),
+     ("sorted_int64", False, False)],
 )  # fmt: skip
 def test_triton_matches_reference_with_bias_and_its_gradient(bias_kind, causal, cross):
     lengths_k = [4, 2, 0, 19] if cross else None
-    _compare_backends(
-        [3, 0, 20, 17], lengths_k, heads=2, dim=16, causal=causal, bias_kind=bias_kind
-    )
+    lengths_q = [3, 0, 20, 17]
+    if bias_kind.startswith("sorted"):  # several key blocks a sample: tiles off the diagonal
+        lengths_q, lengths_k = [3, 0, 50, 37], ([4, 2, 0, 45] if cross else None)
+    _compare_backends(lengths_q, lengths_k, heads=2, dim=16, causal=causal, bias_kind=bias_kind)
 
 
 def test_head_dim_not_a_power_of_two():

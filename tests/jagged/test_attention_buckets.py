@@ -23,6 +23,7 @@ from shopml.jagged.attention import (
     consecutive_boundaries,
     log_bucket_boundaries,
 )
+from shopml.jagged.attention_triton import _consecutive
 from shopml.jagged.modules import RelativeBiasTable
 from shopml.jagged.triton.attention_common import _below, _bucket
 
@@ -178,18 +179,19 @@ def test_random_timestamps_match_bucketize(scale):
         _check(stationary, streamed, bounds, closed)
 
 
-def test_the_way_is_known_without_reading_device_boundaries():
-    """RelativeBiasTable decides once (its boundaries are made on the CPU); a RelativeBias over
-    CPU boundaries finds out itself; one over device boundaries leaves it to the backend."""
+def test_the_way_is_decided_once_and_known_ones_are_not_read():
+    """RelativeBiasTable decides once (its boundaries are made on the CPU); the Triton backend
+    decides for any other RelativeBias (``_consecutive``, the one place), reading the
+    boundaries only when their maker did not say."""
     assert RelativeBiasTable(16, 2).consecutive  # -7, ..., 7
     assert RelativeBiasTable(16, 2)().consecutive
     assert not RelativeBiasTable(32, 2).consecutive  # log-spaced beyond +-8
     table = torch.zeros(4, 1)
-    assert RelativeBias(table, torch.tensor([-1, 0, 1])).consecutive
-    assert not RelativeBias(table, torch.tensor([-1, 0, 2])).consecutive
-    assert (
-        RelativeBias(table.to("meta"), torch.tensor([-1, 0, 1], device="meta")).consecutive is None
-    )
+    assert RelativeBias(table, torch.tensor([-1, 0, 1])).consecutive is None  # a plain record
+    assert _consecutive(RelativeBias(table, torch.tensor([-1, 0, 1])))
+    assert not _consecutive(RelativeBias(table, torch.tensor([-1, 0, 2])))
+    unreadable = torch.tensor([-1, 0, 2], device="meta")  # .tolist() would raise
+    assert _consecutive(RelativeBias(table.to("meta"), unreadable, consecutive=True))
     assert consecutive_boundaries(torch.zeros(0, dtype=torch.int64))
     assert consecutive_boundaries(torch.tensor([I64_MAX - 1, I64_MAX]))
     assert not consecutive_boundaries(torch.tensor([I64_MIN, I64_MIN + 1]))

@@ -53,10 +53,9 @@ class RelativeBias:
         q_timestamps: ``(T_q,)`` int64 per query token, or None for positions.
         k_timestamps: ``(T_k,)`` int64 per key token, or None (positions; or ``q_timestamps``
             when the keys are the queries, i.e. self-attention without ``k_offsets``).
-        consecutive: :func:`consecutive_boundaries` of ``boundaries`` if known (the Triton
-            kernels then compute buckets in closed form); None: computed here for CPU
-            boundaries, else by the Triton backend at each call (a device sync; the general
-            way while torch.compile traces or a CUDA graph is captured).
+        consecutive: :func:`consecutive_boundaries` of ``boundaries`` if the maker knows it
+            (:class:`~shopml.jagged.modules.RelativeBiasTable` does); None: the Triton backend
+            decides at each call (``attention_triton._consecutive``, the one place).
     """
 
     table: torch.Tensor
@@ -64,16 +63,6 @@ class RelativeBias:
     q_timestamps: torch.Tensor | None = None
     k_timestamps: torch.Tensor | None = None
     consecutive: bool | None = None
-
-    def __post_init__(self) -> None:
-        b = self.boundaries
-        if (
-            self.consecutive is None
-            and isinstance(b, torch.Tensor)
-            and b.device.type == "cpu"
-            and not torch.compiler.is_compiling()  # (values unknown while dynamo traces)
-        ):
-            object.__setattr__(self, "consecutive", consecutive_boundaries(b))
 
     @property
     def num_buckets(self) -> int:

@@ -93,10 +93,11 @@ def _compile_together(args: AttentionArgs) -> None:
 
 
 def _consecutive(bias: RelativeBias) -> bool:
-    """Whether the kernels may take the closed-form buckets for this bias (a kernel constexpr):
-    ``bias.consecutive`` when known (:class:`~shopml.jagged.modules.RelativeBiasTable` and CPU
-    boundaries know it), else read from the boundaries: one device sync, skipped (the general
-    way) while torch.compile traces or a CUDA graph is captured."""
+    """Whether the kernels may take the closed-form buckets for this bias (a kernel constexpr;
+    the one place this is decided): ``bias.consecutive`` when its maker knew it
+    (:class:`~shopml.jagged.modules.RelativeBiasTable`), else read from the boundaries (one
+    device sync off the CPU), except while torch.compile traces or a CUDA graph is captured
+    (values unknown, or no sync allowed: the general way, right for any boundaries)."""
     if bias.consecutive is not None:
         return bias.consecutive
     if torch.compiler.is_compiling() or (

@@ -31,9 +31,11 @@ from shopml.jagged.triton.attention_common import (
     BIAS_TENSOR_K,
     LOG2E,
     LOG2E_K,
+    _add_relative_bias,
+    _add_table_grad,
     _below,
-    _bucket,
     _dummy,
+    _edges,
     _ensure_allocator,
     _extent,
     _load_bias,
@@ -41,7 +43,8 @@ from shopml.jagged.triton.attention_common import (
     _order,
     _precision,
     _sample_index,
-    _table_grad,
+    _span,
+    _tile_bucket,
     _tma_ok,
     _tuner,
     _use_order,
@@ -65,6 +68,9 @@ def _attn_bwd_dkdv_inner(
     """Query blocks [lo, hi) seen by one key block. MASKED=False: all queries/keys valid, visible.
     TMA: Q and dO tiles through the descriptors ``q_desc``, ``do_desc`` (zeros past the end)."""
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
+    first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                          BIAS_MODE)  # fmt: skip
+    k_lo, k_hi = _span(tk, mask_n)  # the key block's times (for tiles of one bucket)
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < q_len
@@ -98,14 +104,16 @@ def _attn_bwd_dkdv_inner(
             bias = _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len,
                               mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             st += tl.trans(bias) * LOG2E_K
-        if BIAS_MODE == BIAS_RELATIVE_K:  # buckets (BN, BM) like the transposed scores
+        shared = -1
+        tq = offs_m + shift
+        if BIAS_MODE == BIAS_RELATIVE_K:  # (BN, BM) like the transposed scores
             if HAS_TQ:
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
-            else:
-                tq = offs_m + shift
-            bucket = _bucket(tq[None, :], tk[:, None], below, bounds_ptr, num_bounds, CONSECUTIVE,
-                             NB_PAD)  # fmt: skip
-            st += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
+            q_lo, q_hi = _span(tq, mask_m)
+            shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
+            st = _add_relative_bias(st, tq[None, :], tk[:, None], shared, v_first, v_last, below,
+                                    table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                    CONSECUTIVE, NB_PAD, True)  # fmt: skip
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:
@@ -142,10 +150,8 @@ def _attn_bwd_dkdv_inner(
                 mask=visible,
             )
         if BIAS_MODE == BIAS_RELATIVE_K and FUSED_DQ:  # the table gradient (else in dQ's)
-            seen = bucket
-            if MASKED:  # (dS is 0 where not visible)
-                seen = tl.where(visible, bucket, -1)
-            dtab = _table_grad(dtab, dst, bucket, seen, NB_PAD)
+            dtab = _add_table_grad(dtab, dst, tq[None, :], tk[:, None], shared, visible, below,
+                                   bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)  # fmt: skip
     return dk, dv, dtab
 
 

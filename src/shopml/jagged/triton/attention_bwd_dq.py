@@ -14,13 +14,16 @@ from shopml.jagged.triton.attention_common import (
     BIAS_RELATIVE_K,
     BIAS_TENSOR_K,
     LOG2E_K,
+    _add_relative_bias,
+    _add_table_grad,
     _below,
-    _bucket,
+    _edges,
     _extent,
     _load_bias,
     _loop_operands,
     _sample_index,
-    _table_grad,
+    _span,
+    _tile_bucket,
 )
 
 
@@ -36,6 +39,9 @@ def _attn_bwd_dq_inner(
     """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
+    first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                          BIAS_MODE)  # fmt: skip
+    q_lo, q_hi = _span(tq, mask_m)  # the query block's times (for tiles of one bucket)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -62,13 +68,16 @@ def _attn_bwd_dq_inner(
             bias = _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len,
                               mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             s += bias * LOG2E_K
-        if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]; buckets always in range
-            tk = offs_n
+        shared = -1
+        tk = offs_n
+        if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
             if HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE,
-                             NB_PAD)  # fmt: skip
-            s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
+            k_lo, k_hi = _span(tk, mask_n)
+            shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
+            s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
+                                   table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                   CONSECUTIVE, NB_PAD, True)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]
@@ -79,10 +88,11 @@ def _attn_bwd_dq_inner(
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(kt.dtype), tl.trans(kt), dq, input_precision=PRECISION)
         if BIAS_MODE == BIAS_RELATIVE_K:  # the table gradient: per-bucket sums of dS
-            seen = tl.where(mask_m[:, None], bucket, -1)  # (dS is 0 where not visible)
+            seen = mask_m[:, None]  # (dS is 0 where not visible)
             if MASKED:
-                seen = tl.where(visible, seen, -1)
-            dtab = _table_grad(dtab, ds, bucket, seen, NB_PAD)
+                seen = seen & visible
+            dtab = _add_table_grad(dtab, ds, tq[:, None], tk[None, :], shared, seen, below,
+                                   bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)  # fmt: skip
     return dq, dtab
 
 

@@ -233,13 +233,138 @@ def _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr,
     return bucket
 
 
+# ------------------------------------------------------------------ the relative bias per tile
+# With the model's timestamps (minutes, events hours apart) nearly every pair of a tile lies
+# beyond the outermost boundaries, so most tiles hold one bucket: bucket 0 when every delta is
+# < first, the last (``num_bounds``) when every delta is >= last. A tile's deltas span
+# [min t_q - max t_k, max t_q - min t_k] (each program's stationary block's span once, the
+# streamed block's per tile: two reductions of a vector); when that span lies on one side and
+# neither end wraps in int64, the tile adds one scalar (its table entry, loaded once per program)
+# and its table gradient is one row sum of dS. The other tiles (the diagonal ones: d = 0 is a
+# middle bucket) bucket and look up every score.
+
+
+@triton.jit
+def _span(t, valid):
+    """``(min, max)`` int64 of the vector ``t`` over its ``valid`` lanes (at least one)."""
+    t = t.to(tl.int64)
+    lo = tl.min(tl.where(valid, t, 9223372036854775807), 0)
+    hi = tl.max(tl.where(valid, t, -9223372036854775807 - 1), 0)
+    return lo, hi
+
+
+@triton.jit
+def _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds, BIAS_MODE: tl.constexpr):
+    """Per program: ``(first, last, v_first, v_last)``: a delta < ``first`` is in bucket 0 and
+    one >= ``last`` in bucket ``num_bounds`` (0 and -1 when there are no boundaries: every delta
+    either way is bucket 0); those buckets' table entries in base-2 units (fp32). Nothing is
+    read without the relative bias (its pointers are placeholders)."""
+    first = 0
+    last = -1
+    v_first = 0.0
+    v_last = 0.0
+    if BIAS_MODE == BIAS_RELATIVE_K:
+        has = num_bounds > 0
+        first = tl.load(bounds_ptr, mask=has, other=0)
+        last = tl.load(bounds_ptr + num_bounds - 1, mask=has, other=-1)
+        v_first = tl.load(table_ptr + h).to(tl.float32) * LOG2E_K
+        v_last = tl.load(table_ptr + num_bounds * stride_table_b + h).to(tl.float32) * LOG2E_K
+    return first, last, v_first, v_last
+
+
+@triton.jit
+def _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds):
+    """The bucket every pair of a tile shares (query times in ``[q_lo, q_hi]``, key times in
+    ``[k_lo, k_hi]``, int64) when it is an end bucket (0 or ``num_bounds``), else -1."""
+    d_lo = q_lo - k_hi  # (wrapping)
+    d_hi = q_hi - k_lo
+    # neither end wrapped: every pair's delta lies in [d_lo, d_hi] as exact integers
+    exact = (((q_lo ^ k_hi) & (q_lo ^ d_lo)) >= 0) & (((q_hi ^ k_lo) & (q_hi ^ d_hi)) >= 0)
+    shared = tl.where(exact & (d_lo >= last), num_bounds, -1)
+    return tl.where(exact & (d_hi < first), 0, shared)
+
+
+@triton.jit
+def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, stride_table_b, h,
+                       bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
+                       LOAD_IN_BRANCH: tl.constexpr):  # fmt: skip
+    """``s + table[bucket(tq - tk), h] * log2(e)`` for a tile of scores ``s`` (``tq``, ``tk``
+    broadcast to its shape: ``tq[:, None]``, ``tk[None, :]`` or transposed); ``shared``: the
+    tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1 (an entry a score).
+
+    ``LOAD_IN_BRANCH`` (dQ, dK/dV): the per-score entries looked up (:func:`_lookup`) inside
+    the tile branch. Otherwise (the forward; compiled for sm_90, a branch around a per-score
+    load made the compiler keep the online softmax twice, in the dot's layout and the load's:
+    twice the exp2 and a layout conversion of every score tile, which selects alone avoid):
+    tables of up to 16 buckets select the entries from registers inside the branch
+    (:func:`_select`), larger ones look them up without the branch."""
+    if LOAD_IN_BRANCH:
+        if shared >= 0:
+            s += tl.where(shared == 0, v_first, v_last)
+        else:
+            bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+            s += _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds)
+    elif NB_PAD <= 16:
+        if shared >= 0:
+            s += tl.where(shared == 0, v_first, v_last)
+        else:
+            bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+            s += _select(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds,
+                         NB_PAD)  # fmt: skip
+    else:
+        bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+        s += _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds)
+    return s
+
+
+@triton.jit
+def _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds):
+    """``table[bucket, h] * log2(e)`` per score: the end buckets selected, the middle ones
+    looked up (a masked load: a warp whose pairs are all in end buckets reads nothing)."""
+    middle = (bucket > 0) & (bucket < num_bounds)
+    looked = tl.load(table_ptr + bucket * stride_table_b + h, mask=middle, other=0.0)
+    return tl.where(middle, looked.to(tl.float32) * LOG2E_K,
+                    tl.where(bucket == 0, v_first, v_last))  # fmt: skip
+
+
+@triton.jit
+def _select(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds,
+            NB_PAD: tl.constexpr):  # fmt: skip
+    """:func:`_lookup` from registers: one ``tl.where`` a middle bucket (1 .. num_bounds - 1,
+    their entries loaded once a call as scalars)."""
+    bias = tl.where(bucket == 0, v_first, v_last)
+    for kb in tl.static_range(1, NB_PAD - 1):
+        real = kb < num_bounds
+        v = tl.load(table_ptr + kb * stride_table_b + h, mask=real, other=0.0)
+        bias = tl.where((bucket == kb) & real, v.to(tl.float32) * LOG2E_K, bias)
+    return bias
+
+
+@triton.jit
+def _add_table_grad(dtab, ds, tq, tk, shared, visible, below, bounds_ptr, num_bounds,
+                    CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr):  # fmt: skip
+    """The table gradient of one ``(R, C)`` tile added to the per-row partials ``dtab`` ``(R,
+    NB_PAD)`` fp32 (summed over rows once per program): a row sum of ``ds`` when the tile shares
+    one bucket (``shared`` >= 0), else per-bucket sums over the buckets the ``visible`` pairs
+    hold (``ds`` is 0 elsewhere; the buckets recomputed from ``tq``, ``tk`` as in
+    :func:`_add_relative_bias`)."""
+    idx = tl.arange(0, NB_PAD)
+    if shared >= 0:
+        dtab += tl.where(idx[None, :] == shared, tl.sum(ds, 1)[:, None], 0.0)
+    else:
+        bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+        seen = tl.where(visible, bucket, -1)
+        dtab = _table_grad(dtab, ds, bucket, seen, NB_PAD)
+    return dtab
+
+
 @triton.jit
 def _table_grad(dtab, ds, bucket, seen, NB_PAD: tl.constexpr):
     """``dtab[r, b] += sum over columns of ds[r, :] where bucket == b`` over one ``(R, C)`` tile:
-    per-row partials ``(R, NB_PAD)`` fp32, summed over rows once per program (no cross-warp
-    reduction per tile); ``seen``: ``bucket`` where ``ds`` may be non-zero, else -1. Unrolled
-    over the buckets (a loop here would stop the enclosing loop's software pipelining), each
-    summed only when the tile holds it: mostly one to three (far-apart events share one)."""
+    per-row partials ``(R, NB_PAD)`` fp32; ``seen``: ``bucket`` where ``ds`` may be non-zero,
+    else -1. Unrolled over the buckets (a loop here would stop the enclosing loop's software
+    pipelining), each summed only when the tile holds it: mostly three on a diagonal tile (the
+    two ends and d = 0)."""
     held = tl.where(seen >= 0, 1 << tl.minimum(seen, 31), 0)  # buckets >= 31 share a bit
     held = tl.reduce(tl.reduce(held, 1, _bit_or), 0, _bit_or)
     idx = tl.arange(0, NB_PAD)

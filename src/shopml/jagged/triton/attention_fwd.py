@@ -18,9 +18,10 @@ from shopml.jagged.triton.attention_common import (
     LN2_K,
     LOG2E,
     LOG2E_K,
+    _add_relative_bias,
     _below,
-    _bucket,
     _dummy,
+    _edges,
     _ensure_allocator,
     _extent,
     _load_bias,
@@ -28,6 +29,8 @@ from shopml.jagged.triton.attention_common import (
     _order,
     _precision,
     _sample_index,
+    _span,
+    _tile_bucket,
     _tma_ok,
     _tuner,
     _use_order,
@@ -84,6 +87,9 @@ def _attn_fwd_inner(
     """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
+    first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                          BIAS_MODE)  # fmt: skip
+    q_lo, q_hi = _span(tq, mask_m)  # the query block's times (for tiles of one bucket)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -102,13 +108,15 @@ def _attn_fwd_inner(
             bias = _load_bias(bias_ptr, bias_start, offs_m, offs_n, k_len,
                               mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             s += bias * LOG2E_K
-        if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]; buckets always in range
+        if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
             tk = offs_n
             if HAS_TK:
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            bucket = _bucket(tq[:, None], tk[None, :], below, bounds_ptr, num_bounds, CONSECUTIVE,
-                             NB_PAD)  # fmt: skip
-            s += tl.load(table_ptr + bucket * stride_table_b + h).to(tl.float32) * LOG2E_K
+            k_lo, k_hi = _span(tk, mask_n)
+            shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
+            s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
+                                   table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                                   CONSECUTIVE, NB_PAD, False)  # fmt: skip
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
