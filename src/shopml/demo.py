@@ -217,7 +217,12 @@ def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, 
         fan_charts=4,
         verbose=True,
     )
-    ARMDN(config).fit(df, static_df, verbose=True).save(out / "forecast")
+    # the served model: trained on all sales with the configuration the backtest's validation
+    # chose (K, head), instead of fitting every candidate again (a pool refits its candidates)
+    chosen = result["train"]["armdn"]
+    pooled = bool(chosen.get("ensemble", {}).get("kept"))
+    final = config if pooled else config.replace(select_components=False, **chosen["config"])
+    ARMDN(final).fit(df, static_df, verbose=True).save(out / "forecast")
     metrics = result["metrics"]
     return {
         "metrics": metrics.to_dict(orient="records"),
