@@ -228,6 +228,11 @@ def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, 
         "metrics": metrics.to_dict(orient="records"),
         "series": result.get("series"),
         "charts": sorted(p.name for p in (out / "backtest").glob("*.png")),
+        "selected": {
+            **chosen["config"],
+            "pooled": pooled,
+            "validation_wql": chosen.get("selection", {}),
+        },  # fmt: skip
     }
 
 
