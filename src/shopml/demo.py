@@ -236,7 +236,7 @@ def _forecast(world: Path, out: Path, budget: Budget, device: str) -> dict[str, 
             **chosen["config"],
             "pooled": pooled,
             "validation_wql": chosen.get("selection", {}),
-        },  # fmt: skip
+        },
     }
 
 

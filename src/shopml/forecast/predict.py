@@ -106,7 +106,7 @@ def sample_paths(
         out = apply_spread(out, spread.to(dev))
         out = torch.minimum(torch.maximum(out, z_lo[..., None]), z_hi[..., None])
     y = unscale_target(out, nu[:, None, None], config.scaling)
-    if net.count_output:  # counts (also after calibration's stretch), reported continuous
+    if net.count_output:  # counts (also after calibration's stretch), reported untied
         u = [
             counter_uniform(keys, num_samples, 2 * horizon + t, config.seed) for t in range(horizon)
         ]
