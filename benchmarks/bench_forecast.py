@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", default="small")
     p.add_argument("--products", type=int, default=0, help="world: a random slice (0: all)")
     p.add_argument(
-        "--output", default="mixture", help="AR-MDN head: mixture (the CLI default), auto, negbin"
+        "--output", default="auto", help="AR-MDN head: auto (the CLI default), mixture, negbin"
     )
     p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
     p.add_argument("--windows", type=int, default=2)

@@ -30,6 +30,15 @@ def test_demo_tiny_writes_report_and_servable_workdir(tmp_path, monkeypatch):
     assert set(results["rank"]) == {"jagged", "pooling"}
     assert 0.0 <= results["rank"]["jagged"]["auc"] <= 1.0
     assert {m["model"] for m in results["forecast"]["metrics"]} >= {"armdn", "snaive"}
+    # the served model is refitted with the configuration the backtest's validation chose
+    selected = results["forecast"]["selected"]
+    served = json.loads((out / "forecast" / "config.json").read_text())["config"]
+    assert selected["output"] in ("mixture", "negbin") and "chosen on validation wQL" in report
+    if selected["pooled"]:  # a kept pool of mixtures refits its candidates
+        assert served["select_components"]
+    else:
+        chosen = (selected["output"], selected["num_components"], False)
+        assert (served["output"], served["num_components"], served["select_components"]) == chosen
     assert 0.0 <= results["visual"]["finetuned"]["recall@20"] <= 1.0
     training = results["visual"]["training"]
     assert training["steps"] >= 1 and training["image_size"] == 64

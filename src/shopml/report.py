@@ -216,10 +216,22 @@ def _forecast_section(out: Path, forecast: dict[str, Any]) -> str:
     return (
         "<h2>Demand forecasting: AR-MDN against baselines</h2><p>One rolling-origin window of "
         f"28 days{f' over {series:,} series' if series else ''}: every model forecasts the same "
-        "days from the same history.</p>"
+        f"days from the same history.{_selected_note(forecast.get('selected'))}</p>"
         + _table(rows, FORECAST_COLUMNS, "model") + note
         + f"<div class=grid>{charts}</div>"
     )  # fmt: skip
+
+
+def _selected_note(selected: dict[str, Any] | None) -> str:
+    """Which AR-MDN candidate validation chose (``demo._forecast``'s ``selected``)."""
+    if not selected:
+        return ""
+    head = ("a zero-inflated negative binomial count head" if selected["output"] == "negbin"
+            else f"a mixture of {selected['num_components']} Gaussian(s)")  # fmt: skip
+    if selected.get("pooled"):
+        head = "the pool of the mixture candidates"
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in selected.get("validation_wql", {}).items())
+    return f" AR-MDN's output, chosen on validation wQL ({scores}): {head}." if scores else ""
 
 
 def _recall_plot(visual: dict[str, Any]) -> str:

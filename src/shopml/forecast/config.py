@@ -26,11 +26,11 @@ class ARMDNConfig:
         context_length: observed steps the LSTM reads before forecasting; training windows are
             ``context_length + horizon`` long.
         num_components: K, Gaussians in the mixture head (1 = the one-Gaussian ablation).
-        output: the head: ``"mixture"`` (the default: Gaussian mixture of the scaled target), ``"negbin"``
-            (zero-inflated negative binomial of the count, ``counts.py``) or ``"auto"`` (the
-            mixture, plus the count head as one more validation candidate when the targets are
-            counts with at least ``counts.INTERMITTENT_ZERO_SHARE`` zeros; the lower validation
-            wQL wins, as for K).
+        output: the head: ``"auto"`` (the default: the mixture, plus the count head as one more
+            validation candidate when the targets are counts with at least
+            ``counts.INTERMITTENT_ZERO_SHARE`` zeros; the lower validation wQL wins, as for K),
+            ``"mixture"`` (Gaussian mixture of the scaled target) or ``"negbin"`` (zero-inflated
+            negative binomial of the count, ``counts.py``).
         hidden_size, num_layers: LSTM width and depth.
         assoc_hidden, assoc_dim: widths of the associative MLP (hidden layer, output ``a_t``).
         use_assoc_mlp: False is the "no associative MLP" ablation: the raw covariates and calendar
@@ -87,7 +87,7 @@ class ARMDNConfig:
     horizon: int = 28
     context_length: int = 56
     num_components: int = 3
-    output: str = "mixture"
+    output: str = "auto"
     hidden_size: int = 64
     num_layers: int = 2
     assoc_hidden: int = 64

@@ -41,6 +41,7 @@ OUTPUTS = ("mixture", NEGBIN, "auto")
 INTERMITTENT_ZERO_SHARE = 0.3
 RATE_FLOOR = 1e-4  # smallest mean relative to the level nu (>= 1): m >= 1e-4 units
 ALPHA_FLOOR, ALPHA_CEILING = 1e-3, 50.0
+TIE_WIDTH = 0.1  # a drawn count k is reported as k - TIE_WIDTH * u (untie_counts)
 _GAMMA_STEPS = 26  # bisection steps on log(rate): ~87 / 2^26 = 1.3e-6 relative precision
 _LOG_X_LO = -80.0  # rates below e^-80 are zero for every count
 
@@ -149,6 +150,25 @@ def poisson_icdf(lam: torch.Tensor, u: torch.Tensor, cap: torch.Tensor) -> torch
         hi = torch.where(ok & ~done, mid, hi)
         lo = torch.where(ok | done, lo, mid)
     return hi
+
+
+def untie_counts(counts: torch.Tensor, u: torch.Tensor, width: float = TIE_WIDTH) -> torch.Tensor:
+    """The forecast the count head reports: each drawn count ``k >= 1`` moved to ``k - width u``
+    (``u`` uniform in ``(0, 1)``, same shape), inside ``(k - width, k]``; zeros stay 0.
+
+    A tie-break, not a new law: quantiles of integer draws are integers, and an integer actual
+    equal to the band's upper quantile counts as inside it, so a count forecast's 10-90% band
+    {lo..k} over-covers (``P(Y <= k) >= 0.9``) where a continuous forecast's band (the
+    mixture's, LightGBM's) excludes the actual ``k`` whenever its 90% quantile falls short of
+    ``k``. Moving the draws of ``k`` just below ``k`` puts the count head on that footing: a
+    quantile that falls in ``k``'s atom lands below ``k``. On the small world (61% zero days,
+    300 series x 2 windows of 28 days) 18% of the actuals sat exactly on the integer band's
+    upper end; the band covered 0.944 with them, and the conformal spread could not move a
+    tie (a stretched draw is rounded back to an integer). Every ``width`` in (0, 1] gave the
+    same 80% coverage, 0.838 (validation 0.833); wQL grew with the width: 0.5626 (integers),
+    0.5645 (0.1), 0.5724 (0.5), 0.5823 (1.0, the CDF linear between integers).
+    """
+    return torch.where(counts > 0, counts - width * u, counts)
 
 
 def negbin_sample(

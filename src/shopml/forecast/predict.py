@@ -27,6 +27,7 @@ import torch
 
 from shopml.forecast.calibration import LEVELS
 from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.counts import untie_counts
 from shopml.forecast.data import Panel, gather_windows
 from shopml.forecast.mixture import counter_uniform
 from shopml.forecast.network import (
@@ -108,8 +109,11 @@ def sample_paths(
         out = apply_spread(out, spread.to(dev))
         out = torch.minimum(torch.maximum(out, z_lo[..., None]), z_hi[..., None])
     y = unscale_target(out, nu[:, None, None], config.scaling)
-    if net.count_output:  # counts stay counts (also after calibration's stretch)
-        y = y.round()
+    if net.count_output:  # counts (also after calibration's stretch), reported untied
+        u = [
+            counter_uniform(keys, num_samples, 2 * horizon + t, config.seed) for t in range(horizon)
+        ]
+        y = untie_counts(y.round(), torch.stack(u, dim=-1))  # (B, S, H)
     return y.clamp_min(0.0) if config.nonneg == "clip" else y
 
 
