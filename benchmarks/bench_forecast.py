@@ -184,8 +184,9 @@ def speed(args) -> None:
     t0 = time.perf_counter()
     cfg = ARMDNConfig(freq="D", horizon=28, context_length=56, max_epochs=args.epochs,
                       steps_per_epoch=args.steps, batch_size=args.batch_size,
-                      device=args.device, amp=args.amp, patience=args.epochs)  # fmt: skip
-    model = ARMDN(cfg)
+                      device=args.device, amp=args.amp, patience=args.epochs,
+                      output="mixture" if args.output == "auto" else args.output)  # fmt: skip
+    model = ARMDN(cfg)  # speed: one head (auto would fit both: time --output negbin separately)
     df = validate_frame(df, "df", "D")
     static = validate_static(static)
     model.spec = fit_feature_spec(df, "D", static)
@@ -281,6 +282,7 @@ def speed(args) -> None:
                          "config_json": json.dumps({"paths": args.num_samples,
                                                     "horizon": cfg.horizon, "chunk": chunk,
                                                     "threads": torch.get_num_threads(),
+                                                    "output": cfg.output,
                                                     "amp": cfg.amp})})  # fmt: skip
             del out
     append_rows(Path(args.out_dir) / f"forecast_speed-{dev}.csv", rows)
