@@ -206,3 +206,18 @@ def test_auto_keeps_the_mixture_on_dense_demand(sales):
     }
     assert list(model.candidates) == ["K=3"] and model.config.output == "mixture"
     assert not model.net.count_output
+
+
+def test_gamma_quantile_inverts_the_cdf_over_shapes_and_tails():
+    from shopml.forecast.counts import gamma_icdf
+
+    g = torch.Generator().manual_seed(0)
+    shape = torch.exp(torch.empty(20_000).uniform_(math.log(0.02), math.log(1000.0), generator=g))
+    u = torch.rand(20_000, generator=g).clamp(1e-6, 1 - 1e-6)
+    u[:200], u[200:400] = 1e-6, 1 - 1e-6
+    x = gamma_icdf(shape, u).double()
+    ref = stats.gamma.ppf(u.double().numpy(), shape.double().numpy())
+    p = torch.special.gammainc(shape.double(), x)
+    held = torch.from_numpy(ref) > math.exp(-78)  # quantiles below the search's floor (x ~ 0)
+    assert (p - u.double())[held].abs().max() < 2e-5
+    assert (x.log() - torch.from_numpy(ref).log())[held].abs().quantile(0.99) < 1e-3

@@ -42,7 +42,7 @@ INTERMITTENT_ZERO_SHARE = 0.3
 RATE_FLOOR = 1e-4  # smallest mean relative to the level nu (>= 1): m >= 1e-4 units
 ALPHA_FLOOR, ALPHA_CEILING = 1e-3, 50.0
 TIE_WIDTH = 0.1  # a drawn count k is reported as k - TIE_WIDTH * u (untie_counts)
-_GAMMA_STEPS = 26  # bisection steps on log(rate): ~87 / 2^26 = 1.3e-6 relative precision
+_GAMMA_STEPS = 10  # safeguarded Newton steps (gamma_icdf): |P(x) - u| < 1e-5 for shapes 0.02-1000
 _LOG_X_LO = -80.0  # rates below e^-80 are zero for every count
 
 
@@ -126,14 +126,37 @@ def negbin_variance(
 
 
 def gamma_icdf(shape: torch.Tensor, u: torch.Tensor, steps: int = _GAMMA_STEPS) -> torch.Tensor:
-    """Quantile ``x`` with ``P(shape, x) = u`` of a unit-scale gamma (bisection on ``log x``)."""
+    """Quantile ``x`` with ``P(shape, x) = u`` of a unit-scale gamma.
+
+    Newton steps on ``t = log x`` for ``log P = log u`` (``log(1 - P) = log(1 - u)`` in the
+    upper half, where both are nearly linear in ``t``), from the Wilson-Hilferty approximation
+    (for ``shape < 1`` also ``P ~ x^shape / Gamma(shape + 1)``, the smaller of the two). Each
+    evaluation narrows a bracket ``[lo, hi]``; a step that leaves it, or is not finite, bisects
+    instead. Ten steps reach the accuracy of 26 bisection steps at 40% of their cost (one
+    ``gammainc`` a step either way).
+    """
     lo = torch.full_like(u, _LOG_X_LO)
     hi = torch.log(shape + 12.0 * shape.sqrt() + 40.0)  # P(shape, hi) > 1 - 1e-15
+    upper = u > 0.5
+    target = torch.where(upper, torch.log1p(-u), torch.log(u))
+    sign = torch.where(upper, -1.0, 1.0)
+    log_norm = torch.lgamma(shape)
+    c = 1.0 / (9.0 * shape)
+    z = torch.special.ndtri(u)
+    t = torch.log(shape) + 3.0 * torch.log((1.0 - c + z * c.sqrt()).clamp_min(1e-3))
+    small = (torch.log(u) + torch.lgamma(shape + 1.0)) / shape
+    t = torch.where(shape < 1.0, torch.minimum(t, small), t).clamp(min=_LOG_X_LO).minimum(hi)
     for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        below = torch.special.gammainc(shape, mid.exp()) < u
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return (0.5 * (lo + hi)).exp()
+        x = t.exp()
+        p_lower = torch.special.gammainc(shape, x)
+        log_p = torch.log(torch.where(upper, 1.0 - p_lower, p_lower))
+        below = torch.where(upper, log_p > target, log_p < target)  # the quantile lies above t
+        lo, hi = torch.where(below, t, lo), torch.where(below, hi, t)
+        slope = sign * torch.exp(shape * t - x - log_norm - log_p)  # d log P / dt (or of 1 - P)
+        step = t - (log_p - target) / slope
+        inside = torch.isfinite(step) & (step >= lo) & (step <= hi)
+        t = torch.where(inside, step, 0.5 * (lo + hi))
+    return t.exp()
 
 
 def poisson_icdf(lam: torch.Tensor, u: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
