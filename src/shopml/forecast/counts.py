@@ -18,8 +18,9 @@ to the next step, so ``predict.py``'s caps and calibration work unchanged.
 **Sampling from uniforms.** Forecast paths must be a pure function of counter-based uniforms (one
 stream per series, ``mixture.counter_uniform``), so draws are inverse-CDF transforms, two uniforms
 per step as for the mixture: the first decides the zero inflation and, rescaled, is the gamma
-rate's quantile (bisection on ``torch.special.gammainc``); the second is the Poisson quantile given
-that rate (bisection over integers on ``torch.special.gammaincc``, the Poisson CDF). Draws are
+rate's quantile (safeguarded Newton steps on ``torch.special.gammainc``); the second is the
+Poisson quantile given that rate (bisection over integers on ``torch.special.gammaincc``, the
+Poisson CDF). Draws are
 bounded: no count exceeds the series' cap (``sample_cap`` times its largest observation).
 
 Parameters keep the mixture's ``(..., 1)`` trailing axis: ``(zero_logit, rate, alpha)``.
