@@ -20,8 +20,8 @@ stream per series, ``mixture.counter_uniform``), so draws are inverse-CDF transf
 per step as for the mixture: the first decides the zero inflation and, rescaled, is the gamma
 rate's quantile (safeguarded Newton steps on ``torch.special.gammainc``); the second is the
 Poisson quantile given that rate (bisection over integers on ``torch.special.gammaincc``, the
-Poisson CDF). Draws are
-bounded: no count exceeds the series' cap (``sample_cap`` times its largest observation).
+Poisson CDF). Draws are bounded: no count exceeds the series' cap (``sample_cap`` times its
+largest observation).
 
 Parameters keep the mixture's ``(..., 1)`` trailing axis: ``(zero_logit, rate, alpha)``.
 """
