@@ -14,16 +14,15 @@ from shopml.jagged.triton.attention_common import (
     BIAS_RELATIVE_K,
     BIAS_TENSOR_K,
     LOG2E_K,
-    _add_relative_bias,
     _add_table_grad,
     _below,
     _edges,
     _extent,
+    _key_block_bias,
     _load_bias,
     _loop_operands,
     _sample_index,
     _span,
-    _tile_bucket,
 )
 
 
@@ -71,13 +70,10 @@ def _attn_bwd_dq_inner(
         shared = -1
         tk = offs_n
         if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
-            if HAS_TK:
-                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            k_lo, k_hi = _span(tk, mask_n)
-            shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
-            s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
-                                   table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD, True)  # fmt: skip
+            s, tk, shared = _key_block_bias(s, tq, q_lo, q_hi, tk_ptr, k_start, offs_n, mask_n,
+                                            first, last, v_first, v_last, below, table_ptr,
+                                            stride_table_b, h, bounds_ptr, num_bounds, HAS_TK,
+                                            CONSECUTIVE, NB_PAD, True)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]

@@ -318,6 +318,25 @@ def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, str
 
 
 @triton.jit
+def _key_block_bias(s, tq, q_lo, q_hi, tk_ptr, k_start, offs_n, mask_n, first, last, v_first,
+                    v_last, below, table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+                    HAS_TK: tl.constexpr, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
+                    LOAD_IN_BRANCH: tl.constexpr):  # fmt: skip
+    """The relative bias of a streamed key block against the program's query block (the forward
+    and dQ): the keys' times (their positions without ``tk_ptr``), the tile's one bucket
+    (:func:`_tile_bucket`) and :func:`_add_relative_bias`. Returns ``(s, tk, shared)``."""
+    tk = offs_n
+    if HAS_TK:
+        tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
+    k_lo, k_hi = _span(tk, mask_n)
+    shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
+    s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
+                           table_ptr, stride_table_b, h, bounds_ptr, num_bounds, CONSECUTIVE,
+                           NB_PAD, LOAD_IN_BRANCH)  # fmt: skip
+    return s, tk, shared
+
+
+@triton.jit
 def _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds):
     """``table[bucket, h] * log2(e)`` per score: the end buckets selected, the middle ones
     looked up (a masked load: a warp whose pairs are all in end buckets reads nothing)."""

@@ -18,19 +18,18 @@ from shopml.jagged.triton.attention_common import (
     LN2_K,
     LOG2E,
     LOG2E_K,
-    _add_relative_bias,
     _below,
     _dummy,
     _edges,
     _ensure_allocator,
     _extent,
+    _key_block_bias,
     _load_bias,
     _loop_operands,
     _order,
     _precision,
     _sample_index,
     _span,
-    _tile_bucket,
     _tma_ok,
     _tuner,
     _use_order,
@@ -109,14 +108,10 @@ def _attn_fwd_inner(
                               mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             s += bias * LOG2E_K
         if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
-            tk = offs_n
-            if HAS_TK:
-                tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-            k_lo, k_hi = _span(tk, mask_n)
-            shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
-            s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
-                                   table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD, False)  # fmt: skip
+            s, tk, shared = _key_block_bias(s, tq, q_lo, q_hi, tk_ptr, k_start, offs_n, mask_n,
+                                            first, last, v_first, v_last, below, table_ptr,
+                                            stride_table_b, h, bounds_ptr, num_bounds, HAS_TK,
+                                            CONSECUTIVE, NB_PAD, False)  # fmt: skip
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
