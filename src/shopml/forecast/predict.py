@@ -96,15 +96,15 @@ def sample_paths(
     z_prev = z_hist[:, -1:].expand(-1, num_samples)  # (B, S)
     state = (h, c)
     out = torch.empty(b, num_samples, horizon, device=dev)
-    for t in range(horizon):
-        with tf32_matmuls():
+    with tf32_matmuls():  # the decoding GEMMs
+        for t in range(horizon):
             params, state = net.decode_step(gate_x[:, t], head_x[:, t], z_prev, state)
-        u_k = counter_uniform(keys, num_samples, 2 * t, config.seed)
-        u_n = counter_uniform(keys, num_samples, 2 * t + 1, config.seed)
-        z = output_sample(net.count_output, params, nu, u_k, u_n, y_cap, config.scaling)  # (B, S)
-        z = torch.minimum(torch.maximum(z, z_lo), z_hi)
-        out[:, :, t] = z
-        z_prev = z
+            u_k = counter_uniform(keys, num_samples, 2 * t, config.seed)
+            u_n = counter_uniform(keys, num_samples, 2 * t + 1, config.seed)
+            z = output_sample(net.count_output, params, nu, u_k, u_n, y_cap, config.scaling)
+            z = torch.minimum(torch.maximum(z, z_lo), z_hi)  # (B, S)
+            out[:, :, t] = z
+            z_prev = z
     if spread is not None:
         out = apply_spread(out, spread.to(dev))
         out = torch.minimum(torch.maximum(out, z_lo[..., None]), z_hi[..., None])
