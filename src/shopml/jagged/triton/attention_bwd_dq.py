@@ -75,9 +75,11 @@ def _attn_bwd_dq_inner(
                 tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
             k_lo, k_hi = _span(tk, mask_n)
             shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
+            # selects with the closed-form buckets; lookups with the general way's (its
+            # per-boundary compares and the selects spill together)
             s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
                                    table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD, True)  # fmt: skip
+                                   CONSECUTIVE, NB_PAD, not CONSECUTIVE)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]

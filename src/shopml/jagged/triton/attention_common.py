@@ -292,12 +292,16 @@ def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, str
     broadcast to its shape: ``tq[:, None]``, ``tk[None, :]`` or transposed); ``shared``: the
     tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1 (an entry a score).
 
-    ``LOAD_IN_BRANCH`` (dQ, dK/dV): the per-score entries looked up (:func:`_lookup`) inside
-    the tile branch. Otherwise (the forward; compiled for sm_90, a branch around a per-score
-    load made the compiler keep the online softmax twice, in the dot's layout and the load's:
-    twice the exp2 and a layout conversion of every score tile, which selects alone avoid):
-    tables of up to 16 buckets select the entries from registers inside the branch
-    (:func:`_select`), larger ones look them up without the branch."""
+    ``LOAD_IN_BRANCH`` (dK/dV; dQ with the general buckets): the per-score entries looked up
+    (:func:`_lookup`) inside the tile branch. Otherwise (the forward; dQ with CONSECUTIVE
+    boundaries) tables of up to 16 buckets select the entries from registers inside the branch
+    (:func:`_select`), larger ones look them up without the branch. Compiled for sm_90
+    (benchmarks/README.md): a branch around a per-score load made the compiler keep the
+    forward's online softmax twice (in the dot's layout and the load's: twice the exp2 and a
+    layout conversion of every score tile); in dQ it reloaded the key times from global memory
+    on every tile (in the layout of the table gradient's buckets) and converted the mixed tiles'
+    scores through shared memory. The selects cost registers: dK/dV spilled more with them, and
+    dQ with the general way's per-boundary compares."""
     if LOAD_IN_BRANCH:
         if shared >= 0:
             s += tl.where(shared == 0, v_first, v_last)
