@@ -79,7 +79,8 @@ def _attn_bwd_dq_inner(
             # per-boundary compares and the selects spill together)
             s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
                                    table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD, not CONSECUTIVE)  # fmt: skip
+                                   CONSECUTIVE, NB_PAD, not CONSECUTIVE, tk_ptr, 0, True,
+                                   False)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]

@@ -116,7 +116,7 @@ def _attn_fwd_inner(
             shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
             s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
                                    table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD, False)  # fmt: skip
+                                   CONSECUTIVE, NB_PAD, False, tk_ptr, 0, True, False)  # fmt: skip
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
