@@ -106,7 +106,9 @@ def _attn_bwd_dkdv_inner(
             st += tl.trans(bias) * LOG2E_K
         shared = -1
         tq = offs_m + shift
-        if BIAS_MODE == BIAS_RELATIVE_K:  # (BN, BM) like the transposed scores
+        # (BN, BM) like the transposed scores; the mixed arm reads the key times again unless
+        # the one-pass kernel's table gradient holds them anyway
+        if BIAS_MODE == BIAS_RELATIVE_K:
             if HAS_TQ:
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
             q_lo, q_hi = _span(tq, mask_m)
@@ -114,7 +116,7 @@ def _attn_bwd_dkdv_inner(
             st = _add_relative_bias(st, tq[None, :], tk[:, None], shared, v_first, v_last, below,
                                     table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
                                     CONSECUTIVE, NB_PAD, True, tk_ptr + k_start, offs_n,
-                                    mask_n, HAS_TK)  # fmt: skip
+                                    mask_n, HAS_TK and not FUSED_DQ)  # fmt: skip
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:
