@@ -6,8 +6,11 @@ borrows them; the pointer path's, the Hopper path's and its default TMA tile; a 
 entries takes the default tiles), without a bias and with the relative bias (the consecutive
 boundaries' closed form and the general way), and prints per kernel: registers and spill bytes
 (the bundled ptxas, ``-v``), the asynchronous copies of the software pipeline in the TTGIR
-(``cp.async`` ops, TMA loads) and the shared memory. Triton 3.8 here; the GPU machine's 3.6 may
-allocate otherwise.
+(``cp.async`` ops, TMA loads) and the shared memory, the ``exp2`` and layout conversions
+(``convert_layout``: most go through shared memory) in the TTGIR, the ``ex2`` instructions in the
+PTX, and the tensor loads left inside the loops (not pipelined: a wait on global memory each
+tile). ``--dump DIR`` keeps each variant's TTGIR and PTX. Triton 3.8 here; the GPU machine's 3.6
+may allocate otherwise.
 
     PYTHONPATH=src python benchmarks/attention_sm90_counts.py [--causal] [--head-dim 64]
 """
@@ -63,12 +66,31 @@ def _signature(fn, constexprs: dict) -> tuple[dict, dict]:  # noqa: ANN001
     return sig, attrs
 
 
-def _counts(fn, constexprs: dict, cfg: dict) -> dict:  # noqa: ANN001
+def _loop_loads(ttgir: str) -> int:
+    """Tensor ``tt.load`` ops inside loops (the pipelined ones became asynchronous copies:
+    these wait for global memory in the loop, or per score when a pointer per score)."""
+    stack, count = [], 0
+    for line in ttgir.splitlines():
+        text = line.strip()
+        if text.startswith("}") and stack and not text.startswith("} else {"):
+            stack.pop()
+        if "tt.load " in text and ": tensor<" in text and "for" in stack:
+            count += 1
+        if text.endswith("{") and not text.startswith("} else {"):
+            stack.append("for" if " scf.for " in text else "other")
+    return count
+
+
+def _counts(fn, constexprs: dict, cfg: dict, dump: Path | None = None) -> dict:  # noqa: ANN001
     sig, attrs = _signature(fn, constexprs)
     src = ASTSource(fn, sig, constexprs, attrs)
     opts = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
     compiled = triton.compile(src, target=TARGET, options=opts)
     ttgir, ptx = compiled.asm["ttgir"], compiled.asm["ptx"]
+    if dump is not None:
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        dump.with_suffix(".ttgir").write_text(ttgir)
+        dump.with_suffix(".ptx").write_text(ptx)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "k.ptx"
         path.write_text(ptx)
@@ -86,6 +108,13 @@ def _counts(fn, constexprs: dict, cfg: dict) -> dict:  # noqa: ANN001
         "cp_async": len(re.findall(r"ttg\.async_copy_global_to_local", ttgir)),
         "tma": len(re.findall(r"async_tma_copy_global_to_local|tt\.descriptor_load", ttgir)),
         "smem": compiled.metadata.shared,
+        # the loops' work beyond the pipeline: exponentials, layout conversions (most through
+        # shared memory) and shared-memory stores, in the TTGIR; ex2 instructions in the PTX
+        "exp2": len(re.findall(r"math\.exp2", ttgir)),
+        "cvt": len(re.findall(r"ttg\.convert_layout", ttgir)),
+        "local_store": len(re.findall(r"ttg\.local_(?:alloc %|store)", ttgir)),
+        "ptx_ex2": len(re.findall(r"ex2\.approx", ptx)),
+        "loop_loads": _loop_loads(ttgir),
     }
 
 
@@ -98,7 +127,8 @@ def _tile(table: dict, kernel: str, head_dim: int, causal: bool, default: tuple)
 
 
 _HEADER = ("| kernel | path | tile (BM, BN, warps, stages) | bias | registers | spill st/ld B "
-           "| cp.async | TMA loads | smem B |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+           "| cp.async | TMA loads | smem B | exp2 | convert_layout | local stores | PTX ex2 "
+           "| loads in loops |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
 # (kind, pointer and Hopper launchers, kernel, its extra constexprs)
 _KERNELS = (
     ("fwd", (attention_fwd._FWD, attention_fwd._FWD_TMA), attention_fwd._attn_fwd_kernel,
@@ -117,11 +147,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--causal", action="store_true")
+    parser.add_argument("--kernels", nargs="+", default=["fwd", "dq", "dkdv"],
+                        choices=["fwd", "dq", "dkdv"])  # fmt: skip
+    parser.add_argument("--bias", nargs="+", default=[b[0] for b in _BIAS],
+                        choices=[b[0] for b in _BIAS])  # fmt: skip
+    parser.add_argument("--dump", type=Path, help="folder for each variant's TTGIR and PTX")
     args = parser.parse_args()
     d, causal = args.head_dim, args.causal
     table = json.loads(PRETUNED.read_text())["tables"]["sm90-132"]
     print(_HEADER)
     for kind, launchers, fn, extra in _KERNELS:
+        if kind not in args.kernels:
+            continue
         pointer, hopper = (f"{fl._tuner.name}@{fl._tuner.version}" for fl in launchers)
         tiles = [_tile(table, pointer, d, causal, _SHAPES[kind][0]),
                  dict(_tile(table, hopper, d, causal, _SHAPES_TMA[kind][0]), hopper=1)]  # fmt: skip
@@ -133,6 +170,8 @@ def main() -> None:
             tma = cfg.pop("TMA", 0)
             shape = (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_warps"], cfg["num_stages"])
             for name, mode, consecutive in _BIAS:
+                if name not in args.bias:
+                    continue
                 relative = mode == BIAS_RELATIVE
                 const = dict(
                     HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), IS_CAUSAL=causal,
@@ -140,10 +179,14 @@ def main() -> None:
                     USE_ORDER=False, PRECISION="ieee", TMA=tma, BLOCK_M=cfg["BLOCK_M"],
                     BLOCK_N=cfg["BLOCK_N"], **extra,
                 )  # fmt: skip
-                c = _counts(fn, const, cfg)
+                dump = None
+                if args.dump:
+                    dump = args.dump / f"{kind}-{path}-tma{tma}-{'x'.join(map(str, shape))}-{name}"
+                c = _counts(fn, const, cfg, dump)
                 print(f"| {kind} | {path} (TMA={tma}) | {shape} | {name} | {c['regs']} | "
                       f"{c['spill_st']}/{c['spill_ld']} | {c['cp_async']} | {c['tma']} | "
-                      f"{c['smem']} |")  # fmt: skip
+                      f"{c['smem']} | {c['exp2']} | {c['cvt']} | {c['local_store']} | "
+                      f"{c['ptx_ex2']} | {c['loop_loads']} |")  # fmt: skip
 
 
 if __name__ == "__main__":

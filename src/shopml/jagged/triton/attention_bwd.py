@@ -59,8 +59,8 @@ def _attn_bwd_dkdv_inner(
     k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
     stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, hi, qk_scale, scale, bias_ptr,
     bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-    tq_ptr, tk,
-    IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr,
+    tq_ptr, tk, tk_ptr, k_start,
+    IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
     CONSECUTIVE: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr,
     PRECISION: tl.constexpr,
     FUSED_DQ: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -106,14 +106,17 @@ def _attn_bwd_dkdv_inner(
             st += tl.trans(bias) * LOG2E_K
         shared = -1
         tq = offs_m + shift
-        if BIAS_MODE == BIAS_RELATIVE_K:  # (BN, BM) like the transposed scores
+        # (BN, BM) like the transposed scores; the mixed arm reads the key times again unless
+        # the one-pass kernel's table gradient holds them anyway
+        if BIAS_MODE == BIAS_RELATIVE_K:
             if HAS_TQ:
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
             q_lo, q_hi = _span(tq, mask_m)
             shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
             st = _add_relative_bias(st, tq[None, :], tk[:, None], shared, v_first, v_last, below,
                                     table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                    CONSECUTIVE, NB_PAD, True)  # fmt: skip
+                                    CONSECUTIVE, NB_PAD, True, tk_ptr + k_start, offs_n,
+                                    mask_n, HAS_TK and not FUSED_DQ)  # fmt: skip
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:
@@ -229,7 +232,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -237,7 +240,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -245,7 +248,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, IS_CAUSAL, BIAS_MODE, HAS_TQ, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program

@@ -287,21 +287,35 @@ def _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds):
 @triton.jit
 def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, stride_table_b, h,
                        bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
-                       LOAD_IN_BRANCH: tl.constexpr):  # fmt: skip
+                       LOAD_IN_BRANCH: tl.constexpr, tk_base, tk_offs, tk_mask,
+                       TK_AGAIN: tl.constexpr):  # fmt: skip
     """``s + table[bucket(tq - tk), h] * log2(e)`` for a tile of scores ``s`` (``tq``, ``tk``
     broadcast to its shape: ``tq[:, None]``, ``tk[None, :]`` or transposed); ``shared``: the
     tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1 (an entry a score).
 
-    ``LOAD_IN_BRANCH`` (dQ, dK/dV): the per-score entries looked up (:func:`_lookup`) inside
-    the tile branch. Otherwise (the forward; compiled for sm_90, a branch around a per-score
-    load made the compiler keep the online softmax twice, in the dot's layout and the load's:
-    twice the exp2 and a layout conversion of every score tile, which selects alone avoid):
-    tables of up to 16 buckets select the entries from registers inside the branch
-    (:func:`_select`), larger ones look them up without the branch."""
+    ``LOAD_IN_BRANCH`` (dK/dV; dQ with the general buckets): the per-score entries looked up
+    (:func:`_lookup`) inside the tile branch. Otherwise (the forward; dQ with CONSECUTIVE
+    boundaries) tables of up to 16 buckets select the entries from registers inside the branch
+    (:func:`_select`), larger ones look them up without the branch. Compiled for sm_90
+    (benchmarks/README.md): a branch around a per-score load made the compiler keep the
+    forward's online softmax twice (in the dot's layout and the load's: twice the exp2 and a
+    layout conversion of every score tile); in dQ it reloaded the key times from global memory
+    on every tile (in the layout of the table gradient's buckets) and converted the mixed tiles'
+    scores through shared memory. The selects cost registers: dK/dV spilled more with them, and
+    dQ with the general way's per-boundary compares.
+
+    ``TK_AGAIN`` (dK/dV: its tile's rows are the program's stationary keys, ``tk`` is
+    ``(BN, 1)``; with ``LOAD_IN_BRANCH``): the mixed arm reads the key times again (the vector ``tk_base[tk_offs]`` where
+    ``tk_mask``, from cache, as rows; the addresses formed inside the arm) instead of using
+    ``tk``, so they are not held in the arm's layout in registers across the loop: at dK/dV's
+    (16, 128) tile that held copy made the loop spill on every tile. ``tk_base``, ``tk_offs``,
+    ``tk_mask`` are unused otherwise."""
     if LOAD_IN_BRANCH:
         if shared >= 0:
             s += tl.where(shared == 0, v_first, v_last)
         else:
+            if TK_AGAIN:
+                tk = tl.load(tk_base + tk_offs, mask=tk_mask, other=0)[:, None]
             bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
             s += _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds)
     elif NB_PAD <= 16:
@@ -332,7 +346,7 @@ def _key_block_bias(s, tq, q_lo, q_hi, tk_ptr, k_start, offs_n, mask_n, first, l
     shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
     s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
                            table_ptr, stride_table_b, h, bounds_ptr, num_bounds, CONSECUTIVE,
-                           NB_PAD, LOAD_IN_BRANCH)  # fmt: skip
+                           NB_PAD, LOAD_IN_BRANCH, tk_ptr, 0, True, False)  # fmt: skip
     return s, tk, shared
 
 
