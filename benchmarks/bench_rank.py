@@ -23,7 +23,8 @@ Ops: ``train_step`` (bf16 autocast, clipping, AdamW), ``inference`` (forward, no
 ``collate`` (the CPU collation of the batch). Times are medians (p20/p80 beside) of CUDA-event
 timed repetitions after a warm-up of three steps (``triton.testing.do_bench``); the graph
 providers' time includes copying the packed batch to the GPU. Peak memory is
-``max_memory_allocated`` from before the first step (model and inputs excluded; optimizer state,
+``max_memory_allocated`` from before the first step (model and inputs excluded, and the current
+stream's cuBLAS workspace, made once a process before any case: ``warm_cublas``; optimizer state,
 gradients, activations and graph pools included); ``state MiB`` is what stays allocated after
 the warm-up (gradients, optimizer state, static graph inputs and outputs). ``first s`` is the
 wall time of the three warm-up steps (compilation, autotuning, captures). ``--profile PROVIDER``
@@ -161,6 +162,24 @@ PROVIDERS = {
 }
 
 
+_WARMED: set[torch.device] = set()
+
+
+def warm_cublas(device: torch.device) -> None:
+    """Run one matmul of each kind on the current stream once per process, before any case's
+    memory base: cuBLAS takes a workspace from PyTorch's allocator for each stream at its first
+    matmul there (32 MiB on Hopper), which every provider's user pays alike; without this the
+    process's first case carried it in its peak and state, the others in their base."""
+    if device.type != "cuda" or device in _WARMED:
+        return
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.ones(64, 64, device=device, dtype=dtype)
+        torch.nn.functional.linear(a, a, a[0])
+        a @ a
+    torch.cuda.synchronize(device)
+    _WARMED.add(device)
+
+
 def run_case(
     provider: str,
     config: RankConfig,
@@ -230,6 +249,7 @@ def run_case(
     try:
         cuda = device.type == "cuda"
         if cuda:
+            warm_cublas(device)
             torch.cuda.synchronize()
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
