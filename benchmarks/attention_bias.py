@@ -13,9 +13,10 @@ bias unit; 16 buckets, boundaries -7..7 (consecutive). Modes:
 
 Per kernel (forward, dQ, dK/dV) the device time of one call from the PyTorch profiler, the mean of
 ``--reps`` forward+backward calls, the median of ``--rounds`` rounds (modes alternating within a
-round). ``--sweep`` also times every Hopper-path tile candidate of each kernel with the bias (the
-other two kernels at their shipped tiles). ``--stats`` prints, without a GPU, the share of mixed
-tiles per kernel tile. Rows go to ``--csv`` (appended).
+round), with the binary's registers and spill bytes. ``--sweep`` also times, with the bias, every
+Hopper-path tile candidate of each kernel and a few more tiles (EXTRA), the other two kernels at
+their shipped tiles. ``--stats`` prints, without a GPU, the share of mixed tiles per tile shape.
+Rows go to ``--csv`` (appended).
 
     PYTHONPATH=src python3 benchmarks/attention_bias.py --tree . --name head --sweep --csv out.csv
 """
@@ -70,13 +71,15 @@ def mixed_share(lengths: np.ndarray, times: np.ndarray, bm: int, bn: int) -> flo
 
 
 class Case:
-    def __init__(self, b: int, n: int, fill: float, heads: int = 2, dim: int = 64) -> None:
+    def __init__(
+        self, b: int, n: int, fill: float, device: str, heads: int = 2, dim: int = 64
+    ) -> None:
         import torch
 
         from shopml.jagged.attention_reference import RelativeBias
 
         self.lengths = lengths_for(b, n, fill)
-        dev = torch.device("cuda")
+        dev = torch.device(device)
         total = int(self.lengths.sum())
         self.offsets = torch.zeros(b + 1, dtype=torch.int64, device=dev)
         self.offsets[1:] = torch.as_tensor(np.cumsum(self.lengths), device=dev)
@@ -123,17 +126,29 @@ def force(kind: str, cfg: dict | None) -> None:
         launcher._tuner.choose = lambda *a, _cfg=dict(cfg), **k: dict(_cfg)
 
 
+def registers(kind: str, mode: str) -> tuple[int, int]:
+    """(registers, spill bytes) of the binary ``kind``'s launcher last ran in ``mode``'s bias
+    mode (-1, -1 if none is cached)."""
+    want = 0 if mode == "none" else 2
+    for compiled, meta, _ in launchers()[kind]._cache.values():
+        if meta.get("BIAS_MODE") == want:
+            return int(getattr(compiled, "n_regs", -1)), int(getattr(compiled, "n_spills", -1))
+    return -1, -1
+
+
 def kernel_ms(case: Case, mode: str, reps: int) -> dict[str, float]:
     """Mean device ms per call of each attention kernel over ``reps`` forward+backward calls."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    sync = torch.cuda.synchronize if case.offsets.is_cuda else (lambda: None)
     case.step(mode)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    sync()
+    activity = ProfilerActivity.CUDA if case.offsets.is_cuda else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
         for _ in range(reps):
             case.step(mode)
-        torch.cuda.synchronize()
+        sync()
     totals = {kind: 0.0 for kind in KERNELS}
     for ev in prof.key_averages():
         for kind, name in KERNELS.items():
@@ -142,31 +157,54 @@ def kernel_ms(case: Case, mode: str, reps: int) -> dict[str, float]:
     return {kind: ms / reps for kind, ms in totals.items()}
 
 
-def candidates() -> dict[str, list[dict]]:
-    from shopml.jagged.triton.attention_common import _SHAPES_TMA, _config
+# tiles outside the tuner's candidates, timed with --sweep too: (BM, BN, warps, stages, TMA)
+# and, with a sixth field, a register cap (``maxnreg``: 168 lets three 4-warp programs share an SM)
+EXTRA = {
+    "fwd": [(64, 64, 8, 3, 0), (32, 64, 4, 3, 0), (64, 64, 4, 3, 0, 168)],
+    "dq": [(64, 32, 8, 3, 0), (32, 32, 4, 3, 0), (32, 64, 4, 3, 0), (64, 32, 4, 3, 0, 168)],
+    "dkdv": [(64, 64, 4, 3, 0), (32, 64, 8, 3, 0), (64, 32, 4, 3, 0), (32, 64, 4, 3, 1, 168)],
+}
 
-    return {kind: [_config(s) for s in shapes] for kind, shapes in _SHAPES_TMA.items()}
+
+def _tile(shape: tuple[int, ...]) -> dict:
+    from shopml.jagged.triton.attention_common import _config
+
+    cfg = _config(shape[:5])
+    if len(shape) > 5:
+        cfg["maxnreg"] = shape[5]
+    return cfg
+
+
+def candidates(kinds: list[str]) -> dict[str, list[dict]]:
+    """The Hopper path's tile candidates of each kernel (attention_common._SHAPES_TMA), then
+    EXTRA's."""
+    from shopml.jagged.triton.attention_common import _SHAPES_TMA
+
+    return {kind: [_tile(s) for s in (*_SHAPES_TMA[kind], *EXTRA[kind])] for kind in kinds}
 
 
 def tile_name(cfg: dict | None) -> str:
     if cfg is None:
         return "shipped"
-    return (
-        f"({cfg['BLOCK_M']},{cfg['BLOCK_N']},{cfg['num_warps']},{cfg['num_stages']},{cfg['TMA']})"
-    )
+    keys = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA", "maxnreg")
+    return "(" + ",".join(str(cfg[k]) for k in keys if k in cfg) + ")"
 
 
 def run(args: argparse.Namespace) -> None:
     import torch
 
     rows = []
-    gpu = torch.cuda.get_device_name(0)
+    gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else args.device
     for b in args.batch:
-        case = Case(b, args.n, args.fill)
+        case = Case(b, args.n, args.fill, args.device)
         # (mode, kernel forced or None, its tile or None)
         plan = [("none", None, None), ("far", None, None), ("bias", None, None)]
         if args.sweep:
-            plan += [("bias", kind, cfg) for kind, cfgs in candidates().items() for cfg in cfgs]
+            plan += [
+                ("bias", kind, cfg)
+                for kind, cfgs in candidates(args.kernels).items()
+                for cfg in cfgs
+            ]
         if args.warm_only:  # compile every variant (the timing process then finds the binaries)
             for mode, kind, cfg in plan:
                 if kind:
@@ -174,10 +212,10 @@ def run(args: argparse.Namespace) -> None:
                 case.step(mode)
                 if kind:
                     force(kind, None)
-            torch.cuda.synchronize()
             print(f"[{args.name}] B={b} warm", flush=True)
             continue
         samples: dict[tuple, list[dict]] = {}
+        regs: dict[tuple, tuple[int, int]] = {}
         for _ in range(args.rounds):
             for mode, kind, cfg in plan:
                 if kind:
@@ -185,14 +223,19 @@ def run(args: argparse.Namespace) -> None:
                 samples.setdefault((mode, kind, tile_name(cfg)), []).append(
                     kernel_ms(case, mode, args.reps)
                 )
+                for k in [kind] if kind else KERNELS:
+                    regs[(mode, kind, tile_name(cfg), k)] = registers(k, mode)
                 if kind:
                     force(kind, None)
         for (mode, kind, tile), runs in samples.items():
             for k in [kind] if kind else KERNELS:
                 ms = statistics.median(r[k] for r in runs)
+                n_regs, spills = regs[(mode, kind, tile, k)]
                 rows.append(dict(tree=args.name, B=b, N=args.n, fill=args.fill, mode=mode,
-                                 kernel=k, tile=tile, ms=round(ms, 4), gpu=gpu))  # fmt: skip
-                print(f"[{args.name}] B={b} {mode:5s} {k:5s} {tile:20s} {ms:.4f} ms", flush=True)
+                                 kernel=k, tile=tile, ms=round(ms, 4), registers=n_regs,
+                                 spill_bytes=spills, gpu=gpu))  # fmt: skip
+                print(f"[{args.name}] B={b} {mode:5s} {k:5s} {tile:20s} {ms:.4f} ms "
+                      f"regs {n_regs} spills {spills}", flush=True)  # fmt: skip
     if rows and args.csv:
         path = Path(args.csv)
         new = not path.exists()
@@ -222,9 +265,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--sweep", action="store_true")
+    p.add_argument("--kernels", nargs="+", default=list(KERNELS), help="those --sweep times")
     p.add_argument("--warm-only", action="store_true")
     p.add_argument("--stats", action="store_true")
     p.add_argument("--csv", default="")
+    p.add_argument("--device", default="cuda", help="cpu: a dry run in the interpreter (no times)")
     args = p.parse_args()
     sys.path.insert(0, str(Path(args.tree).resolve() / "src"))
     t0 = time.time()
