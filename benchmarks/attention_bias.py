@@ -272,6 +272,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda", help="cpu: a dry run in the interpreter (no times)")
     args = p.parse_args()
     sys.path.insert(0, str(Path(args.tree).resolve() / "src"))
+    import shopml  # bound to this tree before bench_rank puts its own src first on the path
+
+    print(f"[{args.name}] shopml from {Path(shopml.__file__).parent}", flush=True)
     t0 = time.time()
     (stats if args.stats else run)(args)
     print(f"[{args.name}] done in {time.time() - t0:.1f} s", flush=True)
