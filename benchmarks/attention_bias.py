@@ -205,11 +205,15 @@ def run(args: argparse.Namespace) -> None:
                 for kind, cfgs in candidates(args.kernels).items()
                 for cfg in cfgs
             ]
+        failed = set()  # tiles that did not compile or run (left out, with the reason printed)
         if args.warm_only:  # compile every variant (the timing process then finds the binaries)
             for mode, kind, cfg in plan:
                 if kind:
                     force(kind, cfg)
-                case.step(mode)
+                try:
+                    case.step(mode)
+                except Exception as exc:  # noqa: BLE001 - one failing tile must not stop the rest
+                    print(f"[{args.name}] {mode} {kind} {tile_name(cfg)} failed: {exc!r}"[:400])
                 if kind:
                     force(kind, None)
             print(f"[{args.name}] B={b} warm", flush=True)
@@ -218,13 +222,20 @@ def run(args: argparse.Namespace) -> None:
         regs: dict[tuple, tuple[int, int]] = {}
         for _ in range(args.rounds):
             for mode, kind, cfg in plan:
+                if (mode, kind, tile_name(cfg)) in failed:
+                    continue
                 if kind:
                     force(kind, cfg)
-                samples.setdefault((mode, kind, tile_name(cfg)), []).append(
-                    kernel_ms(case, mode, args.reps)
-                )
-                for k in [kind] if kind else KERNELS:
-                    regs[(mode, kind, tile_name(cfg), k)] = registers(k, mode)
+                try:
+                    ms = kernel_ms(case, mode, args.reps)
+                except Exception as exc:  # noqa: BLE001 - one failing tile must not stop the rest
+                    failed.add((mode, kind, tile_name(cfg)))
+                    print(f"[{args.name}] {mode} {kind} {tile_name(cfg)} failed: {exc!r}"[:400])
+                    ms = None
+                if ms is not None:
+                    samples.setdefault((mode, kind, tile_name(cfg)), []).append(ms)
+                    for k in [kind] if kind else KERNELS:
+                        regs[(mode, kind, tile_name(cfg), k)] = registers(k, mode)
                 if kind:
                     force(kind, None)
         for (mode, kind, tile), runs in samples.items():
