@@ -73,13 +73,13 @@ def _attn_bwd_dq_inner(
         tk = offs_n
         rel_k = offs_n
         if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
-            # selects with the closed-form buckets; lookups with the general way's (its
-            # per-boundary compares and the selects spill together)
+            # looked up in the mixed arm: the selects measured 9% slower here on an H200
+            # (Triton 3.6, benchmarks/README.md), and spill with the general way's compares
             s, tk, shared, rel_k = _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, k_start,
                                                    offs_n, mask_n, first, last, v_first, v_last,
                                                    below, table_ptr, stride_table_b, h,
                                                    bounds_ptr, num_bounds, HAS_TK, CONSECUTIVE,
-                                                   NB_PAD, not CONSECUTIVE)  # fmt: skip
+                                                   NB_PAD, True)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]

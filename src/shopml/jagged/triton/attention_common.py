@@ -335,16 +335,15 @@ def _add_relative_bias(s, tq, tk, shared, rel_q, rel_k, v_first, v_last, below, 
     tile's one bucket from :func:`_tile_bucket` (one scalar add), or < 0 (an entry a score; the
     buckets by :func:`_mixed_bucket`, ``rel_q``, ``rel_k`` its int32 sides, broadcast likewise).
 
-    ``LOAD_IN_BRANCH`` (dK/dV; dQ with the general buckets): the per-score entries looked up
-    (:func:`_lookup`) inside the tile branch. Otherwise (the forward; dQ with CONSECUTIVE
-    boundaries) tables of up to 16 buckets select the entries from registers inside the branch
-    (:func:`_select`), larger ones look them up without the branch. Compiled for sm_90
-    (benchmarks/README.md): a branch around a per-score load made the compiler keep the
-    forward's online softmax twice (in the dot's layout and the load's: twice the exp2 and a
-    layout conversion of every score tile); in dQ it reloaded the key times from global memory
-    on every tile (in the layout of the table gradient's buckets) and converted the mixed tiles'
-    scores through shared memory. The selects cost registers: dK/dV spilled more with them, and
-    dQ with the general way's per-boundary compares.
+    ``LOAD_IN_BRANCH`` (dQ, dK/dV): the per-score entries looked up (:func:`_lookup`) inside
+    the tile branch. Otherwise (the forward) tables of up to 16 buckets select the entries from
+    registers inside the branch (:func:`_select`), larger ones look them up without the branch.
+    Compiled for sm_90 (benchmarks/README.md): a branch around a per-score load made the
+    compiler keep the forward's online softmax twice (in the dot's layout and the load's: twice
+    the exp2 and a layout conversion of every score tile). In dQ the lookup reloads the key
+    times on every tile and converts the mixed tiles' scores through shared memory, yet timed on
+    an H200 (Triton 3.6) the selects were 9% slower there; they cost registers (dK/dV spilled
+    more with them, dQ with the general way's per-boundary compares).
 
     ``TK_AGAIN`` (dK/dV: its tile's rows are the program's stationary keys, ``tk`` is
     ``(BN, 1)``; with ``LOAD_IN_BRANCH``): the int64 arm reads the key times again (the vector
