@@ -109,8 +109,8 @@ def _attn_bwd_dkdv_inner(
         shared = -1
         tq = offs_m + shift
         rel_q = offs_m
-        # (BN, BM) like the transposed scores; the mixed arm reads the key times again unless
-        # the one-pass kernel's table gradient holds them anyway
+        # (BN, BM) like the transposed scores; the int64 arm of mixed tiles reads the key times
+        # again unless the one-pass kernel's table gradient holds them anyway
         if BIAS_MODE == BIAS_RELATIVE_K:
             if HAS_TQ:
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
