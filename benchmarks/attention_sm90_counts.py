@@ -1,9 +1,9 @@
 """Compile-time counts of the attention kernels for sm_90, without a GPU (not timings).
 
 Compiles the forward, dQ and dK/dV kernels with Triton's own compiler for an sm_90 target at the
-tiles shipped in pretuned.json (H200, bfloat16, length bucket 1024, bias-free entries: the bias
-borrows them; the pointer path's, the Hopper path's and its default TMA tile; a head dim without
-entries takes the default tiles), without a bias and with the relative bias (the consecutive
+tiles shipped in pretuned.json (H200, bfloat16, length bucket 1024: the bias-free entries, which
+other bias modes borrow, and the relative bias's own where shipped; the pointer path's, the Hopper
+path's and its default TMA tile; a head dim without entries takes the default tiles), without a bias and with the relative bias (the consecutive
 boundaries' closed form and the general way), and prints per kernel: registers and spill bytes
 (the bundled ptxas, ``-v``), the asynchronous copies of the software pipeline in the TTGIR
 (``cp.async`` ops, TMA loads) and the shared memory, the ``exp2`` and layout conversions
@@ -118,12 +118,15 @@ def _counts(fn, constexprs: dict, cfg: dict, dump: Path | None = None) -> dict: 
     }
 
 
+def _key(kernel: str, head_dim: int, causal: bool, mode: int) -> str:
+    return (f"{kernel}|bfloat16|seqlen_q_bucket=1024|seqlen_k_bucket=1024|HEAD_DIM={head_dim}"
+            f"|IS_CAUSAL={int(causal)}|BIAS_MODE={mode}")  # fmt: skip
+
+
 def _tile(table: dict, kernel: str, head_dim: int, causal: bool, default: tuple) -> dict:
-    """The shipped tile of this key, else (a head dim without one: tuned on the GPU) the
-    default candidate."""
-    key = (f"{kernel}|bfloat16|seqlen_q_bucket=1024|seqlen_k_bucket=1024|HEAD_DIM={head_dim}"
-           f"|IS_CAUSAL={int(causal)}|BIAS_MODE=0")  # fmt: skip
-    return table.get(key, _config(default))
+    """The shipped bias-free tile of this key, else (a head dim without one: tuned on the GPU)
+    the default candidate."""
+    return table.get(_key(kernel, head_dim, causal, BIAS_NONE), _config(default))
 
 
 _HEADER = ("| kernel | path | tile (BM, BN, warps, stages) | bias | registers | spill st/ld B "
@@ -164,13 +167,17 @@ def main() -> None:
                  dict(_tile(table, hopper, d, causal, _SHAPES_TMA[kind][0]), hopper=1)]  # fmt: skip
         if tiles[1].get("TMA") != 1:  # also the Hopper path's default tile, through TMA
             tiles.append(dict(_config(_SHAPES_TMA[kind][0]), hopper=1))
+        biased = table.get(_key(hopper, d, causal, BIAS_RELATIVE))  # the relative bias's own
+        if biased is not None:
+            tiles.append(dict(biased, hopper=1, bias_only=1))
         for tile in tiles:
             cfg = dict(tile)
             path = "hopper" if cfg.pop("hopper", 0) else "pointer"
+            bias_only = cfg.pop("bias_only", 0)
             tma = cfg.pop("TMA", 0)
             shape = (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["num_warps"], cfg["num_stages"])
             for name, mode, consecutive in _BIAS:
-                if name not in args.bias:
+                if name not in args.bias or (bias_only and mode != BIAS_RELATIVE):
                     continue
                 relative = mode == BIAS_RELATIVE
                 const = dict(

@@ -42,6 +42,7 @@ from shopml.jagged.triton.attention_common import (
     _loop_operands,
     _order,
     _precision,
+    _rel32,
     _sample_index,
     _span,
     _tile_bucket,
@@ -71,6 +72,7 @@ def _attn_bwd_dkdv_inner(
     first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
                                           BIAS_MODE)  # fmt: skip
     k_lo, k_hi = _span(tk, mask_n)  # the key block's times (for tiles of one bucket)
+    rel_k = _rel32(k_hi, tk)  # the key side of the int32 buckets
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         mask_m = offs_m < q_len
@@ -106,17 +108,20 @@ def _attn_bwd_dkdv_inner(
             st += tl.trans(bias) * LOG2E_K
         shared = -1
         tq = offs_m + shift
-        # (BN, BM) like the transposed scores; the mixed arm reads the key times again unless
-        # the one-pass kernel's table gradient holds them anyway
+        rel_q = offs_m
+        # (BN, BM) like the transposed scores; the int64 arm of mixed tiles reads the key times
+        # again unless the one-pass kernel's table gradient holds them anyway
         if BIAS_MODE == BIAS_RELATIVE_K:
             if HAS_TQ:
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
             q_lo, q_hi = _span(tq, mask_m)
-            shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
-            st = _add_relative_bias(st, tq[None, :], tk[:, None], shared, v_first, v_last, below,
-                                    table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                                    CONSECUTIVE, NB_PAD, True, tk_ptr + k_start, offs_n,
-                                    mask_n, HAS_TK and not FUSED_DQ)  # fmt: skip
+            shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds, CONSECUTIVE)
+            rel_q = _rel32(tq, k_hi + below)  # the query side of the int32 buckets
+            st = _add_relative_bias(st, tq[None, :], tk[:, None], shared, rel_q[None, :],
+                                    rel_k[:, None], v_first, v_last, below, table_ptr,
+                                    stride_table_b, h, bounds_ptr, num_bounds, CONSECUTIVE,
+                                    NB_PAD, True, tk_ptr + k_start, offs_n, mask_n,
+                                    HAS_TK and not FUSED_DQ)  # fmt: skip
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:
@@ -153,8 +158,9 @@ def _attn_bwd_dkdv_inner(
                 mask=visible,
             )
         if BIAS_MODE == BIAS_RELATIVE_K and FUSED_DQ:  # the table gradient (else in dQ's)
-            dtab = _add_table_grad(dtab, dst, tq[None, :], tk[:, None], shared, visible, below,
-                                   bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)  # fmt: skip
+            dtab = _add_table_grad(dtab, dst, tq[None, :], tk[:, None], shared, rel_q[None, :],
+                                   rel_k[:, None], visible, below, bounds_ptr, num_bounds,
+                                   CONSECUTIVE, NB_PAD)  # fmt: skip
     return dk, dv, dtab
 
 

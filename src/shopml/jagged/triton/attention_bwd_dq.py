@@ -21,6 +21,7 @@ from shopml.jagged.triton.attention_common import (
     _key_block_bias,
     _load_bias,
     _loop_operands,
+    _rel32,
     _sample_index,
     _span,
 )
@@ -41,6 +42,7 @@ def _attn_bwd_dq_inner(
     first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
                                           BIAS_MODE)  # fmt: skip
     q_lo, q_hi = _span(tq, mask_m)  # the query block's times (for tiles of one bucket)
+    rel_q = _rel32(tq, q_lo)  # the query side of the int32 buckets
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -69,13 +71,15 @@ def _attn_bwd_dq_inner(
             s += bias * LOG2E_K
         shared = -1
         tk = offs_n
+        rel_k = offs_n
         if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
-            # selects with the closed-form buckets; lookups with the general way's (its
-            # per-boundary compares and the selects spill together)
-            s, tk, shared = _key_block_bias(s, tq, q_lo, q_hi, tk_ptr, k_start, offs_n, mask_n,
-                                            first, last, v_first, v_last, below, table_ptr,
-                                            stride_table_b, h, bounds_ptr, num_bounds, HAS_TK,
-                                            CONSECUTIVE, NB_PAD, not CONSECUTIVE)  # fmt: skip
+            # looked up in the mixed arm: the selects measured 9% slower here on an H200
+            # (Triton 3.6, benchmarks/README.md), and spill with the general way's compares
+            s, tk, shared, rel_k = _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, k_start,
+                                                   offs_n, mask_n, first, last, v_first, v_last,
+                                                   below, table_ptr, stride_table_b, h,
+                                                   bounds_ptr, num_bounds, HAS_TK, CONSECUTIVE,
+                                                   NB_PAD, True)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]
@@ -89,8 +93,9 @@ def _attn_bwd_dq_inner(
             seen = mask_m[:, None]  # (dS is 0 where not visible)
             if MASKED:
                 seen = seen & visible
-            dtab = _add_table_grad(dtab, ds, tq[:, None], tk[None, :], shared, seen, below,
-                                   bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)  # fmt: skip
+            dtab = _add_table_grad(dtab, ds, tq[:, None], tk[None, :], shared, rel_q[:, None],
+                                   rel_k[None, :], seen, below, bounds_ptr, num_bounds,
+                                   CONSECUTIVE, NB_PAD)  # fmt: skip
     return dq, dtab
 
 

@@ -272,57 +272,100 @@ def _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds, BIAS_MODE: tl.c
     return first, last, v_first, v_last
 
 
+# A mixed tile whose deltas neither wrap nor span 2**28 or more (every diagonal tile of the
+# model's minutes) buckets in int32: with ``below`` = first - 1 and any int64 anchor ``a``,
+# d - below = (t_q - a) + (a - t_k - below) (or with the roles of the sides swapped), each side a
+# vector over one block computed in int64 (wrapping) and cast to int32, exact on such a tile (both
+# sides and their sum lie within (-2**29, 2**29)); the bucket is then clamp(sum, 0, num_bounds):
+# one add and two clamps a score, where the int64 delta and its clamps take about four times
+# the instructions and twice the registers. The anchor is a block span's end: the stationary
+# block's side is formed once a program, the streamed block's once a tile (:func:`_rel32`).
+SPAN32 = tl.constexpr(1 << 28)
+
+
 @triton.jit
-def _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds):
+def _rel32(t, anchor):
+    """``t - anchor`` (int64, wrapping) as int32: one side of :func:`_tile_bucket`'s int32 form."""
+    return (t.to(tl.int64) - anchor).to(tl.int32)
+
+
+@triton.jit
+def _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds, CONSECUTIVE: tl.constexpr):
     """The bucket every pair of a tile shares (query times in ``[q_lo, q_hi]``, key times in
-    ``[k_lo, k_hi]``, int64) when it is an end bucket (0 or ``num_bounds``), else -1."""
+    ``[k_lo, k_hi]``, int64) when it is an end bucket (0 or ``num_bounds``); else -1 when the
+    tile may bucket in int32 (CONSECUTIVE, its deltas exact and spanning less than ``SPAN32 -
+    num_bounds``), -2
+    otherwise (the int64 delta)."""
     d_lo = q_lo - k_hi  # (wrapping)
     d_hi = q_hi - k_lo
     # neither end wrapped: every pair's delta lies in [d_lo, d_hi] as exact integers
     exact = (((q_lo ^ k_hi) & (q_lo ^ d_lo)) >= 0) & (((q_hi ^ k_lo) & (q_hi ^ d_hi)) >= 0)
-    shared = tl.where(exact & (d_lo >= last), num_bounds, -1)
+    mixed = -2
+    if CONSECUTIVE:
+        span = d_hi - d_lo  # (negative if it wrapped)
+        small = (span >= 0) & (span < SPAN32) & (span + num_bounds < SPAN32)
+        mixed = tl.where(exact & small, -1, -2)
+    shared = tl.where(exact & (d_lo >= last), num_bounds, mixed)
     return tl.where(exact & (d_hi < first), 0, shared)
 
 
 @triton.jit
-def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, stride_table_b, h,
-                       bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
-                       LOAD_IN_BRANCH: tl.constexpr, tk_base, tk_offs, tk_mask,
-                       TK_AGAIN: tl.constexpr):  # fmt: skip
+def _mixed_bucket(tq, tk, shared, rel_q, rel_k, below, bounds_ptr, num_bounds,
+                  CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr):  # fmt: skip
+    """int32 buckets of a mixed tile (``shared`` < 0 from :func:`_tile_bucket`): from the int32
+    sides ``rel_q + rel_k`` (= d - below) when ``shared`` is -1, else from the int64 delta of
+    ``tq``, ``tk`` (:func:`_bucket`); all four broadcast to the tile's shape."""
+    if CONSECUTIVE:
+        if shared == -1:
+            bucket = tl.minimum(tl.maximum(rel_q + rel_k, 0), num_bounds)
+        else:
+            bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+    else:
+        bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+    return bucket
+
+
+@triton.jit
+def _add_relative_bias(s, tq, tk, shared, rel_q, rel_k, v_first, v_last, below, table_ptr,
+                       stride_table_b, h, bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr,
+                       NB_PAD: tl.constexpr, LOAD_IN_BRANCH: tl.constexpr, tk_base, tk_offs,
+                       tk_mask, TK_AGAIN: tl.constexpr):  # fmt: skip
     """``s + table[bucket(tq - tk), h] * log2(e)`` for a tile of scores ``s`` (``tq``, ``tk``
     broadcast to its shape: ``tq[:, None]``, ``tk[None, :]`` or transposed); ``shared``: the
-    tile's one bucket from :func:`_tile_bucket` (one scalar add), or -1 (an entry a score).
+    tile's one bucket from :func:`_tile_bucket` (one scalar add), or < 0 (an entry a score; the
+    buckets by :func:`_mixed_bucket`, ``rel_q``, ``rel_k`` its int32 sides, broadcast likewise).
 
-    ``LOAD_IN_BRANCH`` (dK/dV; dQ with the general buckets): the per-score entries looked up
-    (:func:`_lookup`) inside the tile branch. Otherwise (the forward; dQ with CONSECUTIVE
-    boundaries) tables of up to 16 buckets select the entries from registers inside the branch
-    (:func:`_select`), larger ones look them up without the branch. Compiled for sm_90
-    (benchmarks/README.md): a branch around a per-score load made the compiler keep the
-    forward's online softmax twice (in the dot's layout and the load's: twice the exp2 and a
-    layout conversion of every score tile); in dQ it reloaded the key times from global memory
-    on every tile (in the layout of the table gradient's buckets) and converted the mixed tiles'
-    scores through shared memory. The selects cost registers: dK/dV spilled more with them, and
-    dQ with the general way's per-boundary compares.
+    ``LOAD_IN_BRANCH`` (dQ, dK/dV): the per-score entries looked up (:func:`_lookup`) inside
+    the tile branch. Otherwise (the forward) tables of up to 16 buckets select the entries from
+    registers inside the branch (:func:`_select`), larger ones look them up without the branch.
+    Compiled for sm_90 (benchmarks/README.md): a branch around a per-score load made the
+    compiler keep the forward's online softmax twice (in the dot's layout and the load's: twice
+    the exp2 and a layout conversion of every score tile). In dQ the lookup reloads the key
+    times on every tile and converts the mixed tiles' scores through shared memory, yet timed on
+    an H200 (Triton 3.6) the selects were 9% slower there; they cost registers (dK/dV spilled
+    more with them, dQ with the general way's per-boundary compares).
 
     ``TK_AGAIN`` (dK/dV: its tile's rows are the program's stationary keys, ``tk`` is
-    ``(BN, 1)``; with ``LOAD_IN_BRANCH``): the mixed arm reads the key times again (the vector ``tk_base[tk_offs]`` where
-    ``tk_mask``, from cache, as rows; the addresses formed inside the arm) instead of using
-    ``tk``, so they are not held in the arm's layout in registers across the loop: at dK/dV's
-    (16, 128) tile that held copy made the loop spill on every tile. ``tk_base``, ``tk_offs``,
-    ``tk_mask`` are unused otherwise."""
+    ``(BN, 1)``; with ``LOAD_IN_BRANCH``): the int64 arm reads the key times again (the vector
+    ``tk_base[tk_offs]`` where ``tk_mask``, from cache, as rows; the addresses formed inside the
+    arm) instead of using ``tk``, so they are not held in the arm's layout in registers across
+    the loop: at dK/dV's (16, 128) tile that held copy made the loop spill on every tile.
+    ``tk_base``, ``tk_offs``, ``tk_mask`` are unused otherwise."""
     if LOAD_IN_BRANCH:
         if shared >= 0:
             s += tl.where(shared == 0, v_first, v_last)
         else:
-            if TK_AGAIN:
+            if TK_AGAIN and shared != -1:
                 tk = tl.load(tk_base + tk_offs, mask=tk_mask, other=0)[:, None]
-            bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+            bucket = _mixed_bucket(tq, tk, shared, rel_q, rel_k, below, bounds_ptr, num_bounds,
+                                   CONSECUTIVE, NB_PAD)  # fmt: skip
             s += _lookup(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds)
     elif NB_PAD <= 16:
         if shared >= 0:
             s += tl.where(shared == 0, v_first, v_last)
         else:
-            bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+            bucket = _mixed_bucket(tq, tk, shared, rel_q, rel_k, below, bounds_ptr, num_bounds,
+                                   CONSECUTIVE, NB_PAD)  # fmt: skip
             s += _select(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds,
                          NB_PAD)  # fmt: skip
     else:
@@ -332,22 +375,26 @@ def _add_relative_bias(s, tq, tk, shared, v_first, v_last, below, table_ptr, str
 
 
 @triton.jit
-def _key_block_bias(s, tq, q_lo, q_hi, tk_ptr, k_start, offs_n, mask_n, first, last, v_first,
-                    v_last, below, table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
+def _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, k_start, offs_n, mask_n, first, last,
+                    v_first, v_last, below, table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
                     HAS_TK: tl.constexpr, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
                     LOAD_IN_BRANCH: tl.constexpr):  # fmt: skip
     """The relative bias of a streamed key block against the program's query block (the forward
     and dQ): the keys' times (their positions without ``tk_ptr``), the tile's one bucket
-    (:func:`_tile_bucket`) and :func:`_add_relative_bias`. Returns ``(s, tk, shared)``."""
+    (:func:`_tile_bucket`) and :func:`_add_relative_bias`; ``rel_q``: the query side
+    ``_rel32(tq, q_lo)`` (once a program), the key side ``_rel32(q_lo - below, tk)`` here.
+    Returns ``(s, tk, shared, rel_k)``."""
     tk = offs_n
     if HAS_TK:
         tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
     k_lo, k_hi = _span(tk, mask_n)
-    shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds)
-    s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, v_first, v_last, below,
-                           table_ptr, stride_table_b, h, bounds_ptr, num_bounds, CONSECUTIVE,
-                           NB_PAD, LOAD_IN_BRANCH, tk_ptr, 0, True, False)  # fmt: skip
-    return s, tk, shared
+    shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds, CONSECUTIVE)
+    rel_k = _rel32(q_lo - below, tk)
+    s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, rel_q[:, None], rel_k[None, :],
+                           v_first, v_last, below, table_ptr, stride_table_b, h, bounds_ptr,
+                           num_bounds, CONSECUTIVE, NB_PAD, LOAD_IN_BRANCH, tk_ptr, 0, True,
+                           False)  # fmt: skip
+    return s, tk, shared, rel_k
 
 
 @triton.jit
@@ -374,18 +421,18 @@ def _select(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds,
 
 
 @triton.jit
-def _add_table_grad(dtab, ds, tq, tk, shared, visible, below, bounds_ptr, num_bounds,
-                    CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr):  # fmt: skip
+def _add_table_grad(dtab, ds, tq, tk, shared, rel_q, rel_k, visible, below, bounds_ptr,
+                    num_bounds, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr):  # fmt: skip
     """The table gradient of one ``(R, C)`` tile added to the per-row partials ``dtab`` ``(R,
     NB_PAD)`` fp32 (summed over rows once per program): a row sum of ``ds`` when the tile shares
     one bucket (``shared`` >= 0), else per-bucket sums over the buckets the ``visible`` pairs
-    hold (``ds`` is 0 elsewhere; the buckets recomputed from ``tq``, ``tk`` as in
-    :func:`_add_relative_bias`)."""
+    hold (``ds`` is 0 elsewhere; the buckets recomputed as in :func:`_add_relative_bias`)."""
     idx = tl.arange(0, NB_PAD)
     if shared >= 0:
         dtab += tl.where(idx[None, :] == shared, tl.sum(ds, 1)[:, None], 0.0)
     else:
-        bucket = _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE, NB_PAD)
+        bucket = _mixed_bucket(tq, tk, shared, rel_q, rel_k, below, bounds_ptr, num_bounds,
+                               CONSECUTIVE, NB_PAD)  # fmt: skip
         seen = tl.where(visible, bucket, -1)
         dtab = _table_grad(dtab, ds, bucket, seen, NB_PAD)
     return dtab

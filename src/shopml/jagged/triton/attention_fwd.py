@@ -28,6 +28,7 @@ from shopml.jagged.triton.attention_common import (
     _loop_operands,
     _order,
     _precision,
+    _rel32,
     _sample_index,
     _span,
     _tma_ok,
@@ -89,6 +90,7 @@ def _attn_fwd_inner(
     first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
                                           BIAS_MODE)  # fmt: skip
     q_lo, q_hi = _span(tq, mask_m)  # the query block's times (for tiles of one bucket)
+    rel_q = _rel32(tq, q_lo)  # the query side of the int32 buckets
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < k_len
@@ -108,10 +110,11 @@ def _attn_fwd_inner(
                               mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             s += bias * LOG2E_K
         if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
-            s, tk, shared = _key_block_bias(s, tq, q_lo, q_hi, tk_ptr, k_start, offs_n, mask_n,
-                                            first, last, v_first, v_last, below, table_ptr,
-                                            stride_table_b, h, bounds_ptr, num_bounds, HAS_TK,
-                                            CONSECUTIVE, NB_PAD, False)  # fmt: skip
+            s, tk, shared, rel_k = _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, k_start,
+                                                   offs_n, mask_n, first, last, v_first, v_last,
+                                                   below, table_ptr, stride_table_b, h,
+                                                   bounds_ptr, num_bounds, HAS_TK, CONSECUTIVE,
+                                                   NB_PAD, False)  # fmt: skip
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
