@@ -201,6 +201,46 @@ def test_compiled_step_over_three_buckets_equals_eager(rank_setup, monkeypatch):
     _assert_same_parameters(fast, ref)
 
 
+def test_an_activation_memory_budget_reaches_the_partitioner_and_trains_as_eager(
+    rank_setup, monkeypatch
+):
+    """``memory_budget`` (``RankConfig.activation_memory_budget`` in ``train``) is in force when
+    AOTAutograd splits the compiled step's forward and backward (its min-cut partitioner, which
+    recomputes instead of saving under a budget), and the step trains as the eager reference."""
+    import functools
+
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._dynamo.backends.debugging import boxed_nop
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    seen = []
+
+    def partition(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(torch._functorch.config.activation_memory_budget)
+        return min_cut_rematerialization_partition(*args, **kwargs)
+
+    backend = aot_autograd(fw_compiler=boxed_nop, bw_compiler=boxed_nop, partition_fn=partition)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+    ex, config = rank_setup(**GRAPH_MODEL)
+    budget = config.replace(activation_memory_budget=0.5).activation_memory_budget
+    torch.manual_seed(0)
+    ref = RankingModel(config)
+    fast = copy.deepcopy(ref)
+    step = GraphTrainStep(fast, torch.optim.SGD(fast.parameters(), lr=0.1), autocast=False,
+                          compile=True, memory_budget=budget)  # fmt: skip
+    batch = ex.collate(np.arange(16), "jagged")
+    loss = step(pack(batch, config.max_history), 1.0 / 16)
+    assert seen and all(b == 0.5 for b in seen)
+    assert torch._functorch.config.activation_memory_budget == 1.0  # restored after the call
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    logits = ref(batch.history, batch.candidates)
+    loss_ref = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
+    (loss_ref / 16).backward()
+    opt.step()
+    torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-5, atol=1e-5)
+    _assert_same_parameters(fast, ref)
+
+
 def test_resolve_compile():
     assert resolve_compile(None, "graphs", AUTO_COMPILE_MIN_STEPS) is True
     assert resolve_compile(None, "graphs", AUTO_COMPILE_MIN_STEPS - 1) is False  # a short run

@@ -111,6 +111,8 @@ def test_config_rejects_bad_values():
         RankConfig(sequence_backend="dense")
     with pytest.raises(ValueError, match="num_heads"):
         RankConfig(embed_dim=10, num_heads=3)
+    with pytest.raises(ValueError, match=r"activation_memory_budget: expected a float in \(0, 1\]"):
+        RankConfig(activation_memory_budget=0.0)
 
 
 def test_jagged_kernels_backend_matches_padded(rank_setup):

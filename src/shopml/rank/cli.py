@@ -36,6 +36,8 @@ _HELP = {
     "max_train_examples": "Train on the most recent N train impressions (0: all).",
     "max_eval_examples": "Evaluate on the first N test impressions (0: all).",
     "seed": "Random seed.",
+    "activation_memory_budget": "Compiled GPU step: share of activations saved for the backward "
+    "(1: AOTAutograd's choice; 0.5 recomputes more: less memory, a slower step).",
 }
 
 

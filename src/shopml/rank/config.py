@@ -39,6 +39,11 @@ class RankConfig:
             model on padded tensors with SDPA and masks) or "pooling" (mean pooling, no attention).
         attention_backend: backend of the jagged attention modules ("auto", "triton", "reference").
         epochs, batch_size, lr, weight_decay, grad_clip, seed: optimisation settings (AdamW).
+        activation_memory_budget: in (0, 1]; with the compiled graph step (the default on a GPU),
+            the share of the backward's activations AOTAutograd may save (1: its default; lower
+            recomputes cheap ops in the backward instead: on an H200 at B=256, N=1024, 0.5 took
+            the step's peak memory from 669 to 500 MiB at 14% more step time,
+            benchmarks/README.md).
         num_workers: data-loader worker processes (0 = load in the training process).
         max_train_examples / max_eval_examples: train on the most recent N train impressions and
             evaluate on the first N test impressions (0 = all); a time budget for CPU runs.
@@ -65,6 +70,7 @@ class RankConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
+    activation_memory_budget: float = 1.0
     seed: int = 0
     num_workers: int = 0
     max_train_examples: int = 0
@@ -124,6 +130,11 @@ class RankConfig:
         need(self.lr > 0, "lr", "a float > 0")
         need(self.weight_decay >= 0, "weight_decay", "a float >= 0")
         need(self.grad_clip >= 0, "grad_clip", "a float >= 0 (0 disables clipping)")
+        need(
+            0 < self.activation_memory_budget <= 1,
+            "activation_memory_budget",
+            "a float in (0, 1] (1: save what AOTAutograd chooses)",
+        )
         need(self.seed >= 0, "seed", "an int >= 0")
         need(self.num_workers >= 0, "num_workers", "an int >= 0")
         object.__setattr__(self, "mlp_dims", tuple(int(d) for d in self.mlp_dims))

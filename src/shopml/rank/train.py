@@ -195,9 +195,11 @@ def _train(
 
     graph_step = None
     if mode == "graphs":
+        budget = config.activation_memory_budget
         graph_step = GraphTrainStep(
-            model, optimizer, grad_clip=config.grad_clip, autocast=use_cuda, compile=compile
-        )
+            model, optimizer, grad_clip=config.grad_clip, autocast=use_cuda, compile=compile,
+            memory_budget=budget if budget < 1 else None,
+        )  # fmt: skip
     # Batches are built with valid offsets (checked on the CPU when collated): skip the jagged
     # ops' content checks, each a host-device synchronisation on CUDA.
     from shopml.jagged.checks import checks_enabled
