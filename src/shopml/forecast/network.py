@@ -161,7 +161,7 @@ class ARMDNNet(nn.Module):
         )
         head_in = config.hidden_size + self.head_assoc
         self.head: nn.Module = (
-            NegBinHead(head_in)
+            NegBinHead(head_in, link=config.count_link)
             if config.output == NEGBIN
             else MixtureDensityHead(
                 head_in, config.num_components, config.scale_floor, config.scale_ceiling
