@@ -183,6 +183,8 @@ def backtest(
         train_info[name]["config"] = {
             "num_components": model.config.num_components,
             "output": model.config.output,  # the head chosen on validation ("auto")
+            "scaling": model.config.scaling,  # chosen on validation with scaling="auto"
+            "scale_floor": model.config.scale_floor,
         }
         if name == "armdn":
             armdn_model = model

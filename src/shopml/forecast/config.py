@@ -42,6 +42,9 @@ class ARMDNConfig:
             LSTM reads the covariates themselves, see ``network.py``) or ``"lstm_head"`` (the
             LSTM reads the MLP's output instead, and the head too: the design before, and what
             checkpoints without this field load as).
+        assoc_static: the associative MLP (``assoc_route="head"``) also reads the static vector
+            (series embedding, attributes, level), so its read of price, promotion and calendar
+            can differ by product and category (``network.py``).
         id_embedding_dim: width of the series (product) embedding; 0 disables it.
         max_embedding_dim: cap of the ``min(cap, (cardinality + 1) // 2)`` rule for other
             embeddings (4: on Dominick's OJ a cap of 16 let the week-of-year and store
@@ -104,6 +107,7 @@ class ARMDNConfig:
     assoc_dim: int = 32
     use_assoc_mlp: bool = True
     assoc_route: str = "head"
+    assoc_static: bool = False
     id_embedding_dim: int = 16
     max_embedding_dim: int = 4
     dropout: float = 0.1
