@@ -212,7 +212,6 @@ def test_weekly_frequency_and_no_covariates():
         {"use_assoc_mlp": False},
         {"use_assoc_mlp": True, "assoc_route": "head"},
         {"use_assoc_mlp": True, "assoc_route": "lstm_head"},
-        {"use_assoc_mlp": True, "assoc_route": "head", "assoc_static": True},
     ],
 )
 @pytest.mark.parametrize("layers", [1, 2])
@@ -230,13 +229,10 @@ def test_decode_step_matches_lstm_forward(assoc, layers):
         torch.nn.init.normal_(p, std=0.3)
     b, s_paths = 3, 4
     real, cat = torch.randn(b, 1, 3), torch.randint(0, 7, (b, 1, 2))
+    a = net.associative(real, cat)  # (B, 1, A)
     s = net.static(
         torch.randint(0, 4, (b, 1)), torch.randn(b, 1), torch.arange(b), torch.rand(b) + 1
     )
-    a = net.associative(real, cat, s)  # (B, 1, A)
-    if assoc.get("assoc_static"):  # the head's part reads the series' statics
-        other = net.associative(real, cat, s.flip(0))[..., net.lstm_assoc :]
-        assert not torch.allclose(a[..., net.lstm_assoc :], other)
     h0 = torch.randn(layers, b, s_paths, cfg.hidden_size)
     c0 = torch.randn(layers, b, s_paths, cfg.hidden_size)
     z_prev = torch.randn(b, s_paths)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from shopml.forecast.counts import OUTPUTS, RATE_LINKS
+from shopml.forecast.counts import OUTPUTS
 from shopml.forecast.frequency import parse_freq
 
 SCALINGS = ("log1p", "logmean", "mean")
@@ -33,7 +33,6 @@ class ARMDNConfig:
             ``counts.INTERMITTENT_ZERO_SHARE`` zeros; the lower validation wQL wins, as for K),
             ``"mixture"`` (Gaussian mixture of the scaled target) or ``"negbin"`` (zero-inflated
             negative binomial of the count, ``counts.py``).
-        count_link: the count head's rate link, ``"softplus"`` or ``"exp"`` (``counts.py``).
         hidden_size, num_layers: LSTM width and depth.
         assoc_hidden, assoc_dim: widths of the associative MLP (hidden layer, output ``a_t``).
         use_assoc_mlp: False is the "no associative MLP" ablation: the raw covariates and calendar
@@ -42,9 +41,6 @@ class ARMDNConfig:
             LSTM reads the covariates themselves, see ``network.py``) or ``"lstm_head"`` (the
             LSTM reads the MLP's output instead, and the head too: the design before, and what
             checkpoints without this field load as).
-        assoc_static: the associative MLP (``assoc_route="head"``) also reads the static vector
-            (series embedding, attributes, level), so its read of price, promotion and calendar
-            can differ by product and category (``network.py``).
         id_embedding_dim: width of the series (product) embedding; 0 disables it.
         max_embedding_dim: cap of the ``min(cap, (cardinality + 1) // 2)`` rule for other
             embeddings (4: on Dominick's OJ a cap of 16 let the week-of-year and store
@@ -100,14 +96,12 @@ class ARMDNConfig:
     context_length: int = 56
     num_components: int = 3
     output: str = "auto"
-    count_link: str = "softplus"
     hidden_size: int = 64
     num_layers: int = 2
     assoc_hidden: int = 64
     assoc_dim: int = 32
     use_assoc_mlp: bool = True
     assoc_route: str = "head"
-    assoc_static: bool = False
     id_embedding_dim: int = 16
     max_embedding_dim: int = 4
     dropout: float = 0.1
@@ -149,7 +143,6 @@ class ARMDNConfig:
             ("context_length", self.context_length >= 1, ">= 1"),
             ("num_components", self.num_components >= 1, ">= 1"),
             ("output", self.output in OUTPUTS, f"one of {OUTPUTS}"),
-            ("count_link", self.count_link in RATE_LINKS, f"one of {RATE_LINKS}"),
             ("hidden_size", self.hidden_size >= 1, ">= 1"),
             ("assoc_route", self.assoc_route in ASSOC_ROUTES, f"one of {ASSOC_ROUTES}"),
             ("num_layers", self.num_layers >= 1, ">= 1"),

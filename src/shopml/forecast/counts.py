@@ -41,8 +41,6 @@ OUTPUTS = ("mixture", NEGBIN, "auto")
 # are non-negative integers with at least this share of zeros (M5's is 0.54, the world's ~0.5)
 INTERMITTENT_ZERO_SHARE = 0.3
 RATE_FLOOR = 1e-4  # smallest mean relative to the level nu (>= 1): m >= 1e-4 units
-RATE_LINKS = ("softplus", "exp")
-_LOG_RATE_MAX = 8.0  # exp link: the mean is at most e^8 (~3000) times the level
 ALPHA_FLOOR, ALPHA_CEILING = 1e-3, 50.0
 TIE_WIDTH = 0.1  # a drawn count k is reported as k - TIE_WIDTH * u (untie_counts)
 _GAMMA_STEPS = 10  # safeguarded Newton steps (gamma_icdf): |P(x) - u| < 1e-5 for shapes 0.02-1000
@@ -56,34 +54,25 @@ class NegBinHead(nn.Module):
         in_features: width of the input features.
         zero_inflated: learn the extra zero probability ``pi``; False fixes ``pi = 0`` (a plain
             negative binomial).
-        link: the rate's link, ``"softplus"`` (``rate = softplus(x)``) or ``"exp"``
-            (``rate = exp(x)``: the log of the mean is linear in the head's inputs, as in a
-            Poisson GLM, so multiplicative effects of price, promotion and calendar add up).
     """
 
     args_dim = 3  # zero logit, raw rate, raw alpha
     num_components = 1
 
-    def __init__(self, in_features: int, zero_inflated: bool = True, link: str = "softplus"):
+    def __init__(self, in_features: int, zero_inflated: bool = True):
         super().__init__()
-        if link not in RATE_LINKS:
-            raise ValueError(f"link: expected one of {RATE_LINKS}, found {link!r}")
-        self.zero_inflated, self.link = zero_inflated, link
+        self.zero_inflated = zero_inflated
         self.proj = nn.Linear(in_features, self.args_dim)
-        raw_one = 0.0 if link == "exp" else math.log(math.e - 1.0)  # rate 1
         with torch.no_grad():  # start at pi = 0.12, mean = the level, alpha = 1
-            self.proj.bias.copy_(torch.tensor([-2.0, raw_one, math.log(math.e - 1)]))
+            self.proj.bias.copy_(torch.tensor([-2.0, math.log(math.e - 1.0), math.log(math.e - 1)]))
 
     def domain_map(
         self, zero_logit: torch.Tensor, raw_rate: torch.Tensor, raw_alpha: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``rate = link + floor``, ``alpha`` in ``[ALPHA_FLOOR, ALPHA_CEILING]``."""
+        """``rate = softplus + floor``, ``alpha`` in ``[ALPHA_FLOOR, ALPHA_CEILING]``."""
         if not self.zero_inflated:
             zero_logit = torch.full_like(zero_logit, -float("inf"))
-        if self.link == "exp":
-            rate = torch.exp(raw_rate.clamp(max=_LOG_RATE_MAX)) + RATE_FLOOR
-        else:
-            rate = F.softplus(raw_rate) + RATE_FLOOR
+        rate = F.softplus(raw_rate) + RATE_FLOOR
         alpha = (F.softplus(raw_alpha) + ALPHA_FLOOR).clamp(max=ALPHA_CEILING)
         return zero_logit, rate, alpha
 

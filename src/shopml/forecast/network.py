@@ -128,22 +128,10 @@ class ARMDNNet(nn.Module):
         )
         assoc_in = num_real + sum(e.embedding_dim for e in self.cat_emb)
         # ``associative`` returns [LSTM part | head part]: widths ``lstm_assoc``, ``head_assoc``
-        self.route = self.route_of(config)
-        static_dim = (
-            sum(e.embedding_dim for e in self.static_emb)
-            + num_static_real
-            + (config.id_embedding_dim if self.id_emb is not None else 0)
-            + 1  # log(nu)
-        )
-        # assoc_static: the MLP also reads the static vector (product, category, level), so the
-        # head's read of price and calendar can differ by product
-        self.assoc_static = config.assoc_static and self.route_of(config) == "head"
+        self.route = config.assoc_route if config.use_assoc_mlp else "none"
         if self.route == "head":
             self.assoc_mlp: nn.Module = AssociativeMLP(
-                assoc_in + (static_dim if self.assoc_static else 0),
-                config.assoc_hidden,
-                config.assoc_dim,
-                config.dropout,
+                assoc_in, config.assoc_hidden, config.assoc_dim, config.dropout
             )
             self.lstm_assoc, self.head_assoc = assoc_in, config.assoc_dim
         elif self.route == "lstm_head":
@@ -158,6 +146,12 @@ class ARMDNNet(nn.Module):
         else:
             self.assoc_mlp = nn.Identity()
             self.lstm_assoc, self.head_assoc = assoc_in, 0
+        static_dim = (
+            sum(e.embedding_dim for e in self.static_emb)
+            + num_static_real
+            + (config.id_embedding_dim if self.id_emb is not None else 0)
+            + 1  # log(nu)
+        )
         self.lstm = nn.LSTM(
             input_size=self.lstm_assoc + 1 + static_dim,
             hidden_size=config.hidden_size,
@@ -167,35 +161,24 @@ class ARMDNNet(nn.Module):
         )
         head_in = config.hidden_size + self.head_assoc
         self.head: nn.Module = (
-            NegBinHead(head_in, link=config.count_link)
+            NegBinHead(head_in)
             if config.output == NEGBIN
             else MixtureDensityHead(
                 head_in, config.num_components, config.scale_floor, config.scale_ceiling
             )
         )
 
-    @staticmethod
-    def route_of(config: ARMDNConfig) -> str:
-        """Where the associative MLP's output goes: ``head``, ``lstm_head`` or ``none``."""
-        return config.assoc_route if config.use_assoc_mlp else "none"
-
     @property
     def count_output(self) -> bool:
         """Whether the head is the count head (``counts.py``) rather than the mixture."""
         return isinstance(self.head, NegBinHead)
 
-    def associative(
-        self, real: torch.Tensor, cat: torch.Tensor, s: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``real (B, L, F)`` float, ``cat (B, L, C)`` int64 (and the static vector
-        ``s (B, D_s)`` from :meth:`static`, read when ``assoc_static``) -> ``a (B, L, A)``."""
+    def associative(self, real: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """``real (B, L, F)`` float, ``cat (B, L, C)`` int64 -> ``a (B, L, A)``."""
         parts = [real] + [emb(cat[..., j]) for j, emb in enumerate(self.cat_emb)]
         e = torch.cat(parts, dim=-1)
         if self.route == "head":
-            x = e
-            if self.assoc_static:
-                x = torch.cat([e, s[:, None, :].to(e.dtype).expand(-1, e.shape[1], -1)], -1)
-            return torch.cat([e, self.assoc_mlp(x)], -1)
+            return torch.cat([e, self.assoc_mlp(e)], -1)
         return self.assoc_mlp(e)
 
     def split_assoc(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

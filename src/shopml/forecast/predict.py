@@ -78,10 +78,10 @@ def sample_paths(
     z_hist, nu = scale_target(hist["y"], hist["observed"], config.context_length, config.scaling)
     z_prev_hist = torch.nn.functional.pad(z_hist[:, :-1], (1, 0))  # (B, T)
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+        a_hist = net.associative(hist["real"], hist["cat"])  # (B, T, A)
         s = net.static(hist["static_cat"], hist["static_real"], hist["id_code"], nu)  # (B, Ds)
-        a_hist = net.associative(hist["real"], hist["cat"], s)  # (B, T, A)
         _, (h, c) = net(a_hist, z_prev_hist, s)  # state after the last context step
-        a_fut = net.associative(fut_real, fut_cat, s)  # (B, H, A)
+        a_fut = net.associative(fut_real, fut_cat)  # (B, H, A)
     # paths live on a (series, path) grid: per-series inputs broadcast over the S paths
     gate_x, head_x = net.decode_inputs(a_fut.float(), s.float())  # (B, H, 4H'), (B, H, 3K)
     h = h.float()[:, :, None, :].expand(-1, -1, num_samples, -1)  # (layers, B, S, H')

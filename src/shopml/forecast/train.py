@@ -51,8 +51,8 @@ class WindowModel(torch.nn.Module):
         self.net = net
 
     def forward(self, real, cat, static_cat, static_real, id_code, nu, z_prev):
+        a = self.net.associative(real, cat)  # (B, L, A)
         s = self.net.static(static_cat, static_real, id_code, nu)  # (B, D_s)
-        a = self.net.associative(real, cat, s)  # (B, L, A)
         params, _ = self.net(a, z_prev, s)  # (B, L, K) each
         return params
 
