@@ -52,7 +52,7 @@ def test_old_spec_without_price_lags_keeps_its_features(sales):
     assert "price_chg" not in old.real_names and "year_sin" not in old.real_names
 
 
-def test_annual_phase_for_daily_and_weekly_data_only(sales):
+def test_annual_phase_for_daily_data_only(sales):
     df, static = sales
     spec = fit_feature_spec(df, "D", static)
     real, _ = dynamic_features(df, spec)
@@ -65,3 +65,5 @@ def test_annual_phase_for_daily_and_weekly_data_only(sales):
     np.testing.assert_allclose(sin[doy == 92], np.sin(2 * np.pi * 91 / 365.25), rtol=1e-5)
     monthly = df[df["ds"].dt.is_month_start].reset_index(drop=True)
     assert not fit_feature_spec(monthly, "MS").annual
+    weekly = df[df["ds"].dt.weekday == 0].reset_index(drop=True)
+    assert not fit_feature_spec(weekly, "W-MON").annual

@@ -14,7 +14,7 @@ Every step ``t`` of every series gets:
   ``discount``, ``promo``, ``is_festival``, ``is_holiday`` as they are,
   ``days_to_event`` / ``days_since_event`` clipped to ``[0, 30]`` and divided by 30 (plus a flag
   "within 7 days"), and any other numeric covariate standardised with training mean and std;
-* for daily and weekly data, ``year_sin`` / ``year_cos``: the date's phase in the year
+* for daily data, ``year_sin`` / ``year_cos``: the date's phase in the year
   (:func:`annual_features`);
 * categorical features (``(N, C)`` int64, 0 = unknown): the frequency's calendar codes (weekday,
   week of year, month, quarter, hour: see ``frequency.py``) and every string covariate (``event``: the event name) through a vocabulary learned at fit time.
@@ -38,7 +38,7 @@ DAYS_COLS = ("days_to_event", "days_since_event")
 DAYS_CAP = 30.0
 PRICE_WINDOW = 8  # periods of the "regular price" (running maximum) behind ``price_reg``
 ANNUAL_NAMES = ("year_sin", "year_cos")
-ANNUAL_KINDS = ("D", "W")  # frequencies that get them (monthly and coarser have the month code)
+ANNUAL_KINDS = ("D",)  # daily data only: on weekly Dominick's OJ they cost 0.010 wQL (README)
 
 
 def _is_categorical(s: pd.Series) -> bool:
