@@ -2,9 +2,10 @@
 
 ``ARMDN.fit`` validates the frame (``data.py``), fills missing periods (masked in the loss),
 learns the feature spec, trains the network (``train.py``; early stopping on the calibrated
-validation wQL of averaged weights), keeps the best of the K-component model, its one-Gaussian
-version, on intermittent count panels the count head (``output="auto"``, ``counts.py``),
-and the mixtures' pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
+validation wQL of averaged weights; with ``scaling="auto"`` or ``select_floor`` the target
+scaling and the scale floor are chosen first, on one-Gaussian probes), keeps the best of the
+K-component model, its one-Gaussian version, on intermittent count panels the count head
+(``output="auto"``, ``counts.py``), and the mixtures' pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
 join the pool), and calibrates the forecast's spread per horizon step on the validation horizons
 (``calibration.py``). A pooled model (``members``) draws each member's share of the paths from
 the member's own random streams and calibrates the pool. ``ARMDN.predict`` samples paths
