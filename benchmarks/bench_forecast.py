@@ -3,7 +3,8 @@
 Modes:
   accuracy     AR-MDN, its ablations and the baselines on the same windows, on a synthetic world
                (sales-only generation with the world's own random streams, so the series equal
-               ``generate_world(scale, seed)``'s sales.parquet) and/or Dominick's orange juice
+               ``generate_world(scale, seed)``'s sales.parquet; the "oracle" row scores the
+               world's true law, the floor of every model) and/or Dominick's orange juice
                (``--oj DIR`` from ``shopml forecast fetch-oj``). Appends to
                results/forecast_accuracy-<device>.csv.
   speed        training windows/s and wall time on the medium world; time to sample
@@ -52,8 +53,11 @@ def md(frame: pd.DataFrame, digits: int = 4) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-def world_sales(scale: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sales (+ calendar columns) and static attributes of a world, without images or events."""
+def world_sales(scale: str, seed: int = 0, truth: bool = False):
+    """Sales (+ calendar columns) and static attributes of a world, without images or events;
+    with ``truth``, also the hidden law of every sale: ``unique_id, ds, mean_base, p_regime,
+    dispersion`` (``world/sales.py``: negative binomial of mean ``mean_base``, times
+    ``DEAL_LIFT`` with probability ``p_regime``)."""
     from shopml.forecast.data import join_calendar
     from shopml.world import catalog as catalog_mod
     from shopml.world import sales as sales_mod
@@ -61,17 +65,48 @@ def world_sales(scale: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     cfg = SCALE_CONFIGS[scale]
     cat = catalog_mod.make_catalog(_rng(seed, 1), cfg.n_products, START, END)
-    parts = [
-        s
-        for s, _ in sales_mod.sales_chunks(
+    chunks = list(
+        sales_mod.sales_chunks(
             lambda c: _rng(seed, 3, c), cat.products, cat.truth, START, END, cfg.product_chunk
         )
-    ]
-    df = join_calendar(pd.concat(parts, ignore_index=True), sales_mod.make_calendar(START, END))
+    )
+    df = pd.concat([s for s, _ in chunks], ignore_index=True)
+    df = join_calendar(df, sales_mod.make_calendar(START, END))
     static = cat.products[["product_id", "category", "brand", "price"]].rename(
         columns={"product_id": "unique_id"}
     )
-    return df, static[static["unique_id"].isin(df["unique_id"].unique())].reset_index(drop=True)
+    static = static[static["unique_id"].isin(df["unique_id"].unique())].reset_index(drop=True)
+    if not truth:
+        return df, static
+    law = pd.concat([t for _, t in chunks], ignore_index=True)
+    k = pd.Series(cat.truth["dispersion"].to_numpy(), index=cat.products["product_id"].to_numpy())
+    law = law[["unique_id", "ds", "mean_base", "p_regime"]]
+    return df, static, law.assign(dispersion=k.loc[law["unique_id"]].to_numpy())
+
+
+def world_oracle(
+    law: pd.DataFrame, uids: np.ndarray, cutoffs: list[str], horizon: int, draws: int = 4000
+) -> np.ndarray:
+    """``(n, W, H, 19)`` quantiles (``QUANTILE_GRID``) of the true law of the scored days: the
+    best forecast any model could make (it knows the hidden mean, deal probability and
+    dispersion), from ``draws`` simulated sales per day (seeded)."""
+    from shopml.forecast.baselines import QUANTILE_GRID
+    from shopml.world.sales import DEAL_LIFT
+
+    rng = np.random.default_rng(0)
+    days = [pd.Timestamp(c) + pd.to_timedelta(np.arange(1, horizon + 1), "D") for c in cutoffs]
+    keys = pd.MultiIndex.from_arrays(
+        [np.repeat(uids, len(cutoffs) * horizon), np.tile(np.concatenate(days), len(uids))]
+    )
+    rows = law.set_index(["unique_id", "ds"]).loc[keys]
+    mean, p, k = (rows[c].to_numpy()[:, None] for c in ("mean_base", "p_regime", "dispersion"))
+    out = np.empty((len(rows), len(QUANTILE_GRID)))
+    for lo in range(0, len(rows), 2000):
+        sl = slice(lo, lo + 2000)
+        m = mean[sl] * np.where(rng.random((len(mean[sl]), draws)) < p[sl], DEAL_LIFT, 1.0)
+        y = rng.poisson(rng.gamma(k[sl], m / k[sl]))
+        out[sl] = np.quantile(y, QUANTILE_GRID, axis=1).T
+    return out.reshape(len(uids), len(cutoffs), horizon, -1)
 
 
 def oj_sales(oj_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -81,7 +116,7 @@ def oj_sales(oj_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def dataset_setup(args) -> list[tuple[str, pd.DataFrame, pd.DataFrame, dict]]:
     out = []
     if args.dataset in ("world", "both"):
-        df, static = world_sales(args.scale, args.seed)
+        df, static, law = world_sales(args.scale, args.seed, truth=True)
         if args.products:  # a random slice of the world's products (seeded), for the CPU
             ids = df["unique_id"].unique()
             keep = np.random.default_rng(args.seed).choice(
@@ -90,23 +125,23 @@ def dataset_setup(args) -> list[tuple[str, pd.DataFrame, pd.DataFrame, dict]]:
             df = df[df["unique_id"].isin(keep)].reset_index(drop=True)
             static = static[static["unique_id"].isin(keep)].reset_index(drop=True)
         cfg = dict(freq="D", horizon=28, context_length=args.context or 56)
-        out.append((f"world-{args.scale}", df, static, cfg))
+        out.append((f"world-{args.scale}", df, static, cfg, law))
     if args.dataset in ("oj", "both"):
         if args.oj is None:
             raise SystemExit("--oj DIR is needed (run `shopml forecast fetch-oj --out DIR`)")
         df, static = oj_sales(Path(args.oj))
         cfg = dict(freq="W", horizon=8, context_length=args.context or 16)
-        out.append(("dominicks-oj", df, static, cfg))
+        out.append(("dominicks-oj", df, static, cfg, None))
     return out
 
 
 def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: str) -> None:
-    from shopml.forecast.backtest import backtest
+    from shopml.forecast.backtest import backtest, score_grid
     from shopml.forecast.config import ARMDNConfig
 
     dev = device_slug()
     path = Path(args.out_dir) / f"forecast_accuracy-{dev}.csv"
-    for name, df, static, dcfg in dataset_setup(args):
+    for name, df, static, dcfg, law in dataset_setup(args):
         print(f"== {name}: {df['unique_id'].nunique()} series, {len(df)} rows", flush=True)
         train = dict(
             max_epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
@@ -125,6 +160,12 @@ def run_backtests(args, variants: dict[str, dict], with_baselines: bool, suite: 
                 verbose=True,
             )  # fmt: skip
             table = res["metrics"]
+            if law is not None:  # the world's true law: the floor of every model's scores
+                t1 = time.perf_counter()
+                grid = world_oracle(law, res["uids"], res["cutoffs"], cfg.horizon)
+                row = score_grid(res["y_true"], res["observed"], grid, res["mase_scale"], None)
+                row.update(model="oracle", seconds=time.perf_counter() - t1, fallbacks=0)
+                table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
             if label != "default":
                 table = table.assign(model=[f"armdn[{label}]"])
             rows = []

@@ -45,8 +45,25 @@ def test_horizon_features_read_the_history(sales):
 def test_old_spec_without_price_lags_keeps_its_features(sales):
     df, static = sales
     d = fit_feature_spec(df, "D", static).to_dict()
-    d.pop("price_lags"), d.pop("price_scale")
+    d.pop("price_lags"), d.pop("price_scale"), d.pop("annual")
     old = FeatureSpec.from_dict(d)
     real, _ = dynamic_features(df, old)
     assert real.shape[1] == old.num_real == len(old.real_names)
-    assert "price_chg" not in old.real_names
+    assert "price_chg" not in old.real_names and "year_sin" not in old.real_names
+
+
+def test_annual_phase_for_daily_data_only(sales):
+    df, static = sales
+    spec = fit_feature_spec(df, "D", static)
+    real, _ = dynamic_features(df, spec)
+    sin, cos = (real[:, spec.real_names.index(n)] for n in ("year_sin", "year_cos"))
+    np.testing.assert_allclose(sin**2 + cos**2, 1.0, rtol=1e-5)
+    doy = df["ds"].dt.dayofyear.to_numpy()
+    np.testing.assert_allclose(sin[doy == 1], 0.0, atol=1e-6)  # 1 January: phase 0
+    np.testing.assert_allclose(cos[doy == 1], 1.0, atol=1e-6)
+    # a quarter of a year later the phase is pi / 2
+    np.testing.assert_allclose(sin[doy == 92], np.sin(2 * np.pi * 91 / 365.25), rtol=1e-5)
+    monthly = df[df["ds"].dt.is_month_start].reset_index(drop=True)
+    assert not fit_feature_spec(monthly, "MS").annual
+    weekly = df[df["ds"].dt.weekday == 0].reset_index(drop=True)
+    assert not fit_feature_spec(weekly, "W-MON").annual

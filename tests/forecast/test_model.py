@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.config import AUTO_SCALING, FLOOR_FACTORS, SCALINGS, ARMDNConfig
 from shopml.forecast.data import WindowSampler, build_panel, validate_frame
 from shopml.forecast.estimator import ARMDN
 from shopml.forecast.features import fit_feature_spec
@@ -356,3 +356,47 @@ def test_checkpoint_without_assoc_route_loads_the_former_wiring(sales, tmp_path)
     pd.testing.assert_frame_equal(
         model.predict(hist, futr, num_samples=20), loaded.predict(hist, futr, num_samples=20)
     )
+
+
+def test_scaling_and_floor_are_chosen_on_validation_and_the_probe_is_reused(
+    sales, tmp_path, monkeypatch
+):
+    df, static = sales
+    hist, futr, _ = split_future(df, 7)
+    cfg = ARMDNConfig(
+        **{**TINY, "scaling": "auto", "select_floor": True, "select_components": True}
+    )
+    fitted_configs = []
+    fit_one = ARMDN._fit_candidate
+
+    def counting(self, config, *args):
+        fitted_configs.append(config)
+        return fit_one(self, config, *args)
+
+    monkeypatch.setattr(ARMDN, "_fit_candidate", counting)
+    model = ARMDN(cfg).fit(hist, static)
+    table = model.history["scaling_selection"]
+    # the three scalings at the configured floor, then the winner's two other floors
+    by_scaling = {
+        k.split("/")[0]: v for k, v in table.items() if k.endswith(f"/{cfg.scale_floor:g}")
+    }
+    assert set(by_scaling) == set(SCALINGS) and len(table) == 5
+    scaling = min(by_scaling, key=by_scaling.get)
+    floors = {k: v for k, v in table.items() if k.startswith(f"{scaling}/")}
+    assert sorted(float(k.split("/")[1]) for k in floors) == pytest.approx(
+        [cfg.scale_floor * f for f in FLOOR_FACTORS]
+    )
+    chosen = min(floors, key=floors.get)
+    for cand in model.candidates.values():  # every candidate uses the chosen scaling and floor
+        assert f"{cand.config.scaling}/{cand.config.scale_floor:g}" == chosen
+    # the K=1 candidate is the winning probe itself: five probes and the K=3 candidate, no refit
+    assert model.candidates["K=1"].history["best_val_wql"] == table[chosen]
+    assert len(fitted_configs) == 6 and len(set(fitted_configs)) == 6
+    assert [c.num_components for c in fitted_configs] == [1] * 5 + [3]
+    assert model.config.scaling == scaling  # resolved: the saved model never reads "auto"
+    fc = model.predict(hist, futr)
+    again = ARMDN.load(model.save(tmp_path / "m")).predict(hist, futr)
+    np.testing.assert_allclose(again["q0.9"], fc["q0.9"], rtol=1e-6)
+    # no validation horizons: nothing to choose on, "auto" is AUTO_SCALING
+    plain = ARMDN(cfg.replace(select_components=False)).fit(hist, static, val_size=0)
+    assert plain.config.scaling == AUTO_SCALING and "scaling_selection" not in plain.history

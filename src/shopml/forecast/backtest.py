@@ -50,7 +50,7 @@ LEVELS = (50, 80, 90)
 METRICS_COLUMNS = ["model", "wql", "crps", "wmape", "mase"] + [f"coverage_{v}" for v in LEVELS]
 
 
-def _score(
+def score_grid(
     y: np.ndarray,
     observed: np.ndarray,
     grid: np.ndarray,
@@ -58,7 +58,8 @@ def _score(
     samples: np.ndarray | None,
 ) -> dict[str, float]:
     """Scores of one model on the observed actuals. ``y, observed (n, W, H)``,
-    ``grid (n, W, H, 19)``, ``samples (n, W, H, S)``."""
+    ``grid (n, W, H, 19)`` (levels ``QUANTILE_GRID``), ``samples (n, W, H, S)`` or None,
+    ``scale (n,)`` MASE scales (the backtest's ``observed`` and ``mase_scale``)."""
     n = y.shape[0]
     yo, go = y[observed], grid[observed]  # (m,), (m, 19)
     median = grid[..., Q_INDEX[0.5]]
@@ -108,7 +109,9 @@ def backtest(
 
     Returns:
         ``{"metrics": DataFrame (one row per model), "timings": {...}, "series": n,
-        "fallbacks": {model: series that fell back to seasonal naive}, ...}``.
+        "fallbacks": {model: series that fell back to seasonal naive}, "uids" (the scored
+        series), "y_true", "observed", "mase_scale", "grids" (what :func:`score_grid` reads),
+        ...}``.
     """
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
@@ -180,6 +183,8 @@ def backtest(
         train_info[name]["config"] = {
             "num_components": model.config.num_components,
             "output": model.config.output,  # the head chosen on validation ("auto")
+            "scaling": model.config.scaling,  # chosen on validation with scaling="auto"
+            "scale_floor": model.config.scale_floor,
         }
         if name == "armdn":
             armdn_model = model
@@ -233,7 +238,7 @@ def backtest(
 
     rows = []
     for name, grid in grids.items():
-        row = {"model": name, **_score(y_true, obs_true, grid, scale, samples.get(name))}
+        row = {"model": name, **score_grid(y_true, obs_true, grid, scale, samples.get(name))}
         row["seconds"] = timings.get(name, float("nan"))
         row["fallbacks"] = fallbacks.get(name, 0)
         rows.append(row)
@@ -246,7 +251,10 @@ def backtest(
         "series": n,
         "fallbacks": fallbacks,
         "cutoffs": [str(c.date()) for c in origin_dates],
+        "uids": elig,
         "y_true": y_true,
+        "observed": obs_true,
+        "mase_scale": scale,
         "grids": grids,
     }
     if out_dir is not None:

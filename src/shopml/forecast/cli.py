@@ -43,7 +43,16 @@ SelectOpt = Annotated[
 ScalingOpt = Annotated[
     str,
     typer.Option(
-        "--scaling", help="Target scaling: logmean (log1p(y) - log(level)), log1p or mean."
+        "--scaling",
+        help="Target scaling: logmean (log1p(y) - log(level)), log1p, mean, or auto (each "
+        "fitted with one Gaussian; the lowest validation wQL decides).",
+    ),
+]
+FloorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--select-floor/--no-select-floor",
+        help="Choose the mixture's scale floor (0.4, 1, 2.5 x 0.05) on validation wQL.",
     ),
 ]
 EnsembleOpt = Annotated[
@@ -105,6 +114,7 @@ def train(
     val_size: Annotated[int | None, typer.Option(help="Held-out steps (default H).")] = None,
     missing: MissingOpt = "mask",
     scaling: ScalingOpt = "logmean",
+    select_floor: FloorOpt = False,
     select: SelectOpt = True,
     ensemble: EnsembleOpt = 1,
     output: OutputOpt = "auto",
@@ -129,6 +139,7 @@ def train(
         hidden_size=hidden,
         missing=missing,
         scaling=scaling,
+        select_floor=select_floor,
         select_components=select,
         ensemble=ensemble,
         output=output,
@@ -214,6 +225,7 @@ def backtest(
     ablations: Annotated[bool, typer.Option(help="Also run the AR-MDN ablations.")] = False,
     missing: MissingOpt = "mask",
     scaling: ScalingOpt = "logmean",
+    select_floor: FloorOpt = False,
     select: SelectOpt = True,
     ensemble: EnsembleOpt = 1,
     output: OutputOpt = "auto",
@@ -242,6 +254,7 @@ def backtest(
         batch_size=batch_size,
         missing=missing,
         scaling=scaling,
+        select_floor=select_floor,
         select_components=select,
         ensemble=ensemble,
         output=output,
@@ -269,8 +282,10 @@ def backtest(
     typer.echo(table[[*METRICS_COLUMNS, "fallbacks"]].to_string(index=False))
     info = res["train"]["armdn"]
     typer.echo(
-        f"armdn: output {info['config']['output']}, K={info['config']['num_components']} "
-        f"(validation wQL {info.get('selection')}; zero share "
+        f"armdn: output {info['config']['output']}, K={info['config']['num_components']}, "
+        f"scaling {info['config']['scaling']} (floor {info['config']['scale_floor']:g}) "
+        f"(validation wQL {info.get('selection')}, scalings {info.get('scaling_selection')}; "
+        "zero share "
         f"{info.get('intermittency', {}).get('zero_share', float('nan')):.3f})"
     )
     typer.echo(

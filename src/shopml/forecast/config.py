@@ -9,6 +9,8 @@ from shopml.forecast.counts import OUTPUTS
 from shopml.forecast.frequency import parse_freq
 
 SCALINGS = ("log1p", "logmean", "mean")
+AUTO_SCALING = "logmean"  # what ``scaling="auto"`` resolves to when there is no validation
+FLOOR_FACTORS = (0.4, 1.0, 2.5)  # ``select_floor`` tries these multiples of ``scale_floor``
 NONNEG = ("clip", "none")
 ASSOC_ROUTES = ("head", "lstm_head")
 
@@ -46,8 +48,14 @@ class ARMDNConfig:
         dropout: dropout between LSTM layers and inside the MLP.
         scaling: ``"log1p"`` (model ``log(1 + y)``), ``"logmean"`` (``log(1 + y) - log(nu)``,
             the log scale centred on the series' level ``nu = 1 + mean context y``) or ``"mean"``
-            (model ``y / nu``, DeepAR's scaling). See ``data.py`` for the experiments.
+            (model ``y / nu``, DeepAR's scaling), or ``"auto"``: each of the three is fitted with
+            the one-Gaussian mixture (the cheapest candidate) and the lowest validation wQL
+            decides the scaling of every candidate (``estimator.py``; ``AUTO_SCALING`` without
+            validation horizons).
         scale_floor: minimum component scale, in the scaled target's units.
+        select_floor: also choose the scale floor on validation: the one-Gaussian mixture of
+            the chosen scaling is fitted with ``scale_floor`` times each of ``FLOOR_FACTORS``
+            and the lowest validation wQL decides the floor of every mixture candidate.
         scale_ceiling: maximum component scale, in the scaled target's units (log1p: 2.0 lets one
             standard deviation span a factor e^2 = 7.4 of demand).
         sample_cap: every draw (fed back or returned) is clipped to ``sample_cap`` times the
@@ -99,6 +107,7 @@ class ARMDNConfig:
     dropout: float = 0.1
     scaling: str = "logmean"
     scale_floor: float = 0.05
+    select_floor: bool = False
     scale_ceiling: float = 2.0
     sample_cap: float = 3.0
     select_components: bool = True
@@ -137,7 +146,7 @@ class ARMDNConfig:
             ("hidden_size", self.hidden_size >= 1, ">= 1"),
             ("assoc_route", self.assoc_route in ASSOC_ROUTES, f"one of {ASSOC_ROUTES}"),
             ("num_layers", self.num_layers >= 1, ">= 1"),
-            ("scaling", self.scaling in SCALINGS, f"one of {SCALINGS}"),
+            ("scaling", self.scaling in (*SCALINGS, "auto"), f"one of {(*SCALINGS, 'auto')}"),
             ("nonneg", self.nonneg in NONNEG, f"one of {NONNEG}"),
             ("scale_floor", self.scale_floor > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),

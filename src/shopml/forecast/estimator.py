@@ -2,9 +2,10 @@
 
 ``ARMDN.fit`` validates the frame (``data.py``), fills missing periods (masked in the loss),
 learns the feature spec, trains the network (``train.py``; early stopping on the calibrated
-validation wQL of averaged weights), keeps the best of the K-component model, its one-Gaussian
-version, on intermittent count panels the count head (``output="auto"``, ``counts.py``),
-and the mixtures' pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
+validation wQL of averaged weights; with ``scaling="auto"`` or ``select_floor`` the target
+scaling and the scale floor are chosen first, on one-Gaussian probes), keeps the best of the
+K-component model, its one-Gaussian version, on intermittent count panels the count head
+(``output="auto"``, ``counts.py``), and the mixtures' pool on validation (``select_components``; with ``ensemble`` > 1 more seeds
 join the pool), and calibrates the forecast's spread per horizon step on the validation horizons
 (``calibration.py``). A pooled model (``members``) draws each member's share of the paths from
 the member's own random streams and calibrates the pool. ``ARMDN.predict`` samples paths
@@ -25,7 +26,7 @@ import torch
 from shopml.common.devices import resolve_device
 from shopml.common.distributed import setup_distributed, teardown_distributed
 from shopml.forecast.calibration import conformal_spread, interval_coverage
-from shopml.forecast.config import ARMDNConfig
+from shopml.forecast.config import AUTO_SCALING, FLOOR_FACTORS, SCALINGS, ARMDNConfig
 from shopml.forecast.counts import candidate_key, keep_count_calibration, output_candidates
 from shopml.forecast.data import (
     build_panel,
@@ -125,21 +126,21 @@ class ARMDN:
         self.train_uids = sorted(df["unique_id"].unique().tolist())
         self.static_df = static_df
         panel = build_panel(df, self.spec, static_df, self.train_uids, observed=observed)
-        candidates = [cfg]
-        if cfg.select_components and cfg.num_components > 1 and val_size > 0:
-            candidates.append(cfg.replace(num_components=1))
-        candidates, intermittency = output_candidates(
-            candidates, cfg, df["y"].to_numpy(), observed, val_size
-        )
         owned = not _dist_initialized()
         ctx = setup_distributed(cfg.device)
         try:
+            cfg, probes = self._choose_scaling(cfg, panel, val_size, ctx, verbose)
+            candidates = [cfg]
+            if cfg.select_components and cfg.num_components > 1 and val_size > 0:
+                candidates.append(cfg.replace(num_components=1))
+            candidates, intermittency = output_candidates(
+                candidates, cfg, df["y"].to_numpy(), observed, val_size
+            )
             fits = []
-            for cand in candidates:
-                sub = self._sibling(cand)
-                sub.net, sub.history, val = sub._train_net(cand, panel, val_size, ctx, verbose)
-                if cand.calibrate and val is not None:
-                    sub._calibrate(panel, val, ctx.device)
+            for cand in candidates:  # a probe of the scaling stage is reused when it is one
+                sub, val = probes.get(cand) or self._fit_candidate(
+                    cand, panel, val_size, ctx, verbose
+                )
                 fits.append(sub)
             best = min(fits, key=lambda m: m.history["best_val_wql"])
             self.history["selection"] = {
@@ -165,6 +166,46 @@ class ARMDN:
         )
         self.history = {**best.history, **self.history}
         return self
+
+    def _fit_candidate(self, config, panel, val_size, ctx, verbose):
+        """A sibling trained (and calibrated) with ``config``, and the validation set it used."""
+        sub = self._sibling(config)
+        sub.net, sub.history, val = sub._train_net(config, panel, val_size, ctx, verbose)
+        if config.calibrate and val is not None:
+            sub._calibrate(panel, val, ctx.device)
+        return sub, val
+
+    def _choose_scaling(self, cfg, panel, val_size, ctx, verbose):
+        """Resolve ``scaling="auto"`` and ``select_floor`` on validation with the one-Gaussian
+        mixture, the cheapest candidate: first each scaling (at ``scale_floor``), then each
+        floor of ``FLOOR_FACTORS`` (with the chosen scaling); the lowest validation wQL wins.
+
+        Returns:
+            ``(config, probes)``: ``cfg`` with its scaling and floor resolved, and the probe fits
+            ``{config: (model, validation set)}`` (the winner is the K=1 candidate when there is
+            one, so selection reuses it instead of fitting it again).
+        """
+        auto = cfg.scaling == "auto"
+        if val_size <= 0 or not (auto or cfg.select_floor):
+            return cfg.replace(scaling=AUTO_SCALING) if auto else cfg, {}
+        probe = cfg.replace(num_components=1, output="mixture")
+        probes: dict[ARMDNConfig, tuple[ARMDN, Any]] = {}
+        table: dict[str, float] = {}
+
+        def pick(options: list[ARMDNConfig]) -> ARMDNConfig:
+            for c in options:
+                if c not in probes:
+                    probes[c] = self._fit_candidate(c, panel, val_size, ctx, verbose)
+                    table[f"{c.scaling}/{c.scale_floor:g}"] = probes[c][0].history["best_val_wql"]
+            return min(options, key=lambda c: probes[c][0].history["best_val_wql"])
+
+        if auto:
+            probe = pick([probe.replace(scaling=s) for s in SCALINGS])
+        if cfg.select_floor:
+            probe = pick([probe.replace(scale_floor=cfg.scale_floor * f) for f in FLOOR_FACTORS])
+        self.history["scaling_selection"] = table
+        chosen = cfg.replace(scaling=probe.scaling, scale_floor=probe.scale_floor)
+        return chosen, probes
 
     def _sibling(self, config: ARMDNConfig) -> ARMDN:
         """An unfitted model sharing this one's feature spec, series and statics."""
