@@ -11,9 +11,11 @@ its mode in the CSV (``config_json.mode``):
   backward of the model compiled by ``torch.compile`` with dynamic token counts, clipping and
   fused capturable AdamW); inference the same graphs, compiled;
 - ``jagged+graphs+nocompile``: the graphs around the uncompiled model (``--no-compile``);
-- ``jagged+graphs+static`` / ``+gather`` / ``+lowmem``: variants of the default, for comparison:
-  compiled for the bucket's exact shapes; every embedding table by a gather (no one-hot matmul);
-  AOTAutograd's activation memory budget at 0.5 (more recomputation, less memory);
+- ``jagged+graphs+static`` / ``+gather`` / ``+lowmem`` / ``+mem<X>``: variants of the default, for
+  comparison: compiled for the bucket's exact shapes; every embedding table by a gather (no
+  one-hot matmul); AOTAutograd's activation memory budget at 0.5 (``+lowmem``) or at X (e.g.
+  ``+mem0.7``; ``--activation-memory-budget`` of ``shopml rank train``: more recomputation, less
+  memory);
 - ``jagged+graphs+bias``: the default with the relative-time bias of 16 buckets whatever
   ``--num-bias-buckets`` says (the model's default, beside peers without it in one run);
 - ``jagged+compile`` / ``padded+compile``: ``torch.compile(model)`` (default mode), eager
@@ -153,6 +155,10 @@ PROVIDERS = {
     "jagged+graphs+static": ("jagged", "cuda-graphs over torch.compile, static shapes"),
     "jagged+graphs+gather": ("jagged", "cuda-graphs over torch.compile, gathers only"),
     "jagged+graphs+lowmem": ("jagged", "cuda-graphs over torch.compile, memory budget 0.5"),
+    **{
+        f"jagged+graphs+mem{x}": ("jagged", f"cuda-graphs over torch.compile, memory budget {x}")
+        for x in ("0.6", "0.7", "0.8", "0.9")
+    },
     "jagged+graphs+bias": ("jagged", "cuda-graphs over torch.compile"),
     "jagged+compile": ("jagged", "torch.compile"),
     "padded": ("padded", "eager"),
@@ -207,7 +213,7 @@ def run_case(
         dyn = not how.endswith("static shapes")
         if how.endswith("gathers only"):
             model.onehot_max_rows = 0
-        budget = 0.5 if how.endswith("memory budget 0.5") else None
+        budget = float(how.rsplit(" ", 1)[1]) if "memory budget" in how else None
         trainer = GraphTrainStep(
             model, opt, grad_clip=1.0, autocast=use_amp, compile=comp, dynamic=dyn,
             memory_budget=budget,
