@@ -66,7 +66,10 @@ def test_pack_lays_a_batch_out_in_its_bucket(rank_setup):
     torch.testing.assert_close(offsets[:14], batch.history.kjt.offsets[:14])
     assert (offsets[14:17] == t).all()  # empty example slots
     assert torch.equal(v["ids"][:, :t].reshape(-1), batch.history.kjt.values)
-    assert (v["ids"][:, t:] == 0).all() and (v["times"][t:] == 0).all()
+    assert (v["ids"][:, t:] == 0).all()
+    # dummy tokens: each pair beyond the bias's outermost boundary (tiles of one bucket)
+    minutes = torch.div(v["times"][t:], 60, rounding_mode="floor")
+    assert key.tokens > t and (minutes.diff() > 4096).all() and (minutes < 0).all()
     assert torch.equal(v["candidates"][0, :13], batch.candidates["item"])
     assert torch.equal(v["weights"], (torch.arange(key.rows) < 13).float())
     with pytest.raises(ValueError, match="expected a jagged history"):

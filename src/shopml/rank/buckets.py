@@ -11,7 +11,11 @@ rounded up to a bucket (:func:`bucket_key`), so that a few graphs serve a whole 
 - ``T`` to a multiple of a granule ``G`` (a power of two between ``T / 32`` and ``T / 16``).
   The ``T_b - T`` padding tokens form ``K = ceil(G / max_seqlen_b)`` **dummy sequences** after the
   real ones (each at most ``max_seqlen_b`` long, so the attention kernels see ordinary
-  sequences): ids 0 (the zero padding embeddings), times 0, loss weight 0. Nothing crosses
+  sequences): ids 0 (the zero padding embeddings), loss weight 0, and times
+  :data:`DUMMY_TIME_STEP` apart, so that every pair of distinct dummy tokens lies beyond the
+  relative-time bias's outermost boundary: the attention kernels take their tiles as tiles of
+  one bucket (a scalar add) instead of a bucket a score (equal times, 0 before, made every dummy
+  tile a mixed one: 15% of the bias's attention time at B=256, N=1024). Nothing crosses
   sequences in the model (attention, pooling and target attention are per sequence, every other
   op per token or per example), so the dummies change neither the loss nor any gradient.
 
@@ -32,6 +36,11 @@ from shopml.rank.batch import HISTORY_KEYS, JaggedHistory, RankBatch
 MIN_SEQLEN_BUCKET = 16
 MIN_TOKEN_GRANULE = 16
 TOKEN_GRANULES_PER_BUCKET = 32  # padding below T / 16 tokens (granule <= 2T / 32)
+# seconds between consecutive dummy tokens: 4097 minutes, past the bias buckets' largest
+# ``max_distance`` (4096 minutes, shopml.jagged.modules.RelativeBiasTable), and small enough
+# that one dummy sequence's times span under 2**28 minutes (the kernels' int32 closed form)
+# for any ``max_seqlen`` below 65,000
+DUMMY_TIME_STEP = 4097 * 60
 
 
 def pow2_at_least(n: int, minimum: int = 1) -> int:
@@ -175,6 +184,7 @@ def pack(
     v = layout_views(key, ints, floats)
     v["ids"][:, :t] = kjt.values.view(k, t)
     v["times"][:t] = history.times
+    v["times"][t:] = (torch.arange(key.tokens - t) - (key.tokens - t)) * DUMMY_TIME_STEP
     offsets = v["offsets"]
     offsets[: b + 1] = kjt.offsets[: b + 1]
     offsets[b + 1 : key.batch + 1] = t  # empty example slots
