@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     y, grid = res["y_true"], res["grids"]["armdn"]  # (n, W, H), (n, W, H, 19)
     inside = (y >= grid[..., 1]) & (y <= grid[..., 17])  # the 10%-90% band
+    obs = res["observed"]
+    bias = [grid[:, w, :, 9][obs[:, w]].sum() / y[:, w][obs[:, w]].sum() for w in range(y.shape[1])]
     print("  cov80 per window", np.round(inside.mean(axis=(0, 2)), 3), flush=True)
+    print("  median / actual per window", np.round(bias, 3), flush=True)
     append_rows(
         Path(args.out_dir) / f"forecast_quick-{device_slug()}.csv",
         [
