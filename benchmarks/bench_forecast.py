@@ -4,9 +4,10 @@ Modes:
   accuracy     AR-MDN, its ablations and the baselines on the same windows, on a synthetic world
                (sales-only generation with the world's own random streams, so the series equal
                ``generate_world(scale, seed)``'s sales.parquet; the "oracle" row scores the
-               world's true law, the floor of every model) and/or Dominick's orange juice
-               (``--oj DIR`` from ``shopml forecast fetch-oj``). Appends to
-               results/forecast_accuracy-<device>.csv.
+               world's true law, the floor of every model), Dominick's orange juice (weekly,
+               H = 8) or fpp3's monthly aus-retail / pbs panels (H = 12), each read from
+               ``--data DIR`` written by ``shopml forecast fetch --dataset NAME --out DIR``.
+               Appends to results/forecast_accuracy-<device>.csv.
   speed        training windows/s and wall time on the medium world; time to sample
                30k series x 28 days x 200 paths on the GPU and on the CPU. Appends rows in the
                project's timing schema to results/forecast_speed-<device>.csv. Imports no
@@ -14,7 +15,9 @@ Modes:
 
 Examples:
   PYTHONPATH=src nice -n 10 python benchmarks/bench_forecast.py accuracy --scale small
-  PYTHONPATH=src python benchmarks/bench_forecast.py accuracy --dataset oj --oj /tmp/oj
+  PYTHONPATH=src python benchmarks/bench_forecast.py accuracy --dataset oj --data /tmp/oj
+  PYTHONPATH=src python benchmarks/bench_forecast.py accuracy --dataset pbs --data /tmp/pbs \
+      --windows 3 --baselines snaive,ets,lightgbm
   PYTHONPATH=src python3 benchmarks/bench_forecast.py speed --out-dir $OUT
 """
 
@@ -109,8 +112,17 @@ def world_oracle(
     return out.reshape(len(uids), len(cutoffs), horizon, -1)
 
 
-def oj_sales(oj_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_parquet(oj_dir / "sales.parquet"), pd.read_parquet(oj_dir / "static.parquet")
+# real panels: (name in the results, frequency, horizon) of each ``--dataset``
+REAL = {
+    "oj": ("dominicks-oj", "W", 8),
+    "aus-retail": ("aus-retail", "MS", 12),
+    "pbs": ("pbs", "MS", 12),
+}
+
+
+def real_sales(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A directory written by ``shopml forecast fetch``: ``(sales, static)``."""
+    return pd.read_parquet(data_dir / "sales.parquet"), pd.read_parquet(data_dir / "static.parquet")
 
 
 def dataset_setup(args) -> list[tuple[str, pd.DataFrame, pd.DataFrame, dict]]:
@@ -126,12 +138,16 @@ def dataset_setup(args) -> list[tuple[str, pd.DataFrame, pd.DataFrame, dict]]:
             static = static[static["unique_id"].isin(keep)].reset_index(drop=True)
         cfg = dict(freq="D", horizon=28, context_length=args.context or 56)
         out.append((f"world-{args.scale}", df, static, cfg, law))
-    if args.dataset in ("oj", "both"):
-        if args.oj is None:
-            raise SystemExit("--oj DIR is needed (run `shopml forecast fetch-oj --out DIR`)")
-        df, static = oj_sales(Path(args.oj))
-        cfg = dict(freq="W", horizon=8, context_length=args.context or 16)
-        out.append(("dominicks-oj", df, static, cfg, None))
+    real = "oj" if args.dataset == "both" else args.dataset
+    if real in REAL:
+        if args.data is None:
+            raise SystemExit(
+                f"--data DIR is needed (run `shopml forecast fetch --dataset {real} --out DIR`)"
+            )
+        name, freq, horizon = REAL[real]
+        df, static = real_sales(Path(args.data))
+        cfg = dict(freq=freq, horizon=horizon, context_length=args.context or 2 * horizon)
+        out.append((name, df, static, cfg, None))
     return out
 
 
@@ -355,13 +371,18 @@ def profile_sampling(args, net, cfg, ctx, fut, keys, y_cap, spread, dev: str) ->
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("mode", choices=["accuracy", "speed"])
-    p.add_argument("--dataset", choices=["world", "oj", "both"], default="world")
+    p.add_argument("--dataset", choices=["world", *REAL, "both"], default="world")
     p.add_argument("--scale", default="small")
     p.add_argument("--products", type=int, default=0, help="world: a random slice (0: all)")
     p.add_argument(
         "--output", default="auto", help="AR-MDN head: auto (the CLI default), mixture, negbin"
     )
-    p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
+    p.add_argument(
+        "--data",
+        "--oj",
+        default=None,
+        help="oj, aus-retail, pbs: the directory from `shopml forecast fetch --dataset NAME`",
+    )
     p.add_argument("--windows", type=int, default=2)
     p.add_argument("--baselines", type=lambda s: [] if s == "none" else s.split(","),
                    default=["snaive", "ets", "croston", "tsb", "lightgbm"])  # fmt: skip

@@ -8,7 +8,8 @@ come from the CLI, not from here.
 
 Examples:
   OMP_NUM_THREADS=1 PYTHONPATH=src nice -n 10 python benchmarks/forecast_quick.py \
-      --oj /tmp/oj --set weight_decay=1e-4 --set dropout=0.3
+      --data /tmp/oj --set weight_decay=1e-4 --set dropout=0.3
+  PYTHONPATH=src python benchmarks/forecast_quick.py --dataset pbs --data /tmp/pbs
   PYTHONPATH=src python benchmarks/forecast_quick.py --world small --max-series 300
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from _results import append_rows, device_slug, git_sha
-from bench_forecast import ACC_COLUMNS, oj_sales, world_sales
+from bench_forecast import ACC_COLUMNS, REAL, real_sales, world_sales
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,7 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     from shopml.forecast.config import ARMDNConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--oj", default=None, help="directory from `shopml forecast fetch-oj`")
+    p.add_argument("--dataset", choices=list(REAL), default="oj")
+    p.add_argument(
+        "--data",
+        "--oj",
+        default=None,
+        help="directory from `shopml forecast fetch --dataset NAME` (NAME = --dataset)",
+    )
     p.add_argument("--world", default=None, help="world scale (small) instead of OJ")
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--num-samples", type=int, default=100)
@@ -70,10 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         df, static = world_sales(args.world, 0)
         base, name = dict(freq="D", horizon=28, context_length=56), f"world-{args.world}"
     else:
-        if args.oj is None:
-            raise SystemExit("--oj DIR or --world SCALE is needed")
-        df, static = oj_sales(Path(args.oj))
-        base, name = dict(freq="W", horizon=8, context_length=16), "dominicks-oj"
+        if args.data is None:
+            raise SystemExit("--data DIR or --world SCALE is needed")
+        df, static = real_sales(Path(args.data))
+        name, freq, horizon = REAL[args.dataset]
+        base = dict(freq=freq, horizon=horizon, context_length=2 * horizon)
     df = df.drop(columns=args.drop)
     change = parse_set(args.sets)
     cfg = ARMDNConfig(**{**base, **change})
@@ -94,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     y, grid = res["y_true"], res["grids"]["armdn"]  # (n, W, H), (n, W, H, 19)
     inside = (y >= grid[..., 1]) & (y <= grid[..., 17])  # the 10%-90% band
+    obs = res["observed"]
+    bias = [grid[:, w, :, 9][obs[:, w]].sum() / y[:, w][obs[:, w]].sum() for w in range(y.shape[1])]
     print("  cov80 per window", np.round(inside.mean(axis=(0, 2)), 3), flush=True)
+    print("  median / actual per window", np.round(bias, 3), flush=True)
     append_rows(
         Path(args.out_dir) / f"forecast_quick-{device_slug()}.csv",
         [

@@ -338,6 +338,25 @@ def test_validation_windows_tile_the_held_out_end_and_training_never_reads_it(sa
     np.testing.assert_array_equal(val.windows["y"][n:, -7:], val.y[n:])
 
 
+def test_validation_windows_default_by_frequency(sales):
+    # one held-out horizon for monthly / quarterly data, two otherwise; an explicit value wins
+    assert [ARMDNConfig(freq=f).validation_windows for f in ("D", "W", "H", "MS", "Q")] == [
+        2, 2, 2, 1, 1,
+    ]  # fmt: skip
+    assert ARMDNConfig(freq="MS", val_windows=2).validation_windows == 2
+    with pytest.raises(ValueError, match="val_windows: expected None or >= 1, found 0"):
+        ARMDNConfig(val_windows=0)
+    df, static = sales
+    df = validate_frame(df, "df", "D")
+    spec = fit_feature_spec(df, "D", static)
+    panel = build_panel(df, spec, static, sorted(df["unique_id"].unique().tolist()))
+    cfg = ARMDNConfig(**{**TINY, "val_series": 3}).replace(val_windows=None)
+    assert validation_set(panel, cfg, holdout=7, seed=0).y.shape == (2 * 3, 7)
+    val = validation_set(panel, cfg.replace(val_windows=1), holdout=7, seed=0)
+    assert val.y.shape == (3, 7)
+    np.testing.assert_array_equal(val.ends, panel.lengths[val.series] - 7)
+
+
 def test_checkpoint_without_assoc_route_loads_the_former_wiring(sales, tmp_path):
     import json
 

