@@ -23,6 +23,7 @@ from shopml.jagged.triton.attention_common import (
     _edges,
     _ensure_allocator,
     _extent,
+    _gluon_on,
     _key_block_bias,
     _load_bias,
     _loop_operands,
@@ -261,6 +262,13 @@ def _attn_fwd(
         lse = torch.empty((total, heads), device=q.device, dtype=torch.float32)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
+    if _gluon_on() and bias is None and table is None:
+        # the Gluon prototype (FA3's pipeline); imported only when switched on (import time)
+        from shopml.jagged.triton import attention_gluon as glu
+
+        if glu.gluon_ok(q, k, v, causal, scale):
+            return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,
+                                       scale, post_scale, zero_init)  # fmt: skip
     mode = (
         BIAS_NONE
         if (bias is None and table is None)
