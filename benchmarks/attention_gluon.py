@@ -36,8 +36,14 @@ CASES = [
     dict(B=1024, N=1024, H=2, D=64, fill=0.25, causal=False, tag="grid"),
     dict(B=256, N=4096, H=4, D=128, fill=0.25, causal=False, tag="grid"),
 ]
-# Gluon launcher configurations timed beside the default: (BLOCK_N, STAGES, NUM_WG, maxnreg)
-VARIANTS = {"1wg": (128, 2, 1, 168), "bn64": (64, 3, 2, 168)}
+# Gluon launcher configurations timed beside the default:
+# (BLOCK_N, STAGES, NUM_WG, PINGPONG, maxnreg)
+VARIANTS = {
+    "nopp": (128, 2, 2, False, 168),  # two consumer warpgroups without the ping-pong turns
+    "1wg": (128, 2, 1, False, 168),  # one consumer warpgroup, 64 query rows a program
+    "1wg_r128": (128, 2, 1, False, 128),  # the same in 2 x 8 warps' registers (2 CTAs at D=64)
+    "bn64": (64, 3, 2, True, 168),
+}
 
 
 def log(msg: str) -> None:
@@ -79,14 +85,15 @@ def part_compile(dump: Path | None) -> None:
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     print(f"\nTriton {triton.__version__}, sm_90\n")
     print(
-        "| D | BLOCK_N | stages | consumer WGs | maxnreg | registers | spill st/ld B | smem B "
-        "| wgmma (PTX) | setmaxnreg | compile s |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| D | BLOCK_N | stages | consumer WGs | ping-pong | maxnreg | registers | spill st/ld B "
+        "| smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     fn = glu._attn_fwd_gluon_kernel
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
     configs += [(d, cfg) for d in glu.CONFIGS for cfg in VARIANTS.values()]
-    for d, (block_n, stages, num_wg, maxnreg) in configs:
-        const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg)
+    for d, (block_n, stages, num_wg, pingpong, maxnreg) in configs:
+        const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong)
         sig, attrs = _signature(fn, const, d, block_n, "bf16")
         t0 = time.time()
         try:
@@ -95,7 +102,7 @@ def part_compile(dump: Path | None) -> None:
                 options={"num_warps": 4, "maxnreg": maxnreg},
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
-            print(f"| {d} | {block_n} | {stages} | {num_wg} | {maxnreg} | FAILED: "
+            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {maxnreg} | FAILED: "
                   f"{type(exc).__name__}: {str(exc).splitlines()[-1][:200]} |")  # fmt: skip
             continue
         secs = time.time() - t0
@@ -110,10 +117,10 @@ def part_compile(dump: Path | None) -> None:
         nreg = sorted(set(re.findall(r"setmaxnreg\.(\w+)\.sync\.aligned\.u32\s+(\d+)", ptx)))
         if dump is not None:
             dump.mkdir(parents=True, exist_ok=True)
-            stem = dump / f"d{d}-bn{block_n}-s{stages}-wg{num_wg}"
+            stem = dump / f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}"
             stem.with_suffix(".ttgir").write_text(compiled.asm["ttgir"])
             stem.with_suffix(".ptx").write_text(ptx)
-        print(f"| {d} | {block_n} | {stages} | {num_wg} | {maxnreg} | "
+        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {maxnreg} | "
               f"{regs.group(1) if regs else '?'} | "
               f"{spills.group(1) + '/' + spills.group(2) if spills else '?'} | "
               f"{compiled.metadata.shared} | {len(re.findall(r'wgmma.mma_async', ptx))} | "

@@ -50,10 +50,24 @@ CASES = [
 ]
 
 
+# launcher configurations (BLOCK_N, STAGES, NUM_WG, PINGPONG, maxnreg) beside the default
+CONFIGS = {
+    "default": None,
+    "no_pingpong": (128, 2, 2, False, 168),
+    "one_warpgroup": (128, 2, 1, False, 128),
+    "bn64": (64, 3, 2, True, 168),
+}
+# (configuration, dtype): the default in both dtypes, the others in bfloat16
+CONFIG_DTYPES = [("default", torch.bfloat16), ("default", torch.float16)] + [
+    (name, torch.bfloat16) for name in CONFIGS if name != "default"
+]
+
+
 @pytest.mark.parametrize("dim", [64, 128])
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize(("case", "lengths_q", "lengths_k"), CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("config", ["default", "one_warpgroup"])
+@pytest.mark.parametrize(
+    ("config", "dtype"), CONFIG_DTYPES, ids=[f"{c}-{str(d)[6:]}" for c, d in CONFIG_DTYPES]
+)
 def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype, config):
     _sm90()
     from shopml.jagged.triton import attention_gluon as glu
@@ -65,8 +79,7 @@ def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype,
     mq, mk = max(lengths_q), max(lengths_k)
     scale = 1.0 / math.sqrt(dim)
     assert glu.gluon_ok(q, k, v, False, scale)
-    cfg = None if config == "default" else (128, 2, 1, 168)
-    out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0, config=cfg)
+    out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0, config=CONFIGS[config])
     kw = dict(k_offsets=ko, max_seqlen_k=mk, scale=scale, return_lse=True)
     ref32, lse32 = ref.jagged_flash_attention(q, k, v, qo, mq, **kw)
     reflow, _ = ref.jagged_flash_attention(q, k, v, qo, mq, math_dtype=dtype, **kw)

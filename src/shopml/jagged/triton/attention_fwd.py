@@ -252,6 +252,13 @@ def _attn_fwd(
     zero_init: bool,
     consecutive: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    if _gluon_on() and bias is None and table is None:
+        # the Gluon prototype (FA3's pipeline); imported only when switched on (import time)
+        from shopml.jagged.triton import attention_gluon as glu
+
+        if glu.gluon_ok(q, k, v, causal, scale):
+            return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,
+                                       scale, post_scale, zero_init)  # fmt: skip
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
     out = (torch.zeros_like if zero_init else torch.empty_like)(q)
@@ -262,13 +269,6 @@ def _attn_fwd(
         lse = torch.empty((total, heads), device=q.device, dtype=torch.float32)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
-    if _gluon_on() and bias is None and table is None:
-        # the Gluon prototype (FA3's pipeline); imported only when switched on (import time)
-        from shopml.jagged.triton import attention_gluon as glu
-
-        if glu.gluon_ok(q, k, v, causal, scale):
-            return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,
-                                       scale, post_scale, zero_init)  # fmt: skip
     mode = (
         BIAS_NONE
         if (bias is None and table is None)

@@ -51,9 +51,11 @@ LOG2E = 1.4426950408889634
 LN2 = gl.constexpr(0.6931471805599453)
 WG_ROWS = gl.constexpr(64)  # query rows of one consumer warpgroup (wgmma's M per warpgroup)
 
-# (BLOCK_N, STAGES, NUM_WG, maxnreg) per head dim: 128-key blocks as FA3 (176 there), two
-# slots of K and V (shared memory: D=128, two warpgroups: 32 KiB Q + 2 x 64 KiB K/V)
-CONFIGS = {64: (128, 3, 2, 168), 128: (128, 2, 2, 168)}
+# (BLOCK_N, STAGES, NUM_WG, PINGPONG, maxnreg) per head dim: 128-key blocks as FA3 (176 there),
+# two slots of K and V at D=128 (shared memory: 32 KiB Q + 2 x 64 KiB K/V), two consumer
+# warpgroups taking turns; maxnreg 168 = 65536 registers / 384 threads (3 warpgroups: the loader
+# warp's gets 24 a thread, the consumers 240)
+CONFIGS = {64: (128, 3, 2, True, 168), 128: (128, 2, 2, True, 168)}
 
 
 def gluon_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
@@ -103,19 +105,41 @@ def _softmax_block(s, m_i, l_i, qk_scale, limit, MASK: gl.constexpr, BLOCK_N: gl
 
 
 @gluon.jit
-def _key_block(j, q, p, acc, m_i, l_i, k_bufs, v_bufs, k_bars, v_bars, empty_bars, qk_scale,
-               k_len, MASK: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-               s_layout: gl.constexpr, o_layout: gl.constexpr):  # fmt: skip
-    """Key block j >= 1: S_j = Q K_j^T and O += P_{j-1} V_{j-1} issued together; the softmax of
-    S_j runs while the second is in flight; then O is rescaled and slot j-1 handed back."""
+def _turn(turn_bars, i, WG: gl.constexpr):
+    """Ping-pong (FA3's warp-scheduler barriers): before issuing its matmuls of iteration i, a
+    warpgroup waits until the other one has issued its own of iteration i - 1 (the first, WG 0)
+    or i (the second, WG 1); one arrival per iteration on the other's barrier hands the turn on.
+    A placeholder ``[1, 1]`` ``turn_bars`` (one consumer warpgroup, or ping-pong off) skips it."""
+    if turn_bars.shape[0] == 2:
+        k = i - 1 + WG  # the other warpgroup's arrival this waits for
+        mbarrier.wait(turn_bars.index(WG), k & 1, pred=k >= 0)
+
+
+@gluon.jit
+def _pass_turn(turn_bars, WG: gl.constexpr):
+    if turn_bars.shape[0] == 2:
+        mbarrier.arrive(turn_bars.index(1 - WG))
+
+
+@gluon.jit
+def _key_block(j, q, p, acc, m_i, l_i, shared, qk_scale, k_len, WG: gl.constexpr,
+               MASK: gl.constexpr, s_layout: gl.constexpr, o_layout: gl.constexpr):  # fmt: skip
+    """Key block j >= 1: S_j = Q K_j^T and O += P_{j-1} V_{j-1} issued together (in this
+    warpgroup's turn); the softmax of S_j runs while the second is in flight; then O is
+    rescaled and slot j-1 handed back to the loader."""
+    q_smem, k_bufs, v_bufs, q_bar, k_bars, v_bars, empty_bars, turn_bars = shared
+    STAGES: gl.constexpr = k_bufs.shape[0]
+    BLOCK_N: gl.constexpr = k_bufs.shape[1]
     stage = j % STAGES
     prev = (j - 1) % STAGES
     mbarrier.wait(k_bars.index(stage), (j // STAGES) & 1)
-    zero = gl.zeros([WG_ROWS, BLOCK_N], gl.float32, s_layout)
-    s = warpgroup_mma(q, k_bufs.index(stage).permute((1, 0)), zero, use_acc=False, is_async=True)
     mbarrier.wait(v_bars.index(prev), ((j - 1) // STAGES) & 1)
     p_op = gl.convert_layout(p.to(q.dtype), gl.DotOperandLayout(0, o_layout, 2))
+    zero = gl.zeros([WG_ROWS, BLOCK_N], gl.float32, s_layout)
+    _turn(turn_bars, j, WG)
+    s = warpgroup_mma(q, k_bufs.index(stage).permute((1, 0)), zero, use_acc=False, is_async=True)
     acc = warpgroup_mma(p_op, v_bufs.index(prev), acc, is_async=True)
+    _pass_turn(turn_bars, WG)
     s = warpgroup_mma_wait(1, deps=(s,))  # S_j done (issued first), P_{j-1} V_{j-1} may run
     p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, qk_scale, k_len - j * BLOCK_N, MASK,
                                         BLOCK_N, s_layout)  # fmt: skip
@@ -130,23 +154,12 @@ def _consumer(shared, outs, WG: gl.constexpr):
     """One warpgroup's 64 query rows (``q_row``: the program's first row, int64; ``q_len``: the
     program's rows left in the sequence). The tile sizes come from the buffers' shapes
     (constexpr arguments reach worker partitions as tensors in Triton 3.6)."""
-    q_smem, k_bufs, v_bufs, q_bar, k_bars, v_bars, empty_bars = shared
+    q_smem, k_bufs, v_bufs, q_bar, k_bars, v_bars, empty_bars, turn_bars = shared
     STAGES: gl.constexpr = k_bufs.shape[0]
     BLOCK_N: gl.constexpr = k_bufs.shape[1]
     HEAD_DIM: gl.constexpr = k_bufs.shape[2]
-    (
-        o_ptr,
-        lse_ptr,
-        stride_o_t,
-        stride_o_h,
-        stride_lse_t,
-        q_row,
-        q_len,
-        k_len,
-        h,
-        qk_scale,
-        post_scale,
-    ) = outs
+    o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, q_row, q_len, k_len, h, qk_scale, \
+        post_scale = outs  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
     )
@@ -159,7 +172,9 @@ def _consumer(shared, outs, WG: gl.constexpr):
     # Step 1: key block 0 (masked: it may be the last)
     mbarrier.wait(k_bars.index(0), 0)
     zero = gl.zeros([WG_ROWS, BLOCK_N], gl.float32, s_layout)
+    _turn(turn_bars, 0, WG)
     s = warpgroup_mma(q, k_bufs.index(0).permute((1, 0)), zero, use_acc=False, is_async=True)
+    _pass_turn(turn_bars, WG)
     s = warpgroup_mma_wait(0, deps=(s,))
     m_i = gl.full([WG_ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l_i = gl.zeros([WG_ROWS], gl.float32, gl.SliceLayout(1, s_layout))
@@ -167,14 +182,12 @@ def _consumer(shared, outs, WG: gl.constexpr):
     acc = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, o_layout)
     # Step 2: interior key blocks, then the last one masked
     for j in range(1, n_blocks - 1):
-        p, acc, m_i, l_i = _key_block(j, q, p, acc, m_i, l_i, k_bufs, v_bufs, k_bars, v_bars,
-                                      empty_bars, qk_scale, k_len, False, BLOCK_N, STAGES,
+        p, acc, m_i, l_i = _key_block(j, q, p, acc, m_i, l_i, shared, qk_scale, k_len, WG, False,
                                       s_layout, o_layout)  # fmt: skip
     if n_blocks > 1:
-        p, acc, m_i, l_i = _key_block(n_blocks - 1, q, p, acc, m_i, l_i, k_bufs, v_bufs, k_bars,
-                                      v_bars, empty_bars, qk_scale, k_len, True, BLOCK_N,
-                                      STAGES, s_layout, o_layout)  # fmt: skip
-    # Step 3: the last block's P V
+        p, acc, m_i, l_i = _key_block(n_blocks - 1, q, p, acc, m_i, l_i, shared, qk_scale, k_len,
+                                      WG, True, s_layout, o_layout)  # fmt: skip
+    # Step 3: the last block's P V (outside the turns)
     last = (n_blocks - 1) % STAGES
     mbarrier.wait(v_bars.index(last), ((n_blocks - 1) // STAGES) & 1)
     p_op = gl.convert_layout(p.to(q.dtype), gl.DotOperandLayout(0, o_layout, 2))
@@ -211,7 +224,7 @@ def _second_consumer(shared, outs):
 def _loader(descs, shared, q_row, k_row, k_len, col):
     """The producer warp: the query tile, then K and V tiles through the ring of slots."""
     q_desc, k_desc, v_desc = descs
-    q_smem, k_bufs, v_bufs, q_bar, k_bars, v_bars, empty_bars = shared
+    q_smem, k_bufs, v_bufs, q_bar, k_bars, v_bars, empty_bars, turn_bars = shared
     NUM_WG: gl.constexpr = q_smem.shape[0]
     STAGES: gl.constexpr = k_bufs.shape[0]
     BLOCK_N: gl.constexpr = k_bufs.shape[1]
@@ -253,6 +266,7 @@ def _attn_fwd_gluon_kernel(
     q_desc, k_desc, v_desc, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr,
     stride_o_t, stride_o_h, stride_lse_t, max_seqlen_q, max_seqlen_k, qk_scale, post_scale,
     HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
+    PINGPONG: gl.constexpr,
 ):  # fmt: skip
     BLOCK_M: gl.constexpr = WG_ROWS * NUM_WG
     b = gl.program_id(1)
@@ -278,6 +292,11 @@ def _attn_fwd_gluon_kernel(
     k_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    # the ping-pong's barriers (see _turn): [2, 1], or a placeholder [1, 1] without ping-pong
+    TURNS: gl.constexpr = 2 if PINGPONG and NUM_WG == 2 else 1
+    turn_bars = gl.allocate_shared_memory(gl.int64, [TURNS, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(TURNS):
+        mbarrier.init(turn_bars.index(i), count=1)
     mbarrier.init(q_bar, count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(k_bars.index(i), count=1)
@@ -289,7 +308,7 @@ def _attn_fwd_gluon_kernel(
     k_row32 = k_start.to(gl.int32)
     k_len32 = k_len.to(gl.int32)
     rows32 = rows_left.to(gl.int32)
-    shared = (q_smem, k_bufs, v_bufs, q_bar, k_bars, v_bars, empty_bars)
+    shared = (q_smem, k_bufs, v_bufs, q_bar, k_bars, v_bars, empty_bars, turn_bars)
     outs = (o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, q_row, rows32, k_len32, h,
             qk_scale, post_scale)  # fmt: skip
     load_args = ((q_desc, k_desc, v_desc), shared, q_row32, k_row32, k_len32, col)
@@ -332,11 +351,12 @@ def _attn_fwd_gluon(
     scale: float,
     post_scale: float,
     zero_init: bool = False,
-    config: tuple[int, int, int, int] | None = None,
+    config: tuple[int, int, int, bool, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward of jagged attention through the Gluon kernel (inputs as ``_attn_fwd``'s;
     check :func:`gluon_ok` first). ``zero_init``: rows the kernel does not write (past
-    ``max_seqlen_q``) hold 0 and lse -inf. ``config``: (BLOCK_N, STAGES, NUM_WG, maxnreg)."""
+    ``max_seqlen_q``) hold 0 and lse -inf. ``config``: (BLOCK_N, STAGES, NUM_WG, PINGPONG, maxnreg), default
+    ``CONFIGS[D]``."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
     out = (torch.zeros_like if zero_init else torch.empty_like)(q)
@@ -346,7 +366,7 @@ def _attn_fwd_gluon(
         lse = torch.empty((total, heads), device=q.device, dtype=torch.float32)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
-    block_n, stages, num_wg, maxnreg = config or CONFIGS[d]
+    block_n, stages, num_wg, pingpong, maxnreg = config or CONFIGS[d]
     if k.shape[0] == 0:  # no keys anywhere: a descriptor needs a non-empty tensor
         return out.zero_(), lse.fill_(float("-inf"))
     grid = (triton.cdiv(max_seqlen_q, WG_ROWS * num_wg), batch, heads)
@@ -354,6 +374,7 @@ def _attn_fwd_gluon(
         _desc(q, WG_ROWS), _desc(k, block_n), _desc(v, block_n), out, lse, q_offsets, k_offsets,
         out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k,
         scale * LOG2E, post_scale,
-        HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, num_warps=4, maxnreg=maxnreg,
+        HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
+        num_warps=4, maxnreg=maxnreg,
     )  # fmt: skip
     return out, lse
