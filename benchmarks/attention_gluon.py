@@ -36,13 +36,14 @@ CASES = [
     dict(B=1024, N=1024, H=2, D=64, fill=0.25, causal=False, tag="grid"),
     dict(B=256, N=4096, H=4, D=128, fill=0.25, causal=False, tag="grid"),
 ]
-# Gluon launcher configurations timed beside the default:
+# Gluon launcher configurations timed beside the default, and their head dims:
 # (BLOCK_N, STAGES, NUM_WG, PINGPONG, maxnreg)
 VARIANTS = {
-    "nopp": (128, 2, 2, False, 168),  # two consumer warpgroups without the ping-pong turns
-    "1wg": (128, 2, 1, False, 168),  # one consumer warpgroup, 64 query rows a program
-    "1wg_r128": (128, 2, 1, False, 128),  # the same in 2 x 8 warps' registers (2 CTAs at D=64)
-    "bn64": (64, 3, 2, True, 168),
+    "nopp": ((128, 2, 2, False, 168), (64, 128)),  # two consumer warpgroups, no ping-pong turns
+    "1wg": ((128, 2, 1, False, 168), (64, 128)),  # one consumer warpgroup, 64 rows a program
+    "1wg_r128": ((128, 2, 1, False, 128), (64, 128)),  # the same, 2 x 8 warps' registers
+    "bn64": ((64, 3, 2, True, 168), (64, 128)),
+    "3wg": ((64, 3, 3, False, 128), (64,)),  # BLOCK_M = 192 (FA3 at D=64), 64-key blocks
 }
 
 
@@ -91,9 +92,10 @@ def part_compile(dump: Path | None) -> None:
     )
     fn = glu._attn_fwd_gluon_kernel
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
-    configs += [(d, cfg) for d in glu.CONFIGS for cfg in VARIANTS.values()]
+    configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
     for d, (block_n, stages, num_wg, pingpong, maxnreg) in configs:
-        const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong)
+        const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
+                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
         sig, attrs = _signature(fn, const, d, block_n, "bf16")
         t0 = time.time()
         try:
@@ -103,7 +105,7 @@ def part_compile(dump: Path | None) -> None:
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
             print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {maxnreg} | FAILED: "
-                  f"{type(exc).__name__}: {str(exc).splitlines()[-1][:200]} |")  # fmt: skip
+                  f"{type(exc).__name__}: {repr(exc.__cause__ or exc)[:200]} |")  # fmt: skip
             continue
         secs = time.time() - t0
         ptx = compiled.asm["ptx"]
@@ -140,7 +142,9 @@ def _providers(case) -> dict:  # noqa: ANN001
     scale = case.cfg["D"] ** -0.5
     public = lambda: jagged_flash_attention(case.q, case.k, case.v, case.offsets, n)  # noqa: E731
     provs = {"gluon": public, "triton": public}
-    for name, cfg in VARIANTS.items():
+    for name, (cfg, dims) in VARIANTS.items():
+        if case.cfg["D"] not in dims:
+            continue
         provs[f"gluon_{name}"] = lambda cfg=cfg: glu._attn_fwd_gluon(
             case.q, case.k, case.v, case.offsets, case.offsets, n, n, scale, 1.0, config=cfg
         )[0]

@@ -56,6 +56,7 @@ CONFIGS = {
     "no_pingpong": (128, 2, 2, False, 168),
     "one_warpgroup": (128, 2, 1, False, 128),
     "bn64": (64, 3, 2, True, 168),
+    "three_warpgroups": (64, 3, 3, False, 128),
 }
 # (configuration, dtype): the default in both dtypes, the others in bfloat16
 CONFIG_DTYPES = [("default", torch.bfloat16), ("default", torch.float16)] + [

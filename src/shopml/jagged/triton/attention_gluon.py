@@ -17,13 +17,14 @@ Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives
   copies: the query tile once, then K and V tiles into a ring of STAGES shared-memory slots, each
   guarded by a ``ready`` mbarrier per operand (the copy engine completes it) and an ``empty``
   mbarrier (the consumers arrive when they are done with the slot).
-- NUM_WG consumer warpgroups (the default partition, plus a worker partition of 4 warps when
-  NUM_WG = 2) each own 64 query rows and run the online softmax with asynchronous wgmma and
+- NUM_WG consumer warpgroups (1-3: the default partition, plus worker partitions of 4 warps)
+  each own 64 query rows and run the online softmax with asynchronous wgmma and
   FA3's intra-warpgroup overlap: at key block j a warpgroup issues S_j = Q K_j^T and
   O += P_{j-1} V_{j-1} back to back, waits for S_j only, computes the softmax of S_j while the
-  tensor cores run P_{j-1} V_{j-1}, then waits for O and rescales it. Two consumer warpgroups
-  run independently, so the warp schedulers overlap one's softmax with the other's matmuls;
-  there is no explicit ping-pong ordering (FA3's named barriers) between them.
+  tensor cores run P_{j-1} V_{j-1}, then waits for O and rescales it. With two consumer
+  warpgroups and PINGPONG they take turns issuing their matmuls (FA3's warp-scheduler barriers,
+  here a pair of mbarriers), so one's softmax overlaps the other's matmuls; without it the
+  warp schedulers interleave them as they come.
 - Scores in base 2 (``qk_scale = scale * log2(e)``, folded into the exponent's FMA); only the
   first and the last key block are masked (keys past the sequence's end read as -inf).
 
@@ -221,6 +222,12 @@ def _second_consumer(shared, outs):
 
 
 @gluon.jit
+def _third_consumer(shared, outs):
+    """A worker partition of 4 warps: the third consumer warpgroup (rows 128-191)."""
+    _consumer(shared, outs, 2)
+
+
+@gluon.jit
 def _loader(descs, shared, q_row, k_row, k_len, col):
     """The producer warp: the query tile, then K and V tiles through the ring of slots."""
     q_desc, k_desc, v_desc = descs
@@ -248,17 +255,19 @@ def _loader(descs, shared, q_row, k_row, k_len, col):
 
 @gluon.jit
 def _empty_rows(o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, q_row, q_len, h,
-                BLOCK_M: gl.constexpr, HEAD_DIM: gl.constexpr):  # fmt: skip
-    """Rows of a sequence without keys: output 0, lse -inf."""
+                NUM_WG: gl.constexpr, HEAD_DIM: gl.constexpr):  # fmt: skip
+    """Rows of a sequence without keys: output 0, lse -inf (64 rows at a time)."""
     layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [gl.num_warps(), 1], [1, 0])
-    rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, layout))
     cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, layout))
-    mask = gl.expand_dims(rows < q_len, 1) & gl.expand_dims(cols < HEAD_DIM, 0)
-    ptrs = (o_ptr + gl.expand_dims((q_row + rows) * stride_o_t, 1) + h * stride_o_h
-            + gl.expand_dims(cols, 0))  # fmt: skip
-    gl.store(ptrs, gl.zeros([BLOCK_M, HEAD_DIM], o_ptr.dtype.element_ty, layout), mask=mask)
-    minus_inf = gl.full([BLOCK_M], float("-inf"), gl.float32, gl.SliceLayout(1, layout))
-    gl.store(lse_ptr + (q_row + rows) * stride_lse_t + h, minus_inf, mask=rows < q_len)
+    zeros = gl.zeros([WG_ROWS, HEAD_DIM], o_ptr.dtype.element_ty, layout)
+    minus_inf = gl.full([WG_ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, layout))
+    for wg in gl.static_range(NUM_WG):
+        rows = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, layout)) + wg * WG_ROWS
+        mask = gl.expand_dims(rows < q_len, 1) & gl.expand_dims(cols < HEAD_DIM, 0)
+        ptrs = (o_ptr + gl.expand_dims((q_row + rows) * stride_o_t, 1) + h * stride_o_h
+                + gl.expand_dims(cols, 0))  # fmt: skip
+        gl.store(ptrs, zeros, mask=mask)
+        gl.store(lse_ptr + (q_row + rows) * stride_lse_t + h, minus_inf, mask=rows < q_len)
 
 
 @gluon.jit
@@ -266,7 +275,7 @@ def _attn_fwd_gluon_kernel(
     q_desc, k_desc, v_desc, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr,
     stride_o_t, stride_o_h, stride_lse_t, max_seqlen_q, max_seqlen_k, qk_scale, post_scale,
     HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
-    PINGPONG: gl.constexpr,
+    PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr,
 ):  # fmt: skip
     BLOCK_M: gl.constexpr = WG_ROWS * NUM_WG
     b = gl.program_id(1)
@@ -281,7 +290,7 @@ def _attn_fwd_gluon_kernel(
     rows_left = q_len - m_start
     if k_len == 0:
         _empty_rows(o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, q_row, rows_left, h,
-                    BLOCK_M, HEAD_DIM)  # fmt: skip
+                    NUM_WG, HEAD_DIM)  # fmt: skip
         return
     # Step 2: shared memory (query tile, K/V ring) and its barriers
     dtype: gl.constexpr = q_desc.dtype
@@ -312,7 +321,19 @@ def _attn_fwd_gluon_kernel(
     outs = (o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, q_row, rows32, k_len32, h,
             qk_scale, post_scale)  # fmt: skip
     load_args = ((q_desc, k_desc, v_desc), shared, q_row32, k_row32, k_len32, col)
-    if NUM_WG == 2:
+    # the worker partitions' registers a thread (the default partition gets what maxnreg leaves)
+    if NUM_WG == 3:
+        gl.warp_specialize(
+            [
+                (_first_consumer, (shared, outs)),
+                (_second_consumer, (shared, outs)),
+                (_third_consumer, (shared, outs)),
+                (_loader, load_args),
+            ],
+            [4, 4, 1],
+            [CONSUMER_REGS, CONSUMER_REGS, 24],
+        )
+    elif NUM_WG == 2:
         gl.warp_specialize(
             [
                 (_first_consumer, (shared, outs)),
@@ -320,13 +341,19 @@ def _attn_fwd_gluon_kernel(
                 (_loader, load_args),
             ],
             [4, 1],
-            [240, 24],
+            [CONSUMER_REGS, 24],
         )
     else:
         gl.warp_specialize([(_first_consumer, (shared, outs)), (_loader, load_args)], [1], [24])
 
 
 # ------------------------------------------------------------------ launcher
+def consumer_regs(num_wg: int, maxnreg: int) -> int:
+    """Registers a thread of each consumer warpgroup: the kernel's ``maxnreg`` x (NUM_WG + 1)
+    warpgroups, less the loader's warpgroup at 24, shared out (a multiple of 8, at most 256)."""
+    return min(256, (maxnreg * (num_wg + 1) - 24) // num_wg // 8 * 8)
+
+
 def _layout(block: list[int], dtype: torch.dtype) -> gl.NVMMASharedLayout:
     return gl.NVMMASharedLayout.get_default_for(
         block, gl.bfloat16 if dtype == torch.bfloat16 else gl.float16
@@ -375,6 +402,7 @@ def _attn_fwd_gluon(
         out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k,
         scale * LOG2E, post_scale,
         HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
+        CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
         num_warps=4, maxnreg=maxnreg,
     )  # fmt: skip
     return out, lse
