@@ -37,13 +37,15 @@ CASES = [
     dict(B=256, N=4096, H=4, D=128, fill=0.25, causal=False, tag="grid"),
 ]
 # Gluon launcher configurations timed beside the default, and their head dims:
-# (BLOCK_N, STAGES, NUM_WG, PINGPONG, maxnreg)
+# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg)
 VARIANTS = {
-    "nopp": ((128, 2, 2, False, 168), (64, 128)),  # two consumer warpgroups, no ping-pong turns
-    "1wg": ((128, 2, 1, False, 168), (64, 128)),  # one consumer warpgroup, 64 rows a program
-    "1wg_r128": ((128, 2, 1, False, 128), (64, 128)),  # the same, 2 x 8 warps' registers
-    "bn64": ((64, 3, 2, True, 168), (64, 128)),
-    "3wg": ((64, 3, 3, False, 128), (64,)),  # BLOCK_M = 192 (FA3 at D=64), 64-key blocks
+    "persistent": ((128, 2, 2, True, True, 168), (64, 128)),  # one program an SM
+    "nopp": ((128, 2, 2, False, False, 168), (64, 128)),  # no ping-pong turns
+    "1wg": ((128, 2, 1, False, False, 168), (64, 128)),  # one consumer warpgroup, 64 rows
+    "1wg_r128": ((128, 2, 1, False, False, 128), (64,)),  # the same, 2 programs an SM
+    "1wg_bn64_r128": ((64, 2, 1, False, False, 128), (64, 128)),  # 2 programs an SM at D=128
+    "bn64": ((64, 3, 2, True, False, 168), (64, 128)),
+    "3wg": ((64, 3, 3, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
 }
 
 
@@ -86,16 +88,16 @@ def part_compile(dump: Path | None) -> None:
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     print(f"\nTriton {triton.__version__}, sm_90\n")
     print(
-        "| D | BLOCK_N | stages | consumer WGs | ping-pong | maxnreg | registers | spill st/ld B "
-        "| smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | maxnreg | registers "
+        "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     fn = glu._attn_fwd_gluon_kernel
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
     configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
-    for d, (block_n, stages, num_wg, pingpong, maxnreg) in configs:
+    for d, (block_n, stages, num_wg, pingpong, persistent, maxnreg) in configs:
         const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
-                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
+                     PERSISTENT=persistent, CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
         sig, attrs = _signature(fn, const, d, block_n, "bf16")
         t0 = time.time()
         try:
@@ -104,7 +106,7 @@ def part_compile(dump: Path | None) -> None:
                 options={"num_warps": 4, "maxnreg": maxnreg},
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
-            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {maxnreg} | FAILED: "
+            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | FAILED: "
                   f"{type(exc).__name__}: {repr(exc.__cause__ or exc)[:200]} |")  # fmt: skip
             continue
         secs = time.time() - t0
@@ -119,10 +121,12 @@ def part_compile(dump: Path | None) -> None:
         nreg = sorted(set(re.findall(r"setmaxnreg\.(\w+)\.sync\.aligned\.u32\s+(\d+)", ptx)))
         if dump is not None:
             dump.mkdir(parents=True, exist_ok=True)
-            stem = dump / f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}"
+            stem = (
+                dump / f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+            )
             stem.with_suffix(".ttgir").write_text(compiled.asm["ttgir"])
             stem.with_suffix(".ptx").write_text(ptx)
-        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {maxnreg} | "
+        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | "
               f"{regs.group(1) if regs else '?'} | "
               f"{spills.group(1) + '/' + spills.group(2) if spills else '?'} | "
               f"{compiled.metadata.shared} | {len(re.findall(r'wgmma.mma_async', ptx))} | "

@@ -50,13 +50,15 @@ CASES = [
 ]
 
 
-# launcher configurations (BLOCK_N, STAGES, NUM_WG, PINGPONG, maxnreg) beside the default
+# launcher configurations (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg) beside the
+# default
 CONFIGS = {
     "default": None,
-    "no_pingpong": (128, 2, 2, False, 168),
-    "one_warpgroup": (128, 2, 1, False, 128),
-    "bn64": (64, 3, 2, True, 168),
-    "three_warpgroups": (64, 3, 3, False, 128),
+    "persistent": (128, 2, 2, True, True, 168),
+    "no_pingpong": (128, 2, 2, False, False, 168),
+    "one_warpgroup": (128, 2, 1, False, False, 128),
+    "bn64": (64, 3, 2, True, False, 168),
+    "three_warpgroups": (64, 3, 3, False, False, 128),
 }
 # (configuration, dtype): the default in both dtypes, the others in bfloat16
 CONFIG_DTYPES = [("default", torch.bfloat16), ("default", torch.float16)] + [
