@@ -134,7 +134,7 @@ def part_compile(dump: Path | None) -> None:
 
 
 # -------------------------------------------------------------------------------------- bench
-def _providers(case) -> dict:  # noqa: ANN001
+def _providers(case, variants: list[str]) -> dict:  # noqa: ANN001
     """name -> forward function (no grad) on the case's inputs."""
     sys.path.insert(0, str(HERE))
     from bench_attention import make_provider
@@ -146,7 +146,8 @@ def _providers(case) -> dict:  # noqa: ANN001
     scale = case.cfg["D"] ** -0.5
     public = lambda: jagged_flash_attention(case.q, case.k, case.v, case.offsets, n)  # noqa: E731
     provs = {"gluon": public, "triton": public}
-    for name, (cfg, dims) in VARIANTS.items():
+    for name in variants:
+        cfg, dims = VARIANTS[name]
         if case.cfg["D"] not in dims:
             continue
         provs[f"gluon_{name}"] = lambda cfg=cfg: glu._attn_fwd_gluon(
@@ -158,13 +159,32 @@ def _providers(case) -> dict:  # noqa: ANN001
     return provs
 
 
+def _routed(fn) -> int:  # noqa: ANN001
+    """Launches of the Gluon kernel in one call of ``fn`` with the switch on (1: routed)."""
+    from shopml.jagged.triton import attention_gluon as glu
+
+    calls, original = [], glu._attn_fwd_gluon
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    glu._attn_fwd_gluon = counted
+    try:
+        _activate("gluon")
+        fn()
+    finally:
+        glu._attn_fwd_gluon = original
+    return len(calls)
+
+
 def _activate(name: str) -> None:
     from attention_hopper import _switch
 
     _switch("SHOPML_ATTN_GLUON", "1" if name == "gluon" else "0")
 
 
-def part_bench(rounds: int) -> None:
+def part_bench(rounds: int, variants: list[str]) -> None:
     import torch
     from _results import append_rows, run_meta
     from attention_hopper import make_case
@@ -174,7 +194,7 @@ def part_bench(rounds: int) -> None:
     summary, checks = [], []
     for cfg in CASES:
         case = make_case(cfg)
-        provs = _providers(case)
+        provs = _providers(case, variants)
         outs = {}
         with torch.no_grad():
             for p, fn in provs.items():  # compile, check
@@ -183,7 +203,8 @@ def part_bench(rounds: int) -> None:
                 torch.cuda.synchronize()
         errs = {p: (o - outs["triton"]).abs().max().item() for p, o in outs.items()}
         scale = outs["triton"].abs().max().item()
-        checks.append(dict(cfg, max_abs_vs_triton=errs, triton_max_abs=scale))
+        checks.append(dict(cfg, max_abs_vs_triton=errs, triton_max_abs=scale,
+                           gluon_launches=_routed(provs["gluon"])))  # fmt: skip
         log(f"check {cfg}: max |x - triton| {errs} (triton max |out| {scale:.3f})")
         (OUT / "attention_gluon_check.json").write_text(json.dumps(checks, indent=1))
         times = {p: [] for p in provs}
@@ -222,6 +243,7 @@ def main() -> None:
     ap.add_argument("--parts", default="compile,bench")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dump", type=Path, default=None, help="folder for the TTGIR and PTX")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="Gluon configurations timed")
     args = ap.parse_args()
     parts = args.parts.split(",")
     sys.path.insert(0, str(HERE))
@@ -231,7 +253,7 @@ def main() -> None:
         from shopml.jagged import checks_enabled
 
         checks_enabled(False)  # the hot-loop setting: no device syncs for content checks
-        part_bench(args.rounds)
+        part_bench(args.rounds, [v for v in args.variants.split(",") if v])
 
 
 if __name__ == "__main__":
