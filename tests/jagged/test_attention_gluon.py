@@ -84,7 +84,7 @@ def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype,
     assert glu.gluon_ok(q, k, v, False, scale)
     out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0, config=CONFIGS[config])
     kw = dict(k_offsets=ko, max_seqlen_k=mk, scale=scale, return_lse=True)
-    ref32, lse32 = ref.jagged_flash_attention(q, k, v, qo, mq, **kw)
+    ref32, lse32 = ref.jagged_flash_attention(q.float(), k.float(), v.float(), qo, mq, **kw)
     reflow, _ = ref.jagged_flash_attention(q, k, v, qo, mq, math_dtype=dtype, **kw)
     assert_matches_reference(out, ref32, reflow)
     _assert_lse(lse, lse32)
