@@ -439,7 +439,7 @@ def _layout(block: list[int], dtype: torch.dtype) -> gl.NVMMASharedLayout:
 def _desc(t: torch.Tensor, rows: int) -> TensorDescriptor:
     """Descriptor over ``t`` as 2-D ``(T, H*D)`` with tiles of ``rows`` x D (one head)."""
     total, heads, d = t.shape
-    block = [rows, d]
+    block = [int(getattr(rows, "value", rows)), int(d)]
     return TensorDescriptor(t, [total, heads * d], [t.stride(0), 1], block, _layout(block, t.dtype))
 
 
