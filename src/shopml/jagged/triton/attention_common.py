@@ -460,7 +460,7 @@ def _bit_or(a, b):
     return a | b
 
 
-# The attention's switches (SHOPML_ATTN_BWD, SHOPML_ATTN_TMA, SHOPML_ATTN_ORDER) are read from the
+# The attention's switches (SHOPML_ATTN_BWD, _TMA, _ORDER, _GLUON) are read from the
 # environment at their first use and kept: a lookup per call is host time on the eager path. Code
 # that changes one inside a running process (tests, benchmarks) calls reread_settings() after.
 _SETTINGS: dict[str, str] = {}
@@ -491,6 +491,13 @@ def _use_order() -> bool:
     lengths (the argsort launches, and no tail to balance once blocks are this small).
     """
     return env_setting("SHOPML_ATTN_ORDER", "0") == "1"
+
+
+def _gluon_on() -> bool:
+    """``SHOPML_ATTN_GLUON=1`` routes the forwards it can serve (sm_90, fp16/bf16, no bias, not
+    causal, head dim 64 or 128: ``attention_gluon.gluon_ok``) to the Gluon prototype with FA3's
+    pipeline (attention_gluon.py). Off by default."""
+    return env_setting("SHOPML_ATTN_GLUON", "0", ("0", "1")) == "1"
 
 
 def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ from shopml.jagged.triton.attention_common import (
     _edges,
     _ensure_allocator,
     _extent,
+    _gluon_on,
     _key_block_bias,
     _load_bias,
     _loop_operands,
@@ -251,6 +252,13 @@ def _attn_fwd(
     zero_init: bool,
     consecutive: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    if _gluon_on() and bias is None and table is None:
+        # the Gluon prototype (FA3's pipeline); imported only when switched on (import time)
+        from shopml.jagged.triton import attention_gluon as glu
+
+        if glu.gluon_ok(q, k, v, causal, scale):
+            return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,
+                                       scale, post_scale, zero_init)  # fmt: skip
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
     out = (torch.zeros_like if zero_init else torch.empty_like)(q)

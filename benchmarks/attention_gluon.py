@@ -1,0 +1,260 @@
+"""The Gluon forward prototype (FA3's pipeline, attention_gluon.py) against the Triton forward
+and varlen_attn; its compile-time counts for sm_90.
+
+Parts (``--parts``, in this order):
+- ``compile``: compiles each Gluon configuration for an sm_90 target (no GPU needed; the
+  installed Triton) and prints registers, spills (the bundled ptxas, ``-v``), shared memory,
+  wgmma and ``setmaxnreg`` counts in the PTX.
+- ``bench`` (GPU): per case, ``jagged_flash_attention`` forward (no grad) through the Gluon
+  kernel (``SHOPML_ATTN_GLUON=1``), the same through the Triton forward (the default path), the
+  Gluon launcher's other configurations, and varlen_attn; outputs checked against each other
+  first; providers alternate within each of ``--rounds`` rounds (``do_bench`` medians);
+  ms and TFLOP/s from the real lengths; rows appended to ``$OUT/attention_gluon.csv`` (the
+  schema of benchmarks/_results.py) and a Markdown table printed last.
+
+Usage: PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts compile       # CPU
+       PYTHONPATH=src SHOPML_GIT_SHA=<sha> python3 benchmarks/attention_gluon.py  # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = Path(os.environ.get("OUT", "."))
+CASES = [
+    dict(B=64, N=2048, H=8, D=128, fill=1.0, causal=False, tag="full"),
+    dict(B=1024, N=1024, H=2, D=64, fill=0.25, causal=False, tag="grid"),
+    dict(B=256, N=4096, H=4, D=128, fill=0.25, causal=False, tag="grid"),
+]
+# Gluon launcher configurations timed beside the default, and their head dims:
+# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg)
+VARIANTS = {
+    "persistent": ((128, 2, 2, True, True, 168), (64, 128)),  # one program an SM
+    "nopp": ((128, 2, 2, False, False, 168), (64, 128)),  # no ping-pong turns
+    "1wg": ((128, 2, 1, False, False, 168), (64, 128)),  # one consumer warpgroup, 64 rows
+    "1wg_r128": ((128, 2, 1, False, False, 128), (64,)),  # the same, 2 programs an SM
+    "1wg_bn64_r128": ((64, 2, 1, False, False, 128), (64, 128)),  # 2 programs an SM at D=128
+    "bn64": ((64, 3, 2, True, False, 168), (64, 128)),
+    "3wg": ((64, 3, 3, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------ compile
+def _signature(fn, const: dict, d: int, block_n: int, dtype: str) -> tuple[dict, dict]:  # noqa: ANN001
+    from triton.experimental.gluon import language as gl
+
+    gl_dtype = gl.bfloat16 if dtype == "bf16" else gl.float16
+    sig, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in const:
+            sig[name] = "constexpr"
+        elif name.endswith("_desc"):
+            rows = 64 if name == "q_desc" else block_n
+            layout = gl.NVMMASharedLayout.get_default_for([rows, d], gl_dtype)
+            sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{layout!r}>"
+        elif name.endswith("_ptr"):
+            sig[name] = {"o_ptr": f"*{dtype}", "lse_ptr": "*fp32"}.get(name, "*i64")
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif name in ("qk_scale", "post_scale"):
+            sig[name] = "fp32"
+        else:
+            sig[name] = "i32"
+            if name in ("stride_o_t", "stride_o_h"):
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    return sig, attrs
+
+
+def part_compile(dump: Path | None) -> None:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from shopml.jagged.triton import attention_gluon as glu
+
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    print(f"\nTriton {triton.__version__}, sm_90\n")
+    print(
+        "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | maxnreg | registers "
+        "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    fn = glu._attn_fwd_gluon_kernel
+    configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
+    configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
+    for d, (block_n, stages, num_wg, pingpong, persistent, maxnreg) in configs:
+        const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
+                     PERSISTENT=persistent, CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
+        sig, attrs = _signature(fn, const, d, block_n, "bf16")
+        t0 = time.time()
+        try:
+            compiled = triton.compile(
+                GluonASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
+                options={"num_warps": 4, "maxnreg": maxnreg},
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
+            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | FAILED: "
+                  f"{type(exc).__name__}: {repr(exc.__cause__ or exc)[:200]} |")  # fmt: skip
+            continue
+        secs = time.time() - t0
+        ptx = compiled.asm["ptx"]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "k.ptx"
+            path.write_text(ptx)
+            res = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(path), "-o",
+                                  str(Path(tmp) / "k.o")], capture_output=True, text=True)  # fmt: skip
+        regs = re.search(r"Used (\d+) registers", res.stderr)
+        spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", res.stderr)
+        nreg = sorted(set(re.findall(r"setmaxnreg\.(\w+)\.sync\.aligned\.u32\s+(\d+)", ptx)))
+        if dump is not None:
+            dump.mkdir(parents=True, exist_ok=True)
+            stem = (
+                dump / f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+            )
+            stem.with_suffix(".ttgir").write_text(compiled.asm["ttgir"])
+            stem.with_suffix(".ptx").write_text(ptx)
+        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | "
+              f"{regs.group(1) if regs else '?'} | "
+              f"{spills.group(1) + '/' + spills.group(2) if spills else '?'} | "
+              f"{compiled.metadata.shared} | {len(re.findall(r'wgmma.mma_async', ptx))} | "
+              f"{' '.join(f'{a}{b}' for a, b in nreg)} | {secs:.1f} |")  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------- bench
+def _providers(case, variants: list[str]) -> dict:  # noqa: ANN001
+    """name -> forward function (no grad) on the case's inputs."""
+    sys.path.insert(0, str(HERE))
+    from bench_attention import make_provider
+
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_gluon as glu
+
+    n = case.cfg["N"]
+    scale = case.cfg["D"] ** -0.5
+    public = lambda: jagged_flash_attention(case.q, case.k, case.v, case.offsets, n)  # noqa: E731
+    provs = {"gluon": public, "triton": public}
+    for name in variants:
+        cfg, dims = VARIANTS[name]
+        if case.cfg["D"] not in dims:
+            continue
+        provs[f"gluon_{name}"] = lambda cfg=cfg: glu._attn_fwd_gluon(
+            case.q, case.k, case.v, case.offsets, case.offsets, n, n, scale, 1.0, config=cfg
+        )[0]
+    made = make_provider("varlen", case)
+    if made is not None:
+        provs["varlen"] = made[0]
+    return provs
+
+
+def _routed(fn) -> int:  # noqa: ANN001
+    """Launches of the Gluon kernel in one call of ``fn`` with the switch on (1: routed)."""
+    from shopml.jagged.triton import attention_gluon as glu
+
+    calls, original = [], glu._attn_fwd_gluon
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    glu._attn_fwd_gluon = counted
+    try:
+        _activate("gluon")
+        fn()
+    finally:
+        glu._attn_fwd_gluon = original
+    return len(calls)
+
+
+def _activate(name: str) -> None:
+    from attention_hopper import _switch
+
+    _switch("SHOPML_ATTN_GLUON", "1" if name == "gluon" else "0")
+
+
+def part_bench(rounds: int, variants: list[str]) -> None:
+    import torch
+    from _results import append_rows, run_meta
+    from attention_hopper import make_case
+    from triton.testing import do_bench
+
+    meta = run_meta()
+    summary, checks = [], []
+    for cfg in CASES:
+        case = make_case(cfg)
+        provs = _providers(case, variants)
+        outs = {}
+        with torch.no_grad():
+            for p, fn in provs.items():  # compile, check
+                _activate(p)
+                outs[p] = fn().float()
+                torch.cuda.synchronize()
+        errs = {p: (o - outs["triton"]).abs().max().item() for p, o in outs.items()}
+        scale = outs["triton"].abs().max().item()
+        checks.append(dict(cfg, max_abs_vs_triton=errs, triton_max_abs=scale,
+                           gluon_launches=_routed(provs["gluon"])))  # fmt: skip
+        log(f"check {cfg}: max |x - triton| {errs} (triton max |out| {scale:.3f})")
+        (OUT / "attention_gluon_check.json").write_text(json.dumps(checks, indent=1))
+        times = {p: [] for p in provs}
+        with torch.no_grad():
+            for _ in range(rounds):
+                for p, fn in provs.items():
+                    _activate(p)
+                    times[p].append(do_bench(fn, warmup=10, rep=40, return_mode="median"))
+        rows = []
+        label = f"{cfg['tag']} B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}"
+        for p, vals in times.items():
+            ms = statistics.median(vals)
+            tflops = case.flops_fwd / (ms * 1e-3) / 1e12
+            rows.append(dict(
+                suite="attention_gluon", op="jagged_flash_attention",
+                provider="varlen" if p == "varlen" else f"shopml_{p}", mode="fwd",
+                x_name="case", x_value=label, ms_p50=round(ms, 4), ms_p20=round(min(vals), 4),
+                ms_p80=round(max(vals), 4), peak_mib="",
+                config_json=json.dumps(dict(cfg, **case.stats, tflops=round(tflops, 1),
+                                            rounds=[round(v, 4) for v in vals],
+                                            max_abs_vs_triton=errs[p])),
+            ))  # fmt: skip
+            summary.append((label, case.stats["mean_fill"], p, ms, tflops))
+        append_rows(OUT / "attention_gluon.csv", rows, meta)
+        log(f"bench {label}: " + ", ".join(f"{r['provider']} {r['ms_p50']}" for r in rows))
+        _activate("triton")
+        del provs, case, outs
+        torch.cuda.empty_cache()
+    print("\n| case | mean fill | provider | fwd ms | TFLOP/s |\n|---|---|---|---|---|")
+    for label, fill, p, ms, tf in summary:
+        print(f"| {label} | {fill} | {p} | {ms:.3f} | {tf:.0f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--parts", default="compile,bench")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dump", type=Path, default=None, help="folder for the TTGIR and PTX")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="Gluon configurations timed")
+    args = ap.parse_args()
+    parts = args.parts.split(",")
+    sys.path.insert(0, str(HERE))
+    if "compile" in parts:
+        part_compile(args.dump)
+    if "bench" in parts:
+        from shopml.jagged import checks_enabled
+
+        checks_enabled(False)  # the hot-loop setting: no device syncs for content checks
+        part_bench(args.rounds, [v for v in args.variants.split(",") if v])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The Gluon forward prototype (attention_gluon.py, FA3's pipeline) against the reference and
+the Triton forward. Needs an sm_90 GPU (the kernel is written for Hopper's wgmma and TMA)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tolerances import assert_matches_reference
+
+from shopml.common.devices import has_cuda
+from shopml.jagged import attention_reference as ref
+from shopml.jagged.triton.attention_fwd import _attn_fwd
+
+pytestmark = pytest.mark.gpu
+
+
+def _sm90() -> None:
+    """Skip unless an sm_90 GPU is here (checked at run time, never at import)."""
+    if not has_cuda() or torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("needs an sm_90 GPU")
+
+
+def _offsets(lengths: list[int]) -> torch.Tensor:
+    return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
+
+
+def _inputs(lengths_q, lengths_k, heads, dim, dtype, seed=0):  # noqa: ANN001, ANN202
+    gen = torch.Generator().manual_seed(seed)
+    mk = lambda t: torch.randn(t, heads, dim, generator=gen).to("cuda", dtype)  # noqa: E731
+    return mk(sum(lengths_q)), mk(sum(lengths_k)), mk(sum(lengths_k))
+
+
+def _assert_lse(fast: torch.Tensor, reference: torch.Tensor) -> None:
+    assert torch.equal(torch.isinf(fast), torch.isinf(reference))
+    finite = ~torch.isinf(reference)
+    torch.testing.assert_close(fast[finite], reference[finite].float(), atol=2e-3, rtol=2e-3)
+
+
+# (id, query lengths, key lengths or None for self-attention): empty and length-1 sequences,
+# lengths at and around the 64-row / 128-key tiles, one long sequence among short ones, cross
+# attention with sequences that have queries but no keys
+CASES = [
+    ("empty_and_len1", [0, 1, 3, 0, 1, 0, 2], None),
+    ("all_equal", [256] * 6, None),
+    ("not_block_multiple", [33, 17, 1, 129, 255, 63, 64, 65, 127, 128], None),
+    ("one_long", [2, 1500, 1, 3, 17, 5], None),
+    ("cross", [3, 0, 200, 90, 7], [400, 5, 0, 130, 1]),
+]
+
+
+# launcher configurations (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg) beside the
+# default
+CONFIGS = {
+    "default": None,
+    "persistent": (128, 2, 2, True, True, 168),
+    "no_pingpong": (128, 2, 2, False, False, 168),
+    "one_warpgroup": (128, 2, 1, False, False, 128),
+    "bn64": (64, 3, 2, True, False, 168),
+    "three_warpgroups": (64, 3, 3, False, False, 128),
+}
+# (configuration, dtype): the default in both dtypes, the others in bfloat16
+CONFIG_DTYPES = [("default", torch.bfloat16), ("default", torch.float16)] + [
+    (name, torch.bfloat16) for name in CONFIGS if name != "default"
+]
+
+
+@pytest.mark.parametrize("dim", [64, 128])
+@pytest.mark.parametrize(("case", "lengths_q", "lengths_k"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("config", "dtype"), CONFIG_DTYPES, ids=[f"{c}-{str(d)[6:]}" for c, d in CONFIG_DTYPES]
+)
+def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype, config):
+    _sm90()
+    from shopml.jagged.triton import attention_gluon as glu
+
+    lengths_k = lengths_k or lengths_q
+    heads = 3
+    q, k, v = _inputs(lengths_q, lengths_k, heads, dim, dtype)
+    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
+    mq, mk = max(lengths_q), max(lengths_k)
+    scale = 1.0 / math.sqrt(dim)
+    assert glu.gluon_ok(q, k, v, False, scale)
+    out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0, config=CONFIGS[config])
+    kw = dict(k_offsets=ko, max_seqlen_k=mk, scale=scale, return_lse=True)
+    ref32, lse32 = ref.jagged_flash_attention(q.float(), k.float(), v.float(), qo, mq, **kw)
+    reflow, _ = ref.jagged_flash_attention(q, k, v, qo, mq, math_dtype=dtype, **kw)
+    assert_matches_reference(out, ref32, reflow)
+    _assert_lse(lse, lse32)
+    # the Triton forward on the same inputs: the same contract
+    out_t, lse_t = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, False, False, False)
+    torch.testing.assert_close(out.float(), out_t.float(), atol=2e-2, rtol=2e-2)
+    _assert_lse(lse, lse_t)
+
+
+def test_switch_routes_the_forward_and_keeps_the_contract(monkeypatch, attn_switch):
+    """``SHOPML_ATTN_GLUON=1``: the bias-free, non-causal forward goes through the Gluon kernel,
+    post_scale, zero_init and a max_seqlen below the longest sequence (rows past it untouched)
+    included; causal calls keep the Triton kernel."""
+    _sm90()
+    from shopml.jagged.triton import attention_gluon as glu
+
+    calls = []
+    original = glu._attn_fwd_gluon
+
+    def counted(*args):  # noqa: ANN002, ANN202
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(glu, "_attn_fwd_gluon", counted)
+    lengths = [300, 0, 70, 1]
+    q, k, v = _inputs(lengths, lengths, 2, 64, torch.bfloat16, seed=1)
+    qo = _offsets(lengths)
+    scale, post = 0.125, 0.5
+    results = []
+    for value in ("1", "0"):
+        attn_switch("SHOPML_ATTN_GLUON", value)
+        results.append(_attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, False,
+                                 False, True))  # fmt: skip
+    assert len(calls) == 1
+    (out_g, lse_g), (out_t, lse_t) = results
+    torch.testing.assert_close(out_g.float(), out_t.float(), atol=2e-2, rtol=2e-2)
+    _assert_lse(lse_g, lse_t)
+    assert torch.all(out_g[256:300] == 0) and torch.all(torch.isneginf(lse_g[256:300]))
+    attn_switch("SHOPML_ATTN_GLUON", "1")
+    _attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, True, False, True)
+    assert len(calls) == 1
