@@ -57,11 +57,13 @@ LOG2E = 1.4426950408889634
 LN2 = gl.constexpr(0.6931471805599453)
 WG_ROWS = gl.constexpr(64)  # query rows of one consumer warpgroup (wgmma's M per warpgroup)
 
-# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg) per head dim: 128-key blocks as FA3
-# (176 there), two slots of K and V at D=128 (shared memory: 32 KiB Q + 2 x 64 KiB K/V), two
-# consumer warpgroups taking turns, one tile a program; maxnreg 168 = 65536 registers / 384
-# threads (3 warpgroups: the loader warp's gets 24 a thread, the consumers 240)
-CONFIGS = {64: (128, 3, 2, True, False, 168), 128: (128, 2, 2, True, False, 168)}
+# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg) per head dim, the fastest measured
+# on an H200 (benchmarks/README.md, "Gluon forward prototype"): D=128 64-key blocks in three
+# slots, two consumer warpgroups taking turns (490 TFLOP/s at N=2048, full fill; 128-key blocks
+# 465); D=64 three consumer warpgroups without turns, BLOCK_M = 192 as FA3's (0.374 ms against
+# 0.431 for two at B=1024, N=1024, fill 0.25). maxnreg: 65536 registers / threads (168: 3
+# warpgroups, the loader warp's gets 24 a thread, the consumers 240; 128: 4 warpgroups)
+CONFIGS = {64: (64, 3, 3, False, False, 128), 128: (64, 3, 2, True, False, 168)}
 
 
 def gluon_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
