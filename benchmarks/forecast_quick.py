@@ -45,6 +45,8 @@ def parse_set(items: list[str]) -> dict:
             out[key] = raw.lower() in ("1", "true", "yes")
         elif kind in ("int", int):
             out[key] = int(raw)
+        elif kind == "int | None":
+            out[key] = None if raw.lower() == "none" else int(raw)
         elif kind in ("float", float):
             out[key] = float(raw)
         else:

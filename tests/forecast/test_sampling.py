@@ -108,6 +108,37 @@ def test_spread_per_level_fixes_a_wrong_shape():
         assert abs(interval_coverage(fixed, y_new, observed, level) - level) < 0.04, level
 
 
+def test_two_sided_spread_fixes_a_biased_median_per_side():
+    """Draws centred 8 above the actuals: one factor per level covers 80% in total but misses
+    only below the band; a factor per side misses 10% on each side, as the band should."""
+    rng = np.random.default_rng(2)
+    n, s = 4000, 200
+    samples = 108 + 10 * rng.standard_normal((n, s, 1))
+    y, y_new = (100 + 10 * rng.standard_normal((n, 1)) for _ in range(2))
+    observed = np.ones((n, 1), bool)
+    one = conformal_spread(samples, y, observed, scaling="mean")
+    two = conformal_spread(samples, y, observed, scaling="mean", sides=2)
+    assert two.shape == (1, 5, 2)
+    assert (two[..., 0] > 1.2).all() and (two[..., 1] < 0.9).all()  # widen below, narrow above
+    for spread, low_miss, high_miss in [(one, 0.2, 0.0), (two, 0.1, 0.1)]:
+        fixed = apply_spread(torch.tensor(samples), torch.tensor(spread, dtype=torch.float64))
+        lo, hi = np.quantile(fixed.numpy(), [0.1, 0.9], axis=1)
+        assert abs((y_new < lo).mean() - low_miss) < 0.02, (spread.shape, (y_new < lo).mean())
+        assert abs((y_new > hi).mean() - high_miss) < 0.02, (spread.shape, (y_new > hi).mean())
+    with pytest.raises(ValueError, match="sides: expected 1 or 2, found 3"):
+        conformal_spread(samples, y, observed, scaling="mean", sides=3)
+
+
+def test_calibration_sides_default_by_frequency():
+    # two-sided for monthly and quarterly data only; an explicit value wins
+    assert [ARMDNConfig(freq=f).calibration_sides for f in ("D", "W", "H", "MS", "Q")] == [
+        1, 1, 1, 2, 2,
+    ]  # fmt: skip
+    assert ARMDNConfig(freq="MS", spread_sides=1).calibration_sides == 1
+    with pytest.raises(ValueError, match="spread_sides: expected None, 1 or 2, found 3"):
+        ARMDNConfig(spread_sides=3)
+
+
 def test_fit_selects_components_on_validation_and_calibrates(sales):
     df, static = sales
     model = ARMDN(ARMDNConfig(**{**TINY, "select_components": True})).fit(df, static)

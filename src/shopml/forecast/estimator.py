@@ -73,7 +73,7 @@ class ARMDN:
         self.members: list[ARMDNNet] = []  # further seeds of a seed ensemble (config.ensemble)
         self.train_uids: list[Any] = []
         self.static_df: pd.DataFrame | None = None
-        self.spread: list[list[float]] | None = None
+        self.spread: list | None = None  # (H, L) or (H, L, 2) calibration factors
         self.history: dict[str, Any] = {}
         # every model fitted by the last ``fit`` ("K=3", "K=1"), each fitted and calibrated
         self.candidates: dict[str, ARMDN] = {}
@@ -289,7 +289,9 @@ class ARMDN:
     def _calibrate(self, panel, val, device) -> None:
         """Per-step spread from the validation horizons (``calibration.py``)."""
         smp = self._validation_samples(panel, val, device)
-        spread = conformal_spread(smp, val.y, val.observed, self.config.scaling)
+        spread = conformal_spread(
+            smp, val.y, val.observed, self.config.scaling, sides=self.config.calibration_sides
+        )
         after = self._validation_samples(panel, val, device, spread)
         self.spread = spread.tolist()
         self.history["calibration"] = {

@@ -65,7 +65,7 @@ def sample_paths(
         num_samples: S paths per series.
         keys: ``(B,)`` int64 random-stream keys (:func:`series_keys`).
         y_cap: ``(B,)`` largest value a draw may take, in units of ``y``.
-        spread: optional ``(H, L)`` calibration factors (1 = as sampled), see
+        spread: optional ``(H, L)`` or ``(H, L, 2)`` calibration factors (1 = as sampled), see
             :func:`apply_spread`.
 
     Returns:
@@ -149,7 +149,9 @@ def apply_spread(
 
     Each draw's factor is the spread interpolated (linearly, constant beyond the ends) at the
     draw's own central level ``|2 rank / S - 1|``, so the calibrated ``levels[j]`` interval is
-    the original one stretched by ``spread[:, j]``. A ``(H,)`` spread scales every level alike.
+    the original one stretched by ``spread[:, j]``. A ``(H,)`` spread scales every level alike;
+    a ``(H, L, 2)`` spread stretches draws below the median by ``[..., 0]`` and the others by
+    ``[..., 1]`` (``calibration.conformal_spread(sides=2)``).
     """
     med = z.median(dim=1, keepdim=True).values  # (B, 1, H)
     if spread.dim() == 1:
@@ -159,15 +161,22 @@ def apply_spread(
     c = ((rank + 0.5) * (2.0 / s) - 1.0).abs()  # central level of each draw
     lv = torch.tensor(levels, dtype=z.dtype, device=z.device)  # (L,)
     idx = torch.searchsorted(lv, c.contiguous()).clamp(1, len(levels) - 1)  # (B, S, H)
-    sp = spread.T  # (L, H)
     step = torch.arange(z.shape[2], device=z.device)
-    f0, f1 = sp[idx - 1, step], sp[idx, step]
     w = ((c - lv[idx - 1]) / (lv[idx] - lv[idx - 1])).clamp(0.0, 1.0)
-    return med + (f0 + w * (f1 - f0)) * (z - med)
+
+    def factor(sp: torch.Tensor) -> torch.Tensor:  # sp (H, L) -> (B, S, H)
+        f0, f1 = sp.T[idx - 1, step], sp.T[idx, step]
+        return f0 + w * (f1 - f0)
+
+    if spread.dim() == 3:
+        f = torch.where(z < med, factor(spread[..., 0]), factor(spread[..., 1]))
+    else:
+        f = factor(spread)
+    return med + f * (z - med)
 
 
 def respread_samples(samples: np.ndarray, spread: np.ndarray, scaling: str) -> np.ndarray:
-    """Apply calibration ``spread (V, L)`` to samples ``(n, S, V)`` already in units of ``y``.
+    """Apply calibration ``spread (V, L)`` or ``(V, L, 2)`` to samples ``(n, S, V)`` already in units of ``y``.
 
     The same stretch as :func:`sample_paths` applies on the scaled axis (the stretch around the
     median is invariant to the per-series shift of ``logmean`` and to the factor of ``mean``),

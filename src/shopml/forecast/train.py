@@ -279,7 +279,9 @@ def fit_network(
                 smp = validation_samples(net, config, panel, val, device)
                 if config.calibrate and config.output != NEGBIN:  # score it calibrated (a count
                     # head keeps its spread only where that helps: counts.keep_count_calibration)
-                    spread = conformal_spread(smp, val.y, val.observed, config.scaling)
+                    spread = conformal_spread(
+                        smp, val.y, val.observed, config.scaling, sides=config.calibration_sides
+                    )
                     smp = respread_samples(smp, spread, config.scaling)
                 val_loss = weighted_quantile_loss(val.y, smp, val.observed)
                 val_nll = evaluate_nll(net, val, config, device)
