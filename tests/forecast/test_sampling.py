@@ -181,12 +181,15 @@ def test_respread_samples_matches_the_spread_applied_while_sampling(fitted, scal
     m.net = m._build_net()
     m.net.load_state_dict(model.net.state_dict())
     _, raw = m.predict(hist, futr, num_samples=64, return_samples=True)
-    spread = np.linspace(0.5, 2.0, 5 * m.config.horizon, dtype=np.float32).reshape(-1, 5)
-    m.spread = spread.tolist()
-    _, inside = m.predict(hist, futr, num_samples=64, return_samples=True)
-    after = respread_samples(raw, spread, scaling)
-    np.testing.assert_allclose(after, inside, rtol=2e-4, atol=2e-3)
-    assert not np.allclose(after, raw, rtol=1e-2)
+    one = np.linspace(0.5, 2.0, 5 * m.config.horizon, dtype=np.float32).reshape(-1, 5)
+    two = np.stack([one, one[::-1]], axis=-1)  # (H, 5, 2): lower and upper factors differ
+    for spread in (one, two):
+        m.spread = spread.tolist()
+        _, inside = m.predict(hist, futr, num_samples=64, return_samples=True)
+        after = respread_samples(raw, spread, scaling)
+        np.testing.assert_allclose(after, inside, rtol=2e-4, atol=2e-3)
+        assert not np.allclose(after, raw, rtol=1e-2)
+    assert not np.allclose(respread_samples(raw, one, scaling), after, rtol=1e-2)
 
 
 def test_tf32_decoding_restores_the_users_matmul_setting():

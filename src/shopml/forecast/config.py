@@ -78,9 +78,10 @@ class ARMDNConfig:
             median; 2: a lower and an upper factor (``calibration.py``). ``None`` (the default)
             resolves by frequency (:attr:`calibration_sides`): 2 for monthly and quarterly data
             (``SPREAD_SIDES``): on fpp3's PBS panel, whose median over-forecast both the
-            validation year and the test years, the one-Gaussian model's test wQL fell from
-            0.0677 to 0.0655 (aus_retail 0.0290 to 0.0289; benchmarks/README.md, seventh pass);
-            1 otherwise (unmeasured on daily and weekly data).
+            validation year and the test years, the CLI's test wQL fell from 0.0677 to 0.0655
+            (aus_retail 0.0284 to 0.0279; 80% coverage 0.709 to 0.696 and 0.846 as before;
+            benchmarks/README.md, seventh pass); 1 otherwise (unmeasured on daily and weekly
+            data).
         val_samples: sample paths per validation series (early stopping and calibration).
         val_series: at most this many validation series (random, seeded) to bound its cost.
         val_windows: consecutive held-out horizons at the end of each series (each ``val_size``
