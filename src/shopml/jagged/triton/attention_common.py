@@ -517,6 +517,21 @@ def _sm90_or_newer(index: int) -> bool:
     return torch.cuda.get_device_capability(index)[0] >= 9
 
 
+def _fwd_outputs(
+    q: torch.Tensor, max_seqlen_q: int, zero_init: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward's ``out`` (like q) and natural-log ``lse`` ``(T, H)`` fp32, for the Triton and
+    the Gluon forward alike: every row of a (non-truncated) sequence is written by the kernel;
+    with ``zero_init`` (or no query rows) the others hold 0 and lse -inf."""
+    total, heads = q.shape[0], q.shape[1]
+    out = (torch.zeros_like if zero_init else torch.empty_like)(q)
+    if zero_init or max_seqlen_q == 0:
+        lse = torch.full((total, heads), float("-inf"), device=q.device, dtype=torch.float32)
+    else:
+        lse = torch.empty((total, heads), device=q.device, dtype=torch.float32)
+    return out, lse
+
+
 def _tma_ok(head_dim: int, *tensors: torch.Tensor) -> bool:
     """Whether the Hopper path (tensor-descriptor loads) serves these ``(T, H, D)`` tensors.
 

@@ -23,6 +23,7 @@ from shopml.jagged.triton.attention_common import (
     _edges,
     _ensure_allocator,
     _extent,
+    _fwd_outputs,
     _gluon_on,
     _key_block_bias,
     _load_bias,
@@ -261,12 +262,7 @@ def _attn_fwd(
                                        scale, post_scale, zero_init)  # fmt: skip
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
-    out = (torch.zeros_like if zero_init else torch.empty_like)(q)
-    # every row of a (non-truncated) sequence is written by the kernel
-    if zero_init or max_seqlen_q == 0:
-        lse = torch.full((total, heads), float("-inf"), device=q.device, dtype=torch.float32)
-    else:
-        lse = torch.empty((total, heads), device=q.device, dtype=torch.float32)
+    out, lse = _fwd_outputs(q, max_seqlen_q, zero_init)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
     mode = (

@@ -53,6 +53,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from shopml.jagged.triton.attention_common import _fwd_outputs
+
 LOG2E = 1.4426950408889634
 LN2 = gl.constexpr(0.6931471805599453)
 WG_ROWS = gl.constexpr(64)  # query rows of one consumer warpgroup (wgmma's M per warpgroup)
@@ -464,11 +466,7 @@ def _attn_fwd_gluon(
     PERSISTENT, maxnreg), default ``CONFIGS[D]``."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
-    out = (torch.zeros_like if zero_init else torch.empty_like)(q)
-    if zero_init or max_seqlen_q == 0:
-        lse = torch.full((total, heads), float("-inf"), device=q.device, dtype=torch.float32)
-    else:
-        lse = torch.empty((total, heads), device=q.device, dtype=torch.float32)
+    out, lse = _fwd_outputs(q, max_seqlen_q, zero_init)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
     block_n, stages, num_wg, pingpong, persistent, maxnreg = config or CONFIGS[d]
