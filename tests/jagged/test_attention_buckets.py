@@ -25,7 +25,7 @@ from shopml.jagged.attention import (
 )
 from shopml.jagged.attention_triton import _consecutive
 from shopml.jagged.modules import RelativeBiasTable
-from shopml.jagged.triton.attention_common import _below, _bucket
+from shopml.jagged.triton.attention_common import _below, _block_span, _bucket, _time_spans
 
 I64_MAX, I64_MIN = 2**63 - 1, -(2**63)
 
@@ -195,3 +195,51 @@ def test_the_way_is_decided_once_and_known_ones_are_not_read():
     assert consecutive_boundaries(torch.zeros(0, dtype=torch.int64))
     assert consecutive_boundaries(torch.tensor([I64_MAX - 1, I64_MAX]))
     assert not consecutive_boundaries(torch.tensor([I64_MIN, I64_MIN + 1]))
+
+
+# ------------------------------------------------------------------------------ tile time spans
+
+
+@triton.jit
+def _tile_spans_kernel(lo_ptr, hi_ptr, offsets_ptr, out_ptr, ROWS: tl.constexpr):
+    """Program (tile, sample): ``_block_span`` of rows [tile * ROWS, tile * ROWS + ROWS), as the
+    attention kernels take it for a tile of that many rows."""
+    tile = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    start = tl.load(offsets_ptr + b).to(tl.int64)
+    length = tl.load(offsets_ptr + b + 1).to(tl.int64) - start
+    if tile * ROWS < length:
+        lo, hi = _block_span(lo_ptr, hi_ptr, start, b, tile * ROWS, length, ROWS)
+        slot = (b * tl.num_programs(0) + tile) * 2
+        tl.store(out_ptr + slot, lo)
+        tl.store(out_ptr + slot + 1, hi)
+
+
+@pytest.mark.parametrize("rows", [16, 32, 64])
+def test_tile_time_spans_from_granules_match_the_times(rows):
+    """The granule spans (``_time_spans``, one launch a call) give every tile's (min, max) time,
+    for tiles of 1-4 granules, partial last tiles, empty samples, unsorted and extreme times."""
+    device = triton_device()
+    gen = torch.Generator().manual_seed(rows)
+    lengths = [0, 1, 15, 16, 17, 70, 0, 64, 33]
+    times = torch.randint(-(2**62), 2**62, (sum(lengths),), generator=gen)
+    times[5] = I64_MAX
+    times[6] = I64_MIN
+    offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int64)
+    lo, hi = _time_spans(times.to(device), offsets.to(device), max(lengths))
+    assert lo.numel() == times.numel() // 16 + len(lengths) + 1
+    tiles = -(-max(lengths) // rows)
+    out = torch.zeros(len(lengths) * tiles * 2, dtype=torch.int64, device=device)
+    _tile_spans_kernel[(tiles, len(lengths))](lo, hi, offsets.to(device), out, ROWS=rows)
+    out = out.view(len(lengths), tiles, 2).cpu()
+    for b, n in enumerate(lengths):
+        seq = times[offsets[b] : offsets[b + 1]]
+        for t in range(-(-n // rows)):
+            block = seq[t * rows : (t + 1) * rows]
+            assert out[b, t].tolist() == [block.min().item(), block.max().item()], (b, t)
+
+
+def test_no_times_give_placeholders():
+    device = triton_device()
+    lo, hi = _time_spans(None, torch.tensor([0, 3], device=device), 3)
+    assert lo.numel() <= 1 and hi.numel() <= 1

@@ -34,6 +34,7 @@ from shopml.jagged.triton.attention_common import (
     _add_relative_bias,
     _add_table_grad,
     _below,
+    _block_span,
     _dummy,
     _edges,
     _ensure_allocator,
@@ -46,6 +47,7 @@ from shopml.jagged.triton.attention_common import (
     _sample_index,
     _span,
     _tile_bucket,
+    _time_spans,
     _tma_ok,
     _tuner,
     _use_order,
@@ -60,7 +62,7 @@ def _attn_bwd_dkdv_inner(
     k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
     stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, hi, qk_scale, scale, bias_ptr,
     bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-    tq_ptr, tk, tk_ptr, k_start,
+    tq_ptr, tq_lo_ptr, tq_hi_ptr, b, tk, tk_ptr, k_start,
     IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
     CONSECUTIVE: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -114,7 +116,10 @@ def _attn_bwd_dkdv_inner(
         if BIAS_MODE == BIAS_RELATIVE_K:
             if HAS_TQ:
                 tq = tl.load(tq_ptr + q_start + offs_m, mask=mask_m, other=0)
-            q_lo, q_hi = _span(tq, mask_m)
+                q_lo, q_hi = _block_span(tq_lo_ptr, tq_hi_ptr, q_start, b, start_m, q_len,
+                                         BLOCK_M)  # fmt: skip
+            else:
+                q_lo, q_hi = _span(tq, mask_m)
             shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds, CONSECUTIVE)
             rel_q = _rel32(tq, k_hi + below)  # the query side of the int32 buckets
             st = _add_relative_bias(st, tq[None, :], tk[:, None], shared, rel_q[None, :],
@@ -168,7 +173,8 @@ def _attn_bwd_dkdv_inner(
 def _attn_bwd_dkdv_kernel(
     q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, dq_ptr,
     q_offsets_ptr, k_offsets_ptr, order_ptr,
-    bias_ptr, bias_offsets_ptr, dbias_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr, dtable_ptr,
+    bias_ptr, bias_offsets_ptr, dbias_ptr, table_ptr, bounds_ptr, tq_ptr, tq_lo_ptr, tq_hi_ptr,
+    tk_ptr, dtable_ptr,
     stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
     stride_do_t, stride_do_h, stride_lse_t, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h,
     stride_dq_t, stride_dq_h, stride_bias_t, stride_table_b,
@@ -238,7 +244,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, lo, mid, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tq_lo_ptr, tq_hi_ptr, b, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -246,7 +252,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, mid, full, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tq_lo_ptr, tq_hi_ptr, b, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, dtab = _attn_bwd_dkdv_inner(
@@ -254,7 +260,7 @@ def _attn_bwd_dkdv_kernel(
         k_len, h, stride_q_t, stride_q_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t,
         stride_dq_h, offs_n, mask_n, offs_d, mask_d, shift, full, q_len, qk_scale, scale, bias_ptr,
         bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq_ptr, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
+        tq_ptr, tq_lo_ptr, tq_hi_ptr, b, tk, tk_ptr, k_start, IS_CAUSAL, BIAS_MODE, HAS_TQ, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD, PRECISION,
         FUSED_DQ, TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 3: write dK (times the softmax scale) and dV; table partials per program
@@ -375,6 +381,13 @@ def _attn_bwd(
     bounds_arg = bounds if bounds is not None else _dummy(dev, torch.int64)
     tq_arg = tq if tq is not None else _dummy(dev, torch.int64)
     tk_arg = tk if tk is not None else _dummy(dev, torch.int64)
+    relative = mode == BIAS_RELATIVE
+    tk_lo, tk_hi = _time_spans(tk if relative and variant == "split" else None, k_offsets,
+                               max_seqlen_k)  # fmt: skip
+    if tq is tk and q_offsets is k_offsets and variant == "split":  # self-attention: the same
+        tq_lo, tq_hi = tk_lo, tk_hi
+    else:
+        tq_lo, tq_hi = _time_spans(tq if relative else None, q_offsets, max_seqlen_q)
     num_bounds = bounds.numel() if bounds is not None else 0
     num_buckets = table.shape[0] if table is not None else 1
     nb_pad = pow2(num_buckets)
@@ -401,7 +414,8 @@ def _attn_bwd(
         (_DQ_TMA if tma else _DQ)(
             lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads),
             (q, k, v, out_for_delta, do, lse, delta, dq, q_offsets, k_offsets, order_k, bias_arg,
-             boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, dtab_part, q.stride(0), q.stride(1),
+             boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, tk_lo, tk_hi, dtab_part, q.stride(0),
+             q.stride(1),
              k.stride(0), k.stride(1), v.stride(0), v.stride(1), out_for_delta.stride(0),
              out_for_delta.stride(1), do.stride(0), do.stride(1), lse.stride(0), dq.stride(0),
              dq.stride(1), stride_bias, stride_table, max_seqlen_q, max_seqlen_k, num_bounds,
@@ -411,8 +425,8 @@ def _attn_bwd(
     (_FUSED if variant == "fused" else (_DKDV_TMA if tma else _DKDV))(
         lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads),
         (q, k, v, do, lse, delta, dk, dv, dq, q_offsets, k_offsets, order_q, bias_arg, boff_arg,
-         dbias if dbias is not None else _dummy(dev), table_arg, bounds_arg, tq_arg, tk_arg,
-         dtab_part, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+         dbias if dbias is not None else _dummy(dev), table_arg, bounds_arg, tq_arg, tq_lo, tq_hi,
+         tk_arg, dtab_part, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
          do.stride(0), do.stride(1), lse.stride(0), dk.stride(0), dk.stride(1), dv.stride(0),
          dv.stride(1), dq.stride(0), dq.stride(1), stride_bias, stride_table, max_seqlen_q,
          max_seqlen_k, num_bounds, scale * LOG2E, scale, qb, kb),

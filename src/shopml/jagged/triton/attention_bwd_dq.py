@@ -31,8 +31,8 @@ from shopml.jagged.triton.attention_common import (
 def _attn_bwd_dq_inner(
     dq, dtab, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
     stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, lo, hi, qk_scale, bias_ptr, bias_start,
-    stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr,
-    IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
+    stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr, tk_lo_ptr,
+    tk_hi_ptr, b, IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
     CONSECUTIVE: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr,
     PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
@@ -75,11 +75,12 @@ def _attn_bwd_dq_inner(
         if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
             # looked up in the mixed arm: the selects measured 9% slower here on an H200
             # (Triton 3.6, benchmarks/README.md), and spill with the general way's compares
-            s, tk, shared, rel_k = _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, k_start,
-                                                   offs_n, mask_n, first, last, v_first, v_last,
-                                                   below, table_ptr, stride_table_b, h,
-                                                   bounds_ptr, num_bounds, HAS_TK, CONSECUTIVE,
-                                                   NB_PAD, True)  # fmt: skip
+            s, tk, shared, rel_k = _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, tk_lo_ptr,
+                                                   tk_hi_ptr, b, k_start, k_len, start_n, offs_n,
+                                                   mask_n, first, last, v_first, v_last, below,
+                                                   table_ptr, stride_table_b, h, bounds_ptr,
+                                                   num_bounds, HAS_TK, CONSECUTIVE, NB_PAD, True,
+                                                   BLOCK_N)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]
@@ -102,7 +103,8 @@ def _attn_bwd_dq_inner(
 @triton.jit(do_not_specialize=_NO_SPEC)
 def _attn_bwd_dq_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, q_offsets_ptr, k_offsets_ptr,
-    order_ptr, bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr, dtable_ptr,
+    order_ptr, bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr, tk_lo_ptr,
+    tk_hi_ptr, dtable_ptr,
     stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
     stride_o_t, stride_o_h, stride_do_t, stride_do_h, stride_lse_t, stride_dq_t, stride_dq_h,
     stride_bias_t, stride_table_b, max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, scale,
@@ -174,7 +176,7 @@ def _attn_bwd_dq_kernel(
         dq, dtab, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD,
+        tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD,
         PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
@@ -182,7 +184,7 @@ def _attn_bwd_dq_kernel(
         dq, dtab, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
         stride_v_t, stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD,
+        tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD,
         PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip

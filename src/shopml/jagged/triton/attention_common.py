@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from shopml.common.devices import is_interpreter
+from shopml.jagged.triton.launch import FastLauncher
 from shopml.jagged.triton.tuning import Tuner
 
 LOG2E = 1.4426950408889634
@@ -253,6 +254,53 @@ def _span(t, valid):
     return lo, hi
 
 
+# Time spans of 16-row blocks ("granules"), computed once per call by ``_time_spans_kernel``: a
+# tile's span is then the min/max of its ROWS / 16 granules (scalar-sized loads) instead of two
+# int64 reductions over its ROWS times, which every tile paid in the loop (benchmarks/README.md,
+# issue 13: the per-tile time work was 40% of the bias's cost). Granule g of sample b (rows
+# [16 g, 16 g + 16)) lives at slot offsets[b] // 16 + b + g: the slots of consecutive samples
+# never overlap, so T // 16 + B + 1 slots hold every granule without a cumulative sum.
+SPAN_ROWS = 16
+SPAN_ROWS_K = tl.constexpr(SPAN_ROWS)
+_I64_MAX = tl.constexpr(9223372036854775807)
+_I64_MIN = tl.constexpr(-9223372036854775807 - 1)
+
+
+@triton.jit(do_not_specialize=["max_seqlen"])
+def _time_spans_kernel(t_ptr, offsets_ptr, lo_ptr, hi_ptr, max_seqlen, PER: tl.constexpr):
+    """``PER`` granules of sample ``program_id(1)``: the min and max of their times."""
+    b = tl.program_id(1).to(tl.int64)
+    start, length = _extent(offsets_ptr, b, max_seqlen)
+    g = tl.program_id(0) * PER + tl.arange(0, PER)
+    rows = g[:, None] * SPAN_ROWS_K + tl.arange(0, SPAN_ROWS_K)[None, :]
+    valid = rows < length
+    t = tl.load(t_ptr + start + rows, mask=valid, other=0).to(tl.int64)
+    lo = tl.min(tl.where(valid, t, _I64_MAX), 1)
+    hi = tl.max(tl.where(valid, t, _I64_MIN), 1)
+    slot = start // SPAN_ROWS_K + b + g
+    keep = g * SPAN_ROWS_K < length
+    tl.store(lo_ptr + slot, lo, mask=keep)
+    tl.store(hi_ptr + slot, hi, mask=keep)
+
+
+_SPANS = FastLauncher(_time_spans_kernel)
+
+
+@triton.jit
+def _block_span(lo_ptr, hi_ptr, seq_start, b, start, length, ROWS: tl.constexpr):
+    """``(min, max)`` int64 of the times of rows ``[start, start + ROWS)`` of sample ``b`` (rows
+    from ``length`` on left out; ``start`` a multiple of 16 below ``length``; ``seq_start`` the
+    sample's first row), from its granules' spans."""
+    slot = seq_start // SPAN_ROWS_K + b + start // SPAN_ROWS_K
+    lo = tl.load(lo_ptr + slot)
+    hi = tl.load(hi_ptr + slot)
+    for g in tl.static_range(1, ROWS // SPAN_ROWS_K):  # scalar loads: no vector to reduce
+        valid = start + g * SPAN_ROWS_K < length
+        lo = tl.minimum(lo, tl.load(lo_ptr + slot + g, mask=valid, other=_I64_MAX))
+        hi = tl.maximum(hi, tl.load(hi_ptr + slot + g, mask=valid, other=_I64_MIN))
+    return lo, hi
+
+
 @triton.jit
 def _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds, BIAS_MODE: tl.constexpr):
     """Per program: ``(first, last, v_first, v_last)``: a delta < ``first`` is in bucket 0 and
@@ -375,19 +423,23 @@ def _add_relative_bias(s, tq, tk, shared, rel_q, rel_k, v_first, v_last, below, 
 
 
 @triton.jit
-def _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, k_start, offs_n, mask_n, first, last,
-                    v_first, v_last, below, table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
-                    HAS_TK: tl.constexpr, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
-                    LOAD_IN_BRANCH: tl.constexpr):  # fmt: skip
+def _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, k_start, k_len,
+                    start_n, offs_n, mask_n, first, last, v_first, v_last, below, table_ptr,
+                    stride_table_b, h, bounds_ptr, num_bounds, HAS_TK: tl.constexpr,
+                    CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr, LOAD_IN_BRANCH: tl.constexpr,
+                    BLOCK_N: tl.constexpr):  # fmt: skip
     """The relative bias of a streamed key block against the program's query block (the forward
     and dQ): the keys' times (their positions without ``tk_ptr``), the tile's one bucket
-    (:func:`_tile_bucket`) and :func:`_add_relative_bias`; ``rel_q``: the query side
+    (:func:`_tile_bucket`; their span from the granules ``tk_lo_ptr``, ``tk_hi_ptr``, see
+    :func:`_block_span`) and :func:`_add_relative_bias`; ``rel_q``: the query side
     ``_rel32(tq, q_lo)`` (once a program), the key side ``_rel32(q_lo - below, tk)`` here.
     Returns ``(s, tk, shared, rel_k)``."""
     tk = offs_n
     if HAS_TK:
         tk = tl.load(tk_ptr + k_start + offs_n, mask=mask_n, other=0)
-    k_lo, k_hi = _span(tk, mask_n)
+        k_lo, k_hi = _block_span(tk_lo_ptr, tk_hi_ptr, k_start, b, start_n, k_len, BLOCK_N)
+    else:
+        k_lo, k_hi = _span(tk, mask_n)
     shared = _tile_bucket(q_lo, q_hi, k_lo, k_hi, first, last, num_bounds, CONSECUTIVE)
     rel_k = _rel32(q_lo - below, tk)
     s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, rel_q[:, None], rel_k[None, :],
@@ -498,6 +550,26 @@ def _gluon_on() -> bool:
     causal, head dim 64 or 128: ``attention_gluon.gluon_ok``) to the Gluon prototype with FA3's
     pipeline (attention_gluon.py). Off by default."""
     return env_setting("SHOPML_ATTN_GLUON", "0", ("0", "1")) == "1"
+
+
+def _time_spans(
+    t: torch.Tensor | None, offsets: torch.Tensor, max_seqlen: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The min and max time of every 16-row granule of the samples (int64 vectors of T // 16 + B
+    + 1 slots, see ``_time_spans_kernel``): what the bias kernels read for a tile's span. One
+    launch, no host sync; placeholders when there are no times."""
+    dev = offsets.device
+    if t is None:
+        return _dummy(dev, torch.int64), _dummy(dev, torch.int64)
+    batch = offsets.numel() - 1
+    size = t.numel() // SPAN_ROWS + batch + 1
+    lo = torch.empty(size, dtype=torch.int64, device=dev)
+    hi = torch.empty(size, dtype=torch.int64, device=dev)
+    if batch > 0 and max_seqlen > 0 and t.numel() > 0:
+        per = 8  # granules a program
+        grid = lambda meta: (triton.cdiv(max_seqlen, SPAN_ROWS * per), batch)  # noqa: E731
+        _SPANS(grid, (t, offsets, lo, hi, max_seqlen), {"PER": per})
+    return lo, hi
 
 
 def _order(offsets: torch.Tensor, max_seqlen: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ from shopml.jagged.triton.attention_common import (
     _rel32,
     _sample_index,
     _span,
+    _time_spans,
     _tma_ok,
     _tuner,
     _use_order,
@@ -74,6 +75,9 @@ def _attn_fwd_inner(
     num_bounds,
     tq,
     tk_ptr,
+    tk_lo_ptr,
+    tk_hi_ptr,
+    b,
     IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr,
     HAS_TK: tl.constexpr,
@@ -112,11 +116,12 @@ def _attn_fwd_inner(
                               mask_m[:, None] & mask_n[None, :], stride_bias_t, h)  # fmt: skip
             s += bias * LOG2E_K
         if BIAS_MODE == BIAS_RELATIVE_K:  # table[bucket(t_q - t_k), h]
-            s, tk, shared, rel_k = _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, k_start,
-                                                   offs_n, mask_n, first, last, v_first, v_last,
-                                                   below, table_ptr, stride_table_b, h,
-                                                   bounds_ptr, num_bounds, HAS_TK, CONSECUTIVE,
-                                                   NB_PAD, False)  # fmt: skip
+            s, tk, shared, rel_k = _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, tk_lo_ptr,
+                                                   tk_hi_ptr, b, k_start, k_len, start_n, offs_n,
+                                                   mask_n, first, last, v_first, v_last, below,
+                                                   table_ptr, stride_table_b, h, bounds_ptr,
+                                                   num_bounds, HAS_TK, CONSECUTIVE, NB_PAD, False,
+                                                   BLOCK_N)  # fmt: skip
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
@@ -147,7 +152,7 @@ def _attn_fwd_inner(
 @triton.jit(do_not_specialize=_NO_SPEC)
 def _attn_fwd_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr, order_ptr,
-    bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr,
+    bias_ptr, bias_offsets_ptr, table_ptr, bounds_ptr, tq_ptr, tk_ptr, tk_lo_ptr, tk_hi_ptr,
     stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
     stride_o_t, stride_o_h, stride_lse_t, stride_bias_t, stride_table_b,
     max_seqlen_q, max_seqlen_k, num_bounds, qk_scale, post_scale,
@@ -205,14 +210,14 @@ def _attn_fwd_kernel(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, False, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, False, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _attn_fwd_inner(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
-        tq, tk_ptr, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, True, HEAD_DIM == BLOCK_D, PRECISION,
+        tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, True, HEAD_DIM == BLOCK_D, PRECISION,
         TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
@@ -293,6 +298,7 @@ def _attn_fwd(
             bounds if bounds is not None else _dummy(dev, torch.int64),
             tq if tq is not None else _dummy(dev, torch.int64),
             tk if tk is not None else _dummy(dev, torch.int64),
+            *_time_spans(tk if mode == BIAS_RELATIVE else None, k_offsets, max_seqlen_k),
             q.stride(0),
             q.stride(1),
             k.stride(0),
