@@ -141,19 +141,18 @@ class FastLauncher:
 
     def __call__(
         self, grid: Callable[[dict], tuple], args: Sequence[object], constexprs: dict[str, object]
-    ) -> None:
+    ) -> dict | None:
+        """Launch; returns the launch's meta-parameters (the constexprs and the chosen config),
+        None while collecting a launch whose config is still to be tuned."""
         jobs = _COLLECTING.get()
         if jobs is not None:
-            self._collect(jobs, grid, args, constexprs)
-            return
+            return self._collect(jobs, grid, args, constexprs)
         if not self.enabled:
-            self._launch(grid, args, constexprs)
-            return
+            return self._launch(grid, args, constexprs)[1]
         key = self._key(args, constexprs)
         hit = self._cache.get(key)
         if hit is None:
-            self._first_launch(key, grid, args, constexprs)
-            return
+            return self._first_launch(key, grid, args, constexprs)
         compiled, meta, tail = hit
         g = grid(meta)
         compiled.run(
@@ -170,6 +169,7 @@ class FastLauncher:
             *tail,
         )
         self.direct_launches += 1
+        return meta
 
     def _key(self, args: Sequence[object], constexprs: dict[str, object]) -> tuple:
         """The launch signature (see the module docstring) and the device."""
@@ -188,20 +188,25 @@ class FastLauncher:
             _signature(args, layout),
         )
 
-    def _collect(self, jobs: list[Job], grid: Callable, args: Sequence, constexprs: dict) -> None:
-        """Record the compile that this launch's first time would do (see :func:`collecting`)."""
+    def _collect(
+        self, jobs: list[Job], grid: Callable, args: Sequence, constexprs: dict
+    ) -> dict | None:
+        """Record the compile that this launch's first time would do (see :func:`collecting`);
+        the launch's meta-parameters where known."""
         kernel = self._kernel
         if not hasattr(kernel, "warmup") or hasattr(kernel, "configs"):
-            return  # an Autotuner (it has configs): it compiles its own way
+            return None  # an Autotuner (it has configs): it compiles its own way
         key = self._key(args, constexprs)
         if key in self._cache:
-            return
+            return self._cache[key][1]
         cfg: dict | None = {}
         if self._tuner is not None:
             cfg = self._tuner.choose(kernel, grid, args, constexprs, timing=False)
-        if cfg is not None:
-            ident = repr((key[1:], sorted(cfg.items())))
-            jobs.append(Job(kernel, grid, tuple(args), dict(constexprs, **cfg), ident))
+        if cfg is None:
+            return None
+        ident = repr((key[1:], sorted(cfg.items())))
+        jobs.append(Job(kernel, grid, tuple(args), dict(constexprs, **cfg), ident))
+        return dict(constexprs, **cfg)
 
     def _launch(self, grid: Callable, args: Sequence, constexprs: dict) -> tuple[Any, dict]:
         """The ordinary launch (through the tuner's choice if any): (compiled, its meta-params)."""
@@ -214,7 +219,7 @@ class FastLauncher:
         compiled = self._kernel[grid](*args, **constexprs, **cfg)
         return compiled, dict(constexprs, **cfg)
 
-    def _first_launch(self, key: tuple, grid: Callable, args: Sequence, constexprs: dict) -> None:
+    def _first_launch(self, key: tuple, grid: Callable, args: Sequence, constexprs: dict) -> dict:
         compiled, meta = self._launch(grid, args, constexprs)
         try:
             import triton
@@ -237,5 +242,6 @@ class FastLauncher:
             usable = False
         if not usable:  # an unfamiliar Triton, or a launch hook to honour: the ordinary path
             self.enabled = False
-            return
+            return meta
         self._cache[key] = (compiled, meta, tail)
+        return meta
