@@ -47,6 +47,13 @@ VARIANTS = {
     "bn64": ((64, 3, 2, True, False, 168), (64, 128)),
     "3wg": ((64, 3, 3, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
 }
+# Gluon backward configurations beside the default, and their head dims:
+# (BLOCK_M, STAGES, NUM_WG, maxnreg); BLOCK_N = 64 x NUM_WG
+BWD_VARIANTS = {
+    "1wg": ((64, 2, 1, 168), (64, 128)),  # one consumer warpgroup, 64 keys against 64 queries
+    "2wg_bm64": ((64, 2, 2, 168), (64,)),
+    "2wg_bm64_s3": ((64, 3, 2, 168), (128,)),
+}
 
 
 def log(msg: str) -> None:
@@ -54,83 +61,116 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ compile
-def _signature(fn, const: dict, d: int, block_n: int, dtype: str) -> tuple[dict, dict]:  # noqa: ANN001
+def _signature(fn, const: dict, d: int, rows: dict, dtype: str) -> tuple[dict, dict]:  # noqa: ANN001
+    """Triton's compile signature of a Gluon attention kernel: descriptors of ``rows[name]`` x
+    d tiles, fp32 statistics, the dtype's gradients, int64 offsets, 16-divisible tensor
+    strides."""
     from triton.experimental.gluon import language as gl
 
     gl_dtype = gl.bfloat16 if dtype == "bf16" else gl.float16
+    fp32 = ("lse_ptr", "delta_ptr", "dq_ptr")
     sig, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in const:
             sig[name] = "constexpr"
         elif name.endswith("_desc"):
-            rows = 64 if name == "q_desc" else block_n
-            layout = gl.NVMMASharedLayout.get_default_for([rows, d], gl_dtype)
-            sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{layout!r}>"
+            layout = gl.NVMMASharedLayout.get_default_for([rows[name], d], gl_dtype)
+            sig[name] = f"tensordesc<{dtype}[{rows[name]}, {d}],{layout!r}>"
         elif name.endswith("_ptr"):
-            sig[name] = {"o_ptr": f"*{dtype}", "lse_ptr": "*fp32"}.get(name, "*i64")
+            sig[name] = "*fp32" if name in fp32 else ("*i64" if "offsets" in name else f"*{dtype}")
             attrs[(i,)] = [["tt.divisibility", 16]]
-        elif name in ("qk_scale", "post_scale"):
+        elif name in ("qk_scale", "post_scale", "scale", "log2_scale"):
             sig[name] = "fp32"
         else:
             sig[name] = "i32"
-            if name in ("stride_o_t", "stride_o_h"):
+            if name.startswith("stride_") and not name.startswith(("stride_lse", "stride_delta")):
                 attrs[(i,)] = [["tt.divisibility", 16]]
     return sig, attrs
 
 
-def part_compile(dump: Path | None) -> None:
+def _compile(
+    fn, const: dict, rows: dict, d: int, maxnreg: int, dump: Path | None, stem: str
+) -> str:  # noqa: ANN001
+    """Compiles ``fn`` for sm_90 (bf16); the table cells: registers, spills (the bundled
+    ptxas, ``-v``), shared memory, wgmma and ``setmaxnreg`` counts in the PTX, seconds."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    sig, attrs = _signature(fn, const, d, rows, "bf16")
+    t0 = time.time()
+    try:
+        compiled = triton.compile(
+            GluonASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
+            options={"num_warps": 4, "maxnreg": maxnreg},
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
+        return f"FAILED: {type(exc).__name__}: {repr(exc.__cause__ or exc)[:300]} |"
+    secs = time.time() - t0
+    ptx = compiled.asm["ptx"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.ptx"
+        path.write_text(ptx)
+        res = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(path), "-o",
+                              str(Path(tmp) / "k.o")], capture_output=True, text=True)  # fmt: skip
+    regs = re.search(r"Used (\d+) registers", res.stderr)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", res.stderr)
+    nreg = sorted(set(re.findall(r"setmaxnreg\.(\w+)\.sync\.aligned\.u32\s+(\d+)", ptx)))
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        (dump / f"{stem}.ttgir").write_text(compiled.asm["ttgir"])
+        (dump / f"{stem}.ptx").write_text(ptx)
+    return (f"{regs.group(1) if regs else '?'} | "
+            f"{spills.group(1) + '/' + spills.group(2) if spills else '?'} | "
+            f"{compiled.metadata.shared} | {len(re.findall(r'wgmma.mma_async', ptx))} | "
+            f"{' '.join(f'{a}{b}' for a, b in nreg)} | {secs:.1f} |")  # fmt: skip
+
+
+def part_compile(dump: Path | None) -> None:
+    import triton
+
     from shopml.jagged.triton import attention_gluon as glu
 
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    print(f"\nTriton {triton.__version__}, sm_90\n")
+    print(f"\nTriton {triton.__version__}, sm_90, forward\n")
     print(
         "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | maxnreg | registers "
         "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
-    fn = glu._attn_fwd_gluon_kernel
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
     configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
     for d, (block_n, stages, num_wg, pingpong, persistent, maxnreg) in configs:
         const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
                      PERSISTENT=persistent, CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
-        sig, attrs = _signature(fn, const, d, block_n, "bf16")
-        t0 = time.time()
-        try:
-            compiled = triton.compile(
-                GluonASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
-                options={"num_warps": 4, "maxnreg": maxnreg},
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
-            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | FAILED: "
-                  f"{type(exc).__name__}: {repr(exc.__cause__ or exc)[:200]} |")  # fmt: skip
-            continue
-        secs = time.time() - t0
-        ptx = compiled.asm["ptx"]
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "k.ptx"
-            path.write_text(ptx)
-            res = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(path), "-o",
-                                  str(Path(tmp) / "k.o")], capture_output=True, text=True)  # fmt: skip
-        regs = re.search(r"Used (\d+) registers", res.stderr)
-        spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", res.stderr)
-        nreg = sorted(set(re.findall(r"setmaxnreg\.(\w+)\.sync\.aligned\.u32\s+(\d+)", ptx)))
-        if dump is not None:
-            dump.mkdir(parents=True, exist_ok=True)
-            stem = (
-                dump / f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
-            )
-            stem.with_suffix(".ttgir").write_text(compiled.asm["ttgir"])
-            stem.with_suffix(".ptx").write_text(ptx)
+        rows = dict(q_desc=64, k_desc=block_n, v_desc=block_n)
+        stem = f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+        cells = _compile(glu._attn_fwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
         print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | "
-              f"{regs.group(1) if regs else '?'} | "
-              f"{spills.group(1) + '/' + spills.group(2) if spills else '?'} | "
-              f"{compiled.metadata.shared} | {len(re.findall(r'wgmma.mma_async', ptx))} | "
-              f"{' '.join(f'{a}{b}' for a, b in nreg)} | {secs:.1f} |")  # fmt: skip
+              f"{cells}")  # fmt: skip
+
+
+def part_compile_bwd(dump: Path | None) -> None:
+    import triton
+
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    print(f"\nTriton {triton.__version__}, sm_90, backward\n")
+    print(
+        "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | maxnreg | registers "
+        "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    configs = [(d, cfg) for d, cfg in glb.CONFIGS.items()]
+    configs += [(d, cfg) for d in glb.CONFIGS for cfg, dims in BWD_VARIANTS.values() if d in dims]
+    for d, (block_m, stages, num_wg, maxnreg) in configs:
+        const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
+                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
+        rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64)
+        stem = f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-r{maxnreg}"
+        cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
+        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {maxnreg} | {cells}")
 
 
 # -------------------------------------------------------------------------------------- bench
@@ -249,6 +289,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     if "compile" in parts:
         part_compile(args.dump)
+    if "compile-bwd" in parts:
+        part_compile_bwd(args.dump)
     if "bench" in parts:
         from shopml.jagged import checks_enabled
 
