@@ -1,5 +1,6 @@
-"""The Gluon forward prototype (FA3's pipeline, attention_gluon.py) against the Triton forward
-and varlen_attn; its compile-time counts for sm_90.
+"""The Gluon prototypes (FA3's pipelines: the forward, attention_gluon.py; the backward,
+attention_gluon_bwd.py) against the Triton kernels and varlen_attn; their compile-time counts
+for sm_90.
 
 Parts (``--parts``, in this order):
 - ``compile``: compiles each Gluon configuration for an sm_90 target (no GPU needed; the
@@ -11,9 +12,18 @@ Parts (``--parts``, in this order):
   first; providers alternate within each of ``--rounds`` rounds (``do_bench`` medians);
   ms and TFLOP/s from the real lengths; rows appended to ``$OUT/attention_gluon.csv`` (the
   schema of benchmarks/_results.py) and a Markdown table printed last.
+- ``compile-bwd``: the same counts for the backward's configurations (default and
+  ``--bwd-variants``).
+- ``bench-bwd`` (GPU): per case, the backward alone (one forward's graph run again) and forward
+  + backward of ``jagged_flash_attention`` through the Gluon kernels (switch on), through the
+  Triton kernels, and of varlen_attn, and the Gluon backward's launcher variants (backward
+  alone); dq, dk, dv checked against the Triton backward's first; alternating rounds as
+  ``bench``; TFLOP/s from 2.5 (backward) and 3.5 (both) times the forward's FLOPs, as
+  FlashAttention counts them; rows into the same CSV.
 
-Usage: PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts compile       # CPU
+Usage: PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts compile,compile-bwd  # CPU
        PYTHONPATH=src SHOPML_GIT_SHA=<sha> python3 benchmarks/attention_gluon.py  # GPU
+       PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts bench-bwd     # GPU
 """
 
 from __future__ import annotations
@@ -48,11 +58,12 @@ VARIANTS = {
     "3wg": ((64, 3, 3, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
 }
 # Gluon backward configurations beside the default, and their head dims:
-# (BLOCK_M, STAGES, NUM_WG, maxnreg); BLOCK_N = 64 x NUM_WG
+# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg); BLOCK_N = 64 x NUM_WG
 BWD_VARIANTS = {
-    "1wg": ((64, 2, 1, 168), (64, 128)),  # one consumer warpgroup, 64 keys against 64 queries
-    "2wg_bm64": ((64, 2, 2, 168), (64,)),
-    "2wg_bm64_s3": ((64, 3, 2, 168), (128,)),
+    "1wg": ((64, 2, 1, False, 168), (64, 128)),  # one consumer warpgroup, 64 keys x 64 queries
+    "nosplit": ((64, 2, 2, False, 168), (64, 128)),  # each warpgroup adds a whole dQ_i
+    "bm64": ((64, 2, 2, True, 168), (64,)),
+    "s3": ((64, 3, 2, True, 168), (128,)),
 }
 
 
@@ -158,19 +169,21 @@ def part_compile_bwd(dump: Path | None) -> None:
 
     print(f"\nTriton {triton.__version__}, sm_90, backward\n")
     print(
-        "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | maxnreg | registers "
+        "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | split dQ | maxnreg | registers "
         "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     configs = [(d, cfg) for d, cfg in glb.CONFIGS.items()]
     configs += [(d, cfg) for d in glb.CONFIGS for cfg, dims in BWD_VARIANTS.values() if d in dims]
-    for d, (block_m, stages, num_wg, maxnreg) in configs:
+    for d, (block_m, stages, num_wg, split_dq, maxnreg) in configs:
         const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
+                     SPLIT_DQ=split_dq and num_wg == 2,
                      CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
         rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64)
-        stem = f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-r{maxnreg}"
+        stem = f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
         cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
-        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {maxnreg} | {cells}")
+        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} | {maxnreg} | "
+              f"{cells}")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------- bench
@@ -278,12 +291,119 @@ def part_bench(rounds: int, variants: list[str]) -> None:
         print(f"| {label} | {fill} | {p} | {ms:.3f} | {tf:.0f} |")
 
 
+def _bwd_providers(case, variants: list[str]) -> dict:  # noqa: ANN001
+    """name -> (forward function with grad, its leaves, dO); Gluon launcher variants as
+    name -> backward-only function (``_attn_bwd_gluon`` on a saved forward)."""
+    import torch
+    from bench_attention import make_provider
+
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+    from shopml.jagged.triton.attention_fwd import _attn_fwd
+
+    n = case.cfg["N"]
+    provs = {}
+    for name in ("gluon", "triton"):
+        q, k, v = (t.detach().clone().requires_grad_() for t in (case.q, case.k, case.v))
+        provs[name] = (
+            lambda q=q, k=k, v=v: jagged_flash_attention(q, k, v, case.offsets, n), (q, k, v),
+            case.grad,
+        )  # fmt: skip
+    made = make_provider("varlen", case)
+    if made is not None:
+        provs["varlen"] = made
+    scale = case.cfg["D"] ** -0.5
+    with torch.no_grad():
+        out, lse = _attn_fwd(case.q, case.k, case.v, case.offsets, case.offsets, *[None] * 6, n,
+                             n, scale, 1.0, False, False, True)  # fmt: skip
+    only = {}
+    for name in variants:
+        cfg, dims = BWD_VARIANTS[name]
+        if case.cfg["D"] in dims:
+            only[f"gluon_{name}"] = lambda cfg=cfg: glb._attn_bwd_gluon(
+                case.grad, case.q, case.k, case.v, out, lse, case.offsets, case.offsets, n, n,
+                scale, config=cfg,
+            )  # fmt: skip
+    return provs, only
+
+
+def part_bench_bwd(rounds: int, variants: list[str]) -> None:
+    """Backward alone and forward + backward: Gluon (switch on), Triton, varlen_attn; the Gluon
+    backward's launcher variants (backward alone, on a saved forward)."""
+    import torch
+    from _results import append_rows, run_meta
+    from attention_hopper import _bench_bwd, make_case
+    from triton.testing import do_bench
+
+    meta = run_meta()
+    summary, checks = [], []
+    for cfg in CASES:
+        case = make_case(cfg)
+        provs, only = _bwd_providers(case, variants)
+        grads = {}
+        for p, (fn, inputs, grad) in provs.items():  # compile, check
+            _activate(p)
+            fn().backward(grad)
+            grads[p] = [x.grad.float() for x in inputs]
+            for x in inputs:
+                x.grad = None
+        for p, fn in only.items():
+            grads[p] = [g.float() for g in fn()]
+        torch.cuda.synchronize()
+        base = grads["triton"]
+        errs = {p: [round((a - b).abs().max().item(), 5) for a, b in zip(g, base, strict=True)]
+                for p, g in grads.items()}  # fmt: skip
+        scale = [round(g.abs().max().item(), 4) for g in base]
+        checks.append(dict(cfg, max_abs_dqkv_vs_triton=errs, triton_max_abs_dqkv=scale))
+        log(f"check {cfg}: max |dq, dk, dv - triton| {errs} (triton max |.| {scale})")
+        (OUT / "attention_gluon_bwd_check.json").write_text(json.dumps(checks, indent=1))
+        del grads, base
+        times = {(p, m): [] for p in provs for m in ("bwd", "fwd+bwd")}
+        times.update({(p, "bwd"): [] for p in only})
+        for _ in range(rounds):
+            for p, (fn, inputs, grad) in provs.items():
+                _activate(p)
+                times[p, "bwd"].append(_bench_bwd(do_bench, fn(), grad, inputs))
+                both = lambda fn=fn, grad=grad: fn().backward(grad)  # noqa: E731
+                times[p, "fwd+bwd"].append(
+                    do_bench(both, warmup=10, rep=40, grad_to_none=inputs, return_mode="median")
+                )
+            for p, fn in only.items():
+                times[p, "bwd"].append(do_bench(fn, warmup=10, rep=40, return_mode="median"))
+        rows = []
+        label = f"{cfg['tag']} B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}"
+        for (p, mode), vals in times.items():
+            ms = statistics.median(vals)
+            tflops = case.flops_fwd * {"bwd": 2.5, "fwd+bwd": 3.5}[mode] / (ms * 1e-3) / 1e12
+            rows.append(dict(
+                suite="attention_gluon", op="jagged_flash_attention",
+                provider="varlen" if p == "varlen" else f"shopml_{p}", mode=mode,
+                x_name="case", x_value=label, ms_p50=round(ms, 4), ms_p20=round(min(vals), 4),
+                ms_p80=round(max(vals), 4), peak_mib="",
+                config_json=json.dumps(dict(cfg, **case.stats, tflops=round(tflops, 1),
+                                            rounds=[round(v, 4) for v in vals],
+                                            max_abs_dqkv_vs_triton=errs[p])),
+            ))  # fmt: skip
+            summary.append((label, case.stats["mean_fill"], p, mode, ms, tflops))
+        append_rows(OUT / "attention_gluon.csv", rows, meta)
+        log(f"bench-bwd {label}: " + ", ".join(f"{r['provider']} {r['mode']} {r['ms_p50']}"
+                                               for r in rows))  # fmt: skip
+        _activate("triton")
+        del provs, only, case
+        torch.cuda.empty_cache()
+    print("\n| case | mean fill | provider | mode | ms | TFLOP/s |\n|---|---|---|---|---|---|")
+    for label, fill, p, mode, ms, tf in summary:
+        print(f"| {label} | {fill} | {p} | {mode} | {ms:.3f} | {tf:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="compile,bench")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dump", type=Path, default=None, help="folder for the TTGIR and PTX")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="Gluon configurations timed")
+    ap.add_argument("--bwd-variants", default=",".join(BWD_VARIANTS),
+                    help="Gluon backward configurations timed")  # fmt: skip
     args = ap.parse_args()
     parts = args.parts.split(",")
     sys.path.insert(0, str(HERE))
@@ -296,6 +416,11 @@ def main() -> None:
 
         checks_enabled(False)  # the hot-loop setting: no device syncs for content checks
         part_bench(args.rounds, [v for v in args.variants.split(",") if v])
+    if "bench-bwd" in parts:
+        from shopml.jagged import checks_enabled
+
+        checks_enabled(False)
+        part_bench_bwd(args.rounds, [v for v in args.bwd_variants.split(",") if v])
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ from .test_attention_gluon import CASES, _inputs, _offsets, _sm90
 
 pytestmark = pytest.mark.gpu
 
-# launcher configurations (BLOCK_M, STAGES, NUM_WG, maxnreg) beside the default
+# launcher configurations (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) beside the default
 CONFIGS = {
     "default": None,
-    "one_warpgroup": (64, 2, 1, 168),  # 64 keys against 64 queries
-    "bm64_s3": (64, 3, 2, 168),
-    "bm128": (128, 2, 2, 168),
+    "one_warpgroup": (64, 2, 1, False, 168),  # 64 keys against 64 queries
+    "no_split": (64, 2, 2, False, 168),  # each warpgroup adds a whole dQ_i
+    "bm64_s3": (64, 3, 2, True, 168),
+    "bm128": (128, 2, 2, True, 168),
 }
 # (configuration, dtype): the default in both dtypes, the others in bfloat16
 CONFIG_DTYPES = [("default", torch.bfloat16), ("default", torch.float16)] + [

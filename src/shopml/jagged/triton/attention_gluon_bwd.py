@@ -68,10 +68,11 @@ from shopml.jagged.triton.attention_gluon import (
 
 LOG2E_K = gl.constexpr(LOG2E)
 
-# (BLOCK_M, STAGES, NUM_WG, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows. FA3's tiles
-# (D=64: 128 query rows against 128 keys; D=128: 64 against 128), two consumer warpgroups with
-# 240 registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24). Not yet timed.
-CONFIGS = {64: (128, 2, 2, 168), 128: (64, 2, 2, 168)}
+# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows.
+# FA3's tiles (D=64: 128 query rows against 128 keys; D=128: 64 against 128), two consumer
+# warpgroups with 240 registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24),
+# dQ split by columns between them (SPLIT_DQ). Not yet timed.
+CONFIGS = {64: (128, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
 
 
 def gluon_bwd_ok(
@@ -130,11 +131,13 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
     """Consumer warpgroup WG: key rows [64 WG, 64 WG + 64) of the block against every query
     block of the sequence; dK and dV stored at the end. Sizes from the buffers' shapes
     (constexpr arguments reach worker partitions as tensors in Triton 3.6)."""
-    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars = shared
+    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars, ds_bars = shared
     STAGES: gl.constexpr = q_bufs.shape[0]
     BLOCK_M: gl.constexpr = q_bufs.shape[1]
     HEAD_DIM: gl.constexpr = q_bufs.shape[2]
-    NUM_WG: gl.constexpr = k_smem.shape[0]
+    NUM_WG: gl.constexpr = v_smem.shape[0]
+    SPLIT_DQ: gl.constexpr = ds_bars.shape[0] == 2  # see the kernel's Step 2
+    HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
         stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
@@ -151,17 +154,23 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
     # score columns only where used: 2 x 16-32 registers fewer over the loop
     vec_layout: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
     col_layout: gl.constexpr = gl.SliceLayout(0, s_layout)
-    k = k_smem.index(WG)
+    k = k_smem.slice(WG * WG_ROWS, WG_ROWS)
     v = v_smem.index(WG)
-    ds = ds_smem.index(WG)
     rows_left = k_left - WG * WG_ROWS  # this warpgroup's keys left in the sequence
     key_ok = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, s_layout)) < rows_left
     partial = rows_left < WG_ROWS  # keys of the next sequence (or none) among the 64
     cols = gl.arange(0, BLOCK_M, layout=vec_layout)
-    dq_rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, d_layout))
-    dq_cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, d_layout))
+    # dQ_i: (BLOCK_M, D), or with SPLIT_DQ this warpgroup's half of its columns
+    DQ_COLS: gl.constexpr = HALF if SPLIT_DQ else HEAD_DIM
+    q_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
+    )
+    dq_rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, q_layout))
+    dq_cols = gl.arange(0, DQ_COLS, layout=gl.SliceLayout(0, q_layout))
+    if SPLIT_DQ:
+        dq_cols += WG * HALF
     zero_s = gl.zeros([WG_ROWS, BLOCK_M], gl.float32, s_layout)
-    zero_q = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, d_layout)
+    zero_q = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, q_layout)
     dk = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
     dv = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
     mbarrier.wait(kv_bar.index(0), 0)
@@ -193,11 +202,19 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
         dv = warpgroup_mma(p_op, do, dv, is_async=True)
         dpt, dv, p_op = warpgroup_mma_wait(0, deps=(dpt, dv, p_op))
         dst = pt * (dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0))
+        ds_all = ds_smem.index(i % ds_smem.shape[0])  # (NUM_WG x 64 keys, BLOCK_M)
+        ds = ds_all.slice(WG * WG_ROWS, WG_ROWS)
         ds.store(dst.to(dtype))
         fence_async_shared()
         # Step 4: dK += dS'^T Q and dQ_i = dS' K together (both read dS'^T from shared memory)
         dk = warpgroup_mma(ds, q, dk, is_async=True)
-        dq = warpgroup_mma(ds.permute((1, 0)), k, zero_q, use_acc=False, is_async=True)
+        if SPLIT_DQ:  # once both warpgroups' dS' are in: all keys, half the columns
+            mbarrier.arrive(ds_bars.index(i % 2))
+            mbarrier.wait(ds_bars.index(i % 2), (i // 2) & 1)
+            dq = warpgroup_mma(ds_all.permute((1, 0)), k_smem.slice(WG * HALF, HALF, dim=1),
+                               zero_q, use_acc=False, is_async=True)  # fmt: skip
+        else:
+            dq = warpgroup_mma(ds.permute((1, 0)), k, zero_q, use_acc=False, is_async=True)
         dk, dq = warpgroup_mma_wait(0, deps=(dk, dq))
         mbarrier.arrive(empty_bars.index(stage))
         # Step 5: this key block's share of dQ, added in fp32 without a mask: rows past the
@@ -228,11 +245,11 @@ def _bwd_loader(descs, shared, params):
     """The producer warp: the key block's K and V, then per query block Q and dO through the
     ring of slots."""
     q_desc, k_desc, v_desc, do_desc = descs
-    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars = shared
+    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars, ds_bars = shared
     STAGES: gl.constexpr = q_bufs.shape[0]
     BLOCK_M: gl.constexpr = q_bufs.shape[1]
     HEAD_DIM: gl.constexpr = q_bufs.shape[2]
-    NUM_WG: gl.constexpr = k_smem.shape[0]
+    NUM_WG: gl.constexpr = v_smem.shape[0]
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
         stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
         k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
@@ -241,7 +258,8 @@ def _bwd_loader(descs, shared, params):
     mbarrier.expect(kv_bar.index(0), NUM_WG * (k_desc.block_type.nbytes + v_desc.block_type.nbytes))
     for wg in gl.static_range(NUM_WG):
         row = (k_row + wg * WG_ROWS).to(gl.int32)
-        tma.async_copy_global_to_shared(k_desc, [row, col], kv_bar.index(0), k_smem.index(wg))
+        tma.async_copy_global_to_shared(k_desc, [row, col], kv_bar.index(0),
+                                        k_smem.slice(wg * WG_ROWS, WG_ROWS))  # fmt: skip
         tma.async_copy_global_to_shared(v_desc, [row, col], kv_bar.index(0), v_smem.index(wg))
     for i in range(gl.cdiv(q_len, BLOCK_M).to(gl.int32)):
         stage = i % STAGES
@@ -263,7 +281,7 @@ def _attn_bwd_gluon_kernel(
     stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, max_seqlen_q, max_seqlen_k, batch,
     qk_scale, scale, log2_scale,
     HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
-    CONSUMER_REGS: gl.constexpr,
+    SPLIT_DQ: gl.constexpr, CONSUMER_REGS: gl.constexpr,
 ):  # fmt: skip
     BLOCK_N: gl.constexpr = WG_ROWS * NUM_WG
     pid = gl.program_id(0)
@@ -280,12 +298,22 @@ def _attn_bwd_gluon_kernel(
         return
     # Step 2: shared memory (K, V, dS^T per warpgroup; the Q/dO ring) and its barriers
     dtype: gl.constexpr = q_desc.dtype
-    k_smem = gl.allocate_shared_memory(dtype, [NUM_WG, WG_ROWS, HEAD_DIM], k_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], k_desc.layout)  # all keys
     v_smem = gl.allocate_shared_memory(dtype, [NUM_WG, WG_ROWS, HEAD_DIM], v_desc.layout)
     q_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], q_desc.layout)
     do_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], do_desc.layout)
-    ds_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([WG_ROWS, BLOCK_M], dtype)
-    ds_smem = gl.allocate_shared_memory(dtype, [NUM_WG, WG_ROWS, BLOCK_M], ds_layout)
+    # dS'^T of the block's keys, one 64-row slice a warpgroup; SPLIT_DQ (two warpgroups): two
+    # buffers, and a barrier each that both warpgroups arrive on once their slice is in, after
+    # which each computes dQ_i for half the head's columns from both slices (half the atomic
+    # adds of one dQ_i a warpgroup). The buffer of iteration i is written again at i + 2, after
+    # its writer has passed iteration i + 1's barrier, so after the other warpgroup finished
+    # reading it at i. A placeholder [1, 1] barrier without SPLIT_DQ.
+    DS_BUFS: gl.constexpr = 2 if SPLIT_DQ else 1
+    ds_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_M], dtype)
+    ds_smem = gl.allocate_shared_memory(dtype, [DS_BUFS, BLOCK_N, BLOCK_M], ds_layout)
+    ds_bars = gl.allocate_shared_memory(gl.int64, [DS_BUFS, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(DS_BUFS):
+        mbarrier.init(ds_bars.index(i), count=NUM_WG)
     kv_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
     q_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     do_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -296,7 +324,8 @@ def _attn_bwd_gluon_kernel(
         mbarrier.init(do_bars.index(i), count=1)
         mbarrier.init(empty_bars.index(i), count=NUM_WG)  # each consumer arrives once a block
     # Step 3: the partitions
-    shared = (k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars)
+    shared = (k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars,
+              ds_bars)  # fmt: skip
     load_args = ((q_desc, k_desc, v_desc, do_desc), shared, params)
     if NUM_WG == 2:
         gl.warp_specialize(
@@ -328,19 +357,20 @@ def _attn_bwd_gluon(
     max_seqlen_k: int,
     scale: float,
     zero_init: bool = True,
-    config: tuple[int, int, int, int] | None = None,
+    config: tuple[int, int, int, bool, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of jagged attention through the Gluon kernel (inputs as ``_attn_bwd``'s,
     ``do`` and ``out`` after its post-scale fold; check :func:`gluon_bwd_ok` first).
     ``zero_init``: key rows the kernel does not write (past ``max_seqlen_k``) hold 0 (query rows
-    always do). ``config``: (BLOCK_M, STAGES, NUM_WG, maxnreg), default ``CONFIGS[D]``."""
+    always do). ``config``: (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg), default
+    ``CONFIGS[D]``."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
     alloc = torch.zeros_like if zero_init else torch.empty_like
     dk, dv = alloc(k), alloc(v)
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
-    block_m, stages, num_wg, maxnreg = config or CONFIGS[d]
+    block_m, stages, num_wg, split_dq, maxnreg = config or CONFIGS[d]
     # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator
     dq = torch.empty((total + block_m, heads, d), device=q.device, dtype=torch.float32)
     delta = torch.empty((total, heads), device=q.device, dtype=torch.float32)
@@ -359,7 +389,7 @@ def _attn_bwd_gluon(
         dq.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q,
         max_seqlen_k, batch, scale * LOG2E, scale, math.log2(scale),
         HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-        CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
+        SPLIT_DQ=split_dq and num_wg == 2, CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
         num_warps=4, maxnreg=maxnreg,
     )  # fmt: skip
     return dq[:total].to(q.dtype), dk, dv
