@@ -62,7 +62,7 @@ VARIANTS = {
 BWD_VARIANTS = {
     "1wg": ((64, 2, 1, False, 168), (64, 128)),  # one consumer warpgroup, 64 keys x 64 queries
     "nosplit": ((64, 2, 2, False, 168), (64, 128)),  # each warpgroup adds a whole dQ_i
-    "bm64": ((64, 2, 2, True, 168), (64,)),
+    "bm128": ((128, 2, 2, True, 168), (64,)),  # FA3's D=64 tiles (128 query rows)
     "s3": ((64, 3, 2, True, 168), (128,)),
 }
 
@@ -291,7 +291,7 @@ def part_bench(rounds: int, variants: list[str]) -> None:
         print(f"| {label} | {fill} | {p} | {ms:.3f} | {tf:.0f} |")
 
 
-def _bwd_providers(case, variants: list[str]) -> dict:  # noqa: ANN001
+def _bwd_providers(case, variants: list[str]) -> tuple[dict, dict]:  # noqa: ANN001
     """name -> (forward function with grad, its leaves, dO); Gluon launcher variants as
     name -> backward-only function (``_attn_bwd_gluon`` on a saved forward)."""
     import torch

@@ -69,10 +69,11 @@ from shopml.jagged.triton.attention_gluon import (
 LOG2E_K = gl.constexpr(LOG2E)
 
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows.
-# FA3's tiles (D=64: 128 query rows against 128 keys; D=128: 64 against 128), two consumer
-# warpgroups with 240 registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24),
-# dQ split by columns between them (SPLIT_DQ). Not yet timed.
-CONFIGS = {64: (128, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
+# FA3's D=128 tiles (64 query rows against 128 keys), two consumer warpgroups with 240
+# registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24), dQ split by columns
+# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 272 B a thread
+# (ptxas, Triton 3.6) where 64 spill none. Chosen from the compile counts, not yet timed.
+CONFIGS = {64: (64, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
 
 
 def gluon_bwd_ok(
@@ -187,26 +188,26 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
         lse = gl.load(lse_ptr + (q_row + cols) * stride_lse_t + h, mask=col_ok,
                       other=float("inf")) * LOG2E_K - log2_scale  # fmt: skip
         delta = gl.load(delta_ptr + (q_row + cols) * stride_delta_t + h, mask=col_ok, other=0.0)
-        # Step 2: S^T = K Q^T and P'^T
+        # Step 2: S^T = K Q^T and dP^T = V dO^T together; P'^T while the second runs
         mbarrier.wait(q_bars.index(stage), phase)
         st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-        st = warpgroup_mma_wait(0, deps=(st,))
-        lse = gl.convert_layout(lse, col_layout)
-        pt = gl.exp2(st * qk_scale - gl.expand_dims(lse, 0))
+        mbarrier.wait(do_bars.index(stage), phase)
+        dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+        st = warpgroup_mma_wait(1, deps=(st,))
+        pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
         if partial:
             pt = gl.where(gl.expand_dims(key_ok, 1), pt, 0.0)
-        # Step 3: dP^T = V dO^T and dV' += P'^T dO together; then dS'^T = P'^T (dP^T - delta)
-        mbarrier.wait(do_bars.index(stage), phase)
-        p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
-        dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-        dv = warpgroup_mma(p_op, do, dv, is_async=True)
-        dpt, dv, p_op = warpgroup_mma_wait(0, deps=(dpt, dv, p_op))
+        # Step 3: dS'^T = P'^T (dP^T - delta) into shared memory; P'^T to registers in the
+        # wgmma operand layout (S^T and dP^T die here: the peak is before, 2 x 64 x BLOCK_M)
+        dpt = warpgroup_mma_wait(0, deps=(dpt,))
         dst = pt * (dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0))
+        p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
         ds_all = ds_smem.index(i % ds_smem.shape[0])  # (NUM_WG x 64 keys, BLOCK_M)
         ds = ds_all.slice(WG * WG_ROWS, WG_ROWS)
         ds.store(dst.to(dtype))
         fence_async_shared()
-        # Step 4: dK += dS'^T Q and dQ_i = dS' K together (both read dS'^T from shared memory)
+        # Step 4: dV' += P'^T dO, dK += dS'^T Q and dQ_i = dS' K together
+        dv = warpgroup_mma(p_op, do, dv, is_async=True)
         dk = warpgroup_mma(ds, q, dk, is_async=True)
         if SPLIT_DQ:  # once both warpgroups' dS' are in: all keys, half the columns
             mbarrier.arrive(ds_bars.index(i % 2))
@@ -215,7 +216,7 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
                                zero_q, use_acc=False, is_async=True)  # fmt: skip
         else:
             dq = warpgroup_mma(ds.permute((1, 0)), k, zero_q, use_acc=False, is_async=True)
-        dk, dq = warpgroup_mma_wait(0, deps=(dk, dq))
+        dv, dk, dq, p_op = warpgroup_mma_wait(0, deps=(dv, dk, dq, p_op))
         mbarrier.arrive(empty_bars.index(stage))
         # Step 5: this key block's share of dQ, added in fp32 without a mask: rows past the
         # sequence's end get exact zeros (their P' columns are 0), the accumulator has BLOCK_M
