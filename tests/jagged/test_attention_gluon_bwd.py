@@ -68,13 +68,14 @@ def test_gluon_backward_matches_reference(case, lengths_q, lengths_k, dim, dtype
                                 config=CONFIGS[config])  # fmt: skip
     refs32 = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, torch.float32)
     refslow = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, dtype)
-    # the Triton backward on the same inputs: the same contract
-    triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *[None] * 6, mq, mk, scale, 1.0,
-                             False, False)[:3]  # fmt: skip
-    for name, g, r32, rlow, t in zip("qkv", grads, refs32, refslow, triton_grads, strict=True):
+    for name, g, r32, rlow in zip("qkv", grads, refs32, refslow, strict=True):
         assert torch.isfinite(g).all(), f"d{name}: not finite"
         assert_matches_reference(g, r32, rlow, name=f"d{name}")
-        torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
+    if config == "default":  # the Triton backward on the same inputs: the same contract
+        triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *[None] * 6, mq, mk, scale, 1.0,
+                                 False, False)[:3]  # fmt: skip
+        for g, t in zip(grads, triton_grads, strict=True):
+            torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
 
 
 def test_switch_routes_the_backward_and_keeps_the_contract(monkeypatch, attn_switch):
