@@ -71,7 +71,7 @@ LOG2E_K = gl.constexpr(LOG2E)
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows.
 # FA3's D=128 tiles (64 query rows against 128 keys), two consumer warpgroups with 240
 # registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24), dQ split by columns
-# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 272 B a thread
+# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 500 B a thread
 # (ptxas, Triton 3.6) where 64 spill none. Chosen from the compile counts, not yet timed.
 CONFIGS = {64: (64, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
 
