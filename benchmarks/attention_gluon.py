@@ -1,5 +1,6 @@
-"""The Gluon forward prototype (FA3's pipeline, attention_gluon.py) against the Triton forward
-and varlen_attn; its compile-time counts for sm_90.
+"""The Gluon prototypes (FA3's pipelines: the forward, attention_gluon.py; the backward,
+attention_gluon_bwd.py) against the Triton kernels and varlen_attn; their compile-time counts
+for sm_90.
 
 Parts (``--parts``, in this order):
 - ``compile``: compiles each Gluon configuration for an sm_90 target (no GPU needed; the
@@ -11,9 +12,18 @@ Parts (``--parts``, in this order):
   first; providers alternate within each of ``--rounds`` rounds (``do_bench`` medians);
   ms and TFLOP/s from the real lengths; rows appended to ``$OUT/attention_gluon.csv`` (the
   schema of benchmarks/_results.py) and a Markdown table printed last.
+- ``compile-bwd``: the same counts for the backward's configurations (default and
+  ``--bwd-variants``).
+- ``bench-bwd`` (GPU): per case, the backward alone (one forward's graph run again) and forward
+  + backward of ``jagged_flash_attention`` through the Gluon kernels (switch on), through the
+  Triton kernels, and of varlen_attn, and the Gluon backward's launcher variants (backward
+  alone); dq, dk, dv checked against the Triton backward's first; alternating rounds as
+  ``bench``; TFLOP/s from 2.5 (backward) and 3.5 (both) times the forward's FLOPs, as
+  FlashAttention counts them; rows into the same CSV.
 
-Usage: PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts compile       # CPU
+Usage: PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts compile,compile-bwd  # CPU
        PYTHONPATH=src SHOPML_GIT_SHA=<sha> python3 benchmarks/attention_gluon.py  # GPU
+       PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts bench-bwd     # GPU
 """
 
 from __future__ import annotations
@@ -47,6 +57,15 @@ VARIANTS = {
     "bn64": ((64, 3, 2, True, False, 168), (64, 128)),
     "3wg": ((64, 3, 3, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
 }
+# Gluon backward configurations beside the default, and their head dims:
+# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg); BLOCK_N = 64 x NUM_WG
+BWD_VARIANTS = {
+    "1wg": ((64, 2, 1, False, 168), (64, 128)),  # one consumer warpgroup, 64 keys x 64 queries
+    "1wg_r128": ((64, 2, 1, False, 128), (64, 128)),  # the same, 2 programs an SM
+    "nosplit": ((64, 2, 2, False, 168), (64, 128)),  # each warpgroup adds a whole dQ_i
+    "bm128": ((128, 2, 2, True, 168), (64,)),  # FA3's D=64 tiles (128 query rows)
+    "s3": ((64, 3, 2, True, 168), (128,)),
+}
 
 
 def log(msg: str) -> None:
@@ -54,83 +73,118 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ compile
-def _signature(fn, const: dict, d: int, block_n: int, dtype: str) -> tuple[dict, dict]:  # noqa: ANN001
+def _signature(fn, const: dict, d: int, rows: dict, dtype: str) -> tuple[dict, dict]:  # noqa: ANN001
+    """Triton's compile signature of a Gluon attention kernel: descriptors of ``rows[name]`` x
+    d tiles, fp32 statistics, the dtype's gradients, int64 offsets, 16-divisible tensor
+    strides."""
     from triton.experimental.gluon import language as gl
 
     gl_dtype = gl.bfloat16 if dtype == "bf16" else gl.float16
+    fp32 = ("lse_ptr", "delta_ptr", "dq_ptr")
     sig, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in const:
             sig[name] = "constexpr"
         elif name.endswith("_desc"):
-            rows = 64 if name == "q_desc" else block_n
-            layout = gl.NVMMASharedLayout.get_default_for([rows, d], gl_dtype)
-            sig[name] = f"tensordesc<{dtype}[{rows}, {d}],{layout!r}>"
+            layout = gl.NVMMASharedLayout.get_default_for([rows[name], d], gl_dtype)
+            sig[name] = f"tensordesc<{dtype}[{rows[name]}, {d}],{layout!r}>"
         elif name.endswith("_ptr"):
-            sig[name] = {"o_ptr": f"*{dtype}", "lse_ptr": "*fp32"}.get(name, "*i64")
+            sig[name] = "*fp32" if name in fp32 else ("*i64" if "offsets" in name else f"*{dtype}")
             attrs[(i,)] = [["tt.divisibility", 16]]
-        elif name in ("qk_scale", "post_scale"):
+        elif name in ("qk_scale", "post_scale", "scale", "log2_scale"):
             sig[name] = "fp32"
         else:
             sig[name] = "i32"
-            if name in ("stride_o_t", "stride_o_h"):
+            if name.startswith("stride_") and not name.startswith(("stride_lse", "stride_delta")):
                 attrs[(i,)] = [["tt.divisibility", 16]]
     return sig, attrs
 
 
-def part_compile(dump: Path | None) -> None:
+def _compile(
+    fn, const: dict, rows: dict, d: int, maxnreg: int, dump: Path | None, stem: str
+) -> str:  # noqa: ANN001
+    """Compiles ``fn`` for sm_90 (bf16); the table cells: registers, spills (the bundled
+    ptxas, ``-v``), shared memory, wgmma and ``setmaxnreg`` counts in the PTX, seconds."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    sig, attrs = _signature(fn, const, d, rows, "bf16")
+    t0 = time.time()
+    try:
+        compiled = triton.compile(
+            GluonASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
+            options={"num_warps": 4, "maxnreg": maxnreg},
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
+        return f"FAILED: {type(exc).__name__}: {repr(exc.__cause__ or exc)[:300]} |"
+    secs = time.time() - t0
+    ptx = compiled.asm["ptx"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.ptx"
+        path.write_text(ptx)
+        res = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(path), "-o",
+                              str(Path(tmp) / "k.o")], capture_output=True, text=True)  # fmt: skip
+    regs = re.search(r"Used (\d+) registers", res.stderr)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", res.stderr)
+    nreg = sorted(set(re.findall(r"setmaxnreg\.(\w+)\.sync\.aligned\.u32\s+(\d+)", ptx)))
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        (dump / f"{stem}.ttgir").write_text(compiled.asm["ttgir"])
+        (dump / f"{stem}.ptx").write_text(ptx)
+    return (f"{regs.group(1) if regs else '?'} | "
+            f"{spills.group(1) + '/' + spills.group(2) if spills else '?'} | "
+            f"{compiled.metadata.shared} | {len(re.findall(r'wgmma.mma_async', ptx))} | "
+            f"{' '.join(f'{a}{b}' for a, b in nreg)} | {secs:.1f} |")  # fmt: skip
+
+
+def part_compile(dump: Path | None) -> None:
+    import triton
+
     from shopml.jagged.triton import attention_gluon as glu
 
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    print(f"\nTriton {triton.__version__}, sm_90\n")
+    print(f"\nTriton {triton.__version__}, sm_90, forward\n")
     print(
         "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | maxnreg | registers "
         "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
-    fn = glu._attn_fwd_gluon_kernel
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
     configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
     for d, (block_n, stages, num_wg, pingpong, persistent, maxnreg) in configs:
         const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
                      PERSISTENT=persistent, CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
-        sig, attrs = _signature(fn, const, d, block_n, "bf16")
-        t0 = time.time()
-        try:
-            compiled = triton.compile(
-                GluonASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
-                options={"num_warps": 4, "maxnreg": maxnreg},
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
-            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | FAILED: "
-                  f"{type(exc).__name__}: {repr(exc.__cause__ or exc)[:200]} |")  # fmt: skip
-            continue
-        secs = time.time() - t0
-        ptx = compiled.asm["ptx"]
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "k.ptx"
-            path.write_text(ptx)
-            res = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(path), "-o",
-                                  str(Path(tmp) / "k.o")], capture_output=True, text=True)  # fmt: skip
-        regs = re.search(r"Used (\d+) registers", res.stderr)
-        spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", res.stderr)
-        nreg = sorted(set(re.findall(r"setmaxnreg\.(\w+)\.sync\.aligned\.u32\s+(\d+)", ptx)))
-        if dump is not None:
-            dump.mkdir(parents=True, exist_ok=True)
-            stem = (
-                dump / f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
-            )
-            stem.with_suffix(".ttgir").write_text(compiled.asm["ttgir"])
-            stem.with_suffix(".ptx").write_text(ptx)
+        rows = dict(q_desc=64, k_desc=block_n, v_desc=block_n)
+        stem = f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+        cells = _compile(glu._attn_fwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
         print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | "
-              f"{regs.group(1) if regs else '?'} | "
-              f"{spills.group(1) + '/' + spills.group(2) if spills else '?'} | "
-              f"{compiled.metadata.shared} | {len(re.findall(r'wgmma.mma_async', ptx))} | "
-              f"{' '.join(f'{a}{b}' for a, b in nreg)} | {secs:.1f} |")  # fmt: skip
+              f"{cells}")  # fmt: skip
+
+
+def part_compile_bwd(dump: Path | None) -> None:
+    import triton
+
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    print(f"\nTriton {triton.__version__}, sm_90, backward\n")
+    print(
+        "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | split dQ | maxnreg | registers "
+        "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    configs = [(d, cfg) for d, cfg in glb.CONFIGS.items()]
+    configs += [(d, cfg) for d in glb.CONFIGS for cfg, dims in BWD_VARIANTS.values() if d in dims]
+    for d, (block_m, stages, num_wg, split_dq, maxnreg) in configs:
+        const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
+                     SPLIT_DQ=split_dq and num_wg == 2,
+                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
+        rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64)
+        stem = f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
+        cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
+        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} | {maxnreg} | "
+              f"{cells}")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------- bench
@@ -238,22 +292,136 @@ def part_bench(rounds: int, variants: list[str]) -> None:
         print(f"| {label} | {fill} | {p} | {ms:.3f} | {tf:.0f} |")
 
 
+def _bwd_providers(case, variants: list[str]) -> tuple[dict, dict]:  # noqa: ANN001
+    """name -> (forward function with grad, its leaves, dO); Gluon launcher variants as
+    name -> backward-only function (``_attn_bwd_gluon`` on a saved forward)."""
+    import torch
+    from bench_attention import make_provider
+
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+    from shopml.jagged.triton.attention_fwd import _attn_fwd
+
+    n = case.cfg["N"]
+    provs = {}
+    for name in ("gluon", "triton"):
+        q, k, v = (t.detach().clone().requires_grad_() for t in (case.q, case.k, case.v))
+        provs[name] = (
+            lambda q=q, k=k, v=v: jagged_flash_attention(q, k, v, case.offsets, n), (q, k, v),
+            case.grad,
+        )  # fmt: skip
+    made = make_provider("varlen", case)
+    if made is not None:
+        provs["varlen"] = made
+    scale = case.cfg["D"] ** -0.5
+    with torch.no_grad():
+        out, lse = _attn_fwd(case.q, case.k, case.v, case.offsets, case.offsets, *[None] * 6, n,
+                             n, scale, 1.0, False, False, True)  # fmt: skip
+    only = {}
+    for name in variants:
+        cfg, dims = BWD_VARIANTS[name]
+        if case.cfg["D"] in dims:
+            only[f"gluon_{name}"] = lambda cfg=cfg: glb._attn_bwd_gluon(
+                case.grad, case.q, case.k, case.v, out, lse, case.offsets, case.offsets, n, n,
+                scale, config=cfg,
+            )  # fmt: skip
+    return provs, only
+
+
+def part_bench_bwd(rounds: int, variants: list[str]) -> None:
+    """Backward alone and forward + backward: Gluon (switch on), Triton, varlen_attn; the Gluon
+    backward's launcher variants (backward alone, on a saved forward)."""
+    import torch
+    from _results import append_rows, run_meta
+    from attention_hopper import _bench_bwd, make_case
+    from triton.testing import do_bench
+
+    meta = run_meta()
+    summary, checks = [], []
+    for cfg in CASES:
+        case = make_case(cfg)
+        provs, only = _bwd_providers(case, variants)
+        grads = {}
+        for p, (fn, inputs, grad) in provs.items():  # compile, check
+            _activate(p)
+            fn().backward(grad)
+            grads[p] = [x.grad.float() for x in inputs]
+            for x in inputs:
+                x.grad = None
+        for p, fn in only.items():
+            grads[p] = [g.float() for g in fn()]
+        torch.cuda.synchronize()
+        base = grads["triton"]
+        errs = {p: [round((a - b).abs().max().item(), 5) for a, b in zip(g, base, strict=True)]
+                for p, g in grads.items()}  # fmt: skip
+        scale = [round(g.abs().max().item(), 4) for g in base]
+        checks.append(dict(cfg, max_abs_dqkv_vs_triton=errs, triton_max_abs_dqkv=scale))
+        log(f"check {cfg}: max |dq, dk, dv - triton| {errs} (triton max |.| {scale})")
+        (OUT / "attention_gluon_bwd_check.json").write_text(json.dumps(checks, indent=1))
+        del grads, base
+        times = {(p, m): [] for p in provs for m in ("bwd", "fwd+bwd")}
+        times.update({(p, "bwd"): [] for p in only})
+        for _ in range(rounds):
+            for p, (fn, inputs, grad) in provs.items():
+                _activate(p)
+                times[p, "bwd"].append(_bench_bwd(do_bench, fn(), grad, inputs))
+                both = lambda fn=fn, grad=grad: fn().backward(grad)  # noqa: E731
+                times[p, "fwd+bwd"].append(
+                    do_bench(both, warmup=10, rep=40, grad_to_none=inputs, return_mode="median")
+                )
+            for p, fn in only.items():
+                times[p, "bwd"].append(do_bench(fn, warmup=10, rep=40, return_mode="median"))
+        rows = []
+        label = f"{cfg['tag']} B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}"
+        for (p, mode), vals in times.items():
+            ms = statistics.median(vals)
+            tflops = case.flops_fwd * {"bwd": 2.5, "fwd+bwd": 3.5}[mode] / (ms * 1e-3) / 1e12
+            rows.append(dict(
+                suite="attention_gluon", op="jagged_flash_attention",
+                provider="varlen" if p == "varlen" else f"shopml_{p}", mode=mode,
+                x_name="case", x_value=label, ms_p50=round(ms, 4), ms_p20=round(min(vals), 4),
+                ms_p80=round(max(vals), 4), peak_mib="",
+                config_json=json.dumps(dict(cfg, **case.stats, tflops=round(tflops, 1),
+                                            rounds=[round(v, 4) for v in vals],
+                                            max_abs_dqkv_vs_triton=errs[p])),
+            ))  # fmt: skip
+            summary.append((label, case.stats["mean_fill"], p, mode, ms, tflops))
+        append_rows(OUT / "attention_gluon.csv", rows, meta)
+        log(f"bench-bwd {label}: " + ", ".join(f"{r['provider']} {r['mode']} {r['ms_p50']}"
+                                               for r in rows))  # fmt: skip
+        _activate("triton")
+        del provs, only, case
+        torch.cuda.empty_cache()
+    print("\n| case | mean fill | provider | mode | ms | TFLOP/s |\n|---|---|---|---|---|---|")
+    for label, fill, p, mode, ms, tf in summary:
+        print(f"| {label} | {fill} | {p} | {mode} | {ms:.3f} | {tf:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="compile,bench")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dump", type=Path, default=None, help="folder for the TTGIR and PTX")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="Gluon configurations timed")
+    ap.add_argument("--bwd-variants", default=",".join(BWD_VARIANTS),
+                    help="Gluon backward configurations timed")  # fmt: skip
     args = ap.parse_args()
     parts = args.parts.split(",")
     sys.path.insert(0, str(HERE))
     if "compile" in parts:
         part_compile(args.dump)
+    if "compile-bwd" in parts:
+        part_compile_bwd(args.dump)
     if "bench" in parts:
         from shopml.jagged import checks_enabled
 
         checks_enabled(False)  # the hot-loop setting: no device syncs for content checks
         part_bench(args.rounds, [v for v in args.variants.split(",") if v])
+    if "bench-bwd" in parts:
+        from shopml.jagged import checks_enabled
+
+        checks_enabled(False)
+        part_bench_bwd(args.rounds, [v for v in args.bwd_variants.split(",") if v])
 
 
 if __name__ == "__main__":

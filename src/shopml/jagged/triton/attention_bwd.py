@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from shopml.jagged.triton._common import cdiv, pow2
-from shopml.jagged.triton.attention_bwd_dq import _attn_bwd_delta_kernel, _attn_bwd_dq_kernel
+from shopml.jagged.triton.attention_bwd_dq import _DELTA, _attn_bwd_dq_kernel
 from shopml.jagged.triton.attention_common import (
     _INTERPRET,
     _NO_SPEC,
@@ -39,6 +39,7 @@ from shopml.jagged.triton.attention_common import (
     _edges,
     _ensure_allocator,
     _extent,
+    _gluon_on,
     _load_bias,
     _loop_operands,
     _order,
@@ -287,7 +288,6 @@ _DQ = FastLauncher(_attn_bwd_dq_kernel, _tuner("dq", 2))
 # the Hopper path: the same kernels with tensor-descriptor loads, tiles tuned of their own
 _DKDV_TMA = FastLauncher(_attn_bwd_dkdv_kernel, _tuner("dkdv", 1, tma=True))
 _DQ_TMA = FastLauncher(_attn_bwd_dq_kernel, _tuner("dq", 1, tma=True))
-_DELTA = FastLauncher(_attn_bwd_delta_kernel)
 
 
 def _bwd_variant(q: torch.Tensor, head_dim: int) -> str:
@@ -335,6 +335,21 @@ def _attn_bwd(
         dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         dtable = torch.zeros_like(table) if table is not None else None
         return dq, dk, dv, dbias, dtable
+    do = do.contiguous()
+    if post_scale != 1.0:  # out = post * P V: fold the post-softmax scale into dO
+        do = do * post_scale
+        out_for_delta = out / post_scale
+    else:
+        out_for_delta = out
+    if _gluon_on() and bias is None and table is None:
+        # the Gluon prototype (FA3's backward); imported only when switched on (import time)
+        from shopml.jagged.triton import attention_gluon_bwd as glb
+
+        if glb.gluon_bwd_ok(q, k, v, do, causal, scale):
+            dq, dk, dv = glb._attn_bwd_gluon(do, q, k, v, out_for_delta, lse, q_offsets,
+                                             k_offsets, max_seqlen_q, max_seqlen_k, scale,
+                                             zero_init)  # fmt: skip
+            return dq, dk, dv, None, None
     variant = _bwd_variant(q, head_dim)
     # every row of a (non-truncated) sequence is written by the kernels
     alloc = torch.zeros_like if zero_init else torch.empty_like
@@ -343,12 +358,6 @@ def _attn_bwd(
         dq = torch.empty((total, heads, head_dim), device=dev, dtype=torch.float32)
     else:
         dq = alloc(q)
-    do = do.contiguous()
-    if post_scale != 1.0:  # out = post * P V: fold the post-softmax scale into dO
-        do = do * post_scale
-        out_for_delta = out / post_scale
-    else:
-        out_for_delta = out
     # the Hopper path (two-pass backward only)
     tma = variant == "split" and _tma_ok(head_dim, q, k, v, do)  # the descriptors
     if tma:

@@ -25,6 +25,7 @@ from shopml.jagged.triton.attention_common import (
     _sample_index,
     _span,
 )
+from shopml.jagged.triton.launch import FastLauncher
 
 
 @triton.jit
@@ -229,3 +230,7 @@ def _attn_bwd_delta_kernel(
         tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32),
         mask=mask,
     )
+
+
+# delta and the zeroed fp32 dQ of the backwards with atomic dQ (the one-pass Triton, the Gluon)
+_DELTA = FastLauncher(_attn_bwd_delta_kernel)

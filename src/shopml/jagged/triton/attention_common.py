@@ -557,9 +557,10 @@ def _use_order() -> bool:
 
 
 def _gluon_on() -> bool:
-    """``SHOPML_ATTN_GLUON=1`` routes the forwards it can serve (sm_90, fp16/bf16, no bias, not
-    causal, head dim 64 or 128: ``attention_gluon.gluon_ok``) to the Gluon prototype with FA3's
-    pipeline (attention_gluon.py). Off by default."""
+    """``SHOPML_ATTN_GLUON=1`` routes the forwards and backwards it can serve (sm_90,
+    fp16/bf16, no bias, not causal, head dim 64 or 128: ``attention_gluon.gluon_ok``,
+    ``attention_gluon_bwd.gluon_bwd_ok``) to the Gluon prototypes with FA3's pipelines
+    (attention_gluon.py, attention_gluon_bwd.py). Off by default."""
     return env_setting("SHOPML_ATTN_GLUON", "0", ("0", "1")) == "1"
 
 

@@ -1,0 +1,396 @@
+"""FlashAttention-3-style backward of jagged attention in Gluon, for sm_90 (a prototype).
+
+Serves the calls the Gluon forward serves (attention_gluon.py: no bias, not causal, fp16/bf16,
+head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed); ``SHOPML_ATTN_GLUON=1`` routes
+them here on sm_90 (``_attn_bwd``, :func:`gluon_bwd_ok`); default off. Inputs as the Triton
+backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
+it): q, k, v, o, dO and the forward's natural-log ``lse`` ``(T_q, H)`` fp32; outputs dq, dk,
+dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton kernels').
+
+Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
+- ``_attn_bwd_delta_kernel`` (attention_bwd_dq.py) writes ``delta = rowsum(dO * O)`` and zeroes
+  a float32 dQ accumulator ``(T_q, H, D)``.
+- One program a key block of BLOCK_N = 64 x NUM_WG rows, numbered key block fastest, then
+  sample, then head (``cdiv(max_seqlen_k, BLOCK_N) * B * H``); programs past their sequence's
+  end exit at once, a sequence without queries gets dK = dV = 0.
+- Four host-built tensor descriptors view q, k, v, dO as 2-D ``(T, H*D)`` tensors (a head's
+  tile is the column block ``[h*D, h*D + D)``), as the forward's.
+- Warp specialisation (``gl.warp_specialize``): a loader partition of one warp copies the key
+  block's K and V (NUM_WG tiles of 64 rows, once), then streams the sequence's query blocks:
+  Q and dO tiles of BLOCK_M rows into a ring of STAGES shared-memory slots, a ``ready``
+  mbarrier per operand (the copy engine completes it) and an ``empty`` one per slot (each
+  consumer arrives when done with it).
+- NUM_WG consumer warpgroups (the default partition, plus a worker of 4 warps) each own 64 key
+  rows and, per query block, with asynchronous ``warpgroup_mma`` (scores transposed, so that
+  the key rows are wgmma's M and dK, dV stay in the warpgroup's registers):
+  S^T = K Q^T; P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))), i.e.
+  ``scale * P^T`` (lse and delta: plain loads into a value or two a thread, issued before the
+  wait for Q); dP^T = V dO^T and dV' += P'^T dO together (P'^T from registers);
+  dS'^T = P'^T (dP^T - delta) = ``scale * dS^T`` into shared memory; dK += dS'^T Q and
+  dQ_i = dS' K together (dS'^T read transposed); the slot handed back, then dQ_i added into
+  the float32 accumulator (``gl.atomic_add``, so dQ's summation order, and its last bits,
+  vary between runs). Folding the softmax scale into P leaves no per-block multiply for dK
+  and dQ; dV = dV' / scale once at the end. The accumulator has BLOCK_M rows of padding, so
+  the adds need no mask (a block's rows past its sequence's end get exact zeros: their P'
+  columns are 0). A cast gives dQ in the input dtype.
+
+Differences from the reference: the descriptors read the rows after a sequence's end from the
+next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
+block is partial): a non-finite value in a neighbouring sequence's Q or K would make NaN here,
+where the Triton kernels read zeros. Not covered: causal masks, biases, other head dims, fp32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+
+from shopml.jagged.triton._common import cdiv, pow2
+from shopml.jagged.triton.attention_bwd_dq import _DELTA
+from shopml.jagged.triton.attention_gluon import (
+    LOG2E,
+    WG_ROWS,
+    _desc,
+    _extent,
+    consumer_regs,
+    gluon_ok,
+)
+
+LOG2E_K = gl.constexpr(LOG2E)
+
+# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows.
+# FA3's D=128 tiles (64 query rows against 128 keys), two consumer warpgroups with 240
+# registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24), dQ split by columns
+# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 500 B a thread
+# (ptxas, Triton 3.6) where 64 spill none. Chosen from the compile counts, not yet timed.
+CONFIGS = {64: (64, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
+
+
+def gluon_bwd_ok(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, causal: bool, scale: float
+) -> bool:
+    """Whether this bias-free backward can run here: the forward's conditions
+    (``attention_gluon.gluon_ok``) for q, k, v and dO."""
+    return gluon_ok(q, k, v, causal, scale) and gluon_ok(do, k, v, causal, scale)
+
+
+# ------------------------------------------------------------------ kernel pieces
+@gluon.jit
+def _key_tile(params, BLOCK_N: gl.constexpr):
+    """This program's key block: (first key row, key rows left in the sequence, the sample's
+    query start and length, head); rows left <= 0: nothing to do."""
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+        stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
+    num_n = gl.cdiv(max_seqlen_k, BLOCK_N)
+    n = pid % num_n
+    bh = pid // num_n
+    b = bh % batch
+    h = bh // batch
+    k_start, k_len = _extent(k_offsets_ptr, b, max_seqlen_k)
+    q_start, q_len = _extent(q_offsets_ptr, b, max_seqlen_q)
+    n_start = n * BLOCK_N
+    return k_start + n_start, k_len - n_start, q_start, q_len, h
+
+
+@gluon.jit
+def _store_rows(ptr, stride_t, stride_h, row, rows_left, h, value, layout: gl.constexpr):
+    """``value`` (64 x D, in ``layout``) into rows ``row + i`` (i < ``rows_left``) of head h."""
+    ROWS: gl.constexpr = value.shape[0]
+    HEAD_DIM: gl.constexpr = value.shape[1]
+    rows = gl.arange(0, ROWS, layout=gl.SliceLayout(1, layout))
+    cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, layout))
+    ptrs = ptr + gl.expand_dims((row + rows) * stride_t, 1) + h * stride_h + gl.expand_dims(cols, 0)
+    mask = gl.expand_dims(rows < rows_left, 1) & gl.expand_dims(cols < HEAD_DIM, 0)
+    gl.store(ptrs, value.to(ptr.dtype.element_ty), mask=mask)
+
+
+@gluon.jit
+def _zero_key_rows(params, k_row, k_left, h, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr):
+    """dK = dV = 0 for the rows of a key block whose sequence has no queries."""
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+        stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
+    layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [gl.num_warps(), 1], [1, 0])
+    zeros = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout)
+    _store_rows(dk_ptr, stride_dk_t, stride_dk_h, k_row, k_left, h, zeros, layout)
+    _store_rows(dv_ptr, stride_dv_t, stride_dv_h, k_row, k_left, h, zeros, layout)
+
+
+@gluon.jit
+def _bwd_consumer(shared, params, WG: gl.constexpr):
+    """Consumer warpgroup WG: key rows [64 WG, 64 WG + 64) of the block against every query
+    block of the sequence; dK and dV stored at the end. Sizes from the buffers' shapes
+    (constexpr arguments reach worker partitions as tensors in Triton 3.6)."""
+    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars, ds_bars = shared
+    STAGES: gl.constexpr = q_bufs.shape[0]
+    BLOCK_M: gl.constexpr = q_bufs.shape[1]
+    HEAD_DIM: gl.constexpr = q_bufs.shape[2]
+    NUM_WG: gl.constexpr = v_smem.shape[0]
+    SPLIT_DQ: gl.constexpr = ds_bars.shape[0] == 2  # see the kernel's Step 2
+    HALF: gl.constexpr = HEAD_DIM // 2
+    dtype: gl.constexpr = q_bufs.dtype
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+        stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
+    k_row, k_left, q_start, q_len, h = _key_tile(params, WG_ROWS * NUM_WG)
+    # S^T, dP^T: (64 keys, BLOCK_M queries); dK, dV: (64 keys, D); dQ_i: (BLOCK_M, D)
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
+    )
+    d_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, HEAD_DIM, 16]
+    )
+    # lse and delta load into a compact layout (a value or two a thread) and spread to the
+    # score columns only where used: 2 x 16-32 registers fewer over the loop
+    vec_layout: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    col_layout: gl.constexpr = gl.SliceLayout(0, s_layout)
+    k = k_smem.slice(WG * WG_ROWS, WG_ROWS)
+    v = v_smem.index(WG)
+    rows_left = k_left - WG * WG_ROWS  # this warpgroup's keys left in the sequence
+    key_ok = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, s_layout)) < rows_left
+    partial = rows_left < WG_ROWS  # keys of the next sequence (or none) among the 64
+    cols = gl.arange(0, BLOCK_M, layout=vec_layout)
+    # dQ_i: (BLOCK_M, D), or with SPLIT_DQ this warpgroup's half of its columns
+    DQ_COLS: gl.constexpr = HALF if SPLIT_DQ else HEAD_DIM
+    q_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
+    )
+    dq_rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, q_layout))
+    dq_cols = gl.arange(0, DQ_COLS, layout=gl.SliceLayout(0, q_layout))
+    if SPLIT_DQ:
+        dq_cols += WG * HALF
+    zero_s = gl.zeros([WG_ROWS, BLOCK_M], gl.float32, s_layout)
+    zero_q = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, q_layout)
+    dk = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
+    dv = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
+    mbarrier.wait(kv_bar.index(0), 0)
+    for i in range(gl.cdiv(q_len, BLOCK_M).to(gl.int32)):
+        stage = i % STAGES
+        phase = (i // STAGES) & 1
+        q = q_bufs.index(stage)
+        do = do_bufs.index(stage)
+        m_start = i * BLOCK_M
+        q_row = q_start + m_start
+        # Step 1: lse and delta of the block's queries (+inf past the end: P = 0 there); the
+        # base-2 lse less log2(scale) makes P' = scale * P (see the header)
+        col_ok = cols < q_len - m_start
+        lse = gl.load(lse_ptr + (q_row + cols) * stride_lse_t + h, mask=col_ok,
+                      other=float("inf")) * LOG2E_K - log2_scale  # fmt: skip
+        delta = gl.load(delta_ptr + (q_row + cols) * stride_delta_t + h, mask=col_ok, other=0.0)
+        # Step 2: S^T = K Q^T and dP^T = V dO^T together; P'^T while the second runs
+        mbarrier.wait(q_bars.index(stage), phase)
+        st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+        mbarrier.wait(do_bars.index(stage), phase)
+        dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+        st = warpgroup_mma_wait(1, deps=(st,))
+        pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
+        if partial:
+            pt = gl.where(gl.expand_dims(key_ok, 1), pt, 0.0)
+        # Step 3: dS'^T = P'^T (dP^T - delta) into shared memory; P'^T to registers in the
+        # wgmma operand layout (S^T and dP^T die here: the peak is before, 2 x 64 x BLOCK_M)
+        dpt = warpgroup_mma_wait(0, deps=(dpt,))
+        dst = pt * (dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0))
+        p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
+        ds_all = ds_smem.index(i % ds_smem.shape[0])  # (NUM_WG x 64 keys, BLOCK_M)
+        ds = ds_all.slice(WG * WG_ROWS, WG_ROWS)
+        ds.store(dst.to(dtype))
+        fence_async_shared()
+        # Step 4: dV' += P'^T dO, dK += dS'^T Q and dQ_i = dS' K together
+        dv = warpgroup_mma(p_op, do, dv, is_async=True)
+        dk = warpgroup_mma(ds, q, dk, is_async=True)
+        if SPLIT_DQ:  # once both warpgroups' dS' are in: all keys, half the columns
+            mbarrier.arrive(ds_bars.index(i % 2))
+            mbarrier.wait(ds_bars.index(i % 2), (i // 2) & 1)
+            dq = warpgroup_mma(ds_all.permute((1, 0)), k_smem.slice(WG * HALF, HALF, dim=1),
+                               zero_q, use_acc=False, is_async=True)  # fmt: skip
+        else:
+            dq = warpgroup_mma(ds.permute((1, 0)), k, zero_q, use_acc=False, is_async=True)
+        dv, dk, dq, p_op = warpgroup_mma_wait(0, deps=(dv, dk, dq, p_op))
+        mbarrier.arrive(empty_bars.index(stage))
+        # Step 5: this key block's share of dQ, added in fp32 without a mask: rows past the
+        # sequence's end get exact zeros (their P' columns are 0), the accumulator has BLOCK_M
+        # rows of padding past the last sequence
+        ptrs = (dq_ptr + gl.expand_dims((q_row + dq_rows) * stride_dq_t, 1) + h * stride_dq_h
+                + gl.expand_dims(dq_cols, 0))  # fmt: skip
+        gl.atomic_add(ptrs, dq, sem="relaxed")
+    row = k_row + WG * WG_ROWS
+    _store_rows(dk_ptr, stride_dk_t, stride_dk_h, row, rows_left, h, dk, d_layout)
+    _store_rows(dv_ptr, stride_dv_t, stride_dv_h, row, rows_left, h, dv / scale, d_layout)
+
+
+@gluon.jit
+def _bwd_first_consumer(shared, params):
+    """The default partition: the first consumer warpgroup (key rows 0-63)."""
+    _bwd_consumer(shared, params, 0)
+
+
+@gluon.jit
+def _bwd_second_consumer(shared, params):
+    """A worker partition of 4 warps: the second consumer warpgroup (key rows 64-127)."""
+    _bwd_consumer(shared, params, 1)
+
+
+@gluon.jit
+def _bwd_loader(descs, shared, params):
+    """The producer warp: the key block's K and V, then per query block Q and dO through the
+    ring of slots."""
+    q_desc, k_desc, v_desc, do_desc = descs
+    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars, ds_bars = shared
+    STAGES: gl.constexpr = q_bufs.shape[0]
+    BLOCK_M: gl.constexpr = q_bufs.shape[1]
+    HEAD_DIM: gl.constexpr = q_bufs.shape[2]
+    NUM_WG: gl.constexpr = v_smem.shape[0]
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+        stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
+    k_row, k_left, q_start, q_len, h = _key_tile(params, WG_ROWS * NUM_WG)
+    col = (h * HEAD_DIM).to(gl.int32)
+    mbarrier.expect(kv_bar.index(0), NUM_WG * (k_desc.block_type.nbytes + v_desc.block_type.nbytes))
+    for wg in gl.static_range(NUM_WG):
+        row = (k_row + wg * WG_ROWS).to(gl.int32)
+        tma.async_copy_global_to_shared(k_desc, [row, col], kv_bar.index(0),
+                                        k_smem.slice(wg * WG_ROWS, WG_ROWS))  # fmt: skip
+        tma.async_copy_global_to_shared(v_desc, [row, col], kv_bar.index(0), v_smem.index(wg))
+    for i in range(gl.cdiv(q_len, BLOCK_M).to(gl.int32)):
+        stage = i % STAGES
+        # a fresh mbarrier counts as having completed the phase before phase 0
+        mbarrier.wait(empty_bars.index(stage), ((i // STAGES) & 1) ^ 1)
+        row = (q_start + i * BLOCK_M).to(gl.int32)
+        mbarrier.expect(q_bars.index(stage), q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(q_desc, [row, col], q_bars.index(stage),
+                                        q_bufs.index(stage))  # fmt: skip
+        mbarrier.expect(do_bars.index(stage), do_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(do_desc, [row, col], do_bars.index(stage),
+                                        do_bufs.index(stage))  # fmt: skip
+
+
+@gluon.jit
+def _attn_bwd_gluon_kernel(
+    q_desc, k_desc, v_desc, do_desc, lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
+    q_offsets_ptr, k_offsets_ptr, stride_lse_t, stride_delta_t, stride_dq_t, stride_dq_h,
+    stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, max_seqlen_q, max_seqlen_k, batch,
+    qk_scale, scale, log2_scale,
+    HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
+    SPLIT_DQ: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+):  # fmt: skip
+    BLOCK_N: gl.constexpr = WG_ROWS * NUM_WG
+    pid = gl.program_id(0)
+    params = (lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t,
+              stride_dq_t, stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h,
+              q_offsets_ptr, k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale,
+              log2_scale, pid)  # fmt: skip
+    # Step 1: this program's key block, else an exit before any setup
+    k_row, k_left, q_start, q_len, h = _key_tile(params, BLOCK_N)
+    if k_left <= 0:  # past the sequence's end
+        return
+    if q_len == 0:
+        _zero_key_rows(params, k_row, k_left, h, BLOCK_N, HEAD_DIM)
+        return
+    # Step 2: shared memory (K, V, dS^T per warpgroup; the Q/dO ring) and its barriers
+    dtype: gl.constexpr = q_desc.dtype
+    k_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], k_desc.layout)  # all keys
+    v_smem = gl.allocate_shared_memory(dtype, [NUM_WG, WG_ROWS, HEAD_DIM], v_desc.layout)
+    q_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], q_desc.layout)
+    do_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], do_desc.layout)
+    # dS'^T of the block's keys, one 64-row slice a warpgroup; SPLIT_DQ (two warpgroups): two
+    # buffers, and a barrier each that both warpgroups arrive on once their slice is in, after
+    # which each computes dQ_i for half the head's columns from both slices (half the atomic
+    # adds of one dQ_i a warpgroup). The buffer of iteration i is written again at i + 2, after
+    # its writer has passed iteration i + 1's barrier, so after the other warpgroup finished
+    # reading it at i. A placeholder [1, 1] barrier without SPLIT_DQ.
+    DS_BUFS: gl.constexpr = 2 if SPLIT_DQ else 1
+    ds_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_M], dtype)
+    ds_smem = gl.allocate_shared_memory(dtype, [DS_BUFS, BLOCK_N, BLOCK_M], ds_layout)
+    ds_bars = gl.allocate_shared_memory(gl.int64, [DS_BUFS, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(DS_BUFS):
+        mbarrier.init(ds_bars.index(i), count=NUM_WG)
+    kv_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
+    q_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    do_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(kv_bar.index(0), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(q_bars.index(i), count=1)
+        mbarrier.init(do_bars.index(i), count=1)
+        mbarrier.init(empty_bars.index(i), count=NUM_WG)  # each consumer arrives once a block
+    # Step 3: the partitions
+    shared = (k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars,
+              ds_bars)  # fmt: skip
+    load_args = ((q_desc, k_desc, v_desc, do_desc), shared, params)
+    if NUM_WG == 2:
+        gl.warp_specialize(
+            [
+                (_bwd_first_consumer, (shared, params)),
+                (_bwd_second_consumer, (shared, params)),
+                (_bwd_loader, load_args),
+            ],
+            [4, 1],
+            [CONSUMER_REGS, 24],
+        )
+    else:
+        gl.warp_specialize(
+            [(_bwd_first_consumer, (shared, params)), (_bwd_loader, load_args)], [1], [24]
+        )
+
+
+# ------------------------------------------------------------------ launcher
+def _attn_bwd_gluon(
+    do: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    q_offsets: torch.Tensor,
+    k_offsets: torch.Tensor,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    scale: float,
+    zero_init: bool = True,
+    config: tuple[int, int, int, bool, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) of jagged attention through the Gluon kernel (inputs as ``_attn_bwd``'s,
+    ``do`` and ``out`` after its post-scale fold; check :func:`gluon_bwd_ok` first).
+    ``zero_init``: key rows the kernel does not write (past ``max_seqlen_k``) hold 0 (query rows
+    always do). ``config``: (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg), default
+    ``CONFIGS[D]``."""
+    total, heads, d = q.shape
+    batch = q_offsets.numel() - 1
+    alloc = torch.zeros_like if zero_init else torch.empty_like
+    dk, dv = alloc(k), alloc(v)
+    if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
+        return torch.zeros_like(q), dk.zero_(), dv.zero_()
+    block_m, stages, num_wg, split_dq, maxnreg = config or CONFIGS[d]
+    # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator
+    dq = torch.empty((total + block_m, heads, d), device=q.device, dtype=torch.float32)
+    delta = torch.empty((total, heads), device=q.device, dtype=torch.float32)
+    block_t = 64
+    _DELTA(
+        lambda meta: (cdiv(total, block_t), heads),
+        (out, do, delta, dq, total, out.stride(0), out.stride(1), do.stride(0), do.stride(1),
+         delta.stride(0), dq.stride(0), dq.stride(1)),
+        dict(HEAD_DIM=d, BLOCK_D=pow2(d), BLOCK_T=block_t),
+    )  # fmt: skip
+    # Step 2: one program a key block
+    grid = (cdiv(max_seqlen_k, WG_ROWS * num_wg) * batch * heads,)
+    _attn_bwd_gluon_kernel[grid](
+        _desc(q, block_m), _desc(k, WG_ROWS), _desc(v, WG_ROWS), _desc(do, block_m), lse, delta,
+        dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), dq.stride(0),
+        dq.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q,
+        max_seqlen_k, batch, scale * LOG2E, scale, math.log2(scale),
+        HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
+        SPLIT_DQ=split_dq and num_wg == 2, CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
+        num_warps=4, maxnreg=maxnreg,
+    )  # fmt: skip
+    return dq[:total].to(q.dtype), dk, dv

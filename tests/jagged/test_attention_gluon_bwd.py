@@ -1,0 +1,141 @@
+"""The Gluon backward prototype (attention_gluon_bwd.py, FA3's backward) against the reference and
+the Triton backward. Needs an sm_90 GPU (the kernel is written for Hopper's wgmma and TMA)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tolerances import assert_matches_reference
+
+from shopml.jagged import attention_reference as ref
+from shopml.jagged.triton.attention_bwd import _attn_bwd
+from shopml.jagged.triton.attention_fwd import _attn_fwd
+
+from .test_attention_gluon import CASES, _inputs, _offsets, _sm90
+
+pytestmark = pytest.mark.gpu
+
+# launcher configurations (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) beside the default
+CONFIGS = {
+    "default": None,
+    "one_warpgroup": (64, 2, 1, False, 168),  # 64 keys against 64 queries
+    "no_split": (64, 2, 2, False, 168),  # each warpgroup adds a whole dQ_i
+    "bm64_s3": (64, 3, 2, True, 168),
+    "bm128": (128, 2, 2, True, 168),
+}
+# (configuration, dtype): the default in both dtypes, the others in bfloat16; the simplest
+# first, so that a first failure (``-x``) says which part broke
+CONFIG_DTYPES = [
+    ("one_warpgroup", torch.bfloat16),
+    ("no_split", torch.bfloat16),
+    ("default", torch.bfloat16),
+    ("default", torch.float16),
+    ("bm64_s3", torch.bfloat16),
+    ("bm128", torch.bfloat16),
+]
+
+
+def _grad_out(lengths, heads, dim, dtype, seed):  # noqa: ANN001, ANN202
+    """A random dO ``(sum(lengths), heads, dim)`` on the GPU."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(sum(lengths), heads, dim, generator=gen).to("cuda", dtype)
+
+
+def _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, math_dtype):  # noqa: ANN001, ANN202
+    """(dq, dk, dv) of the reference in ``math_dtype`` (inputs cast to it), through autograd."""
+    leaves = [t.detach().to(math_dtype).requires_grad_() for t in (q, k, v)]
+    out = ref.jagged_flash_attention(*leaves, qo, mq, k_offsets=ko, max_seqlen_k=mk, scale=scale,
+                                     math_dtype=math_dtype)  # fmt: skip
+    out.backward(do.to(math_dtype))
+    return [t.grad for t in leaves]
+
+
+@pytest.mark.parametrize("dim", [64, 128])
+@pytest.mark.parametrize(("case", "lengths_q", "lengths_k"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("config", "dtype"), CONFIG_DTYPES, ids=[f"{c}-{str(d)[6:]}" for c, d in CONFIG_DTYPES]
+)
+def test_gluon_backward_matches_reference(case, lengths_q, lengths_k, dim, dtype, config):
+    _sm90()
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    lengths_k = lengths_k or lengths_q
+    heads = 3
+    q, k, v = _inputs(lengths_q, lengths_k, heads, dim, dtype)
+    do = _grad_out(lengths_q, heads, dim, dtype, seed=1)
+    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
+    mq, mk = max(lengths_q), max(lengths_k)
+    scale = 1.0 / math.sqrt(dim)
+    assert glb.gluon_bwd_ok(q, k, v, do, False, scale)
+    out, lse = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, False, False, True)
+    grads = glb._attn_bwd_gluon(do, q, k, v, out, lse, qo, ko, mq, mk, scale,
+                                config=CONFIGS[config])  # fmt: skip
+    refs32 = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, torch.float32)
+    refslow = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, dtype)
+    for name, g, r32, rlow in zip("qkv", grads, refs32, refslow, strict=True):
+        assert torch.isfinite(g).all(), f"d{name}: not finite"
+        assert_matches_reference(g, r32, rlow, name=f"d{name}")
+    if config == "default":  # the Triton backward on the same inputs: the same contract
+        triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *[None] * 6, mq, mk, scale, 1.0,
+                                 False, False)[:3]  # fmt: skip
+        for g, t in zip(grads, triton_grads, strict=True):
+            torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
+
+
+def test_switch_routes_the_backward_and_keeps_the_contract(monkeypatch, attn_switch):
+    """``SHOPML_ATTN_GLUON=1``: the bias-free, non-causal backward goes through the Gluon
+    kernel, post_scale and a max_seqlen below the longest sequence (key rows past it 0 with
+    zero_init) included; causal calls keep the Triton kernels."""
+    _sm90()
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    calls = []
+    original = glb._attn_bwd_gluon
+
+    def counted(*args):  # noqa: ANN002, ANN202
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(glb, "_attn_bwd_gluon", counted)
+    lengths = [300, 0, 70, 1]
+    q, k, v = _inputs(lengths, lengths, 2, 64, torch.bfloat16, seed=1)
+    do = _grad_out(lengths, 2, 64, torch.bfloat16, seed=2)
+    qo = _offsets(lengths)
+    scale, post = 0.125, 0.5
+    out, lse = _attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, False, False, True)
+    results = []
+    for value in ("1", "0"):
+        attn_switch("SHOPML_ATTN_GLUON", value)
+        results.append(_attn_bwd(do, q, k, v, out, lse, qo, qo, *[None] * 6, 256, 256, scale,
+                                 post, False, False)[:3])  # fmt: skip
+    assert len(calls) == 1
+    for g, t in zip(*results, strict=True):
+        torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
+    for g in results[0]:
+        assert torch.all(g[256:300] == 0)
+    attn_switch("SHOPML_ATTN_GLUON", "1")
+    _attn_bwd(do, q, k, v, out, lse, qo, qo, *[None] * 6, 256, 256, scale, post, True, False)
+    assert len(calls) == 1
+
+
+def test_public_function_gradients_through_gluon(attn_switch):
+    """Forward and backward of the public op with the switch on: the reference's gradients on
+    a jagged batch with an empty sequence and lengths off the tiles."""
+    _sm90()
+    from shopml.jagged.attention import jagged_flash_attention
+
+    attn_switch("SHOPML_ATTN_GLUON", "1")
+    lengths = [0, 129, 1, 63, 700, 64, 65]
+    q, k, v = _inputs(lengths, lengths, 4, 128, torch.bfloat16, seed=3)
+    do = _grad_out(lengths, 4, 128, torch.bfloat16, seed=4)
+    qo = _offsets(lengths)
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    jagged_flash_attention(*leaves, qo, max(lengths)).backward(do)
+    scale = 128**-0.5
+    n = max(lengths)
+    refs32 = _reference_grads(q, k, v, do, qo, qo, n, n, scale, torch.float32)
+    refslow = _reference_grads(q, k, v, do, qo, qo, n, n, scale, torch.bfloat16)
+    for name, leaf, r32, rlow in zip("qkv", leaves, refs32, refslow, strict=True):
+        assert_matches_reference(leaf.grad, r32, rlow, name=f"d{name}")
