@@ -11,8 +11,7 @@ bias unit; 16 buckets, boundaries -7..7 (consecutive). Modes:
 - ``far``: the key times shifted by 10**6 minutes, so every tile shares bucket 0: the per-tile
   cost of the bias (times, spans, branch, one scalar add) without any mixed tile.
 
-Per kernel (forward, dQ, dK/dV; and the mixed-tile passes of the forward and dQ and the granule
-spans' kernel, 0 where a tree or ``SHOPML_ATTN_BIAS_PASSES=1`` runs none) the device time of one call from the PyTorch profiler, the mean of
+Per kernel (forward, dQ, dK/dV) the device time of one call from the PyTorch profiler, the mean of
 ``--reps`` forward+backward calls, the median of ``--rounds`` rounds (modes alternating within a
 round), with the binary's registers and spill bytes. ``--sweep`` also times, with the bias, every
 Hopper-path tile candidate of each kernel and a few more tiles (EXTRA), the other two kernels at
@@ -34,10 +33,6 @@ from pathlib import Path
 import numpy as np
 
 KERNELS = {"fwd": "_attn_fwd_kernel", "dq": "_attn_bwd_dq_kernel", "dkdv": "_attn_bwd_dkdv_kernel"}
-# timed beside them: the mixed-tile passes (SHOPML_ATTN_BIAS_PASSES=2) and the granule spans
-PASSES = {"fwd_mixed": "_attn_fwd_mixed_kernel", "dq_mixed": "_attn_bwd_dq_mixed_kernel",
-          "spans": "_time_spans_kernel"}  # fmt: skip
-TIMED = {**KERNELS, **PASSES}
 FAR = 10**6  # minutes: beyond any sequence's span (1024 events * 4 h < 2.5e5 min)
 
 
@@ -115,17 +110,10 @@ class Case:
 
 
 def launchers() -> dict:
-    from shopml.jagged.triton import attention_bwd, attention_common, attention_fwd
+    from shopml.jagged.triton import attention_bwd, attention_fwd
 
-    found = {"fwd": attention_fwd._FWD_TMA, "dq": attention_bwd._DQ_TMA,
-             "dkdv": attention_bwd._DKDV_TMA, "spans": getattr(attention_common, "_SPANS", None)}  # fmt: skip
-    try:  # (trees without the mixed passes time the three kernels only)
-        from shopml.jagged.triton import attention_mixed
-
-        found.update(fwd_mixed=attention_mixed._FWD_MIXED, dq_mixed=attention_mixed._DQ_MIXED)
-    except ImportError:
-        pass
-    return found
+    return {"fwd": attention_fwd._FWD_TMA, "dq": attention_bwd._DQ_TMA,
+            "dkdv": attention_bwd._DKDV_TMA}  # fmt: skip
 
 
 def force(kind: str, cfg: dict | None) -> None:
@@ -142,9 +130,8 @@ def registers(kind: str, mode: str) -> tuple[int, int]:
     """(registers, spill bytes) of the binary ``kind``'s launcher last ran in ``mode``'s bias
     mode (-1, -1 if none is cached)."""
     want = 0 if mode == "none" else 2
-    launcher = launchers().get(kind)
-    for compiled, meta, _ in launcher._cache.values() if launcher is not None else ():
-        if meta.get("BIAS_MODE", want) == want:
+    for compiled, meta, _ in launchers()[kind]._cache.values():
+        if meta.get("BIAS_MODE") == want:
             return int(getattr(compiled, "n_regs", -1)), int(getattr(compiled, "n_spills", -1))
     return -1, -1
 
@@ -162,9 +149,9 @@ def kernel_ms(case: Case, mode: str, reps: int) -> dict[str, float]:
         for _ in range(reps):
             case.step(mode)
         sync()
-    totals = {kind: 0.0 for kind in TIMED}
+    totals = {kind: 0.0 for kind in KERNELS}
     for ev in prof.key_averages():
-        for kind, name in TIMED.items():
+        for kind, name in KERNELS.items():
             if ev.key == name:
                 totals[kind] += ev.self_device_time_total / 1000.0
     return {kind: ms / reps for kind, ms in totals.items()}
@@ -247,12 +234,12 @@ def run(args: argparse.Namespace) -> None:
                     ms = None
                 if ms is not None:
                     samples.setdefault((mode, kind, tile_name(cfg)), []).append(ms)
-                    for k in [kind, *PASSES] if kind else TIMED:
+                    for k in [kind] if kind else KERNELS:
                         regs[(mode, kind, tile_name(cfg), k)] = registers(k, mode)
                 if kind:
                     force(kind, None)
         for (mode, kind, tile), runs in samples.items():
-            for k in [kind, *PASSES] if kind else TIMED:
+            for k in [kind] if kind else KERNELS:
                 ms = statistics.median(r[k] for r in runs)
                 n_regs, spills = regs[(mode, kind, tile, k)]
                 rows.append(dict(tree=args.name, B=b, N=args.n, fill=args.fill, mode=mode,

@@ -42,18 +42,8 @@ PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 PRETUNED = Path(attention_fwd.__file__).parent / "pretuned.json"
 # pointer element types of the tensor arguments (bfloat16 activations, fp32 statistics)
 _FP32 = ("lse_ptr", "delta_ptr", "bias_ptr", "dbias_ptr", "table_ptr", "dtable_ptr")
-_I64 = (
-    "bias_offsets_ptr",
-    "bounds_ptr",
-    "tq_ptr",
-    "tk_ptr",
-    "q_offsets_ptr",
-    "k_offsets_ptr",
-    "tq_lo_ptr",
-    "tq_hi_ptr",
-    "tk_lo_ptr",
-    "tk_hi_ptr",
-)
+_I64 = ("bias_offsets_ptr", "bounds_ptr", "tq_ptr", "tk_ptr", "q_offsets_ptr", "k_offsets_ptr",
+        "tq_lo_ptr", "tq_hi_ptr", "tk_lo_ptr", "tk_hi_ptr")
 _FLOATS = ("qk_scale", "post_scale", "scale")
 
 
@@ -166,9 +156,6 @@ def main() -> None:
     parser.add_argument("--bias", nargs="+", default=[b[0] for b in _BIAS],
                         choices=[b[0] for b in _BIAS])  # fmt: skip
     parser.add_argument("--dump", type=Path, help="folder for each variant's TTGIR and PTX")
-    parser.add_argument("--passes", type=int, default=2, choices=[1, 2],
-                        help="the relative bias's passes (SHOPML_ATTN_BIAS_PASSES): 2 compiles "
-                             "the forward and dQ without their mixed tiles")  # fmt: skip
     args = parser.parse_args()
     d, causal = args.head_dim, args.causal
     table = json.loads(PRETUNED.read_text())["tables"]["sm90-132"]
@@ -200,8 +187,6 @@ def main() -> None:
                     USE_ORDER=False, PRECISION="ieee", TMA=tma, BLOCK_M=cfg["BLOCK_M"],
                     BLOCK_N=cfg["BLOCK_N"], **extra,
                 )  # fmt: skip
-                if kind != "dkdv":
-                    const["SKIP_MIXED"] = relative and args.passes == 2
                 dump = None
                 if args.dump:
                     dump = args.dump / f"{kind}-{path}-tma{tma}-{'x'.join(map(str, shape))}-{name}"

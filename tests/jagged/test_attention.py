@@ -232,29 +232,6 @@ def test_triton_matches_reference_with_bias_and_its_gradient(bias_kind, causal, 
     _compare_backends(lengths_q, lengths_k, heads=2, dim=16, causal=causal, bias_kind=bias_kind)
 
 
-@pytest.mark.parametrize("passes", ["1", "2"])
-@pytest.mark.parametrize(("causal", "cross"), [(False, False), (True, True)])
-def test_relative_bias_in_one_or_two_passes_matches_reference(attn_switch, passes, causal, cross):
-    """SHOPML_ATTN_BIAS_PASSES: the mixed tiles in the main loop (1) or in a pass of their own
-    after a first pass that leaves them out (2, the default), forward and dQ; sorted times give
-    both kinds of tile."""
-    attn_switch("SHOPML_ATTN_BIAS_PASSES", passes)
-    lengths_k = [4, 2, 0, 45] if cross else None
-    _compare_backends([3, 0, 50, 37], lengths_k, heads=2, dim=16, causal=causal,
-                      bias_kind="sorted")  # fmt: skip
-
-
-def test_the_mixed_pass_adds_what_the_first_pass_left_out(attn_switch, monkeypatch):
-    """Without its mixed pass the two-pass forward differs from the reference (this case has
-    mixed tiles), with it it matches."""
-    from shopml.jagged.triton import attention_fwd
-
-    attn_switch("SHOPML_ATTN_BIAS_PASSES", "2")
-    monkeypatch.setattr(attention_fwd, "fwd_mixed", lambda *args, **kwargs: None)
-    with pytest.raises(AssertionError):
-        _compare_backends([3, 0, 50, 37], heads=2, dim=16, bias_kind="sorted")
-
-
 def test_head_dim_not_a_power_of_two():
     _compare_backends([5, 0, 18], heads=1, dim=24, causal=True)
 

@@ -54,7 +54,6 @@ from shopml.jagged.triton.attention_common import (
     _use_order,
     env_setting,
 )
-from shopml.jagged.triton.attention_mixed import bias_passes, dq_mixed
 from shopml.jagged.triton.launch import FastLauncher
 
 
@@ -128,7 +127,7 @@ def _attn_bwd_dkdv_inner(
                                     rel_k[:, None], v_first, v_last, below, table_ptr,
                                     stride_table_b, h, bounds_ptr, num_bounds, CONSECUTIVE,
                                     NB_PAD, True, tk_ptr + k_start, offs_n, mask_n,
-                                    HAS_TK and not FUSED_DQ, False)  # fmt: skip
+                                    HAS_TK and not FUSED_DQ)  # fmt: skip
         pt = tl.math.exp2(st - lse[None, :])
         visible = mask_n[:, None] & mask_m[None, :]
         if MASKED:
@@ -167,7 +166,7 @@ def _attn_bwd_dkdv_inner(
         if BIAS_MODE == BIAS_RELATIVE_K and FUSED_DQ:  # the table gradient (else in dQ's)
             dtab = _add_table_grad(dtab, dst, tq[None, :], tk[:, None], shared, rel_q[None, :],
                                    rel_k[:, None], visible, below, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD, False)  # fmt: skip
+                                   CONSECUTIVE, NB_PAD)  # fmt: skip
     return dk, dv, dtab
 
 
@@ -421,8 +420,7 @@ def _attn_bwd(
             dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_T=block_t),
         )  # fmt: skip
     else:  # dQ first: its programs also write delta = rowsum(dO * O), which dK/dV reads
-        two = relative and bias_passes() == 2  # mixed tiles in a pass of their own
-        meta = (_DQ_TMA if tma else _DQ)(
+        (_DQ_TMA if tma else _DQ)(
             lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads),
             (q, k, v, out_for_delta, do, lse, delta, dq, q_offsets, k_offsets, order_k, bias_arg,
              boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, tk_lo, tk_hi, dtab_part, q.stride(0),
@@ -431,12 +429,8 @@ def _attn_bwd(
              out_for_delta.stride(1), do.stride(0), do.stride(1), lse.stride(0), dq.stride(0),
              dq.stride(1), stride_bias, stride_table, max_seqlen_q, max_seqlen_k, num_bounds,
              scale * LOG2E, scale, qb, kb),
-            dict(common, NB_PAD=nb_pad, SKIP_MIXED=two),
+            dict(common, NB_PAD=nb_pad),
         )  # fmt: skip
-        if two and meta is not None:
-            dq_mixed(meta, q, k, v, do, lse, delta, dq, q_offsets, k_offsets, table, bounds_arg,
-                     tq_arg, tk_arg, tk_lo, tk_hi, dtab_part, num_bounds, max_seqlen_q,
-                     max_seqlen_k, scale)  # fmt: skip
     (_FUSED if variant == "fused" else (_DKDV_TMA if tma else _DKDV))(
         lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads),
         (q, k, v, do, lse, delta, dk, dv, dq, q_offsets, k_offsets, order_q, bias_arg, boff_arg,

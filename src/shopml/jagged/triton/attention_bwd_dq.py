@@ -35,11 +35,9 @@ def _attn_bwd_dq_inner(
     stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds, tq, tk_ptr, tk_lo_ptr,
     tk_hi_ptr, b, IS_CAUSAL: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_TK: tl.constexpr,
     CONSECUTIVE: tl.constexpr, MASKED: tl.constexpr, EVEN_D: tl.constexpr, NB_PAD: tl.constexpr,
-    PRECISION: tl.constexpr, TMA: tl.constexpr, SKIP_MIXED: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Key blocks [lo, hi) for one query block. MASKED=False: every key valid and visible.
-    SKIP_MIXED: the relative bias's mixed tiles left out, for the mixed pass to add.
     TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
     first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
@@ -83,7 +81,7 @@ def _attn_bwd_dq_inner(
                                                    mask_n, first, last, v_first, v_last, below,
                                                    table_ptr, stride_table_b, h, bounds_ptr,
                                                    num_bounds, HAS_TK, CONSECUTIVE, NB_PAD, True,
-                                                   BLOCK_N, SKIP_MIXED)  # fmt: skip
+                                                   BLOCK_N)  # fmt: skip
         p = tl.math.exp2(s - lse[:, None])  # rows past the end have lse = +inf: p = 0
         if MASKED:
             visible = mask_n[None, :]
@@ -99,7 +97,7 @@ def _attn_bwd_dq_inner(
                 seen = seen & visible
             dtab = _add_table_grad(dtab, ds, tq[:, None], tk[None, :], shared, rel_q[:, None],
                                    rel_k[None, :], seen, below, bounds_ptr, num_bounds,
-                                   CONSECUTIVE, NB_PAD, SKIP_MIXED)  # fmt: skip
+                                   CONSECUTIVE, NB_PAD)  # fmt: skip
     return dq, dtab
 
 
@@ -115,8 +113,7 @@ def _attn_bwd_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
     CONSECUTIVE: tl.constexpr, USE_ORDER: tl.constexpr, NB_PAD: tl.constexpr,
-    PRECISION: tl.constexpr, TMA: tl.constexpr, SKIP_MIXED: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -182,7 +179,7 @@ def _attn_bwd_dq_kernel(
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, False, HEAD_DIM == BLOCK_D, NB_PAD,
         PRECISION,
-        TMA, SKIP_MIXED, BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dq, dtab = _attn_bwd_dq_inner(
         dq, dtab, q, do, lse, delta, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h,
@@ -190,7 +187,7 @@ def _attn_bwd_dq_kernel(
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, True, HEAD_DIM == BLOCK_D, NB_PAD,
         PRECISION,
-        TMA, SKIP_MIXED, BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     tl.store(
         dq_ptr + (q_start + offs_m)[:, None] * stride_dq_t + h * stride_dq_h + offs_d[None, :],

@@ -377,8 +377,7 @@ def _mixed_bucket(tq, tk, shared, rel_q, rel_k, below, bounds_ptr, num_bounds,
 def _add_relative_bias(s, tq, tk, shared, rel_q, rel_k, v_first, v_last, below, table_ptr,
                        stride_table_b, h, bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr,
                        NB_PAD: tl.constexpr, LOAD_IN_BRANCH: tl.constexpr, tk_base, tk_offs,
-                       tk_mask, TK_AGAIN: tl.constexpr,
-                       SKIP_MIXED: tl.constexpr):  # fmt: skip
+                       tk_mask, TK_AGAIN: tl.constexpr):  # fmt: skip
     """``s + table[bucket(tq - tk), h] * log2(e)`` for a tile of scores ``s`` (``tq``, ``tk``
     broadcast to its shape: ``tq[:, None]``, ``tk[None, :]`` or transposed); ``shared``: the
     tile's one bucket from :func:`_tile_bucket` (one scalar add), or < 0 (an entry a score; the
@@ -399,14 +398,8 @@ def _add_relative_bias(s, tq, tk, shared, rel_q, rel_k, v_first, v_last, below, 
     ``tk_base[tk_offs]`` where ``tk_mask``, from cache, as rows; the addresses formed inside the
     arm) instead of using ``tk``, so they are not held in the arm's layout in registers across
     the loop: at dK/dV's (16, 128) tile that held copy made the loop spill on every tile.
-    ``tk_base``, ``tk_offs``, ``tk_mask`` are unused otherwise.
-
-    ``SKIP_MIXED`` (the first of two passes, see attention_mixed.py): a mixed tile's scores
-    become -inf (no lookup code at all: the registers and pipelining of a one-bucket loop);
-    the mixed pass adds those tiles afterwards."""
-    if SKIP_MIXED:
-        s += tl.where(shared == 0, v_first, tl.where(shared > 0, v_last, float("-inf")))
-    elif LOAD_IN_BRANCH:
+    ``tk_base``, ``tk_offs``, ``tk_mask`` are unused otherwise."""
+    if LOAD_IN_BRANCH:
         if shared >= 0:
             s += tl.where(shared == 0, v_first, v_last)
         else:
@@ -434,7 +427,7 @@ def _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, k
                     start_n, offs_n, mask_n, first, last, v_first, v_last, below, table_ptr,
                     stride_table_b, h, bounds_ptr, num_bounds, HAS_TK: tl.constexpr,
                     CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr, LOAD_IN_BRANCH: tl.constexpr,
-                    BLOCK_N: tl.constexpr, SKIP_MIXED: tl.constexpr):  # fmt: skip
+                    BLOCK_N: tl.constexpr):  # fmt: skip
     """The relative bias of a streamed key block against the program's query block (the forward
     and dQ): the keys' times (their positions without ``tk_ptr``), the tile's one bucket
     (:func:`_tile_bucket`; their span from the granules ``tk_lo_ptr``, ``tk_hi_ptr``, see
@@ -452,7 +445,7 @@ def _key_block_bias(s, tq, q_lo, q_hi, rel_q, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, k
     s = _add_relative_bias(s, tq[:, None], tk[None, :], shared, rel_q[:, None], rel_k[None, :],
                            v_first, v_last, below, table_ptr, stride_table_b, h, bounds_ptr,
                            num_bounds, CONSECUTIVE, NB_PAD, LOAD_IN_BRANCH, tk_ptr, 0, True,
-                           False, SKIP_MIXED)  # fmt: skip
+                           False)  # fmt: skip
     return s, tk, shared, rel_k
 
 
@@ -481,17 +474,13 @@ def _select(bucket, v_first, v_last, table_ptr, stride_table_b, h, num_bounds,
 
 @triton.jit
 def _add_table_grad(dtab, ds, tq, tk, shared, rel_q, rel_k, visible, below, bounds_ptr,
-                    num_bounds, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr,
-                    SKIP_MIXED: tl.constexpr):  # fmt: skip
+                    num_bounds, CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr):  # fmt: skip
     """The table gradient of one ``(R, C)`` tile added to the per-row partials ``dtab`` ``(R,
     NB_PAD)`` fp32 (summed over rows once per program): a row sum of ``ds`` when the tile shares
     one bucket (``shared`` >= 0), else per-bucket sums over the buckets the ``visible`` pairs
-    hold (``ds`` is 0 elsewhere; the buckets recomputed as in :func:`_add_relative_bias`);
-    ``SKIP_MIXED``: one-bucket tiles only, branch-free."""
+    hold (``ds`` is 0 elsewhere; the buckets recomputed as in :func:`_add_relative_bias`)."""
     idx = tl.arange(0, NB_PAD)
-    if (
-        SKIP_MIXED or shared >= 0
-    ):  # (``ds`` is 0 on mixed tiles, whose ``shared`` < 0 matches no bucket)
+    if shared >= 0:
         dtab += tl.where(idx[None, :] == shared, tl.sum(ds, 1)[:, None], 0.0)
     else:
         bucket = _mixed_bucket(tq, tk, shared, rel_q, rel_k, below, bounds_ptr, num_bounds,

@@ -38,7 +38,6 @@ from shopml.jagged.triton.attention_common import (
     _tuner,
     _use_order,
 )
-from shopml.jagged.triton.attention_mixed import bias_passes, fwd_mixed
 from shopml.jagged.triton.launch import FastLauncher
 
 
@@ -88,13 +87,11 @@ def _attn_fwd_inner(
     EVEN_D: tl.constexpr,
     PRECISION: tl.constexpr,
     TMA: tl.constexpr,
-    SKIP_MIXED: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     """Online-softmax over key blocks [lo, hi). MASKED=False: every key valid and visible.
-    TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end).
-    SKIP_MIXED: the relative bias's mixed tiles left out (-inf), for the mixed pass to add."""
+    TMA: K and V tiles through the descriptors ``k_desc``, ``v_desc`` (zeros past the end)."""
     below = _below(bounds_ptr, num_bounds, CONSECUTIVE)  # the bias's first boundary - 1
     first, last, v_first, v_last = _edges(table_ptr, stride_table_b, h, bounds_ptr, num_bounds,
                                           BIAS_MODE)  # fmt: skip
@@ -124,7 +121,7 @@ def _attn_fwd_inner(
                                                    mask_n, first, last, v_first, v_last, below,
                                                    table_ptr, stride_table_b, h, bounds_ptr,
                                                    num_bounds, HAS_TK, CONSECUTIVE, NB_PAD, False,
-                                                   BLOCK_N, SKIP_MIXED)  # fmt: skip
+                                                   BLOCK_N)  # fmt: skip
         if MASKED:
             visible = mask_n[None, :]
             if IS_CAUSAL:
@@ -132,9 +129,6 @@ def _attn_fwd_inner(
             s = tl.where(visible, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # nothing visible yet
-        elif SKIP_MIXED:  # a left-out tile: -inf everywhere
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         else:
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_safe = m_new
@@ -166,8 +160,7 @@ def _attn_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BIAS_MODE: tl.constexpr, HAS_TQ: tl.constexpr, HAS_TK: tl.constexpr,
     CONSECUTIVE: tl.constexpr, NB_PAD: tl.constexpr, USE_ORDER: tl.constexpr,
-    PRECISION: tl.constexpr, TMA: tl.constexpr, SKIP_MIXED: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     b = _sample_index(order_ptr, USE_ORDER)  # longest sequences first if ordered
@@ -218,14 +211,14 @@ def _attn_fwd_kernel(
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, 0, full, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, False, HEAD_DIM == BLOCK_D, PRECISION,
-        TMA, SKIP_MIXED, BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _attn_fwd_inner(
         acc, l_i, m_i, q, k_ptr, v_ptr, k_desc, v_desc, k_start, k_len, h, stride_k_t, stride_k_h, stride_v_t,
         stride_v_h, offs_m, mask_m, offs_d, mask_d, shift, full, hi, qk_scale,
         bias_ptr, bias_start, stride_bias_t, table_ptr, stride_table_b, bounds_ptr, num_bounds,
         tq, tk_ptr, tk_lo_ptr, tk_hi_ptr, b, IS_CAUSAL, BIAS_MODE, HAS_TK, CONSECUTIVE, NB_PAD, True, HEAD_DIM == BLOCK_D, PRECISION,
-        TMA, SKIP_MIXED, BLOCK_M, BLOCK_N,
+        TMA, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     # Step 4: normalise; a row that saw no key outputs 0 with lse = -inf
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
@@ -288,10 +281,7 @@ def _attn_fwd(
     if tma:
         _ensure_allocator()
     grid = lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
-    two = mode == BIAS_RELATIVE and bias_passes() == 2  # mixed tiles in a pass of their own
-    tk_arg = tk if tk is not None else _dummy(dev, torch.int64)
-    tk_lo, tk_hi = _time_spans(tk if mode == BIAS_RELATIVE else None, k_offsets, max_seqlen_k)
-    meta = (_FWD_TMA if tma else _FWD)(
+    (_FWD_TMA if tma else _FWD)(
         grid,
         (
             q,
@@ -307,9 +297,8 @@ def _attn_fwd(
             table if table is not None else _dummy(dev),
             bounds if bounds is not None else _dummy(dev, torch.int64),
             tq if tq is not None else _dummy(dev, torch.int64),
-            tk_arg,
-            tk_lo,
-            tk_hi,
+            tk if tk is not None else _dummy(dev, torch.int64),
+            *_time_spans(tk if mode == BIAS_RELATIVE else None, k_offsets, max_seqlen_k),
             q.stride(0),
             q.stride(1),
             k.stride(0),
@@ -340,14 +329,7 @@ def _attn_fwd(
             NB_PAD=pow2(table.shape[0]) if table is not None else 1,
             USE_ORDER=use_order,
             PRECISION=_precision(q.dtype, allow_tf32),
-            SKIP_MIXED=two,
             **({} if tma else _POINTER),  # the Hopper tiles carry TMA
         ),
     )
-    if two and meta is not None:
-        fwd_mixed(meta, q, k, v, out, lse, q_offsets, k_offsets, table,
-                  bounds if bounds is not None else _dummy(dev, torch.int64),
-                  tq if tq is not None else _dummy(dev, torch.int64), tk_arg, tk_lo, tk_hi,
-                  bounds.numel() if bounds is not None else 0, max_seqlen_q, max_seqlen_k, scale,
-                  post_scale)  # fmt: skip
     return out, lse

@@ -141,18 +141,19 @@ class FastLauncher:
 
     def __call__(
         self, grid: Callable[[dict], tuple], args: Sequence[object], constexprs: dict[str, object]
-    ) -> dict | None:
-        """Launch; returns the launch's meta-parameters (the constexprs and the chosen config),
-        None while collecting a launch whose config is still to be tuned."""
+    ) -> None:
         jobs = _COLLECTING.get()
         if jobs is not None:
-            return self._collect(jobs, grid, args, constexprs)
+            self._collect(jobs, grid, args, constexprs)
+            return
         if not self.enabled:
-            return self._launch(grid, args, constexprs)[1]
+            self._launch(grid, args, constexprs)
+            return
         key = self._key(args, constexprs)
         hit = self._cache.get(key)
         if hit is None:
-            return self._first_launch(key, grid, args, constexprs)
+            self._first_launch(key, grid, args, constexprs)
+            return
         compiled, meta, tail = hit
         g = grid(meta)
         compiled.run(
@@ -169,7 +170,6 @@ class FastLauncher:
             *tail,
         )
         self.direct_launches += 1
-        return meta
 
     def _key(self, args: Sequence[object], constexprs: dict[str, object]) -> tuple:
         """The launch signature (see the module docstring) and the device."""
@@ -188,25 +188,20 @@ class FastLauncher:
             _signature(args, layout),
         )
 
-    def _collect(
-        self, jobs: list[Job], grid: Callable, args: Sequence, constexprs: dict
-    ) -> dict | None:
-        """Record the compile that this launch's first time would do (see :func:`collecting`);
-        the launch's meta-parameters where known."""
+    def _collect(self, jobs: list[Job], grid: Callable, args: Sequence, constexprs: dict) -> None:
+        """Record the compile that this launch's first time would do (see :func:`collecting`)."""
         kernel = self._kernel
         if not hasattr(kernel, "warmup") or hasattr(kernel, "configs"):
-            return None  # an Autotuner (it has configs): it compiles its own way
+            return  # an Autotuner (it has configs): it compiles its own way
         key = self._key(args, constexprs)
         if key in self._cache:
-            return self._cache[key][1]
+            return
         cfg: dict | None = {}
         if self._tuner is not None:
             cfg = self._tuner.choose(kernel, grid, args, constexprs, timing=False)
-        if cfg is None:
-            return None
-        ident = repr((key[1:], sorted(cfg.items())))
-        jobs.append(Job(kernel, grid, tuple(args), dict(constexprs, **cfg), ident))
-        return dict(constexprs, **cfg)
+        if cfg is not None:
+            ident = repr((key[1:], sorted(cfg.items())))
+            jobs.append(Job(kernel, grid, tuple(args), dict(constexprs, **cfg), ident))
 
     def _launch(self, grid: Callable, args: Sequence, constexprs: dict) -> tuple[Any, dict]:
         """The ordinary launch (through the tuner's choice if any): (compiled, its meta-params)."""
@@ -219,7 +214,7 @@ class FastLauncher:
         compiled = self._kernel[grid](*args, **constexprs, **cfg)
         return compiled, dict(constexprs, **cfg)
 
-    def _first_launch(self, key: tuple, grid: Callable, args: Sequence, constexprs: dict) -> dict:
+    def _first_launch(self, key: tuple, grid: Callable, args: Sequence, constexprs: dict) -> None:
         compiled, meta = self._launch(grid, args, constexprs)
         try:
             import triton
@@ -242,6 +237,5 @@ class FastLauncher:
             usable = False
         if not usable:  # an unfamiliar Triton, or a launch hook to honour: the ordinary path
             self.enabled = False
-            return meta
+            return
         self._cache[key] = (compiled, meta, tail)
-        return meta
