@@ -61,7 +61,6 @@ VARIANTS = {
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg); BLOCK_N = 64 x NUM_WG
 BWD_VARIANTS = {
     "1wg": ((64, 2, 1, False, 168), (64, 128)),  # one consumer warpgroup, 64 keys x 64 queries
-    "1wg_r128": ((64, 2, 1, False, 128), (64, 128)),  # the same, 2 programs an SM
     "nosplit": ((64, 2, 2, False, 168), (64, 128)),  # each warpgroup adds a whole dQ_i
     "bm128": ((128, 2, 2, True, 168), (64,)),  # FA3's D=64 tiles (128 query rows)
     "s3": ((64, 3, 2, True, 168), (128,)),

@@ -42,8 +42,18 @@ PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 PRETUNED = Path(attention_fwd.__file__).parent / "pretuned.json"
 # pointer element types of the tensor arguments (bfloat16 activations, fp32 statistics)
 _FP32 = ("lse_ptr", "delta_ptr", "bias_ptr", "dbias_ptr", "table_ptr", "dtable_ptr")
-_I64 = ("bias_offsets_ptr", "bounds_ptr", "tq_ptr", "tk_ptr", "q_offsets_ptr", "k_offsets_ptr",
-        "tq_lo_ptr", "tq_hi_ptr", "tk_lo_ptr", "tk_hi_ptr")
+_I64 = (
+    "bias_offsets_ptr",
+    "bounds_ptr",
+    "tq_ptr",
+    "tk_ptr",
+    "q_offsets_ptr",
+    "k_offsets_ptr",
+    "tq_lo_ptr",
+    "tq_hi_ptr",
+    "tk_lo_ptr",
+    "tk_hi_ptr",
+)
 _FLOATS = ("qk_scale", "post_scale", "scale")
 
 

@@ -59,6 +59,8 @@ def _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, math_dtype):  # noqa: A
 )
 def test_gluon_backward_matches_reference(case, lengths_q, lengths_k, dim, dtype, config):
     _sm90()
+    if config == "bm128" and dim > 64:  # 263 KB of shared memory at D=128 (the H200 has 227)
+        pytest.skip("128 query rows fit shared memory at head dim 64 only")
     from shopml.jagged.triton import attention_gluon_bwd as glb
 
     lengths_k = lengths_k or lengths_q
