@@ -245,12 +245,16 @@ def _bucket(tq, tk, below, bounds_ptr, num_bounds, CONSECUTIVE: tl.constexpr,
 # middle bucket) bucket and look up every score.
 
 
+_I64_MAX = tl.constexpr(9223372036854775807)
+_I64_MIN = tl.constexpr(-9223372036854775807 - 1)
+
+
 @triton.jit
 def _span(t, valid):
     """``(min, max)`` int64 of the vector ``t`` over its ``valid`` lanes (at least one)."""
     t = t.to(tl.int64)
-    lo = tl.min(tl.where(valid, t, 9223372036854775807), 0)
-    hi = tl.max(tl.where(valid, t, -9223372036854775807 - 1), 0)
+    lo = tl.min(tl.where(valid, t, _I64_MAX), 0)
+    hi = tl.max(tl.where(valid, t, _I64_MIN), 0)
     return lo, hi
 
 
@@ -262,8 +266,6 @@ def _span(t, valid):
 # never overlap, so T // 16 + B + 1 slots hold every granule without a cumulative sum.
 SPAN_ROWS = 16
 SPAN_ROWS_K = tl.constexpr(SPAN_ROWS)
-_I64_MAX = tl.constexpr(9223372036854775807)
-_I64_MIN = tl.constexpr(-9223372036854775807 - 1)
 
 
 @triton.jit(do_not_specialize=["max_seqlen"])
