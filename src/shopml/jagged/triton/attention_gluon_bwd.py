@@ -37,15 +37,17 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   cast gives dQ ``(T_q, H, D)`` in the input dtype.
 
 Registers (head dim 128, two consumer warpgroups at 240 registers a thread): dK and dV take
-128, S^T and dP^T in flight 64, the 64 query columns' lse spread over the score layout 16, so
-little is left for addresses and scalars, and every value held across the query loop counts.
-Three choices keep the loop free of spills (ptxas ``-v``: 8/8 B of spills outside the loop,
-244/212 B with 16-21 local loads/stores an iteration before): delta enters through dP^T's
-accumulator (it is not held spread beside S^T and dP^T, 16 registers); the dQ accumulator's
-row stride is the constexpr D, so a thread's 16 adds of an iteration address two row pointers
-with constant offsets (with a runtime row stride the compiler held the 8 column offsets as
-64-bit values across the loop, 16 registers); the loop indexes lse, delta and dQ from the
-sequence's first row in int32 (row x H < 2^31: lse's size), dQ's block start in int64.
+128, S^T and dP^T in flight 64, the block's lse spread over the score layout 16, so little is
+left for addresses and scalars, and every value held across the query loop counts. Three
+choices keep the loop free of spills (ptxas, Triton 3.6: 24/24 B of spills, all outside the
+loop, against 244/212 B and 10-21 local loads/stores an iteration before): the dQ
+accumulator's row stride is the constexpr D, so a thread's 16 adds of an iteration address two
+row pointers with constant offsets (with a runtime row stride the compiler held 8 column
+offsets as 64-bit values across the loop, 16 registers); delta enters as dP^T's initial
+accumulator, so it is not held spread beside S^T and dP^T (16 registers; the same
+subtraction, done by the wgmma's fp32 accumulation); the loop indexes lse and delta from the
+sequence's first row in int32 (a sequence's rows x H < 2^31, lse's size), dQ from its block
+start in int64.
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
@@ -84,8 +86,9 @@ LOG2E_K = gl.constexpr(LOG2E)
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows.
 # FA3's D=128 tiles (64 query rows against 128 keys), two consumer warpgroups with 240
 # registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24), dQ split by columns
-# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 500 B a thread
-# (ptxas, Triton 3.6) where 64 spill none. Chosen from the compile counts, not yet timed.
+# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 188/228 B a
+# thread (ptxas, Triton 3.6; 12-20 local accesses an iteration) where 64 spill none. Timings:
+# benchmarks/README.md ("Gluon backward prototype").
 CONFIGS = {64: (64, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
 
 
