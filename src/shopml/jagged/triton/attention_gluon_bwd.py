@@ -9,7 +9,8 @@ dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton ke
 
 Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
 - ``_attn_bwd_delta_kernel`` (attention_bwd_dq.py) writes ``delta = rowsum(dO * O)`` and zeroes
-  a float32 dQ accumulator ``(T_q, H, D)``.
+  a float32 dQ accumulator ``(H, T_q + BLOCK_M, D)``: heads outermost, so that a head's rows
+  are D apart (a constexpr stride, see Registers), and BLOCK_M rows of padding.
 - One program a key block of BLOCK_N = 64 x NUM_WG rows, numbered key block fastest, then
   sample, then head (``cdiv(max_seqlen_k, BLOCK_N) * B * H``); programs past their sequence's
   end exit at once, a sequence without queries gets dK = dV = 0.
@@ -23,16 +24,30 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
 - NUM_WG consumer warpgroups (the default partition, plus a worker of 4 warps) each own 64 key
   rows and, per query block, with asynchronous ``warpgroup_mma`` (scores transposed, so that
   the key rows are wgmma's M and dK, dV stay in the warpgroup's registers):
-  S^T = K Q^T; P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))), i.e.
-  ``scale * P^T`` (lse and delta: plain loads into a value or two a thread, issued before the
-  wait for Q); dP^T = V dO^T and dV' += P'^T dO together (P'^T from registers);
-  dS'^T = P'^T (dP^T - delta) = ``scale * dS^T`` into shared memory; dK += dS'^T Q and
-  dQ_i = dS' K together (dS'^T read transposed); the slot handed back, then dQ_i added into
-  the float32 accumulator (``gl.atomic_add``, so dQ's summation order, and its last bits,
-  vary between runs). Folding the softmax scale into P leaves no per-block multiply for dK
-  and dQ; dV = dV' / scale once at the end. The accumulator has BLOCK_M rows of padding, so
-  the adds need no mask (a block's rows past its sequence's end get exact zeros: their P'
-  columns are 0). A cast gives dQ in the input dtype.
+  S^T = K Q^T and dP^T - delta = V dO^T - delta issued together (the second's accumulator
+  starts at -delta); P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))),
+  i.e. ``scale * P^T``, while dP^T runs (lse and delta: plain loads into a value or two a
+  thread, issued before the wait for Q); dS'^T = P'^T (dP^T - delta) = ``scale * dS^T`` into
+  shared memory; dV' += P'^T dO (P'^T from registers), dK += dS'^T Q and dQ_i = dS' K
+  together (dS'^T read transposed); the slot handed back, then dQ_i added into the float32
+  accumulator (``gl.atomic_add``, so dQ's summation order, and its last bits, vary between
+  runs). Folding the softmax scale into P leaves no per-block multiply for dK and dQ;
+  dV = dV' / scale once at the end. The accumulator's padding rows let the adds go without a
+  mask (a block's rows past its sequence's end get exact zeros: their P' columns are 0). A
+  cast gives dQ ``(T_q, H, D)`` in the input dtype.
+
+Registers (head dim 128, two consumer warpgroups at 240 registers a thread): dK and dV take
+128, S^T and dP^T in flight 64, the block's lse spread over the score layout 16, so little is
+left for addresses and scalars, and every value held across the query loop counts. Three
+choices keep the loop free of spills (ptxas, Triton 3.6: 24/24 B of spills, all outside the
+loop, against 244/212 B and 10-21 local loads/stores an iteration before): the dQ
+accumulator's row stride is the constexpr D, so a thread's 16 adds of an iteration address two
+row pointers with constant offsets (with a runtime row stride the compiler held 8 column
+offsets as 64-bit values across the loop, 16 registers); delta enters as dP^T's initial
+accumulator, so it is not held spread beside S^T and dP^T (16 registers; the same
+subtraction, done by the wgmma's fp32 accumulation); the loop indexes lse and delta from the
+sequence's first row in int32 (a sequence's rows x H < 2^31, lse's size), dQ from its block
+start in int64.
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
@@ -71,8 +86,9 @@ LOG2E_K = gl.constexpr(LOG2E)
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows.
 # FA3's D=128 tiles (64 query rows against 128 keys), two consumer warpgroups with 240
 # registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24), dQ split by columns
-# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 500 B a thread
-# (ptxas, Triton 3.6) where 64 spill none. Chosen from the compile counts, not yet timed.
+# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 188/228 B a
+# thread (ptxas, Triton 3.6; 12-20 local accesses an iteration) where 64 spill none. Timings:
+# benchmarks/README.md ("Gluon backward prototype").
 CONFIGS = {64: (64, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
 
 
@@ -89,7 +105,7 @@ def gluon_bwd_ok(
 def _key_tile(params, BLOCK_N: gl.constexpr):
     """This program's key block: (first key row, key rows left in the sequence, the sample's
     query start and length, head); rows left <= 0: nothing to do."""
-    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
         stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
         k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
     num_n = gl.cdiv(max_seqlen_k, BLOCK_N)
@@ -118,7 +134,7 @@ def _store_rows(ptr, stride_t, stride_h, row, rows_left, h, value, layout: gl.co
 @gluon.jit
 def _zero_key_rows(params, k_row, k_left, h, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr):
     """dK = dV = 0 for the rows of a key block whose sequence has no queries."""
-    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
         stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
         k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
     layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [gl.num_warps(), 1], [1, 0])
@@ -140,7 +156,7 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
     SPLIT_DQ: gl.constexpr = ds_bars.shape[0] == 2  # see the kernel's Step 2
     HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
-    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
         stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
         k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
     k_row, k_left, q_start, q_len, h = _key_tile(params, WG_ROWS * NUM_WG)
@@ -174,25 +190,33 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
     zero_q = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, q_layout)
     dk = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
     dv = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
+    # the sequence's first query of this head in lse, delta and dQ (rows D apart: constant
+    # offsets for the adds); rows within the sequence in int32 (see the header's Registers)
+    q_len = q_len.to(gl.int32)  # at most max_seqlen_q
+    lse_q = lse_ptr + q_start * stride_lse_t + h
+    delta_q = delta_ptr + q_start * stride_delta_t + h
+    dq_q = dq_ptr + h.to(gl.int64) * stride_dq_h + q_start * HEAD_DIM
     mbarrier.wait(kv_bar.index(0), 0)
-    for i in range(gl.cdiv(q_len, BLOCK_M).to(gl.int32)):
+    for i in range(gl.cdiv(q_len, BLOCK_M)):
         stage = i % STAGES
         phase = (i // STAGES) & 1
         q = q_bufs.index(stage)
         do = do_bufs.index(stage)
         m_start = i * BLOCK_M
-        q_row = q_start + m_start
         # Step 1: lse and delta of the block's queries (+inf past the end: P = 0 there); the
         # base-2 lse less log2(scale) makes P' = scale * P (see the header)
         col_ok = cols < q_len - m_start
-        lse = gl.load(lse_ptr + (q_row + cols) * stride_lse_t + h, mask=col_ok,
+        lse = gl.load(lse_q + (m_start + cols) * stride_lse_t, mask=col_ok,
                       other=float("inf")) * LOG2E_K - log2_scale  # fmt: skip
-        delta = gl.load(delta_ptr + (q_row + cols) * stride_delta_t + h, mask=col_ok, other=0.0)
-        # Step 2: S^T = K Q^T and dP^T = V dO^T together; P'^T while the second runs
+        delta = gl.load(delta_q + (m_start + cols) * stride_delta_t, mask=col_ok, other=0.0)
+        # Step 2: S^T = K Q^T and dP^T - delta = V dO^T - delta together (an accumulator
+        # starting at -delta: delta not held beside them, see the header's Registers); P'^T
+        # while the second runs
         mbarrier.wait(q_bars.index(stage), phase)
         st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         mbarrier.wait(do_bars.index(stage), phase)
-        dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+        minus_delta = zero_s - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
+        dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
         st = warpgroup_mma_wait(1, deps=(st,))
         pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
         if partial:
@@ -200,7 +224,7 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
         # Step 3: dS'^T = P'^T (dP^T - delta) into shared memory; P'^T to registers in the
         # wgmma operand layout (S^T and dP^T die here: the peak is before, 2 x 64 x BLOCK_M)
         dpt = warpgroup_mma_wait(0, deps=(dpt,))
-        dst = pt * (dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0))
+        dst = pt * dpt
         p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
         ds_all = ds_smem.index(i % ds_smem.shape[0])  # (NUM_WG x 64 keys, BLOCK_M)
         ds = ds_all.slice(WG * WG_ROWS, WG_ROWS)
@@ -221,9 +245,8 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
         # Step 5: this key block's share of dQ, added in fp32 without a mask: rows past the
         # sequence's end get exact zeros (their P' columns are 0), the accumulator has BLOCK_M
         # rows of padding past the last sequence
-        ptrs = (dq_ptr + gl.expand_dims((q_row + dq_rows) * stride_dq_t, 1) + h * stride_dq_h
-                + gl.expand_dims(dq_cols, 0))  # fmt: skip
-        gl.atomic_add(ptrs, dq, sem="relaxed")
+        offs = gl.expand_dims(dq_rows * HEAD_DIM, 1) + gl.expand_dims(dq_cols, 0)
+        gl.atomic_add(dq_q + m_start.to(gl.int64) * HEAD_DIM + offs, dq, sem="relaxed")
     row = k_row + WG * WG_ROWS
     _store_rows(dk_ptr, stride_dk_t, stride_dk_h, row, rows_left, h, dk, d_layout)
     _store_rows(dv_ptr, stride_dv_t, stride_dv_h, row, rows_left, h, dv / scale, d_layout)
@@ -251,7 +274,7 @@ def _bwd_loader(descs, shared, params):
     BLOCK_M: gl.constexpr = q_bufs.shape[1]
     HEAD_DIM: gl.constexpr = q_bufs.shape[2]
     NUM_WG: gl.constexpr = v_smem.shape[0]
-    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, stride_dq_t, \
+    lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
         stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, q_offsets_ptr, \
         k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale, log2_scale, pid = params  # fmt: skip
     k_row, k_left, q_start, q_len, h = _key_tile(params, WG_ROWS * NUM_WG)
@@ -278,7 +301,7 @@ def _bwd_loader(descs, shared, params):
 @gluon.jit
 def _attn_bwd_gluon_kernel(
     q_desc, k_desc, v_desc, do_desc, lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
-    q_offsets_ptr, k_offsets_ptr, stride_lse_t, stride_delta_t, stride_dq_t, stride_dq_h,
+    q_offsets_ptr, k_offsets_ptr, stride_lse_t, stride_delta_t, stride_dq_h,
     stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, max_seqlen_q, max_seqlen_k, batch,
     qk_scale, scale, log2_scale,
     HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
@@ -287,7 +310,7 @@ def _attn_bwd_gluon_kernel(
     BLOCK_N: gl.constexpr = WG_ROWS * NUM_WG
     pid = gl.program_id(0)
     params = (lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t,
-              stride_dq_t, stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h,
+              stride_dq_h, stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h,
               q_offsets_ptr, k_offsets_ptr, max_seqlen_q, max_seqlen_k, batch, qk_scale, scale,
               log2_scale, pid)  # fmt: skip
     # Step 1: this program's key block, else an exit before any setup
@@ -372,14 +395,15 @@ def _attn_bwd_gluon(
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
     block_m, stages, num_wg, split_dq, maxnreg = config or CONFIGS[d]
-    # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator
-    dq = torch.empty((total + block_m, heads, d), device=q.device, dtype=torch.float32)
+    # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator, heads outermost (a
+    # head's rows D apart: constant offsets for the kernel's adds) and BLOCK_M padding rows
+    dq = torch.empty((heads, total + block_m, d), device=q.device, dtype=torch.float32)
     delta = torch.empty((total, heads), device=q.device, dtype=torch.float32)
     block_t = 64
     _DELTA(
         lambda meta: (cdiv(total, block_t), heads),
         (out, do, delta, dq, total, out.stride(0), out.stride(1), do.stride(0), do.stride(1),
-         delta.stride(0), dq.stride(0), dq.stride(1)),
+         delta.stride(0), dq.stride(1), dq.stride(0)),
         dict(HEAD_DIM=d, BLOCK_D=pow2(d), BLOCK_T=block_t),
     )  # fmt: skip
     # Step 2: one program a key block
@@ -387,10 +411,10 @@ def _attn_bwd_gluon(
     _attn_bwd_gluon_kernel[grid](
         _desc(q, block_m), _desc(k, WG_ROWS), _desc(v, WG_ROWS), _desc(do, block_m), lse, delta,
         dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), dq.stride(0),
-        dq.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q,
-        max_seqlen_k, batch, scale * LOG2E, scale, math.log2(scale),
+        dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q, max_seqlen_k,
+        batch, scale * LOG2E, scale, math.log2(scale),
         HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
         SPLIT_DQ=split_dq and num_wg == 2, CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
         num_warps=4, maxnreg=maxnreg,
     )  # fmt: skip
-    return dq[:total].to(q.dtype), dk, dv
+    return dq[:, :total].transpose(0, 1).to(q.dtype).contiguous(), dk, dv
