@@ -61,6 +61,7 @@ VARIANTS = {
     "own2": ((128, 2, 2, True, False, True, 168), (64,)),  # two, ping-pong
     "own2_bn64": ((64, 3, 2, True, False, True, 168), (64,)),
     "own2_nopp": ((128, 2, 2, False, False, True, 168), (64,)),
+    "own2_bn64_s2": ((64, 2, 2, True, False, True, 168), (64, 128)),  # fits D=128 (160 KiB)
     "own3": ((64, 3, 3, False, False, True, 128), (64,)),  # three, no turns
     "own1_r128": ((128, 2, 1, False, False, True, 128), (64,)),  # one, 2 programs an SM
     "own1_bn64_r80": ((64, 2, 1, False, False, True, 80), (64,)),  # one, 3 programs an SM
