@@ -47,15 +47,24 @@ CASES = [
     dict(B=256, N=4096, H=4, D=128, fill=0.25, causal=False, tag="grid"),
 ]
 # Gluon launcher configurations timed beside the default, and their head dims:
-# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg)
+# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, OWN_TILES, maxnreg)
 VARIANTS = {
-    "persistent": ((128, 2, 2, True, True, 168), (64, 128)),  # one program an SM
-    "nopp": ((128, 2, 2, False, False, 168), (64, 128)),  # no ping-pong turns
-    "1wg": ((128, 2, 1, False, False, 168), (64, 128)),  # one consumer warpgroup, 64 rows
-    "1wg_r128": ((128, 2, 1, False, False, 128), (64,)),  # the same, 2 programs an SM
-    "1wg_bn64_r128": ((64, 2, 1, False, False, 128), (64, 128)),  # 2 programs an SM at D=128
-    "bn64": ((64, 3, 2, True, False, 168), (64, 128)),
-    "3wg": ((64, 3, 3, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
+    "persistent": ((128, 2, 2, True, True, False, 168), (64, 128)),  # one program an SM
+    "nopp": ((128, 2, 2, False, False, False, 168), (64, 128)),  # no ping-pong turns
+    "1wg": ((128, 2, 1, False, False, False, 168), (64, 128)),  # one consumer warpgroup, 64 rows
+    "1wg_r128": ((128, 2, 1, False, False, False, 128), (64,)),  # the same, 2 programs an SM
+    "1wg_bn64_r128": ((64, 2, 1, False, False, False, 128), (64, 128)),  # 2 an SM at D=128
+    "bn64": ((64, 3, 2, True, False, False, 168), (64, 128)),
+    "3wg": ((64, 3, 3, False, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
+    # own tiles: each consumer warpgroup its own 64-row tile (of any sample and head) and K/V
+    # stream, the tiles of a program consecutive in the 64-row slot numbering
+    "own2": ((128, 2, 2, True, False, True, 168), (64,)),  # two, ping-pong
+    "own2_bn64": ((64, 3, 2, True, False, True, 168), (64,)),
+    "own2_nopp": ((128, 2, 2, False, False, True, 168), (64,)),
+    "own2_bn64_s2": ((64, 2, 2, True, False, True, 168), (64, 128)),  # fits D=128 (160 KiB)
+    "own3": ((64, 3, 3, False, False, True, 128), (64,)),  # three, no turns
+    "own1_r128": ((128, 2, 1, False, False, True, 128), (64,)),  # one, 2 programs an SM
+    "own1_bn64_r80": ((64, 2, 1, False, False, True, 80), (64,)),  # one, 3 programs an SM
 }
 # Gluon backward configurations beside the default, and their head dims:
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg); BLOCK_N = 64 x NUM_WG
@@ -88,7 +97,12 @@ def _signature(fn, const: dict, d: int, rows: dict, dtype: str) -> tuple[dict, d
             layout = gl.NVMMASharedLayout.get_default_for([rows[name], d], gl_dtype)
             sig[name] = f"tensordesc<{dtype}[{rows[name]}, {d}],{layout!r}>"
         elif name.endswith("_ptr"):
-            sig[name] = "*fp32" if name in fp32 else ("*i64" if "offsets" in name else f"*{dtype}")
+            sig[name] = (
+                "*fp32" if name in fp32
+                else "*i64" if "offsets" in name
+                else "*i32" if name == "tile_b_ptr"
+                else f"*{dtype}"
+            )  # fmt: skip
             attrs[(i,)] = [["tt.divisibility", 16]]
         elif name in ("qk_scale", "post_scale", "scale", "log2_scale"):
             sig[name] = "fp32"
@@ -145,20 +159,22 @@ def part_compile(dump: Path | None) -> None:
 
     print(f"\nTriton {triton.__version__}, sm_90, forward\n")
     print(
-        "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | maxnreg | registers "
-        "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | own tiles | maxnreg "
+        "| registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
     configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
-    for d, (block_n, stages, num_wg, pingpong, persistent, maxnreg) in configs:
+    for d, (block_n, stages, num_wg, pingpong, persistent, own, maxnreg) in configs:
         const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
-                     PERSISTENT=persistent, CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
+                     PERSISTENT=persistent, OWN_TILES=own,
+                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
         rows = dict(q_desc=64, k_desc=block_n, v_desc=block_n)
-        stem = f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+        stem = (f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+                f"-own{int(own)}-r{maxnreg}")  # fmt: skip
         cells = _compile(glu._attn_fwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
-        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {maxnreg} | "
-              f"{cells}")  # fmt: skip
+        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {own} | "
+              f"{maxnreg} | {cells}")  # fmt: skip
 
 
 def part_compile_bwd(dump: Path | None) -> None:

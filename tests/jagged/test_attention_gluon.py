@@ -1,5 +1,6 @@
 """The Gluon forward prototype (attention_gluon.py, FA3's pipeline) against the reference and
-the Triton forward. Needs an sm_90 GPU (the kernel is written for Hopper's wgmma and TMA)."""
+the Triton forward. Needs an sm_90 GPU (the kernel is written for Hopper's wgmma and TMA), except
+the 64-row tile numbering of OWN_TILES (a Triton kernel: also in the CPU interpreter)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ import pytest
 import torch
 from tolerances import assert_matches_reference
 
-from shopml.common.devices import has_cuda
+from shopml.common.devices import has_cuda, is_interpreter
 from shopml.jagged import attention_reference as ref
 from shopml.jagged.triton.attention_fwd import _attn_fwd
-
-pytestmark = pytest.mark.gpu
 
 
 def _sm90() -> None:
@@ -50,27 +49,36 @@ CASES = [
 ]
 
 
-# launcher configurations (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg) beside the
-# default
+# launcher configurations (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, OWN_TILES, maxnreg)
+# beside the default, and their head dims (own tiles: a K/V ring a warpgroup, so the larger ones
+# fit shared memory at D=64 only)
 CONFIGS = {
-    "default": None,
-    "persistent": (128, 2, 2, True, True, 168),
-    "no_pingpong": (128, 2, 2, False, False, 168),
-    "one_warpgroup": (128, 2, 1, False, False, 128),
-    "bn64": (64, 3, 2, True, False, 168),
-    "three_warpgroups": (64, 3, 3, False, False, 128),
+    "default": (None, (64, 128)),
+    "persistent": ((128, 2, 2, True, True, False, 168), (64, 128)),
+    "no_pingpong": ((128, 2, 2, False, False, False, 168), (64, 128)),
+    "one_warpgroup": ((128, 2, 1, False, False, False, 128), (64, 128)),
+    "bn64": ((64, 3, 2, True, False, False, 168), (64, 128)),
+    "three_warpgroups": ((64, 3, 3, False, False, False, 128), (64, 128)),
+    "own_pingpong": ((64, 2, 2, True, False, True, 168), (64, 128)),
+    "own_pingpong_bn128": ((128, 2, 2, True, False, True, 168), (64,)),
+    "own_three": ((64, 3, 3, False, False, True, 128), (64,)),
+    "own_one": ((128, 2, 1, False, False, True, 128), (64,)),
 }
-# (configuration, dtype): the default in both dtypes, the others in bfloat16
-CONFIG_DTYPES = [("default", torch.bfloat16), ("default", torch.float16)] + [
-    (name, torch.bfloat16) for name in CONFIGS if name != "default"
+# (configuration, dtype, head dim): the default in both dtypes, the others in bfloat16
+CONFIG_CASES = [
+    (name, dtype, dim)
+    for name, (_, dims) in CONFIGS.items()
+    for dtype in ((torch.bfloat16, torch.float16) if name == "default" else (torch.bfloat16,))
+    for dim in dims
 ]
 
 
-@pytest.mark.parametrize("dim", [64, 128])
+@pytest.mark.gpu
 @pytest.mark.parametrize(("case", "lengths_q", "lengths_k"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize(
-    ("config", "dtype"), CONFIG_DTYPES, ids=[f"{c}-{str(d)[6:]}" for c, d in CONFIG_DTYPES]
-)
+    ("config", "dtype", "dim"), CONFIG_CASES,
+    ids=[f"{c}-{str(t)[6:]}-d{d}" for c, t, d in CONFIG_CASES],
+)  # fmt: skip
 def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype, config):
     _sm90()
     from shopml.jagged.triton import attention_gluon as glu
@@ -82,7 +90,7 @@ def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype,
     mq, mk = max(lengths_q), max(lengths_k)
     scale = 1.0 / math.sqrt(dim)
     assert glu.gluon_ok(q, k, v, False, scale)
-    out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0, config=CONFIGS[config])
+    out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0, config=CONFIGS[config][0])
     kw = dict(k_offsets=ko, max_seqlen_k=mk, scale=scale, return_lse=True)
     ref32, lse32 = ref.jagged_flash_attention(q.float(), k.float(), v.float(), qo, mq, **kw)
     reflow, _ = ref.jagged_flash_attention(q, k, v, qo, mq, math_dtype=dtype, **kw)
@@ -94,6 +102,7 @@ def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype,
     _assert_lse(lse, lse_t)
 
 
+@pytest.mark.gpu
 def test_switch_routes_the_forward_and_keeps_the_contract(monkeypatch, attn_switch):
     """``SHOPML_ATTN_GLUON=1``: the bias-free, non-causal forward goes through the Gluon kernel,
     post_scale, zero_init and a max_seqlen below the longest sequence (rows past it untouched)
@@ -126,3 +135,37 @@ def test_switch_routes_the_forward_and_keeps_the_contract(monkeypatch, attn_swit
     attn_switch("SHOPML_ATTN_GLUON", "1")
     _attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, True, False, True)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("lengths", "lead", "tail", "max_seqlen"),
+    [
+        ([0, 1, 3, 0, 1, 0, 2, 129, 64], 0, 0, 129),
+        ([64, 128, 63, 65, 1, 0, 300], 5, 70, 300),  # rows before and after the samples
+        ([300, 17, 250], 0, 0, 200),  # max_seqlen below the longest: its rows past it skipped
+        ([0, 0], 0, 3, 0),
+    ],
+)
+def test_own_tiles_numbering_covers_every_row_block_once(lengths, lead, tail, max_seqlen):
+    """OWN_TILES' 64-row tile numbering: slot ``q_offsets[b] // 64 + b + g`` of the table from
+    ``_tile_samples`` names sample b, and ``_own_tile``'s rule (the g-th block is live when
+    ``0 <= 64 g < min(length, max_seqlen)``) finds every 64-row block of every sample in exactly
+    one slot. The table kernel runs on the GPU or in the CPU interpreter."""
+    if not has_cuda() and not is_interpreter():
+        pytest.skip("needs a GPU or TRITON_INTERPRET=1")
+    from shopml.jagged.triton import attention_gluon as glu
+
+    dev = "cuda" if has_cuda() and not is_interpreter() else "cpu"
+    offsets = torch.tensor([lead, *(lead + torch.tensor(lengths).cumsum(0)).tolist()], device=dev)
+    total = lead + sum(lengths) + tail
+    table = glu._tile_samples(offsets, total).tolist()
+    assert len(table) == total // 64 + len(lengths)
+    off = offsets.tolist()
+    found = []
+    for slot, b in enumerate(table):
+        assert 0 <= b < len(lengths)
+        m_start = (slot - off[b] // 64 - b) * 64
+        if 0 <= m_start < min(lengths[b], max_seqlen):
+            found.append((b, m_start))
+    expected = [(b, m) for b, n in enumerate(lengths) for m in range(0, min(n, max_seqlen), 64)]
+    assert sorted(found) == expected

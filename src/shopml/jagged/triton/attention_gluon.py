@@ -28,6 +28,16 @@ Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives
   warpgroups and PINGPONG they take turns issuing their matmuls (FA3's warp-scheduler barriers,
   here a pair of mbarriers), so one's softmax overlaps the other's matmuls; without it the
   warp schedulers interleave them as they come.
+- OWN_TILES (for short sequences): each consumer warpgroup owns a tile of 64 query rows of its
+  own, of any sample and head, so no program holds rows past a sequence's end but in its last
+  64-row block. 64-row blocks are numbered by slots, head fastest: sample b's g-th block is slot
+  ``q_offsets[b] // 64 + b + g`` (``T // 64 + B`` slots, at most two of a sample idle; a
+  one-launch table maps slots to samples, no cumulative sum and no host sync); a program runs
+  NUM_WG consecutive tiles, one a warpgroup. Each warpgroup has its own query buffer and its own
+  ring of STAGES K/V slots, which the one loader warp fills in rounds (block r of each
+  warpgroup's stream, then block r + 1): the order in which two ping-ponging warpgroups take
+  their turns, which last as many key blocks as the shorter of their two tiles has (both
+  compute that count; the longer one then runs on alone). No persistent form.
 - Scores in base 2 (``qk_scale = scale * log2(e)``, folded into the exponent's FMA); only the
   first and the last key block are masked (keys past the sequence's end read as -inf).
 
@@ -43,6 +53,7 @@ import functools
 
 import torch
 import triton
+import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
@@ -53,19 +64,22 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-from shopml.jagged.triton.attention_common import _fwd_outputs
+from shopml.jagged.triton.attention_common import _dummy, _fwd_outputs
+from shopml.jagged.triton.launch import FastLauncher
 
 LOG2E = 1.4426950408889634
 LN2 = gl.constexpr(0.6931471805599453)
 WG_ROWS = gl.constexpr(64)  # query rows of one consumer warpgroup (wgmma's M per warpgroup)
 
-# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, maxnreg) per head dim, the fastest measured
-# on an H200 (benchmarks/README.md, "Gluon forward prototype"): D=128 64-key blocks in three
-# slots, two consumer warpgroups taking turns (490 TFLOP/s at N=2048, full fill; 128-key blocks
-# 465); D=64 three consumer warpgroups without turns, BLOCK_M = 192 as FA3's (0.374 ms against
-# 0.431 for two at B=1024, N=1024, fill 0.25). maxnreg: 65536 registers / threads (168: 3
-# warpgroups, the loader warp's gets 24 a thread, the consumers 240; 128: 4 warpgroups)
-CONFIGS = {64: (64, 3, 3, False, False, 128), 128: (64, 3, 2, True, False, 168)}
+# (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, OWN_TILES, maxnreg) per head dim, the fastest
+# measured on an H200 (benchmarks/README.md, "Gluon forward prototype"): D=128 64-key blocks in
+# three slots, two consumer warpgroups taking turns (490 TFLOP/s at N=2048, full fill; 128-key
+# blocks 465); D=64 three consumer warpgroups without turns, BLOCK_M = 192 as FA3's (0.374 ms
+# against 0.431 for two at B=1024, N=1024, fill 0.25). OWN_TILES (warpgroups of their own 64-row
+# tiles, for short sequences) is not yet timed: benchmarks/attention_gluon.py's ``own*``
+# variants. maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader warp's gets 24 a
+# thread, the consumers 240; 128: 4 warpgroups)
+CONFIGS = {64: (64, 3, 3, False, False, False, 128), 128: (64, 3, 2, True, False, False, 168)}
 
 
 def gluon_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
@@ -115,42 +129,45 @@ def _softmax_block(s, m_i, l_i, qk_scale, limit, MASK: gl.constexpr, BLOCK_N: gl
 
 
 @gluon.jit
-def _turn(turn_bars, i, WG: gl.constexpr):
+def _turn(turn_bars, i, turns, WG: gl.constexpr):
     """Ping-pong (FA3's warp-scheduler barriers): before issuing its matmuls of iteration i, a
     warpgroup waits until the other one has issued its own of iteration i - 1 (the first, WG 0)
     or i (the second, WG 1); one arrival per iteration on the other's barrier hands the turn on.
-    A placeholder ``[1, 1]`` ``turn_bars`` (one consumer warpgroup, or ping-pong off) skips it."""
+    Only iterations i < ``turns`` take turns (warpgroups of their own tiles: the shorter tile's
+    key blocks; sharing a tile: all). A placeholder ``[1, 1]`` ``turn_bars`` (one consumer
+    warpgroup, or ping-pong off) skips it."""
     if turn_bars.shape[0] == 2:
         k = i - 1 + WG  # the other warpgroup's arrival this waits for
-        mbarrier.wait(turn_bars.index(WG), k & 1, pred=k >= 0)
+        mbarrier.wait(turn_bars.index(WG), k & 1, pred=(k >= 0) & (i < turns))
 
 
 @gluon.jit
-def _pass_turn(turn_bars, WG: gl.constexpr):
+def _pass_turn(turn_bars, i, turns, WG: gl.constexpr):
     if turn_bars.shape[0] == 2:
-        mbarrier.arrive(turn_bars.index(1 - WG))
+        mbarrier.arrive(turn_bars.index(1 - WG), pred=i < turns)
 
 
 @gluon.jit
-def _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, WG: gl.constexpr,
-               MASK: gl.constexpr, s_layout: gl.constexpr, o_layout: gl.constexpr):  # fmt: skip
-    """Key block j >= 1 of a tile whose block 0 is the ring's block ``it``: S_j = Q K_j^T and
-    O += P_{j-1} V_{j-1} issued together (in this warpgroup's turn); the softmax of S_j runs
-    while the second is in flight; then O is rescaled and slot j-1 handed back to the loader."""
+def _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, turns, WG: gl.constexpr,
+               BASE: gl.constexpr, STAGES: gl.constexpr, MASK: gl.constexpr,
+               s_layout: gl.constexpr, o_layout: gl.constexpr):  # fmt: skip
+    """Key block j >= 1 of a tile whose block 0 is the ring's block ``it`` (the ring: slots
+    BASE, ..., BASE + STAGES - 1): S_j = Q K_j^T and O += P_{j-1} V_{j-1} issued together (in
+    this warpgroup's turn); the softmax of S_j runs while the second is in flight; then O is
+    rescaled and slot j-1 handed back to the loader."""
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
-    STAGES: gl.constexpr = k_bufs.shape[0]
     BLOCK_N: gl.constexpr = k_bufs.shape[1]
     cur = it + j  # the ring's block counter
-    stage = cur % STAGES
-    prev = (cur - 1) % STAGES
+    stage = BASE + cur % STAGES
+    prev = BASE + (cur - 1) % STAGES
     mbarrier.wait(k_bars.index(stage), (cur // STAGES) & 1)
     mbarrier.wait(v_bars.index(prev), ((cur - 1) // STAGES) & 1)
     p_op = gl.convert_layout(p.to(q.dtype), gl.DotOperandLayout(0, o_layout, 2))
     zero = gl.zeros([WG_ROWS, BLOCK_N], gl.float32, s_layout)
-    _turn(turn_bars, cur, WG)
+    _turn(turn_bars, cur, turns, WG)
     s = warpgroup_mma(q, k_bufs.index(stage).permute((1, 0)), zero, use_acc=False, is_async=True)
     acc = warpgroup_mma(p_op, v_bufs.index(prev), acc, is_async=True)
-    _pass_turn(turn_bars, WG)
+    _pass_turn(turn_bars, cur, turns, WG)
     s = warpgroup_mma_wait(1, deps=(s,))  # S_j done (issued first), P_{j-1} V_{j-1} may run
     p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, qk_scale, k_len - j * BLOCK_N, MASK,
                                         BLOCK_N, s_layout)  # fmt: skip
@@ -161,16 +178,18 @@ def _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, WG: gl.const
 
 
 @gluon.jit
-def _attend(shared, params, q, it, q_row, q_len, k_len, h, WG: gl.constexpr):
-    """One tile of one warpgroup: 64 query rows (``q_row``, int64: the tile's first row; ``q_len``:
-    the tile's rows left in the sequence) against ``k_len`` >= 1 keys, whose first block is the
-    ring's block ``it``; output and lse stored."""
+def _attend(shared, params, q, it, q_row, q_len, k_len, h, turns, WG: gl.constexpr,
+            BASE: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    """64 query rows of one warpgroup (``q_row``, int64: their first row; ``q_len``: how many
+    of them lie in the sequence, <= 0: none) against ``k_len`` >= 1 keys, whose first block is
+    the block ``it`` of the ring of slots BASE, ..., BASE + STAGES - 1; output and lse stored.
+    ``turns``: see :func:`_turn`."""
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     BLOCK_N: gl.constexpr = k_bufs.shape[1]
     HEAD_DIM: gl.constexpr = k_bufs.shape[2]
-    STAGES: gl.constexpr = k_bufs.shape[0]
     o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
-        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog = params  # fmt: skip
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
     )
@@ -179,12 +198,12 @@ def _attend(shared, params, q, it, q_row, q_len, k_len, h, WG: gl.constexpr):
     )
     n_blocks = gl.cdiv(k_len, BLOCK_N).to(gl.int32)
     # Step 1: key block 0 (masked: it may be the last)
-    first = it % STAGES
+    first = BASE + it % STAGES
     mbarrier.wait(k_bars.index(first), (it // STAGES) & 1)
     zero = gl.zeros([WG_ROWS, BLOCK_N], gl.float32, s_layout)
-    _turn(turn_bars, it, WG)
+    _turn(turn_bars, it, turns, WG)
     s = warpgroup_mma(q, k_bufs.index(first).permute((1, 0)), zero, use_acc=False, is_async=True)
-    _pass_turn(turn_bars, WG)
+    _pass_turn(turn_bars, it, turns, WG)
     s = warpgroup_mma_wait(0, deps=(s,))
     m_i = gl.full([WG_ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l_i = gl.zeros([WG_ROWS], gl.float32, gl.SliceLayout(1, s_layout))
@@ -192,28 +211,31 @@ def _attend(shared, params, q, it, q_row, q_len, k_len, h, WG: gl.constexpr):
     acc = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, o_layout)
     # Step 2: interior key blocks, then the last one masked
     for j in range(1, n_blocks - 1):
-        p, acc, m_i, l_i = _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, WG,
-                                      False, s_layout, o_layout)  # fmt: skip
+        p, acc, m_i, l_i = _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len,
+                                      turns, WG, BASE, STAGES, False, s_layout,
+                                      o_layout)  # fmt: skip
     if n_blocks > 1:
         p, acc, m_i, l_i = _key_block(n_blocks - 1, it, q, p, acc, m_i, l_i, shared, qk_scale,
-                                      k_len, WG, True, s_layout, o_layout)  # fmt: skip
+                                      k_len, turns, WG, BASE, STAGES, True, s_layout,
+                                      o_layout)  # fmt: skip
     # Step 3: the last block's P V (outside the turns)
     last = it + n_blocks - 1
-    mbarrier.wait(v_bars.index(last % STAGES), (last // STAGES) & 1)
+    slot = BASE + last % STAGES
+    mbarrier.wait(v_bars.index(slot), (last // STAGES) & 1)
     p_op = gl.convert_layout(p.to(q.dtype), gl.DotOperandLayout(0, o_layout, 2))
-    acc = warpgroup_mma(p_op, v_bufs.index(last % STAGES), acc, is_async=True)
+    acc = warpgroup_mma(p_op, v_bufs.index(slot), acc, is_async=True)
     acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
-    mbarrier.arrive(empty_bars.index(last % STAGES))
+    mbarrier.arrive(empty_bars.index(slot))
     # Step 4: normalise and store this warpgroup's rows (every row saw a key: l >= 1)
     l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
     out = acc * gl.expand_dims(post_scale / l_o, 1)
-    rows = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, o_layout)) + WG * WG_ROWS
+    rows = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, o_layout))
     cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
     ptrs = (o_ptr + gl.expand_dims((q_row + rows) * stride_o_t, 1) + h * stride_o_h
             + gl.expand_dims(cols, 0))  # fmt: skip
     mask = gl.expand_dims(rows < q_len, 1) & gl.expand_dims(cols < HEAD_DIM, 0)
     gl.store(ptrs, out.to(o_ptr.dtype.element_ty), mask=mask)
-    rows_s = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, s_layout)) + WG * WG_ROWS
+    rows_s = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, s_layout))
     lse = (m_i + gl.log2(l_i)) * LN2
     gl.store(lse_ptr + (q_row + rows_s) * stride_lse_t + h, lse, mask=rows_s < q_len)
 
@@ -224,7 +246,8 @@ def _empty_rows(params, q_row, q_len, h, FIRST: gl.constexpr, COUNT: gl.constexp
     """Rows of a tile whose sequence has no keys: output 0, lse -inf, for the row blocks
     FIRST, ..., FIRST + COUNT - 1 of 64 rows."""
     o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
-        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog = params  # fmt: skip
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
     layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [gl.num_warps(), 1], [1, 0])
     cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, layout))
     zeros = gl.zeros([WG_ROWS, HEAD_DIM], o_ptr.dtype.element_ty, layout)
@@ -243,7 +266,8 @@ def _tile(tile, params, BLOCK_M: gl.constexpr):
     """Tile ``tile`` (query block fastest, then sample, then head): (first row, rows left in
     the sequence, the sample's key start and length, head); rows left <= 0: nothing to do."""
     o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
-        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog = params  # fmt: skip
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
     m = tile % num_m
     bh = tile // num_m
     b = bh % batch
@@ -262,10 +286,12 @@ def _consumer(shared, params, WG: gl.constexpr):
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     NUM_WG: gl.constexpr = q_smem.shape[0] // q_bars.shape[0]
     QBUF: gl.constexpr = q_bars.shape[0]
+    STAGES: gl.constexpr = k_bufs.shape[0]
     BLOCK_N: gl.constexpr = k_bufs.shape[1]
     HEAD_DIM: gl.constexpr = k_bufs.shape[2]
     o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
-        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog = params  # fmt: skip
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
     it = 0  # key blocks through the ring so far
     t = 0  # tiles with keys so far (the query buffers' counter)
     for tile in range(pid, num_tiles, nprog):
@@ -277,7 +303,8 @@ def _consumer(shared, params, WG: gl.constexpr):
                 qb = t % QBUF
                 mbarrier.wait(q_bars.index(qb), (t // QBUF) & 1)
                 q = q_smem.index(qb * NUM_WG + WG)
-                _attend(shared, params, q, it, q_row, q_len, k_len, h, WG)
+                _attend(shared, params, q, it, q_row + WG * WG_ROWS, q_len - WG * WG_ROWS,
+                        k_len, h, 2147483647, WG, 0, STAGES)  # fmt: skip
                 mbarrier.arrive(q_empty.index(qb))
                 it += gl.cdiv(k_len, BLOCK_N).to(gl.int32)
                 t += 1
@@ -314,7 +341,8 @@ def _loader(descs, shared, params):
     HEAD_DIM: gl.constexpr = k_bufs.shape[2]
     q_bytes: gl.constexpr = NUM_WG * q_desc.block_type.nbytes
     o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
-        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog = params  # fmt: skip
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
     it = 0
     t = 0
     for tile in range(pid, num_tiles, nprog):
@@ -346,24 +374,173 @@ def _loader(descs, shared, params):
             t += 1
 
 
+# ------------------------------------------------------ warpgroups of their own tiles (OWN_TILES)
+@gluon.jit
+def _own_tile(tile, params):
+    """Tile ``tile`` of the 64-row numbering (head fastest, then slot; slot ``q_offsets[b] // 64
+    + b + g`` is the g-th 64-row block of sample b, ``tile_b_ptr`` maps slots to samples): (first
+    row, rows left in the sequence (<= 0: a slot past its sample's blocks, or no tile), the
+    sample's key start and length, head)."""
+    o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
+    slot = gl.minimum(tile, num_tiles - 1) // heads
+    h = tile % heads
+    b = gl.load(tile_b_ptr + slot)
+    q_start, q_len = _extent(q_offsets_ptr, b, max_seqlen_q)
+    k_start, k_len = _extent(k_offsets_ptr, b, max_seqlen_k)
+    m_start = (slot - q_start // WG_ROWS - b) * WG_ROWS  # < 0 only before the first sample
+    dead = (tile >= num_tiles) | (m_start < 0)
+    return q_start + m_start, gl.where(dead, 0, q_len - m_start), k_start, k_len, h
+
+
+@gluon.jit
+def _own_stream(tile, params, BLOCK_N: gl.constexpr):
+    """(first key row, head, key blocks) of tile ``tile``'s K/V stream; 0 blocks: nothing to
+    load (no rows or no keys)."""
+    q_row, q_len, k_start, k_len, h = _own_tile(tile, params)
+    return k_start, h, gl.where(q_len > 0, gl.cdiv(k_len, BLOCK_N), 0).to(gl.int32)
+
+
+@gluon.jit
+def _own_consumer(shared, params, WG: gl.constexpr):
+    """Consumer warpgroup WG of a program whose NUM_WG warpgroups own a tile each (the
+    program's NUM_WG consecutive tiles of the 64-row numbering, of any samples and heads): its
+    own query buffer, its own K/V stream through its own STAGES slots of the rings; with
+    ping-pong (two warpgroups) the two take turns for as many key blocks as the shorter of their
+    tiles has, then run on alone."""
+    q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
+    NUM_WG: gl.constexpr = q_bars.shape[0]
+    STAGES: gl.constexpr = k_bufs.shape[0] // NUM_WG
+    BLOCK_N: gl.constexpr = k_bufs.shape[1]
+    HEAD_DIM: gl.constexpr = k_bufs.shape[2]
+    o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
+    q_row, q_len, k_start, k_len, h = _own_tile(pid * NUM_WG + WG, params)
+    if q_len > 0:
+        if k_len == 0:
+            _empty_rows(params, q_row, q_len, h, 0, 1, HEAD_DIM)
+        else:
+            turns = 0
+            if turn_bars.shape[0] == 2:  # ping-pong: as long as the other's tile has blocks
+                k0, h0, n_other = _own_stream(pid * NUM_WG + 1 - WG, params, BLOCK_N)
+                turns = gl.minimum(gl.cdiv(k_len, BLOCK_N).to(gl.int32), n_other)
+            mbarrier.wait(q_bars.index(WG), 0)
+            _attend(shared, params, q_smem.index(WG), 0, q_row, q_len, k_len, h, turns, WG,
+                    WG * STAGES, STAGES)  # fmt: skip
+
+
+@gluon.jit
+def _own_first(shared, params):
+    """The default partition: the first warpgroup's tile."""
+    _own_consumer(shared, params, 0)
+
+
+@gluon.jit
+def _own_second(shared, params):
+    """A worker partition of 4 warps: the second warpgroup's tile."""
+    _own_consumer(shared, params, 1)
+
+
+@gluon.jit
+def _own_third(shared, params):
+    """A worker partition of 4 warps: the third warpgroup's tile."""
+    _own_consumer(shared, params, 2)
+
+
+@gluon.jit
+def _own_query(q_desc, q_smem, q_bars, tile, params, W: gl.constexpr):
+    """The query tile of warpgroup W (if it has rows and keys) into its buffer."""
+    HEAD_DIM: gl.constexpr = q_smem.shape[2]
+    q_row, q_len, k_start, k_len, h = _own_tile(tile, params)
+    if (q_len > 0) & (k_len > 0):
+        mbarrier.expect(q_bars.index(W), q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(q_desc, [q_row.to(gl.int32), (h * HEAD_DIM).to(gl.int32)],
+                                        q_bars.index(W), q_smem.index(W))  # fmt: skip
+
+
+@gluon.jit
+def _feed(k_desc, v_desc, shared, r, k_start, h, n, W: gl.constexpr):
+    """Key block r of warpgroup W's stream (if it has ``n`` > r blocks) into the stream's slot
+    r % STAGES, once the warpgroup has handed back the block STAGES before it."""
+    q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
+    STAGES: gl.constexpr = k_bufs.shape[0] // q_bars.shape[0]
+    BLOCK_N: gl.constexpr = k_bufs.shape[1]
+    HEAD_DIM: gl.constexpr = k_bufs.shape[2]
+    if r < n:
+        slot = W * STAGES + r % STAGES
+        mbarrier.wait(empty_bars.index(slot), ((r // STAGES) & 1) ^ 1)
+        row = (k_start + r * BLOCK_N).to(gl.int32)
+        col = (h * HEAD_DIM).to(gl.int32)
+        mbarrier.expect(k_bars.index(slot), k_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(k_desc, [row, col], k_bars.index(slot),
+                                        k_bufs.index(slot))  # fmt: skip
+        mbarrier.expect(v_bars.index(slot), v_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(v_desc, [row, col], v_bars.index(slot),
+                                        v_bufs.index(slot))  # fmt: skip
+
+
+@gluon.jit
+def _own_loader(descs, shared, params):
+    """The producer warp of a program of own tiles: each warpgroup's query tile, then the
+    streams' key blocks in rounds (block r of the first stream, of the second, ..., then block
+    r + 1), the order in which ping-ponging warpgroups take their turns."""
+    q_desc, k_desc, v_desc = descs
+    q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
+    NUM_WG: gl.constexpr = q_bars.shape[0]
+    BLOCK_N: gl.constexpr = k_bufs.shape[1]
+    o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale, q_offsets_ptr, \
+        k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
+        tile_b_ptr, heads = params  # fmt: skip
+    first = pid * NUM_WG
+    for w in gl.static_range(NUM_WG):
+        _own_query(q_desc, q_smem, q_bars, first + w, params, w)
+    k0, h0, n0 = _own_stream(first, params, BLOCK_N)
+    k1, h1, n1 = _own_stream(first + 1, params, BLOCK_N)
+    k2, h2, n2 = _own_stream(first + 2, params, BLOCK_N)
+    rounds = n0
+    if NUM_WG > 1:
+        rounds = gl.maximum(rounds, n1)
+    if NUM_WG > 2:
+        rounds = gl.maximum(rounds, n2)
+    for r in range(rounds):
+        _feed(k_desc, v_desc, shared, r, k0, h0, n0, 0)
+        if NUM_WG > 1:
+            _feed(k_desc, v_desc, shared, r, k1, h1, n1, 1)
+        if NUM_WG > 2:
+            _feed(k_desc, v_desc, shared, r, k2, h2, n2, 2)
+
+
 @gluon.jit
 def _attn_fwd_gluon_kernel(
-    q_desc, k_desc, v_desc, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr,
-    stride_o_t, stride_o_h, stride_lse_t, max_seqlen_q, max_seqlen_k, batch, heads,
+    q_desc, k_desc, v_desc, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr, tile_b_ptr,
+    stride_o_t, stride_o_h, stride_lse_t, max_seqlen_q, max_seqlen_k, batch, heads, num_slots,
     qk_scale, post_scale,
     HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
-    PINGPONG: gl.constexpr, PERSISTENT: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+    PINGPONG: gl.constexpr, PERSISTENT: gl.constexpr, OWN_TILES: gl.constexpr,
+    CONSUMER_REGS: gl.constexpr,
 ):  # fmt: skip
+    gl.static_assert(not (OWN_TILES and PERSISTENT), "own tiles: one program a tile group")
     BLOCK_M: gl.constexpr = WG_ROWS * NUM_WG
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
     num_m = gl.cdiv(max_seqlen_q, BLOCK_M)
     num_tiles = num_m * batch * heads
+    if OWN_TILES:  # the 64-row numbering (see _own_tile): NUM_WG tiles a program
+        num_tiles = num_slots * heads
     params = (o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale,
               q_offsets_ptr, k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch,
-              num_tiles, pid, nprog)  # fmt: skip
-    # Step 1: one tile a program (grid = the tiles): its rows, else an exit before any setup
-    if not PERSISTENT:
+              num_tiles, pid, nprog, tile_b_ptr, heads)  # fmt: skip
+    # Step 1: one tile (group) a program: an exit before any setup when it has no rows
+    if OWN_TILES:
+        idle = True
+        for w in gl.static_range(NUM_WG):
+            q_row, q_len, k_start, k_len, h = _own_tile(pid * NUM_WG + w, params)
+            idle = idle & (q_len <= 0)
+        if idle:
+            return
+    elif not PERSISTENT:
         q_row, q_len, k_start, k_len, h = _tile(pid, params, BLOCK_M)
         if q_len <= 0:  # past the sequence's end
             return
@@ -371,33 +548,61 @@ def _attn_fwd_gluon_kernel(
             _empty_rows(params, q_row, q_len, h, 0, NUM_WG, HEAD_DIM)
             return
     # Step 2: shared memory (query tiles, K/V ring) and its barriers
+    # (own tiles: a query buffer, a query barrier and STAGES ring slots a warpgroup; q_empty
+    # unused)
     QBUF: gl.constexpr = 2 if PERSISTENT else 1  # a persistent loader fetches the next Q early
+    QBARS: gl.constexpr = NUM_WG if OWN_TILES else QBUF
+    # the ring's slots (own tiles: a ring of STAGES slots a warpgroup, warpgroup w's from w x
+    # STAGES on)
+    SLOTS: gl.constexpr = NUM_WG * STAGES if OWN_TILES else STAGES
     dtype: gl.constexpr = q_desc.dtype
     q_smem = gl.allocate_shared_memory(dtype, [QBUF * NUM_WG, WG_ROWS, HEAD_DIM], q_desc.layout)
-    k_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
-    v_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
-    q_bars = gl.allocate_shared_memory(gl.int64, [QBUF, 1], mbarrier.MBarrierLayout())
+    k_bufs = gl.allocate_shared_memory(dtype, [SLOTS, BLOCK_N, HEAD_DIM], k_desc.layout)
+    v_bufs = gl.allocate_shared_memory(dtype, [SLOTS, BLOCK_N, HEAD_DIM], v_desc.layout)
+    q_bars = gl.allocate_shared_memory(gl.int64, [QBARS, 1], mbarrier.MBarrierLayout())
     q_empty = gl.allocate_shared_memory(gl.int64, [QBUF, 1], mbarrier.MBarrierLayout())
-    k_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    v_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_bars = gl.allocate_shared_memory(gl.int64, [SLOTS, 1], mbarrier.MBarrierLayout())
+    v_bars = gl.allocate_shared_memory(gl.int64, [SLOTS, 1], mbarrier.MBarrierLayout())
+    empty_bars = gl.allocate_shared_memory(gl.int64, [SLOTS, 1], mbarrier.MBarrierLayout())
     # the ping-pong's barriers (see _turn): [2, 1], or a placeholder [1, 1] without ping-pong
     TURNS: gl.constexpr = 2 if PINGPONG and NUM_WG == 2 else 1
     turn_bars = gl.allocate_shared_memory(gl.int64, [TURNS, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(QBUF):
+    for i in gl.static_range(QBARS):
         mbarrier.init(q_bars.index(i), count=1)
+    for i in gl.static_range(QBUF):
         mbarrier.init(q_empty.index(i), count=NUM_WG)  # each consumer arrives once a tile
-    for i in gl.static_range(STAGES):
+    for i in gl.static_range(SLOTS):
         mbarrier.init(k_bars.index(i), count=1)
         mbarrier.init(v_bars.index(i), count=1)
-        mbarrier.init(empty_bars.index(i), count=NUM_WG)  # each consumer arrives once a block
+        # each consumer arrives once a block (own tiles: the slot's ring's one warpgroup)
+        mbarrier.init(empty_bars.index(i), count=1 if OWN_TILES else NUM_WG)
     for i in gl.static_range(TURNS):
         mbarrier.init(turn_bars.index(i), count=1)
     # Step 3: the partitions, each walking the same tiles
     shared = (q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty)
     load_args = ((q_desc, k_desc, v_desc), shared, params)
     # the worker partitions' registers a thread (the default partition gets what maxnreg leaves)
-    if NUM_WG == 3:
+    if OWN_TILES and NUM_WG == 3:
+        gl.warp_specialize(
+            [
+                (_own_first, (shared, params)),
+                (_own_second, (shared, params)),
+                (_own_third, (shared, params)),
+                (_own_loader, load_args),
+            ],
+            [4, 4, 1],
+            [CONSUMER_REGS, CONSUMER_REGS, 24],
+        )
+    elif OWN_TILES and NUM_WG == 2:
+        gl.warp_specialize(
+            [(_own_first, (shared, params)), (_own_second, (shared, params)),
+             (_own_loader, load_args)],
+            [4, 1],
+            [CONSUMER_REGS, 24],
+        )  # fmt: skip
+    elif OWN_TILES:
+        gl.warp_specialize([(_own_first, (shared, params)), (_own_loader, load_args)], [1], [24])
+    elif NUM_WG == 3:
         gl.warp_specialize(
             [
                 (_first_consumer, (shared, params)),
@@ -423,6 +628,36 @@ def _attn_fwd_gluon_kernel(
 
 
 # ------------------------------------------------------------------ launcher
+@triton.jit
+def _tile_samples_kernel(offsets_ptr, table_ptr, num_slots, batch, PER: tl.constexpr):
+    """Slots ``[offsets[b] // 64 + b, offsets[b + 1] // 64 + b + 1)`` of the 64-row tile
+    numbering hold sample b = ``program_id(0)`` (the first sample's from 0, the last one's up to
+    ``num_slots``): every slot written once, no cumulative sum."""
+    b = tl.program_id(0)
+    lo = tl.load(offsets_ptr + b).to(tl.int64) // 64 + b
+    hi = tl.load(offsets_ptr + b + 1).to(tl.int64) // 64 + b + 1
+    lo = tl.where(b == 0, 0, lo)
+    hi = tl.where(b == batch - 1, num_slots, hi)
+    for start in range(lo, hi, PER):
+        slots = start + tl.arange(0, PER)
+        tl.store(table_ptr + slots, b, mask=slots < hi)
+
+
+_TILE_SAMPLES = FastLauncher(_tile_samples_kernel)
+
+
+def _tile_samples(q_offsets: torch.Tensor, total: int) -> torch.Tensor:
+    """The sample of each slot of the 64-row tile numbering (int32, ``total // 64 + B`` slots;
+    see :func:`_own_tile`): sample b's g-th block of 64 query rows is slot ``q_offsets[b] // 64
+    + b + g``. The slots of consecutive samples never overlap (a sample of L rows gets
+    ``L // 64 + 1`` or ``+ 2`` of them, at most two of them idle). One
+    launch, no host sync."""
+    batch = q_offsets.numel() - 1
+    table = torch.empty(total // WG_ROWS + batch, dtype=torch.int32, device=q_offsets.device)
+    _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, table.numel(), batch), {"PER": 32})
+    return table
+
+
 def consumer_regs(num_wg: int, maxnreg: int) -> int:
     """Registers a thread of each consumer warpgroup: the kernel's ``maxnreg`` x (NUM_WG + 1)
     warpgroups, less the loader's warpgroup at 24, shared out (a multiple of 8, at most 256)."""
@@ -458,28 +693,35 @@ def _attn_fwd_gluon(
     scale: float,
     post_scale: float,
     zero_init: bool = False,
-    config: tuple[int, int, int, bool, bool, int] | None = None,
+    config: tuple[int, int, int, bool, bool, bool, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward of jagged attention through the Gluon kernel (inputs as ``_attn_fwd``'s;
     check :func:`gluon_ok` first). ``zero_init``: rows the kernel does not write (past
     ``max_seqlen_q``) hold 0 and lse -inf. ``config``: (BLOCK_N, STAGES, NUM_WG, PINGPONG,
-    PERSISTENT, maxnreg), default ``CONFIGS[D]``."""
+    PERSISTENT, OWN_TILES, maxnreg), default ``CONFIGS[D]``."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
     out, lse = _fwd_outputs(q, max_seqlen_q, zero_init)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
-    block_n, stages, num_wg, pingpong, persistent, maxnreg = config or CONFIGS[d]
+    block_n, stages, num_wg, pingpong, persistent, own_tiles, maxnreg = config or CONFIGS[d]
     if k.shape[0] == 0:  # no keys anywhere: a descriptor needs a non-empty tensor
         return out.zero_(), lse.fill_(float("-inf"))
-    tiles = triton.cdiv(max_seqlen_q, WG_ROWS * num_wg) * batch * heads
-    grid = (min(tiles, _sm_count(q.device.index or 0)) if persistent else tiles,)
+    if own_tiles:  # 64-row tiles of the slot numbering, num_wg consecutive ones a program
+        if persistent:
+            raise ValueError("OWN_TILES has no persistent form")
+        tile_b = _tile_samples(q_offsets, total)
+        grid = (triton.cdiv(tile_b.numel() * heads, num_wg),)
+    else:
+        tile_b = _dummy(q.device, torch.int32)
+        tiles = triton.cdiv(max_seqlen_q, WG_ROWS * num_wg) * batch * heads
+        grid = (min(tiles, _sm_count(q.device.index or 0)) if persistent else tiles,)
     _attn_fwd_gluon_kernel[grid](
         _desc(q, WG_ROWS), _desc(k, block_n), _desc(v, block_n), out, lse, q_offsets, k_offsets,
-        out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k, batch, heads,
-        scale * LOG2E, post_scale,
+        tile_b, out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k, batch,
+        heads, tile_b.numel() if own_tiles else 0, scale * LOG2E, post_scale,
         HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
-        PERSISTENT=persistent,
+        PERSISTENT=persistent, OWN_TILES=own_tiles,
         CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
         num_warps=4, maxnreg=maxnreg,
     )  # fmt: skip
