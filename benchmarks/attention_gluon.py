@@ -65,6 +65,10 @@ VARIANTS = {
     "own3": ((64, 3, 3, False, False, True, 128), (64,)),  # three, no turns
     "own1_r128": ((128, 2, 1, False, False, True, 128), (64,)),  # one, 2 programs an SM
     "own1_bn64_r80": ((64, 2, 1, False, False, True, 80), (64,)),  # one, 3 programs an SM
+    "own1_bn64_s3_r80": ((64, 3, 1, False, False, True, 80), (64,)),
+    "own1_bn64_r96": ((64, 2, 1, False, False, True, 96), (64,)),
+    "own1_bn64_r128": ((64, 2, 1, False, False, True, 128), (64, 128)),  # 2 an SM at D=128
+    "own1_bn64_s3_r128": ((64, 3, 1, False, False, True, 128), (128,)),
 }
 # Gluon backward configurations beside the default, and their head dims:
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg); BLOCK_N = 64 x NUM_WG
@@ -74,6 +78,16 @@ BWD_VARIANTS = {
     "bm128": ((128, 2, 2, True, 168), (64,)),  # FA3's D=64 tiles (128 query rows)
     "s3": ((64, 3, 2, True, 168), (128,)),
 }
+
+
+def parse_case(text: str) -> dict:
+    """``BxNxHxDxFILL`` (e.g. ``1024x256x2x64x0.25``) -> a non-causal case."""
+    try:
+        b, n, h, d, fill = text.split("x")
+        return dict(B=int(b), N=int(n), H=int(h), D=int(d), fill=float(fill), causal=False,
+                    tag="case")  # fmt: skip
+    except ValueError:
+        raise SystemExit(f"--cases: expected BxNxHxDxFILL such as 1024x256x2x64x0.25, got {text!r}")
 
 
 def log(msg: str) -> None:
@@ -253,7 +267,7 @@ def _activate(name: str) -> None:
     _switch("SHOPML_ATTN_GLUON", "1" if name == "gluon" else "0")
 
 
-def part_bench(rounds: int, variants: list[str]) -> None:
+def part_bench(rounds: int, variants: list[str], cases: list[dict]) -> None:
     import torch
     from _results import append_rows, run_meta
     from attention_hopper import make_case
@@ -261,7 +275,7 @@ def part_bench(rounds: int, variants: list[str]) -> None:
 
     meta = run_meta()
     summary, checks = [], []
-    for cfg in CASES:
+    for cfg in cases:
         case = make_case(cfg)
         provs = _providers(case, variants)
         outs = {}
@@ -343,7 +357,7 @@ def _bwd_providers(case, variants: list[str]) -> tuple[dict, dict]:  # noqa: ANN
     return provs, only
 
 
-def part_bench_bwd(rounds: int, variants: list[str]) -> None:
+def part_bench_bwd(rounds: int, variants: list[str], cases: list[dict]) -> None:
     """Backward alone and forward + backward: Gluon (switch on), Triton, varlen_attn; the Gluon
     backward's launcher variants (backward alone, on a saved forward)."""
     import torch
@@ -353,7 +367,7 @@ def part_bench_bwd(rounds: int, variants: list[str]) -> None:
 
     meta = run_meta()
     summary, checks = [], []
-    for cfg in CASES:
+    for cfg in cases:
         case = make_case(cfg)
         provs, only = _bwd_providers(case, variants)
         grads = {}
@@ -416,11 +430,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="compile,bench")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cases", default="", help="BxNxHxDxFILL,... (default: the three CASES)")
     ap.add_argument("--dump", type=Path, default=None, help="folder for the TTGIR and PTX")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="Gluon configurations timed")
     ap.add_argument("--bwd-variants", default=",".join(BWD_VARIANTS),
                     help="Gluon backward configurations timed")  # fmt: skip
     args = ap.parse_args()
+    cases = [parse_case(c) for c in args.cases.split(",")] if args.cases else CASES
     parts = args.parts.split(",")
     sys.path.insert(0, str(HERE))
     if "compile" in parts:
@@ -431,12 +447,12 @@ def main() -> None:
         from shopml.jagged import checks_enabled
 
         checks_enabled(False)  # the hot-loop setting: no device syncs for content checks
-        part_bench(args.rounds, [v for v in args.variants.split(",") if v])
+        part_bench(args.rounds, [v for v in args.variants.split(",") if v], cases)
     if "bench-bwd" in parts:
         from shopml.jagged import checks_enabled
 
         checks_enabled(False)
-        part_bench_bwd(args.rounds, [v for v in args.bwd_variants.split(",") if v])
+        part_bench_bwd(args.rounds, [v for v in args.bwd_variants.split(",") if v], cases)
 
 
 if __name__ == "__main__":
