@@ -71,12 +71,17 @@ VARIANTS = {
     "own1_bn64_s3_r128": ((64, 3, 1, False, False, True, 128), (128,)),
 }
 # Gluon backward configurations beside the default, and their head dims:
-# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg); BLOCK_N = 64 x NUM_WG
+# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA); BLOCK_N = 64 x NUM_WG
 BWD_VARIANTS = {
-    "1wg": ((64, 2, 1, False, 168), (64, 128)),  # one consumer warpgroup, 64 keys x 64 queries
-    "nosplit": ((64, 2, 2, False, 168), (64, 128)),  # each warpgroup adds a whole dQ_i
-    "bm128": ((128, 2, 2, True, 168), (64,)),  # FA3's D=64 tiles (128 query rows)
-    "s3": ((64, 3, 2, True, 168), (128,)),
+    "1wg": ((64, 2, 1, False, 168, False), (64, 128)),  # one consumer warpgroup, 64 x 64
+    "nosplit": ((64, 2, 2, False, 168, False), (64, 128)),  # each warpgroup adds a whole dQ_i
+    "bm128": ((128, 2, 2, True, 168, False), (64,)),  # FA3's D=64 tiles (128 query rows)
+    "s3": ((64, 3, 2, True, 168, False), (128,)),
+    # dQ_i through shared memory and the copy engine's bulk reduction (FA3's dQ path)
+    "tma": ((64, 2, 2, True, 168, True), (64, 128)),
+    "tma_nosplit": ((64, 2, 2, False, 168, True), (64, 128)),
+    "tma_1wg": ((64, 2, 1, False, 168, True), (64, 128)),
+    "tma_s3": ((64, 3, 2, True, 168, True), (64,)),
 }
 
 
@@ -107,9 +112,11 @@ def _signature(fn, const: dict, d: int, rows: dict, dtype: str) -> tuple[dict, d
     for i, name in enumerate(fn.arg_names):
         if name in const:
             sig[name] = "constexpr"
-        elif name.endswith("_desc"):
-            layout = gl.NVMMASharedLayout.get_default_for([rows[name], d], gl_dtype)
-            sig[name] = f"tensordesc<{dtype}[{rows[name]}, {d}],{layout!r}>"
+        elif name.endswith("_desc"):  # rows[name]: tile rows, or (rows, columns) of fp32
+            r, c, el, gl_el = (*rows[name], "fp32", gl.float32) if isinstance(rows[name], tuple) \
+                else (rows[name], d, dtype, gl_dtype)  # fmt: skip
+            layout = gl.NVMMASharedLayout.get_default_for([r, c], gl_el)
+            sig[name] = f"tensordesc<{el}[{r}, {c}],{layout!r}>"
         elif name.endswith("_ptr"):
             sig[name] = (
                 "*fp32" if name in fp32
@@ -199,21 +206,24 @@ def part_compile_bwd(dump: Path | None) -> None:
 
     print(f"\nTriton {triton.__version__}, sm_90, backward\n")
     print(
-        "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | split dQ | maxnreg | registers "
-        "| spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | split dQ | dQ by TMA | maxnreg "
+        "| registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     configs = [(d, cfg) for d, cfg in glb.CONFIGS.items()]
     configs += [(d, cfg) for d in glb.CONFIGS for cfg, dims in BWD_VARIANTS.values() if d in dims]
-    for d, (block_m, stages, num_wg, split_dq, maxnreg) in configs:
+    for d, (block_m, stages, num_wg, split_dq, maxnreg, dq_tma) in configs:
+        split_dq = split_dq and num_wg == 2
         const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-                     SPLIT_DQ=split_dq and num_wg == 2,
+                     SPLIT_DQ=split_dq, DQ_TMA=dq_tma,
                      CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
-        rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64)
-        stem = f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
+        rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64,
+                    dq_desc=(block_m, d // 2 if split_dq else d))  # fmt: skip
+        stem = (f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
+                f"-tma{int(dq_tma)}")  # fmt: skip
         cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
-        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} | {maxnreg} | "
-              f"{cells}")  # fmt: skip
+        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} | {dq_tma} "
+              f"| {maxnreg} | {cells}")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------- bench

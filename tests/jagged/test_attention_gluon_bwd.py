@@ -17,19 +17,27 @@ from .test_attention_gluon import CASES, _inputs, _offsets, _sm90
 
 pytestmark = pytest.mark.gpu
 
-# launcher configurations (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) beside the default
+# launcher configurations (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA) beside the default
 CONFIGS = {
     "default": None,
-    "one_warpgroup": (64, 2, 1, False, 168),  # 64 keys against 64 queries
-    "no_split": (64, 2, 2, False, 168),  # each warpgroup adds a whole dQ_i
-    "bm64_s3": (64, 3, 2, True, 168),
-    "bm128": (128, 2, 2, True, 168),
+    "one_warpgroup": (64, 2, 1, False, 168, False),  # 64 keys against 64 queries
+    "no_split": (64, 2, 2, False, 168, False),  # each warpgroup adds a whole dQ_i
+    "bm64_s3": (64, 3, 2, True, 168, False),
+    "bm128": (128, 2, 2, True, 168, False),
+    # dQ_i reduced by the copy engine from shared memory
+    "tma_one_warpgroup": (64, 2, 1, False, 168, True),
+    "tma_no_split": (64, 2, 2, False, 168, True),
+    "tma": (64, 2, 2, True, 168, True),
 }
 # (configuration, dtype): the default in both dtypes, the others in bfloat16; the simplest
 # first, so that a first failure (``-x``) says which part broke
 CONFIG_DTYPES = [
     ("one_warpgroup", torch.bfloat16),
     ("no_split", torch.bfloat16),
+    ("tma_one_warpgroup", torch.bfloat16),
+    ("tma_no_split", torch.bfloat16),
+    ("tma", torch.bfloat16),
+    ("tma", torch.float16),
     ("default", torch.bfloat16),
     ("default", torch.float16),
     ("bm64_s3", torch.bfloat16),

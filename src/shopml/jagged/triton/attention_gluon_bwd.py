@@ -60,8 +60,11 @@ from __future__ import annotations
 import math
 
 import torch
+from triton._C.libtriton import ir
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language._core import builtin
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared,
     mbarrier,
@@ -89,7 +92,7 @@ LOG2E_K = gl.constexpr(LOG2E)
 # between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 188/228 B a
 # thread (ptxas, Triton 3.6; 12-20 local accesses an iteration) where 64 spill none. Timings:
 # benchmarks/README.md ("Gluon backward prototype").
-CONFIGS = {64: (64, 2, 2, True, 168), 128: (64, 2, 2, True, 168)}
+CONFIGS = {64: (64, 2, 2, True, 168, False), 128: (64, 2, 2, True, 168, False)}
 
 
 def gluon_bwd_ok(
@@ -101,6 +104,17 @@ def gluon_bwd_ok(
 
 
 # ------------------------------------------------------------------ kernel pieces
+@builtin
+def _tma_reduce_add(tensor_desc, coord, src, _semantic=None):  # noqa: ANN001, ANN202
+    """``global[coord:] += src`` (a shared-memory tile) through the copy engine's bulk reduction
+    (``cp.reduce.async.bulk.tensor``), completed as TMA stores are (``tma.store_wait``).
+    Gluon 3.6 has the builder call but no wrapper for it."""
+    coord = _semantic._convert_to_ir_values(coord, require_i64=False)
+    _semantic.builder.create_async_tma_reduce(
+        ir.DESCRIPTOR_REDUCE_KIND.ADD, tensor_desc.handle, coord, src.handle
+    )
+
+
 @gluon.jit
 def _key_tile(params, BLOCK_N: gl.constexpr):
     """This program's key block: (first key row, key rows left in the sequence, the sample's
@@ -144,16 +158,18 @@ def _zero_key_rows(params, k_row, k_left, h, BLOCK_N: gl.constexpr, HEAD_DIM: gl
 
 
 @gluon.jit
-def _bwd_consumer(shared, params, WG: gl.constexpr):
+def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
     """Consumer warpgroup WG: key rows [64 WG, 64 WG + 64) of the block against every query
     block of the sequence; dK and dV stored at the end. Sizes from the buffers' shapes
     (constexpr arguments reach worker partitions as tensors in Triton 3.6)."""
-    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars, ds_bars = shared
+    k_smem, v_smem, q_bufs, do_bufs, ds_smem, dq_smem, kv_bar, q_bars, do_bars, empty_bars, \
+        ds_bars = shared  # fmt: skip
     STAGES: gl.constexpr = q_bufs.shape[0]
     BLOCK_M: gl.constexpr = q_bufs.shape[1]
     HEAD_DIM: gl.constexpr = q_bufs.shape[2]
     NUM_WG: gl.constexpr = v_smem.shape[0]
     SPLIT_DQ: gl.constexpr = ds_bars.shape[0] == 2  # see the kernel's Step 2
+    DQ_TMA: gl.constexpr = dq_smem.shape[1] == BLOCK_M  # see the kernel's Step 2
     HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
@@ -196,6 +212,10 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
     lse_q = lse_ptr + q_start * stride_lse_t + h
     delta_q = delta_ptr + q_start * stride_delta_t + h
     dq_q = dq_ptr + h.to(gl.int64) * stride_dq_h + q_start * HEAD_DIM
+    # with DQ_TMA: the sequence's first query row of head h in the accumulator's 2-D view
+    # (H * (T_q + BLOCK_M) rows < 2^31, checked by the launcher), this warpgroup's columns
+    dq_row = (h * (stride_dq_h // HEAD_DIM) + q_start).to(gl.int32)
+    dq_col = WG * HALF if SPLIT_DQ else 0
     mbarrier.wait(kv_bar.index(0), 0)
     for i in range(gl.cdiv(q_len, BLOCK_M)):
         stage = i % STAGES
@@ -245,23 +265,32 @@ def _bwd_consumer(shared, params, WG: gl.constexpr):
         # Step 5: this key block's share of dQ, added in fp32 without a mask: rows past the
         # sequence's end get exact zeros (their P' columns are 0), the accumulator has BLOCK_M
         # rows of padding past the last sequence
-        offs = gl.expand_dims(dq_rows * HEAD_DIM, 1) + gl.expand_dims(dq_cols, 0)
-        gl.atomic_add(dq_q + m_start.to(gl.int64) * HEAD_DIM + offs, dq, sem="relaxed")
+        if DQ_TMA:  # through shared memory and the copy engine, FA3's way (see Step 2)
+            tma.store_wait(0)  # the previous block's reduction has read the buffer
+            dq_buf = dq_smem.index(WG)
+            dq_buf.store(dq)
+            fence_async_shared()
+            _tma_reduce_add(dq_desc, [dq_row + m_start, dq_col], dq_buf)
+        else:
+            offs = gl.expand_dims(dq_rows * HEAD_DIM, 1) + gl.expand_dims(dq_cols, 0)
+            gl.atomic_add(dq_q + m_start.to(gl.int64) * HEAD_DIM + offs, dq, sem="relaxed")
+    if DQ_TMA:
+        tma.store_wait(0)  # shared memory stays until the last reduction has read it
     row = k_row + WG * WG_ROWS
     _store_rows(dk_ptr, stride_dk_t, stride_dk_h, row, rows_left, h, dk, d_layout)
     _store_rows(dv_ptr, stride_dv_t, stride_dv_h, row, rows_left, h, dv / scale, d_layout)
 
 
 @gluon.jit
-def _bwd_first_consumer(shared, params):
+def _bwd_first_consumer(shared, params, dq_desc):
     """The default partition: the first consumer warpgroup (key rows 0-63)."""
-    _bwd_consumer(shared, params, 0)
+    _bwd_consumer(shared, params, dq_desc, 0)
 
 
 @gluon.jit
-def _bwd_second_consumer(shared, params):
+def _bwd_second_consumer(shared, params, dq_desc):
     """A worker partition of 4 warps: the second consumer warpgroup (key rows 64-127)."""
-    _bwd_consumer(shared, params, 1)
+    _bwd_consumer(shared, params, dq_desc, 1)
 
 
 @gluon.jit
@@ -269,7 +298,8 @@ def _bwd_loader(descs, shared, params):
     """The producer warp: the key block's K and V, then per query block Q and dO through the
     ring of slots."""
     q_desc, k_desc, v_desc, do_desc = descs
-    k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars, ds_bars = shared
+    k_smem, v_smem, q_bufs, do_bufs, ds_smem, dq_smem, kv_bar, q_bars, do_bars, empty_bars, \
+        ds_bars = shared  # fmt: skip
     STAGES: gl.constexpr = q_bufs.shape[0]
     BLOCK_M: gl.constexpr = q_bufs.shape[1]
     HEAD_DIM: gl.constexpr = q_bufs.shape[2]
@@ -300,12 +330,12 @@ def _bwd_loader(descs, shared, params):
 
 @gluon.jit
 def _attn_bwd_gluon_kernel(
-    q_desc, k_desc, v_desc, do_desc, lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
+    q_desc, k_desc, v_desc, do_desc, dq_desc, lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
     q_offsets_ptr, k_offsets_ptr, stride_lse_t, stride_delta_t, stride_dq_h,
     stride_dk_t, stride_dk_h, stride_dv_t, stride_dv_h, max_seqlen_q, max_seqlen_k, batch,
     qk_scale, scale, log2_scale,
     HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
-    SPLIT_DQ: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+    SPLIT_DQ: gl.constexpr, DQ_TMA: gl.constexpr, CONSUMER_REGS: gl.constexpr,
 ):  # fmt: skip
     BLOCK_N: gl.constexpr = WG_ROWS * NUM_WG
     pid = gl.program_id(0)
@@ -338,6 +368,14 @@ def _attn_bwd_gluon_kernel(
     ds_bars = gl.allocate_shared_memory(gl.int64, [DS_BUFS, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(DS_BUFS):
         mbarrier.init(ds_bars.index(i), count=NUM_WG)
+    # DQ_TMA: a float32 dQ_i buffer a warpgroup (its columns), reduced into the accumulator by
+    # the copy engine (FA3's dQ path: no atomic adds from registers); a buffer is written again
+    # one block later, after ``tma.store_wait`` saw its reduction read it. Else a placeholder.
+    if DQ_TMA:
+        dq_smem = gl.allocate_shared_memory(gl.float32, [NUM_WG, BLOCK_M, HEAD_DIM // DS_BUFS],
+                                            dq_desc.layout)  # fmt: skip
+    else:
+        dq_smem = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
     kv_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
     q_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     do_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -348,14 +386,14 @@ def _attn_bwd_gluon_kernel(
         mbarrier.init(do_bars.index(i), count=1)
         mbarrier.init(empty_bars.index(i), count=NUM_WG)  # each consumer arrives once a block
     # Step 3: the partitions
-    shared = (k_smem, v_smem, q_bufs, do_bufs, ds_smem, kv_bar, q_bars, do_bars, empty_bars,
-              ds_bars)  # fmt: skip
+    shared = (k_smem, v_smem, q_bufs, do_bufs, ds_smem, dq_smem, kv_bar, q_bars, do_bars,
+              empty_bars, ds_bars)  # fmt: skip
     load_args = ((q_desc, k_desc, v_desc, do_desc), shared, params)
     if NUM_WG == 2:
         gl.warp_specialize(
             [
-                (_bwd_first_consumer, (shared, params)),
-                (_bwd_second_consumer, (shared, params)),
+                (_bwd_first_consumer, (shared, params, dq_desc)),
+                (_bwd_second_consumer, (shared, params, dq_desc)),
                 (_bwd_loader, load_args),
             ],
             [4, 1],
@@ -363,7 +401,7 @@ def _attn_bwd_gluon_kernel(
         )
     else:
         gl.warp_specialize(
-            [(_bwd_first_consumer, (shared, params)), (_bwd_loader, load_args)], [1], [24]
+            [(_bwd_first_consumer, (shared, params, dq_desc)), (_bwd_loader, load_args)], [1], [24]
         )
 
 
@@ -381,12 +419,12 @@ def _attn_bwd_gluon(
     max_seqlen_k: int,
     scale: float,
     zero_init: bool = True,
-    config: tuple[int, int, int, bool, int] | None = None,
+    config: tuple[int, int, int, bool, int, bool] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of jagged attention through the Gluon kernel (inputs as ``_attn_bwd``'s,
     ``do`` and ``out`` after its post-scale fold; check :func:`gluon_bwd_ok` first).
     ``zero_init``: key rows the kernel does not write (past ``max_seqlen_k``) hold 0 (query rows
-    always do). ``config``: (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg), default
+    always do). ``config``: (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA), default
     ``CONFIGS[D]``."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
@@ -394,7 +432,10 @@ def _attn_bwd_gluon(
     dk, dv = alloc(k), alloc(v)
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
-    block_m, stages, num_wg, split_dq, maxnreg = config or CONFIGS[d]
+    block_m, stages, num_wg, split_dq, maxnreg, dq_tma = config or CONFIGS[d]
+    split_dq = split_dq and num_wg == 2
+    if heads * (total + block_m) >= 2**31:  # the copy engine's int32 row coordinates
+        dq_tma = False
     # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator, heads outermost (a
     # head's rows D apart: constant offsets for the kernel's adds) and BLOCK_M padding rows
     dq = torch.empty((heads, total + block_m, d), device=q.device, dtype=torch.float32)
@@ -408,13 +449,18 @@ def _attn_bwd_gluon(
     )  # fmt: skip
     # Step 2: one program a key block
     grid = (cdiv(max_seqlen_k, WG_ROWS * num_wg) * batch * heads,)
+    dq_block = [block_m, d // 2 if split_dq else d]
+    dq_2d = dq.view(heads * (total + block_m), d)
+    dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
+    dq_desc = TensorDescriptor(dq_2d, list(dq_2d.shape), [d, 1], dq_block, dq_layout)
     _attn_bwd_gluon_kernel[grid](
-        _desc(q, block_m), _desc(k, WG_ROWS), _desc(v, WG_ROWS), _desc(do, block_m), lse, delta,
+        _desc(q, block_m), _desc(k, WG_ROWS), _desc(v, WG_ROWS), _desc(do, block_m), dq_desc,
+        lse, delta,
         dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), dq.stride(0),
         dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q, max_seqlen_k,
         batch, scale * LOG2E, scale, math.log2(scale),
         HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-        SPLIT_DQ=split_dq and num_wg == 2, CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
+        SPLIT_DQ=split_dq, DQ_TMA=dq_tma, CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
         num_warps=4, maxnreg=maxnreg,
     )  # fmt: skip
     return dq[:, :total].transpose(0, 1).to(q.dtype).contiguous(), dk, dv
