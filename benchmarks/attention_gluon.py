@@ -92,7 +92,9 @@ def parse_case(text: str) -> dict:
         return dict(B=int(b), N=int(n), H=int(h), D=int(d), fill=float(fill), causal=False,
                     tag="case")  # fmt: skip
     except ValueError:
-        raise SystemExit(f"--cases: expected BxNxHxDxFILL such as 1024x256x2x64x0.25, got {text!r}")
+        raise SystemExit(
+            f"--cases: expected BxNxHxDxFILL (1024x256x2x64x0.25), got {text!r}"
+        ) from None
 
 
 def log(msg: str) -> None:

@@ -20,9 +20,13 @@ def _reread_attention_settings() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _attention_settings_from_the_environment():
+def _attention_settings_from_the_environment(request, monkeypatch):
     """The attention's switches (``SHOPML_ATTN_*``) are read once per process and kept: every
-    test starts from the environment as it is (and leaves nothing kept behind)."""
+    test starts from the environment as it is (and leaves nothing kept behind). Outside the
+    Gluon kernels' own files (test_attention_gluon*.py: the kernels and the default routing),
+    ``SHOPML_ATTN_GLUON=0``, so that on an sm_90 GPU the Triton kernels' tests test them."""
+    if not request.module.__name__.rpartition(".")[2].startswith("test_attention_gluon"):
+        monkeypatch.setenv("SHOPML_ATTN_GLUON", "0")
     _reread_attention_settings()
     yield
     _reread_attention_settings()

@@ -79,8 +79,11 @@ CONFIG_CASES = [
     ("config", "dtype", "dim"), CONFIG_CASES,
     ids=[f"{c}-{str(t)[6:]}-d{d}" for c, t, d in CONFIG_CASES],
 )  # fmt: skip
-def test_gluon_forward_matches_reference(case, lengths_q, lengths_k, dim, dtype, config):
+def test_gluon_forward_matches_reference(
+    case, lengths_q, lengths_k, dim, dtype, config, attn_switch
+):
     _sm90()
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd below: the Triton forward
     from shopml.jagged.triton import attention_gluon as glu
 
     lengths_k = lengths_k or lengths_q
@@ -169,3 +172,70 @@ def test_own_tiles_numbering_covers_every_row_block_once(lengths, lead, tail, ma
             found.append((b, m_start))
     expected = [(b, m) for b, n in enumerate(lengths) for m in range(0, min(n, max_seqlen), 64)]
     assert sorted(found) == expected
+
+
+def test_auto_routing_takes_the_measured_faster_kernels(attn_switch):
+    """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward for sequences longer than 256
+    rows (own 64-row tiles at D=64 and for short mean lengths at D=128, the ping-pong
+    warpgroups for long ones), the Gluon backward at D=128 only; ``1`` takes them everywhere
+    they can run; nothing Gluon off sm_90 or with a bias or a causal mask."""
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+    from shopml.jagged.triton.attention_common import _gluon_mode
+
+    def q(total: int, dim: int) -> torch.Tensor:
+        return torch.empty(total, 2, dim, device="meta")
+
+    assert glu.auto_config(q(1024 * 110, 64), 1024, 256) is None  # Triton: less host work
+    assert glu.auto_config(q(1024 * 110, 64), 1024, 256, forced=True) == glu.CONFIGS[64]
+    assert glu.auto_config(q(1024 * 256, 64), 1024, 1024) == glu.CONFIGS[64]
+    assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
+    assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
+    assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
+    assert glb.auto_config(q(1000, 64), 4096) is None
+    assert glb.auto_config(q(1000, 64), 4096, forced=True) == glb.CONFIGS[64]
+    assert glb.auto_config(q(1000, 128), 256) is None
+    assert glb.auto_config(q(1000, 128), 257) == glb.CONFIGS[128]
+    # the switch: off wherever the kernels cannot run, before any device query
+    cpu = torch.empty(4, 2, 64, dtype=torch.bfloat16)
+    assert _gluon_mode(cpu, False, False) == "0"
+    attn_switch("SHOPML_ATTN_GLUON", "yes")
+    with pytest.raises(ValueError, match="SHOPML_ATTN_GLUON"):
+        _gluon_mode(cpu, False, False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("dim", "lengths", "fwd_calls", "bwd_calls"),
+    [(128, [700, 300, 0, 5], 1, 1), (64, [700, 300, 0, 5], 1, 0), (128, [256, 200, 1], 0, 0)],
+)
+def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_calls, bwd_calls):
+    """The default switch on an sm_90 GPU: the Gluon kernels run where ``auto_config`` says and
+    the public op's gradients match the reference's."""
+    _sm90()
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    calls = {"fwd": 0, "bwd": 0}
+    for mod, name, key in ((glu, "_attn_fwd_gluon", "fwd"), (glb, "_attn_bwd_gluon", "bwd")):
+        original = getattr(mod, name)
+
+        def counted(*args, _original=original, _key=key):  # noqa: ANN002, ANN202
+            calls[_key] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(mod, name, counted)
+    attn_switch("SHOPML_ATTN_GLUON", "auto")
+    q, k, v = _inputs(lengths, lengths, 2, dim, torch.bfloat16, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    do = torch.randn(sum(lengths), 2, dim, generator=gen).to("cuda", torch.bfloat16)
+    qo = _offsets(lengths)
+    n = max(lengths)
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    jagged_flash_attention(*leaves, qo, n).backward(do)
+    assert calls == {"fwd": fwd_calls, "bwd": bwd_calls}
+    ref_leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref.jagged_flash_attention(*ref_leaves, qo, n, scale=dim**-0.5).backward(do.float())
+    for leaf, r in zip(leaves, ref_leaves, strict=True):
+        torch.testing.assert_close(leaf.grad.float(), r.grad, atol=3e-2, rtol=3e-2)

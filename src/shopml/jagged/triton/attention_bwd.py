@@ -39,7 +39,7 @@ from shopml.jagged.triton.attention_common import (
     _edges,
     _ensure_allocator,
     _extent,
-    _gluon_on,
+    _gluon_mode,
     _load_bias,
     _loop_operands,
     _order,
@@ -340,14 +340,15 @@ def _attn_bwd(
         out_for_delta = out / post_scale
     else:
         out_for_delta = out
-    if _gluon_on() and bias is None and table is None:
-        # the Gluon prototype (FA3's backward); imported only when switched on (import time)
+    gluon = _gluon_mode(q, causal, bias is not None or table is not None)
+    if gluon != "0":  # FA3's backward in Gluon (imported here only: import time)
         from shopml.jagged.triton import attention_gluon_bwd as glb
 
-        if glb.gluon_bwd_ok(q, k, v, do, causal, scale):
+        config = glb.auto_config(q, max_seqlen_k, forced=gluon == "1")
+        if config is not None and glb.gluon_bwd_ok(q, k, v, do, causal, scale):
             dq, dk, dv = glb._attn_bwd_gluon(do, q, k, v, out_for_delta, lse, q_offsets,
                                              k_offsets, max_seqlen_q, max_seqlen_k, scale,
-                                             zero_init)  # fmt: skip
+                                             zero_init, config)  # fmt: skip
             return dq, dk, dv, None, None
     variant = _bwd_variant(q, head_dim)
     # every row of a (non-truncated) sequence is written by the kernels

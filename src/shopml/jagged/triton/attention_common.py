@@ -547,12 +547,29 @@ def _use_order() -> bool:
     return env_setting("SHOPML_ATTN_ORDER", "0") == "1"
 
 
-def _gluon_on() -> bool:
-    """``SHOPML_ATTN_GLUON=1`` routes the forwards and backwards it can serve (sm_90,
-    fp16/bf16, no bias, not causal, head dim 64 or 128: ``attention_gluon.gluon_ok``,
-    ``attention_gluon_bwd.gluon_bwd_ok``) to the Gluon prototypes with FA3's pipelines
-    (attention_gluon.py, attention_gluon_bwd.py). Off by default."""
-    return env_setting("SHOPML_ATTN_GLUON", "0", ("0", "1")) == "1"
+def _gluon_mode(q: torch.Tensor, causal: bool, has_bias: bool) -> str:
+    """``SHOPML_ATTN_GLUON`` for this call: ``auto`` (the default: the Gluon kernels with FA3's
+    pipelines, attention_gluon.py and attention_gluon_bwd.py, where they measured faster than
+    the Triton ones on an H200, their ``auto_config``), ``1`` (every call they can serve, for
+    tests), or ``0`` (never). Calls they cannot serve (not sm_90 exactly, a bias, causal, a head
+    dim other than 64 and 128, fp32) get ``0`` before any import of Gluon."""
+    mode = env_setting("SHOPML_ATTN_GLUON", "auto", ("auto", "0", "1"))
+    if (
+        mode == "0"
+        or has_bias
+        or causal
+        or not q.is_cuda
+        or q.dtype not in (torch.float16, torch.bfloat16)
+        or q.shape[-1] not in (64, 128)
+        or not _sm90_exactly(q.device.index or 0)
+    ):
+        return "0"
+    return mode
+
+
+@functools.cache
+def _sm90_exactly(index: int) -> bool:
+    return torch.cuda.get_device_capability(index) == (9, 0)
 
 
 def _time_spans(

@@ -24,7 +24,7 @@ from shopml.jagged.triton.attention_common import (
     _ensure_allocator,
     _extent,
     _fwd_outputs,
-    _gluon_on,
+    _gluon_mode,
     _key_block_bias,
     _load_bias,
     _loop_operands,
@@ -258,13 +258,14 @@ def _attn_fwd(
     zero_init: bool,
     consecutive: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if _gluon_on() and bias is None and table is None:
-        # the Gluon prototype (FA3's pipeline); imported only when switched on (import time)
+    gluon = _gluon_mode(q, causal, bias is not None or table is not None)
+    if gluon != "0":  # FA3's pipeline in Gluon (imported here only: import time)
         from shopml.jagged.triton import attention_gluon as glu
 
-        if glu.gluon_ok(q, k, v, causal, scale):
+        config = glu.auto_config(q, q_offsets.numel() - 1, max_seqlen_q, forced=gluon == "1")
+        if config is not None and glu.gluon_ok(q, k, v, causal, scale):
             return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,
-                                       scale, post_scale, zero_init)  # fmt: skip
+                                       scale, post_scale, zero_init, config)  # fmt: skip
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
     out, lse = _fwd_outputs(q, max_seqlen_q, zero_init)

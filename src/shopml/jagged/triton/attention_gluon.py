@@ -72,14 +72,32 @@ LN2 = gl.constexpr(0.6931471805599453)
 WG_ROWS = gl.constexpr(64)  # query rows of one consumer warpgroup (wgmma's M per warpgroup)
 
 # (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, OWN_TILES, maxnreg) per head dim, the fastest
-# measured on an H200 (benchmarks/README.md, "Gluon forward prototype"): D=128 64-key blocks in
-# three slots, two consumer warpgroups taking turns (490 TFLOP/s at N=2048, full fill; 128-key
-# blocks 465); D=64 three consumer warpgroups without turns, BLOCK_M = 192 as FA3's (0.374 ms
-# against 0.431 for two at B=1024, N=1024, fill 0.25). OWN_TILES (warpgroups of their own 64-row
-# tiles, for short sequences) is not yet timed: benchmarks/attention_gluon.py's ``own*``
-# variants. maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader warp's gets 24 a
-# thread, the consumers 240; 128: 4 warpgroups)
-CONFIGS = {64: (64, 3, 3, False, False, False, 128), 128: (64, 3, 2, True, False, False, 168)}
+# measured on an H200 (benchmarks/README.md, "Gluon forward prototype" and "Session 12").
+# D=64: one consumer warpgroup of its own 64-row tiles, 64-key blocks in two slots, 80 registers
+# a thread so that three programs share an SM (0.270 ms against 0.292 for the Triton forward and
+# 0.377 for FA3's three warpgroups at B=1024, N=1024, fill 0.25; ahead of Triton on every D=64
+# case timed with N >= 1024). D=128: two consumer warpgroups taking turns, 64-key blocks in
+# three slots (480-490 TFLOP/s on long sequences); SHORT_CONFIGS[128] where the mean sequence is
+# shorter than LONG_ROWS (0.857 ms against 1.057 and Triton's 0.972 at B=1024, N=1024, H=4,
+# fill 0.25). maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader warp's gets 24 a
+# thread, the consumers 240; 128: 4 warpgroups).
+CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (64, 3, 2, True, False, False, 168)}
+SHORT_CONFIGS = {64: CONFIGS[64], 128: (64, 3, 1, False, False, True, 128)}
+LONG_ROWS = 1024
+# ``auto``: sequences of at most MAX_TRITON rows stay with the Triton forward, which launches
+# with less host work (B=1024, N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116)
+MAX_TRITON = 256
+
+
+def auto_config(
+    q: torch.Tensor, batch: int, max_seqlen_q: int, forced: bool = False
+) -> tuple[int, int, int, bool, bool, bool, int] | None:
+    """The launcher configuration for this call, or None where the Triton forward is faster
+    (``forced``: never None, for tests)."""
+    d = q.shape[-1]
+    if not forced and max_seqlen_q <= MAX_TRITON:
+        return None
+    return CONFIGS[d] if q.shape[0] >= LONG_ROWS * max(batch, 1) else SHORT_CONFIGS[d]
 
 
 def gluon_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,

@@ -64,7 +64,6 @@ from triton._C.libtriton import ir
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language._core import builtin
-from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared,
     mbarrier,
@@ -72,6 +71,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma,
     warpgroup_mma_wait,
 )
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from shopml.jagged.triton._common import cdiv, pow2
 from shopml.jagged.triton.attention_bwd_dq import _DELTA
@@ -86,13 +86,28 @@ from shopml.jagged.triton.attention_gluon import (
 
 LOG2E_K = gl.constexpr(LOG2E)
 
-# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg) per head dim; BLOCK_N = 64 x NUM_WG key rows.
-# FA3's D=128 tiles (64 query rows against 128 keys), two consumer warpgroups with 240
+# (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA) per head dim; BLOCK_N = 64 x NUM_WG key
+# rows. FA3's D=128 tiles (64 query rows against 128 keys), two consumer warpgroups with 240
 # registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24), dQ split by columns
-# between them (SPLIT_DQ). D=64: the same tiles, as FA3's 128 query rows spill 188/228 B a
-# thread (ptxas, Triton 3.6; 12-20 local accesses an iteration) where 64 spill none. Timings:
-# benchmarks/README.md ("Gluon backward prototype").
-CONFIGS = {64: (64, 2, 2, True, 168, False), 128: (64, 2, 2, True, 168, False)}
+# between them (SPLIT_DQ) and reduced by the copy engine (DQ_TMA: 4.00 ms against 5.00 with
+# atomic adds and the Triton backward's 4.69 at B=64, N=2048, H=8). D=64: the same tiles, as
+# FA3's 128 query rows spill 188/228 B a thread (ptxas, Triton 3.6). Timings:
+# benchmarks/README.md ("Gluon backward prototype" and "Session 12").
+CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
+# ``auto``: the Gluon backward at D=128 on sequences longer than MAX_TRITON rows; D=64 and
+# shorter sequences stay with the Triton kernels (B=1024, N=1024, D=64: 0.844 ms against 1.092)
+MAX_TRITON = 256
+
+
+def auto_config(
+    q: torch.Tensor, max_seqlen_k: int, forced: bool = False
+) -> tuple[int, int, int, bool, int, bool] | None:
+    """The launcher configuration for this call, or None where the Triton backward is faster
+    (``forced``: never None, for tests)."""
+    d = q.shape[-1]
+    if forced or (d == 128 and max_seqlen_k > MAX_TRITON):
+        return CONFIGS[d]
+    return None
 
 
 def gluon_bwd_ok(
