@@ -1,8 +1,9 @@
-"""FlashAttention-3-style backward of jagged attention in Gluon, for sm_90 (a prototype).
+"""FlashAttention-3-style backward of jagged attention in Gluon, for sm_90.
 
 Serves the calls the Gluon forward serves (attention_gluon.py: no bias, not causal, fp16/bf16,
-head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed); ``SHOPML_ATTN_GLUON=1`` routes
-them here on sm_90 (``_attn_bwd``, :func:`gluon_bwd_ok`); default off. Inputs as the Triton
+head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed); on sm_90 ``_attn_bwd`` routes them
+here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON``, as the
+forward's: D=128, sequences over 256 rows). Inputs as the Triton
 backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
 it): q, k, v, o, dO and the forward's natural-log ``lse`` ``(T_q, H)`` fp32; outputs dq, dk,
 dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton kernels').
@@ -30,8 +31,11 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   thread, issued before the wait for Q); dS'^T = P'^T (dP^T - delta) = ``scale * dS^T`` into
   shared memory; dV' += P'^T dO (P'^T from registers), dK += dS'^T Q and dQ_i = dS' K
   together (dS'^T read transposed); the slot handed back, then dQ_i added into the float32
-  accumulator (``gl.atomic_add``, so dQ's summation order, and its last bits, vary between
-  runs). Folding the softmax scale into P leaves no per-block multiply for dK and dQ;
+  accumulator: with DQ_TMA (the default) stored to a shared-memory buffer of the warpgroup and
+  reduced by the copy engine (``cp.reduce.async.bulk.tensor``, FA3's way; the buffer is written
+  again after ``tma.store_wait`` saw the previous reduction read it), else with ``gl.atomic_add``
+  from registers (1.25x the time at D=128: the adds stall the warpgroup); either way dQ's
+  summation order, and its last bits, vary between runs. Folding the softmax scale into P leaves no per-block multiply for dK and dQ;
   dV = dV' / scale once at the end. The accumulator's padding rows let the adds go without a
   mask (a block's rows past its sequence's end get exact zeros: their P' columns are 0). A
   cast gives dQ ``(T_q, H, D)`` in the input dtype.
