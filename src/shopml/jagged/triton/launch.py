@@ -69,6 +69,12 @@ def collecting() -> Iterator[list[Job]]:
         _COLLECTING.reset(token)
 
 
+def dry_run() -> bool:
+    """Whether this thread is inside :func:`collecting`: launchers that are not FastLaunchers
+    (the Gluon kernels') must then not launch either (their inputs may be unwritten)."""
+    return _COLLECTING.get() is not None
+
+
 def _layout(args: Sequence[object]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Positions of the tensor, int and other (neither float nor bool) arguments."""
     tensors = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
