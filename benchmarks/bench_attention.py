@@ -3,6 +3,8 @@
 Providers, in one process on the same bf16 inputs:
   shopml            shopml.jagged.attention.jagged_flash_attention (Triton)
   shopml_order      the same with the longest-first batch ordering switched on
+  shopml_gluon      the same with SHOPML_ATTN_GLUON=auto (the Gluon kernels where they measured
+                    faster on sm_90); `shopml` keeps the environment's setting
   fbgemm_compat     shopml's FBGEMM-semantics path (multi_head_jagged_flash_attention, (H, T, D))
   varlen            torch.nn.attention.varlen.varlen_attn (FlashAttention-2 varlen)
   flex              compiled FlexAttention on the packed batch with a document mask; the mask
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from _results import append_rows, results_path, run_meta
 
 ALL_PROVIDERS = [
-    "shopml", "shopml_order", "fbgemm_compat", "varlen", "flex", "sdpa_flash_pad",
+    "shopml", "shopml_order", "shopml_gluon", "fbgemm_compat", "varlen", "flex", "sdpa_flash_pad",
     "sdpa_mask_pad", "nested", "dense",
 ]  # fmt: skip
 
@@ -154,11 +156,19 @@ def _leaf(*ts):
     return [t.detach().clone().requires_grad_() for t in ts]
 
 
+def _set_env(name: str, value: str | None) -> None:
+    """``os.environ[name] = value``, or unset it for None."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def make_provider(name: str, case: Case):
     """Returns (fwd_fn, inputs) where fwd_fn() -> output tensor, or None if not applicable."""
     cfg = case.cfg
     n, h, d, causal = cfg["N"], cfg["H"], cfg["D"], cfg["causal"]
-    if name in ("shopml", "shopml_order"):
+    if name in ("shopml", "shopml_order", "shopml_gluon"):
         from shopml.jagged.attention import jagged_flash_attention
 
         q, k, v = _leaf(case.q, case.k, case.v)
@@ -366,11 +376,13 @@ def run_case(
     x_value = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
     x_value += "-causal" if cfg["causal"] else ""
     measured: dict[str, list[tuple[dict, float]]] = {}
+    gluon_env = os.environ.get("SHOPML_ATTN_GLUON")
     for _ in range(rounds):
         for prov in providers:
             if prov in results:  # failed in an earlier round
                 continue
             os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
+            _set_env("SHOPML_ATTN_GLUON", "auto" if prov == "shopml_gluon" else gluon_env)
             reread_settings()  # the attention reads its switches once, until told
             try:
                 got = time_provider(prov, case, modes, quick, graph)
@@ -387,6 +399,7 @@ def run_case(
             if got is not None:
                 measured.setdefault(prov, []).append(got)
     os.environ["SHOPML_ATTN_ORDER"] = "0"
+    _set_env("SHOPML_ATTN_GLUON", gluon_env)
     reread_settings()
     for prov, runs in measured.items():
         if prov in results:  # a later round failed: report the failure, not a partial median
@@ -511,7 +524,7 @@ def report(path: str, timestamp: str | None = None) -> None:
     device = rows[0]["device"] if rows else "?"
     present = {r["provider"] for r in rows}
     order = ["varlen", "flex", "sdpa_flash_pad", "sdpa_mask_pad", "nested", "dense"]
-    order += ["fbgemm_compat", "shopml_order"]
+    order += ["fbgemm_compat", "shopml_order", "shopml_gluon"]
     peers = [p for p in order if p in present]
     for mode in ("fwd+bwd", "fwd"):
         print(
