@@ -82,6 +82,7 @@ BWD_VARIANTS = {
     "tma_nosplit": ((64, 2, 2, False, 168, True), (64, 128)),
     "tma_1wg": ((64, 2, 1, False, 168, True), (64, 128)),
     "tma_s3": ((64, 3, 2, True, 168, True), (64,)),
+    "tma2": ((64, 2, 2, True, 168, 2), (64, 128)),  # two dQ_i buffers a warpgroup
 }
 
 
@@ -217,7 +218,7 @@ def part_compile_bwd(dump: Path | None) -> None:
     for d, (block_m, stages, num_wg, split_dq, maxnreg, dq_tma) in configs:
         split_dq = split_dq and num_wg == 2
         const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-                     SPLIT_DQ=split_dq, DQ_TMA=dq_tma,
+                     SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma),
                      CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
         rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64,
                     dq_desc=(block_m, d // 2 if split_dq else d))  # fmt: skip

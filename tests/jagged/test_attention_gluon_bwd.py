@@ -28,6 +28,7 @@ CONFIGS = {
     "tma_one_warpgroup": (64, 2, 1, False, 168, True),
     "tma_no_split": (64, 2, 2, False, 168, True),
     "tma": (64, 2, 2, True, 168, True),
+    "tma_two_buffers": (64, 2, 2, True, 168, 2),
 }
 # (configuration, dtype): the default in both dtypes, the others in bfloat16; the simplest
 # first, so that a first failure (``-x``) says which part broke
@@ -38,6 +39,7 @@ CONFIG_DTYPES = [
     ("tma_no_split", torch.bfloat16),
     ("tma", torch.bfloat16),
     ("tma", torch.float16),
+    ("tma_two_buffers", torch.bfloat16),
     ("default", torch.bfloat16),
     ("default", torch.float16),
     ("bm64_s3", torch.bfloat16),

@@ -190,6 +190,7 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
     NUM_WG: gl.constexpr = v_smem.shape[0]
     SPLIT_DQ: gl.constexpr = ds_bars.shape[0] == 2  # see the kernel's Step 2
     DQ_TMA: gl.constexpr = dq_smem.shape[1] == BLOCK_M  # see the kernel's Step 2
+    DQ_BUFS: gl.constexpr = dq_smem.shape[0] // NUM_WG  # with DQ_TMA: buffers a warpgroup
     HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
@@ -286,8 +287,8 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
         # sequence's end get exact zeros (their P' columns are 0), the accumulator has BLOCK_M
         # rows of padding past the last sequence
         if DQ_TMA:  # through shared memory and the copy engine, FA3's way (see Step 2)
-            tma.store_wait(0)  # the previous block's reduction has read the buffer
-            dq_buf = dq_smem.index(WG)
+            tma.store_wait(DQ_BUFS - 1)  # the reduction DQ_BUFS blocks back has read its buffer
+            dq_buf = dq_smem.index(WG * DQ_BUFS + i % DQ_BUFS)
             dq_buf.store(dq)
             fence_async_shared()
             _tma_reduce_add(dq_desc, [dq_row + m_start, dq_col], dq_buf)
@@ -388,12 +389,14 @@ def _attn_bwd_gluon_kernel(
     ds_bars = gl.allocate_shared_memory(gl.int64, [DS_BUFS, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(DS_BUFS):
         mbarrier.init(ds_bars.index(i), count=NUM_WG)
-    # DQ_TMA: a float32 dQ_i buffer a warpgroup (its columns), reduced into the accumulator by
-    # the copy engine (FA3's dQ path: no atomic adds from registers); a buffer is written again
-    # one block later, after ``tma.store_wait`` saw its reduction read it. Else a placeholder.
+    # DQ_TMA (1 or 2): that many float32 dQ_i buffers a warpgroup (its columns), reduced into
+    # the accumulator by the copy engine (FA3's dQ path: no atomic adds from registers); a
+    # buffer is written again DQ_TMA blocks later, after ``tma.store_wait`` saw its reduction
+    # read it. Else a placeholder.
     if DQ_TMA:
-        dq_smem = gl.allocate_shared_memory(gl.float32, [NUM_WG, BLOCK_M, HEAD_DIM // DS_BUFS],
-                                            dq_desc.layout)  # fmt: skip
+        dq_smem = gl.allocate_shared_memory(
+            gl.float32, [NUM_WG * DQ_TMA, BLOCK_M, HEAD_DIM // DS_BUFS], dq_desc.layout
+        )
     else:
         dq_smem = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
     kv_bar = gl.allocate_shared_memory(gl.int64, [1, 1], mbarrier.MBarrierLayout())
@@ -444,7 +447,8 @@ def _attn_bwd_gluon(
     """(dq, dk, dv) of jagged attention through the Gluon kernel (inputs as ``_attn_bwd``'s,
     ``do`` and ``out`` after its post-scale fold; check :func:`gluon_bwd_ok` first).
     ``zero_init``: key rows the kernel does not write (past ``max_seqlen_k``) hold 0 (query rows
-    always do). ``config``: (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA), default
+    always do). ``config``: (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA: 0 for atomic
+    adds, else the dQ_i buffers a warpgroup), default
     ``CONFIGS[D]``."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
@@ -482,7 +486,7 @@ def _attn_bwd_gluon(
         dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q, max_seqlen_k,
         batch, scale * LOG2E, scale, math.log2(scale),
         HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-        SPLIT_DQ=split_dq, DQ_TMA=dq_tma, CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
+        SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma), CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
         num_warps=4, maxnreg=maxnreg,
     )  # fmt: skip
     return dq[:, :total].transpose(0, 1).to(q.dtype).contiguous(), dk, dv
