@@ -16,7 +16,10 @@ Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives
   first keys while the consumers finish the current one).
 - Three host-built tensor descriptors view q, k, v as 2-D ``(T, H*D)`` tensors; a tile of one
   head is the column block ``[h*D, h*D + D)``. Nothing is built per program (the Triton Hopper
-  path builds a descriptor per program, 1-2 us each).
+  path builds a descriptor per program, 1-2 us each). A FastLauncher (launch.py) launches the
+  kernel: after a signature's first launch the cached binary directly, the descriptors passed as
+  they are (the binary's launcher encodes each into a TMA descriptor); inside
+  ``launch.collecting`` it records the compile instead (the first call's parallel compile).
 - Warp specialisation (``gl.warp_specialize``): a loader partition of one warp issues the TMA
   copies: the query tile of a tile, then K and V tiles into a ring of STAGES shared-memory slots,
   each guarded by a ``ready`` mbarrier per operand (the copy engine completes it) and an

@@ -16,7 +16,8 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   sample, then head (``cdiv(max_seqlen_k, BLOCK_N) * B * H``); programs past their sequence's
   end exit at once, a sequence without queries gets dK = dV = 0.
 - Four host-built tensor descriptors view q, k, v, dO as 2-D ``(T, H*D)`` tensors (a head's
-  tile is the column block ``[h*D, h*D + D)``), as the forward's.
+  tile is the column block ``[h*D, h*D + D)``), as the forward's, launched as its kernel is (a
+  FastLauncher: direct launches, a compile job in the first call's dry run).
 - Warp specialisation (``gl.warp_specialize``): a loader partition of one warp copies the key
   block's K and V (NUM_WG tiles of 64 rows, once), then streams the sequence's query blocks:
   Q and dO tiles of BLOCK_M rows into a ring of STAGES shared-memory slots, a ``ready``
