@@ -377,3 +377,46 @@ def test_the_gluon_attention_kernels_launch_through_fast_launchers():
         assert names[0] == first
         tail = names[names.index(last_runtime) + 1 :]
         assert tail and set(tail) <= launch_mod._constexpr_names(fl._kernel)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dim", [64, 128])
+def test_gpu_gluon_fast_launches_equal_the_ordinary_launches(attn_switch, dim):
+    """The Gluon forward and backward (descriptor arguments) through their FastLaunchers'
+    direct launches give what Triton's own launch path gives: bit for bit, but dQ, which the
+    copy engine reduces in no fixed order (to bf16 rounding)."""
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the Gluon kernels need sm_90")
+    attn_switch("SHOPML_ATTN_GLUON", "1")
+    gen = torch.Generator().manual_seed(0)
+    lengths = [37, 0, 1, 300, 128, 77]
+    offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
+    base = [torch.randn(sum(lengths), 2, dim, generator=gen).cuda().bfloat16() for _ in range(4)]
+
+    def step():
+        q, k, v = (t.clone().requires_grad_() for t in base[:3])
+        out = jagged_flash_attention(q, k, v, offsets, 300)
+        out.backward(base[3])
+        return [out, q.grad, k.grad, v.grad]
+
+    launchers = (glu._TILE_SAMPLES, glu._FWD, glb._BWD)
+    assert all(fl.enabled for fl in launchers)
+    try:
+        for fl in launchers:
+            fl.enabled = False
+        ordinary = step()
+    finally:
+        for fl in launchers:
+            fl.enabled = True
+    step()  # a first launch per signature (Triton's path), then
+    before = [fl.direct_launches for fl in launchers[1:]]
+    direct = step()  # every launch direct
+    assert all(fl.enabled for fl in launchers)
+    assert all(fl.direct_launches > b for fl, b in zip(launchers[1:], before, strict=True))
+    for i, (a, b) in enumerate(zip(direct, ordinary, strict=True)):
+        tol = 2e-2 if i == 1 else 0.0
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
