@@ -216,13 +216,14 @@ def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_cal
     from shopml.jagged.attention import jagged_flash_attention
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
+    from shopml.jagged.triton.launch import dry_run
 
     calls = {"fwd": 0, "bwd": 0}
     for mod, name, key in ((glu, "_attn_fwd_gluon", "fwd"), (glb, "_attn_bwd_gluon", "bwd")):
         original = getattr(mod, name)
 
         def counted(*args, _original=original, _key=key):  # noqa: ANN002, ANN202
-            calls[_key] += 1
+            calls[_key] += not dry_run()  # (a first call's dry run, recording compiles: not)
             return _original(*args)
 
         monkeypatch.setattr(mod, name, counted)
@@ -234,27 +235,35 @@ def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_cal
     n = max(lengths)
     leaves = [t.detach().requires_grad_() for t in (q, k, v)]
     jagged_flash_attention(*leaves, qo, n).backward(do)
-    assert calls == {"fwd": fwd_calls, "bwd": bwd_calls}  # (the first call's dry run: none)
+    assert calls == {"fwd": fwd_calls, "bwd": bwd_calls}
     ref_leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
     ref.jagged_flash_attention(*ref_leaves, qo, n, scale=dim**-0.5).backward(do.float())
     for leaf, r in zip(leaves, ref_leaves, strict=True):
         torch.testing.assert_close(leaf.grad.float(), r.grad, atol=3e-2, rtol=3e-2)
 
 
-def test_gluon_launchers_do_not_launch_in_a_dry_run(monkeypatch):
-    """Inside ``launch.collecting`` (the first call's dry run that gathers compile jobs, where
-    the FastLaunchers launch nothing) the Gluon launchers launch nothing either: the own-tile
-    numbering would be left unwritten and the kernel would read sample ids from garbage."""
+def test_gluon_launchers_record_their_compiles_in_a_dry_run(monkeypatch):
+    """Inside ``launch.collecting`` (the first call's dry run that gathers compile jobs) the
+    Gluon launchers launch nothing (the own-tile numbering would be left unwritten and the
+    forward would read sample ids from garbage) and record a compile job each, beside those of
+    the tile numbering and the backward's delta kernel, for ``precompile`` to compile at once.
+    A job binds the kernel's parameters in order: the runtime arguments (a descriptor of each
+    operand's tile wherever the kernel takes one), then every constexpr and the launch options."""
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
-    from shopml.jagged.triton.launch import collecting, dry_run
+    from shopml.jagged.triton.attention_bwd_dq import _DELTA
+    from shopml.jagged.triton.launch import FastLauncher, collecting, dry_run
 
-    class NoLaunch:
-        def __getitem__(self, grid):  # noqa: ANN001, ANN204
-            raise AssertionError("a Gluon kernel launched in a dry run")
+    def no_launch(*args):  # noqa: ANN002, ANN202
+        raise AssertionError("a kernel launched in a dry run")
 
-    monkeypatch.setattr(glu, "_attn_fwd_gluon_kernel", NoLaunch())
-    monkeypatch.setattr(glb, "_attn_bwd_gluon_kernel", NoLaunch())
+    monkeypatch.setattr(torch._C, "_cuda_getDevice", lambda: 0, raising=False)
+    monkeypatch.setattr(FastLauncher, "_launch", no_launch)
+    monkeypatch.setattr(FastLauncher, "_first_launch", no_launch)
+    for fl in (glu._TILE_SAMPLES, glu._FWD, _DELTA, glb._BWD):  # no signature seen before
+        monkeypatch.setattr(fl, "_cache", {})
     q = torch.randn(300, 2, 64, dtype=torch.bfloat16)
     offsets = torch.tensor([0, 100, 300])
     lse = torch.zeros(300, 2)
@@ -263,6 +272,29 @@ def test_gluon_launchers_do_not_launch_in_a_dry_run(monkeypatch):
         assert dry_run()
         out, lse_out = glu._attn_fwd_gluon(q, q, q, offsets, offsets, 200, 200, 0.125, 1.0)
         dq, dk, dv = glb._attn_bwd_gluon(q, q, q, q, q, lse, offsets, offsets, 200, 200, 0.125)
-    assert not dry_run() and jobs == []
+    assert not dry_run()
     assert out.shape == q.shape and lse_out.shape == (300, 2)
     assert dq.shape == dk.shape == dv.shape == q.shape
+    kernels = [glu._tile_samples_kernel, glu._attn_fwd_gluon_kernel, _DELTA._kernel,
+               glb._attn_bwd_gluon_kernel]  # fmt: skip
+    assert [job.kernel for job in jobs] == kernels
+    # (forward: own 64-row tiles, 64-key blocks; backward: 64-row query blocks, dQ's columns
+    # split between its two warpgroups)
+    tiles = {
+        glu._attn_fwd_gluon_kernel: {"q_desc": [64, 64], "k_desc": [64, 64], "v_desc": [64, 64]},
+        glb._attn_bwd_gluon_kernel: {"q_desc": [64, 64], "k_desc": [64, 64], "v_desc": [64, 64],
+                                     "do_desc": [64, 64], "dq_desc": [64, 32]},
+    }  # fmt: skip
+    maxnreg = {glu._attn_fwd_gluon_kernel: 80, glb._attn_bwd_gluon_kernel: 168}
+    for job in jobs[1::2]:
+        names = job.kernel.arg_names
+        descs = {
+            n: a for n, a in zip(names, job.args, strict=False) if isinstance(a, TensorDescriptor)
+        }
+        assert {n: d.block_shape for n, d in descs.items()} == tiles[job.kernel]
+        assert all(d.base is q or n == "dq_desc" for n, d in descs.items())
+        assert set(job.kwargs) == {*names[len(job.args) :], "num_warps", "maxnreg"}
+        assert job.kwargs["num_warps"] == 4 and job.kwargs["maxnreg"] == maxnreg[job.kernel]
+    with collecting() as again:  # the same signatures, not launched yet: recorded again
+        glu._attn_fwd_gluon(q, q, q, offsets, offsets, 200, 200, 0.125, 1.0)
+    assert [job.ident for job in again] == [job.ident for job in jobs[:2]]

@@ -276,3 +276,147 @@ def test_gpu_jagged_op_fast_launches_equal_the_ordinary_launches(monkeypatch, te
     assert sum(fl.direct_launches for fl in launchers) > before
     for a, b in zip(direct, ordinary, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ host-side tensor descriptors
+def _descriptor(rows=32, block=(16, 64), dtype=torch.bfloat16, offset=0, swizzle=None, **kw):
+    """A Gluon ``TensorDescriptor`` over a ``rows`` x 128 tensor (CPU memory: only its host side
+    is read here), tiles of ``block``, Gluon's default layout or one of ``swizzle`` bytes."""
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    base = torch.zeros(rows + offset, 128, dtype=dtype)[offset:]
+    gdt = gl.bfloat16 if dtype == torch.bfloat16 else gl.float16
+    layout = gl.NVMMASharedLayout.get_default_for(list(block), gdt)
+    if swizzle is not None:
+        layout = gl.NVMMASharedLayout(swizzle_byte_width=swizzle, element_bitwidth=16, rank=2)
+    return TensorDescriptor(base, [rows, 128], [128, 1], list(block), layout, **kw)
+
+
+def _desc_launcher():
+    kernel = _FakeAutotuner()
+    kernel.arg_names = ["x_desc", "n", "bucket", "BLOCK", "MODE"]
+    fl = FastLauncher(kernel)
+    fl.enabled = True
+    return kernel, fl
+
+
+def test_a_descriptor_goes_to_the_binary_as_it_is_whatever_its_tensor(fake_cuda):
+    """A descriptor over another tensor (address, shape, strides: what the binary's launcher
+    encodes into the TMA descriptor at each launch) launches directly, the descriptor object
+    itself in its place; the tail of constexprs follows as for any kernel."""
+    kernel, fl = _desc_launcher()
+    grid = lambda meta: (2,)
+    fl(grid, (_descriptor(), 48, 256), {"MODE": 1})
+    other = _descriptor(rows=96, offset=8)
+    fl(grid, (other, 64, 256), {"MODE": 1})
+    assert len(kernel.slow_launches) == 1 and fl.direct_launches == 1
+    (call,) = kernel.slow_launches[0][3].calls
+    assert call[:6] == (2, 1, 1, 1234, "fn0", "meta0")
+    assert call[9] is other and call[10:] == (64, 256, 32, 1)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"block": (32, 64)},  # another tile: another binary
+        {"dtype": torch.float16},
+        {"swizzle": 64},  # another shared-memory layout
+        {"padding": "nan"},  # a setting: kept in the signature too (Triton reads it at launch)
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_a_descriptor_specialisation_change_takes_the_slow_path(fake_cuda, change):
+    kernel, fl = _desc_launcher()
+    grid = lambda meta: (1,)
+    fl(grid, (_descriptor(), 48, 256), {"MODE": 1})
+    fl(grid, (_descriptor(**change), 48, 256), {"MODE": 1})
+    assert len(kernel.slow_launches) == 2 and fl.direct_launches == 0
+
+
+def test_the_descriptor_signature_is_as_fine_as_tritons(fake_cuda):
+    """Two descriptors that Triton's binder specialises apart (its own function, run on the
+    host) never share a launch signature here."""
+    try:
+        from triton.backends.compiler import BaseBackend
+        from triton.runtime.jit import native_specialize_impl
+    except ImportError:
+        pytest.skip("a Triton without the native binder")
+    variants = [
+        _descriptor(),
+        _descriptor(rows=96, offset=8),
+        _descriptor(block=(32, 64)),
+        _descriptor(block=(64, 64)),
+        _descriptor(dtype=torch.float16),
+        _descriptor(swizzle=64),
+        _descriptor(swizzle=32, block=(64, 32)),
+        _descriptor(padding="nan"),
+    ]
+    _, fl = _desc_launcher()
+    keys = [fl._key((d, 48, 256), {"MODE": 1}) for d in variants]
+    specs = [native_specialize_impl(BaseBackend, d, False, True, True) for d in variants]
+    assert len(set(specs)) >= 6  # the variants do differ for Triton
+    for i in range(len(variants)):
+        for j in range(i):
+            if specs[i] != specs[j]:
+                assert keys[i] != keys[j], (variants[i], variants[j])
+    assert keys[0] == keys[1]  # another tensor alone: the same binary
+
+
+def test_the_gluon_attention_kernels_launch_through_fast_launchers():
+    """The Gluon forward and backward go through FastLaunchers (direct launches, and compile
+    jobs in a dry run); every parameter after the runtime ones is a constexpr (the tail)."""
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    for fl, first, last_runtime in (
+        (glu._FWD, "q_desc", "post_scale"),
+        (glb._BWD, "q_desc", "log2_scale"),
+    ):
+        names = fl._names
+        assert names[0] == first
+        tail = names[names.index(last_runtime) + 1 :]
+        assert tail and set(tail) <= launch_mod._constexpr_names(fl._kernel)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dim", [64, 128])
+def test_gpu_gluon_fast_launches_equal_the_ordinary_launches(attn_switch, dim):
+    """The Gluon forward and backward (descriptor arguments) through their FastLaunchers'
+    direct launches give what Triton's own launch path gives: bit for bit, but dQ, which the
+    copy engine reduces in no fixed order (to bf16 rounding)."""
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the Gluon kernels need sm_90")
+    attn_switch("SHOPML_ATTN_GLUON", "1")
+    gen = torch.Generator().manual_seed(0)
+    lengths = [37, 0, 1, 300, 128, 77]
+    offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
+    base = [torch.randn(sum(lengths), 2, dim, generator=gen).cuda().bfloat16() for _ in range(4)]
+
+    def step():
+        q, k, v = (t.clone().requires_grad_() for t in base[:3])
+        out = jagged_flash_attention(q, k, v, offsets, 300)
+        out.backward(base[3])
+        return [out, q.grad, k.grad, v.grad]
+
+    launchers = (glu._TILE_SAMPLES, glu._FWD, glb._BWD)
+    assert all(fl.enabled for fl in launchers)
+    try:
+        for fl in launchers:
+            fl.enabled = False
+        ordinary = step()
+    finally:
+        for fl in launchers:
+            fl.enabled = True
+    step()  # a first launch per signature (Triton's path), then
+    before = [fl.direct_launches for fl in launchers[1:]]
+    direct = step()  # every launch direct
+    assert all(fl.enabled for fl in launchers)
+    assert all(fl.direct_launches > b for fl, b in zip(launchers[1:], before, strict=True))
+    for i, (a, b) in enumerate(zip(direct, ordinary, strict=True)):
+        tol = 2e-2 if i == 1 else 0.0
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)

@@ -16,7 +16,8 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   sample, then head (``cdiv(max_seqlen_k, BLOCK_N) * B * H``); programs past their sequence's
   end exit at once, a sequence without queries gets dK = dV = 0.
 - Four host-built tensor descriptors view q, k, v, dO as 2-D ``(T, H*D)`` tensors (a head's
-  tile is the column block ``[h*D, h*D + D)``), as the forward's.
+  tile is the column block ``[h*D, h*D + D)``), as the forward's, launched as its kernel is (a
+  FastLauncher: direct launches, a compile job in the first call's dry run).
 - Warp specialisation (``gl.warp_specialize``): a loader partition of one warp copies the key
   block's K and V (NUM_WG tiles of 64 rows, once), then streams the sequence's query blocks:
   Q and dO tiles of BLOCK_M rows into a ring of STAGES shared-memory slots, a ``ready``
@@ -86,8 +87,9 @@ from shopml.jagged.triton.attention_gluon import (
     _extent,
     consumer_regs,
     gluon_ok,
+    shared_layout,
 )
-from shopml.jagged.triton.launch import dry_run
+from shopml.jagged.triton.launch import FastLauncher, dry_run
 
 LOG2E_K = gl.constexpr(LOG2E)
 
@@ -429,6 +431,9 @@ def _attn_bwd_gluon_kernel(
 
 
 # ------------------------------------------------------------------ launcher
+_BWD = FastLauncher(_attn_bwd_gluon_kernel)  # the descriptors' tiles and layouts: in its signature
+
+
 def _attn_bwd_gluon(
     do: torch.Tensor,
     q: torch.Tensor,
@@ -456,8 +461,6 @@ def _attn_bwd_gluon(
     dk, dv = alloc(k), alloc(v)
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
-    if dry_run():  # inside launch.collecting: nothing launched, outputs unwritten
-        return torch.empty_like(q), dk, dv
     block_m, stages, num_wg, split_dq, maxnreg, dq_tma = config or CONFIGS[d]
     split_dq = split_dq and num_wg == 2
     if heads * (total + block_m) >= 2**31:  # the copy engine's int32 row coordinates
@@ -477,16 +480,19 @@ def _attn_bwd_gluon(
     grid = (cdiv(max_seqlen_k, WG_ROWS * num_wg) * batch * heads,)
     dq_block = [block_m, d // 2 if split_dq else d]
     dq_2d = dq.view(heads * (total + block_m), d)
-    dq_layout = gl.NVMMASharedLayout.get_default_for(dq_block, gl.float32)
+    dq_layout = shared_layout(*dq_block, torch.float32)
     dq_desc = TensorDescriptor(dq_2d, list(dq_2d.shape), [d, 1], dq_block, dq_layout)
-    _attn_bwd_gluon_kernel[grid](
-        _desc(q, block_m), _desc(k, WG_ROWS), _desc(v, WG_ROWS), _desc(do, block_m), dq_desc,
-        lse, delta,
-        dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), dq.stride(0),
-        dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q, max_seqlen_k,
-        batch, scale * LOG2E, scale, math.log2(scale),
-        HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-        SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma), CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
-        num_warps=4, maxnreg=maxnreg,
+    _BWD(
+        lambda meta: grid,
+        (_desc(q, block_m), _desc(k, WG_ROWS), _desc(v, WG_ROWS), _desc(do, block_m), dq_desc,
+         lse, delta,
+         dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), dq.stride(0),
+         dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q, max_seqlen_k,
+         batch, scale * LOG2E, scale, math.log2(scale)),
+        dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
+             SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma), CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
+             num_warps=4, maxnreg=maxnreg),
     )  # fmt: skip
+    if dry_run():  # inside launch.collecting: both launchers recorded their compiles, launched
+        return torch.empty_like(q), dk, dv  # nothing; outputs unwritten
     return dq[:, :total].transpose(0, 1).to(q.dtype).contiguous(), dk, dv

@@ -7,14 +7,17 @@ time of a whole small attention step. :class:`FastLauncher` takes that path once
 signature* and afterwards calls the compiled binary itself.
 
 The launch signature holds everything Triton specialises a binary on: each tensor argument's dtype
-and 16-byte alignment; each integer's classes (equal to 1, a multiple of 16, beyond 32 bits); the
-value of every autotune-key argument and of every constexpr, passed by name or by position; the
-device. Equal signatures therefore select the binary and the config that Triton's own path would
-select. Anything unexpected (an interpreter run, a Triton without the attributes used, a launch
-hook such as a profiler's) falls back to the ordinary launch; hooks are looked for at a
-signature's first launch only, so a Triton launch hook installed later needs
-``SHOPML_TRITON_FAST_LAUNCH=0``, which turns the fast path off (the PyTorch profiler sees direct
-launches as it sees any other). On an H200 the direct launches cut the eager forward+backward
+and 16-byte alignment; each integer's classes (equal to 1, a multiple of 16, beyond 32 bits); each
+host-side tensor descriptor's (the Gluon kernels' ``TensorDescriptor``) base dtype, block shape,
+shared-memory layout and other settings, all but its base address, shape and strides, which the
+compiled launcher turns into the kernel's TMA descriptor at every launch, on either path; the
+value of every autotune-key argument and of every constexpr, passed by name or by position
+(``num_warps``, ``maxnreg`` among them); the device. Equal signatures therefore select the binary
+and the config that Triton's own path would select. Anything unexpected (an interpreter run, a
+Triton without the attributes used, a launch hook such as a profiler's) falls back to the
+ordinary launch; hooks are looked for at a signature's first launch only, so a Triton launch hook
+installed later needs ``SHOPML_TRITON_FAST_LAUNCH=0``, which turns the fast path off (the PyTorch
+profiler sees direct launches as it sees any other). On an H200 the direct launches cut the eager forward+backward
 host time of the jagged ops by x1.37 (geomean of 16 ops) and of the attention by x1.45-1.53
 (benchmarks/README.md, issue 15).
 
@@ -70,27 +73,44 @@ def collecting() -> Iterator[list[Job]]:
 
 
 def dry_run() -> bool:
-    """Whether this thread is inside :func:`collecting`: launchers that are not FastLaunchers
-    (the Gluon kernels') must then not launch either (their inputs may be unwritten)."""
+    """Whether this thread is inside :func:`collecting`: code that launches other than through a
+    FastLauncher (a torch op on a launcher's output) must then not launch either (its inputs may
+    be unwritten)."""
     return _COLLECTING.get() is not None
 
 
-def _layout(args: Sequence[object]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """Positions of the tensor, int and other (neither float nor bool) arguments."""
+_RUNTIME_FIELDS = ("base", "shape", "strides")  # a descriptor's per-launch values
+
+
+def _is_descriptor(arg: object) -> bool:
+    """A host-side tensor descriptor (Triton's or Gluon's ``TensorDescriptor``): tiles of
+    ``block_shape`` over the tensor ``base``."""
+    return hasattr(arg, "block_shape") and hasattr(arg, "base")
+
+
+def _layout(args: Sequence[object]) -> tuple[tuple, ...]:
+    """Positions of the tensor, int and other (neither float nor bool) arguments, and of the
+    tensor descriptors with the names of their fields other than base, shape and strides."""
     tensors = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
     ints = tuple(i for i, a in enumerate(args) if type(a) is int)
-    floats_bools = (float, bool)
-    others = tuple(
-        i
+    descs = tuple(
+        (i, tuple(n for n in vars(a) if n not in _RUNTIME_FIELDS))
         for i, a in enumerate(args)
-        if i not in tensors and i not in ints and type(a) not in floats_bools
+        if _is_descriptor(a)
     )
-    return tensors, ints, others
+    taken = set(tensors) | set(ints) | {i for i, _ in descs}
+    floats_bools = (float, bool)
+    others = tuple(i for i, a in enumerate(args) if i not in taken and type(a) not in floats_bools)
+    return tensors, ints, others, descs
+
+
+def _frozen(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _signature(args: Sequence[object], layout: tuple) -> tuple:
     """What Triton specialises on, per argument class: see the module docstring."""
-    tensors, ints, others = layout
+    tensors, ints, others, descs = layout
     ptrs = [args[i] for i in tensors]
     nums = [args[i] for i in ints]
     return (
@@ -100,6 +120,12 @@ def _signature(args: Sequence[object], layout: tuple) -> tuple:
         tuple([n == 1 for n in nums]),
         tuple([-_WIDE <= n < _WIDE for n in nums]),
         tuple([args[i] for i in others]),
+        tuple(
+            [
+                (args[i].base.dtype, *[_frozen(getattr(args[i], n)) for n in names])
+                for i, names in descs
+            ]
+        ),
     )
 
 
@@ -125,7 +151,9 @@ class FastLauncher:
 
     Call it as ``launcher(grid, args, constexprs)``: ``grid`` maps the launch meta-parameters (the
     constexprs plus the chosen config's) to the grid tuple; ``args`` are the runtime arguments in
-    the kernel's order; ``constexprs`` the constexpr keyword arguments (not the autotuned ones).
+    the kernel's order (a host-side tensor descriptor among them goes to the binary as it is: its
+    launcher expands it into the kernel's parameters, as on Triton's path); ``constexprs`` the
+    constexpr keyword arguments (not the autotuned ones) and launch options (``num_warps``...).
     """
 
     def __init__(self, kernel: Any, tuner: Tuner | None = None) -> None:

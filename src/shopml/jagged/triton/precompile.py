@@ -2,7 +2,9 @@
 
 Triton compiles a kernel at the first launch of each specialisation: its Python front end, MLIR
 passes, LLVM and ptxas, 1.5-2 s per attention kernel for sm_90, one after the other. The
-attention's first forward + backward needs three (forward, dQ, dK/dV). Threads do not overlap
+attention's first forward + backward needs three (forward, dQ, dK/dV), or with the Gluon kernels
+four (the own-tile numbering, forward, delta, backward: their jobs carry the host-side tensor
+descriptors, which a child binds as the launch will). Threads do not overlap
 them: on the 2-core CPU machine three compiles in three threads took 1.9x the serial time (the
 front end and the passes hold the GIL). Processes do: on an H200's fresh machine the first
 forward + backward took 4.7 s (D=64, Triton's cache key included) and 2.3 s (D=128) with this
