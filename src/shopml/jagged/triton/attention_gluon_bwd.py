@@ -25,8 +25,9 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
 - NUM_WG consumer warpgroups (the default partition, plus a worker of 4 warps) each own 64 key
   rows and, per query block, with asynchronous ``warpgroup_mma`` (scores transposed, so that
   the key rows are wgmma's M and dK, dV stay in the warpgroup's registers):
-  S^T = K Q^T and dP^T - delta = V dO^T - delta issued together (the second's accumulator
-  starts at -delta); P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))),
+  S^T = K Q^T and dP^T - delta = V dO^T - delta issued together (with two warpgroups the
+  second's accumulator starts at -delta; one warpgroup subtracts delta after the wait, as with
+  that accumulator ptxas waits for S^T before issuing dP^T); P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))),
   i.e. ``scale * P^T``, while dP^T runs (lse and delta: plain loads into a value or two a
   thread, issued before the wait for Q); dS'^T = P'^T (dP^T - delta) = ``scale * dS^T`` into
   shared memory; dV' += P'^T dO (P'^T from registers), dK += dS'^T Q and dQ_i = dS' K
@@ -208,6 +209,11 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
     # BLOCK_M < 64 query rows are no wgmma M (64 a warpgroup): dQ_i^T = K^T dS'^T instead, D rows
     TRANS_DQ: gl.constexpr = BLOCK_M < WG_ROWS
     gl.static_assert(not TRANS_DQ or (DQ_TMA and NUM_WG == 1), "BLOCK_M < 64: one WG, DQ_TMA")
+    # delta as dP^T's initial accumulator with two warpgroups (their 240 registers a thread: 16
+    # values fewer beside S^T and dP^T, see the header's Registers); one warpgroup subtracts it
+    # after the wait, as ptxas then issues dP^T right behind S^T (with the accumulator, ptxas
+    # waits for S^T first, its note C7517: the accumulator's copies follow the wgmma fence)
+    DELTA_ACC: gl.constexpr = NUM_WG == 2
     HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
@@ -279,8 +285,11 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
         mbarrier.wait(q_bars.index(stage), phase)
         st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         mbarrier.wait(do_bars.index(stage), phase)
-        minus_delta = zero_s - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
-        dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
+        if DELTA_ACC:
+            minus_delta = zero_s - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
+            dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
+        else:
+            dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         st = warpgroup_mma_wait(1, deps=(st,))
         pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
         if partial:
@@ -288,6 +297,8 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
         # Step 3: dS'^T = P'^T (dP^T - delta) into shared memory; P'^T to registers in the
         # wgmma operand layout (S^T and dP^T die here: the peak is before, 2 x 64 x BLOCK_M)
         dpt = warpgroup_mma_wait(0, deps=(dpt,))
+        if not DELTA_ACC:
+            dpt = dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
         dst = pt * dpt
         p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
         ds_all = ds_smem.index(i % ds_smem.shape[0])  # (NUM_WG x 64 keys, BLOCK_M)
