@@ -36,7 +36,7 @@ CONFIGS = {
     "bm32_r128": (32, 2, 1, False, 128, True),
     # one warpgroup, atomic adds, 2 programs an SM: NaN on the benchmark's grid cases
     # (benchmarks/README.md, "First GPU run"), the cause not found in its PTX and SASS
-    "one_warpgroup_r128": (64, 2, 1, False, 128, False),
+    "atomic_1wg_r128": (64, 2, 1, False, 128, False),
 }
 # configurations of 80 registers a thread (136 a consumer thread): head dim 64 only (at 128, dK
 # and dV alone take 128)
@@ -59,7 +59,7 @@ CONFIG_DTYPES = [
     ("bm32_s3_r80", torch.bfloat16),
     ("bm32_r128", torch.bfloat16),
     ("tma_one_warpgroup_r128", torch.bfloat16),
-    ("one_warpgroup_r128", torch.bfloat16),
+    ("atomic_1wg_r128", torch.bfloat16),
 ]
 
 
@@ -124,7 +124,7 @@ MANY = torch.randint(1, 1025, (128,), generator=torch.Generator().manual_seed(5)
 @pytest.mark.parametrize(
     "config",
     ["default", "tma_one_warpgroup", "tma_one_warpgroup_r128", "bm32_r80", "bm32_s3_r80",
-     "bm32_r128", "one_warpgroup_r128"],
+     "bm32_r128", "atomic_1wg_r128"],
 )  # fmt: skip
 def test_gluon_backward_many_programs_match_triton(config, attn_switch):
     """Many programs an SM (B=128, H=2, D=64, about 2000 live key blocks): finite gradients
