@@ -63,10 +63,12 @@ program's big tiles): one consumer warpgroup and the loader warp (padded to a wa
 256 threads, so maxnreg 128 fits 2 programs an SM (65536 registers; 232 a consumer thread) and
 80 fits 3 (136 a consumer thread, 24 the loader's). A consumer thread holds dK and dV (32 + 32
 registers at D=64) across the loop and S^T, dP^T (2 x 64 x BLOCK_M / 128) at the peak: with 64
-query rows that is 128 before P'^T, dQ_i and addresses, and maxnreg 80 spills 436/312 B (Triton
-3.6, ptxas), with 32 rows it compiles without spills (at most 133 registers used of 136). Shared
-memory (D=64, DQ_TMA): 72 KiB with 64 query rows, 44 KiB with 32 (2 stages), so the registers
-set the count. Measured: benchmarks/README.md.
+query rows that is 128 before P'^T, dQ_i and addresses, and maxnreg 80 spills 440/316 B (Triton
+3.6, ptxas: 42 local loads and stores an iteration), with 32 rows (the Triton backward's D=64
+tile: 32 queries against 64 keys, 4 warps) it compiles without spills (at most 134 registers
+used of 136; maxnreg 64, 4 programs an SM, spills 356/360 B). Shared memory (D=64, DQ_TMA):
+72 KiB with 64 query rows, 44 KiB with 32 (2 stages), so the registers set the count.
+Measured: benchmarks/README.md.
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
