@@ -26,8 +26,9 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
 - NUM_WG consumer warpgroups (the default partition, plus a worker of 4 warps) each own 64 key
   rows and, per query block, with asynchronous ``warpgroup_mma`` (scores transposed, so that
   the key rows are wgmma's M and dK, dV stay in the warpgroup's registers):
-  S^T = K Q^T and dP^T - delta = V dO^T - delta issued together (the second's accumulator
-  starts at -delta); P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))),
+  S^T = K Q^T and dP^T - delta = V dO^T - delta issued together (with two warpgroups the
+  second's accumulator starts at -delta; one warpgroup subtracts delta after the wait, as with
+  that accumulator ptxas waits for S^T before issuing dP^T); P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))),
   i.e. ``scale * P^T``, while dP^T runs (lse and delta: plain loads into a value or two a
   thread, issued before the wait for Q); dS'^T = P'^T (dP^T - delta) = ``scale * dS^T`` into
   shared memory; dV' += P'^T dO (P'^T from registers), dK += dS'^T Q and dQ_i = dS' K
@@ -40,6 +41,10 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   dV = dV' / scale once at the end. The accumulator's padding rows let the adds go without a
   mask (a block's rows past its sequence's end get exact zeros: their P' columns are 0). A
   cast gives dQ ``(T_q, H, D)`` in the input dtype.
+- BLOCK_M = 32 query rows (one consumer warpgroup, DQ_TMA): 32 rows are no wgmma M (64 a
+  warpgroup), so the warpgroup computes dQ_i^T = K^T dS'^T (D rows: K read transposed from shared
+  memory, dS'^T as stored) and stores it transposed into the dQ_i buffer; the rest as above with
+  S^T, dP^T of 64 x 32.
 
 Registers (head dim 128, two consumer warpgroups at 240 registers a thread): dK and dV take
 128, S^T and dP^T in flight 64, the block's lse spread over the score layout 16, so little is
@@ -53,6 +58,18 @@ accumulator, so it is not held spread beside S^T and dP^T (16 registers; the sam
 subtraction, done by the wgmma's fp32 accumulation); the loop indexes lse and delta from the
 sequence's first row in int32 (a sequence's rows x H < 2^31, lse's size), dQ from its block
 start in int64.
+
+Occupancy at head dim 64 (the forward's finding: there several programs an SM beat one
+program's big tiles): one consumer warpgroup and the loader warp (padded to a warpgroup) make
+256 threads, so maxnreg 128 fits 2 programs an SM (65536 registers; 232 a consumer thread) and
+80 fits 3 (136 a consumer thread, 24 the loader's). A consumer thread holds dK and dV (32 + 32
+registers at D=64) across the loop and S^T, dP^T (2 x 64 x BLOCK_M / 128) at the peak: with 64
+query rows that is 128 before P'^T, dQ_i and addresses, and maxnreg 80 spills 440/316 B (Triton
+3.6, ptxas: 42 local loads and stores an iteration), with 32 rows (the Triton backward's D=64
+tile: 32 queries against 64 keys, 4 warps) it compiles without spills (at most 134 registers
+used of 136; maxnreg 64, 4 programs an SM, spills 356/360 B). Shared memory (D=64, DQ_TMA):
+72 KiB with 64 query rows, 44 KiB with 32 (2 stages), so the registers set the count.
+Measured: benchmarks/README.md.
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
@@ -98,8 +115,9 @@ LOG2E_K = gl.constexpr(LOG2E)
 # registers a thread (maxnreg 168 over 3 warpgroups, the loader's at 24), dQ split by columns
 # between them (SPLIT_DQ) and reduced by the copy engine (DQ_TMA: 4.00 ms against 5.00 with
 # atomic adds and the Triton backward's 4.69 at B=64, N=2048, H=8). D=64: the same tiles, as
-# FA3's 128 query rows spill 188/228 B a thread (ptxas, Triton 3.6). Timings:
-# benchmarks/README.md ("Gluon backward prototype" and "Session 12").
+# FA3's 128 query rows spill 188/228 B a thread (ptxas, Triton 3.6); the occupancy
+# configurations for D=64 (one warpgroup, 2-3 programs an SM, see the header) are bench
+# variants until timed. Timings: benchmarks/README.md ("Gluon backward prototype", "Session 12").
 CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
 # ``auto``: the Gluon backward at D=128 on sequences longer than MAX_TRITON rows; D=64 and
 # shorter sequences stay with the Triton kernels (B=1024, N=1024, D=64: 0.844 ms against 1.092)
@@ -193,6 +211,14 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
     SPLIT_DQ: gl.constexpr = ds_bars.shape[0] == 2  # see the kernel's Step 2
     DQ_TMA: gl.constexpr = dq_smem.shape[1] == BLOCK_M  # see the kernel's Step 2
     DQ_BUFS: gl.constexpr = dq_smem.shape[0] // NUM_WG  # with DQ_TMA: buffers a warpgroup
+    # BLOCK_M < 64 query rows are no wgmma M (64 a warpgroup): dQ_i^T = K^T dS'^T instead, D rows
+    TRANS_DQ: gl.constexpr = BLOCK_M < WG_ROWS
+    gl.static_assert(not TRANS_DQ or (DQ_TMA and NUM_WG == 1), "BLOCK_M < 64: one WG, DQ_TMA")
+    # delta as dP^T's initial accumulator with two warpgroups (their 240 registers a thread: 16
+    # values fewer beside S^T and dP^T, see the header's Registers); one warpgroup subtracts it
+    # after the wait, as ptxas then issues dP^T right behind S^T (with the accumulator, ptxas
+    # waits for S^T first, its note C7517: the accumulator's copies follow the wgmma fence)
+    DELTA_ACC: gl.constexpr = NUM_WG == 2
     HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
@@ -218,15 +244,21 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
     cols = gl.arange(0, BLOCK_M, layout=vec_layout)
     # dQ_i: (BLOCK_M, D), or with SPLIT_DQ this warpgroup's half of its columns
     DQ_COLS: gl.constexpr = HALF if SPLIT_DQ else HEAD_DIM
-    q_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
-    )
-    dq_rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, q_layout))
-    dq_cols = gl.arange(0, DQ_COLS, layout=gl.SliceLayout(0, q_layout))
-    if SPLIT_DQ:
-        dq_cols += WG * HALF
     zero_s = gl.zeros([WG_ROWS, BLOCK_M], gl.float32, s_layout)
-    zero_q = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, q_layout)
+    if TRANS_DQ:  # dQ_i^T: (D, BLOCK_M)
+        qt_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
+        )
+        zero_q = gl.zeros([HEAD_DIM, BLOCK_M], gl.float32, qt_layout)
+    else:
+        q_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
+        )
+        dq_rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, q_layout))
+        dq_cols = gl.arange(0, DQ_COLS, layout=gl.SliceLayout(0, q_layout))
+        if SPLIT_DQ:
+            dq_cols += WG * HALF
+        zero_q = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, q_layout)
     dk = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
     dv = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
     # the sequence's first query of this head in lse, delta and dQ (rows D apart: constant
@@ -258,8 +290,11 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
         mbarrier.wait(q_bars.index(stage), phase)
         st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         mbarrier.wait(do_bars.index(stage), phase)
-        minus_delta = zero_s - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
-        dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
+        if DELTA_ACC:
+            minus_delta = zero_s - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
+            dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
+        else:
+            dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         st = warpgroup_mma_wait(1, deps=(st,))
         pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
         if partial:
@@ -267,6 +302,8 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
         # Step 3: dS'^T = P'^T (dP^T - delta) into shared memory; P'^T to registers in the
         # wgmma operand layout (S^T and dP^T die here: the peak is before, 2 x 64 x BLOCK_M)
         dpt = warpgroup_mma_wait(0, deps=(dpt,))
+        if not DELTA_ACC:
+            dpt = dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
         dst = pt * dpt
         p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
         ds_all = ds_smem.index(i % ds_smem.shape[0])  # (NUM_WG x 64 keys, BLOCK_M)
@@ -276,7 +313,9 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
         # Step 4: dV' += P'^T dO, dK += dS'^T Q and dQ_i = dS' K together
         dv = warpgroup_mma(p_op, do, dv, is_async=True)
         dk = warpgroup_mma(ds, q, dk, is_async=True)
-        if SPLIT_DQ:  # once both warpgroups' dS' are in: all keys, half the columns
+        if TRANS_DQ:  # (K^T from shared memory read transposed, dS'^T as stored)
+            dq = warpgroup_mma(k.permute((1, 0)), ds, zero_q, use_acc=False, is_async=True)
+        elif SPLIT_DQ:  # once both warpgroups' dS' are in: all keys, half the columns
             mbarrier.arrive(ds_bars.index(i % 2))
             mbarrier.wait(ds_bars.index(i % 2), (i // 2) & 1)
             dq = warpgroup_mma(ds_all.permute((1, 0)), k_smem.slice(WG * HALF, HALF, dim=1),
@@ -291,7 +330,10 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
         if DQ_TMA:  # through shared memory and the copy engine, FA3's way (see Step 2)
             tma.store_wait(DQ_BUFS - 1)  # the reduction DQ_BUFS blocks back has read its buffer
             dq_buf = dq_smem.index(WG * DQ_BUFS + i % DQ_BUFS)
-            dq_buf.store(dq)
+            if TRANS_DQ:
+                dq_buf.permute((1, 0)).store(dq)
+            else:
+                dq_buf.store(dq)
             fence_async_shared()
             _tma_reduce_add(dq_desc, [dq_row + m_start, dq_col], dq_buf)
         else:
@@ -465,6 +507,11 @@ def _attn_bwd_gluon(
     split_dq = split_dq and num_wg == 2
     if heads * (total + block_m) >= 2**31:  # the copy engine's int32 row coordinates
         dq_tma = False
+    if block_m < WG_ROWS and not (num_wg == 1 and dq_tma):  # see the kernel's TRANS_DQ
+        raise ValueError(
+            f"BLOCK_M={block_m} < 64 needs one consumer warpgroup and dQ by the copy engine (H x "
+            f"(T + BLOCK_M) < 2^31 rows); got NUM_WG={num_wg}, rows {heads * (total + block_m)}"
+        )
     # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator, heads outermost (a
     # head's rows D apart: constant offsets for the kernel's adds) and BLOCK_M padding rows
     dq = torch.empty((heads, total + block_m, d), device=q.device, dtype=torch.float32)
