@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,14 @@ def test_scaling_benchmark_smoke_run_with_two_gloo_processes(tmp_path):
         assert r["suite"] == "scaling" and float(r["ms_p50"]) > 0
         assert cfg["global_batch"] == 16 and cfg["examples_per_s"] > 0
     assert "| rank | 2 | 8 |" in done.stdout and "| visual | 2 | 8 |" in done.stdout
+
+
+def test_attention_gpu_script_names_an_unknown_part(tmp_path):
+    """benchmarks/run_attention_gpu.sh: a part it does not know stops it with the list of parts
+    (before any GPU work), and it writes into $OUT."""
+    env = {**os.environ, "OUT": str(tmp_path / "out")}
+    done = subprocess.run(["bash", str(BENCH / "run_attention_gpu.sh"), "gridd"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown part: gridd" in done.stderr and "grid1" in done.stderr
+    assert (tmp_path / "out").is_dir()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The attention's GPU checks and timings for issue 15 on one sm_90 GPU, in one call of the GPU
+# machine (each part under its own time limit, so a later part still runs if one hangs):
+#
+#   bash benchmarks/run_attention_gpu.sh tests     # the Gluon kernels' and launchers' GPU tests
+#   bash benchmarks/run_attention_gpu.sh variants  # the Gluon backward's configurations, timed
+#   bash benchmarks/run_attention_gpu.sh grid1     # the issue's grid, cases 1-56: default, auto, varlen
+#   bash benchmarks/run_attention_gpu.sh grid2     # the rest of the grid and the extra cases
+#   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
+#
+# Several parts may be given (`... tests variants`). Logs and CSVs go to $OUT (default
+# /tmp/attention_out); the commands are the ones benchmarks/README.md quotes.
+set -u
+OUT=${OUT:-/tmp/attention_out}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+cd "$HERE"
+mkdir -p "$OUT"
+export PYTHONPATH=$HERE/src PYTHONUNBUFFERED=1
+GRID="--grid full --providers shopml,shopml_gluon,varlen --modes fwd,fwd+bwd --quick-timing --check --flex-cases 0"
+for part in "$@"; do
+  case $part in
+    tests)
+      SHOPML_ATTN_AUTOTUNE=0 timeout -k 5 240 python3 -m pytest -q -m gpu -p no:cacheprovider \
+        tests/jagged/test_attention_gluon.py tests/jagged/test_attention_gluon_bwd.py \
+        tests/jagged/test_launch.py tests/jagged/test_precompile.py > "$OUT/tests.log" 2>&1
+      grep -v DEBUG "$OUT/tests.log" | grep -E "passed|failed|FAILED|Error" | tail -15 ;;
+    variants)
+      SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 300 python3 benchmarks/attention_gluon.py \
+        --parts bench,bench-bwd --rounds 3 --variants '' \
+        --bwd-variants tma,tma2,tma_1wg_r128,bm32_r80,bm32_s3_r80,bm32_s4_r80,bm32_r128 \
+        --cases 1024x1024x2x64x0.25,1024x256x2x64x0.5,256x4096x2x64x0.25,64x2048x8x128x1.0,1024x256x2x128x0.5 \
+        > "$OUT/variants.log" 2>&1
+      grep "^| " "$OUT/variants.log" | tail -80 ;;
+    grid1)
+      # shellcheck disable=SC2086
+      timeout -k 5 560 python3 benchmarks/bench_attention.py $GRID --limit 56 \
+        --out "$OUT/attention_full.csv" > "$OUT/grid1.log" 2>&1
+      grep -E "check|x[0-9]|rror" "$OUT/grid1.log" | tail -20 ;;
+    grid2)
+      # shellcheck disable=SC2086
+      timeout -k 5 560 python3 benchmarks/bench_attention.py $GRID --skip 56 \
+        --out "$OUT/attention_full.csv" > "$OUT/grid2.log" 2>&1
+      grep -E "check|x[0-9]|rror" "$OUT/grid2.log" | tail -20 ;;
+    cold)
+      SHOPML_ATTN_GLUON=auto OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
+        --deadline 480 > "$OUT/cold.log" 2>&1
+      tail -20 "$OUT/cold.log" ;;
+    *) echo "unknown part: $part (tests, variants, grid1, grid2, cold)" >&2; exit 2 ;;
+  esac
+done
