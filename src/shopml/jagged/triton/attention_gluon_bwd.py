@@ -26,9 +26,9 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
 - NUM_WG consumer warpgroups (the default partition, plus a worker of 4 warps) each own 64 key
   rows and, per query block, with asynchronous ``warpgroup_mma`` (scores transposed, so that
   the key rows are wgmma's M and dK, dV stay in the warpgroup's registers):
-  S^T = K Q^T and dP^T - delta = V dO^T - delta issued together (with two warpgroups the
-  second's accumulator starts at -delta; one warpgroup subtracts delta after the wait, as with
-  that accumulator ptxas waits for S^T before issuing dP^T); P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))),
+  S^T = K Q^T and dP^T - delta = V dO^T - delta issued together (in the first of two
+  warpgroups dP^T's accumulator starts at -delta; the others subtract delta after the wait: with
+  that accumulator in both, ptxas waits for S^T before issuing dP^T in one); P'^T = exp2(S^T * scale * log2(e) - (lse * log2(e) - log2(scale))),
   i.e. ``scale * P^T``, while dP^T runs (lse and delta: plain loads into a value or two a
   thread, issued before the wait for Q); dS'^T = P'^T (dP^T - delta) = ``scale * dS^T`` into
   shared memory; dV' += P'^T dO (P'^T from registers), dK += dS'^T Q and dQ_i = dS' K
@@ -53,8 +53,8 @@ choices keep the loop free of spills (ptxas, Triton 3.6: 24/24 B of spills, all 
 loop, against 244/212 B and 10-21 local loads/stores an iteration before): the dQ
 accumulator's row stride is the constexpr D, so a thread's 16 adds of an iteration address two
 row pointers with constant offsets (with a runtime row stride the compiler held 8 column
-offsets as 64-bit values across the loop, 16 registers); delta enters as dP^T's initial
-accumulator, so it is not held spread beside S^T and dP^T (16 registers; the same
+offsets as 64-bit values across the loop, 16 registers); in the first warpgroup delta enters
+as dP^T's initial accumulator, so it is not held spread beside S^T and dP^T (16 registers; the same
 subtraction, done by the wgmma's fp32 accumulation); the loop indexes lse and delta from the
 sequence's first row in int32 (a sequence's rows x H < 2^31, lse's size), dQ from its block
 start in int64.
@@ -214,11 +214,13 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
     # BLOCK_M < 64 query rows are no wgmma M (64 a warpgroup): dQ_i^T = K^T dS'^T instead, D rows
     TRANS_DQ: gl.constexpr = BLOCK_M < WG_ROWS
     gl.static_assert(not TRANS_DQ or (DQ_TMA and NUM_WG == 1), "BLOCK_M < 64: one WG, DQ_TMA")
-    # delta as dP^T's initial accumulator with two warpgroups (their 240 registers a thread: 16
-    # values fewer beside S^T and dP^T, see the header's Registers); one warpgroup subtracts it
-    # after the wait, as ptxas then issues dP^T right behind S^T (with the accumulator, ptxas
-    # waits for S^T first, its note C7517: the accumulator's copies follow the wgmma fence)
-    DELTA_ACC: gl.constexpr = NUM_WG == 2
+    # delta as dP^T's initial accumulator in the first of two warpgroups only (16 values fewer
+    # beside S^T and dP^T, see the header's Registers: without it its loop spills, 7 local
+    # accesses an iteration at D=128); the other warpgroups subtract it after the wait, so that
+    # ptxas issues dP^T right behind S^T (with the accumulator in both, ptxas waits for S^T first
+    # in one of them, its note C7517: the accumulator's copies follow the wgmma fence). ptxas,
+    # Triton 3.6, D=128 default: 24/24 B of spills, none in either loop, no injected wait.
+    DELTA_ACC: gl.constexpr = NUM_WG == 2 and WG == 0
     HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
