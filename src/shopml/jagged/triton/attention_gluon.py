@@ -68,7 +68,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-from shopml.jagged.triton.attention_common import _dummy, _fwd_outputs
+from shopml.jagged.triton.attention_common import _dummy, _fwd_outputs, _sm90_exactly
 from shopml.jagged.triton.launch import FastLauncher, dry_run
 
 LOG2E = 1.4426950408889634
@@ -110,7 +110,7 @@ def gluon_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
     dim 64 or 128, heads packed, 16-byte aligned rows, a positive scale."""
     if causal or scale <= 0 or not q.is_cuda:
         return False
-    if torch.cuda.get_device_capability(q.device)[0] != 9:
+    if not _sm90_exactly(q.device.index or 0):  # cached: this runs on every routed call
         return False
     d = q.shape[-1]
     if q.dtype not in (torch.float16, torch.bfloat16) or d not in CONFIGS:
