@@ -483,15 +483,22 @@ def main() -> None:
         cfg = dict(cfg, flex=idx < args.flex_cases)
         case = Case(cfg, seed=1000 + idx)
         print(f"[{idx + 1}/{len(cases)}] {cfg} {case.stats}", flush=True)
-        check = {}
-        if args.check:
-            try:
-                check = check_against(
-                    case, make_provider("shopml", case), make_provider("varlen", case)
-                )
-            except Exception as exc:
-                check = {"error": str(exc)[:120]}
-            print(f"  check vs varlen_attn: {check}", flush=True)
+        if args.check:  # each of our providers in the run, under its own routing
+            from shopml.jagged.triton.attention_common import reread_settings
+
+            gluon_env = os.environ.get("SHOPML_ATTN_GLUON")
+            for prov in [p for p in ("shopml", "shopml_gluon") if p in providers] or ["shopml"]:
+                _set_env("SHOPML_ATTN_GLUON", "auto" if prov == "shopml_gluon" else gluon_env)
+                reread_settings()
+                try:
+                    check = check_against(
+                        case, make_provider(prov, case), make_provider("varlen", case)
+                    )
+                except Exception as exc:
+                    check = {"error": str(exc)[:120]}
+                print(f"  check {prov} vs varlen_attn: {check}", flush=True)
+            _set_env("SHOPML_ATTN_GLUON", gluon_env)
+            reread_settings()
         res = run_case(
             case, providers, modes, out_path, meta, args.quick_timing, args.graph, args.rounds
         )
