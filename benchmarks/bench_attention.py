@@ -1,10 +1,11 @@
 """Benchmark jagged flash attention against every variable-length attention in PyTorch (GPU).
 
 Providers, in one process on the same bf16 inputs:
-  shopml            shopml.jagged.attention.jagged_flash_attention (Triton)
+  shopml            shopml.jagged.attention.jagged_flash_attention (its default routing: on sm_90
+                    the Gluon kernels where they measured faster, else Triton; the environment's
+                    SHOPML_ATTN_GLUON if set)
   shopml_order      the same with the longest-first batch ordering switched on
-  shopml_gluon      the same with SHOPML_ATTN_GLUON=auto (the Gluon kernels where they measured
-                    faster on sm_90); `shopml` keeps the environment's setting
+  shopml_triton     the same with SHOPML_ATTN_GLUON=0: the Triton kernels only (the fallback)
   fbgemm_compat     shopml's FBGEMM-semantics path (multi_head_jagged_flash_attention, (H, T, D))
   varlen            torch.nn.attention.varlen.varlen_attn (FlashAttention-2 varlen)
   flex              compiled FlexAttention on the packed batch with a document mask; the mask
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from _results import append_rows, results_path, run_meta
 
 ALL_PROVIDERS = [
-    "shopml", "shopml_order", "shopml_gluon", "fbgemm_compat", "varlen", "flex", "sdpa_flash_pad",
+    "shopml", "shopml_order", "shopml_triton", "fbgemm_compat", "varlen", "flex", "sdpa_flash_pad",
     "sdpa_mask_pad", "nested", "dense",
 ]  # fmt: skip
 
@@ -168,7 +169,7 @@ def make_provider(name: str, case: Case):
     """Returns (fwd_fn, inputs) where fwd_fn() -> output tensor, or None if not applicable."""
     cfg = case.cfg
     n, h, d, causal = cfg["N"], cfg["H"], cfg["D"], cfg["causal"]
-    if name in ("shopml", "shopml_order", "shopml_gluon"):
+    if name in ("shopml", "shopml_order", "shopml_triton"):
         from shopml.jagged.attention import jagged_flash_attention
 
         q, k, v = _leaf(case.q, case.k, case.v)
@@ -382,7 +383,7 @@ def run_case(
             if prov in results:  # failed in an earlier round
                 continue
             os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
-            _set_env("SHOPML_ATTN_GLUON", "auto" if prov == "shopml_gluon" else gluon_env)
+            _set_env("SHOPML_ATTN_GLUON", "0" if prov == "shopml_triton" else gluon_env)
             reread_settings()  # the attention reads its switches once, until told
             try:
                 got = time_provider(prov, case, modes, quick, graph)
@@ -487,8 +488,8 @@ def main() -> None:
             from shopml.jagged.triton.attention_common import reread_settings
 
             gluon_env = os.environ.get("SHOPML_ATTN_GLUON")
-            for prov in [p for p in ("shopml", "shopml_gluon") if p in providers] or ["shopml"]:
-                _set_env("SHOPML_ATTN_GLUON", "auto" if prov == "shopml_gluon" else gluon_env)
+            for prov in [p for p in ("shopml", "shopml_triton") if p in providers] or ["shopml"]:
+                _set_env("SHOPML_ATTN_GLUON", "0" if prov == "shopml_triton" else gluon_env)
                 reread_settings()
                 try:
                     check = check_against(
@@ -531,7 +532,7 @@ def report(path: str, timestamp: str | None = None) -> None:
     device = rows[0]["device"] if rows else "?"
     present = {r["provider"] for r in rows}
     order = ["varlen", "flex", "sdpa_flash_pad", "sdpa_mask_pad", "nested", "dense"]
-    order += ["fbgemm_compat", "shopml_order", "shopml_gluon"]
+    order += ["fbgemm_compat", "shopml_order", "shopml_triton"]
     peers = [p for p in order if p in present]
     for mode in ("fwd+bwd", "fwd"):
         print(

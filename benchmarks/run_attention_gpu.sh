@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/run_attention_gpu.sh tests     # the Gluon kernels' and launchers' GPU tests
 #   bash benchmarks/run_attention_gpu.sh variants  # the Gluon backward's configurations, timed
-#   bash benchmarks/run_attention_gpu.sh grid      # the grid + extra cases: default, auto, varlen
+#   bash benchmarks/run_attention_gpu.sh grid      # the grid + extra cases: default, Triton only, varlen
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #
 # Several parts may be given (`... tests variants`). Logs and CSVs go to $OUT (default
@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 cd "$HERE"
 mkdir -p "$OUT"
 export PYTHONPATH=$HERE/src PYTHONUNBUFFERED=1
-GRID="--grid full --providers shopml,shopml_gluon,varlen --modes fwd,fwd+bwd --quick-timing --check --flex-cases 0"
+GRID="--grid full --providers shopml,shopml_triton,varlen --modes fwd,fwd+bwd --quick-timing --check --flex-cases 0 --rounds ${GRID_ROUNDS:-3}"
 for part in "$@"; do
   case $part in
     tests)
@@ -40,8 +40,8 @@ for part in "$@"; do
       timeout -k 5 "${GRID_TIME:-560}" python3 benchmarks/bench_attention.py $GRID \
         --skip "${GRID_SKIP:-0}" --out "$OUT/attention_full.csv" > "$OUT/grid.log" 2>&1
       grep -E "check|x[0-9]|rror" "$OUT/grid.log" | tail -20 ;;
-    cold)
-      SHOPML_ATTN_GLUON=auto OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
+    cold)  # the default routing (the Gluon kernels on sm_90)
+      OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
         --deadline 480 > "$OUT/cold.log" 2>&1
       tail -20 "$OUT/cold.log" ;;
     *) echo "unknown part: $part (tests, variants, grid, cold)" >&2; exit 2 ;;

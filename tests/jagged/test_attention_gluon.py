@@ -5,6 +5,7 @@ the 64-row tile numbering of OWN_TILES (a Triton kernel: also in the CPU interpr
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -174,11 +175,12 @@ def test_own_tiles_numbering_covers_every_row_block_once(lengths, lead, tail, ma
     assert sorted(found) == expected
 
 
-def test_auto_routing_takes_the_measured_faster_kernels(attn_switch):
+def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch):
     """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward for sequences longer than 256
     rows (own 64-row tiles at D=64 and for short mean lengths at D=128, the ping-pong
     warpgroups for long ones), the Gluon backward at D=128 only; ``1`` takes them everywhere
     they can run; nothing Gluon off sm_90 or with a bias or a causal mask."""
+    from shopml.jagged.triton import attention_common
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
     from shopml.jagged.triton.attention_common import _gluon_mode
@@ -199,6 +201,15 @@ def test_auto_routing_takes_the_measured_faster_kernels(attn_switch):
     # the switch: off wherever the kernels cannot run, before any device query
     cpu = torch.empty(4, 2, 64, dtype=torch.bfloat16)
     assert _gluon_mode(cpu, False, False) == "0"
+    # on an sm_90 GPU (the device check stubbed) with nothing set: auto
+    monkeypatch.setattr(attention_common, "_sm90_exactly", lambda index: True)
+    monkeypatch.delenv("SHOPML_ATTN_GLUON", raising=False)
+    attn_switch("SHOPML_ATTN_ORDER", "0")  # (rereads the switches)
+    gpu = SimpleNamespace(
+        is_cuda=True, dtype=torch.bfloat16, shape=(4, 2, 64), device=SimpleNamespace(index=0)
+    )
+    assert _gluon_mode(gpu, False, False) == "auto"
+    assert _gluon_mode(gpu, True, False) == _gluon_mode(gpu, False, True) == "0"
     attn_switch("SHOPML_ATTN_GLUON", "yes")
     with pytest.raises(ValueError, match="SHOPML_ATTN_GLUON"):
         _gluon_mode(cpu, False, False)
@@ -227,7 +238,8 @@ def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_cal
             return _original(*args)
 
         monkeypatch.setattr(mod, name, counted)
-    attn_switch("SHOPML_ATTN_GLUON", "auto")
+    monkeypatch.delenv("SHOPML_ATTN_GLUON", raising=False)  # the default
+    attn_switch("SHOPML_ATTN_ORDER", "0")  # (rereads the switches)
     q, k, v = _inputs(lengths, lengths, 2, dim, torch.bfloat16, seed=5)
     gen = torch.Generator().manual_seed(6)
     do = torch.randn(sum(lengths), 2, dim, generator=gen).to("cuda", torch.bfloat16)

@@ -550,11 +550,12 @@ def _use_order() -> bool:
 def _gluon_mode(q: torch.Tensor, causal: bool, has_bias: bool) -> str:
     """``SHOPML_ATTN_GLUON`` for this call: ``auto`` (the Gluon kernels with FA3's pipelines,
     attention_gluon.py and attention_gluon_bwd.py, where they measured faster than the Triton
-    ones on an H200, their ``auto_config``), ``1`` (every call they can serve, for tests), or
-    ``0`` (never; the default until ``auto`` has run the whole benchmark grid on the GPU: see
-    benchmarks/README.md, "Session 12"). Calls they cannot serve (not sm_90 exactly, a bias,
-    causal, a head dim other than 64 and 128, fp32) get ``0`` before any import of Gluon."""
-    mode = env_setting("SHOPML_ATTN_GLUON", "0", ("auto", "0", "1"))
+    ones on an H200, their ``auto_config``; the default since the whole benchmark grid ran
+    through it on the GPU, benchmarks/README.md "Session 13"), ``1`` (every call they can serve,
+    for tests), or ``0`` (never: the Triton kernels). Calls they cannot serve (not sm_90
+    exactly, a bias, causal, a head dim other than 64 and 128, fp32) get ``0`` before any
+    import of Gluon."""
+    mode = env_setting("SHOPML_ATTN_GLUON", "auto", ("auto", "0", "1"))
     if (
         mode == "0"
         or has_bias

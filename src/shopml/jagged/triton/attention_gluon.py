@@ -5,8 +5,8 @@ not causal, fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed
 (``stride(1) == D``, ``stride(2) == 1``); output ``(T_q, H, D)`` in the input dtype and the
 natural-log ``lse`` ``(T_q, H)`` fp32; a row whose sequence has no key outputs 0 with lse -inf.
 On sm_90 ``_attn_fwd`` routes such calls here where :func:`auto_config` says this kernel
-measured faster (``SHOPML_ATTN_GLUON=auto``), every such call (``1``) or none (``0``, the
-default for now).
+measured faster (``SHOPML_ATTN_GLUON=auto``, the default), every such call (``1``) or none
+(``0``).
 
 Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives):
 - tiles of BLOCK_M = 64 x NUM_WG query rows, numbered query block fastest, then sample, then

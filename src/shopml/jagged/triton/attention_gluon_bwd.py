@@ -544,4 +544,7 @@ def _attn_bwd_gluon(
     )  # fmt: skip
     if dry_run():  # inside launch.collecting: both launchers recorded their compiles, launched
         return torch.empty_like(q), dk, dv  # nothing; outputs unwritten
-    return dq[:, :total].transpose(0, 1).to(q.dtype).contiguous(), dk, dv
+    # one cast-and-transpose copy into (T, H, D): no intermediate beside the fp32 accumulator
+    # (its peak is then varlen_attn's: the accumulator and the three gradients)
+    dq_out = torch.empty((total, heads, d), device=q.device, dtype=q.dtype)
+    return dq_out.copy_(dq[:, :total].transpose(0, 1)), dk, dv
