@@ -287,8 +287,8 @@ class _Jagged2MulDenseFunction(torch.autograd.Function):
         x = x.contiguous()
         y = y.contiguous()
         out = torch.empty_like(x)
-        if x.numel() > 0:
-            _mul_launch(x, y, out, x, x, offsets, False)
+        if x.numel() > 0:  # g and dy unused; dy is zeroed by a tuning launch: not x, but out
+            _mul_launch(x, y, out, out, out, offsets, False)
         ctx.save_for_backward(x, offsets, y)
         return out
 
