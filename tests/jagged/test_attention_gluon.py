@@ -190,14 +190,19 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
 
     assert glu.auto_config(q(1024 * 110, 64), 1024, 256) is None  # Triton: less host work
     assert glu.auto_config(q(1024 * 110, 64), 1024, 256, forced=True) == glu.CONFIGS[64]
+    assert glu.auto_config(q(256 * 400, 64), 256, 4096) is None  # under 2^24 values
+    assert glu.auto_config(q(256 * 400, 64), 256, 4096, forced=True) == glu.CONFIGS[64]
     assert glu.auto_config(q(1024 * 256, 64), 1024, 1024) == glu.CONFIGS[64]
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
-    assert glb.auto_config(q(1000, 64), 4096) is None
-    assert glb.auto_config(q(1000, 64), 4096, forced=True) == glb.CONFIGS[64]
-    assert glb.auto_config(q(1000, 128), 256) is None
-    assert glb.auto_config(q(1000, 128), 257) == glb.CONFIGS[128]
+    big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
+    assert glb.auto_config(q(big, 64), 16, 4096) is None
+    assert glb.auto_config(q(1000, 64), 16, 4096, forced=True) == glb.CONFIGS[64]
+    assert glb.auto_config(q(big, 128), 16, 256) is None
+    assert glb.auto_config(q(big, 128), 16, 257) == glb.CONFIGS[128]
+    assert glb.auto_config(q(big - 1, 128), 16, 4096) is None  # under 2^24 values
+    assert glb.auto_config(q(big, 128), big // 127, 4096) is None  # a mean under 128 rows
     # the switch: off wherever the kernels cannot run, before any device query
     cpu = torch.empty(4, 2, 64, dtype=torch.bfloat16)
     assert _gluon_mode(cpu, False, False) == "0"
@@ -238,6 +243,8 @@ def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_cal
             return _original(*args)
 
         monkeypatch.setattr(mod, name, counted)
+    for mod in (glu, glb):  # the size floors: covered on the CPU, small inputs here
+        monkeypatch.setattr(mod, "MIN_ELEMENTS", 0)
     monkeypatch.delenv("SHOPML_ATTN_GLUON", raising=False)  # the default
     attn_switch("SHOPML_ATTN_ORDER", "0")  # (rereads the switches)
     q, k, v = _inputs(lengths, lengths, 2, dim, torch.bfloat16, seed=5)

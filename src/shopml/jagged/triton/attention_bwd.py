@@ -344,7 +344,7 @@ def _attn_bwd(
     if gluon != "0":  # FA3's backward in Gluon (imported here only: import time)
         from shopml.jagged.triton import attention_gluon_bwd as glb
 
-        config = glb.auto_config(q, max_seqlen_k, forced=gluon == "1")
+        config = glb.auto_config(q, q_offsets.numel() - 1, max_seqlen_k, forced=gluon == "1")
         if config is not None and glb.gluon_bwd_ok(q, k, v, do, causal, scale):
             dq, dk, dv = glb._attn_bwd_gluon(do, q, k, v, out_for_delta, lse, q_offsets,
                                              k_offsets, max_seqlen_q, max_seqlen_k, scale,

@@ -89,8 +89,12 @@ CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (64, 3, 2, True, False, 
 SHORT_CONFIGS = {64: CONFIGS[64], 128: (64, 3, 1, False, False, True, 128)}
 LONG_ROWS = 1024
 # ``auto``: sequences of at most MAX_TRITON rows stay with the Triton forward, which launches
-# with less host work (B=1024, N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116)
+# with less host work (B=1024, N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116),
+# and so do queries of fewer than MIN_ELEMENTS values (T x H x D): in the session-13 grid the
+# Gluon forward was x0.35-0.91 the Triton one's speed on every case under 2^24 but one, and
+# x1.03-1.57 on every case above it (benchmarks/README.md, "Session 13")
 MAX_TRITON = 256
+MIN_ELEMENTS = 2**24
 
 
 def auto_config(
@@ -99,7 +103,7 @@ def auto_config(
     """The launcher configuration for this call, or None where the Triton forward is faster
     (``forced``: never None, for tests)."""
     d = q.shape[-1]
-    if not forced and max_seqlen_q <= MAX_TRITON:
+    if not forced and (max_seqlen_q <= MAX_TRITON or q.numel() < MIN_ELEMENTS):
         return None
     return CONFIGS[d] if q.shape[0] >= LONG_ROWS * max(batch, 1) else SHORT_CONFIGS[d]
 

@@ -119,20 +119,26 @@ LOG2E_K = gl.constexpr(LOG2E)
 # configurations for D=64 (one warpgroup, 2-3 programs an SM, see the header) are bench
 # variants until timed. Timings: benchmarks/README.md ("Gluon backward prototype", "Session 12").
 CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
-# ``auto``: the Gluon backward at D=128 on sequences longer than MAX_TRITON rows; D=64 and
-# shorter sequences stay with the Triton kernels (B=1024, N=1024, D=64: 0.844 ms against 1.092)
+# ``auto``: the Gluon backward at D=128 on sequences longer than MAX_TRITON rows, with at least
+# MIN_ELEMENTS query values (T x H x D) and a mean sequence of MIN_MEAN rows; D=64 and the rest
+# stay with the Triton kernels (B=1024, N=1024, D=64: 0.844 ms against 1.092; in the session-13
+# grid x0.53-0.84 the Triton backward's speed under 2^24 values or a mean of 100 rows, x1.14-1.55
+# elsewhere: benchmarks/README.md, "Session 13")
 MAX_TRITON = 256
+MIN_ELEMENTS = 2**24
+MIN_MEAN = 128
 
 
 def auto_config(
-    q: torch.Tensor, max_seqlen_k: int, forced: bool = False
+    q: torch.Tensor, batch: int, max_seqlen_k: int, forced: bool = False
 ) -> tuple[int, int, int, bool, int, bool] | None:
     """The launcher configuration for this call, or None where the Triton backward is faster
     (``forced``: never None, for tests)."""
     d = q.shape[-1]
-    if forced or (d == 128 and max_seqlen_k > MAX_TRITON):
+    if forced:
         return CONFIGS[d]
-    return None
+    big = q.numel() >= MIN_ELEMENTS and q.shape[0] >= MIN_MEAN * max(batch, 1)
+    return CONFIGS[d] if d == 128 and max_seqlen_k > MAX_TRITON and big else None
 
 
 def gluon_bwd_ok(
