@@ -8,7 +8,8 @@
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #
 # Several parts may be given (`... tests variants`). Logs and CSVs go to $OUT (default
-# /tmp/attention_out); the commands are the ones benchmarks/README.md quotes.
+# /tmp/attention_out); the commands are the ones benchmarks/README.md quotes. Give the commit as
+# SHOPML_GIT_SHA=<sha> (a copied tree may not have it) for the CSV rows.
 set -u
 OUT=${OUT:-/tmp/attention_out}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
