@@ -8,10 +8,13 @@ Parts (``--parts``, comma-separated; default all):
   (one synchronisation at the end), with the :class:`~shopml.jagged.triton.launch.FastLauncher`
   direct launches on and off (every launcher's ``enabled``: off is Triton's own launch path, as
   ``SHOPML_TRITON_FAST_LAUNCH=0`` gives), in alternating rounds; the median round is reported.
-- ``attention``: the same on/off host loops for the attention on two host-bound cases of the
+- ``attention``: the same on/off host loops for the attention on three host-bound cases of the
   issue's grid, then shopml against varlen_attn: host loops, four rounds of ``do_bench`` (timed as
   bench_attention.py times them, providers alternating) and a cProfile of 300 forward+backward
-  calls per provider, written to ``$OUT/prof_<provider>_<D>.txt``.
+  calls per provider, written to ``$OUT/prof_<provider>_<case>.txt``, and the GPU's share: the
+  device time per call of each kernel (``torch.profiler``, 10 calls) beside the host loop's time,
+  to ``$OUT/gpu_<provider>_<case>.txt`` (a call whose host loop takes longer than its kernels is
+  host-bound).
 
 Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_host.py [--parts ops,attention]
 Rows (schema of benchmarks/_results.py, ``x_name=fast_launch``, ``ms_p50`` the median round and
@@ -45,6 +48,8 @@ from shopml.jagged.checks import checks_enabled  # noqa: E402
 CASES = (
     dict(B=256, N=256, H=2, D=64, fill=0.1, causal=False),
     dict(B=1024, N=256, H=2, D=128, fill=0.5, causal=False),
+    # host-bound and through both Gluon kernels on sm_90 (over 2^24 query values)
+    dict(B=256, N=1024, H=4, D=128, fill=0.25, causal=False),
 )
 PROVIDERS = ("shopml", "varlen")
 LAUNCH_MODULES = ("bmm", "concat", "conversions", "elementwise", "jagged2", "reductions",
@@ -226,8 +231,27 @@ def part_attention(fast: FastLaunch, rounds: int, out_dir: Path) -> list[dict]:
             torch.cuda.synchronize()
             text = io.StringIO()
             pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
-            (out_dir / f"prof_{p}_{cfg['D']}.txt").write_text(text.getvalue())
+            name = f"{p}_B{cfg['B']}_N{cfg['N']}_H{cfg['H']}_D{cfg['D']}.txt"
+            (out_dir / f"prof_{name}").write_text(text.getvalue())
+            (out_dir / f"gpu_{name}").write_text(gpu_split(fn, inputs, grad))
     return rows
+
+
+def gpu_split(fn, inputs, grad, calls: int = 10) -> str:  # noqa: ANN001
+    """``torch.profiler``'s table of ``calls`` forward+backward calls: each kernel's device time
+    and each op's host time, per call in the header."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            for t in inputs:
+                t.grad = None
+            fn().backward(grad)
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    device_us = sum(getattr(e, "self_device_time_total", 0.0) for e in events) / calls
+    table = events.table(sort_by="self_cpu_time_total", row_limit=25)
+    return f"device time per call: {device_us:.0f} us ({calls} calls)\n{table}\n"
 
 
 def main() -> None:
