@@ -591,6 +591,14 @@ def report(path: str, timestamp: str | None = None) -> None:
             fmt = lambda x: "-" if x is None else f"{x:.3f}"
             ratio = f"x{vb / sb:.2f}" if sb and vb else "-"
             print(f"| {name} | {fmt(sf)} | {fmt(vf)} | {fmt(sb)} | {fmt(vb)} | {ratio} |")
+        for mode in ("fwd", "fwd+bwd"):
+            key_s, key_v = ("shopml", f"{mode}:graph"), ("varlen", f"{mode}:graph")
+            ratios = [c["t"][key_v] / c["t"][key_s] for _, c in graph_rows
+                      if key_s in c["t"] and key_v in c["t"]]  # fmt: skip
+            if ratios:
+                print(f"\ngraph {mode}: varlen / shopml geomean x{_geomean(ratios):.3f} "
+                      f"(min x{min(ratios):.2f}, n={len(ratios)}, {sum(x < 1 for x in ratios)} "
+                      "below x1.0)")  # fmt: skip
     print(f"\n#### peak memory of one fwd+bwd above the inputs, MiB; {device}\n")
     mem_peers = ["shopml", *[p for p in peers if p != "fbgemm_compat"]]
     print("| case | " + " | ".join(mem_peers) + " |")

@@ -5,6 +5,7 @@
 #   bash benchmarks/run_attention_gpu.sh tests     # the Gluon kernels' and launchers' GPU tests
 #   bash benchmarks/run_attention_gpu.sh variants  # the Gluon backward's configurations, timed
 #   bash benchmarks/run_attention_gpu.sh grid      # the grid + extra cases: default, Triton only, varlen
+#   bash benchmarks/run_attention_gpu.sh graph     # the same grid replayed from CUDA graphs (device time)
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #
 # Several parts may be given (`... tests variants`). Logs and CSVs go to $OUT (default
@@ -41,10 +42,18 @@ for part in "$@"; do
       timeout -k 5 "${GRID_TIME:-560}" python3 benchmarks/bench_attention.py $GRID \
         --skip "${GRID_SKIP:-0}" --out "$OUT/attention_full.csv" > "$OUT/grid.log" 2>&1
       grep -E "check|x[0-9]|rror" "$OUT/grid.log" | tail -20 ;;
+    graph)
+      # the grid's device time: each call captured in a CUDA graph and replayed (no host time),
+      # ours (default routing) against varlen_attn; GRID_SKIP / GRID_TIME as for grid
+      # shellcheck disable=SC2086
+      timeout -k 5 "${GRID_TIME:-560}" python3 benchmarks/bench_attention.py --grid full \
+        --providers shopml,varlen --modes fwd,fwd+bwd --quick-timing --graph --flex-cases 0 \
+        --skip "${GRID_SKIP:-0}" --out "$OUT/attention_graph.csv" > "$OUT/graph.log" 2>&1
+      grep -E "^graph|rror" "$OUT/graph.log" | tail -5 ;;
     cold)  # the default routing (the Gluon kernels on sm_90)
       OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
         --deadline 480 > "$OUT/cold.log" 2>&1
       tail -20 "$OUT/cold.log" ;;
-    *) echo "unknown part: $part (tests, variants, grid, cold)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, cold)" >&2; exit 2 ;;
   esac
 done

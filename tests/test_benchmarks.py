@@ -92,6 +92,8 @@ def test_attention_report_summarises_a_results_file(tmp_path):
         for prov, ms in (("shopml", shopml), ("varlen", varlen)):
             rows.append({"suite": "attention", "provider": prov, "mode": "fwd+bwd", "x_value": x,
                          "ms_p50": ms, "peak_mib": 10.0, "config_json": json.dumps(cfg)})  # fmt: skip
+            rows.append({"suite": "attention", "provider": prov, "mode": "fwd+bwd:graph",
+                         "x_value": x, "ms_p50": ms / 2, "config_json": json.dumps(cfg)})  # fmt: skip
     _results.append_rows(path, rows, _results.run_meta("cpu", sha="t"))
     done = _run(str(BENCH / "bench_attention.py"), "--report", str(path))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -100,6 +102,8 @@ def test_attention_report_summarises_a_results_file(tmp_path):
         "all cases: varlen: geomean x1.587 (min x0.50, n=3, 2 faster, 1 below x0.9)" in done.stdout
     )
     assert "issue grid only: varlen: geomean x1.000 (min x0.50, n=2, 1 faster" in done.stdout
+    assert "| a | - | - | 0.500 | 1.000 | x2.00 |" in done.stdout  # the CUDA-graph table
+    assert "graph fwd+bwd: varlen / shopml geomean x1.587 (min x0.50, n=3, 1 below" in done.stdout
 
 
 def test_attention_report_of_one_run_leaves_other_runs_out(tmp_path, capsys):
@@ -191,5 +195,5 @@ def test_attention_gpu_script_names_an_unknown_part(tmp_path):
     done = subprocess.run(["bash", str(BENCH / "run_attention_gpu.sh"), "gridd"], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2
-    assert "unknown part: gridd" in done.stderr and "grid, cold" in done.stderr
+    assert "unknown part: gridd" in done.stderr and "grid, graph, cold" in done.stderr
     assert (tmp_path / "out").is_dir()
