@@ -3,9 +3,9 @@ attention_gluon_bwd.py) against the Triton kernels and varlen_attn; their compil
 for sm_90.
 
 Parts (``--parts``, in this order):
-- ``compile``: compiles each Gluon configuration for an sm_90 target (no GPU needed; the
-  installed Triton) and prints registers, spills (the bundled ptxas, ``-v``), shared memory,
-  wgmma and ``setmaxnreg`` counts in the PTX.
+- ``compile``: compiles each Gluon configuration, non-causal and causal, for an sm_90 target
+  (no GPU needed; the installed Triton) and prints registers, spills (the bundled ptxas,
+  ``-v``), shared memory, wgmma and ``setmaxnreg`` counts in the PTX.
 - ``bench`` (GPU): per case, ``jagged_flash_attention`` forward (no grad) through the Gluon
   kernel (``SHOPML_ATTN_GLUON=1``), the same through the Triton forward (the default path), the
   Gluon launcher's other configurations, and varlen_attn; outputs checked against each other
@@ -193,21 +193,22 @@ def part_compile(dump: Path | None) -> None:
     print(f"\nTriton {triton.__version__}, sm_90, forward\n")
     print(
         "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | own tiles | maxnreg "
-        "| registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| causal | registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
     configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
     for d, (block_n, stages, num_wg, pingpong, persistent, own, maxnreg) in configs:
-        const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
-                     PERSISTENT=persistent, OWN_TILES=own,
-                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
-        rows = dict(q_desc=64, k_desc=block_n, v_desc=block_n)
-        stem = (f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
-                f"-own{int(own)}-r{maxnreg}")  # fmt: skip
-        cells = _compile(glu._attn_fwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
-        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {own} | "
-              f"{maxnreg} | {cells}")  # fmt: skip
+        for causal in (False, True):
+            const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg,
+                         PINGPONG=pingpong, PERSISTENT=persistent, OWN_TILES=own,
+                         IS_CAUSAL=causal, CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
+            rows = dict(q_desc=64, k_desc=block_n, v_desc=block_n)
+            stem = (f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+                    f"-own{int(own)}-r{maxnreg}{'-causal' if causal else ''}")  # fmt: skip
+            cells = _compile(glu._attn_fwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
+            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {own} "
+                  f"| {maxnreg} | {causal} | {cells}")  # fmt: skip
 
 
 def part_compile_bwd(dump: Path | None) -> None:

@@ -144,9 +144,10 @@ def auto_config(
 def gluon_bwd_ok(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, causal: bool, scale: float
 ) -> bool:
-    """Whether this bias-free backward can run here: the forward's conditions
-    (``attention_gluon.gluon_ok``) for q, k, v and dO."""
-    return gluon_ok(q, k, v, causal, scale) and gluon_ok(do, k, v, causal, scale)
+    """Whether this bias-free backward can run here: not causal (the causal backward stays with
+    the Triton kernels, whichever forward ran: the outputs and lse are the same), and the
+    forward's conditions (``attention_gluon.gluon_ok``) for q, k, v and dO."""
+    return not causal and gluon_ok(q, k, v, scale) and gluon_ok(do, k, v, scale)
 
 
 # ------------------------------------------------------------------ kernel pieces
