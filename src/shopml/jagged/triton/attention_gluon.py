@@ -1,11 +1,12 @@
 """FlashAttention-3-style forward of jagged attention in Gluon, for sm_90.
 
 The same contract as ``_attn_fwd_kernel`` (attention_fwd.py) for the case it serves: no bias,
-not causal, fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed
+causal or not, fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed
 (``stride(1) == D``, ``stride(2) == 1``); output ``(T_q, H, D)`` in the input dtype and the
-natural-log ``lse`` ``(T_q, H)`` fp32; a row whose sequence has no key outputs 0 with lse -inf.
-On sm_90 ``_attn_fwd`` routes such calls here where :func:`auto_config` says this kernel
-measured faster (``SHOPML_ATTN_GLUON=auto``, the default), every such call (``1``) or none
+natural-log ``lse`` ``(T_q, H)`` fp32; a row that sees no key (its sequence has none, or
+causal with ``Lq > Lk``) outputs 0 with lse -inf. On sm_90 ``_attn_fwd`` routes such calls
+here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON=auto``,
+the default; causal calls not yet: not timed on the GPU), every such call (``1``) or none
 (``0``).
 
 Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives):
@@ -44,11 +45,23 @@ Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives
   compute that count; the longer one then runs on alone). No persistent form.
 - Scores in base 2 (``qk_scale = scale * log2(e)``, folded into the exponent's FMA); only the
   first and the last key block are masked (keys past the sequence's end read as -inf).
+- Causal (IS_CAUSAL; key j visible from query i iff ``j <= i + Lk - Lq``, bottom-right
+  aligned as the Triton forward): a tile reads only the key blocks that hold a key its last
+  row sees, ``cdiv(min(Lk, q_end + Lk - Lq), BLOCK_N)`` (``q_end``: its last row in the
+  sequence + 1; none: its rows output 0 with lse -inf, no copies), a count its loader and its
+  consumers compute alike (:func:`_tile_keys`). A warpgroup runs its key blocks unmasked up to
+  the first one its first row does not see whole, then masked (``col < Lk`` and ``col <= row
+  + Lk - Lq``, one comparison an element); masked blocks subtract a max of 0 for rows that
+  have seen no key yet, so such rows end with P = 0, l = 0: output 0, lse -inf. Warpgroups
+  that share a tile (ping-pong) both run the tile's blocks (the ring's slots are handed back
+  by both), the first one past its own diagonal fully masked. With IS_CAUSAL False the
+  generated code is that of the non-causal kernel (benchmarks/attention_gluon.py
+  ``--parts compile`` lists both).
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (masked to -inf in S; their V rows are multiplied by an exact 0, so a non-finite
 value in a neighbouring sequence's V would make NaN here, where the Triton kernel reads zeros).
-Not covered: causal masks, biases, other head dims, fp32, the backward.
+Not covered: biases, other head dims, fp32, the backward.
 """
 
 from __future__ import annotations

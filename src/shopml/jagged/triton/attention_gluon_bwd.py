@@ -1,7 +1,8 @@
 """FlashAttention-3-style backward of jagged attention in Gluon, for sm_90.
 
-Serves the calls the Gluon forward serves (attention_gluon.py: no bias, not causal, fp16/bf16,
-head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed); on sm_90 ``_attn_bwd`` routes them
+Serves the non-causal calls the Gluon forward serves (attention_gluon.py: no bias, fp16/bf16,
+head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed; causal backwards run the Triton
+kernels, on either forward's outputs and lse); on sm_90 ``_attn_bwd`` routes them
 here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON``, as the
 forward's: D=128, sequences over 256 rows). Inputs as the Triton
 backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
