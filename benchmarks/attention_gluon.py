@@ -3,9 +3,9 @@ attention_gluon_bwd.py) against the Triton kernels and varlen_attn; their compil
 for sm_90.
 
 Parts (``--parts``, in this order):
-- ``compile``: compiles each Gluon configuration for an sm_90 target (no GPU needed; the
-  installed Triton) and prints registers, spills (the bundled ptxas, ``-v``), shared memory,
-  wgmma and ``setmaxnreg`` counts in the PTX.
+- ``compile``: compiles each Gluon configuration, non-causal and causal, for an sm_90 target
+  (no GPU needed; the installed Triton) and prints registers, spills (the bundled ptxas,
+  ``-v``), shared memory, wgmma and ``setmaxnreg`` counts in the PTX.
 - ``bench`` (GPU): per case, ``jagged_flash_attention`` forward (no grad) through the Gluon
   kernel (``SHOPML_ATTN_GLUON=1``), the same through the Triton forward (the default path), the
   Gluon launcher's other configurations, and varlen_attn; outputs checked against each other
@@ -24,6 +24,8 @@ Parts (``--parts``, in this order):
 Usage: PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts compile,compile-bwd  # CPU
        PYTHONPATH=src SHOPML_GIT_SHA=<sha> python3 benchmarks/attention_gluon.py  # GPU
        PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts bench-bwd     # GPU
+       PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts bench \
+           --cases 512x1024x4x128x0.5xcausal --variants own1_bn64_s3_r128     # GPU, causal
 """
 
 from __future__ import annotations
@@ -96,14 +98,17 @@ BWD_VARIANTS = {
 
 
 def parse_case(text: str) -> dict:
-    """``BxNxHxDxFILL`` (e.g. ``1024x256x2x64x0.25``) -> a non-causal case."""
+    """``BxNxHxDxFILL`` (e.g. ``1024x256x2x64x0.25``) -> a non-causal case; a trailing
+    ``xcausal`` (``512x1024x4x128x0.5xcausal``) -> a causal (self-attention) one."""
+    parts = text.split("x")
+    causal = parts[-1] == "causal"
     try:
-        b, n, h, d, fill = text.split("x")
-        return dict(B=int(b), N=int(n), H=int(h), D=int(d), fill=float(fill), causal=False,
-                    tag="case")  # fmt: skip
+        b, n, h, d, fill = parts[:-1] if causal else parts
+        return dict(B=int(b), N=int(n), H=int(h), D=int(d), fill=float(fill), causal=causal,
+                    tag="causal" if causal else "case")  # fmt: skip
     except ValueError:
         raise SystemExit(
-            f"--cases: expected BxNxHxDxFILL (1024x256x2x64x0.25), got {text!r}"
+            f"--cases: expected BxNxHxDxFILL[xcausal] (1024x256x2x64x0.25), got {text!r}"
         ) from None
 
 
@@ -193,21 +198,22 @@ def part_compile(dump: Path | None) -> None:
     print(f"\nTriton {triton.__version__}, sm_90, forward\n")
     print(
         "| D | BLOCK_N | stages | consumer WGs | ping-pong | persistent | own tiles | maxnreg "
-        "| registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| causal | registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     configs = [(d, cfg) for d, cfg in glu.CONFIGS.items()]
     configs += [(d, cfg) for d in glu.CONFIGS for cfg, dims in VARIANTS.values() if d in dims]
     for d, (block_n, stages, num_wg, pingpong, persistent, own, maxnreg) in configs:
-        const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
-                     PERSISTENT=persistent, OWN_TILES=own,
-                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
-        rows = dict(q_desc=64, k_desc=block_n, v_desc=block_n)
-        stem = (f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
-                f"-own{int(own)}-r{maxnreg}")  # fmt: skip
-        cells = _compile(glu._attn_fwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
-        print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {own} | "
-              f"{maxnreg} | {cells}")  # fmt: skip
+        for causal in (False, True):
+            const = dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg,
+                         PINGPONG=pingpong, PERSISTENT=persistent, OWN_TILES=own,
+                         IS_CAUSAL=causal, CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
+            rows = dict(q_desc=64, k_desc=block_n, v_desc=block_n)
+            stem = (f"d{d}-bn{block_n}-s{stages}-wg{num_wg}-pp{int(pingpong)}-p{int(persistent)}"
+                    f"-own{int(own)}-r{maxnreg}{'-causal' if causal else ''}")  # fmt: skip
+            cells = _compile(glu._attn_fwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
+            print(f"| {d} | {block_n} | {stages} | {num_wg} | {pingpong} | {persistent} | {own} "
+                  f"| {maxnreg} | {causal} | {cells}")  # fmt: skip
 
 
 def part_compile_bwd(dump: Path | None) -> None:
@@ -247,17 +253,20 @@ def _providers(case, variants: list[str]) -> dict:  # noqa: ANN001
     from shopml.jagged.attention import jagged_flash_attention
     from shopml.jagged.triton import attention_gluon as glu
 
-    n = case.cfg["N"]
+    n, causal = case.cfg["N"], case.cfg["causal"]
     scale = case.cfg["D"] ** -0.5
-    public = lambda: jagged_flash_attention(case.q, case.k, case.v, case.offsets, n)  # noqa: E731
+    public = lambda: jagged_flash_attention(  # noqa: E731
+        case.q, case.k, case.v, case.offsets, n, causal=causal
+    )
     provs = {"gluon": public, "triton": public}
     for name in variants:
         cfg, dims = VARIANTS[name]
         if case.cfg["D"] not in dims:
             continue
         provs[f"gluon_{name}"] = lambda cfg=cfg: glu._attn_fwd_gluon(
-            case.q, case.k, case.v, case.offsets, case.offsets, n, n, scale, 1.0, config=cfg
-        )[0]
+            case.q, case.k, case.v, case.offsets, case.offsets, n, n, scale, 1.0, config=cfg,
+            causal=causal,
+        )[0]  # fmt: skip
     made = make_provider("varlen", case)
     if made is not None:
         provs["varlen"] = made[0]
@@ -320,7 +329,7 @@ def part_bench(rounds: int, variants: list[str], cases: list[dict]) -> None:
                     times[p].append(do_bench(fn, warmup=10, rep=40, return_mode="median"))
         rows = []
         label = f"{cfg['tag']} B{cfg['B']} N{cfg['N']} H{cfg['H']} D{cfg['D']}"
-        for p, vals in times.items():
+        for p, vals in times.items():  # (causal: FLOPs halved, as FlashAttention counts them)
             ms = statistics.median(vals)
             tflops = case.flops_fwd / (ms * 1e-3) / 1e12
             rows.append(dict(
@@ -353,13 +362,13 @@ def _bwd_providers(case, variants: list[str]) -> tuple[dict, dict]:  # noqa: ANN
     from shopml.jagged.triton import attention_gluon_bwd as glb
     from shopml.jagged.triton.attention_fwd import _attn_fwd
 
-    n = case.cfg["N"]
+    n, causal = case.cfg["N"], case.cfg["causal"]
     provs = {}
-    for name in ("gluon", "triton"):
+    for name in ("gluon", "triton"):  # (causal, the switch on: the Gluon forward only)
         q, k, v = (t.detach().clone().requires_grad_() for t in (case.q, case.k, case.v))
         provs[name] = (
-            lambda q=q, k=k, v=v: jagged_flash_attention(q, k, v, case.offsets, n), (q, k, v),
-            case.grad,
+            lambda q=q, k=k, v=v: jagged_flash_attention(q, k, v, case.offsets, n, causal=causal),
+            (q, k, v), case.grad,
         )  # fmt: skip
     made = make_provider("varlen", case)
     if made is not None:
@@ -369,7 +378,7 @@ def _bwd_providers(case, variants: list[str]) -> tuple[dict, dict]:  # noqa: ANN
         out, lse = _attn_fwd(case.q, case.k, case.v, case.offsets, case.offsets, *[None] * 6, n,
                              n, scale, 1.0, False, False, True)  # fmt: skip
     only = {}
-    for name in variants:
+    for name in variants if not causal else ():  # (no Gluon backward for causal masks)
         cfg, dims = BWD_VARIANTS[name]
         if case.cfg["D"] in dims:
             only[f"gluon_{name}"] = lambda cfg=cfg: glb._attn_bwd_gluon(
@@ -452,7 +461,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="compile,bench")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--cases", default="", help="BxNxHxDxFILL,... (default: the three CASES)")
+    ap.add_argument("--cases", default="",
+                    help="BxNxHxDxFILL[xcausal],... (default: the three CASES)")  # fmt: skip
     ap.add_argument("--dump", type=Path, default=None, help="folder for the TTGIR and PTX")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="Gluon configurations timed")
     ap.add_argument("--bwd-variants", default=",".join(BWD_VARIANTS),

@@ -7,6 +7,7 @@
 #   bash benchmarks/run_attention_gpu.sh grid      # the grid + extra cases: default, Triton only, varlen
 #   bash benchmarks/run_attention_gpu.sh graph     # the same grid replayed from CUDA graphs (device time)
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
+#   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon forward: its tests, timed
 #
 # Several parts may be given (`... tests variants`). Logs and CSVs go to $OUT (default
 # /tmp/attention_out); the commands are the ones benchmarks/README.md quotes. Give the commit as
@@ -54,6 +55,20 @@ for part in "$@"; do
       OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
         --deadline 480 > "$OUT/cold.log" 2>&1
       tail -20 "$OUT/cold.log" ;;
-    *) echo "unknown part: $part (tests, variants, grid, graph, cold)" >&2; exit 2 ;;
+    causal)
+      # the causal Gluon forward's GPU tests (both tilings, D=64/128, self and cross attention),
+      # then the forward timed (switch on) against the Triton forward and varlen_attn, with the
+      # launcher configurations that could serve it (CAUSAL_TIME seconds at most for each)
+      SHOPML_ATTN_AUTOTUNE=0 timeout -k 5 "${CAUSAL_TIME:-280}" python3 -m pytest -q -m gpu \
+        -p no:cacheprovider -k "causal or switch_routes" tests/jagged/test_attention_gluon.py \
+        > "$OUT/causal_tests.log" 2>&1
+      grep -v DEBUG "$OUT/causal_tests.log" | grep -E "passed|failed|FAILED|Error" | tail -15
+      SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 "${CAUSAL_TIME:-280}" \
+        python3 benchmarks/attention_gluon.py --parts bench --rounds 3 \
+        --variants bn64,own2_bn64_s2,own1_bn64_r128,own1_bn64_s3_r128,own1_bn64_r80,3wg \
+        --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
+        > "$OUT/causal_bench.log" 2>&1
+      grep "^| " "$OUT/causal_bench.log" | tail -60 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal)" >&2; exit 2 ;;
   esac
 done

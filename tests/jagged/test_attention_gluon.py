@@ -64,6 +64,7 @@ CONFIGS = {
     "own_pingpong_bn128": ((128, 2, 2, True, False, True, 168), (64,)),
     "own_three": ((64, 3, 3, False, False, True, 128), (64,)),
     "own_one": ((128, 2, 1, False, False, True, 128), (64,)),
+    "own_one_bn64": ((64, 3, 1, False, False, True, 128), (64, 128)),  # SHORT_CONFIGS[128]
 }
 # (configuration, dtype, head dim): the default in both dtypes, the others in bfloat16
 CONFIG_CASES = [
@@ -93,7 +94,7 @@ def test_gluon_forward_matches_reference(
     qo, ko = _offsets(lengths_q), _offsets(lengths_k)
     mq, mk = max(lengths_q), max(lengths_k)
     scale = 1.0 / math.sqrt(dim)
-    assert glu.gluon_ok(q, k, v, False, scale)
+    assert glu.gluon_ok(q, k, v, scale)
     out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0, config=CONFIGS[config][0])
     kw = dict(k_offsets=ko, max_seqlen_k=mk, scale=scale, return_lse=True)
     ref32, lse32 = ref.jagged_flash_attention(q.float(), k.float(), v.float(), qo, mq, **kw)
@@ -106,11 +107,102 @@ def test_gluon_forward_matches_reference(
     _assert_lse(lse, lse_t)
 
 
+# causal (id, query lengths, key lengths or None for self-attention): lengths around the 64-row
+# and 64/128-key tiles, where the diagonal cuts blocks; cross attention with more keys than
+# queries, and with more queries than keys (the first Lq - Lk rows see no key: whole tiles of
+# them and tiles cut by that boundary), an empty key sequence among them
+CAUSAL_CASES = [
+    ("self", [0, 1, 3, 63, 64, 65, 127, 128, 129, 200, 300], None),
+    ("self_one_long", [2, 1500, 1, 17], None),
+    ("more_keys", [3, 100, 64, 130, 1], [400, 260, 200, 131, 64]),
+    ("more_queries", [300, 200, 65, 5, 130, 2, 190], [10, 70, 0, 1, 129, 3, 64]),
+]
+# (configuration, head dim): every tiling in bfloat16 (the warpgroups sharing a tile, with and
+# without ping-pong and persistence, 64- and 128-key blocks; warpgroups of their own tiles)
+CAUSAL_CONFIG_CASES = [(name, dim) for name, (_, dims) in CONFIGS.items() for dim in dims]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("case", "lengths_q", "lengths_k"), CAUSAL_CASES, ids=[c[0] for c in CAUSAL_CASES]
+)
+@pytest.mark.parametrize(
+    ("config", "dim"), CAUSAL_CONFIG_CASES, ids=[f"{c}-d{d}" for c, d in CAUSAL_CONFIG_CASES]
+)
+def test_gluon_causal_forward_matches_reference(
+    case, lengths_q, lengths_k, dim, config, attn_switch
+):
+    """The causal mask (key j visible from query i iff j <= i + Lk - Lq): output and lse as
+    the reference's and the Triton forward's; rows that see no key output exactly 0 with lse
+    -inf."""
+    _sm90()
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd below: the Triton forward
+    from shopml.jagged.triton import attention_gluon as glu
+
+    lengths_k = lengths_k or lengths_q
+    dtype, heads = torch.bfloat16, 3
+    q, k, v = _inputs(lengths_q, lengths_k, heads, dim, dtype, seed=2)
+    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
+    mq, mk = max(lengths_q), max(lengths_k)
+    scale = 1.0 / math.sqrt(dim)
+    assert glu.gluon_ok(q, k, v, scale)
+    out, lse = glu._attn_fwd_gluon(q, k, v, qo, ko, mq, mk, scale, 1.0,
+                                   config=CONFIGS[config][0], causal=True)  # fmt: skip
+    kw = dict(k_offsets=ko, max_seqlen_k=mk, scale=scale, causal=True, return_lse=True)
+    ref32, lse32 = ref.jagged_flash_attention(q.float(), k.float(), v.float(), qo, mq, **kw)
+    reflow, _ = ref.jagged_flash_attention(q, k, v, qo, mq, math_dtype=dtype, **kw)
+    assert_matches_reference(out, ref32, reflow)
+    _assert_lse(lse, lse32)
+    blind = torch.isneginf(lse32)  # rows that see no key
+    if case == "more_queries":
+        assert blind.any()
+    assert torch.all(out[blind] == 0)
+    out_t, lse_t = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, True, False, False)
+    torch.testing.assert_close(out.float(), out_t.float(), atol=2e-2, rtol=2e-2)
+    _assert_lse(lse, lse_t)
+
+
+@pytest.mark.gpu
+def test_causal_backward_stays_with_triton_after_a_gluon_forward(monkeypatch, attn_switch):
+    """``SHOPML_ATTN_GLUON=1``, causal: the forward runs through the Gluon kernel, the backward
+    (no Gluon form for causal masks) through the Triton kernels on its outputs and lse; the
+    gradients match the reference's, cross attention with rows that see no key included."""
+    _sm90()
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    calls = {"fwd": 0, "bwd": 0}
+    for mod, name, key in ((glu, "_attn_fwd_gluon", "fwd"), (glb, "_attn_bwd_gluon", "bwd")):
+        original = getattr(mod, name)
+
+        def counted(*args, _original=original, _key=key):  # noqa: ANN002, ANN202
+            calls[_key] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(mod, name, counted)
+    attn_switch("SHOPML_ATTN_GLUON", "1")
+    lengths_q, lengths_k, dim = [300, 70, 1, 129], [200, 130, 0, 129], 128
+    q, k, v = _inputs(lengths_q, lengths_k, 2, dim, torch.bfloat16, seed=7)
+    gen = torch.Generator().manual_seed(8)
+    do = torch.randn(sum(lengths_q), 2, dim, generator=gen).to("cuda", torch.bfloat16)
+    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
+    kw = dict(k_offsets=ko, max_seqlen_k=max(lengths_k), causal=True)
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    jagged_flash_attention(*leaves, qo, max(lengths_q), **kw).backward(do)
+    assert calls == {"fwd": 1, "bwd": 0}
+    ref_leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref.jagged_flash_attention(*ref_leaves, qo, max(lengths_q), scale=dim**-0.5,
+                               **kw).backward(do.float())  # fmt: skip
+    for leaf, r in zip(leaves, ref_leaves, strict=True):
+        torch.testing.assert_close(leaf.grad.float(), r.grad, atol=3e-2, rtol=3e-2)
+
+
 @pytest.mark.gpu
 def test_switch_routes_the_forward_and_keeps_the_contract(monkeypatch, attn_switch):
-    """``SHOPML_ATTN_GLUON=1``: the bias-free, non-causal forward goes through the Gluon kernel,
-    post_scale, zero_init and a max_seqlen below the longest sequence (rows past it untouched)
-    included; causal calls keep the Triton kernel."""
+    """``SHOPML_ATTN_GLUON=1``: the bias-free forward, causal or not, goes through the Gluon
+    kernel, post_scale, zero_init and a max_seqlen below the longest sequence (rows past it
+    untouched) included."""
     _sm90()
     from shopml.jagged.triton import attention_gluon as glu
 
@@ -126,19 +218,17 @@ def test_switch_routes_the_forward_and_keeps_the_contract(monkeypatch, attn_swit
     q, k, v = _inputs(lengths, lengths, 2, 64, torch.bfloat16, seed=1)
     qo = _offsets(lengths)
     scale, post = 0.125, 0.5
-    results = []
-    for value in ("1", "0"):
-        attn_switch("SHOPML_ATTN_GLUON", value)
-        results.append(_attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, False,
-                                 False, True))  # fmt: skip
-    assert len(calls) == 1
-    (out_g, lse_g), (out_t, lse_t) = results
-    torch.testing.assert_close(out_g.float(), out_t.float(), atol=2e-2, rtol=2e-2)
-    _assert_lse(lse_g, lse_t)
-    assert torch.all(out_g[256:300] == 0) and torch.all(torch.isneginf(lse_g[256:300]))
-    attn_switch("SHOPML_ATTN_GLUON", "1")
-    _attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, True, False, True)
-    assert len(calls) == 1
+    for causal in (False, True):
+        results = []
+        for value in ("1", "0"):
+            attn_switch("SHOPML_ATTN_GLUON", value)
+            results.append(_attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post,
+                                     causal, False, True))  # fmt: skip
+        assert len(calls) == 1 + causal
+        (out_g, lse_g), (out_t, lse_t) = results
+        torch.testing.assert_close(out_g.float(), out_t.float(), atol=2e-2, rtol=2e-2)
+        _assert_lse(lse_g, lse_t)
+        assert torch.all(out_g[256:300] == 0) and torch.all(torch.isneginf(lse_g[256:300]))
 
 
 @pytest.mark.parametrize(
@@ -175,11 +265,32 @@ def test_own_tiles_numbering_covers_every_row_block_once(lengths, lead, tail, ma
     assert sorted(found) == expected
 
 
+class _FakeCuda:
+    """What ``gluon_ok`` reads of a packed bf16 ``(T, H, D)`` CUDA tensor, on the CPU."""
+
+    is_cuda = True
+    dtype = torch.bfloat16
+    device = SimpleNamespace(index=0)
+
+    def __init__(self, *shape: int) -> None:
+        self.shape = shape
+
+    def stride(self, dim: int) -> int:
+        return (self.shape[1] * self.shape[2], self.shape[2], 1)[dim]
+
+    def element_size(self) -> int:
+        return 2
+
+    def data_ptr(self) -> int:
+        return 1 << 20
+
+
 def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch):
     """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward for sequences longer than 256
     rows (own 64-row tiles at D=64 and for short mean lengths at D=128, the ping-pong
     warpgroups for long ones), the Gluon backward at D=128 only; ``1`` takes them everywhere
-    they can run; nothing Gluon off sm_90 or with a bias or a causal mask."""
+    they can run; nothing Gluon off sm_90 or with a bias. Causal: the Gluon forward only when
+    forced (not timed yet), the Gluon backward never."""
     from shopml.jagged.triton import attention_common
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
@@ -196,6 +307,12 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
+    # causal: the Triton forward under auto, however large; forced, the non-causal choice
+    assert glu.auto_config(q(1024 * 256, 64), 1024, 1024, causal=True) is None
+    assert glu.auto_config(q(256 * 2600, 128), 256, 4096, causal=True) is None
+    assert glu.auto_config(q(1024 * 110, 64), 1024, 256, True, True) == glu.CONFIGS[64]
+    assert glu.auto_config(q(1024 * 256, 128), 1024, 1024, True, True) == glu.SHORT_CONFIGS[128]
+    assert glu.auto_config(q(256 * 2600, 128), 256, 4096, True, True) == glu.CONFIGS[128]
     big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
     assert glb.auto_config(q(big, 64), 16, 4096) is None
     assert glb.auto_config(q(1000, 64), 16, 4096, forced=True) == glb.CONFIGS[64]
@@ -205,7 +322,7 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glb.auto_config(q(big, 128), big // 127, 4096) is None  # a mean under 128 rows
     # the switch: off wherever the kernels cannot run, before any device query
     cpu = torch.empty(4, 2, 64, dtype=torch.bfloat16)
-    assert _gluon_mode(cpu, False, False) == "0"
+    assert _gluon_mode(cpu, False) == "0"
     # on an sm_90 GPU (the device check stubbed) with nothing set: auto
     monkeypatch.setattr(attention_common, "_sm90_exactly", lambda index: True)
     monkeypatch.delenv("SHOPML_ATTN_GLUON", raising=False)
@@ -213,11 +330,20 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     gpu = SimpleNamespace(
         is_cuda=True, dtype=torch.bfloat16, shape=(4, 2, 64), device=SimpleNamespace(index=0)
     )
-    assert _gluon_mode(gpu, False, False) == "auto"
-    assert _gluon_mode(gpu, True, False) == _gluon_mode(gpu, False, True) == "0"
+    assert _gluon_mode(gpu, False) == "auto"  # (causal or not: the call's mask is not asked)
+    assert _gluon_mode(gpu, True) == "0"
+    attn_switch("SHOPML_ATTN_GLUON", "1")
+    assert _gluon_mode(gpu, False) == "1"
+    # the kernels' own checks on such a device: the forward takes causal calls, the backward
+    # refuses them (the Triton backward runs on the Gluon forward's outputs)
+    monkeypatch.setattr(glu, "_sm90_exactly", lambda index: True)
+    t = _FakeCuda(1000, 2, 64)
+    assert glu.gluon_ok(t, t, t, 0.125)
+    assert glb.gluon_bwd_ok(t, t, t, t, False, 0.125)
+    assert not glb.gluon_bwd_ok(t, t, t, t, True, 0.125)
     attn_switch("SHOPML_ATTN_GLUON", "yes")
     with pytest.raises(ValueError, match="SHOPML_ATTN_GLUON"):
-        _gluon_mode(cpu, False, False)
+        _gluon_mode(cpu, False)
 
 
 @pytest.mark.gpu

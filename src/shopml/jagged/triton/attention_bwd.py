@@ -340,7 +340,7 @@ def _attn_bwd(
         out_for_delta = out / post_scale
     else:
         out_for_delta = out
-    gluon = _gluon_mode(q, causal, bias is not None or table is not None)
+    gluon = _gluon_mode(q, bias is not None or table is not None)
     if gluon != "0":  # FA3's backward in Gluon (imported here only: import time)
         from shopml.jagged.triton import attention_gluon_bwd as glb
 

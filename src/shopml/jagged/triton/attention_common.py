@@ -547,19 +547,19 @@ def _use_order() -> bool:
     return env_setting("SHOPML_ATTN_ORDER", "0") == "1"
 
 
-def _gluon_mode(q: torch.Tensor, causal: bool, has_bias: bool) -> str:
+def _gluon_mode(q: torch.Tensor, has_bias: bool) -> str:
     """``SHOPML_ATTN_GLUON`` for this call: ``auto`` (the Gluon kernels with FA3's pipelines,
     attention_gluon.py and attention_gluon_bwd.py, where they measured faster than the Triton
     ones on an H200, their ``auto_config``; the default since the whole benchmark grid ran
     through it on the GPU, benchmarks/README.md "Session 13"), ``1`` (every call they can serve,
     for tests), or ``0`` (never: the Triton kernels). Calls they cannot serve (not sm_90
-    exactly, a bias, causal, a head dim other than 64 and 128, fp32) get ``0`` before any
-    import of Gluon."""
+    exactly, a bias, a head dim other than 64 and 128, fp32) get ``0`` before any import of
+    Gluon; causal calls do not (the Gluon forward serves them, its ``auto_config`` only when
+    forced so far; the Gluon backward refuses them, ``gluon_bwd_ok``)."""
     mode = env_setting("SHOPML_ATTN_GLUON", "auto", ("auto", "0", "1"))
     if (
         mode == "0"
         or has_bias
-        or causal
         or not q.is_cuda
         or q.dtype not in (torch.float16, torch.bfloat16)
         or q.shape[-1] not in (64, 128)

@@ -258,14 +258,15 @@ def _attn_fwd(
     zero_init: bool,
     consecutive: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    gluon = _gluon_mode(q, causal, bias is not None or table is not None)
+    gluon = _gluon_mode(q, bias is not None or table is not None)
     if gluon != "0":  # FA3's pipeline in Gluon (imported here only: import time)
         from shopml.jagged.triton import attention_gluon as glu
 
-        config = glu.auto_config(q, q_offsets.numel() - 1, max_seqlen_q, forced=gluon == "1")
-        if config is not None and glu.gluon_ok(q, k, v, causal, scale):
+        config = glu.auto_config(q, q_offsets.numel() - 1, max_seqlen_q, forced=gluon == "1",
+                                 causal=causal)  # fmt: skip
+        if config is not None and glu.gluon_ok(q, k, v, scale):
             return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,
-                                       scale, post_scale, zero_init, config)  # fmt: skip
+                                       scale, post_scale, zero_init, config, causal)  # fmt: skip
     total, heads, head_dim = q.shape
     batch = q_offsets.numel() - 1
     out, lse = _fwd_outputs(q, max_seqlen_q, zero_init)

@@ -1,11 +1,12 @@
 """FlashAttention-3-style forward of jagged attention in Gluon, for sm_90.
 
 The same contract as ``_attn_fwd_kernel`` (attention_fwd.py) for the case it serves: no bias,
-not causal, fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed
+causal or not, fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed
 (``stride(1) == D``, ``stride(2) == 1``); output ``(T_q, H, D)`` in the input dtype and the
-natural-log ``lse`` ``(T_q, H)`` fp32; a row whose sequence has no key outputs 0 with lse -inf.
-On sm_90 ``_attn_fwd`` routes such calls here where :func:`auto_config` says this kernel
-measured faster (``SHOPML_ATTN_GLUON=auto``, the default), every such call (``1``) or none
+natural-log ``lse`` ``(T_q, H)`` fp32; a row that sees no key (its sequence has none, or
+causal with ``Lq > Lk``) outputs 0 with lse -inf. On sm_90 ``_attn_fwd`` routes such calls
+here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON=auto``,
+the default; causal calls not yet: not timed on the GPU), every such call (``1``) or none
 (``0``).
 
 Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives):
@@ -44,11 +45,23 @@ Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives
   compute that count; the longer one then runs on alone). No persistent form.
 - Scores in base 2 (``qk_scale = scale * log2(e)``, folded into the exponent's FMA); only the
   first and the last key block are masked (keys past the sequence's end read as -inf).
+- Causal (IS_CAUSAL; key j visible from query i iff ``j <= i + Lk - Lq``, bottom-right
+  aligned as the Triton forward): a tile reads only the key blocks that hold a key its last
+  row sees, ``cdiv(min(Lk, q_end + Lk - Lq), BLOCK_N)`` (``q_end``: its last row in the
+  sequence + 1; none: its rows output 0 with lse -inf, no copies), a count its loader and its
+  consumers compute alike (:func:`_tile_keys`). A warpgroup runs its key blocks unmasked up to
+  the first one its first row does not see whole, then masked (``col < Lk`` and ``col <= row
+  + Lk - Lq``, one comparison an element); masked blocks subtract a max of 0 for rows that
+  have seen no key yet, so such rows end with P = 0, l = 0: output 0, lse -inf. Warpgroups
+  that share a tile (ping-pong) both run the tile's blocks (the ring's slots are handed back
+  by both), the first one past its own diagonal fully masked. With IS_CAUSAL False the
+  generated code is that of the non-causal kernel (benchmarks/attention_gluon.py
+  ``--parts compile`` lists both).
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (masked to -inf in S; their V rows are multiplied by an exact 0, so a non-finite
 value in a neighbouring sequence's V would make NaN here, where the Triton kernel reads zeros).
-Not covered: causal masks, biases, other head dims, fp32, the backward.
+Not covered: biases, other head dims, fp32, the backward.
 """
 
 from __future__ import annotations
@@ -98,21 +111,21 @@ MIN_ELEMENTS = 2**24
 
 
 def auto_config(
-    q: torch.Tensor, batch: int, max_seqlen_q: int, forced: bool = False
+    q: torch.Tensor, batch: int, max_seqlen_q: int, forced: bool = False, causal: bool = False
 ) -> tuple[int, int, int, bool, bool, bool, int] | None:
     """The launcher configuration for this call, or None where the Triton forward is faster
-    (``forced``: never None, for tests)."""
+    (``forced``: never None, for tests). Causal calls: None unless forced (not timed on the GPU
+    yet); forced, the non-causal choice."""
     d = q.shape[-1]
-    if not forced and (max_seqlen_q <= MAX_TRITON or q.numel() < MIN_ELEMENTS):
+    if not forced and (causal or max_seqlen_q <= MAX_TRITON or q.numel() < MIN_ELEMENTS):
         return None
     return CONFIGS[d] if q.shape[0] >= LONG_ROWS * max(batch, 1) else SHORT_CONFIGS[d]
 
 
-def gluon_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-             scale: float) -> bool:  # fmt: skip
-    """Whether this bias-free forward can run here: sm_90 exactly, fp16/bf16, not causal, head
-    dim 64 or 128, heads packed, 16-byte aligned rows, a positive scale."""
-    if causal or scale <= 0 or not q.is_cuda:
+def gluon_ok(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> bool:
+    """Whether this bias-free forward (causal or not) can run here: sm_90 exactly, fp16/bf16,
+    head dim 64 or 128, heads packed, 16-byte aligned rows, a positive scale."""
+    if scale <= 0 or not q.is_cuda:
         return False
     if not _sm90_exactly(q.device.index or 0):  # cached: this runs on every routed call
         return False
@@ -139,17 +152,39 @@ def _extent(offsets_ptr, b, max_seqlen):
 
 
 @gluon.jit
-def _softmax_block(s, m_i, l_i, qk_scale, limit, MASK: gl.constexpr, BLOCK_N: gl.constexpr,
+def _tile_keys(q_len, k_len, ROWS: gl.constexpr, IS_CAUSAL: gl.constexpr):
+    """Keys a tile of ROWS query rows reads (``q_len``: its rows left in the sequence): all
+    ``k_len``, or causal those up to its last row's diagonal, ``min(Lk, q_end + Lk - Lq)``
+    (``q_end``: the last row in the sequence + 1) = ``Lk - max(q_len - ROWS, 0)``, at least
+    0 (0: no row of it sees a key)."""
+    if IS_CAUSAL:
+        k_len = gl.maximum(k_len - gl.maximum(q_len - ROWS, 0), 0)
+    return k_len
+
+
+@gluon.jit
+def _softmax_block(s, m_i, l_i, qk_scale, limit, diag, MASK: gl.constexpr,
+                   CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
                    s_layout: gl.constexpr):  # fmt: skip
     """One key block's online-softmax update in base 2: (P, new max, new sum, rescale factor).
-    ``MASK``: keys at column >= ``limit`` are invisible. Every block holds a visible key, so the
-    new max is finite and the rescale factor of the first block is exp2(-inf) = 0."""
+    ``MASK``: keys at column >= ``limit`` are invisible, and with ``CAUSAL`` those at column >
+    row + ``diag`` too. Without CAUSAL every block holds a visible key, so the new max is
+    finite and the rescale factor of the first block is exp2(-inf) = 0; with it a row may have
+    seen no key yet (its max -inf): it subtracts 0 instead (P = 0, rescale factor 0)."""
     if MASK:
         cols = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
-        s = gl.where(gl.expand_dims(cols < limit, 0), s, float("-inf"))
+        if CAUSAL:  # one comparison an element: column <= min(row + diag, limit - 1)
+            rows = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, s_layout))
+            last = gl.minimum(rows + diag, limit - 1)
+            s = gl.where(gl.expand_dims(cols, 0) <= gl.expand_dims(last, 1), s, float("-inf"))
+        else:
+            s = gl.where(gl.expand_dims(cols < limit, 0), s, float("-inf"))
     m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
-    p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
-    alpha = gl.exp2(m_i - m_new)
+    m_sub = m_new
+    if CAUSAL and MASK:  # a row that has seen no key yet
+        m_sub = gl.where(m_new == float("-inf"), 0.0, m_new)
+    p = gl.exp2(s * qk_scale - gl.expand_dims(m_sub, 1))
+    alpha = gl.exp2(m_i - m_sub)
     l_i = l_i * alpha + gl.sum(p, axis=1)
     return p, m_new, l_i, alpha
 
@@ -174,13 +209,14 @@ def _pass_turn(turn_bars, i, turns, WG: gl.constexpr):
 
 
 @gluon.jit
-def _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, turns, WG: gl.constexpr,
-               BASE: gl.constexpr, STAGES: gl.constexpr, MASK: gl.constexpr,
-               s_layout: gl.constexpr, o_layout: gl.constexpr):  # fmt: skip
+def _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, diag, turns,
+               WG: gl.constexpr, BASE: gl.constexpr, STAGES: gl.constexpr, MASK: gl.constexpr,
+               CAUSAL: gl.constexpr, s_layout: gl.constexpr,
+               o_layout: gl.constexpr):  # fmt: skip
     """Key block j >= 1 of a tile whose block 0 is the ring's block ``it`` (the ring: slots
     BASE, ..., BASE + STAGES - 1): S_j = Q K_j^T and O += P_{j-1} V_{j-1} issued together (in
     this warpgroup's turn); the softmax of S_j runs while the second is in flight; then O is
-    rescaled and slot j-1 handed back to the loader."""
+    rescaled and slot j-1 handed back to the loader. ``diag``: see :func:`_attend`."""
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     BLOCK_N: gl.constexpr = k_bufs.shape[1]
     cur = it + j  # the ring's block counter
@@ -195,8 +231,9 @@ def _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, turns, WG: g
     acc = warpgroup_mma(p_op, v_bufs.index(prev), acc, is_async=True)
     _pass_turn(turn_bars, cur, turns, WG)
     s = warpgroup_mma_wait(1, deps=(s,))  # S_j done (issued first), P_{j-1} V_{j-1} may run
-    p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, qk_scale, k_len - j * BLOCK_N, MASK,
-                                        BLOCK_N, s_layout)  # fmt: skip
+    p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, qk_scale, k_len - j * BLOCK_N,
+                                        diag - j * BLOCK_N, MASK, CAUSAL, BLOCK_N,
+                                        s_layout)  # fmt: skip
     acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))  # p_op's registers live until here
     mbarrier.arrive(empty_bars.index(prev))
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
@@ -204,12 +241,15 @@ def _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len, turns, WG: g
 
 
 @gluon.jit
-def _attend(shared, params, q, it, q_row, q_len, k_len, h, turns, WG: gl.constexpr,
-            BASE: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+def _attend(shared, params, q, it, q_row, q_len, k_len, diag, h, turns, WG: gl.constexpr,
+            BASE: gl.constexpr, STAGES: gl.constexpr, IS_CAUSAL: gl.constexpr):  # fmt: skip
     """64 query rows of one warpgroup (``q_row``, int64: their first row; ``q_len``: how many
-    of them lie in the sequence, <= 0: none) against ``k_len`` >= 1 keys, whose first block is
-    the block ``it`` of the ring of slots BASE, ..., BASE + STAGES - 1; output and lse stored.
-    ``turns``: see :func:`_turn`."""
+    of them lie in the sequence, <= 0: none) against ``k_len`` >= 1 keys (the tile's: causal,
+    see :func:`_tile_keys`), whose first block is the block ``it`` of the ring of slots BASE,
+    ..., BASE + STAGES - 1; output and lse stored. ``turns``: see :func:`_turn`. IS_CAUSAL:
+    ``diag`` is the last key the first row sees (``Lk - Lq`` + its row in the sequence; < 0:
+    none); the blocks from the first one past it on are masked, and rows that see no key
+    output 0 with lse -inf."""
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     BLOCK_N: gl.constexpr = k_bufs.shape[1]
     HEAD_DIM: gl.constexpr = k_bufs.shape[2]
@@ -233,17 +273,33 @@ def _attend(shared, params, q, it, q_row, q_len, k_len, h, turns, WG: gl.constex
     s = warpgroup_mma_wait(0, deps=(s,))
     m_i = gl.full([WG_ROWS], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
     l_i = gl.zeros([WG_ROWS], gl.float32, gl.SliceLayout(1, s_layout))
-    p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, qk_scale, k_len, True, BLOCK_N, s_layout)
+    if IS_CAUSAL:  # (int32 masks)
+        diag = diag.to(gl.int32)
+        k_len = k_len.to(gl.int32)
+    p, m_i, l_i, alpha = _softmax_block(s, m_i, l_i, qk_scale, k_len, diag, True, IS_CAUSAL,
+                                        BLOCK_N, s_layout)  # fmt: skip
     acc = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, o_layout)
-    # Step 2: interior key blocks, then the last one masked
-    for j in range(1, n_blocks - 1):
-        p, acc, m_i, l_i = _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len,
-                                      turns, WG, BASE, STAGES, False, s_layout,
-                                      o_layout)  # fmt: skip
-    if n_blocks > 1:
-        p, acc, m_i, l_i = _key_block(n_blocks - 1, it, q, p, acc, m_i, l_i, shared, qk_scale,
-                                      k_len, turns, WG, BASE, STAGES, True, s_layout,
-                                      o_layout)  # fmt: skip
+    # Step 2: interior key blocks, then the last one masked (causal: the blocks from the
+    # first one the first row does not see whole on)
+    if IS_CAUSAL:
+        n_full = (gl.minimum(gl.maximum(diag + 1, 0), k_len) // BLOCK_N).to(gl.int32)
+        for j in range(1, n_full):
+            p, acc, m_i, l_i = _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len,
+                                          diag, turns, WG, BASE, STAGES, False, True, s_layout,
+                                          o_layout)  # fmt: skip
+        for j in range(gl.maximum(n_full, 1), n_blocks):
+            p, acc, m_i, l_i = _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len,
+                                          diag, turns, WG, BASE, STAGES, True, True, s_layout,
+                                          o_layout)  # fmt: skip
+    else:
+        for j in range(1, n_blocks - 1):
+            p, acc, m_i, l_i = _key_block(j, it, q, p, acc, m_i, l_i, shared, qk_scale, k_len,
+                                          diag, turns, WG, BASE, STAGES, False, False,
+                                          s_layout, o_layout)  # fmt: skip
+        if n_blocks > 1:
+            p, acc, m_i, l_i = _key_block(n_blocks - 1, it, q, p, acc, m_i, l_i, shared,
+                                          qk_scale, k_len, diag, turns, WG, BASE, STAGES, True,
+                                          False, s_layout, o_layout)  # fmt: skip
     # Step 3: the last block's P V (outside the turns)
     last = it + n_blocks - 1
     slot = BASE + last % STAGES
@@ -252,8 +308,11 @@ def _attend(shared, params, q, it, q_row, q_len, k_len, h, turns, WG: gl.constex
     acc = warpgroup_mma(p_op, v_bufs.index(slot), acc, is_async=True)
     acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
     mbarrier.arrive(empty_bars.index(slot))
-    # Step 4: normalise and store this warpgroup's rows (every row saw a key: l >= 1)
+    # Step 4: normalise and store this warpgroup's rows (every row saw a key: l >= 1; causal:
+    # a row that saw none has l = 0, O = 0 and m = -inf, so lse = -inf)
     l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+    if IS_CAUSAL:
+        l_o = gl.where(l_o == 0.0, 1.0, l_o)
     out = acc * gl.expand_dims(post_scale / l_o, 1)
     rows = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, o_layout))
     cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
@@ -305,10 +364,10 @@ def _tile(tile, params, BLOCK_M: gl.constexpr):
 
 
 @gluon.jit
-def _consumer(shared, params, WG: gl.constexpr):
+def _consumer(shared, params, WG: gl.constexpr, IS_CAUSAL: gl.constexpr):
     """Consumer warpgroup WG over this program's tiles (one, or a persistent program's
     share). The tile sizes come from the buffers' shapes (constexpr arguments reach worker
-    partitions as tensors in Triton 3.6)."""
+    partitions as tensors in Triton 3.6; a constexpr bool as such)."""
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     NUM_WG: gl.constexpr = q_smem.shape[0] // q_bars.shape[0]
     QBUF: gl.constexpr = q_bars.shape[0]
@@ -322,6 +381,8 @@ def _consumer(shared, params, WG: gl.constexpr):
     t = 0  # tiles with keys so far (the query buffers' counter)
     for tile in range(pid, num_tiles, nprog):
         q_row, q_len, k_start, k_len, h = _tile(tile, params, WG_ROWS * NUM_WG)
+        diag = k_len - q_len + WG * WG_ROWS  # causal: the last key this warpgroup's row 0 sees
+        k_len = _tile_keys(q_len, k_len, WG_ROWS * NUM_WG, IS_CAUSAL)
         if q_len > 0:
             if k_len == 0:
                 _empty_rows(params, q_row, q_len, h, WG, 1, HEAD_DIM)
@@ -330,34 +391,35 @@ def _consumer(shared, params, WG: gl.constexpr):
                 mbarrier.wait(q_bars.index(qb), (t // QBUF) & 1)
                 q = q_smem.index(qb * NUM_WG + WG)
                 _attend(shared, params, q, it, q_row + WG * WG_ROWS, q_len - WG * WG_ROWS,
-                        k_len, h, 2147483647, WG, 0, STAGES)  # fmt: skip
+                        k_len, diag, h, 2147483647, WG, 0, STAGES, IS_CAUSAL)  # fmt: skip
                 mbarrier.arrive(q_empty.index(qb))
                 it += gl.cdiv(k_len, BLOCK_N).to(gl.int32)
                 t += 1
 
 
 @gluon.jit
-def _first_consumer(shared, params):
+def _first_consumer(shared, params, IS_CAUSAL: gl.constexpr):
     """The default partition: the first consumer warpgroup (rows 0-63)."""
-    _consumer(shared, params, 0)
+    _consumer(shared, params, 0, IS_CAUSAL)
 
 
 @gluon.jit
-def _second_consumer(shared, params):
+def _second_consumer(shared, params, IS_CAUSAL: gl.constexpr):
     """A worker partition of 4 warps: the second consumer warpgroup (rows 64-127)."""
-    _consumer(shared, params, 1)
+    _consumer(shared, params, 1, IS_CAUSAL)
 
 
 @gluon.jit
-def _third_consumer(shared, params):
+def _third_consumer(shared, params, IS_CAUSAL: gl.constexpr):
     """A worker partition of 4 warps: the third consumer warpgroup (rows 128-191)."""
-    _consumer(shared, params, 2)
+    _consumer(shared, params, 2, IS_CAUSAL)
 
 
 @gluon.jit
-def _loader(descs, shared, params):
+def _loader(descs, shared, params, IS_CAUSAL: gl.constexpr):
     """The producer warp: per tile with keys, the query tile (into a free query buffer), then
-    K and V tiles through the ring of slots."""
+    K and V tiles through the ring of slots (causal: the blocks of the tile's keys,
+    :func:`_tile_keys`)."""
     q_desc, k_desc, v_desc = descs
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     QBUF: gl.constexpr = q_bars.shape[0]
@@ -373,6 +435,7 @@ def _loader(descs, shared, params):
     t = 0
     for tile in range(pid, num_tiles, nprog):
         q_row, q_len, k_start, k_len, h = _tile(tile, params, WG_ROWS * NUM_WG)
+        k_len = _tile_keys(q_len, k_len, WG_ROWS * NUM_WG, IS_CAUSAL)
         if (q_len > 0) & (k_len > 0):
             col = (h * HEAD_DIM).to(gl.int32)
             qb = t % QBUF
@@ -421,15 +484,16 @@ def _own_tile(tile, params):
 
 
 @gluon.jit
-def _own_stream(tile, params, BLOCK_N: gl.constexpr):
+def _own_stream(tile, params, BLOCK_N: gl.constexpr, IS_CAUSAL: gl.constexpr):
     """(first key row, head, key blocks) of tile ``tile``'s K/V stream; 0 blocks: nothing to
-    load (no rows or no keys)."""
+    load (no rows or no keys; causal: no key any row of it sees)."""
     q_row, q_len, k_start, k_len, h = _own_tile(tile, params)
+    k_len = _tile_keys(q_len, k_len, WG_ROWS, IS_CAUSAL)
     return k_start, h, gl.where(q_len > 0, gl.cdiv(k_len, BLOCK_N), 0).to(gl.int32)
 
 
 @gluon.jit
-def _own_consumer(shared, params, WG: gl.constexpr):
+def _own_consumer(shared, params, WG: gl.constexpr, IS_CAUSAL: gl.constexpr):
     """Consumer warpgroup WG of a program whose NUM_WG warpgroups own a tile each (the
     program's NUM_WG consecutive tiles of the 64-row numbering, of any samples and heads): its
     own query buffer, its own K/V stream through its own STAGES slots of the rings; with
@@ -444,42 +508,46 @@ def _own_consumer(shared, params, WG: gl.constexpr):
         k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch, num_tiles, pid, nprog, \
         tile_b_ptr, heads = params  # fmt: skip
     q_row, q_len, k_start, k_len, h = _own_tile(pid * NUM_WG + WG, params)
+    diag = k_len - q_len  # causal: the last key row 0 sees
+    k_len = _tile_keys(q_len, k_len, WG_ROWS, IS_CAUSAL)
     if q_len > 0:
         if k_len == 0:
             _empty_rows(params, q_row, q_len, h, 0, 1, HEAD_DIM)
         else:
             turns = 0
             if turn_bars.shape[0] == 2:  # ping-pong: as long as the other's tile has blocks
-                k0, h0, n_other = _own_stream(pid * NUM_WG + 1 - WG, params, BLOCK_N)
+                k0, h0, n_other = _own_stream(pid * NUM_WG + 1 - WG, params, BLOCK_N,
+                                              IS_CAUSAL)  # fmt: skip
                 turns = gl.minimum(gl.cdiv(k_len, BLOCK_N).to(gl.int32), n_other)
             mbarrier.wait(q_bars.index(WG), 0)
-            _attend(shared, params, q_smem.index(WG), 0, q_row, q_len, k_len, h, turns, WG,
-                    WG * STAGES, STAGES)  # fmt: skip
+            _attend(shared, params, q_smem.index(WG), 0, q_row, q_len, k_len, diag, h, turns,
+                    WG, WG * STAGES, STAGES, IS_CAUSAL)  # fmt: skip
 
 
 @gluon.jit
-def _own_first(shared, params):
+def _own_first(shared, params, IS_CAUSAL: gl.constexpr):
     """The default partition: the first warpgroup's tile."""
-    _own_consumer(shared, params, 0)
+    _own_consumer(shared, params, 0, IS_CAUSAL)
 
 
 @gluon.jit
-def _own_second(shared, params):
+def _own_second(shared, params, IS_CAUSAL: gl.constexpr):
     """A worker partition of 4 warps: the second warpgroup's tile."""
-    _own_consumer(shared, params, 1)
+    _own_consumer(shared, params, 1, IS_CAUSAL)
 
 
 @gluon.jit
-def _own_third(shared, params):
+def _own_third(shared, params, IS_CAUSAL: gl.constexpr):
     """A worker partition of 4 warps: the third warpgroup's tile."""
-    _own_consumer(shared, params, 2)
+    _own_consumer(shared, params, 2, IS_CAUSAL)
 
 
 @gluon.jit
-def _own_query(q_desc, q_smem, q_bars, tile, params, W: gl.constexpr):
+def _own_query(q_desc, q_smem, q_bars, tile, params, W: gl.constexpr, IS_CAUSAL: gl.constexpr):
     """The query tile of warpgroup W (if it has rows and keys) into its buffer."""
     HEAD_DIM: gl.constexpr = q_smem.shape[2]
     q_row, q_len, k_start, k_len, h = _own_tile(tile, params)
+    k_len = _tile_keys(q_len, k_len, WG_ROWS, IS_CAUSAL)
     if (q_len > 0) & (k_len > 0):
         mbarrier.expect(q_bars.index(W), q_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(q_desc, [q_row.to(gl.int32), (h * HEAD_DIM).to(gl.int32)],
@@ -508,7 +576,7 @@ def _feed(k_desc, v_desc, shared, r, k_start, h, n, W: gl.constexpr):
 
 
 @gluon.jit
-def _own_loader(descs, shared, params):
+def _own_loader(descs, shared, params, IS_CAUSAL: gl.constexpr):
     """The producer warp of a program of own tiles: each warpgroup's query tile, then the
     streams' key blocks in rounds (block r of the first stream, of the second, ..., then block
     r + 1), the order in which ping-ponging warpgroups take their turns."""
@@ -521,10 +589,10 @@ def _own_loader(descs, shared, params):
         tile_b_ptr, heads = params  # fmt: skip
     first = pid * NUM_WG
     for w in gl.static_range(NUM_WG):
-        _own_query(q_desc, q_smem, q_bars, first + w, params, w)
-    k0, h0, n0 = _own_stream(first, params, BLOCK_N)
-    k1, h1, n1 = _own_stream(first + 1, params, BLOCK_N)
-    k2, h2, n2 = _own_stream(first + 2, params, BLOCK_N)
+        _own_query(q_desc, q_smem, q_bars, first + w, params, w, IS_CAUSAL)
+    k0, h0, n0 = _own_stream(first, params, BLOCK_N, IS_CAUSAL)
+    k1, h1, n1 = _own_stream(first + 1, params, BLOCK_N, IS_CAUSAL)
+    k2, h2, n2 = _own_stream(first + 2, params, BLOCK_N, IS_CAUSAL)
     rounds = n0
     if NUM_WG > 1:
         rounds = gl.maximum(rounds, n1)
@@ -545,7 +613,7 @@ def _attn_fwd_gluon_kernel(
     qk_scale, post_scale,
     HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
     PINGPONG: gl.constexpr, PERSISTENT: gl.constexpr, OWN_TILES: gl.constexpr,
-    CONSUMER_REGS: gl.constexpr,
+    IS_CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
 ):  # fmt: skip
     gl.static_assert(not (OWN_TILES and PERSISTENT), "own tiles: one program a tile group")
     BLOCK_M: gl.constexpr = WG_ROWS * NUM_WG
@@ -570,7 +638,7 @@ def _attn_fwd_gluon_kernel(
         q_row, q_len, k_start, k_len, h = _tile(pid, params, BLOCK_M)
         if q_len <= 0:  # past the sequence's end
             return
-        if k_len == 0:
+        if _tile_keys(q_len, k_len, BLOCK_M, IS_CAUSAL) == 0:  # (causal: no row sees a key)
             _empty_rows(params, q_row, q_len, h, 0, NUM_WG, HEAD_DIM)
             return
     # Step 2: shared memory (query tiles, K/V ring) and its barriers
@@ -606,35 +674,47 @@ def _attn_fwd_gluon_kernel(
         mbarrier.init(turn_bars.index(i), count=1)
     # Step 3: the partitions, each walking the same tiles
     shared = (q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty)
-    load_args = ((q_desc, k_desc, v_desc), shared, params)
+    descs = (q_desc, k_desc, v_desc)
+    # (IS_CAUSAL in the partitions' argument tuples as written: a tuple assigned to a name would
+    # turn the constexpr into a tensor)
     # the worker partitions' registers a thread (the default partition gets what maxnreg leaves)
     if OWN_TILES and NUM_WG == 3:
         gl.warp_specialize(
             [
-                (_own_first, (shared, params)),
-                (_own_second, (shared, params)),
-                (_own_third, (shared, params)),
-                (_own_loader, load_args),
+                (_own_first, (shared, params, IS_CAUSAL)),
+                (_own_second, (shared, params, IS_CAUSAL)),
+                (_own_third, (shared, params, IS_CAUSAL)),
+                (_own_loader, (descs, shared, params, IS_CAUSAL)),
             ],
             [4, 4, 1],
             [CONSUMER_REGS, CONSUMER_REGS, 24],
         )
     elif OWN_TILES and NUM_WG == 2:
         gl.warp_specialize(
-            [(_own_first, (shared, params)), (_own_second, (shared, params)),
-             (_own_loader, load_args)],
+            [
+                (_own_first, (shared, params, IS_CAUSAL)),
+                (_own_second, (shared, params, IS_CAUSAL)),
+                (_own_loader, (descs, shared, params, IS_CAUSAL)),
+            ],
             [4, 1],
             [CONSUMER_REGS, 24],
-        )  # fmt: skip
+        )
     elif OWN_TILES:
-        gl.warp_specialize([(_own_first, (shared, params)), (_own_loader, load_args)], [1], [24])
+        gl.warp_specialize(
+            [
+                (_own_first, (shared, params, IS_CAUSAL)),
+                (_own_loader, (descs, shared, params, IS_CAUSAL)),
+            ],
+            [1],
+            [24],
+        )
     elif NUM_WG == 3:
         gl.warp_specialize(
             [
-                (_first_consumer, (shared, params)),
-                (_second_consumer, (shared, params)),
-                (_third_consumer, (shared, params)),
-                (_loader, load_args),
+                (_first_consumer, (shared, params, IS_CAUSAL)),
+                (_second_consumer, (shared, params, IS_CAUSAL)),
+                (_third_consumer, (shared, params, IS_CAUSAL)),
+                (_loader, (descs, shared, params, IS_CAUSAL)),
             ],
             [4, 4, 1],
             [CONSUMER_REGS, CONSUMER_REGS, 24],
@@ -642,15 +722,22 @@ def _attn_fwd_gluon_kernel(
     elif NUM_WG == 2:
         gl.warp_specialize(
             [
-                (_first_consumer, (shared, params)),
-                (_second_consumer, (shared, params)),
-                (_loader, load_args),
+                (_first_consumer, (shared, params, IS_CAUSAL)),
+                (_second_consumer, (shared, params, IS_CAUSAL)),
+                (_loader, (descs, shared, params, IS_CAUSAL)),
             ],
             [4, 1],
             [CONSUMER_REGS, 24],
         )
     else:
-        gl.warp_specialize([(_first_consumer, (shared, params)), (_loader, load_args)], [1], [24])
+        gl.warp_specialize(
+            [
+                (_first_consumer, (shared, params, IS_CAUSAL)),
+                (_loader, (descs, shared, params, IS_CAUSAL)),
+            ],
+            [1],
+            [24],
+        )
 
 
 # ------------------------------------------------------------------ launcher
@@ -726,11 +813,13 @@ def _attn_fwd_gluon(
     post_scale: float,
     zero_init: bool = False,
     config: tuple[int, int, int, bool, bool, bool, int] | None = None,
+    causal: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward of jagged attention through the Gluon kernel (inputs as ``_attn_fwd``'s;
     check :func:`gluon_ok` first). ``zero_init``: rows the kernel does not write (past
     ``max_seqlen_q``) hold 0 and lse -inf. ``config``: (BLOCK_N, STAGES, NUM_WG, PINGPONG,
-    PERSISTENT, OWN_TILES, maxnreg), default ``CONFIGS[D]``."""
+    PERSISTENT, OWN_TILES, maxnreg), default ``CONFIGS[D]``. ``causal``: key j visible from
+    query i iff ``j <= i + Lk - Lq`` (bottom-right aligned, as the Triton forward)."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
     out, lse = _fwd_outputs(q, max_seqlen_q, zero_init)
@@ -757,7 +846,7 @@ def _attn_fwd_gluon(
          tile_b, out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k, batch,
          heads, tile_b.numel() if own_tiles else 0, scale * LOG2E, post_scale),
         dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
-             PERSISTENT=persistent, OWN_TILES=own_tiles,
+             PERSISTENT=persistent, OWN_TILES=own_tiles, IS_CAUSAL=causal,
              CONSUMER_REGS=consumer_regs(num_wg, maxnreg), num_warps=4, maxnreg=maxnreg),
     )  # fmt: skip
     return out, lse

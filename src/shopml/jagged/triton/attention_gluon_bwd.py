@@ -1,7 +1,8 @@
 """FlashAttention-3-style backward of jagged attention in Gluon, for sm_90.
 
-Serves the calls the Gluon forward serves (attention_gluon.py: no bias, not causal, fp16/bf16,
-head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed); on sm_90 ``_attn_bwd`` routes them
+Serves the non-causal calls the Gluon forward serves (attention_gluon.py: no bias, fp16/bf16,
+head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed; causal backwards run the Triton
+kernels, on either forward's outputs and lse); on sm_90 ``_attn_bwd`` routes them
 here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON``, as the
 forward's: D=128, sequences over 256 rows). Inputs as the Triton
 backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
@@ -144,9 +145,10 @@ def auto_config(
 def gluon_bwd_ok(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, causal: bool, scale: float
 ) -> bool:
-    """Whether this bias-free backward can run here: the forward's conditions
-    (``attention_gluon.gluon_ok``) for q, k, v and dO."""
-    return gluon_ok(q, k, v, causal, scale) and gluon_ok(do, k, v, causal, scale)
+    """Whether this bias-free backward can run here: not causal (the causal backward stays with
+    the Triton kernels, whichever forward ran: the outputs and lse are the same), and the
+    forward's conditions (``attention_gluon.gluon_ok``) for q, k, v and dO."""
+    return not causal and gluon_ok(q, k, v, scale) and gluon_ok(do, k, v, scale)
 
 
 # ------------------------------------------------------------------ kernel pieces
