@@ -27,6 +27,7 @@ Imports only torch, triton and shopml.jagged (no typer/rich). Prints a Markdown 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gc
 import inspect
@@ -35,6 +36,7 @@ import math
 import os
 import statistics
 import sys
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +165,26 @@ def _set_env(name: str, value: str | None) -> None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _switches(prov: str) -> Iterator[None]:
+    """The attention's switches as provider ``prov`` runs it (``shopml_order``: the longest-first
+    order; ``shopml_triton``: ``SHOPML_ATTN_GLUON=0``; else the environment's routing), reread
+    by the attention; the environment's back on exit."""
+    from shopml.jagged.triton.attention_common import reread_settings
+
+    saved = {n: os.environ.get(n) for n in ("SHOPML_ATTN_ORDER", "SHOPML_ATTN_GLUON")}
+    os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
+    if prov == "shopml_triton":
+        os.environ["SHOPML_ATTN_GLUON"] = "0"
+    reread_settings()  # the attention reads its switches once, until told
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            _set_env(name, value)
+        reread_settings()
 
 
 def make_provider(name: str, case: Case):
@@ -370,23 +392,18 @@ def run_case(
     shopml, varlen, ...), and each mode's p50/p20/p80 is the median over the rounds: a host-bound
     case then sees every provider in the same stretches of a noisy host, not minutes apart.
     """
-    from shopml.jagged.triton.attention_common import reread_settings
-
     cfg = case.cfg
     results: dict[str, dict] = {}
     x_value = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
     x_value += "-causal" if cfg["causal"] else ""
     measured: dict[str, list[tuple[dict, float]]] = {}
-    gluon_env = os.environ.get("SHOPML_ATTN_GLUON")
     for _ in range(rounds):
         for prov in providers:
             if prov in results:  # failed in an earlier round
                 continue
-            os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
-            _set_env("SHOPML_ATTN_GLUON", "0" if prov == "shopml_triton" else gluon_env)
-            reread_settings()  # the attention reads its switches once, until told
             try:
-                got = time_provider(prov, case, modes, quick, graph)
+                with _switches(prov):
+                    got = time_provider(prov, case, modes, quick, graph)
             except torch.OutOfMemoryError:
                 results[prov] = {"oom": True}
                 print(f"  {prov}: out of memory", file=sys.stderr)
@@ -399,9 +416,6 @@ def run_case(
             torch.cuda.empty_cache()
             if got is not None:
                 measured.setdefault(prov, []).append(got)
-    os.environ["SHOPML_ATTN_ORDER"] = "0"
-    _set_env("SHOPML_ATTN_GLUON", gluon_env)
-    reread_settings()
     for prov, runs in measured.items():
         if prov in results:  # a later round failed: report the failure, not a partial median
             continue
@@ -485,21 +499,15 @@ def main() -> None:
         case = Case(cfg, seed=1000 + idx)
         print(f"[{idx + 1}/{len(cases)}] {cfg} {case.stats}", flush=True)
         if args.check:  # each of our providers in the run, under its own routing
-            from shopml.jagged.triton.attention_common import reread_settings
-
-            gluon_env = os.environ.get("SHOPML_ATTN_GLUON")
             for prov in [p for p in ("shopml", "shopml_triton") if p in providers] or ["shopml"]:
-                _set_env("SHOPML_ATTN_GLUON", "0" if prov == "shopml_triton" else gluon_env)
-                reread_settings()
                 try:
-                    check = check_against(
-                        case, make_provider(prov, case), make_provider("varlen", case)
-                    )
+                    with _switches(prov):
+                        check = check_against(
+                            case, make_provider(prov, case), make_provider("varlen", case)
+                        )
                 except Exception as exc:
                     check = {"error": str(exc)[:120]}
                 print(f"  check {prov} vs varlen_attn: {check}", flush=True)
-            _set_env("SHOPML_ATTN_GLUON", gluon_env)
-            reread_settings()
         res = run_case(
             case, providers, modes, out_path, meta, args.quick_timing, args.graph, args.rounds
         )
