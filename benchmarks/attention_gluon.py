@@ -293,9 +293,9 @@ def _routed(fn) -> int:  # noqa: ANN001
 
 
 def _activate(name: str) -> None:
-    from attention_hopper import _switch
+    from bench_attention import switch
 
-    _switch("SHOPML_ATTN_GLUON", "1" if name == "gluon" else "0")
+    switch("SHOPML_ATTN_GLUON", "1" if name == "gluon" else "0")
 
 
 def part_bench(rounds: int, variants: list[str], cases: list[dict]) -> None:

@@ -135,6 +135,7 @@ def compile_child(spec: str) -> None:
     disk cache: ``tma,D,causal,i`` = candidate ``i`` of every Hopper-path kernel for one (head dim,
     causal); ``ptr,j`` = the pointer path's shipped tiles for bench case ``j``."""
     import torch
+    from bench_attention import switch
 
     kind, *rest = spec.split(",")
     if kind == "tma":
@@ -143,10 +144,10 @@ def compile_child(spec: str) -> None:
             full = t.candidates
             t.candidates = lambda fields, full=full: [full(fields)[min(i, len(full(fields)) - 1)]]
         cfg = dict(B=64, N=512, H=2, D=d, fill=0.5, causal=bool(causal), tag="tune")
-        _switch("SHOPML_ATTN_TMA", "1")
+        switch("SHOPML_ATTN_TMA", "1")
     else:
         cfg = dict(CASES[int(rest[0])], B=8)
-        _switch("SHOPML_ATTN_TMA", "0")
+        switch("SHOPML_ATTN_TMA", "0")
     case = make_case(cfg)
     fn, inputs, grad = _shopml_fn(case)
     out = fn()
@@ -219,13 +220,14 @@ def part_pretune() -> None:
     """Times every Hopper-path tile per (head dim, causal, length bucket): ``pretune.json``, and
     ``pretuned.json`` = the shipped table with these entries added (the pointer path's kept)."""
     import torch
+    from bench_attention import switch
 
     from shopml.jagged.triton import tuning
 
     tuners = _tma_tuners()
     for t in tuners:
         t._tune = True
-    _switch("SHOPML_ATTN_TMA", "1")
+    switch("SHOPML_ATTN_TMA", "1")
     for d in (64, 128):
         for causal in (False, True):
             for n in PRETUNE_BUCKETS:
@@ -238,7 +240,7 @@ def part_pretune() -> None:
                 fn().backward(grad)
                 torch.cuda.synchronize()
                 log(f"pretune D={d} causal={causal} N={n} B={b} done")
-    _switch("SHOPML_ATTN_TMA", None)
+    switch("SHOPML_ATTN_TMA", None)
     gpu_class = tuning.gpu_class(torch.cuda.current_device())
     shipped = json.loads((HERE.parent / "src/shopml/jagged/triton/pretuned.json").read_text())
     table = shipped["tables"].setdefault(gpu_class, {})
@@ -265,22 +267,13 @@ def part_pretune() -> None:
 # ---------------------------------------------------------------------------------------- bench
 
 
-def _switch(name: str, value: str | None) -> None:
-    """Set (or, with None, unset) an attention switch for this process's next calls."""
-    from shopml.jagged.triton.attention_common import reread_settings
-
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
-    reread_settings()
-
-
 def activate(provider: str) -> None:
     """Select a shopml path: "tma" (the default, Hopper path where it applies), "ptr" (the
     pointer kernels, ``SHOPML_ATTN_TMA=0``), "fused" (pointer kernels, one-pass backward)."""
-    _switch("SHOPML_ATTN_BWD", "fused" if provider == "fused" else "split")
-    _switch("SHOPML_ATTN_TMA", "auto" if provider == "tma" else "0")
+    from bench_attention import switch
+
+    switch("SHOPML_ATTN_BWD", "fused" if provider == "fused" else "split")
+    switch("SHOPML_ATTN_TMA", "auto" if provider == "tma" else "0")
 
 
 def _check(provs: dict) -> dict:
@@ -322,7 +315,7 @@ def part_bench(rounds: int, providers: list[str]) -> None:
 
     sys.path.insert(0, str(HERE))
     from _results import append_rows, run_meta
-    from bench_attention import make_provider, peak_mib
+    from bench_attention import make_provider, peak_mib, switch
     from triton.testing import do_bench
 
     meta = run_meta()
@@ -380,8 +373,8 @@ def part_bench(rounds: int, providers: list[str]) -> None:
                     )
                 )  # fmt: skip
                 summary.append((rows[-1]["x_value"], cfg["causal"], p, mode, ms, tflops, mem))
-        _switch("SHOPML_ATTN_BWD", None)
-        _switch("SHOPML_ATTN_TMA", None)
+        switch("SHOPML_ATTN_BWD", None)
+        switch("SHOPML_ATTN_TMA", None)
         append_rows(csv_path, rows, meta)
         log(
             f"bench {cfg}: " + ", ".join(f"{r['provider']} {r['mode']} {r['ms_p50']}" for r in rows)

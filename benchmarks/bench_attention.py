@@ -159,32 +159,32 @@ def _leaf(*ts):
     return [t.detach().clone().requires_grad_() for t in ts]
 
 
-def _set_env(name: str, value: str | None) -> None:
-    """``os.environ[name] = value``, or unset it for None."""
+def switch(name: str, value: str | None) -> None:
+    """Set (or, with None, unset) an attention switch (``SHOPML_ATTN_*``) for this process's
+    next calls: the attention reads its switches once, until told to read them again."""
+    from shopml.jagged.triton.attention_common import reread_settings
+
     if value is None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
+    reread_settings()
 
 
 @contextlib.contextmanager
 def _switches(prov: str) -> Iterator[None]:
     """The attention's switches as provider ``prov`` runs it (``shopml_order``: the longest-first
-    order; ``shopml_triton``: ``SHOPML_ATTN_GLUON=0``; else the environment's routing), reread
-    by the attention; the environment's back on exit."""
-    from shopml.jagged.triton.attention_common import reread_settings
-
+    order; ``shopml_triton``: ``SHOPML_ATTN_GLUON=0``; else the environment's routing); the
+    environment's back on exit."""
     saved = {n: os.environ.get(n) for n in ("SHOPML_ATTN_ORDER", "SHOPML_ATTN_GLUON")}
-    os.environ["SHOPML_ATTN_ORDER"] = "1" if prov == "shopml_order" else "0"
+    switch("SHOPML_ATTN_ORDER", "1" if prov == "shopml_order" else "0")
     if prov == "shopml_triton":
-        os.environ["SHOPML_ATTN_GLUON"] = "0"
-    reread_settings()  # the attention reads its switches once, until told
+        switch("SHOPML_ATTN_GLUON", "0")
     try:
         yield
     finally:
         for name, value in saved.items():
-            _set_env(name, value)
-        reread_settings()
+            switch(name, value)
 
 
 def make_provider(name: str, case: Case):
