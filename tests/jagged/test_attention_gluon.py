@@ -38,6 +38,44 @@ def _assert_lse(fast: torch.Tensor, reference: torch.Tensor) -> None:
     torch.testing.assert_close(fast[finite], reference[finite].float(), atol=2e-3, rtol=2e-3)
 
 
+def _count_gluon_launches(monkeypatch) -> dict[str, int]:  # noqa: ANN001
+    """Counts the Gluon forward's and backward's launches (``{"fwd": n, "bwd": n}``), not the
+    calls of the first call's dry run (``launch.collecting``: recording compiles)."""
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+    from shopml.jagged.triton.launch import dry_run
+
+    calls = {"fwd": 0, "bwd": 0}
+    for mod, name, key in ((glu, "_attn_fwd_gluon", "fwd"), (glb, "_attn_bwd_gluon", "bwd")):
+        original = getattr(mod, name)
+
+        def counted(*args, _original=original, _key=key):  # noqa: ANN002, ANN202
+            calls[_key] += not dry_run()
+            return _original(*args)
+
+        monkeypatch.setattr(mod, name, counted)
+    return calls
+
+
+def _public_gradients_match_reference(lengths_q, lengths_k, dim, seed, causal=False):  # noqa: ANN001
+    """The public op's forward+backward (bf16, 2 heads) against the fp32 reference's
+    gradients."""
+    from shopml.jagged.attention import jagged_flash_attention
+
+    q, k, v = _inputs(lengths_q, lengths_k, 2, dim, torch.bfloat16, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    do = torch.randn(sum(lengths_q), 2, dim, generator=gen).to("cuda", torch.bfloat16)
+    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
+    kw = dict(k_offsets=ko, max_seqlen_k=max(lengths_k), causal=causal)
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    jagged_flash_attention(*leaves, qo, max(lengths_q), **kw).backward(do)
+    ref_leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref.jagged_flash_attention(*ref_leaves, qo, max(lengths_q), scale=dim**-0.5,
+                               **kw).backward(do.float())  # fmt: skip
+    for leaf, r in zip(leaves, ref_leaves, strict=True):
+        torch.testing.assert_close(leaf.grad.float(), r.grad, atol=3e-2, rtol=3e-2)
+
+
 # (id, query lengths, key lengths or None for self-attention): empty and length-1 sequences,
 # lengths at and around the 64-row / 128-key tiles, one long sequence among short ones, cross
 # attention with sequences that have queries but no keys
@@ -168,34 +206,11 @@ def test_causal_backward_stays_with_triton_after_a_gluon_forward(monkeypatch, at
     (no Gluon form for causal masks) through the Triton kernels on its outputs and lse; the
     gradients match the reference's, cross attention with rows that see no key included."""
     _sm90()
-    from shopml.jagged.attention import jagged_flash_attention
-    from shopml.jagged.triton import attention_gluon as glu
-    from shopml.jagged.triton import attention_gluon_bwd as glb
-
-    calls = {"fwd": 0, "bwd": 0}
-    for mod, name, key in ((glu, "_attn_fwd_gluon", "fwd"), (glb, "_attn_bwd_gluon", "bwd")):
-        original = getattr(mod, name)
-
-        def counted(*args, _original=original, _key=key):  # noqa: ANN002, ANN202
-            calls[_key] += 1
-            return _original(*args)
-
-        monkeypatch.setattr(mod, name, counted)
+    calls = _count_gluon_launches(monkeypatch)
     attn_switch("SHOPML_ATTN_GLUON", "1")
-    lengths_q, lengths_k, dim = [300, 70, 1, 129], [200, 130, 0, 129], 128
-    q, k, v = _inputs(lengths_q, lengths_k, 2, dim, torch.bfloat16, seed=7)
-    gen = torch.Generator().manual_seed(8)
-    do = torch.randn(sum(lengths_q), 2, dim, generator=gen).to("cuda", torch.bfloat16)
-    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
-    kw = dict(k_offsets=ko, max_seqlen_k=max(lengths_k), causal=True)
-    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-    jagged_flash_attention(*leaves, qo, max(lengths_q), **kw).backward(do)
+    _public_gradients_match_reference([300, 70, 1, 129], [200, 130, 0, 129], 128, seed=7,
+                                      causal=True)  # fmt: skip
     assert calls == {"fwd": 1, "bwd": 0}
-    ref_leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    ref.jagged_flash_attention(*ref_leaves, qo, max(lengths_q), scale=dim**-0.5,
-                               **kw).backward(do.float())  # fmt: skip
-    for leaf, r in zip(leaves, ref_leaves, strict=True):
-        torch.testing.assert_close(leaf.grad.float(), r.grad, atol=3e-2, rtol=3e-2)
 
 
 @pytest.mark.gpu
@@ -355,36 +370,16 @@ def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_cal
     """The default switch on an sm_90 GPU: the Gluon kernels run where ``auto_config`` says and
     the public op's gradients match the reference's."""
     _sm90()
-    from shopml.jagged.attention import jagged_flash_attention
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
-    from shopml.jagged.triton.launch import dry_run
 
-    calls = {"fwd": 0, "bwd": 0}
-    for mod, name, key in ((glu, "_attn_fwd_gluon", "fwd"), (glb, "_attn_bwd_gluon", "bwd")):
-        original = getattr(mod, name)
-
-        def counted(*args, _original=original, _key=key):  # noqa: ANN002, ANN202
-            calls[_key] += not dry_run()  # (a first call's dry run, recording compiles: not)
-            return _original(*args)
-
-        monkeypatch.setattr(mod, name, counted)
+    calls = _count_gluon_launches(monkeypatch)
     for mod in (glu, glb):  # the size floors: covered on the CPU, small inputs here
         monkeypatch.setattr(mod, "MIN_ELEMENTS", 0)
     monkeypatch.delenv("SHOPML_ATTN_GLUON", raising=False)  # the default
     attn_switch("SHOPML_ATTN_ORDER", "0")  # (rereads the switches)
-    q, k, v = _inputs(lengths, lengths, 2, dim, torch.bfloat16, seed=5)
-    gen = torch.Generator().manual_seed(6)
-    do = torch.randn(sum(lengths), 2, dim, generator=gen).to("cuda", torch.bfloat16)
-    qo = _offsets(lengths)
-    n = max(lengths)
-    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-    jagged_flash_attention(*leaves, qo, n).backward(do)
+    _public_gradients_match_reference(lengths, lengths, dim, seed=5)
     assert calls == {"fwd": fwd_calls, "bwd": bwd_calls}
-    ref_leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    ref.jagged_flash_attention(*ref_leaves, qo, n, scale=dim**-0.5).backward(do.float())
-    for leaf, r in zip(leaves, ref_leaves, strict=True):
-        torch.testing.assert_close(leaf.grad.float(), r.grad, atol=3e-2, rtol=3e-2)
 
 
 def test_gluon_launchers_record_their_compiles_in_a_dry_run(monkeypatch):
