@@ -6,6 +6,7 @@
 #   bash benchmarks/run_attention_gpu.sh variants  # the Gluon backward's configurations, timed
 #   bash benchmarks/run_attention_gpu.sh grid      # the grid + extra cases: default, Triton only, varlen
 #   bash benchmarks/run_attention_gpu.sh graph     # the same grid replayed from CUDA graphs (device time)
+#   bash benchmarks/run_attention_gpu.sh host      # eager host time against varlen_attn
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon forward: its tests, timed
 #
@@ -30,8 +31,9 @@ for part in "$@"; do
         > "$OUT/tests.log" 2>&1
       grep -v DEBUG "$OUT/tests.log" | grep -E "passed|failed|FAILED|Error" | tail -15 ;;
     variants)
-      SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 300 python3 benchmarks/attention_gluon.py \
-        --parts bench,bench-bwd --rounds 3 --variants '' \
+      # VARIANTS_TIME seconds at most
+      SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 "${VARIANTS_TIME:-300}" \
+        python3 benchmarks/attention_gluon.py --parts bench,bench-bwd --rounds 3 --variants '' \
         --bwd-variants tma,tma2,tma_1wg_r128,bm32_r80,bm32_s3_r80,bm32_s4_r80,bm32_r128 \
         --cases 1024x1024x2x64x0.25,1024x256x2x64x0.5,256x4096x2x64x0.25,64x2048x8x128x1.0,1024x256x2x128x0.5 \
         > "$OUT/variants.log" 2>&1
@@ -51,6 +53,12 @@ for part in "$@"; do
         --providers shopml,varlen --modes fwd,fwd+bwd --quick-timing --graph --flex-cases 0 \
         --skip "${GRID_SKIP:-0}" --out "$OUT/attention_graph.csv" > "$OUT/graph.log" 2>&1
       grep -E "^graph|rror" "$OUT/graph.log" | tail -5 ;;
+    host)
+      # eager host time of the attention on host-bound grid cases against varlen_attn (host
+      # loops, do_bench rounds, cProfile and the GPU's share; HOST_TIME seconds at most)
+      OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
+        --parts attention > "$OUT/host.log" 2>&1
+      grep -E "us|x[0-9]|rror" "$OUT/host.log" | tail -30 ;;
     cold)  # the default routing (the Gluon kernels on sm_90)
       OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
         --deadline 480 > "$OUT/cold.log" 2>&1
@@ -69,6 +77,6 @@ for part in "$@"; do
         --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
         > "$OUT/causal_bench.log" 2>&1
       grep "^| " "$OUT/causal_bench.log" | tail -60 ;;
-    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal, host)" >&2; exit 2 ;;
   esac
 done

@@ -35,7 +35,7 @@ from shopml.jagged.triton.attention_common import (
     _add_table_grad,
     _below,
     _block_span,
-    _dummy,
+    _dummies,
     _edges,
     _ensure_allocator,
     _extent,
@@ -381,29 +381,33 @@ def _attn_bwd(
         PRECISION=_precision(q.dtype, allow_tf32),
         **({} if tma else _POINTER),  # the Hopper tiles carry TMA
     )
+    none_f, none_i32, none_i64 = _dummies(dev)
     if use_order:
         order_q, order_k = _order(q_offsets, max_seqlen_q), _order(k_offsets, max_seqlen_k)
     else:
-        order_q = order_k = _dummy(dev, torch.int32)
-    bias_arg = bias if bias is not None else _dummy(dev)
-    boff_arg = bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64)
-    table_arg = table if table is not None else _dummy(dev)
-    bounds_arg = bounds if bounds is not None else _dummy(dev, torch.int64)
-    tq_arg = tq if tq is not None else _dummy(dev, torch.int64)
-    tk_arg = tk if tk is not None else _dummy(dev, torch.int64)
+        order_q = order_k = none_i32
+    bias_arg = bias if bias is not None else none_f
+    boff_arg = bias_offsets if bias_offsets is not None else none_i64
+    table_arg = table if table is not None else none_f
+    bounds_arg = bounds if bounds is not None else none_i64
+    tq_arg = tq if tq is not None else none_i64
+    tk_arg = tk if tk is not None else none_i64
     relative = mode == BIAS_RELATIVE
-    tk_lo, tk_hi = _time_spans(tk if relative and variant == "split" else None, k_offsets,
-                               max_seqlen_k)  # fmt: skip
-    if tq is tk and q_offsets is k_offsets and variant == "split":  # self-attention: the same
-        tq_lo, tq_hi = tk_lo, tk_hi
+    if relative:
+        tk_lo, tk_hi = _time_spans(tk if variant == "split" else None, k_offsets, max_seqlen_k)
+        if tq is tk and q_offsets is k_offsets and variant == "split":  # self-attention
+            tq_lo, tq_hi = tk_lo, tk_hi
+        else:
+            tq_lo, tq_hi = _time_spans(tq, q_offsets, max_seqlen_q)
     else:
-        tq_lo, tq_hi = _time_spans(tq if relative else None, q_offsets, max_seqlen_q)
+        tk_lo = tk_hi = tq_lo = tq_hi = none_i64
     num_bounds = bounds.numel() if bounds is not None else 0
     num_buckets = table.shape[0] if table is not None else 1
     nb_pad = pow2(num_buckets)
     stride_bias = bias.stride(0) if bias is not None else 0
     stride_table = table.stride(0) if table is not None else 0
     qb, kb = pow2(max_seqlen_q), pow2(max_seqlen_k)
+    sq, sk, sv, sdo, sdq = q.stride(), k.stride(), v.stride(), do.stride(), dq.stride()
     # the table gradient's partial sums, one row per program of the kernel that sums dS per
     # bucket: dQ's (query blocks), or the one-pass kernel's (key blocks); tiles >= 32 rows
     min_block = 16 if _INTERPRET else 32
@@ -411,35 +415,34 @@ def _attn_bwd(
         blocks = cdiv(max_seqlen_k if variant == "fused" else max_seqlen_q, min_block)
         dtab_part = torch.zeros((blocks * batch * heads, nb_pad), device=dev, dtype=torch.float32)
     else:
-        dtab_part = _dummy(dev)
+        dtab_part = none_f
     if variant == "fused":
         block_t = 16 if _INTERPRET else 64
         _DELTA(
             lambda meta: (cdiv(total, block_t), heads),
             (out_for_delta, do, delta, dq, total, out_for_delta.stride(0), out_for_delta.stride(1),
-             do.stride(0), do.stride(1), delta.stride(0), dq.stride(0), dq.stride(1)),
+             sdo[0], sdo[1], heads, sdq[0], sdq[1]),
             dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_T=block_t),
         )  # fmt: skip
     else:  # dQ first: its programs also write delta = rowsum(dO * O), which dK/dV reads
+        so = out_for_delta.stride()
         (_DQ_TMA if tma else _DQ)(
             lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads),
             (q, k, v, out_for_delta, do, lse, delta, dq, q_offsets, k_offsets, order_k, bias_arg,
-             boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, tk_lo, tk_hi, dtab_part, q.stride(0),
-             q.stride(1),
-             k.stride(0), k.stride(1), v.stride(0), v.stride(1), out_for_delta.stride(0),
-             out_for_delta.stride(1), do.stride(0), do.stride(1), lse.stride(0), dq.stride(0),
-             dq.stride(1), stride_bias, stride_table, max_seqlen_q, max_seqlen_k, num_bounds,
+             boff_arg, table_arg, bounds_arg, tq_arg, tk_arg, tk_lo, tk_hi, dtab_part, sq[0],
+             sq[1], sk[0], sk[1], sv[0], sv[1], so[0], so[1], sdo[0], sdo[1], lse.stride(0),
+             sdq[0], sdq[1], stride_bias, stride_table, max_seqlen_q, max_seqlen_k, num_bounds,
              scale * LOG2E, scale, qb, kb),
             dict(common, NB_PAD=nb_pad),
         )  # fmt: skip
+    sdk, sdv = dk.stride(), dv.stride()
     (_FUSED if variant == "fused" else (_DKDV_TMA if tma else _DKDV))(
         lambda meta: (cdiv(max_seqlen_k, meta["BLOCK_N"]), batch, heads),
         (q, k, v, do, lse, delta, dk, dv, dq, q_offsets, k_offsets, order_q, bias_arg, boff_arg,
-         dbias if dbias is not None else _dummy(dev), table_arg, bounds_arg, tq_arg, tq_lo, tq_hi,
-         tk_arg, dtab_part, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-         do.stride(0), do.stride(1), lse.stride(0), dk.stride(0), dk.stride(1), dv.stride(0),
-         dv.stride(1), dq.stride(0), dq.stride(1), stride_bias, stride_table, max_seqlen_q,
-         max_seqlen_k, num_bounds, scale * LOG2E, scale, qb, kb),
+         dbias if dbias is not None else none_f, table_arg, bounds_arg, tq_arg, tq_lo, tq_hi,
+         tk_arg, dtab_part, sq[0], sq[1], sk[0], sk[1], sv[0], sv[1], sdo[0], sdo[1],
+         lse.stride(0), sdk[0], sdk[1], sdv[0], sdv[1], sdq[0], sdq[1], stride_bias,
+         stride_table, max_seqlen_q, max_seqlen_k, num_bounds, scale * LOG2E, scale, qb, kb),
         dict(common, NB_PAD=nb_pad, FUSED_DQ=variant == "fused"),
     )  # fmt: skip
     if variant == "fused" and q.dtype != torch.float32:

@@ -681,6 +681,7 @@ def _precision(dtype: torch.dtype, allow_tf32: bool) -> str:
 
 
 _DUMMIES: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+DUMMY_DTYPES = (torch.float32, torch.int32, torch.int64)  # the order of _dummies
 
 
 def _dummy(device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -690,3 +691,14 @@ def _dummy(device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Te
     if t is None:
         t = _DUMMIES[key] = torch.empty(1, device=device, dtype=dtype)
     return t
+
+
+_DUMMY_SETS: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def _dummies(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The float32, int32 and int64 placeholders of :func:`_dummy` at once (one lookup a call)."""
+    got = _DUMMY_SETS.get(device)
+    if got is None:
+        got = _DUMMY_SETS[device] = tuple(_dummy(device, t) for t in DUMMY_DTYPES)
+    return got

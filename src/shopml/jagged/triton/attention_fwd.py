@@ -19,7 +19,7 @@ from shopml.jagged.triton.attention_common import (
     LOG2E,
     LOG2E_K,
     _below,
-    _dummy,
+    _dummies,
     _edges,
     _ensure_allocator,
     _extent,
@@ -282,6 +282,8 @@ def _attn_fwd(
     tma = _tma_ok(head_dim, k, v)  # the descriptors: K and V
     if tma:
         _ensure_allocator()
+    none_f, none_i32, none_i64 = _dummies(dev)
+    sq, sk, sv, so = q.stride(), k.stride(), v.stride(), out.stride()
     grid = lambda meta: (cdiv(max_seqlen_q, meta["BLOCK_M"]), batch, heads)
     (_FWD_TMA if tma else _FWD)(
         grid,
@@ -293,23 +295,27 @@ def _attn_fwd(
             lse,
             q_offsets,
             k_offsets,
-            _order(k_offsets, max_seqlen_k) if use_order else _dummy(dev, torch.int32),
-            bias if bias is not None else _dummy(dev),
-            bias_offsets if bias_offsets is not None else _dummy(dev, torch.int64),
-            table if table is not None else _dummy(dev),
-            bounds if bounds is not None else _dummy(dev, torch.int64),
-            tq if tq is not None else _dummy(dev, torch.int64),
-            tk if tk is not None else _dummy(dev, torch.int64),
-            *_time_spans(tk if mode == BIAS_RELATIVE else None, k_offsets, max_seqlen_k),
-            q.stride(0),
-            q.stride(1),
-            k.stride(0),
-            k.stride(1),
-            v.stride(0),
-            v.stride(1),
-            out.stride(0),
-            out.stride(1),
-            lse.stride(0),
+            _order(k_offsets, max_seqlen_k) if use_order else none_i32,
+            bias if bias is not None else none_f,
+            bias_offsets if bias_offsets is not None else none_i64,
+            table if table is not None else none_f,
+            bounds if bounds is not None else none_i64,
+            tq if tq is not None else none_i64,
+            tk if tk is not None else none_i64,
+            *(
+                _time_spans(tk, k_offsets, max_seqlen_k)
+                if mode == BIAS_RELATIVE
+                else (none_i64, none_i64)
+            ),
+            sq[0],
+            sq[1],
+            sk[0],
+            sk[1],
+            sv[0],
+            sv[1],
+            so[0],
+            so[1],
+            heads,  # lse's row stride ((T, H) contiguous)
             bias.stride(0) if bias is not None else 0,
             table.stride(0) if table is not None else 0,
             max_seqlen_q,

@@ -28,6 +28,8 @@ several kernels at once before their first launches (:mod:`shopml.jagged.triton.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -88,9 +90,28 @@ def _is_descriptor(arg: object) -> bool:
     return hasattr(arg, "block_shape") and hasattr(arg, "base")
 
 
-def _layout(args: Sequence[object]) -> tuple[tuple, ...]:
-    """Positions of the tensor, int and other (neither float nor bool) arguments, and of the
-    tensor descriptors with the names of their fields other than base, shape and strides."""
+class _Layout(NamedTuple):
+    """Where a launcher's argument classes sit: pickers of the tensor, int and other (neither
+    float nor bool) arguments (each ``args -> tuple``), and the tensor descriptors' positions
+    with the names of their fields other than base, shape and strides."""
+
+    tensors: Callable[[Sequence[object]], tuple]
+    ints: Callable[[Sequence[object]], tuple]
+    others: Callable[[Sequence[object]], tuple]
+    descs: tuple[tuple[int, tuple[str, ...]], ...]
+
+
+def _picker(indices: Sequence[int]) -> Callable[[Sequence[object]], tuple]:
+    """``args -> tuple(args[i] for i in indices)`` at ``operator.itemgetter``'s speed."""
+    if not indices:
+        return lambda args: ()
+    if len(indices) == 1:
+        return lambda args, i=indices[0]: (args[i],)
+    return operator.itemgetter(*indices)
+
+
+def _layout(args: Sequence[object]) -> _Layout:
+    """The :class:`_Layout` of one tuple of argument types (found once per launcher and types)."""
     tensors = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
     ints = tuple(i for i, a in enumerate(args) if type(a) is int)
     descs = tuple(
@@ -101,31 +122,39 @@ def _layout(args: Sequence[object]) -> tuple[tuple, ...]:
     taken = set(tensors) | set(ints) | {i for i, _ in descs}
     floats_bools = (float, bool)
     others = tuple(i for i, a in enumerate(args) if i not in taken and type(a) not in floats_bools)
-    return tensors, ints, others, descs
+    return _Layout(_picker(tensors), _picker(ints), _picker(others), descs)
 
 
 def _frozen(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _signature(args: Sequence[object], layout: tuple) -> tuple:
+@functools.lru_cache(maxsize=4096)
+def _int_classes(nums: tuple[int, ...]) -> tuple[tuple[bool, bool, bool], ...]:
+    """Each int's classes: a multiple of 16, equal to 1, within 32 bits (a launcher's ints are
+    mostly strides and lengths that repeat from call to call: remembered)."""
+    return tuple([(n % 16 == 0, n == 1, -_WIDE <= n < _WIDE) for n in nums])
+
+
+_DTYPE = operator.attrgetter("dtype")
+
+
+def _signature(args: Sequence[object], layout: _Layout) -> tuple:
     """What Triton specialises on, per argument class: see the module docstring."""
-    tensors, ints, others, descs = layout
-    ptrs = [args[i] for i in tensors]
-    nums = [args[i] for i in ints]
+    ptrs = layout.tensors(args)
     return (
-        tuple([t.dtype for t in ptrs]),
+        tuple(map(_DTYPE, ptrs)),
         tuple([t.data_ptr() % 16 == 0 for t in ptrs]),
-        tuple([n % 16 == 0 for n in nums]),
-        tuple([n == 1 for n in nums]),
-        tuple([-_WIDE <= n < _WIDE for n in nums]),
-        tuple([args[i] for i in others]),
+        _int_classes(layout.ints(args)),
+        layout.others(args),
         tuple(
             [
                 (args[i].base.dtype, *[_frozen(getattr(args[i], n)) for n in names])
-                for i, names in descs
+                for i, names in layout.descs
             ]
-        ),
+        )
+        if layout.descs
+        else (),
     )
 
 
@@ -163,7 +192,7 @@ class FastLauncher:
         keys = tuner.key_names if tuner is not None else getattr(kernel, "keys", ())
         self._tune_keys = tuple(keys or ())
         self._key_index: tuple[int, ...] | None = None
-        self._layouts: dict[tuple, tuple] = {}  # argument types -> _layout
+        self._layouts: dict[tuple, _Layout] = {}  # argument types -> _layout
         self._cache: dict[tuple, tuple[Any, dict, tuple]] = {}
         self.enabled = _ENABLED
         self.direct_launches = 0  # counted for the tests
