@@ -23,18 +23,23 @@ _TMA_LAUNCHERS = ("_FWD_TMA", "_DQ_TMA", "_DKDV_TMA")
 
 
 def _count_tma_launches(monkeypatch) -> dict[str, int]:
-    """Counts the launches that go through the Hopper path's launchers."""
+    """Counts the launches that go through the Hopper path's launchers (bound ones too)."""
     counts = dict.fromkeys(_TMA_LAUNCHERS, 0)
+
+    class Counted:
+        def __init__(self, name: str, launch) -> None:  # noqa: ANN001
+            self.name, self.launch = name, launch
+
+        def __call__(self, *args):  # noqa: ANN002, ANN204
+            counts[self.name] += 1
+            return self.launch(*args)
+
+        def bind(self, *args):  # noqa: ANN002, ANN202
+            return Counted(self.name, self.launch.bind(*args))
+
     for name in _TMA_LAUNCHERS:
         module = attention_fwd if name == "_FWD_TMA" else attention_bwd
-        launcher = getattr(module, name)
-        original = launcher.__call__
-
-        def counted(*args, name=name, original=original):  # noqa: ANN002, ANN202
-            counts[name] += 1
-            return original(*args)
-
-        monkeypatch.setattr(module, name, counted)
+        monkeypatch.setattr(module, name, Counted(name, getattr(module, name)))
     return counts
 
 

@@ -117,6 +117,92 @@ def test_an_unfamiliar_triton_disables_the_fast_path(fake_cuda):
     assert len(kernel.slow_launches) == 2 and fl.direct_launches == 0
 
 
+def test_a_bound_launch_passes_its_tensors_with_the_fixed_arguments(fake_cuda):
+    """Bound: the call's leading tensors, then the fixed arguments and the constexpr tail, the
+    grid found once; each new alignment pattern is first launched by the launcher's own path."""
+    kernel, fl = _launcher()
+    x, y = torch.zeros(64), torch.zeros(64)
+    grid = lambda meta: (4096 // meta["BLOCK"], 2)
+    fl(grid, (x, 48, 256), {"MODE": 1})  # the launcher's first launch: slow
+    bound = fl.bind(grid, (x, 48, 256), {"MODE": 1}, 1)
+    bound(y)  # first bound call: through the launcher (direct), remembered
+    bound(x)  # then the bound path
+    assert len(kernel.slow_launches) == 1 and fl.direct_launches == 2
+    compiled = kernel.slow_launches[0][3]
+    assert [c[:6] for c in compiled.calls] == [(128, 2, 1, 1234, "fn0", "meta0")] * 2
+    assert compiled.calls[0][9] is y and compiled.calls[1][9] is x
+    assert compiled.calls[0][10:] == compiled.calls[1][10:] == (48, 256, 32, 1)
+    bound(x[1:])  # not 16-byte aligned: another signature, the launcher's slow path
+    assert len(kernel.slow_launches) == 2
+    with launch_mod.collecting() as jobs:  # a dry run launches nothing, bound or not
+        bound(x)
+    assert jobs == [] and fl.direct_launches == 2 and len(compiled.calls) == 2
+
+
+def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, monkeypatch):
+    """A second call with the same settings goes through the bound launches (no argument
+    assembly): every launch of it gets what the first call's launches got, the new outputs in
+    their place."""
+    from shopml.jagged.triton import attention_bwd, attention_common, attention_fwd
+
+    runs: list[tuple[str, tuple]] = []
+
+    class Binary:
+        function, packed_metadata = "fn", "meta"
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, *launch):
+            runs.append((self.name, launch[9:]))
+
+    def first_launch(self, key, grid, args, constexprs):  # a compile, then that binary's launch
+        meta = dict(constexprs, BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
+        tail = tuple(meta.get(n, 0) for n in self._names[len(args) :])
+        self._cache[key] = (Binary(self._kernel.__name__), meta, tail)
+        self._cache[key][0].run(*(None,) * 9, *args, *tail)
+
+    monkeypatch.setattr(FastLauncher, "_first_launch", first_launch)
+    for mod in (attention_fwd, attention_bwd):
+        for fl in vars(mod).values():
+            if isinstance(fl, FastLauncher):
+                monkeypatch.setattr(fl, "enabled", True)
+                monkeypatch.setattr(fl, "_cache", {})
+    attention_common.reread_settings()  # empty the plans
+    gen = torch.Generator().manual_seed(0)
+    offsets = torch.tensor([0, 5, 5, 12, 40])
+    q, k, v, o, do = (torch.randn(40, 2, 16, generator=gen) for _ in range(5))
+    lse = torch.randn(40, 2, generator=gen)
+    settings = (None,) * 6 + (32, 32, 0.25, 1.0, False, False, False)
+
+    def step():
+        out, lse_out = attention_fwd._attn_fwd(q, k, v, offsets, offsets, *settings)
+        grads = attention_bwd._attn_bwd(do, q, k, v, o, lse, offsets, offsets, *settings)
+        return (out, lse_out, *grads[:3])
+
+    calls = []
+    for _ in range(3):  # full path, then the bound launches' first (remembering) and later call
+        runs.clear()
+        outputs = step()
+        calls.append((list(runs), outputs))
+    assert len(attention_fwd._PLANS) == len(attention_bwd._PLANS) == 1  # one setting each
+    (base, base_out), *later = calls
+    assert [name for name, _ in base] == ["_attn_fwd_kernel", "_attn_bwd_dq_kernel",
+                                          "_attn_bwd_dkdv_kernel"]  # fmt: skip
+    for runs_now, outputs in later:
+        mine = {id(a): b for a, b in zip(base_out, outputs, strict=True)}  # this call's outputs
+        assert [name for name, _ in runs_now] == [name for name, _ in base]
+        for (_, was), (_, now) in zip(base, runs_now, strict=True):
+            assert len(was) == len(now)
+            for a, b in zip(was, now, strict=True):
+                if id(a) in mine:
+                    assert b is mine[id(a)]
+                elif isinstance(a, torch.Tensor) and a.data_ptr() != b.data_ptr():  # delta
+                    assert (b.shape, b.dtype, b.stride()) == (a.shape, a.dtype, a.stride())
+                else:  # the inputs, the placeholders, the numbers
+                    assert b is a or b == a
+
+
 def test_the_attention_kernels_expose_their_argument_names():
     from shopml.jagged.triton import attention_bwd, attention_fwd
 
@@ -131,6 +217,33 @@ def test_disabled_under_the_interpreter():
     if not is_interpreter():
         pytest.skip("runs where CI runs: under TRITON_INTERPRET=1")
     assert launch_mod._ENABLED is False
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True])
+def test_gpu_bound_launches_equal_the_full_path(attn_switch, causal):
+    """The bias-free Triton path: the first call assembles its arguments (and binds them), the
+    second and third go through the bound launches; all three give the same bits."""
+    from shopml.jagged.attention import jagged_flash_attention
+    from shopml.jagged.triton import attention_bwd, attention_fwd
+
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # (also empties the plans)
+    gen = torch.Generator().manual_seed(0)
+    lengths = [37, 0, 1, 300, 128, 77]
+    offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
+    base = [torch.randn(sum(lengths), 2, 64, generator=gen).cuda().bfloat16() for _ in range(4)]
+
+    def step():
+        q, k, v = (t.clone().requires_grad_() for t in base[:3])
+        out = jagged_flash_attention(q, k, v, offsets, 300, causal=causal)
+        out.backward(base[3])
+        return [out, q.grad, k.grad, v.grad]
+
+    first = step()
+    assert len(attention_fwd._PLANS) == len(attention_bwd._PLANS) == 1
+    for later in (step(), step()):
+        for a, b in zip(first, later, strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
 @pytest.mark.gpu

@@ -534,8 +534,25 @@ def env_setting(name: str, default: str, allowed: tuple[str, ...] = ()) -> str:
 
 
 def reread_settings() -> None:
-    """Forget the kept switches: their next use reads the environment again."""
+    """Forget the kept switches, and the launch plans made under them: their next use reads the
+    environment again."""
     _SETTINGS.clear()
+    for plans in _PLANS:
+        plans.clear()
+
+
+_PLANS: list[dict] = []
+MAX_PLANS = 256  # a plan cache's size, past which it starts again (settings seen in a process)
+
+
+def plan_cache() -> dict:
+    """A launcher module's cache of launch plans: its call sites' settings (everything but the
+    tensors' addresses) -> the launches bound to them (:meth:`FastLauncher.bind`), so that a
+    call with settings seen before skips the arguments' assembly and the launch signature.
+    Emptied by :func:`reread_settings`; callers start it again past ``MAX_PLANS`` entries."""
+    plans: dict = {}
+    _PLANS.append(plans)
+    return plans
 
 
 def _use_order() -> bool:
