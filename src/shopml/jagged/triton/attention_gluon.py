@@ -81,12 +81,14 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from shopml.jagged.triton._common import cdiv
 from shopml.jagged.triton.attention_common import _dummy, _fwd_outputs, _sm90_exactly
 from shopml.jagged.triton.launch import FastLauncher, dry_run
 
 LOG2E = 1.4426950408889634
 LN2 = gl.constexpr(0.6931471805599453)
 WG_ROWS = gl.constexpr(64)  # query rows of one consumer warpgroup (wgmma's M per warpgroup)
+_ROWS = WG_ROWS.value  # the same as a host int (constexpr arithmetic costs microseconds)
 
 # (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, OWN_TILES, maxnreg) per head dim, the fastest
 # measured on an H200 (benchmarks/README.md, "Gluon forward prototype" and "Session 12").
@@ -767,7 +769,7 @@ def _tile_samples(q_offsets: torch.Tensor, total: int) -> torch.Tensor:
     ``L // 64 + 1`` or ``+ 2`` of them, at most two of them idle). One
     launch, no host sync."""
     batch = q_offsets.numel() - 1
-    table = torch.empty(total // WG_ROWS + batch, dtype=torch.int32, device=q_offsets.device)
+    table = torch.empty(total // _ROWS + batch, dtype=torch.int32, device=q_offsets.device)
     _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, table.numel(), batch), {"PER": 32})
     return table
 
@@ -793,12 +795,30 @@ def shared_layout(rows: int, cols: int, dtype: torch.dtype) -> gl.NVMMASharedLay
     return gl.NVMMASharedLayout.get_default_for([rows, cols], _GL_DTYPES[dtype])
 
 
+_CHECKED: dict[tuple, dict] = {}  # (dtype, H, D, row stride, tile rows) -> a checked one's fields
+
+
 def _desc(t: torch.Tensor, rows: int) -> TensorDescriptor:
-    """Descriptor over ``t`` as 2-D ``(T, H*D)`` with tiles of ``rows`` x D (one head)."""
+    """Descriptor over ``t`` as 2-D ``(T, H*D)`` with tiles of ``rows`` x D (one head).
+
+    ``TensorDescriptor``'s own checks (alignment, strides, tile, layout) cost microseconds a
+    descriptor on the host; they run once for each (dtype, H, D, row stride, tile), after which a
+    descriptor is that checked one's fields with this tensor, its rows and its address (aligned
+    and with rows: :func:`gluon_ok` and the launchers' empty-input exits)."""
     total, heads, d = t.shape
-    rows = int(getattr(rows, "value", rows))
-    layout = shared_layout(rows, d, t.dtype)
-    return TensorDescriptor(t, [total, heads * d], [t.stride(0), 1], [rows, d], layout)
+    key = (t.dtype, heads, d, t.stride(0), rows)
+    fields = _CHECKED.get(key)
+    if fields is None:
+        rows = int(getattr(rows, "value", rows))
+        layout = shared_layout(rows, d, t.dtype)
+        checked = TensorDescriptor(t, [total, heads * d], [t.stride(0), 1], [rows, d], layout)
+        fields = _CHECKED[key] = dict(vars(checked))
+        return checked
+    desc = object.__new__(TensorDescriptor)
+    vars(desc).update(fields)
+    desc.base = t
+    desc.shape = [total, heads * d]
+    return desc
 
 
 def _attn_fwd_gluon(
@@ -834,15 +854,15 @@ def _attn_fwd_gluon(
         if persistent:
             raise ValueError("OWN_TILES has no persistent form")
         tile_b = _tile_samples(q_offsets, total)
-        grid = (triton.cdiv(tile_b.numel() * heads, num_wg),)
+        grid = (cdiv(tile_b.numel() * heads, num_wg),)
     else:
         tile_b = _dummy(q.device, torch.int32)
-        tiles = triton.cdiv(max_seqlen_q, WG_ROWS * num_wg) * batch * heads
+        tiles = cdiv(max_seqlen_q, _ROWS * num_wg) * batch * heads
         grid = (min(tiles, _sm_count(q.device.index or 0)) if persistent else tiles,)
     # (inside launch.collecting both launchers record their compiles and launch nothing)
     _FWD(
         lambda meta: grid,
-        (_desc(q, WG_ROWS), _desc(k, block_n), _desc(v, block_n), out, lse, q_offsets, k_offsets,
+        (_desc(q, _ROWS), _desc(k, block_n), _desc(v, block_n), out, lse, q_offsets, k_offsets,
          tile_b, out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k, batch,
          heads, tile_b.numel() if own_tiles else 0, scale * LOG2E, post_scale),
         dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,

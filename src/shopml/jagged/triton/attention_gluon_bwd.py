@@ -99,6 +99,7 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from shopml.jagged.triton._common import cdiv, pow2
 from shopml.jagged.triton.attention_bwd_dq import _DELTA
 from shopml.jagged.triton.attention_gluon import (
+    _ROWS,
     LOG2E,
     WG_ROWS,
     _desc,
@@ -534,14 +535,14 @@ def _attn_bwd_gluon(
         dict(HEAD_DIM=d, BLOCK_D=pow2(d), BLOCK_T=block_t),
     )  # fmt: skip
     # Step 2: one program a key block
-    grid = (cdiv(max_seqlen_k, WG_ROWS * num_wg) * batch * heads,)
+    grid = (cdiv(max_seqlen_k, _ROWS * num_wg) * batch * heads,)
     dq_block = [block_m, d // 2 if split_dq else d]
     dq_2d = dq.view(heads * (total + block_m), d)
     dq_layout = shared_layout(*dq_block, torch.float32)
     dq_desc = TensorDescriptor(dq_2d, list(dq_2d.shape), [d, 1], dq_block, dq_layout)
     _BWD(
         lambda meta: grid,
-        (_desc(q, block_m), _desc(k, WG_ROWS), _desc(v, WG_ROWS), _desc(do, block_m), dq_desc,
+        (_desc(q, block_m), _desc(k, _ROWS), _desc(v, _ROWS), _desc(do, block_m), dq_desc,
          lse, delta,
          dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), dq.stride(0),
          dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q, max_seqlen_k,
