@@ -438,3 +438,25 @@ def test_gluon_launchers_record_their_compiles_in_a_dry_run(monkeypatch):
     with collecting() as again:  # the same signatures, not launched yet: recorded again
         glu._attn_fwd_gluon(q, q, q, offsets, offsets, 200, 200, 0.125, 1.0)
     assert [job.ident for job in again] == [job.ident for job in jobs[:2]]
+
+
+def test_a_descriptor_is_what_a_checked_one_would_be():
+    """_desc builds a TensorDescriptor's checks once per (dtype, H, D, row stride, tile); later
+    descriptors take those fields with their own tensor, rows and address: the same as a
+    descriptor built (and checked) anew."""
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    from shopml.jagged.triton import attention_gluon as glu
+
+    first, later = (torch.randn(n, 2, 64, dtype=torch.bfloat16) for n in (40, 72))
+    glu._desc(first, 64)
+    got = glu._desc(later, 64)
+    built = TensorDescriptor(later, [72, 128], [128, 1], [64, 64],
+                             glu.shared_layout(64, 64, torch.bfloat16))  # fmt: skip
+    assert type(got) is TensorDescriptor and got.base is later
+    assert vars(got).keys() == vars(built).keys()
+    for name, value in vars(built).items():
+        if name != "base":
+            assert getattr(got, name) == value, name
+    with pytest.raises(AssertionError, match="aligned"):  # a new class of call is checked
+        glu._desc(torch.randn(40, 2, 65, dtype=torch.bfloat16)[:, :, :64], 64)
