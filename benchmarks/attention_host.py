@@ -53,7 +53,8 @@ CASES = (
 )
 PROVIDERS = ("shopml", "varlen")
 LAUNCH_MODULES = ("bmm", "concat", "conversions", "elementwise", "jagged2", "reductions",
-                  "softmax", "attention_fwd", "attention_bwd")  # fmt: skip
+                  "softmax", "attention_fwd", "attention_bwd", "attention_bwd_dq",
+                  "attention_gluon", "attention_gluon_bwd")  # fmt: skip
 
 
 def host_loop(fn, n: int = 400, reset=()) -> float:  # noqa: ANN001

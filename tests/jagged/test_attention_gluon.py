@@ -303,9 +303,9 @@ class _FakeCuda:
 def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch):
     """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward for sequences longer than 256
     rows (own 64-row tiles at D=64 and for short mean lengths at D=128, the ping-pong
-    warpgroups for long ones), the Gluon backward at D=128 only; ``1`` takes them everywhere
-    they can run; nothing Gluon off sm_90 or with a bias. Causal: the Gluon forward only when
-    forced (not timed yet), the Gluon backward never."""
+    warpgroups for long ones), the Gluon backward at D=128 from a mean of 128 rows and at D=64 from
+    512; ``1`` takes them everywhere they can run; nothing Gluon off sm_90 or with a bias.
+    Causal: the forward as the others, the Gluon backward never."""
     from shopml.jagged.triton import attention_common
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
@@ -322,14 +322,17 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
-    # causal: the Triton forward under auto, however large; forced, the non-causal choice
-    assert glu.auto_config(q(1024 * 256, 64), 1024, 1024, causal=True) is None
-    assert glu.auto_config(q(256 * 2600, 128), 256, 4096, causal=True) is None
+    # causal: the same choice
+    assert glu.auto_config(q(1024 * 256, 64), 1024, 1024, causal=True) == glu.CONFIGS[64]
+    assert glu.auto_config(q(256 * 2600, 128), 256, 4096, causal=True) == glu.CONFIGS[128]
+    assert glu.auto_config(q(1024 * 110, 64), 1024, 256, causal=True) is None
     assert glu.auto_config(q(1024 * 110, 64), 1024, 256, True, True) == glu.CONFIGS[64]
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024, True, True) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096, True, True) == glu.CONFIGS[128]
     big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
-    assert glb.auto_config(q(big, 64), 16, 4096) is None
+    assert glb.auto_config(q(2 * big, 64), 16, 4096) == glb.CONFIGS[64]  # D=64: a mean of 512
+    assert glb.auto_config(q(2 * big, 64), 2 * big // 512 + 1, 4096) is None  # a mean under 512
+    assert glb.auto_config(q(2 * big - 1, 64), 16, 4096) is None  # under 2^24 values
     assert glb.auto_config(q(1000, 64), 16, 4096, forced=True) == glb.CONFIGS[64]
     assert glb.auto_config(q(big, 128), 16, 256) is None
     assert glb.auto_config(q(big, 128), 16, 257) == glb.CONFIGS[128]

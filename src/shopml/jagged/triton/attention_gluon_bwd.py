@@ -4,7 +4,8 @@ Serves the non-causal calls the Gluon forward serves (attention_gluon.py: no bia
 head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed; causal backwards run the Triton
 kernels, on either forward's outputs and lse); on sm_90 ``_attn_bwd`` routes them
 here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON``, as the
-forward's: D=128, sequences over 256 rows). Inputs as the Triton
+forward's: sequences over 256 rows, 2^24 query values, a mean of 128 rows at D=128 and 512 at
+D=64). Inputs as the Triton
 backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
 it): q, k, v, o, dO and the forward's natural-log ``lse`` ``(T_q, H)`` fp32; outputs dq, dk,
 dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton kernels').
@@ -121,14 +122,15 @@ LOG2E_K = gl.constexpr(LOG2E)
 # configurations for D=64 (one warpgroup, 2-3 programs an SM, see the header) are bench
 # variants until timed. Timings: benchmarks/README.md ("Gluon backward prototype", "Session 12").
 CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
-# ``auto``: the Gluon backward at D=128 on sequences longer than MAX_TRITON rows, with at least
-# MIN_ELEMENTS query values (T x H x D) and a mean sequence of MIN_MEAN rows; D=64 and the rest
-# stay with the Triton kernels (B=1024, N=1024, D=64: 0.844 ms against 1.092; in the session-13
-# grid x0.53-0.84 the Triton backward's speed under 2^24 values or a mean of 100 rows, x1.14-1.55
-# elsewhere: benchmarks/README.md, "Session 13")
+# ``auto``: the Gluon backward on sequences longer than MAX_TRITON rows, with at least
+# MIN_ELEMENTS query values (T x H x D) and a mean sequence of MIN_MEAN[D] rows; the rest stay
+# with the Triton kernels. D=128: in the session-13 grid x0.53-0.84 the Triton backward's speed
+# under 2^24 values or a mean of 100 rows, x1.14-1.55 elsewhere. D=64 (session 14): 1.904 ms
+# against Triton's 2.243 at B=256, N=4096, fill 0.24 (a mean of 973 rows), but 0.903 against
+# 0.847 at a mean of 256 rows and 0.319 against 0.221 at 110 (benchmarks/README.md)
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
-MIN_MEAN = 128
+MIN_MEAN = {64: 512, 128: 128}
 
 
 def auto_config(
@@ -139,8 +141,9 @@ def auto_config(
     d = q.shape[-1]
     if forced:
         return CONFIGS[d]
-    big = q.numel() >= MIN_ELEMENTS and q.shape[0] >= MIN_MEAN * max(batch, 1)
-    return CONFIGS[d] if d == 128 and max_seqlen_k > MAX_TRITON and big else None
+    mean = MIN_MEAN[d] * max(batch, 1)
+    big = q.numel() >= MIN_ELEMENTS and q.shape[0] >= mean
+    return CONFIGS[d] if max_seqlen_k > MAX_TRITON and big else None
 
 
 def gluon_bwd_ok(
