@@ -322,13 +322,7 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
-    # causal: the same choice
-    assert glu.auto_config(q(1024 * 256, 64), 1024, 1024, causal=True) == glu.CONFIGS[64]
-    assert glu.auto_config(q(256 * 2600, 128), 256, 4096, causal=True) == glu.CONFIGS[128]
-    assert glu.auto_config(q(1024 * 110, 64), 1024, 256, causal=True) is None
-    assert glu.auto_config(q(1024 * 110, 64), 1024, 256, True, True) == glu.CONFIGS[64]
-    assert glu.auto_config(q(1024 * 256, 128), 1024, 1024, True, True) == glu.SHORT_CONFIGS[128]
-    assert glu.auto_config(q(256 * 2600, 128), 256, 4096, True, True) == glu.CONFIGS[128]
+    # (causal calls: the same choice, from the same function)
     big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
     assert glb.auto_config(q(2 * big, 64), 16, 4096) == glb.CONFIGS[64]  # D=64: a mean of 512
     assert glb.auto_config(q(2 * big, 64), 2 * big // 512 + 1, 4096) is None  # a mean under 512

@@ -265,8 +265,7 @@ def _attn_fwd(
     if gluon != "0":  # FA3's pipeline in Gluon (imported here only: import time)
         from shopml.jagged.triton import attention_gluon as glu
 
-        config = glu.auto_config(q, q_offsets.numel() - 1, max_seqlen_q, forced=gluon == "1",
-                                 causal=causal)  # fmt: skip
+        config = glu.auto_config(q, q_offsets.numel() - 1, max_seqlen_q, forced=gluon == "1")
         if config is not None and glu.gluon_ok(q, k, v, scale):
             return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,
                                        scale, post_scale, zero_init, config, causal)  # fmt: skip

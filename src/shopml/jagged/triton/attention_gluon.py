@@ -113,14 +113,13 @@ MIN_ELEMENTS = 2**24
 
 
 def auto_config(
-    q: torch.Tensor, batch: int, max_seqlen_q: int, forced: bool = False, causal: bool = False
+    q: torch.Tensor, batch: int, max_seqlen_q: int, forced: bool = False
 ) -> tuple[int, int, int, bool, bool, bool, int] | None:
     """The launcher configuration for this call, or None where the Triton forward is faster
     (``forced``: never None, for tests). Causal calls take the same choice: in session 14 the
     causal Gluon forward (the same tiles) was at least as fast as the Triton one on all four
     cases timed, D=64 and 128, N=1024 and 4096 (0.563 ms against 0.682 at B=512, N=1024, H=4,
     D=128; benchmarks/README.md, "Session 14")."""
-    del causal  # (kept in the signature: a rule of its own may come)
     d = q.shape[-1]
     if not forced and (max_seqlen_q <= MAX_TRITON or q.numel() < MIN_ELEMENTS):
         return None
