@@ -186,6 +186,10 @@ def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, mo
         outputs = step()
         calls.append((list(runs), outputs))
     assert len(attention_fwd._PLANS) == len(attention_bwd._PLANS) == 1  # one setting each
+    times = torch.arange(40)  # timestamps without a table: a per-call tensor, never bound
+    runs.clear()
+    attention_fwd._attn_fwd(q, k, v, offsets, offsets, *(None,) * 4, times, None, *settings[6:])
+    assert any(a is times for a in runs[-1][1]) and len(attention_fwd._PLANS) == 1
     (base, base_out), *later = calls
     assert [name for name, _ in base] == ["_attn_fwd_kernel", "_attn_bwd_dq_kernel",
                                           "_attn_bwd_dkdv_kernel"]  # fmt: skip

@@ -362,7 +362,7 @@ def _attn_bwd(
     else:
         dq = alloc(q)
     delta = torch.empty((total, heads), device=dev, dtype=torch.float32)
-    plain = bias is None and table is None and variant == "split"
+    plain = bias is None and table is None and tq is None and tk is None and variant == "split"
     if plain:  # settings seen before: the bound launches (see plan_cache)
         key = (q.device, q.dtype, q.shape[1:], q.stride(), k.stride(), v.stride(),
                out_for_delta.stride(), q_offsets.dtype, k_offsets.dtype, batch, max_seqlen_q,
