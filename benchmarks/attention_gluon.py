@@ -13,7 +13,7 @@ Parts (``--parts``, in this order):
   ms and TFLOP/s from the real lengths; rows appended to ``$OUT/attention_gluon.csv`` (the
   schema of benchmarks/_results.py) and a Markdown table printed last.
 - ``compile-bwd``: the same counts for the backward's configurations (default and
-  ``--bwd-variants``).
+  ``--bwd-variants``), non-causal and causal.
 - ``bench-bwd`` (GPU): per case, the backward alone (one forward's graph run again) and forward
   + backward of ``jagged_flash_attention`` through the Gluon kernels (switch on), through the
   Triton kernels, and of varlen_attn, and the Gluon backward's launcher variants (backward
@@ -225,23 +225,24 @@ def part_compile_bwd(dump: Path | None) -> None:
     print(f"\nTriton {triton.__version__}, sm_90, backward\n")
     print(
         "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | split dQ | dQ by TMA | maxnreg "
-        "| registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| causal | registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     configs = [(d, cfg) for d, cfg in glb.CONFIGS.items()]
     configs += [(d, cfg) for d in glb.CONFIGS for cfg, dims in BWD_VARIANTS.values() if d in dims]
     for d, (block_m, stages, num_wg, split_dq, maxnreg, dq_tma) in configs:
         split_dq = split_dq and num_wg == 2
-        const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-                     SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma),
-                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
-        rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64,
-                    dq_desc=(block_m, d // 2 if split_dq else d))  # fmt: skip
-        stem = (f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
-                f"-tma{int(dq_tma)}")  # fmt: skip
-        cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
-        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} | {dq_tma} "
-              f"| {maxnreg} | {cells}")  # fmt: skip
+        for causal in (False, True):
+            const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
+                         SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma),
+                         CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg), IS_CAUSAL=causal)  # fmt: skip
+            rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64,
+                        dq_desc=(block_m, d // 2 if split_dq else d))  # fmt: skip
+            stem = (f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
+                    f"-tma{int(dq_tma)}{'-causal' if causal else ''}")  # fmt: skip
+            cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
+            print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} "
+                  f"| {dq_tma} | {maxnreg} | {causal} | {cells}")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------- bench
