@@ -1,11 +1,11 @@
 """FlashAttention-3-style backward of jagged attention in Gluon, for sm_90.
 
-Serves the non-causal calls the Gluon forward serves (attention_gluon.py: no bias, fp16/bf16,
-head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed; causal backwards run the Triton
-kernels, on either forward's outputs and lse); on sm_90 ``_attn_bwd`` routes them
-here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON``, as the
-forward's: sequences over 256 rows, 2^24 query values, a mean of 128 rows at D=128 and 512 at
-D=64). Inputs as the Triton
+Serves the calls the Gluon forward serves (attention_gluon.py: no bias, causal or not,
+fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed), on either forward's
+outputs and lse; on sm_90 ``_attn_bwd`` routes them here where :func:`auto_config` says this
+kernel measured faster (``SHOPML_ATTN_GLUON``, as the forward's: sequences over 256 rows, 2^24
+query values, a mean of 128 rows at D=128 and 512 at D=64; causal calls only when forced, ``1``:
+not timed on the GPU yet, the Triton kernels serve them under ``auto``). Inputs as the Triton
 backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
 it): q, k, v, o, dO and the forward's natural-log ``lse`` ``(T_q, H)`` fp32; outputs dq, dk,
 dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton kernels').
@@ -43,6 +43,20 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   dV = dV' / scale once at the end. The accumulator's padding rows let the adds go without a
   mask (a block's rows past its sequence's end get exact zeros: their P' columns are 0). A
   cast gives dQ ``(T_q, H, D)`` in the input dtype.
+- Causal (IS_CAUSAL; key j visible from query i iff ``j <= i + Lk - Lq``, bottom-right aligned
+  as the forward's): a key block's loader and consumers run the query blocks from the block of
+  the first query that sees its first key ``n_start``, ``i = n_start - (Lk - Lq)``
+  (:func:`_first_query_block`), to the sequence's end (the last query sees every key): the
+  blocks above the diagonal cost no copies and no matmuls. A warpgroup masks P' (exact zeros:
+  its key row r is visible from column c of the block at ``m_start`` iff ``r <= c + m_start +
+  rows_left - Lq``, one comparison an element) only in the blocks that cross its own diagonal,
+  where column 0 does not see all 64 of its keys; the later blocks run as the non-causal
+  kernel's. That mask also removes keys past the sequence's end (past every diagonal), and the
+  rows that see no key (``Lq > Lk``: lse -inf, so P' = exp2(+inf) before the mask) lie only in
+  masked blocks: the select gives exact zeros, no NaN (S is finite). Both warpgroups of a
+  program run its blocks (the ring's slots and the split dQ's barrier are shared), so the second
+  one's first blocks can be masked whole. With IS_CAUSAL False the generated code is the
+  non-causal kernel's (the PTX of every configuration compared, Triton 3.6 and 3.8).
 - BLOCK_M = 32 query rows (one consumer warpgroup, DQ_TMA): 32 rows are no wgmma M (64 a
   warpgroup), so the warpgroup computes dQ_i^T = K^T dS'^T (D rows: K read transposed from shared
   memory, dS'^T as stored) and stores it transposed into the dQ_i buffer; the rest as above with
@@ -59,7 +73,9 @@ offsets as 64-bit values across the loop, 16 registers); in the first warpgroup 
 as dP^T's initial accumulator, so it is not held spread beside S^T and dP^T (16 registers; the same
 subtraction, done by the wgmma's fp32 accumulation); the loop indexes lse and delta from the
 sequence's first row in int32 (a sequence's rows x H < 2^31, lse's size), dQ from its block
-start in int64.
+start in int64. Causal (the first query block and the diagonal's offset held across the loop, the
+mask in the loop): 56/68 B of spills (Triton 3.6), 5 local loads an iteration in the first
+warpgroup's loop (from the L1), none in the second's; D=64 default 0/0 B.
 
 Occupancy at head dim 64 (the forward's finding: there several programs an SM beat one
 program's big tiles): one consumer warpgroup and the loader warp (padded to a warpgroup) make
@@ -69,14 +85,15 @@ registers at D=64) across the loop and S^T, dP^T (2 x 64 x BLOCK_M / 128) at the
 query rows that is 128 before P'^T, dQ_i and addresses, and maxnreg 80 spills 440/316 B (Triton
 3.6, ptxas: 42 local loads and stores an iteration), with 32 rows (the Triton backward's D=64
 tile: 32 queries against 64 keys, 4 warps) it compiles without spills (at most 134 registers
-used of 136; maxnreg 64, 4 programs an SM, spills 356/360 B). Shared memory (D=64, DQ_TMA):
+used of 136; maxnreg 64, 4 programs an SM, spills 356/360 B; causal at maxnreg 80: 12/12 B,
+stored before the loop and loaded after it). Shared memory (D=64, DQ_TMA):
 72 KiB with 64 query rows, 44 KiB with 32 (2 stages), so the registers set the count.
 Measured: benchmarks/README.md.
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
 block is partial): a non-finite value in a neighbouring sequence's Q or K would make NaN here,
-where the Triton kernels read zeros. Not covered: causal masks, biases, other head dims, fp32.
+where the Triton kernels read zeros. Not covered: biases, other head dims, fp32.
 """
 
 from __future__ import annotations
