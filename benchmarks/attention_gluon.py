@@ -13,19 +13,22 @@ Parts (``--parts``, in this order):
   ms and TFLOP/s from the real lengths; rows appended to ``$OUT/attention_gluon.csv`` (the
   schema of benchmarks/_results.py) and a Markdown table printed last.
 - ``compile-bwd``: the same counts for the backward's configurations (default and
-  ``--bwd-variants``).
+  ``--bwd-variants``), non-causal and causal.
 - ``bench-bwd`` (GPU): per case, the backward alone (one forward's graph run again) and forward
   + backward of ``jagged_flash_attention`` through the Gluon kernels (switch on), through the
   Triton kernels, and of varlen_attn, and the Gluon backward's launcher variants (backward
-  alone); dq, dk, dv checked against the Triton backward's first; alternating rounds as
-  ``bench``; TFLOP/s from 2.5 (backward) and 3.5 (both) times the forward's FLOPs, as
-  FlashAttention counts them; rows into the same CSV.
+  alone); dq, dk, dv checked against the Triton backward's first (and the switched-on call's
+  Gluon backward launches counted: causal calls take it only forced, as here); alternating
+  rounds as ``bench``; TFLOP/s from 2.5 (backward) and 3.5 (both) times the forward's FLOPs, as
+  FlashAttention counts them (causal: halved); rows into the same CSV.
 
 Usage: PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts compile,compile-bwd  # CPU
        PYTHONPATH=src SHOPML_GIT_SHA=<sha> python3 benchmarks/attention_gluon.py  # GPU
        PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts bench-bwd     # GPU
        PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts bench \
            --cases 512x1024x4x128x0.5xcausal --variants own1_bn64_s3_r128     # GPU, causal
+       PYTHONPATH=src python3 benchmarks/attention_gluon.py --parts bench-bwd \
+           --cases 256x4096x2x64x0.25xcausal --bwd-variants tma_1wg_r128      # GPU, causal
 """
 
 from __future__ import annotations
@@ -225,23 +228,24 @@ def part_compile_bwd(dump: Path | None) -> None:
     print(f"\nTriton {triton.__version__}, sm_90, backward\n")
     print(
         "| D | BLOCK_M | BLOCK_N | stages | consumer WGs | split dQ | dQ by TMA | maxnreg "
-        "| registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| causal | registers | spill st/ld B | smem B | wgmma (PTX) | setmaxnreg | compile s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     configs = [(d, cfg) for d, cfg in glb.CONFIGS.items()]
     configs += [(d, cfg) for d in glb.CONFIGS for cfg, dims in BWD_VARIANTS.values() if d in dims]
     for d, (block_m, stages, num_wg, split_dq, maxnreg, dq_tma) in configs:
         split_dq = split_dq and num_wg == 2
-        const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
-                     SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma),
-                     CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg))  # fmt: skip
-        rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64,
-                    dq_desc=(block_m, d // 2 if split_dq else d))  # fmt: skip
-        stem = (f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
-                f"-tma{int(dq_tma)}")  # fmt: skip
-        cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
-        print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} | {dq_tma} "
-              f"| {maxnreg} | {cells}")  # fmt: skip
+        for causal in (False, True):
+            const = dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
+                         SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma),
+                         CONSUMER_REGS=glu.consumer_regs(num_wg, maxnreg), IS_CAUSAL=causal)  # fmt: skip
+            rows = dict(q_desc=block_m, do_desc=block_m, k_desc=64, v_desc=64,
+                        dq_desc=(block_m, d // 2 if split_dq else d))  # fmt: skip
+            stem = (f"bwd-d{d}-bm{block_m}-s{stages}-wg{num_wg}-sp{int(split_dq)}-r{maxnreg}"
+                    f"-tma{int(dq_tma)}{'-causal' if causal else ''}")  # fmt: skip
+            cells = _compile(glb._attn_bwd_gluon_kernel, const, rows, d, maxnreg, dump, stem)
+            print(f"| {d} | {block_m} | {64 * num_wg} | {stages} | {num_wg} | {split_dq} "
+                  f"| {dq_tma} | {maxnreg} | {causal} | {cells}")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------- bench
@@ -273,22 +277,25 @@ def _providers(case, variants: list[str]) -> dict:  # noqa: ANN001
     return provs
 
 
-def _routed(fn) -> int:  # noqa: ANN001
-    """Launches of the Gluon kernel in one call of ``fn`` with the switch on (1: routed)."""
+def _routed(fn, bwd: bool = False) -> int:  # noqa: ANN001
+    """Calls of the Gluon forward's launcher (``bwd``: the backward's) in one call of ``fn``
+    with the switch on (1: routed)."""
     from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton import attention_gluon_bwd as glb
 
-    calls, original = [], glu._attn_fwd_gluon
+    mod, name = (glb, "_attn_bwd_gluon") if bwd else (glu, "_attn_fwd_gluon")
+    calls, original = [], getattr(mod, name)
 
     def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(1)
         return original(*args, **kwargs)
 
-    glu._attn_fwd_gluon = counted
+    setattr(mod, name, counted)
     try:
         _activate("gluon")
         fn()
     finally:
-        glu._attn_fwd_gluon = original
+        setattr(mod, name, original)
     return len(calls)
 
 
@@ -364,7 +371,7 @@ def _bwd_providers(case, variants: list[str]) -> tuple[dict, dict]:  # noqa: ANN
 
     n, causal = case.cfg["N"], case.cfg["causal"]
     provs = {}
-    for name in ("gluon", "triton"):  # (causal, the switch on: the Gluon forward only)
+    for name in ("gluon", "triton"):  # (the switch on: both Gluon kernels, causal or not)
         q, k, v = (t.detach().clone().requires_grad_() for t in (case.q, case.k, case.v))
         provs[name] = (
             lambda q=q, k=k, v=v: jagged_flash_attention(q, k, v, case.offsets, n, causal=causal),
@@ -376,14 +383,14 @@ def _bwd_providers(case, variants: list[str]) -> tuple[dict, dict]:  # noqa: ANN
     scale = case.cfg["D"] ** -0.5
     with torch.no_grad():
         out, lse = _attn_fwd(case.q, case.k, case.v, case.offsets, case.offsets, *[None] * 6, n,
-                             n, scale, 1.0, False, False, True)  # fmt: skip
+                             n, scale, 1.0, causal, False, True)  # fmt: skip
     only = {}
-    for name in variants if not causal else ():  # (no Gluon backward for causal masks)
+    for name in variants:
         cfg, dims = BWD_VARIANTS[name]
         if case.cfg["D"] in dims:
             only[f"gluon_{name}"] = lambda cfg=cfg: glb._attn_bwd_gluon(
                 case.grad, case.q, case.k, case.v, out, lse, case.offsets, case.offsets, n, n,
-                scale, config=cfg,
+                scale, config=cfg, causal=causal,
             )  # fmt: skip
     return provs, only
 
@@ -415,8 +422,16 @@ def part_bench_bwd(rounds: int, variants: list[str], cases: list[dict]) -> None:
         errs = {p: [round((a - b).abs().max().item(), 5) for a, b in zip(g, base, strict=True)]
                 for p, g in grads.items()}  # fmt: skip
         scale = [round(g.abs().max().item(), 4) for g in base]
-        checks.append(dict(cfg, max_abs_dqkv_vs_triton=errs, triton_max_abs_dqkv=scale))
-        log(f"check {cfg}: max |dq, dk, dv - triton| {errs} (triton max |.| {scale})")
+        fn, inputs, grad = provs["gluon"]
+        launches = _routed(lambda fn=fn, grad=grad: fn().backward(grad), bwd=True)
+        for x in inputs:
+            x.grad = None
+        checks.append(dict(cfg, max_abs_dqkv_vs_triton=errs, triton_max_abs_dqkv=scale,
+                           gluon_bwd_launches=launches))  # fmt: skip
+        log(
+            f"check {cfg}: max |dq, dk, dv - triton| {errs} (triton max |.| {scale}, Gluon "
+            f"backward launches of the switched-on call {launches})"
+        )
         (OUT / "attention_gluon_bwd_check.json").write_text(json.dumps(checks, indent=1))
         del grads, base
         times = {(p, m): [] for p in provs for m in ("bwd", "fwd+bwd")}

@@ -8,7 +8,9 @@
 #   bash benchmarks/run_attention_gpu.sh graph     # the same grid replayed from CUDA graphs (device time)
 #   bash benchmarks/run_attention_gpu.sh host      # eager host time against varlen_attn
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
-#   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon forward: its tests, timed
+#   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon kernels' tests; the causal
+#                                                  # Gluon backward timed (forced) against Triton
+#   bash benchmarks/run_attention_gpu.sh causal-fwd  # the causal Gluon forward timed
 #
 # Several parts may be given (`... tests variants`). Logs and CSVs go to $OUT (default
 # /tmp/attention_out); the commands are the ones benchmarks/README.md quotes. Give the commit as
@@ -64,19 +66,31 @@ for part in "$@"; do
         --deadline 480 > "$OUT/cold.log" 2>&1
       tail -20 "$OUT/cold.log" ;;
     causal)
-      # the causal Gluon forward's GPU tests (both tilings, D=64/128, self and cross attention),
-      # then the forward timed (switch on) against the Triton forward and varlen_attn, with the
-      # launcher configurations that could serve it (CAUSAL_TIME seconds at most for each)
+      # the causal Gluon forward's and backward's GPU tests (the forward's tilings and the
+      # backward's configurations, D=64/128, self and cross attention, rows that see no key),
+      # then the backward alone and forward + backward timed with both Gluon kernels (switch on:
+      # auto keeps causal backwards on Triton until timed) against the Triton kernels and
+      # varlen_attn, with two of the backward's occupancy configurations; HSTU-like D=128 cases
+      # first (CAUSAL_TIME seconds at most for each command)
       SHOPML_ATTN_AUTOTUNE=0 timeout -k 5 "${CAUSAL_TIME:-280}" python3 -m pytest -q -m gpu \
         -p no:cacheprovider -k "causal or switch_routes" tests/jagged/test_attention_gluon.py \
-        > "$OUT/causal_tests.log" 2>&1
+        tests/jagged/test_attention_gluon_bwd.py > "$OUT/causal_tests.log" 2>&1
       grep -v DEBUG "$OUT/causal_tests.log" | grep -E "passed|failed|FAILED|Error" | tail -15
+      SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 "${CAUSAL_TIME:-280}" \
+        python3 benchmarks/attention_gluon.py --parts bench-bwd --rounds 3 \
+        --bwd-variants tma_1wg_r128,bm32_r128 \
+        --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
+        > "$OUT/causal_bwd_bench.log" 2>&1
+      grep -E "^\| |check" "$OUT/causal_bwd_bench.log" | tail -60 ;;
+    causal-fwd)
+      # the causal Gluon forward timed (switch on) against the Triton forward and varlen_attn,
+      # with the launcher configurations that could serve it (CAUSAL_TIME seconds at most)
       SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 "${CAUSAL_TIME:-280}" \
         python3 benchmarks/attention_gluon.py --parts bench --rounds 3 \
         --variants bn64,own2_bn64_s2,own1_bn64_r128,own1_bn64_s3_r128,own1_bn64_r80,3wg \
         --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
         > "$OUT/causal_bench.log" 2>&1
       grep "^| " "$OUT/causal_bench.log" | tail -60 ;;
-    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal, host)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal, causal-fwd, host)" >&2; exit 2 ;;
   esac
 done

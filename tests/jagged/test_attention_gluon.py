@@ -201,16 +201,16 @@ def test_gluon_causal_forward_matches_reference(
 
 
 @pytest.mark.gpu
-def test_causal_backward_stays_with_triton_after_a_gluon_forward(monkeypatch, attn_switch):
-    """``SHOPML_ATTN_GLUON=1``, causal: the forward runs through the Gluon kernel, the backward
-    (no Gluon form for causal masks) through the Triton kernels on its outputs and lse; the
-    gradients match the reference's, cross attention with rows that see no key included."""
+def test_causal_gradients_through_both_gluon_kernels(monkeypatch, attn_switch):
+    """``SHOPML_ATTN_GLUON=1``, causal: the forward and the backward run through the Gluon
+    kernels; the gradients match the reference's, cross attention with rows that see no key
+    included."""
     _sm90()
     calls = _count_gluon_launches(monkeypatch)
     attn_switch("SHOPML_ATTN_GLUON", "1")
     _public_gradients_match_reference([300, 70, 1, 129], [200, 130, 0, 129], 128, seed=7,
                                       causal=True)  # fmt: skip
-    assert calls == {"fwd": 1, "bwd": 0}
+    assert calls == {"fwd": 1, "bwd": 1}
 
 
 @pytest.mark.gpu
@@ -305,7 +305,7 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     rows (own 64-row tiles at D=64 and for short mean lengths at D=128, the ping-pong
     warpgroups for long ones), the Gluon backward at D=128 from a mean of 128 rows and at D=64 from
     512; ``1`` takes them everywhere they can run; nothing Gluon off sm_90 or with a bias.
-    Causal: the forward as the others, the Gluon backward never."""
+    Causal: the forward as the others, the Gluon backward only when forced (not timed yet)."""
     from shopml.jagged.triton import attention_common
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
@@ -332,6 +332,11 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glb.auto_config(q(big, 128), 16, 257) == glb.CONFIGS[128]
     assert glb.auto_config(q(big - 1, 128), 16, 4096) is None  # under 2^24 values
     assert glb.auto_config(q(big, 128), big // 127, 4096) is None  # a mean under 128 rows
+    # causal: the Triton backward unless forced, then the non-causal choice
+    assert glb.auto_config(q(2 * big, 64), 16, 4096, causal=True) is None
+    assert glb.auto_config(q(big, 128), 16, 257, causal=True) is None
+    assert glb.auto_config(q(1000, 64), 16, 4096, True, True) == glb.CONFIGS[64]
+    assert glb.auto_config(q(big, 128), 16, 257, True, True) == glb.CONFIGS[128]
     # the switch: off wherever the kernels cannot run, before any device query
     cpu = torch.empty(4, 2, 64, dtype=torch.bfloat16)
     assert _gluon_mode(cpu, False) == "0"
@@ -346,13 +351,13 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert _gluon_mode(gpu, True) == "0"
     attn_switch("SHOPML_ATTN_GLUON", "1")
     assert _gluon_mode(gpu, False) == "1"
-    # the kernels' own checks on such a device: the forward takes causal calls, the backward
-    # refuses them (the Triton backward runs on the Gluon forward's outputs)
+    # the kernels' own checks on such a device: both take causal calls (auto_config decides)
     monkeypatch.setattr(glu, "_sm90_exactly", lambda index: True)
     t = _FakeCuda(1000, 2, 64)
     assert glu.gluon_ok(t, t, t, 0.125)
     assert glb.gluon_bwd_ok(t, t, t, t, False, 0.125)
-    assert not glb.gluon_bwd_ok(t, t, t, t, True, 0.125)
+    assert glb.gluon_bwd_ok(t, t, t, t, True, 0.125)
+    assert not glb.gluon_bwd_ok(t, t, t, t, True, -0.125)  # (the forward's checks still apply)
     attn_switch("SHOPML_ATTN_GLUON", "yes")
     with pytest.raises(ValueError, match="SHOPML_ATTN_GLUON"):
         _gluon_mode(cpu, False)
@@ -360,10 +365,18 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(
-    ("dim", "lengths", "fwd_calls", "bwd_calls"),
-    [(128, [700, 300, 0, 5], 1, 1), (64, [700, 300, 0, 5], 1, 0), (128, [256, 200, 1], 0, 0)],
+    ("dim", "lengths", "causal", "fwd_calls", "bwd_calls"),
+    [
+        (128, [700, 300, 0, 5], False, 1, 1),
+        (64, [700, 300, 0, 5], False, 1, 0),
+        (128, [256, 200, 1], False, 0, 0),
+        (128, [700, 300, 0, 5], True, 1, 0),  # causal: the Triton backward (untimed Gluon one)
+    ],
+    ids=["d128", "d64", "short", "causal-d128"],
 )
-def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_calls, bwd_calls):
+def test_auto_routing_on_the_gpu(
+    monkeypatch, attn_switch, dim, lengths, causal, fwd_calls, bwd_calls
+):
     """The default switch on an sm_90 GPU: the Gluon kernels run where ``auto_config`` says and
     the public op's gradients match the reference's."""
     _sm90()
@@ -375,7 +388,7 @@ def test_auto_routing_on_the_gpu(monkeypatch, attn_switch, dim, lengths, fwd_cal
         monkeypatch.setattr(mod, "MIN_ELEMENTS", 0)
     monkeypatch.delenv("SHOPML_ATTN_GLUON", raising=False)  # the default
     attn_switch("SHOPML_ATTN_ORDER", "0")  # (rereads the switches)
-    _public_gradients_match_reference(lengths, lengths, dim, seed=5)
+    _public_gradients_match_reference(lengths, lengths, dim, seed=5, causal=causal)
     assert calls == {"fwd": fwd_calls, "bwd": bwd_calls}
 
 

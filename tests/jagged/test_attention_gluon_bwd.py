@@ -13,7 +13,7 @@ from shopml.jagged import attention_reference as ref
 from shopml.jagged.triton.attention_bwd import _attn_bwd
 from shopml.jagged.triton.attention_fwd import _attn_fwd
 
-from .test_attention_gluon import CASES, _inputs, _offsets, _sm90
+from .test_attention_gluon import CASES, CAUSAL_CASES, _inputs, _offsets, _sm90
 
 pytestmark = pytest.mark.gpu
 
@@ -71,11 +71,11 @@ def _grad_out(lengths, heads, dim, dtype, seed):  # noqa: ANN001, ANN202
     return torch.randn(sum(lengths), heads, dim, generator=gen).to("cuda", dtype)
 
 
-def _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, math_dtype):  # noqa: ANN001, ANN202
+def _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, math_dtype, causal=False):  # noqa: ANN001, ANN202
     """(dq, dk, dv) of the reference in ``math_dtype`` (inputs cast to it), through autograd."""
     leaves = [t.detach().to(math_dtype).requires_grad_() for t in (q, k, v)]
     out = ref.jagged_flash_attention(*leaves, qo, mq, k_offsets=ko, max_seqlen_k=mk, scale=scale,
-                                     math_dtype=math_dtype)  # fmt: skip
+                                     causal=causal, math_dtype=math_dtype)  # fmt: skip
     out.backward(do.to(math_dtype))
     return [t.grad for t in leaves]
 
@@ -117,22 +117,87 @@ def test_gluon_backward_matches_reference(
             torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
 
 
+# causal (id, query lengths, key lengths or None): the forward's cases (lengths around the 64-row
+# blocks and 128-key tiles, cross attention with more keys, and with more queries: rows that see
+# no key) and sequences with queries but no keys and keys but no queries
+CAUSAL_BWD_CASES = [
+    *CAUSAL_CASES,
+    ("empty_sides", [0, 130, 0, 1, 64, 200], [129, 0, 1, 0, 200, 63]),
+]
+# causal (configuration, head dim, dtype): the default at both head dims in both dtypes; one
+# warpgroup (atomic adds, the copy engine's reduction); each warpgroup a whole dQ_i; 128 query
+# rows a block; 32 query rows a block (dQ_i^T) at 80 and 128 registers
+CAUSAL_CONFIG_CASES = [
+    ("default", 64, torch.bfloat16),
+    ("default", 128, torch.bfloat16),
+    ("default", 64, torch.float16),
+    ("default", 128, torch.float16),
+    ("one_warpgroup", 128, torch.bfloat16),
+    ("tma_one_warpgroup", 64, torch.bfloat16),
+    ("no_split", 64, torch.bfloat16),
+    ("bm128", 64, torch.bfloat16),
+    ("bm32_r80", 64, torch.bfloat16),
+    ("bm32_r128", 128, torch.bfloat16),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "lengths_q", "lengths_k"), CAUSAL_BWD_CASES, ids=[c[0] for c in CAUSAL_BWD_CASES]
+)
+@pytest.mark.parametrize(
+    ("config", "dim", "dtype"),
+    CAUSAL_CONFIG_CASES,
+    ids=[f"{c}-d{d}-{str(t)[6:]}" for c, d, t in CAUSAL_CONFIG_CASES],
+)
+def test_gluon_causal_backward_matches_reference(
+    case, lengths_q, lengths_k, config, dim, dtype, attn_switch
+):
+    """The causal mask (key j visible from query i iff j <= i + Lk - Lq): dq, dk, dv as the
+    reference's (and the Triton backward's); rows that see no key (lse -inf) get dq exactly 0,
+    keys without queries dk = dv = 0."""
+    _sm90()
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd, _attn_bwd below: the Triton kernels
+    from shopml.jagged.triton import attention_gluon_bwd as glb
+
+    lengths_k = lengths_k or lengths_q
+    heads = 3
+    q, k, v = _inputs(lengths_q, lengths_k, heads, dim, dtype, seed=2)
+    do = _grad_out(lengths_q, heads, dim, dtype, seed=3)
+    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
+    mq, mk = max(lengths_q), max(lengths_k)
+    scale = 1.0 / math.sqrt(dim)
+    assert glb.gluon_bwd_ok(q, k, v, do, True, scale)
+    out, lse = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, True, False, True)
+    grads = glb._attn_bwd_gluon(do, q, k, v, out, lse, qo, ko, mq, mk, scale,
+                                config=CONFIGS[config], causal=True)  # fmt: skip
+    refs32 = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, torch.float32, causal=True)
+    refslow = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, dtype, causal=True)
+    for name, g, r32, rlow in zip("qkv", grads, refs32, refslow, strict=True):
+        assert torch.isfinite(g).all(), f"d{name}: not finite"
+        assert_matches_reference(g, r32, rlow, name=f"d{name}")
+    blind = torch.isneginf(lse)  # (T_q, H): rows that see no key
+    if case == "more_queries":
+        assert blind.any()
+    assert torch.all(grads[0][blind] == 0)
+    pairs = zip(lengths_q, lengths_k, strict=True)
+    no_queries = torch.cat([torch.full((lk,), lq == 0) for lq, lk in pairs]).cuda()  # key rows
+    assert torch.all(grads[1][no_queries] == 0) and torch.all(grads[2][no_queries] == 0)
+    if config == "default":  # the Triton backward on the same inputs: the same contract
+        triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *[None] * 6, mq, mk, scale, 1.0,
+                                 True, False)[:3]  # fmt: skip
+        for g, t in zip(grads, triton_grads, strict=True):
+            torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
+
+
 # a batch whose grid keeps every SM busy with several programs at once (the cases above launch
 # fewer programs than an H200 has SMs, so there configurations of 2-3 programs an SM never share
 # one); lengths 1-1024
 MANY = torch.randint(1, 1025, (128,), generator=torch.Generator().manual_seed(5)).tolist()
 
 
-@pytest.mark.parametrize(
-    "config",
-    ["default", "tma_one_warpgroup", "tma_one_warpgroup_r128", "bm32_r80", "bm32_s3_r80",
-     "bm32_r128", "atomic_1wg_r128"],
-)  # fmt: skip
-def test_gluon_backward_many_programs_match_triton(config, attn_switch):
+def _many_programs_match_triton(config: str, causal: bool) -> None:
     """Many programs an SM (B=128, H=2, D=64, about 2000 live key blocks): finite gradients
     within the default's contract of the Triton backward's."""
-    _sm90()
-    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd, _attn_bwd below: the Triton kernels
     from shopml.jagged.triton import attention_gluon_bwd as glb
 
     heads, dim = 2, 64
@@ -141,20 +206,39 @@ def test_gluon_backward_many_programs_match_triton(config, attn_switch):
     qo = _offsets(MANY)
     n = max(MANY)
     scale = dim**-0.5
-    out, lse = _attn_fwd(q, k, v, qo, qo, *[None] * 6, n, n, scale, 1.0, False, False, True)
+    out, lse = _attn_fwd(q, k, v, qo, qo, *[None] * 6, n, n, scale, 1.0, causal, False, True)
     grads = glb._attn_bwd_gluon(do, q, k, v, out, lse, qo, qo, n, n, scale,
-                                config=CONFIGS[config])  # fmt: skip
-    triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, qo, *[None] * 6, n, n, scale, 1.0, False,
+                                config=CONFIGS[config], causal=causal)  # fmt: skip
+    triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, qo, *[None] * 6, n, n, scale, 1.0, causal,
                              False)[:3]  # fmt: skip
     for name, g, t in zip("qkv", grads, triton_grads, strict=True):
         assert torch.isfinite(g).all(), f"d{name}: not finite"
         torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
 
 
+@pytest.mark.parametrize(
+    "config",
+    ["default", "tma_one_warpgroup", "tma_one_warpgroup_r128", "bm32_r80", "bm32_s3_r80",
+     "bm32_r128", "atomic_1wg_r128"],
+)  # fmt: skip
+def test_gluon_backward_many_programs_match_triton(config, attn_switch):
+    _sm90()
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd, _attn_bwd below: the Triton kernels
+    _many_programs_match_triton(config, causal=False)
+
+
+@pytest.mark.parametrize("config", ["default", "tma_one_warpgroup_r128", "bm32_r80"])
+def test_gluon_causal_backward_many_programs_match_triton(config, attn_switch):
+    """As above, causal: programs of the same sequence run different counts of query blocks."""
+    _sm90()
+    attn_switch("SHOPML_ATTN_GLUON", "0")
+    _many_programs_match_triton(config, causal=True)
+
+
 def test_switch_routes_the_backward_and_keeps_the_contract(monkeypatch, attn_switch):
-    """``SHOPML_ATTN_GLUON=1``: the bias-free, non-causal backward goes through the Gluon
+    """``SHOPML_ATTN_GLUON=1``: the bias-free backward, causal or not, goes through the Gluon
     kernel, post_scale and a max_seqlen below the longest sequence (key rows past it 0 with
-    zero_init) included; causal calls keep the Triton kernels."""
+    zero_init) included."""
     _sm90()
     from shopml.jagged.triton import attention_gluon_bwd as glb
 
@@ -171,20 +255,20 @@ def test_switch_routes_the_backward_and_keeps_the_contract(monkeypatch, attn_swi
     do = _grad_out(lengths, 2, 64, torch.bfloat16, seed=2)
     qo = _offsets(lengths)
     scale, post = 0.125, 0.5
-    out, lse = _attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, False, False, True)
-    results = []
-    for value in ("1", "0"):
-        attn_switch("SHOPML_ATTN_GLUON", value)
-        results.append(_attn_bwd(do, q, k, v, out, lse, qo, qo, *[None] * 6, 256, 256, scale,
-                                 post, False, False)[:3])  # fmt: skip
-    assert len(calls) == 1
-    for g, t in zip(*results, strict=True):
-        torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
-    for g in results[0]:
-        assert torch.all(g[256:300] == 0)
-    attn_switch("SHOPML_ATTN_GLUON", "1")
-    _attn_bwd(do, q, k, v, out, lse, qo, qo, *[None] * 6, 256, 256, scale, post, True, False)
-    assert len(calls) == 1
+    for causal in (False, True):
+        attn_switch("SHOPML_ATTN_GLUON", "0")
+        out, lse = _attn_fwd(q, k, v, qo, qo, *[None] * 6, 256, 256, scale, post, causal, False,
+                             True)  # fmt: skip
+        results = []
+        for value in ("1", "0"):
+            attn_switch("SHOPML_ATTN_GLUON", value)
+            results.append(_attn_bwd(do, q, k, v, out, lse, qo, qo, *[None] * 6, 256, 256, scale,
+                                     post, causal, False)[:3])  # fmt: skip
+        assert len(calls) == 1 + causal
+        for g, t in zip(*results, strict=True):
+            torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
+        for g in results[0]:
+            assert torch.all(g[256:300] == 0)
 
 
 def test_public_function_gradients_through_gluon(attn_switch):

@@ -347,11 +347,12 @@ def _attn_bwd(
     if gluon != "0":  # FA3's backward in Gluon (imported here only: import time)
         from shopml.jagged.triton import attention_gluon_bwd as glb
 
-        config = glb.auto_config(q, q_offsets.numel() - 1, max_seqlen_k, forced=gluon == "1")
+        config = glb.auto_config(q, q_offsets.numel() - 1, max_seqlen_k, forced=gluon == "1",
+                                 causal=causal)  # fmt: skip
         if config is not None and glb.gluon_bwd_ok(q, k, v, do, causal, scale):
             dq, dk, dv = glb._attn_bwd_gluon(do, q, k, v, out_for_delta, lse, q_offsets,
                                              k_offsets, max_seqlen_q, max_seqlen_k, scale,
-                                             zero_init, config)  # fmt: skip
+                                             zero_init, config, causal)  # fmt: skip
             return dq, dk, dv, None, None
     variant = _bwd_variant(q, head_dim)
     # every row of a (non-truncated) sequence is written by the kernels

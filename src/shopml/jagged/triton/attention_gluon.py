@@ -6,8 +6,7 @@ causal or not, fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads pac
 natural-log ``lse`` ``(T_q, H)`` fp32; a row that sees no key (its sequence has none, or
 causal with ``Lq > Lk``) outputs 0 with lse -inf. On sm_90 ``_attn_fwd`` routes such calls
 here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON=auto``,
-the default; causal calls not yet: not timed on the GPU), every such call (``1``) or none
-(``0``).
+the default; causal calls too since session 14), every such call (``1``) or none (``0``).
 
 Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives):
 - tiles of BLOCK_M = 64 x NUM_WG query rows, numbered query block fastest, then sample, then

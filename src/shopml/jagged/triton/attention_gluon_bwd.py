@@ -1,11 +1,11 @@
 """FlashAttention-3-style backward of jagged attention in Gluon, for sm_90.
 
-Serves the non-causal calls the Gluon forward serves (attention_gluon.py: no bias, fp16/bf16,
-head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed; causal backwards run the Triton
-kernels, on either forward's outputs and lse); on sm_90 ``_attn_bwd`` routes them
-here where :func:`auto_config` says this kernel measured faster (``SHOPML_ATTN_GLUON``, as the
-forward's: sequences over 256 rows, 2^24 query values, a mean of 128 rows at D=128 and 512 at
-D=64). Inputs as the Triton
+Serves the calls the Gluon forward serves (attention_gluon.py: no bias, causal or not,
+fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed), on either forward's
+outputs and lse; on sm_90 ``_attn_bwd`` routes them here where :func:`auto_config` says this
+kernel measured faster (``SHOPML_ATTN_GLUON``, as the forward's: sequences over 256 rows, 2^24
+query values, a mean of 128 rows at D=128 and 512 at D=64; causal calls only when forced, ``1``:
+not timed on the GPU yet, the Triton kernels serve them under ``auto``). Inputs as the Triton
 backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
 it): q, k, v, o, dO and the forward's natural-log ``lse`` ``(T_q, H)`` fp32; outputs dq, dk,
 dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton kernels').
@@ -43,6 +43,20 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   dV = dV' / scale once at the end. The accumulator's padding rows let the adds go without a
   mask (a block's rows past its sequence's end get exact zeros: their P' columns are 0). A
   cast gives dQ ``(T_q, H, D)`` in the input dtype.
+- Causal (IS_CAUSAL; key j visible from query i iff ``j <= i + Lk - Lq``, bottom-right aligned
+  as the forward's): a key block's loader and consumers run the query blocks from the block of
+  the first query that sees its first key ``n_start``, ``i = n_start - (Lk - Lq)``
+  (:func:`_first_query_block`), to the sequence's end (the last query sees every key): the
+  blocks above the diagonal cost no copies and no matmuls. A warpgroup masks P' (exact zeros:
+  its key row r is visible from column c of the block at ``m_start`` iff ``r <= c + m_start +
+  rows_left - Lq``, one comparison an element) only in the blocks that cross its own diagonal,
+  where column 0 does not see all 64 of its keys; the later blocks run as the non-causal
+  kernel's. That mask also removes keys past the sequence's end (past every diagonal), and the
+  rows that see no key (``Lq > Lk``: lse -inf, so P' = exp2(+inf) before the mask) lie only in
+  masked blocks: the select gives exact zeros, no NaN (S is finite). Both warpgroups of a
+  program run its blocks (the ring's slots and the split dQ's barrier are shared), so the second
+  one's first blocks can be masked whole. With IS_CAUSAL False the generated code is the
+  non-causal kernel's (the PTX of every configuration compared, Triton 3.6 and 3.8).
 - BLOCK_M = 32 query rows (one consumer warpgroup, DQ_TMA): 32 rows are no wgmma M (64 a
   warpgroup), so the warpgroup computes dQ_i^T = K^T dS'^T (D rows: K read transposed from shared
   memory, dS'^T as stored) and stores it transposed into the dQ_i buffer; the rest as above with
@@ -59,7 +73,9 @@ offsets as 64-bit values across the loop, 16 registers); in the first warpgroup 
 as dP^T's initial accumulator, so it is not held spread beside S^T and dP^T (16 registers; the same
 subtraction, done by the wgmma's fp32 accumulation); the loop indexes lse and delta from the
 sequence's first row in int32 (a sequence's rows x H < 2^31, lse's size), dQ from its block
-start in int64.
+start in int64. Causal (the first query block and the diagonal's offset held across the loop, the
+mask in the loop): 56/68 B of spills (Triton 3.6), 5 local loads an iteration in the first
+warpgroup's loop (from the L1), none in the second's; D=64 default 0/0 B.
 
 Occupancy at head dim 64 (the forward's finding: there several programs an SM beat one
 program's big tiles): one consumer warpgroup and the loader warp (padded to a warpgroup) make
@@ -69,14 +85,15 @@ registers at D=64) across the loop and S^T, dP^T (2 x 64 x BLOCK_M / 128) at the
 query rows that is 128 before P'^T, dQ_i and addresses, and maxnreg 80 spills 440/316 B (Triton
 3.6, ptxas: 42 local loads and stores an iteration), with 32 rows (the Triton backward's D=64
 tile: 32 queries against 64 keys, 4 warps) it compiles without spills (at most 134 registers
-used of 136; maxnreg 64, 4 programs an SM, spills 356/360 B). Shared memory (D=64, DQ_TMA):
+used of 136; maxnreg 64, 4 programs an SM, spills 356/360 B; causal at maxnreg 80: 12/12 B,
+stored before the loop and loaded after it). Shared memory (D=64, DQ_TMA):
 72 KiB with 64 query rows, 44 KiB with 32 (2 stages), so the registers set the count.
 Measured: benchmarks/README.md.
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
 block is partial): a non-finite value in a neighbouring sequence's Q or K would make NaN here,
-where the Triton kernels read zeros. Not covered: causal masks, biases, other head dims, fp32.
+where the Triton kernels read zeros. Not covered: biases, other head dims, fp32.
 """
 
 from __future__ import annotations
@@ -134,13 +151,16 @@ MIN_MEAN = {64: 512, 128: 128}
 
 
 def auto_config(
-    q: torch.Tensor, batch: int, max_seqlen_k: int, forced: bool = False
+    q: torch.Tensor, batch: int, max_seqlen_k: int, forced: bool = False, causal: bool = False
 ) -> tuple[int, int, int, bool, int, bool] | None:
     """The launcher configuration for this call, or None where the Triton backward is faster
-    (``forced``: never None, for tests)."""
+    (``forced``: never None, for tests). Causal calls: None unless forced (the causal Gluon
+    backward is not timed on the GPU yet); forced, the non-causal choice."""
     d = q.shape[-1]
     if forced:
         return CONFIGS[d]
+    if causal:
+        return None
     mean = MIN_MEAN[d] * max(batch, 1)
     big = q.numel() >= MIN_ELEMENTS and q.shape[0] >= mean
     return CONFIGS[d] if max_seqlen_k > MAX_TRITON and big else None
@@ -149,10 +169,11 @@ def auto_config(
 def gluon_bwd_ok(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, causal: bool, scale: float
 ) -> bool:
-    """Whether this bias-free backward can run here: not causal (the causal backward stays with
-    the Triton kernels, whichever forward ran: the outputs and lse are the same), and the
-    forward's conditions (``attention_gluon.gluon_ok``) for q, k, v and dO."""
-    return not causal and gluon_ok(q, k, v, scale) and gluon_ok(do, k, v, scale)
+    """Whether this bias-free backward (causal or not) can run here: the forward's conditions
+    (``attention_gluon.gluon_ok``) for q, k, v and dO. Either forward's outputs and lse serve it
+    (they are the same)."""
+    del causal  # (kept in the signature: the mask is the caller's choice, both are served)
+    return gluon_ok(q, k, v, scale) and gluon_ok(do, k, v, scale)
 
 
 # ------------------------------------------------------------------ kernel pieces
@@ -186,6 +207,16 @@ def _key_tile(params, BLOCK_N: gl.constexpr):
 
 
 @gluon.jit
+def _first_query_block(q_len, k_left, BLOCK_M: gl.constexpr):
+    """Causal: the first query block that sees a key of this key block, the block of the first
+    query row that sees its first key (``n_start``, this program's first key row):
+    ``i = n_start - (Lk - Lq) = q_len - k_left``, at least 0. Every later block sees one too (the
+    sequence's last query row sees every key), so loader and consumers run the blocks from it to
+    the sequence's end."""
+    return (gl.maximum(q_len - k_left, 0) // BLOCK_M).to(gl.int32)
+
+
+@gluon.jit
 def _store_rows(ptr, stride_t, stride_h, row, rows_left, h, value, layout: gl.constexpr):
     """``value`` (64 x D, in ``layout``) into rows ``row + i`` (i < ``rows_left``) of head h."""
     ROWS: gl.constexpr = value.shape[0]
@@ -210,10 +241,11 @@ def _zero_key_rows(params, k_row, k_left, h, BLOCK_N: gl.constexpr, HEAD_DIM: gl
 
 
 @gluon.jit
-def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
+def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.constexpr):
     """Consumer warpgroup WG: key rows [64 WG, 64 WG + 64) of the block against every query
-    block of the sequence; dK and dV stored at the end. Sizes from the buffers' shapes
-    (constexpr arguments reach worker partitions as tensors in Triton 3.6)."""
+    block of the sequence (causal: those from :func:`_first_query_block` on); dK and dV stored
+    at the end. Sizes from the buffers' shapes (constexpr arguments reach worker partitions as
+    tensors in Triton 3.6; a constexpr bool as such)."""
     k_smem, v_smem, q_bufs, do_bufs, ds_smem, dq_smem, kv_bar, q_bars, do_bars, empty_bars, \
         ds_bars = shared  # fmt: skip
     STAGES: gl.constexpr = q_bufs.shape[0]
@@ -285,13 +317,22 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
     # (H * (T_q + BLOCK_M) rows < 2^31, checked by the launcher), this warpgroup's columns
     dq_row = (h * (stride_dq_h // HEAD_DIM) + q_start).to(gl.int32)
     dq_col = WG * HALF if SPLIT_DQ else 0
+    # causal: the query blocks from ``lo`` on (i counts the iterations: the ring's and the
+    # barriers' counter); key row r of this warpgroup visible from column c of the block at
+    # m_start iff r <= c + m_start + rows_left - q_len (``j <= i + Lk - Lq`` in the sequence)
+    lo = 0
+    if IS_CAUSAL:
+        lo = _first_query_block(q_len, k_left, BLOCK_M)
+        diag = (rows_left - q_len).to(gl.int32)  # column 0 of query block 0: its last key row
+        key_rows = gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, s_layout))
+        cols_s = gl.arange(0, BLOCK_M, layout=col_layout)
     mbarrier.wait(kv_bar.index(0), 0)
-    for i in range(gl.cdiv(q_len, BLOCK_M)):
+    for i in range(gl.cdiv(q_len, BLOCK_M) - lo):
         stage = i % STAGES
         phase = (i // STAGES) & 1
         q = q_bufs.index(stage)
         do = do_bufs.index(stage)
-        m_start = i * BLOCK_M
+        m_start = (i + lo) * BLOCK_M
         # Step 1: lse and delta of the block's queries (+inf past the end: P = 0 there); the
         # base-2 lse less log2(scale) makes P' = scale * P (see the header)
         col_ok = cols < q_len - m_start
@@ -311,7 +352,12 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
             dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         st = warpgroup_mma_wait(1, deps=(st,))
         pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
-        if partial:
+        if IS_CAUSAL:  # only blocks that cross this warpgroup's diagonal: P' = 0 past it
+            last = m_start + diag  # the last key row column 0 sees
+            if last < WG_ROWS - 1:  # (keys past the sequence's end lie past every diagonal)
+                visible = gl.expand_dims(key_rows, 1) <= gl.expand_dims(cols_s + last, 0)
+                pt = gl.where(visible, pt, 0.0)  # exact 0s: also rows with lse -inf (P' inf)
+        elif partial:
             pt = gl.where(gl.expand_dims(key_ok, 1), pt, 0.0)
         # Step 3: dS'^T = P'^T (dP^T - delta) into shared memory; P'^T to registers in the
         # wgmma operand layout (S^T and dP^T die here: the peak is before, 2 x 64 x BLOCK_M)
@@ -361,21 +407,21 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr):
 
 
 @gluon.jit
-def _bwd_first_consumer(shared, params, dq_desc):
+def _bwd_first_consumer(shared, params, dq_desc, IS_CAUSAL: gl.constexpr):
     """The default partition: the first consumer warpgroup (key rows 0-63)."""
-    _bwd_consumer(shared, params, dq_desc, 0)
+    _bwd_consumer(shared, params, dq_desc, 0, IS_CAUSAL)
 
 
 @gluon.jit
-def _bwd_second_consumer(shared, params, dq_desc):
+def _bwd_second_consumer(shared, params, dq_desc, IS_CAUSAL: gl.constexpr):
     """A worker partition of 4 warps: the second consumer warpgroup (key rows 64-127)."""
-    _bwd_consumer(shared, params, dq_desc, 1)
+    _bwd_consumer(shared, params, dq_desc, 1, IS_CAUSAL)
 
 
 @gluon.jit
-def _bwd_loader(descs, shared, params):
+def _bwd_loader(descs, shared, params, IS_CAUSAL: gl.constexpr):
     """The producer warp: the key block's K and V, then per query block Q and dO through the
-    ring of slots."""
+    ring of slots (causal: the blocks from :func:`_first_query_block` on)."""
     q_desc, k_desc, v_desc, do_desc = descs
     k_smem, v_smem, q_bufs, do_bufs, ds_smem, dq_smem, kv_bar, q_bars, do_bars, empty_bars, \
         ds_bars = shared  # fmt: skip
@@ -394,11 +440,14 @@ def _bwd_loader(descs, shared, params):
         tma.async_copy_global_to_shared(k_desc, [row, col], kv_bar.index(0),
                                         k_smem.slice(wg * WG_ROWS, WG_ROWS))  # fmt: skip
         tma.async_copy_global_to_shared(v_desc, [row, col], kv_bar.index(0), v_smem.index(wg))
-    for i in range(gl.cdiv(q_len, BLOCK_M).to(gl.int32)):
+    lo = 0
+    if IS_CAUSAL:
+        lo = _first_query_block(q_len, k_left, BLOCK_M)
+    for i in range((gl.cdiv(q_len, BLOCK_M) - lo).to(gl.int32)):
         stage = i % STAGES
         # a fresh mbarrier counts as having completed the phase before phase 0
         mbarrier.wait(empty_bars.index(stage), ((i // STAGES) & 1) ^ 1)
-        row = (q_start + i * BLOCK_M).to(gl.int32)
+        row = (q_start + (i + lo) * BLOCK_M).to(gl.int32)
         mbarrier.expect(q_bars.index(stage), q_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(q_desc, [row, col], q_bars.index(stage),
                                         q_bufs.index(stage))  # fmt: skip
@@ -415,6 +464,7 @@ def _attn_bwd_gluon_kernel(
     qk_scale, scale, log2_scale,
     HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
     SPLIT_DQ: gl.constexpr, DQ_TMA: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+    IS_CAUSAL: gl.constexpr,
 ):  # fmt: skip
     BLOCK_N: gl.constexpr = WG_ROWS * NUM_WG
     pid = gl.program_id(0)
@@ -469,20 +519,27 @@ def _attn_bwd_gluon_kernel(
     # Step 3: the partitions
     shared = (k_smem, v_smem, q_bufs, do_bufs, ds_smem, dq_smem, kv_bar, q_bars, do_bars,
               empty_bars, ds_bars)  # fmt: skip
-    load_args = ((q_desc, k_desc, v_desc, do_desc), shared, params)
+    # (IS_CAUSAL in the calls' own tuples: a tuple assigned to a name holds it as an i1 value,
+    # and the partition's ``if IS_CAUSAL`` would become a branch on it)
+    descs = (q_desc, k_desc, v_desc, do_desc)
     if NUM_WG == 2:
         gl.warp_specialize(
             [
-                (_bwd_first_consumer, (shared, params, dq_desc)),
-                (_bwd_second_consumer, (shared, params, dq_desc)),
-                (_bwd_loader, load_args),
+                (_bwd_first_consumer, (shared, params, dq_desc, IS_CAUSAL)),
+                (_bwd_second_consumer, (shared, params, dq_desc, IS_CAUSAL)),
+                (_bwd_loader, (descs, shared, params, IS_CAUSAL)),
             ],
             [4, 1],
             [CONSUMER_REGS, 24],
         )
     else:
         gl.warp_specialize(
-            [(_bwd_first_consumer, (shared, params, dq_desc)), (_bwd_loader, load_args)], [1], [24]
+            [
+                (_bwd_first_consumer, (shared, params, dq_desc, IS_CAUSAL)),
+                (_bwd_loader, (descs, shared, params, IS_CAUSAL)),
+            ],
+            [1],
+            [24],
         )
 
 
@@ -504,13 +561,14 @@ def _attn_bwd_gluon(
     scale: float,
     zero_init: bool = True,
     config: tuple[int, int, int, bool, int, bool] | None = None,
+    causal: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of jagged attention through the Gluon kernel (inputs as ``_attn_bwd``'s,
     ``do`` and ``out`` after its post-scale fold; check :func:`gluon_bwd_ok` first).
     ``zero_init``: key rows the kernel does not write (past ``max_seqlen_k``) hold 0 (query rows
     always do). ``config``: (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA: 0 for atomic
-    adds, else the dQ_i buffers a warpgroup), default
-    ``CONFIGS[D]``."""
+    adds, else the dQ_i buffers a warpgroup), default ``CONFIGS[D]``. ``causal``: key j visible
+    from query i iff ``j <= i + Lk - Lq`` (bottom-right aligned, as the forward's)."""
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
     alloc = torch.zeros_like if zero_init else torch.empty_like
@@ -552,7 +610,7 @@ def _attn_bwd_gluon(
          batch, scale * LOG2E, scale, math.log2(scale)),
         dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
              SPLIT_DQ=split_dq, DQ_TMA=int(dq_tma), CONSUMER_REGS=consumer_regs(num_wg, maxnreg),
-             num_warps=4, maxnreg=maxnreg),
+             IS_CAUSAL=causal, num_warps=4, maxnreg=maxnreg),
     )  # fmt: skip
     if dry_run():  # inside launch.collecting: both launchers recorded their compiles, launched
         return torch.empty_like(q), dk, dv  # nothing; outputs unwritten
