@@ -89,32 +89,40 @@ def test_gluon_backward_matches_reference(
     case, lengths_q, lengths_k, dim, dtype, config, attn_switch
 ):
     _sm90()
-    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd, _attn_bwd below: the Triton kernels
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # the helper's _attn_fwd, _attn_bwd: the Triton kernels
     if config in D64_ONLY and dim > 64:  # bm128: 263 KB of shared memory at D=128 (227 KB)
         pytest.skip("a head-dim-64 configuration (shared memory or registers)")
+    _gluon_grads_match_reference(lengths_q, lengths_k, dim, dtype, config, False, seed=0)
+
+
+def _gluon_grads_match_reference(lengths_q, lengths_k, dim, dtype, config, causal, seed):  # noqa: ANN001, ANN202
+    """One forward (Triton) and the Gluon backward under ``config``: finite dq, dk, dv within the
+    reference's contract, and (default config) within the Triton backward's; returns the
+    gradients and the forward's lse. Inputs from ``seed``, dO from ``seed + 1``."""
     from shopml.jagged.triton import attention_gluon_bwd as glb
 
     lengths_k = lengths_k or lengths_q
     heads = 3
-    q, k, v = _inputs(lengths_q, lengths_k, heads, dim, dtype)
-    do = _grad_out(lengths_q, heads, dim, dtype, seed=1)
+    q, k, v = _inputs(lengths_q, lengths_k, heads, dim, dtype, seed=seed)
+    do = _grad_out(lengths_q, heads, dim, dtype, seed=seed + 1)
     qo, ko = _offsets(lengths_q), _offsets(lengths_k)
     mq, mk = max(lengths_q), max(lengths_k)
     scale = 1.0 / math.sqrt(dim)
-    assert glb.gluon_bwd_ok(q, k, v, do, False, scale)
-    out, lse = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, False, False, True)
+    assert glb.gluon_bwd_ok(q, k, v, do, causal, scale)
+    out, lse = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, causal, False, True)
     grads = glb._attn_bwd_gluon(do, q, k, v, out, lse, qo, ko, mq, mk, scale,
-                                config=CONFIGS[config])  # fmt: skip
-    refs32 = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, torch.float32)
-    refslow = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, dtype)
+                                config=CONFIGS[config], causal=causal)  # fmt: skip
+    refs32 = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, torch.float32, causal=causal)
+    refslow = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, dtype, causal=causal)
     for name, g, r32, rlow in zip("qkv", grads, refs32, refslow, strict=True):
         assert torch.isfinite(g).all(), f"d{name}: not finite"
         assert_matches_reference(g, r32, rlow, name=f"d{name}")
     if config == "default":  # the Triton backward on the same inputs: the same contract
         triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *[None] * 6, mq, mk, scale, 1.0,
-                                 False, False)[:3]  # fmt: skip
+                                 causal, False)[:3]  # fmt: skip
         for g, t in zip(grads, triton_grads, strict=True):
             torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
+    return grads, lse
 
 
 # causal (id, query lengths, key lengths or None): the forward's cases (lengths around the 64-row
@@ -156,37 +164,16 @@ def test_gluon_causal_backward_matches_reference(
     reference's (and the Triton backward's); rows that see no key (lse -inf) get dq exactly 0,
     keys without queries dk = dv = 0."""
     _sm90()
-    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd, _attn_bwd below: the Triton kernels
-    from shopml.jagged.triton import attention_gluon_bwd as glb
-
-    lengths_k = lengths_k or lengths_q
-    heads = 3
-    q, k, v = _inputs(lengths_q, lengths_k, heads, dim, dtype, seed=2)
-    do = _grad_out(lengths_q, heads, dim, dtype, seed=3)
-    qo, ko = _offsets(lengths_q), _offsets(lengths_k)
-    mq, mk = max(lengths_q), max(lengths_k)
-    scale = 1.0 / math.sqrt(dim)
-    assert glb.gluon_bwd_ok(q, k, v, do, True, scale)
-    out, lse = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, True, False, True)
-    grads = glb._attn_bwd_gluon(do, q, k, v, out, lse, qo, ko, mq, mk, scale,
-                                config=CONFIGS[config], causal=True)  # fmt: skip
-    refs32 = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, torch.float32, causal=True)
-    refslow = _reference_grads(q, k, v, do, qo, ko, mq, mk, scale, dtype, causal=True)
-    for name, g, r32, rlow in zip("qkv", grads, refs32, refslow, strict=True):
-        assert torch.isfinite(g).all(), f"d{name}: not finite"
-        assert_matches_reference(g, r32, rlow, name=f"d{name}")
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # the helper's _attn_fwd, _attn_bwd: the Triton kernels
+    grads, lse = _gluon_grads_match_reference(lengths_q, lengths_k, dim, dtype, config, True,
+                                              seed=2)  # fmt: skip
     blind = torch.isneginf(lse)  # (T_q, H): rows that see no key
     if case == "more_queries":
         assert blind.any()
     assert torch.all(grads[0][blind] == 0)
-    pairs = zip(lengths_q, lengths_k, strict=True)
+    pairs = zip(lengths_q, lengths_k or lengths_q, strict=True)
     no_queries = torch.cat([torch.full((lk,), lq == 0) for lq, lk in pairs]).cuda()  # key rows
     assert torch.all(grads[1][no_queries] == 0) and torch.all(grads[2][no_queries] == 0)
-    if config == "default":  # the Triton backward on the same inputs: the same contract
-        triton_grads = _attn_bwd(do, q, k, v, out, lse, qo, ko, *[None] * 6, mq, mk, scale, 1.0,
-                                 True, False)[:3]  # fmt: skip
-        for g, t in zip(grads, triton_grads, strict=True):
-            torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
 
 
 # a batch whose grid keeps every SM busy with several programs at once (the cases above launch
@@ -223,7 +210,7 @@ def _many_programs_match_triton(config: str, causal: bool) -> None:
 )  # fmt: skip
 def test_gluon_backward_many_programs_match_triton(config, attn_switch):
     _sm90()
-    attn_switch("SHOPML_ATTN_GLUON", "0")  # _attn_fwd, _attn_bwd below: the Triton kernels
+    attn_switch("SHOPML_ATTN_GLUON", "0")  # the helper's _attn_fwd, _attn_bwd: the Triton kernels
     _many_programs_match_triton(config, causal=False)
 
 
