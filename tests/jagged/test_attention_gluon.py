@@ -332,9 +332,11 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glb.auto_config(q(big, 128), 16, 257) == glb.CONFIGS[128]
     assert glb.auto_config(q(big - 1, 128), 16, 4096) is None  # under 2^24 values
     assert glb.auto_config(q(big, 128), big // 127, 4096) is None  # a mean under 128 rows
-    # causal: the Triton backward unless forced, then the non-causal choice
-    assert glb.auto_config(q(2 * big, 64), 16, 4096, causal=True) is None
-    assert glb.auto_config(q(big, 128), 16, 257, causal=True) is None
+    # causal: the same rule
+    assert glb.auto_config(q(2 * big, 64), 16, 4096, causal=True) == glb.CONFIGS[64]
+    assert glb.auto_config(q(big, 128), 16, 257, causal=True) == glb.CONFIGS[128]
+    assert glb.auto_config(q(big, 128), 16, 256, causal=True) is None  # causal as the others
+    assert glb.auto_config(q(2 * big, 64), 2 * big // 512 + 1, 4096, causal=True) is None
     assert glb.auto_config(q(1000, 64), 16, 4096, True, True) == glb.CONFIGS[64]
     assert glb.auto_config(q(big, 128), 16, 257, True, True) == glb.CONFIGS[128]
     # the switch: off wherever the kernels cannot run, before any device query

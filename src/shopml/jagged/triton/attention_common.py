@@ -571,8 +571,8 @@ def _gluon_mode(q: torch.Tensor, has_bias: bool) -> str:
     through it on the GPU, benchmarks/README.md "Session 13"), ``1`` (every call they can serve,
     for tests), or ``0`` (never: the Triton kernels). Calls they cannot serve (not sm_90
     exactly, a bias, a head dim other than 64 and 128, fp32) get ``0`` before any import of
-    Gluon; causal calls do not (both Gluon kernels serve them; the backward's ``auto_config``
-    keeps them on the Triton kernels unless forced, until timed on the GPU)."""
+    Gluon; causal calls do not (both Gluon kernels serve them, under the same ``auto_config``
+    rules as the others)."""
     mode = env_setting("SHOPML_ATTN_GLUON", "auto", ("auto", "0", "1"))
     if (
         mode == "0"

@@ -4,8 +4,7 @@ Serves the calls the Gluon forward serves (attention_gluon.py: no bias, causal o
 fp16/bf16, head dim 64 or 128, q/k/v ``(T, H, D)`` with heads packed), on either forward's
 outputs and lse; on sm_90 ``_attn_bwd`` routes them here where :func:`auto_config` says this
 kernel measured faster (``SHOPML_ATTN_GLUON``, as the forward's: sequences over 256 rows, 2^24
-query values, a mean of 128 rows at D=128 and 512 at D=64; causal calls only when forced, ``1``:
-not timed on the GPU yet, the Triton kernels serve them under ``auto``). Inputs as the Triton
+query values, a mean of 128 rows at D=128 and 512 at D=64, causal or not). Inputs as the Triton
 backward's after its post-scale fold (``_attn_bwd``: dO times ``post_scale``, O divided by
 it): q, k, v, o, dO and the forward's natural-log ``lse`` ``(T_q, H)`` fp32; outputs dq, dk,
 dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton kernels').
@@ -154,13 +153,15 @@ def auto_config(
     q: torch.Tensor, batch: int, max_seqlen_k: int, forced: bool = False, causal: bool = False
 ) -> tuple[int, int, int, bool, int, bool] | None:
     """The launcher configuration for this call, or None where the Triton backward is faster
-    (``forced``: never None, for tests). Causal calls: None unless forced (the causal Gluon
-    backward is not timed on the GPU yet); forced, the non-causal choice."""
+    (``forced``: never None, for tests). Causal calls as the others: on the H200 the causal
+    kernel led the Triton backward where the non-causal one does (1.993 against 2.282 ms at
+    B=512, N=1024, H=4, D=128; 1.172 against 1.357 at B=256, N=4096, D=64, a mean of 973 rows)
+    and trailed it below a mean of 512 rows at D=64 (0.716 against 0.635 at 256:
+    benchmarks/README.md, session 15)."""
+    del causal  # (one rule for both: kept for the callers' sake)
     d = q.shape[-1]
     if forced:
         return CONFIGS[d]
-    if causal:
-        return None
     mean = MIN_MEAN[d] * max(batch, 1)
     big = q.numel() >= MIN_ELEMENTS and q.shape[0] >= mean
     return CONFIGS[d] if max_seqlen_k > MAX_TRITON and big else None
@@ -576,6 +577,11 @@ def _attn_bwd_gluon(
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
     block_m, stages, num_wg, split_dq, maxnreg, dq_tma = config or CONFIGS[d]
+    if causal and num_wg == 1:
+        raise ValueError(
+            "the causal Gluon backward needs NUM_WG=2: its one-warpgroup configurations gave "
+            "non-finite dQ on the H200 (issue 15); the default configuration serves causal calls"
+        )
     split_dq = split_dq and num_wg == 2
     if heads * (total + block_m) >= 2**31:  # the copy engine's int32 row coordinates
         dq_tma = False
