@@ -372,7 +372,7 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
         (128, [700, 300, 0, 5], False, 1, 1),
         (64, [700, 300, 0, 5], False, 1, 0),
         (128, [256, 200, 1], False, 0, 0),
-        (128, [700, 300, 0, 5], True, 1, 0),  # causal: the Triton backward (untimed Gluon one)
+        (128, [700, 300, 0, 5], True, 1, 1),  # causal: the same rule
     ],
     ids=["d128", "d64", "short", "causal-d128"],
 )
