@@ -322,6 +322,11 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
+    # sequences of at most 256 rows: Gluon at D=128 from 2^25 values (never at D=64)
+    assert glu.auto_config(q(1024 * 160, 128), 1024, 256) == glu.SHORT_CONFIGS[128]
+    assert glu.auto_config(q(1024 * 120, 128), 1024, 256) is None  # under 2^25 values
+    assert glu.auto_config(q(1024 * 160, 128), 1024, 257) == glu.SHORT_CONFIGS[128]
+    assert glu.auto_config(q(1024 * 256, 64), 1024, 256) is None
     # (causal calls: the same choice, from the same function)
     big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
     assert glb.auto_config(q(2 * big, 64), 16, 4096) == glb.CONFIGS[64]  # D=64: a mean of 512

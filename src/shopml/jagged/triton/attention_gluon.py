@@ -106,9 +106,14 @@ LONG_ROWS = 1024
 # with less host work (B=1024, N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116),
 # and so do queries of fewer than MIN_ELEMENTS values (T x H x D): in the session-13 grid the
 # Gluon forward was x0.35-0.91 the Triton one's speed on every case under 2^24 but one, and
-# x1.03-1.57 on every case above it (benchmarks/README.md, "Session 13")
+# x1.03-1.57 on every case above it (benchmarks/README.md, "Session 13"). At D=128 the Gluon
+# forward (own tiles) leads on short sequences too once the work hides its host time: from
+# MIN_SHORT values, 2^25 (session 15, N=256, 42-56 M values: 0.354 ms against 0.398 and
+# varlen_attn's 0.350; 0.185 against 0.205; 0.249 against 0.284); at D=64 it trailed there
+# (0.100 against 0.086 at B=1024, N=256, H=4, 28 M values)
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
+MIN_SHORT = {64: None, 128: 2**25}
 
 
 def auto_config(
@@ -120,8 +125,12 @@ def auto_config(
     cases timed, D=64 and 128, N=1024 and 4096 (0.563 ms against 0.682 at B=512, N=1024, H=4,
     D=128; benchmarks/README.md, "Session 14")."""
     d = q.shape[-1]
-    if not forced and (max_seqlen_q <= MAX_TRITON or q.numel() < MIN_ELEMENTS):
-        return None
+    if not forced:
+        numel = q.numel()
+        if numel < MIN_ELEMENTS:
+            return None
+        if max_seqlen_q <= MAX_TRITON and (MIN_SHORT[d] is None or numel < MIN_SHORT[d]):
+            return None
     return CONFIGS[d] if q.shape[0] >= LONG_ROWS * max(batch, 1) else SHORT_CONFIGS[d]
 
 
