@@ -475,5 +475,14 @@ def test_a_descriptor_is_what_a_checked_one_would_be():
     for name, value in vars(built).items():
         if name != "base":
             assert getattr(got, name) == value, name
+    # the backward's fp32 dQ accumulator (H x (T + 64) rows of D) in tiles of half its columns
+    acc_first, acc = torch.zeros(2 * (40 + 64), 64), torch.zeros(2 * (72 + 64), 64)
+    glu._checked_desc(acc_first, [acc_first.shape[0], 64], 64, 64, 32)
+    got = glu._checked_desc(acc, [acc.shape[0], 64], 64, 64, 32)
+    built = TensorDescriptor(acc, [acc.shape[0], 64], [64, 1], [64, 32],
+                             glu.shared_layout(64, 32, torch.float32))  # fmt: skip
+    assert {n: v for n, v in vars(got).items() if n != "base"} == {
+        n: v for n, v in vars(built).items() if n != "base"
+    } and got.base is acc
     with pytest.raises(AssertionError, match="aligned"):  # a new class of call is checked
         glu._desc(torch.randn(40, 2, 65, dtype=torch.bfloat16)[:, :, :64], 64)

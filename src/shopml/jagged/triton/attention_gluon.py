@@ -805,29 +805,36 @@ def shared_layout(rows: int, cols: int, dtype: torch.dtype) -> gl.NVMMASharedLay
     return gl.NVMMASharedLayout.get_default_for([rows, cols], _GL_DTYPES[dtype])
 
 
-_CHECKED: dict[tuple, dict] = {}  # (dtype, H, D, row stride, tile rows) -> a checked one's fields
+_CHECKED: dict[tuple, dict] = {}  # (dtype, columns, row stride, tile) -> a checked one's fields
 
 
 def _desc(t: torch.Tensor, rows: int) -> TensorDescriptor:
-    """Descriptor over ``t`` as 2-D ``(T, H*D)`` with tiles of ``rows`` x D (one head).
+    """Descriptor over ``t`` as 2-D ``(T, H*D)`` with tiles of ``rows`` x D (one head)."""
+    total, heads, d = t.shape
+    return _checked_desc(t, [total, heads * d], t.stride(0), rows, d)
+
+
+def _checked_desc(t: torch.Tensor, shape: list, row_stride: int, rows: int, cols: int):  # noqa: ANN202
+    """Descriptor over ``t`` as the 2-D ``shape`` (rows ``row_stride`` elements apart) with
+    tiles of ``rows`` x ``cols``.
 
     ``TensorDescriptor``'s own checks (alignment, strides, tile, layout) cost microseconds a
-    descriptor on the host; they run once for each (dtype, H, D, row stride, tile), after which a
-    descriptor is that checked one's fields with this tensor, its rows and its address (aligned
-    and with rows: :func:`gluon_ok` and the launchers' empty-input exits)."""
-    total, heads, d = t.shape
-    key = (t.dtype, heads, d, t.stride(0), rows)
+    descriptor on the host; they run once for each (dtype, columns, row stride, tile), after
+    which a descriptor is that checked one's fields with this tensor, its rows and its address
+    (aligned and with rows: :func:`gluon_ok`, the launchers' empty-input exits and fresh
+    allocations)."""
+    key = (t.dtype, shape[1], row_stride, rows, cols)
     fields = _CHECKED.get(key)
     if fields is None:
         rows = int(getattr(rows, "value", rows))
-        layout = shared_layout(rows, d, t.dtype)
-        checked = TensorDescriptor(t, [total, heads * d], [t.stride(0), 1], [rows, d], layout)
+        layout = shared_layout(rows, cols, t.dtype)
+        checked = TensorDescriptor(t, shape, [row_stride, 1], [rows, cols], layout)
         fields = _CHECKED[key] = dict(vars(checked))
         return checked
     desc = object.__new__(TensorDescriptor)
     vars(desc).update(fields)
     desc.base = t
-    desc.shape = [total, heads * d]
+    desc.shape = shape
     return desc
 
 

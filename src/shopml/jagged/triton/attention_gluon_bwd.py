@@ -111,7 +111,6 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma,
     warpgroup_mma_wait,
 )
-from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from shopml.jagged.triton._common import cdiv, pow2
 from shopml.jagged.triton.attention_bwd_dq import _DELTA
@@ -119,11 +118,11 @@ from shopml.jagged.triton.attention_gluon import (
     _ROWS,
     LOG2E,
     WG_ROWS,
+    _checked_desc,
     _desc,
     _extent,
     consumer_regs,
     gluon_ok,
-    shared_layout,
 )
 from shopml.jagged.triton.launch import FastLauncher, dry_run
 
@@ -603,10 +602,8 @@ def _attn_bwd_gluon(
     )  # fmt: skip
     # Step 2: one program a key block
     grid = (cdiv(max_seqlen_k, _ROWS * num_wg) * batch * heads,)
-    dq_block = [block_m, d // 2 if split_dq else d]
     dq_2d = dq.view(heads * (total + block_m), d)
-    dq_layout = shared_layout(*dq_block, torch.float32)
-    dq_desc = TensorDescriptor(dq_2d, list(dq_2d.shape), [d, 1], dq_block, dq_layout)
+    dq_desc = _checked_desc(dq_2d, [dq_2d.shape[0], d], d, block_m, d // 2 if split_dq else d)
     _BWD(
         lambda meta: grid,
         (_desc(q, block_m), _desc(k, _ROWS), _desc(v, _ROWS), _desc(do, block_m), dq_desc,
