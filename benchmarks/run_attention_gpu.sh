@@ -36,7 +36,7 @@ for part in "$@"; do
       # VARIANTS_TIME seconds at most
       SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 "${VARIANTS_TIME:-300}" \
         python3 benchmarks/attention_gluon.py --parts bench,bench-bwd --rounds 3 --variants '' \
-        --bwd-variants tma,tma2,tma_1wg_r128,bm32_r80,bm32_s3_r80,bm32_s4_r80,bm32_r128 \
+        --bwd-variants tma,tma2,tma_1wg,nosplit \
         --cases 1024x1024x2x64x0.25,1024x256x2x64x0.5,256x4096x2x64x0.25,64x2048x8x128x1.0,1024x256x2x128x0.5 \
         > "$OUT/variants.log" 2>&1
       grep "^| " "$OUT/variants.log" | tail -80 ;;
@@ -70,15 +70,15 @@ for part in "$@"; do
       # backward's configurations, D=64/128, self and cross attention, rows that see no key),
       # then the backward alone and forward + backward timed with both Gluon kernels (switch on:
       # auto keeps causal backwards on Triton until timed) against the Triton kernels and
-      # varlen_attn, with two of the backward's occupancy configurations; HSTU-like D=128 cases
-      # first (CAUSAL_TIME seconds at most for each command)
+      # varlen_attn, with the one-warpgroup configuration; HSTU-like D=128 cases first
+      # (CAUSAL_TIME seconds at most for each command)
       SHOPML_ATTN_AUTOTUNE=0 timeout -k 5 "${CAUSAL_TIME:-280}" python3 -m pytest -q -m gpu \
         -p no:cacheprovider -k "causal or switch_routes" tests/jagged/test_attention_gluon.py \
         tests/jagged/test_attention_gluon_bwd.py > "$OUT/causal_tests.log" 2>&1
       grep -v DEBUG "$OUT/causal_tests.log" | grep -E "passed|failed|FAILED|Error" | tail -15
       SHOPML_ATTN_AUTOTUNE=0 OUT=$OUT timeout -k 5 "${CAUSAL_TIME:-280}" \
         python3 benchmarks/attention_gluon.py --parts bench-bwd --rounds 3 \
-        --bwd-variants tma_1wg_r128,bm32_r128 \
+        --bwd-variants tma_1wg \
         --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
         > "$OUT/causal_bwd_bench.log" 2>&1
       grep -E "^\| |check" "$OUT/causal_bwd_bench.log" | tail -60 ;;

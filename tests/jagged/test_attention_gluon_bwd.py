@@ -30,7 +30,8 @@ CONFIGS = {
     "tma": (64, 2, 2, True, 168, True),
     "tma_two_buffers": (64, 2, 2, True, 168, 2),
     # several programs an SM: one warpgroup, dQ by the copy engine, few registers; 32 query rows
-    # an iteration (dQ_i^T = K^T dS'^T)
+    # an iteration (dQ_i^T = K^T dS'^T). Refused by the launcher: they passed the small checks
+    # but gave non-finite dQ with many programs (test_attention_gluon.py, session 15)
     "tma_one_warpgroup_r128": (64, 2, 1, False, 128, True),
     "bm32_r80": (32, 2, 1, False, 80, True),
     "bm32_s3_r80": (32, 3, 1, False, 80, True),
@@ -56,12 +57,6 @@ CONFIG_DTYPES = [
     ("default", torch.float16),
     ("bm64_s3", torch.bfloat16),
     ("bm128", torch.bfloat16),
-    ("bm32_r80", torch.bfloat16),
-    ("bm32_r80", torch.float16),
-    ("bm32_s3_r80", torch.bfloat16),
-    ("bm32_r128", torch.bfloat16),
-    ("tma_one_warpgroup_r128", torch.bfloat16),
-    ("atomic_1wg_r128", torch.bfloat16),
 ]
 
 
@@ -144,8 +139,6 @@ CAUSAL_CONFIG_CASES = [
     ("tma_one_warpgroup", 64, torch.bfloat16),
     ("no_split", 64, torch.bfloat16),
     ("bm128", 64, torch.bfloat16),
-    ("bm32_r80", 64, torch.bfloat16),
-    ("bm32_r128", 128, torch.bfloat16),
 ]
 
 
@@ -203,11 +196,7 @@ def _many_programs_match_triton(config: str, causal: bool) -> None:
         torch.testing.assert_close(g.float(), t.float(), atol=3e-2, rtol=3e-2)
 
 
-@pytest.mark.parametrize(
-    "config",
-    ["default", "tma_one_warpgroup", "tma_one_warpgroup_r128", "bm32_r80", "bm32_s3_r80",
-     "bm32_r128", "atomic_1wg_r128"],
-)  # fmt: skip
+@pytest.mark.parametrize("config", ["default", "tma_one_warpgroup"])
 def test_gluon_backward_many_programs_match_triton(config, attn_switch):
     _sm90()
     attn_switch("SHOPML_ATTN_GLUON", "0")  # the helper's _attn_fwd, _attn_bwd: the Triton kernels
@@ -219,23 +208,6 @@ def test_gluon_causal_backward_many_programs_match_triton(attn_switch):
     _sm90()
     attn_switch("SHOPML_ATTN_GLUON", "0")
     _many_programs_match_triton("default", causal=True)
-
-
-@pytest.mark.parametrize("config", ["tma_one_warpgroup_r128", "bm32_r80"])
-def test_gluon_causal_backward_refuses_one_warpgroup(config):
-    """The one-warpgroup configurations gave non-finite dQ on causal calls (H200, session 15):
-    refused with a message naming the configuration's warpgroups, nothing launched."""
-    _sm90()
-    from shopml.jagged.triton import attention_gluon_bwd as glb
-
-    lengths = [100, 70]
-    q, k, v = _inputs(lengths, lengths, 2, 64, torch.bfloat16, seed=1)
-    do = _grad_out(lengths, 2, 64, torch.bfloat16, seed=2)
-    qo = _offsets(lengths)
-    lse = torch.zeros(q.shape[:2], device=q.device)
-    with pytest.raises(ValueError, match="NUM_WG=2"):
-        glb._attn_bwd_gluon(do, q, k, v, q, lse, qo, qo, 100, 100, 0.125,
-                            config=CONFIGS[config], causal=True)  # fmt: skip
 
 
 def test_switch_routes_the_backward_and_keeps_the_contract(monkeypatch, attn_switch):

@@ -76,7 +76,8 @@ start in int64. Causal (the first query block and the diagonal's offset held acr
 mask in the loop): 56/68 B of spills (Triton 3.6), 5 local loads an iteration in the first
 warpgroup's loop (from the L1), none in the second's; D=64 default 0/0 B.
 
-Occupancy at head dim 64 (the forward's finding: there several programs an SM beat one
+Occupancy at head dim 64 (refused by the launcher since session 15: non-finite dQ once many
+programs run, cause not found; the forward's finding: there several programs an SM beat one
 program's big tiles): one consumer warpgroup and the loader warp (padded to a warpgroup) make
 256 threads, so maxnreg 128 fits 2 programs an SM (65536 registers; 232 a consumer thread) and
 80 fits 3 (136 a consumer thread, 24 the loader's). A consumer thread holds dK and dV (32 + 32
@@ -134,8 +135,8 @@ LOG2E_K = gl.constexpr(LOG2E)
 # between them (SPLIT_DQ) and reduced by the copy engine (DQ_TMA: 4.00 ms against 5.00 with
 # atomic adds and the Triton backward's 4.69 at B=64, N=2048, H=8). D=64: the same tiles, as
 # FA3's 128 query rows spill 188/228 B a thread (ptxas, Triton 3.6); the occupancy
-# configurations for D=64 (one warpgroup, 2-3 programs an SM, see the header) are bench
-# variants until timed. Timings: benchmarks/README.md ("Gluon backward prototype", "Session 12").
+# configurations for D=64 (one warpgroup, 2-3 programs an SM, see the header) are refused (see
+# FULL_REGS). Timings: benchmarks/README.md ("Gluon backward prototype", "Session 12").
 CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
 # ``auto``: the Gluon backward on sequences longer than MAX_TRITON rows, with at least
 # MIN_ELEMENTS query values (T x H x D) and a mean sequence of MIN_MEAN[D] rows; the rest stay
@@ -145,6 +146,10 @@ CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
 # 0.847 at a mean of 256 rows and 0.319 against 0.221 at 110 (benchmarks/README.md)
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
+# the occupancy configurations (maxnreg under FULL_REGS: 2-3 programs an SM) passed the small
+# reference checks but gave non-finite dQ with many programs (B=128 of 1-1024 rows, H200,
+# session 15; one with atomic adds already on the grid in session 11): refused by the launcher
+FULL_REGS = 168
 MIN_MEAN = {64: 512, 128: 128}
 
 
@@ -576,10 +581,11 @@ def _attn_bwd_gluon(
     if batch == 0 or total == 0 or k.shape[0] == 0 or max_seqlen_q == 0 or max_seqlen_k == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
     block_m, stages, num_wg, split_dq, maxnreg, dq_tma = config or CONFIGS[d]
-    if causal and num_wg == 1:
+    if maxnreg < FULL_REGS:
         raise ValueError(
-            "the causal Gluon backward needs NUM_WG=2: its one-warpgroup configurations gave "
-            "non-finite dQ on the H200 (issue 15); the default configuration serves causal calls"
+            f"Gluon backward configuration with maxnreg={maxnreg} (several programs an SM): on "
+            f"the H200 these gave non-finite dQ once many programs ran (B=128, causal or not; "
+            f"issue 15), so they are refused; maxnreg {FULL_REGS} (one program an SM) serves"
         )
     split_dq = split_dq and num_wg == 2
     if heads * (total + block_m) >= 2**31:  # the copy engine's int32 row coordinates
