@@ -27,7 +27,9 @@ each step) binds them once (:meth:`FastLauncher.bind`, a :class:`Bound`) and the
 those tensors: no argument assembly, and a launch signature of their alignment alone (on the CPU
 machine, with the binaries faked, the attention's eager forward+backward host loop took 112 us
 before the cheaper signatures and the bound launches, 65 us after; an empty autograd Function
-takes 27).
+takes 27). A bound launch hands the binary addresses, not tensors: Triton's launcher takes an
+int as the pointer itself, where a tensor costs a ``data_ptr()`` call and a driver query
+(``cuPointerGetAttribute``) for each pointer.
 
 Inside :func:`collecting`, launchers do not launch: each records a :class:`Job` (the kernel, its
 arguments and chosen config) for a signature it has not launched yet, so that a caller can compile
