@@ -14,7 +14,8 @@ Parts (``--parts``, comma-separated; default all):
   calls per provider, written to ``$OUT/prof_<provider>_<case>.txt``, and the GPU's share: the
   device time per call of each kernel (``torch.profiler``, 10 calls) beside the host loop's time,
   to ``$OUT/gpu_<provider>_<case>.txt`` (a call whose host loop takes longer than its kernels is
-  host-bound).
+  host-bound). First, the floor: an empty autograd Function's forward+backward host loop, with
+  and without autograd's device threads.
 
 Usage (GPU machine): PYTHONPATH=src python3 benchmarks/attention_host.py [--parts ops,attention]
 Rows (schema of benchmarks/_results.py, ``x_name=fast_launch``, ``ms_p50`` the median round and
@@ -197,8 +198,40 @@ def part_ops(fast: FastLaunch, rounds: int) -> list[dict]:
     return rows
 
 
+class _Empty(torch.autograd.Function):
+    """Three inputs, one output, no kernels: what autograd alone costs a Python attention."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):  # noqa: ANN001, ANN205, D102
+        return torch.empty_like(q)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205, D102
+        return torch.empty_like(g), torch.empty_like(g), torch.empty_like(g)
+
+
+def engine_floor(rounds: int) -> None:
+    """The host loop of an empty autograd Function on CUDA inputs, forward+backward, with
+    autograd's device threads (the default: the backward runs on the engine's CUDA thread) and
+    without them (``set_multithreading_enabled(False)``): the floor under any attention written
+    as an autograd Function, and the engine's hand-off's share of it."""
+    q, k, v = (torch.randn(6000, 2, 64, device="cuda", requires_grad=True) for _ in range(3))
+    g = torch.randn(6000, 2, 64, device="cuda")
+    step = lambda: _Empty.apply(q, k, v).backward(g)  # noqa: E731
+    for _ in range(20):
+        step()
+    threads, single = [], []
+    for _ in range(rounds):
+        threads.append(host_loop(step, reset=(q, k, v)))
+        with torch.autograd.set_multithreading_enabled(False):
+            single.append(host_loop(step, reset=(q, k, v)))
+    print(f"empty autograd Function, fwd+bwd host loop: {statistics.median(threads)} us "
+          f"({statistics.median(single)} us without autograd's device threads)", flush=True)  # fmt: skip
+
+
 def part_attention(fast: FastLaunch, rounds: int, out_dir: Path) -> list[dict]:
     rows = []
+    engine_floor(rounds)
     for cfg in CASES:
         case = Case(cfg, 0)
         provs = {p: make_provider(p, case) for p in PROVIDERS}
