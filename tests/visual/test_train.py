@@ -27,13 +27,16 @@ RUN = TrainConfig(
     trunk_lr_scale=0.5,
     warmup_steps=2,
     street_views=0.25,
-    # the recipe this 20-step test was calibrated with (the defaults' style batches, clean views
+    # the recipe the 60-step test was calibrated with (the defaults' style batches, clean views
     # and street oversampling are exercised in test_training_with_validation_ema_and_street_weight)
     clean_views=0.0,
     street_weight=1.0,
     batch_groups="category",
     merge_duplicates=False,
 )
+
+
+STEPS = 15  # steps an epoch in the test below (4 epochs)
 
 
 def _plain_loss(model, data) -> float:
@@ -44,24 +47,32 @@ def _plain_loss(model, data) -> float:
     return float(TripletLoss(RUN.margin)(emb, torch.from_numpy(data.product)))
 
 
-def test_training_lowers_loss_raises_recall_and_resumes(visual_world, tmp_path):
-    data = build_training_set(visual_world, MODEL.image_size)
+def test_training_lowers_loss_raises_recall_and_resumes(tmp_path):
+    """60 steps on a world of 18 products and 108 street photos. The shared world's 36 photos
+    made recall@1 move in steps of 0.028 with a standard error near 0.08, and 20 steps left it
+    anywhere from 0.36 to 0.56 by seed and thread count (before: 0.39): the +0.1 margins were a
+    coin toss on some machines. Here, over four seeds and one or two threads: 0.46 before, 0.44
+    for the frozen trunk, 0.71-0.82 after."""
+    from synthetic import make_world
+
+    world = make_world(tmp_path / "world", size=MODEL.image_size, seed=0, street_per_product=6)
+    data = build_training_set(world, MODEL.image_size)
     torch.manual_seed(RUN.seed)
     before = build_model(MODEL, pretrained=True)
     loss_before = _plain_loss(before, data)
-    recall_before = street2shop(before, visual_world, split="all")["recall@1"]
+    recall_before = street2shop(before, world, split="all")["recall@1"]
 
-    history = train(visual_world, tmp_path / "run", MODEL, RUN, device="cpu", progress=False,
-                    steps_per_epoch=5)  # fmt: skip
+    history = train(world, tmp_path / "run", MODEL, RUN, device="cpu", progress=False,
+                    steps_per_epoch=STEPS)  # fmt: skip
     assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3, 4]
     after = load_model(tmp_path / "run")
     assert _plain_loss(after, data) < 0.8 * loss_before
-    recall_after = street2shop(after, visual_world, split="all")["recall@1"]
+    recall_after = street2shop(after, world, split="all")["recall@1"]
     assert recall_after >= recall_before + 0.1, (recall_before, recall_after)
     # a real floor: above the frozen pretrained trunk's pooled features (the baseline a user gets
-    # without training; measured 0.31 against 0.58 after these 20 steps)
+    # without training)
     frozen = load_model(f"pretrained:efficientnet_lite0@{MODEL.image_size}")
-    recall_frozen = street2shop(frozen, visual_world, split="all")["recall@1"]
+    recall_frozen = street2shop(frozen, world, split="all")["recall@1"]
     assert recall_after >= recall_frozen + 0.15, (recall_frozen, recall_after)
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(saved["epochs"]) == 4 and set(saved["epochs"][0]["negatives"]) == {
@@ -71,8 +82,8 @@ def test_training_lowers_loss_raises_recall_and_resumes(visual_world, tmp_path):
     }
 
     # resume: one more epoch continues from the saved state, earlier epochs untouched
-    more = train(visual_world, tmp_path / "run", MODEL, RUN.__class__(**{**RUN.__dict__, "epochs": 5}),
-                 device="cpu", progress=False, steps_per_epoch=5)  # fmt: skip
+    more = train(world, tmp_path / "run", MODEL, RUN.__class__(**{**RUN.__dict__, "epochs": 5}),
+                 device="cpu", progress=False, steps_per_epoch=STEPS)  # fmt: skip
     assert [e["epoch"] for e in more["epochs"]] == [1, 2, 3, 4, 5]
     assert more["epochs"][:4] == history["epochs"]
     resumed = load_model(tmp_path / "run")
