@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 PORT   ?= 8000
 PYTEST_ARGS ?=
+# large CPU tensors on transparent huge pages, as the shopml command sets it (src/shopml/cli.py)
+export THP_MEM_ALLOC_ENABLE ?= 1
 
 .PHONY: demo serve test test-gpu bench lint format clean
 

@@ -7,10 +7,18 @@ Sub-apps import their heavy dependencies inside the commands, so ``shopml --help
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+# Large CPU tensors on transparent huge pages (PyTorch reads this once, at its first CPU
+# allocation, so before any part imports torch): on 2 CPU cores the tiny demo's forecast step
+# took 118 s instead of 184, its page-fault system time 72 s instead of 187, results and peak
+# memory unchanged (benchmarks/README.md, "CPU: huge pages"). THP_MEM_ALLOC_ENABLE=0 keeps 4 KiB
+# pages.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from shopml import __version__
 from shopml.common.cli import exit_on_value_error
