@@ -16,8 +16,8 @@ import typer
 # Large CPU tensors on transparent huge pages (PyTorch reads this once, at its first CPU
 # allocation, so before any part imports torch): on 2 CPU cores the tiny demo's forecast step
 # took 118 s instead of 179-188, the run's system time (page faults) 72 s instead of 167-192,
-# results and peak memory unchanged (benchmarks/README.md, "CPU: huge pages"). THP_MEM_ALLOC_ENABLE=0 keeps 4 KiB
-# pages.
+# results and peak memory unchanged (benchmarks/README.md, "CPU: huge pages").
+# THP_MEM_ALLOC_ENABLE=0 keeps 4 KiB pages.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from shopml import __version__

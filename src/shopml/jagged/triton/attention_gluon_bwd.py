@@ -146,11 +146,11 @@ CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
 # 0.847 at a mean of 256 rows and 0.319 against 0.221 at 110 (benchmarks/README.md)
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
+MIN_MEAN = {64: 512, 128: 128}
 # the occupancy configurations (maxnreg under FULL_REGS: 2-3 programs an SM) passed the small
 # reference checks but gave non-finite dQ with many programs (B=128 of 1-1024 rows, H200,
 # session 15; one with atomic adds already on the grid in session 11): refused by the launcher
 FULL_REGS = 168
-MIN_MEAN = {64: 512, 128: 128}
 
 
 def auto_config(
