@@ -18,7 +18,7 @@ Parts (``--parts``, in this order):
   + backward of ``jagged_flash_attention`` through the Gluon kernels (switch on), through the
   Triton kernels, and of varlen_attn, and the Gluon backward's launcher variants (backward
   alone); dq, dk, dv checked against the Triton backward's first (and the switched-on call's
-  Gluon backward launches counted: causal calls take it only forced, as here); alternating
+  Gluon backward launches counted: the switch forces it, causal or not); alternating
   rounds as ``bench``; TFLOP/s from 2.5 (backward) and 3.5 (both) times the forward's FLOPs, as
   FlashAttention counts them (causal: halved); rows into the same CSV.
 

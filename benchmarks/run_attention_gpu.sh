@@ -69,7 +69,7 @@ for part in "$@"; do
       # the causal Gluon forward's and backward's GPU tests (the forward's tilings and the
       # backward's configurations, D=64/128, self and cross attention, rows that see no key),
       # then the backward alone and forward + backward timed with both Gluon kernels (switch on:
-      # auto keeps causal backwards on Triton until timed) against the Triton kernels and
+      # every call, where auto takes them by size) against the Triton kernels and
       # varlen_attn, with the one-warpgroup configuration; HSTU-like D=128 cases first
       # (CAUSAL_TIME seconds at most for each command)
       SHOPML_ATTN_AUTOTUNE=0 timeout -k 5 "${CAUSAL_TIME:-280}" python3 -m pytest -q -m gpu \
