@@ -74,6 +74,11 @@ VARIANTS = {
     "own1_bn64_r96": ((64, 2, 1, False, False, True, 96), (64,)),
     "own1_bn64_r128": ((64, 2, 1, False, False, True, 128), (64, 128)),  # 2 an SM at D=128
     "own1_bn64_s3_r128": ((64, 3, 1, False, False, True, 128), (128,)),
+    # one warpgroup of its own tiles, persistent: as many programs as fit, each walking every
+    # grid-size-th tile of the 64-row numbering (the next tile loaded while it ends the current)
+    "own1_p_r128": ((64, 2, 1, False, True, True, 128), (64, 128)),
+    "own1_p_s3_r128": ((64, 3, 1, False, True, True, 128), (64,)),
+    "own1_p_r80": ((64, 2, 1, False, True, True, 80), (64,)),
 }
 # Gluon backward configurations beside the default, and their head dims:
 # (BLOCK_M, STAGES, NUM_WG, SPLIT_DQ, maxnreg, DQ_TMA); BLOCK_N = 64 x NUM_WG

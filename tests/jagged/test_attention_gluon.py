@@ -85,6 +85,8 @@ CASES = [
     ("not_block_multiple", [33, 17, 1, 129, 255, 63, 64, 65, 127, 128], None),
     ("one_long", [2, 1500, 1, 3, 17, 5], None),
     ("cross", [3, 0, 200, 90, 7], [400, 5, 0, 130, 1]),
+    # more 64-row tiles than the SMs hold programs: persistent programs walk several
+    ("many_tiles", [(37 * i) % 301 for i in range(320)], None),
 ]
 
 
@@ -103,6 +105,9 @@ CONFIGS = {
     "own_three": ((64, 3, 3, False, False, True, 128), (64,)),
     "own_one": ((128, 2, 1, False, False, True, 128), (64,)),
     "own_one_bn64": ((64, 3, 1, False, False, True, 128), (64, 128)),  # SHORT_CONFIGS[128]
+    # persistent walks of the 64-row numbering: two and three programs an SM
+    "own_one_persistent": ((64, 2, 1, False, True, True, 128), (64, 128)),
+    "own_one_persistent_r80": ((64, 2, 1, False, True, True, 80), (64,)),
 }
 # (configuration, dtype, head dim): the default in both dtypes, the others in bfloat16
 CONFIG_CASES = [
@@ -154,6 +159,7 @@ CAUSAL_CASES = [
     ("self_one_long", [2, 1500, 1, 17], None),
     ("more_keys", [3, 100, 64, 130, 1], [400, 260, 200, 131, 64]),
     ("more_queries", [300, 200, 65, 5, 130, 2, 190], [10, 70, 0, 1, 129, 3, 64]),
+    ("self_many_tiles", [(37 * i) % 301 for i in range(320)], None),
 ]
 # (configuration, head dim): every tiling in bfloat16 (the warpgroups sharing a tile, with and
 # without ping-pong and persistence, 64- and 128-key blocks; warpgroups of their own tiles)
@@ -303,9 +309,10 @@ class _FakeCuda:
 def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch):
     """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward for sequences longer than 256
     rows (own 64-row tiles at D=64 and for short mean lengths at D=128, the ping-pong
-    warpgroups for long ones), the Gluon backward at D=128 from a mean of 128 rows and at D=64 from
-    512; ``1`` takes them everywhere they can run; nothing Gluon off sm_90 or with a bias.
-    Causal: the forward as the others, the Gluon backward only when forced (not timed yet)."""
+    warpgroups for long ones; at D=128 also shorter ones from 3 x 2^23 values, and the
+    persistent walk for small calls), the Gluon backward at D=128 from a mean of 128 rows and at
+    D=64 from 512; ``1`` takes them everywhere they can run; nothing Gluon off sm_90 or with a
+    bias. Causal calls: the same rules."""
     from shopml.jagged.triton import attention_common
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
@@ -322,11 +329,18 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
-    # sequences of at most 256 rows: Gluon at D=128 from 2^25 values (never at D=64)
+    # sequences of at most 256 rows: Gluon at D=128 from 3 x 2^23 values (never at D=64)
     assert glu.auto_config(q(1024 * 160, 128), 1024, 256) == glu.SHORT_CONFIGS[128]
-    assert glu.auto_config(q(1024 * 120, 128), 1024, 256) is None  # under 2^25 values
+    assert glu.auto_config(q(1024 * 100, 128), 1024, 256) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(1024 * 160, 128), 1024, 257) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(1024 * 256, 64), 1024, 256) is None
+    # small D=128 calls (2^23 to 3 x 2^23 values), long sequences or short: the persistent walk
+    small = glu.SMALL_CONFIGS[128]
+    assert small[4] and small[5] and small[2] == 1  # persistent, own tiles, one warpgroup
+    assert glu.auto_config(q(1024 * 90, 128), 1024, 256) == small
+    assert glu.auto_config(q(256 * 200, 128), 256, 1024) == small
+    assert glu.auto_config(q(2**23 // 256 - 1, 128), 1, 1024) is None  # under 2^23 values
+    assert glu.auto_config(q(256 * 100, 64), 256, 1024) is None  # (D=64: under 2^24 values)
     # (causal calls: the same choice, from the same function)
     big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
     assert glb.auto_config(q(2 * big, 64), 16, 4096) == glb.CONFIGS[64]  # D=64: a mean of 512
@@ -337,13 +351,7 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glb.auto_config(q(big, 128), 16, 257) == glb.CONFIGS[128]
     assert glb.auto_config(q(big - 1, 128), 16, 4096) is None  # under 2^24 values
     assert glb.auto_config(q(big, 128), big // 127, 4096) is None  # a mean under 128 rows
-    # causal: the same rule
-    assert glb.auto_config(q(2 * big, 64), 16, 4096, causal=True) == glb.CONFIGS[64]
-    assert glb.auto_config(q(big, 128), 16, 257, causal=True) == glb.CONFIGS[128]
-    assert glb.auto_config(q(big, 128), 16, 256, causal=True) is None  # causal as the others
-    assert glb.auto_config(q(2 * big, 64), 2 * big // 512 + 1, 4096, causal=True) is None
-    assert glb.auto_config(q(1000, 64), 16, 4096, True, True) == glb.CONFIGS[64]
-    assert glb.auto_config(q(big, 128), 16, 257, True, True) == glb.CONFIGS[128]
+    # (causal calls: the same choice, from the same function)
     # the switch: off wherever the kernels cannot run, before any device query
     cpu = torch.empty(4, 2, 64, dtype=torch.bfloat16)
     assert _gluon_mode(cpu, False) == "0"
@@ -362,9 +370,8 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     monkeypatch.setattr(glu, "_sm90_exactly", lambda index: True)
     t = _FakeCuda(1000, 2, 64)
     assert glu.gluon_ok(t, t, t, 0.125)
-    assert glb.gluon_bwd_ok(t, t, t, t, False, 0.125)
-    assert glb.gluon_bwd_ok(t, t, t, t, True, 0.125)
-    assert not glb.gluon_bwd_ok(t, t, t, t, True, -0.125)  # (the forward's checks still apply)
+    assert glb.gluon_bwd_ok(t, t, t, t, 0.125)
+    assert not glb.gluon_bwd_ok(t, t, t, t, -0.125)  # (the forward's checks still apply)
     attn_switch("SHOPML_ATTN_GLUON", "yes")
     with pytest.raises(ValueError, match="SHOPML_ATTN_GLUON"):
         _gluon_mode(cpu, False)

@@ -103,7 +103,7 @@ def _gluon_grads_match_reference(lengths_q, lengths_k, dim, dtype, config, causa
     qo, ko = _offsets(lengths_q), _offsets(lengths_k)
     mq, mk = max(lengths_q), max(lengths_k)
     scale = 1.0 / math.sqrt(dim)
-    assert glb.gluon_bwd_ok(q, k, v, do, causal, scale)
+    assert glb.gluon_bwd_ok(q, k, v, do, scale)
     out, lse = _attn_fwd(q, k, v, qo, ko, *[None] * 6, mq, mk, scale, 1.0, causal, False, True)
     grads = glb._attn_bwd_gluon(do, q, k, v, out, lse, qo, ko, mq, mk, scale,
                                 config=CONFIGS[config], causal=causal)  # fmt: skip

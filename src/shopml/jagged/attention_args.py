@@ -4,8 +4,8 @@ eager entry (:mod:`shopml.jagged.attention_triton`) and the torch.compile custom
 
 :class:`AttentionArgs` is the eager autograd Function's input and the custom ops' schema;
 :func:`_forward` / :func:`_backward_launch` call the launchers positionally in their own parameter
-order (bound by name at import); :func:`_setup_context` and :func:`_backward` are the one
-backward of both entry points, returning gradients by name.
+order (bound by name at import), for both entry points; :func:`_setup_context` and
+:func:`_backward` are the custom ops' autograd formula, returning a gradient per field.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ class AttentionArgs(NamedTuple):
     consecutive: bool = False  # the bias boundaries are consecutive: closed-form buckets
 
 
-_NO_GRADS = (None,) * len(AttentionArgs._fields)
 _FIELD_TYPES = typing.get_type_hints(AttentionArgs)
 # the tensors come first, then the settings: the backward saves the former, keeps the latter
 _N_TENSORS = sum(kind in (Tensor, Tensor | None) for kind in _FIELD_TYPES.values())

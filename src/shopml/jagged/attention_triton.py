@@ -48,14 +48,7 @@ import math
 import torch
 from torch import Tensor
 
-from shopml.jagged.attention_args import (
-    _NO_GRADS,
-    AttentionArgs,
-    _backward,
-    _backward_launch,
-    _forward,
-    _setup_context,
-)
+from shopml.jagged.attention_args import AttentionArgs, _backward_launch, _forward
 from shopml.jagged.attention_reference import (
     RelativeBias,
     consecutive_boundaries,
@@ -111,23 +104,32 @@ def _consecutive(bias: RelativeBias) -> bool:
 class _JaggedAttention(torch.autograd.Function):
     """Eager path: the launchers without the custom-op dispatcher (less host overhead).
 
-    Old-style (``forward(ctx, ...)``): a separate ``setup_context`` would make every ``apply``
-    bind its 18 arguments through ``inspect.signature``, a third of this path's host time.
+    Its inputs are the five tensors a gradient may flow to (q, k, v, bias, table) and the whole
+    :class:`AttentionArgs` as one object (its offsets and settings need no gradient): ``apply``
+    then handles 6 arguments and the backward returns 6 gradients, not one per field (19), which
+    ``Function.apply``, the graph's setup and the engine each walk (33 us less a forward and
+    backward on the GPU machine's host, benchmarks/README.md "Session 16"). Old-style
+    (``forward(ctx, ...)``): a separate ``setup_context`` would make every ``apply`` bind its
+    arguments through ``inspect.signature``.
     """
 
     @staticmethod
-    def forward(ctx, *args: object) -> tuple[Tensor, Tensor]:  # noqa: ANN001, D102
-        output = _forward(*args)
-        _setup_context(ctx, args, output)
-        ctx.mark_non_differentiable(output[1])
+    def forward(ctx, q, k, v, bias, table, args: AttentionArgs) -> tuple[Tensor, Tensor]:  # noqa: ANN001, D102
+        out, lse = _forward(*args)
+        # version-checked: the outputs and the tensors with gradients; the rest as it came
+        ctx.save_for_backward(out, lse, q, k, v, bias, table)
+        ctx.rest = args[3:]
+        ctx.mark_non_differentiable(lse)
         ctx.set_materialize_grads(False)  # no zero-filled gradient for lse (never used)
-        return output
+        return out, lse
 
     @staticmethod
     def backward(ctx, dout: Tensor | None, _dlse: Tensor | None) -> tuple:  # noqa: ANN001, D102
         if dout is None:  # grads are not materialised: nothing flowed back into the output
-            return _NO_GRADS
-        return _backward(ctx, dout, _backward_launch)
+            return None, None, None, None, None, None
+        out, lse, q, k, v, bias, table = ctx.saved_tensors
+        dq, dk, dv, dbias, dtable = _backward_launch(dout, out, lse, q, k, v, *ctx.rest)
+        return dq, dk, dv, dbias, dtable, None
 
 
 # ------------------------------------------------------------------ backend function
@@ -214,7 +216,7 @@ def jagged_flash_attention(
     ):
         if q.is_cuda and _PARALLEL_COMPILE:
             _compile_together(args)
-        out, lse = _JaggedAttention.apply(*args)
+        out, lse = _JaggedAttention.apply(args.q, args.k, args.v, bias, table, args)
     else:  # inference: the launcher alone, no autograd bookkeeping
         out, lse = _forward(*args)
     return (out, lse) if return_lse else out

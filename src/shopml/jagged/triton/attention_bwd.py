@@ -40,6 +40,7 @@ from shopml.jagged.triton.attention_common import (
     _edges,
     _ensure_allocator,
     _extent,
+    _gluon,
     _gluon_mode,
     _load_bias,
     _loop_operands,
@@ -344,12 +345,10 @@ def _attn_bwd(
     else:
         out_for_delta = out
     gluon = _gluon_mode(q, bias is not None or table is not None)
-    if gluon != "0":  # FA3's backward in Gluon (imported here only: import time)
-        from shopml.jagged.triton import attention_gluon_bwd as glb
-
-        config = glb.auto_config(q, q_offsets.numel() - 1, max_seqlen_k, forced=gluon == "1",
-                                 causal=causal)  # fmt: skip
-        if config is not None and glb.gluon_bwd_ok(q, k, v, do, causal, scale):
+    if gluon != "0":  # FA3's backward in Gluon (imported on first use: import time)
+        glb = _gluon("attention_gluon_bwd")
+        config = glb.auto_config(q, q_offsets.numel() - 1, max_seqlen_k, forced=gluon == "1")
+        if config is not None and glb.gluon_bwd_ok(q, k, v, do, scale):
             dq, dk, dv = glb._attn_bwd_gluon(do, q, k, v, out_for_delta, lse, q_offsets,
                                              k_offsets, max_seqlen_q, max_seqlen_k, scale,
                                              zero_init, config, causal)  # fmt: skip

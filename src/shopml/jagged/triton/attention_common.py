@@ -13,7 +13,9 @@ pointer path (masked ``tl.load``).
 from __future__ import annotations
 
 import functools
+import importlib
 import os
+from types import ModuleType
 
 import torch
 import triton
@@ -584,6 +586,14 @@ def _gluon_mode(q: torch.Tensor, has_bias: bool) -> str:
     ):
         return "0"
     return mode
+
+
+@functools.cache
+def _gluon(name: str) -> ModuleType:
+    """``attention_gluon`` or ``attention_gluon_bwd``, imported on a routed call's first use
+    (Gluon's import time stays out of processes that never route there), then looked up: an
+    import statement in the launcher costs a microsecond of every call's host path."""
+    return importlib.import_module(f"shopml.jagged.triton.{name}")
 
 
 @functools.cache

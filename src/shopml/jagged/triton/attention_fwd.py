@@ -25,6 +25,7 @@ from shopml.jagged.triton.attention_common import (
     _ensure_allocator,
     _extent,
     _fwd_outputs,
+    _gluon,
     _gluon_mode,
     _key_block_bias,
     _load_bias,
@@ -262,9 +263,8 @@ def _attn_fwd(
     consecutive: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     gluon = _gluon_mode(q, bias is not None or table is not None)
-    if gluon != "0":  # FA3's pipeline in Gluon (imported here only: import time)
-        from shopml.jagged.triton import attention_gluon as glu
-
+    if gluon != "0":  # FA3's pipeline in Gluon (imported on first use: import time)
+        glu = _gluon("attention_gluon")
         config = glu.auto_config(q, q_offsets.numel() - 1, max_seqlen_q, forced=gluon == "1")
         if config is not None and glu.gluon_ok(q, k, v, scale):
             return glu._attn_fwd_gluon(q, k, v, q_offsets, k_offsets, max_seqlen_q, max_seqlen_k,

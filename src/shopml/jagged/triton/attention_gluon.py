@@ -11,9 +11,9 @@ the default; causal calls too since session 14), every such call (``1``) or none
 Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives):
 - tiles of BLOCK_M = 64 x NUM_WG query rows, numbered query block fastest, then sample, then
   head (``cdiv(max_seqlen_q, BLOCK_M) * B * H``); one program a tile (those past their
-  sequence's end exit at once), or PERSISTENT: one program an SM, each walking every
-  grid-size-th tile (its loader fetches the next tile's queries into a second buffer and its
-  first keys while the consumers finish the current one).
+  sequence's end exit at once), or PERSISTENT: as many programs as the SMs hold at once
+  (:func:`per_sm`), each walking every grid-size-th tile (its loader fetches the next tile's
+  queries into a second buffer and its first keys while the consumers finish the current one).
 - Three host-built tensor descriptors view q, k, v as 2-D ``(T, H*D)`` tensors; a tile of one
   head is the column block ``[h*D, h*D + D)``. Nothing is built per program (the Triton Hopper
   path builds a descriptor per program, 1-2 us each). A FastLauncher (launch.py) launches the
@@ -41,7 +41,9 @@ Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives
   ring of STAGES K/V slots, which the one loader warp fills in rounds (block r of each
   warpgroup's stream, then block r + 1): the order in which two ping-ponging warpgroups take
   their turns, which last as many key blocks as the shorter of their two tiles has (both
-  compute that count; the longer one then runs on alone). No persistent form.
+  compute that count; the longer one then runs on alone). Persistent only with one consumer
+  warpgroup: the PERSISTENT walk above over the 64-row numbering (a tile a warpgroup, its next
+  tile's query and first keys loaded while it finishes the current one).
 - Scores in base 2 (``qk_scale = scale * log2(e)``, folded into the exponent's FMA); only the
   first and the last key block are masked (keys past the sequence's end read as -inf).
 - Causal (IS_CAUSAL; key j visible from query i iff ``j <= i + Lk - Lq``, bottom-right
@@ -108,12 +110,22 @@ LONG_ROWS = 1024
 # Gluon forward was x0.35-0.91 the Triton one's speed on every case under 2^24 but one, and
 # x1.03-1.57 on every case above it (benchmarks/README.md, "Session 13"). At D=128 the Gluon
 # forward (own tiles) leads on short sequences too once the work hides its host time: from
-# MIN_SHORT values, 2^25 (session 15, N=256, 42-56 M values: 0.354 ms against 0.398 and
-# varlen_attn's 0.350; 0.185 against 0.205; 0.249 against 0.284); at D=64 it trailed there
-# (0.100 against 0.086 at B=1024, N=256, H=4, 28 M values)
+# MIN_SHORT values, 3 x 2^23 (session 15, N=256, 42-56 M values: 0.354 ms against 0.398 and
+# varlen_attn's 0.350; 0.185 against 0.205; 0.249 against 0.284; session 16, 29 M: 0.133
+# against 0.148); at D=64 it trailed there (0.100 against 0.086 at B=1024, N=256, H=4, 28 M)
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
-MIN_SHORT = {64: None, 128: 2**25}
+MIN_SHORT = {64: None, 128: 3 * 2**23}
+# Small D=128 calls, from SMALL_ELEMENTS query values up to MIN_SHORT[128], take SMALL_CONFIGS:
+# one warpgroup of its own tiles, persistent (two programs an SM, each walking every
+# grid-size-th tile, the next tile's query and keys loaded while it ends the current one). Session
+# 16 (ms; Triton / own tiles / persistent / varlen_attn): B=256, N=256, H=4, 22 M values 0.108 /
+# 0.145 / 0.097 / 0.099; B=256, N=1024, fill 0.1, H=4, 14 M 0.104 / 0.091 / 0.081 / 0.092; but
+# at 25 M 0.210 / 0.141 / 0.145 / 0.176 and behind own tiles on every larger case (2.160
+# against 1.725 at 230 M: the static walk balances tiles of very different lengths worse than
+# the hardware's block scheduler), so own tiles from MIN_SHORT[128] on
+SMALL_ELEMENTS = 2**23
+SMALL_CONFIGS = {128: (64, 2, 1, False, True, True, 128)}
 
 
 def auto_config(
@@ -127,6 +139,8 @@ def auto_config(
     d = q.shape[-1]
     if not forced:
         numel = q.numel()
+        if d in SMALL_CONFIGS and SMALL_ELEMENTS <= numel < MIN_SHORT[d]:
+            return SMALL_CONFIGS[d]
         if numel < MIN_ELEMENTS:
             return None
         if max_seqlen_q <= MAX_TRITON and (MIN_SHORT[d] is None or numel < MIN_SHORT[d]):
@@ -376,10 +390,21 @@ def _tile(tile, params, BLOCK_M: gl.constexpr):
 
 
 @gluon.jit
-def _consumer(shared, params, WG: gl.constexpr, IS_CAUSAL: gl.constexpr):
+def _walk_tile(tile, params, BLOCK_M: gl.constexpr, OWN: gl.constexpr):
+    """Tile ``tile`` of the walk: of the 64-row numbering (OWN, one consumer warpgroup, see
+    :func:`_own_tile`) or query block fastest (:func:`_tile`)."""
+    if OWN:
+        return _own_tile(tile, params)
+    else:
+        return _tile(tile, params, BLOCK_M)
+
+
+@gluon.jit
+def _consumer(shared, params, WG: gl.constexpr, IS_CAUSAL: gl.constexpr, OWN: gl.constexpr):
     """Consumer warpgroup WG over this program's tiles (one, or a persistent program's
-    share). The tile sizes come from the buffers' shapes (constexpr arguments reach worker
-    partitions as tensors in Triton 3.6; a constexpr bool as such)."""
+    share; OWN: a persistent walk of the 64-row numbering, one warpgroup). The tile sizes come
+    from the buffers' shapes (constexpr arguments reach worker partitions as tensors in Triton
+    3.6; a constexpr bool as such)."""
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     NUM_WG: gl.constexpr = q_smem.shape[0] // q_bars.shape[0]
     QBUF: gl.constexpr = q_bars.shape[0]
@@ -392,7 +417,7 @@ def _consumer(shared, params, WG: gl.constexpr, IS_CAUSAL: gl.constexpr):
     it = 0  # key blocks through the ring so far
     t = 0  # tiles with keys so far (the query buffers' counter)
     for tile in range(pid, num_tiles, nprog):
-        q_row, q_len, k_start, k_len, h = _tile(tile, params, WG_ROWS * NUM_WG)
+        q_row, q_len, k_start, k_len, h = _walk_tile(tile, params, WG_ROWS * NUM_WG, OWN)
         diag = k_len - q_len + WG * WG_ROWS  # causal: the last key this warpgroup's row 0 sees
         k_len = _tile_keys(q_len, k_len, WG_ROWS * NUM_WG, IS_CAUSAL)
         if q_len > 0:
@@ -410,28 +435,28 @@ def _consumer(shared, params, WG: gl.constexpr, IS_CAUSAL: gl.constexpr):
 
 
 @gluon.jit
-def _first_consumer(shared, params, IS_CAUSAL: gl.constexpr):
+def _first_consumer(shared, params, IS_CAUSAL: gl.constexpr, OWN: gl.constexpr):
     """The default partition: the first consumer warpgroup (rows 0-63)."""
-    _consumer(shared, params, 0, IS_CAUSAL)
+    _consumer(shared, params, 0, IS_CAUSAL, OWN)
 
 
 @gluon.jit
-def _second_consumer(shared, params, IS_CAUSAL: gl.constexpr):
+def _second_consumer(shared, params, IS_CAUSAL: gl.constexpr, OWN: gl.constexpr):
     """A worker partition of 4 warps: the second consumer warpgroup (rows 64-127)."""
-    _consumer(shared, params, 1, IS_CAUSAL)
+    _consumer(shared, params, 1, IS_CAUSAL, OWN)
 
 
 @gluon.jit
-def _third_consumer(shared, params, IS_CAUSAL: gl.constexpr):
+def _third_consumer(shared, params, IS_CAUSAL: gl.constexpr, OWN: gl.constexpr):
     """A worker partition of 4 warps: the third consumer warpgroup (rows 128-191)."""
-    _consumer(shared, params, 2, IS_CAUSAL)
+    _consumer(shared, params, 2, IS_CAUSAL, OWN)
 
 
 @gluon.jit
-def _loader(descs, shared, params, IS_CAUSAL: gl.constexpr):
+def _loader(descs, shared, params, IS_CAUSAL: gl.constexpr, OWN: gl.constexpr):
     """The producer warp: per tile with keys, the query tile (into a free query buffer), then
     K and V tiles through the ring of slots (causal: the blocks of the tile's keys,
-    :func:`_tile_keys`)."""
+    :func:`_tile_keys`; OWN: the tiles as :func:`_consumer`'s)."""
     q_desc, k_desc, v_desc = descs
     q_smem, k_bufs, v_bufs, k_bars, v_bars, empty_bars, turn_bars, q_bars, q_empty = shared
     QBUF: gl.constexpr = q_bars.shape[0]
@@ -446,7 +471,7 @@ def _loader(descs, shared, params, IS_CAUSAL: gl.constexpr):
     it = 0
     t = 0
     for tile in range(pid, num_tiles, nprog):
-        q_row, q_len, k_start, k_len, h = _tile(tile, params, WG_ROWS * NUM_WG)
+        q_row, q_len, k_start, k_len, h = _walk_tile(tile, params, WG_ROWS * NUM_WG, OWN)
         k_len = _tile_keys(q_len, k_len, WG_ROWS * NUM_WG, IS_CAUSAL)
         if (q_len > 0) & (k_len > 0):
             col = (h * HEAD_DIM).to(gl.int32)
@@ -627,7 +652,8 @@ def _attn_fwd_gluon_kernel(
     PINGPONG: gl.constexpr, PERSISTENT: gl.constexpr, OWN_TILES: gl.constexpr,
     IS_CAUSAL: gl.constexpr, CONSUMER_REGS: gl.constexpr,
 ):  # fmt: skip
-    gl.static_assert(not (OWN_TILES and PERSISTENT), "own tiles: one program a tile group")
+    gl.static_assert(not (OWN_TILES and PERSISTENT) or NUM_WG == 1,
+                     "own tiles, persistent: one consumer warpgroup")  # fmt: skip
     BLOCK_M: gl.constexpr = WG_ROWS * NUM_WG
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
@@ -639,7 +665,7 @@ def _attn_fwd_gluon_kernel(
               q_offsets_ptr, k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch,
               num_tiles, pid, nprog, tile_b_ptr, heads)  # fmt: skip
     # Step 1: one tile (group) a program: an exit before any setup when it has no rows
-    if OWN_TILES:
+    if OWN_TILES and not PERSISTENT:
         idle = True
         for w in gl.static_range(NUM_WG):
             q_row, q_len, k_start, k_len, h = _own_tile(pid * NUM_WG + w, params)
@@ -657,7 +683,7 @@ def _attn_fwd_gluon_kernel(
     # (own tiles: a query buffer, a query barrier and STAGES ring slots a warpgroup; q_empty
     # unused)
     QBUF: gl.constexpr = 2 if PERSISTENT else 1  # a persistent loader fetches the next Q early
-    QBARS: gl.constexpr = NUM_WG if OWN_TILES else QBUF
+    QBARS: gl.constexpr = NUM_WG if OWN_TILES and not PERSISTENT else QBUF
     # the ring's slots (own tiles: a ring of STAGES slots a warpgroup, warpgroup w's from w x
     # STAGES on)
     SLOTS: gl.constexpr = NUM_WG * STAGES if OWN_TILES else STAGES
@@ -690,7 +716,10 @@ def _attn_fwd_gluon_kernel(
     # (IS_CAUSAL in the partitions' argument tuples as written: a tuple assigned to a name would
     # turn the constexpr into a tensor)
     # the worker partitions' registers a thread (the default partition gets what maxnreg leaves)
-    if OWN_TILES and NUM_WG == 3:
+    # (OWN: the persistent walk of the 64-row numbering, one warpgroup: the partitions of
+    # query-block tiles, the tile numbering of own tiles)
+    OWN: gl.constexpr = OWN_TILES and PERSISTENT
+    if OWN_TILES and not PERSISTENT and NUM_WG == 3:
         gl.warp_specialize(
             [
                 (_own_first, (shared, params, IS_CAUSAL)),
@@ -701,7 +730,7 @@ def _attn_fwd_gluon_kernel(
             [4, 4, 1],
             [CONSUMER_REGS, CONSUMER_REGS, 24],
         )
-    elif OWN_TILES and NUM_WG == 2:
+    elif OWN_TILES and not PERSISTENT and NUM_WG == 2:
         gl.warp_specialize(
             [
                 (_own_first, (shared, params, IS_CAUSAL)),
@@ -711,7 +740,7 @@ def _attn_fwd_gluon_kernel(
             [4, 1],
             [CONSUMER_REGS, 24],
         )
-    elif OWN_TILES:
+    elif OWN_TILES and not PERSISTENT:
         gl.warp_specialize(
             [
                 (_own_first, (shared, params, IS_CAUSAL)),
@@ -723,10 +752,10 @@ def _attn_fwd_gluon_kernel(
     elif NUM_WG == 3:
         gl.warp_specialize(
             [
-                (_first_consumer, (shared, params, IS_CAUSAL)),
-                (_second_consumer, (shared, params, IS_CAUSAL)),
-                (_third_consumer, (shared, params, IS_CAUSAL)),
-                (_loader, (descs, shared, params, IS_CAUSAL)),
+                (_first_consumer, (shared, params, IS_CAUSAL, OWN)),
+                (_second_consumer, (shared, params, IS_CAUSAL, OWN)),
+                (_third_consumer, (shared, params, IS_CAUSAL, OWN)),
+                (_loader, (descs, shared, params, IS_CAUSAL, OWN)),
             ],
             [4, 4, 1],
             [CONSUMER_REGS, CONSUMER_REGS, 24],
@@ -734,9 +763,9 @@ def _attn_fwd_gluon_kernel(
     elif NUM_WG == 2:
         gl.warp_specialize(
             [
-                (_first_consumer, (shared, params, IS_CAUSAL)),
-                (_second_consumer, (shared, params, IS_CAUSAL)),
-                (_loader, (descs, shared, params, IS_CAUSAL)),
+                (_first_consumer, (shared, params, IS_CAUSAL, OWN)),
+                (_second_consumer, (shared, params, IS_CAUSAL, OWN)),
+                (_loader, (descs, shared, params, IS_CAUSAL, OWN)),
             ],
             [4, 1],
             [CONSUMER_REGS, 24],
@@ -744,8 +773,8 @@ def _attn_fwd_gluon_kernel(
     else:
         gl.warp_specialize(
             [
-                (_first_consumer, (shared, params, IS_CAUSAL)),
-                (_loader, (descs, shared, params, IS_CAUSAL)),
+                (_first_consumer, (shared, params, IS_CAUSAL, OWN)),
+                (_loader, (descs, shared, params, IS_CAUSAL, OWN)),
             ],
             [1],
             [24],
@@ -788,6 +817,13 @@ def consumer_regs(num_wg: int, maxnreg: int) -> int:
     """Registers a thread of each consumer warpgroup: the kernel's ``maxnreg`` x (NUM_WG + 1)
     warpgroups, less the loader's warpgroup at 24, shared out (a multiple of 8, at most 256)."""
     return min(256, (maxnreg * (num_wg + 1) - 24) // num_wg // 8 * 8)
+
+
+def per_sm(num_wg: int, maxnreg: int) -> int:
+    """Programs an SM holds by their registers: ``maxnreg`` x (NUM_WG + 1) warpgroups of 128
+    threads out of 65,536 (the shared memory of the configurations that run several, at most
+    96 KiB a program, fits as many)."""
+    return max(1, 65536 // (maxnreg * 128 * (num_wg + 1)))
 
 
 @functools.cache
@@ -868,14 +904,16 @@ def _attn_fwd_gluon(
             return out, lse
         return out.zero_(), lse.fill_(float("-inf"))
     if own_tiles:  # 64-row tiles of the slot numbering, num_wg consecutive ones a program
-        if persistent:
-            raise ValueError("OWN_TILES has no persistent form")
+        if persistent and num_wg != 1:
+            raise ValueError(f"OWN_TILES persistent: one consumer warpgroup, got {num_wg}")
         tile_b = _tile_samples(q_offsets, total)
-        grid = (cdiv(tile_b.numel() * heads, num_wg),)
+        tiles = cdiv(tile_b.numel() * heads, num_wg)
     else:
         tile_b = _dummy(q.device, torch.int32)
         tiles = cdiv(max_seqlen_q, _ROWS * num_wg) * batch * heads
-        grid = (min(tiles, _sm_count(q.device.index or 0)) if persistent else tiles,)
+    if persistent:  # as many programs as fit on the GPU at once (the registers' count)
+        tiles = min(tiles, _sm_count(q.device.index or 0) * per_sm(num_wg, maxnreg))
+    grid = (tiles,)
     # (inside launch.collecting both launchers record their compiles and launch nothing)
     _FWD(
         lambda meta: grid,

@@ -154,7 +154,7 @@ FULL_REGS = 168
 
 
 def auto_config(
-    q: torch.Tensor, batch: int, max_seqlen_k: int, forced: bool = False, causal: bool = False
+    q: torch.Tensor, batch: int, max_seqlen_k: int, forced: bool = False
 ) -> tuple[int, int, int, bool, int, bool] | None:
     """The launcher configuration for this call, or None where the Triton backward is faster
     (``forced``: never None, for tests). Causal calls as the others: on the H200 the causal
@@ -162,7 +162,6 @@ def auto_config(
     B=512, N=1024, H=4, D=128; 1.172 against 1.357 at B=256, N=4096, D=64, a mean of 973 rows)
     and trailed it below a mean of 512 rows at D=64 (0.716 against 0.635 at 256:
     benchmarks/README.md, session 15)."""
-    del causal  # (one rule for both: kept for the callers' sake)
     d = q.shape[-1]
     if forced:
         return CONFIGS[d]
@@ -172,12 +171,11 @@ def auto_config(
 
 
 def gluon_bwd_ok(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, causal: bool, scale: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, scale: float
 ) -> bool:
     """Whether this bias-free backward (causal or not) can run here: the forward's conditions
     (``attention_gluon.gluon_ok``) for q, k, v and dO. Either forward's outputs and lse serve it
     (they are the same)."""
-    del causal  # (kept in the signature: the mask is the caller's choice, both are served)
     return gluon_ok(q, k, v, scale) and gluon_ok(do, k, v, scale)
 
 
