@@ -11,8 +11,10 @@ dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton ke
 
 Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
 - ``_attn_bwd_delta_kernel`` (attention_bwd_dq.py) writes ``delta = rowsum(dO * O)`` and zeroes
-  a float32 dQ accumulator ``(H, T_q + BLOCK_M, D)``: heads outermost, so that a head's rows
-  are D apart (a constexpr stride, see Registers), and BLOCK_M rows of padding.
+  a float32 dQ accumulator with BLOCK_M rows of padding: ``(T_q + BLOCK_M, H, D)`` as the inputs
+  when the copy engine adds into it (DQ_TMA, the default: the last pass is then a contiguous
+  cast, where heads outermost needed a transposing one), else ``(H, T_q + BLOCK_M, D)``, heads outermost, so
+  that a head's rows are D apart (a constexpr stride for the atomic adds, see Registers).
 - One program a key block of BLOCK_N = 64 x NUM_WG rows, numbered key block fastest, then
   sample, then head (``cdiv(max_seqlen_k, BLOCK_N) * B * H``); programs past their sequence's
   end exit at once, a sequence without queries gets dK = dV = 0.
@@ -316,10 +318,11 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
     lse_q = lse_ptr + q_start * stride_lse_t + h
     delta_q = delta_ptr + q_start * stride_delta_t + h
     dq_q = dq_ptr + h.to(gl.int64) * stride_dq_h + q_start * HEAD_DIM
-    # with DQ_TMA: the sequence's first query row of head h in the accumulator's 2-D view
-    # (H * (T_q + BLOCK_M) rows < 2^31, checked by the launcher), this warpgroup's columns
-    dq_row = (h * (stride_dq_h // HEAD_DIM) + q_start).to(gl.int32)
-    dq_col = WG * HALF if SPLIT_DQ else 0
+    # with DQ_TMA the accumulator is laid out as the inputs, (T_q + BLOCK_M, H, D): the
+    # sequence's first query row and head h's columns (this warpgroup's) in its 2-D view
+    # (T_q + BLOCK_M rows < 2^31, checked by the launcher)
+    dq_row = q_start.to(gl.int32)
+    dq_col = (h * HEAD_DIM + (WG * HALF if SPLIT_DQ else 0)).to(gl.int32)
     # causal: the query blocks from ``lo`` on (i counts the iterations: the ring's and the
     # barriers' counter); key row r of this warpgroup visible from column c of the block at
     # m_start iff r <= c + m_start + rows_left - q_len (``j <= i + Lk - Lq`` in the sequence)
@@ -586,33 +589,38 @@ def _attn_bwd_gluon(
             f"issue 15), so they are refused; maxnreg {FULL_REGS} (one program an SM) serves"
         )
     split_dq = split_dq and num_wg == 2
-    if heads * (total + block_m) >= 2**31:  # the copy engine's int32 row coordinates
+    if total + block_m >= 2**31:  # the copy engine's int32 row coordinates
         dq_tma = False
     if block_m < WG_ROWS and not (num_wg == 1 and dq_tma):  # see the kernel's TRANS_DQ
         raise ValueError(
-            f"BLOCK_M={block_m} < 64 needs one consumer warpgroup and dQ by the copy engine (H x "
-            f"(T + BLOCK_M) < 2^31 rows); got NUM_WG={num_wg}, rows {heads * (total + block_m)}"
+            f"BLOCK_M={block_m} < 64 needs one consumer warpgroup and dQ by the copy engine "
+            f"(T + BLOCK_M < 2^31 rows); got NUM_WG={num_wg}, rows {total + block_m}"
         )
-    # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator, heads outermost (a
-    # head's rows D apart: constant offsets for the kernel's adds) and BLOCK_M padding rows
-    dq = torch.empty((heads, total + block_m, d), device=q.device, dtype=torch.float32)
+    # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator with BLOCK_M padding
+    # rows: laid out as the inputs with DQ_TMA (the copy engine's reductions go anywhere, and
+    # the last pass is then a contiguous cast), else heads outermost (a head's rows D apart:
+    # constant offsets for the kernel's atomic adds)
+    shape = (total + block_m, heads, d) if dq_tma else (heads, total + block_m, d)
+    dq = torch.empty(shape, device=q.device, dtype=torch.float32)
+    stride_dq_t, stride_dq_h = (dq.stride(0), dq.stride(1)) if dq_tma else (d, dq.stride(0))
     delta = torch.empty((total, heads), device=q.device, dtype=torch.float32)
     block_t = 64
     _DELTA(
         lambda meta: (cdiv(total, block_t), heads),
         (out, do, delta, dq, total, out.stride(0), out.stride(1), do.stride(0), do.stride(1),
-         delta.stride(0), dq.stride(1), dq.stride(0)),
+         delta.stride(0), stride_dq_t, stride_dq_h),
         dict(HEAD_DIM=d, BLOCK_D=pow2(d), BLOCK_T=block_t),
     )  # fmt: skip
     # Step 2: one program a key block
     grid = (cdiv(max_seqlen_k, _ROWS * num_wg) * batch * heads,)
-    dq_2d = dq.view(heads * (total + block_m), d)
-    dq_desc = _checked_desc(dq_2d, [dq_2d.shape[0], d], d, block_m, d // 2 if split_dq else d)
+    dq_2d = dq.view(-1, heads * d) if dq_tma else dq.view(-1, d)
+    dq_desc = _checked_desc(dq_2d, list(dq_2d.shape), dq_2d.shape[1], block_m,
+                            d // 2 if split_dq else d)  # fmt: skip
     _BWD(
         lambda meta: grid,
         (_desc(q, block_m), _desc(k, _ROWS), _desc(v, _ROWS), _desc(do, block_m), dq_desc,
          lse, delta,
-         dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), dq.stride(0),
+         dq, dk, dv, q_offsets, k_offsets, lse.stride(0), delta.stride(0), stride_dq_h,
          dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1), max_seqlen_q, max_seqlen_k,
          batch, scale * LOG2E, scale, math.log2(scale)),
         dict(HEAD_DIM=d, BLOCK_M=block_m, STAGES=stages, NUM_WG=num_wg,
@@ -621,7 +629,8 @@ def _attn_bwd_gluon(
     )  # fmt: skip
     if dry_run():  # inside launch.collecting: both launchers recorded their compiles, launched
         return torch.empty_like(q), dk, dv  # nothing; outputs unwritten
-    # one cast-and-transpose copy into (T, H, D): no intermediate beside the fp32 accumulator
-    # (its peak is then varlen_attn's: the accumulator and the three gradients)
+    # one cast (DQ_TMA: a contiguous one; else transposing) into (T, H, D): no intermediate
+    # beside the fp32 accumulator (its peak is then varlen_attn's: the accumulator and the three
+    # gradients)
     dq_out = torch.empty((total, heads, d), device=q.device, dtype=q.dtype)
-    return dq_out.copy_(dq[:, :total].transpose(0, 1)), dk, dv
+    return dq_out.copy_(dq[:total] if dq_tma else dq[:, :total].transpose(0, 1)), dk, dv
