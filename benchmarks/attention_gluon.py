@@ -60,6 +60,8 @@ VARIANTS = {
     "1wg_r128": ((128, 2, 1, False, False, False, 128), (64,)),  # the same, 2 programs an SM
     "1wg_bn64_r128": ((64, 2, 1, False, False, False, 128), (64, 128)),  # 2 an SM at D=128
     "bn64": ((64, 3, 2, True, False, False, 168), (64, 128)),
+    "bn64_s4": ((64, 4, 2, True, False, False, 168), (128,)),  # four slots (160 KiB at D=128)
+    "bn128_s3": ((128, 3, 2, True, False, False, 168), (128,)),  # three 128-key slots (224 KiB)
     "3wg": ((64, 3, 3, False, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
     # own tiles: each consumer warpgroup its own 64-row tile (of any sample and head) and K/V
     # stream, the tiles of a program consecutive in the 64-row slot numbering
