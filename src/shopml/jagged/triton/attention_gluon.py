@@ -798,6 +798,7 @@ def _tile_samples_kernel(offsets_ptr, table_ptr, num_slots, batch, PER: tl.const
 
 
 _TILE_SAMPLES = FastLauncher(_tile_samples_kernel)
+_PER = {"PER": 32}  # the slots a tile-numbering program writes at once
 _FWD = FastLauncher(_attn_fwd_gluon_kernel)  # the descriptors' tiles and layouts: in its signature
 
 
@@ -809,7 +810,7 @@ def _tile_samples(q_offsets: torch.Tensor, total: int) -> torch.Tensor:
     launch, no host sync."""
     batch = q_offsets.numel() - 1
     table = torch.empty(total // _ROWS + batch, dtype=torch.int32, device=q_offsets.device)
-    _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, table.numel(), batch), {"PER": 32})
+    _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, table.numel(), batch), _PER)
     return table
 
 
@@ -920,8 +921,16 @@ def _attn_fwd_gluon(
         (_desc(q, _ROWS), _desc(k, block_n), _desc(v, block_n), out, lse, q_offsets, k_offsets,
          tile_b, out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k, batch,
          heads, tile_b.numel() if own_tiles else 0, scale * LOG2E, post_scale),
-        dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
-             PERSISTENT=persistent, OWN_TILES=own_tiles, IS_CAUSAL=causal,
-             CONSUMER_REGS=consumer_regs(num_wg, maxnreg), num_warps=4, maxnreg=maxnreg),
+        _constexprs(d, config or CONFIGS[d], causal),
     )  # fmt: skip
     return out, lse
+
+
+@functools.cache
+def _constexprs(d: int, config: tuple, causal: bool) -> dict:
+    """The forward kernel's constexprs and launch options for a configuration (built once: a
+    launch reads them, never changes them)."""
+    block_n, stages, num_wg, pingpong, persistent, own_tiles, maxnreg = config
+    return dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
+                PERSISTENT=persistent, OWN_TILES=own_tiles, IS_CAUSAL=causal,
+                CONSUMER_REGS=consumer_regs(num_wg, maxnreg), num_warps=4, maxnreg=maxnreg)  # fmt: skip
