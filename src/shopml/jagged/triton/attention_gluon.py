@@ -101,7 +101,7 @@ _ROWS = WG_ROWS.value  # the same as a host int (constexpr arithmetic costs micr
 # shorter than LONG_ROWS (0.857 ms against 1.057 and Triton's 0.972 at B=1024, N=1024, H=4,
 # fill 0.25). maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader warp's gets 24 a
 # thread, the consumers 240; 128: 4 warpgroups).
-CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (64, 3, 2, True, False, False, 168)}
+CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (128, 3, 2, True, False, False, 168)}
 SHORT_CONFIGS = {64: CONFIGS[64], 128: (64, 3, 1, False, False, True, 128)}
 LONG_ROWS = 1024
 # ``auto``: sequences of at most MAX_TRITON rows stay with the Triton forward, which launches
