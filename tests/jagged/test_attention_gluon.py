@@ -309,10 +309,9 @@ class _FakeCuda:
 def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch):
     """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward for sequences longer than 256
     rows (own 64-row tiles at D=64 and for short mean lengths at D=128, the ping-pong
-    warpgroups for long ones; at D=128 also shorter ones from 3 x 2^23 values, and the
-    persistent walk for small calls), the Gluon backward at D=128 from a mean of 128 rows and at
-    D=64 from 512; ``1`` takes them everywhere they can run; nothing Gluon off sm_90 or with a
-    bias. Causal calls: the same rules."""
+    warpgroups for long ones; at D=128 also shorter ones from 2^25 values), the Gluon backward
+    at D=128 from a mean of 128 rows and at D=64 from 512; ``1`` takes them everywhere they can
+    run; nothing Gluon off sm_90 or with a bias. Causal calls: the same rules."""
     from shopml.jagged.triton import attention_common
     from shopml.jagged.triton import attention_gluon as glu
     from shopml.jagged.triton import attention_gluon_bwd as glb
@@ -329,18 +328,13 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
-    # sequences of at most 256 rows: Gluon at D=128 from 3 x 2^23 values (never at D=64)
+    # sequences of at most 256 rows: Gluon at D=128 from 2^25 values (never at D=64)
     assert glu.auto_config(q(1024 * 160, 128), 1024, 256) == glu.SHORT_CONFIGS[128]
-    assert glu.auto_config(q(1024 * 100, 128), 1024, 256) == glu.SHORT_CONFIGS[128]
+    assert glu.auto_config(q(1024 * 120, 128), 1024, 256) is None  # under 2^25 values
     assert glu.auto_config(q(1024 * 160, 128), 1024, 257) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(1024 * 256, 64), 1024, 256) is None
-    # small D=128 calls (2^23 to 3 x 2^23 values), long sequences or short: the persistent walk
-    small = glu.SMALL_CONFIGS[128]
-    assert small[4] and small[5] and small[2] == 1  # persistent, own tiles, one warpgroup
-    assert glu.auto_config(q(1024 * 90, 128), 1024, 256) == small
-    assert glu.auto_config(q(256 * 200, 128), 256, 1024) == small
-    assert glu.auto_config(q(2**23 // 256 - 1, 128), 1, 1024) is None  # under 2^23 values
-    assert glu.auto_config(q(256 * 100, 64), 256, 1024) is None  # (D=64: under 2^24 values)
+    # (the persistent own-tile walk is a configuration, never the automatic choice)
+    assert not any(c[4] for c in (*glu.CONFIGS.values(), *glu.SHORT_CONFIGS.values()))
     # (causal calls: the same choice, from the same function)
     big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
     assert glb.auto_config(q(2 * big, 64), 16, 4096) == glb.CONFIGS[64]  # D=64: a mean of 512

@@ -110,22 +110,23 @@ LONG_ROWS = 1024
 # Gluon forward was x0.35-0.91 the Triton one's speed on every case under 2^24 but one, and
 # x1.03-1.57 on every case above it (benchmarks/README.md, "Session 13"). At D=128 the Gluon
 # forward (own tiles) leads on short sequences too once the work hides its host time: from
-# MIN_SHORT values, 3 x 2^23 (session 15, N=256, 42-56 M values: 0.354 ms against 0.398 and
-# varlen_attn's 0.350; 0.185 against 0.205; 0.249 against 0.284; session 16, 29 M: 0.133
-# against 0.148); at D=64 it trailed there (0.100 against 0.086 at B=1024, N=256, H=4, 28 M)
+# MIN_SHORT values, 2^25 (session 15, N=256, 42-56 M values: 0.354 ms against 0.398 and
+# varlen_attn's 0.350; 0.185 against 0.205; 0.249 against 0.284; below it, at 29-33 M, the
+# public call's host time ate the kernel's lead in session 16's grid); at D=64 it trailed there
+# (0.100 against 0.086 at B=1024, N=256, H=4, 28 M values)
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
-MIN_SHORT = {64: None, 128: 3 * 2**23}
-# Small D=128 calls, from SMALL_ELEMENTS query values up to MIN_SHORT[128], take SMALL_CONFIGS:
-# one warpgroup of its own tiles, persistent (two programs an SM, each walking every
-# grid-size-th tile, the next tile's query and keys loaded while it ends the current one). Session
-# 16 (ms; Triton / own tiles / persistent / varlen_attn): B=256, N=256, H=4, 22 M values 0.108 /
-# 0.145 / 0.097 / 0.099; B=256, N=1024, fill 0.1, H=4, 14 M 0.104 / 0.091 / 0.081 / 0.092; but
-# at 25 M 0.210 / 0.141 / 0.145 / 0.176 and behind own tiles on every larger case (2.160
-# against 1.725 at 230 M: the static walk balances tiles of very different lengths worse than
-# the hardware's block scheduler), so own tiles from MIN_SHORT[128] on
-SMALL_ELEMENTS = 2**23
-SMALL_CONFIGS = {128: (64, 2, 1, False, True, True, 128)}
+MIN_SHORT = {64: None, 128: 2**25}
+# Not taken by ``auto``: one warpgroup of its own tiles, persistent (OWN_TILES with PERSISTENT,
+# two programs an SM each walking every grid-size-th tile). Timed alone (the launcher called
+# directly) it led on small D=128 calls (session 16, ms, Triton / own tiles / persistent /
+# varlen_attn: B=256, N=256, H=4, 22 M values 0.108 / 0.145 / 0.097 / 0.099; B=256, N=1024,
+# fill 0.1, H=4, 14 M 0.104 / 0.091 / 0.081 / 0.092) and trailed own tiles on every larger one
+# (2.160 against 1.725 ms at 230 M: the static walk balances tiles of very different lengths
+# worse than the hardware's block scheduler). Routed there from 2^23 values in the grid, the
+# public call lost: its host path (the tile table's launch, the descriptors, the launcher's
+# key: 70 us against the Triton forward's 28) made those calls host-bound (0.145 against 0.062
+# ms at B=256, N=256, H=2; benchmarks/README.md, "Session 16")
 
 
 def auto_config(
@@ -139,8 +140,6 @@ def auto_config(
     d = q.shape[-1]
     if not forced:
         numel = q.numel()
-        if d in SMALL_CONFIGS and SMALL_ELEMENTS <= numel < MIN_SHORT[d]:
-            return SMALL_CONFIGS[d]
         if numel < MIN_ELEMENTS:
             return None
         if max_seqlen_q <= MAX_TRITON and (MIN_SHORT[d] is None or numel < MIN_SHORT[d]):
