@@ -8,6 +8,10 @@ Parts (``--parts``, comma-separated; default all):
   (one synchronisation at the end), with the :class:`~shopml.jagged.triton.launch.FastLauncher`
   direct launches on and off (every launcher's ``enabled``: off is Triton's own launch path, as
   ``SHOPML_TRITON_FAST_LAUNCH=0`` gives), in alternating rounds; the median round is reported.
+- ``split`` (not in the default): where the attention's eager fwd+bwd host time goes (the
+  public forward without and with the autograd graph, the backward launcher alone, an empty
+  autograd Function's floor, with and without autograd's device threads) and the Gluon
+  forward's host path piece by piece; printed.
 - ``attention``: the same on/off host loops for the attention on three host-bound cases of the
   issue's grid, then shopml against varlen_attn: host loops, four rounds of ``do_bench`` (timed as
   bench_attention.py times them, providers alternating) and a cProfile of 300 forward+backward
@@ -42,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import append_rows, device_slug, run_meta  # noqa: E402
-from bench_attention import Case, bench, make_provider  # noqa: E402
+from bench_attention import Case, bench, make_provider, switch  # noqa: E402
 
 from shopml.jagged.checks import checks_enabled  # noqa: E402
 
@@ -271,6 +275,76 @@ def part_attention(fast: FastLaunch, rounds: int, out_dir: Path) -> list[dict]:
     return rows
 
 
+def best_loop(fn, reset=(), rounds: int = 5) -> float:  # noqa: ANN001
+    """The fastest of ``rounds`` host loops (us per call): the least-disturbed one."""
+    return min(host_loop(fn, reset=reset) for _ in range(rounds))
+
+
+def part_split() -> None:
+    """Where the eager fwd+bwd host time of the attention goes, on the first two CASES (Triton
+    kernels) and, for the Gluon forward, on the third: host loops of the public forward without
+    and with the autograd graph, forward+backward, the backward launcher alone (its arguments
+    caught from one backward), an empty autograd Function's, each with and without autograd's
+    device threads; then the Gluon forward's pieces (best of five loops)."""
+    from shopml.jagged import attention_triton
+    from shopml.jagged.triton import attention_gluon as glu
+    from shopml.jagged.triton.attention_common import _fwd_outputs
+    from shopml.jagged.triton.attention_fwd import _attn_fwd
+
+    for cfg in CASES[:2]:
+        case = Case(cfg, 0)
+        fn, inputs, grad = make_provider("shopml", case)
+        q, k, v = inputs
+        step = lambda: fn().backward(grad)  # noqa: B023, E731
+        empty = lambda: _Empty.apply(q, k, v).backward(grad)  # noqa: B023, E731
+        caught = []
+        launch = attention_triton._backward_launch
+        attention_triton._backward_launch = lambda *a: caught.append(a) or launch(*a)  # noqa: B023
+        step()
+        attention_triton._backward_launch = launch
+        times = {}
+        with torch.no_grad():
+            times["forward, no grad (public)"] = best_loop(fn)
+            times["backward launcher alone"] = best_loop(lambda: launch(*caught[0]))  # noqa: B023
+        times["forward with the graph, no backward"] = best_loop(fn)
+        for threads in (True, False):
+            with torch.autograd.set_multithreading_enabled(threads):
+                tag = "" if threads else ", no device threads"
+                times[f"forward+backward{tag}"] = best_loop(step, reset=inputs)
+                times[f"empty Function forward+backward{tag}"] = best_loop(empty, reset=inputs)
+        print(cfg, flush=True)
+        for key, us in times.items():
+            print(f"  {key:45s} {us:7.1f} us", flush=True)
+    case = Case(CASES[2], 0)
+    q, k, v, off, n = case.q, case.k, case.v, case.offsets, CASES[2]["N"]
+    scale = CASES[2]["D"] ** -0.5
+    conf = glu.auto_config(q, CASES[2]["B"], n)
+    rest = (*[None] * 6, n, n, scale, 1.0, False, False, False)
+    times = {}
+    with torch.no_grad():
+        times["_attn_fwd (the Gluon forward)"] = best_loop(
+            lambda: _attn_fwd(q, k, v, off, off, *rest)
+        )
+        times["_attn_fwd_gluon"] = best_loop(
+            lambda: glu._attn_fwd_gluon(q, k, v, off, off, n, n, scale, 1.0, False, conf)
+        )
+        times["gluon_ok"] = best_loop(lambda: glu.gluon_ok(q, k, v, scale))
+        times["_fwd_outputs"] = best_loop(lambda: _fwd_outputs(q, n, False))
+        times["_tile_samples"] = best_loop(lambda: glu._tile_samples(off, q.shape[0]))
+        times["three descriptors"] = best_loop(
+            lambda: (glu._desc(q, 64), glu._desc(k, 64), glu._desc(v, 64))
+        )
+        previous = os.environ.get("SHOPML_ATTN_GLUON")
+        switch("SHOPML_ATTN_GLUON", "0")
+        times["_attn_fwd (the Triton forward)"] = best_loop(
+            lambda: _attn_fwd(q, k, v, off, off, *rest)
+        )
+        switch("SHOPML_ATTN_GLUON", previous)
+    print(CASES[2], conf, flush=True)
+    for key, us in times.items():
+        print(f"  {key:45s} {us:7.1f} us", flush=True)
+
+
 def gpu_split(fn, inputs, grad, calls: int = 10) -> str:  # noqa: ANN001
     """``torch.profiler``'s table of ``calls`` forward+backward calls: each kernel's device time
     and each op's host time, per call in the header."""
@@ -304,6 +378,8 @@ def main() -> None:
         rows += part_ops(fast, args.rounds)
     if "attention" in parts:
         rows += part_attention(fast, args.rounds, out_dir)
+    if "split" in parts:
+        part_split()
     append_rows(out_dir / f"attention_host-{device_slug()}.csv", rows, run_meta())
 
 
