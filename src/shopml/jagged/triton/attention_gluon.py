@@ -96,10 +96,12 @@ _ROWS = WG_ROWS.value  # the same as a host int (constexpr arithmetic costs micr
 # D=64: one consumer warpgroup of its own 64-row tiles, 64-key blocks in two slots, 80 registers
 # a thread so that three programs share an SM (0.270 ms against 0.292 for the Triton forward and
 # 0.377 for FA3's three warpgroups at B=1024, N=1024, fill 0.25; ahead of Triton on every D=64
-# case timed with N >= 1024). D=128: two consumer warpgroups taking turns, 64-key blocks in
-# three slots (480-490 TFLOP/s on long sequences); SHORT_CONFIGS[128] where the mean sequence is
-# shorter than LONG_ROWS (0.857 ms against 1.057 and Triton's 0.972 at B=1024, N=1024, H=4,
-# fill 0.25). maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader warp's gets 24 a
+# case timed with N >= 1024). D=128: two consumer warpgroups taking turns, 128-key blocks in
+# three slots (224 KiB of shared memory; 554-604 TFLOP/s on the grid's N=4096 cases in session
+# 16, where 64-key blocks in three slots ran 476 against its 538 on one case; 128-key blocks in
+# two slots had run 465 against 490 in session 11: the third slot keeps the loader two blocks
+# ahead); SHORT_CONFIGS[128] where the mean sequence is shorter than LONG_ROWS (0.857 ms
+# against 1.057 and Triton's 0.972 at B=1024, N=1024, H=4, fill 0.25). maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader warp's gets 24 a
 # thread, the consumers 240; 128: 4 warpgroups).
 CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (128, 3, 2, True, False, False, 168)}
 SHORT_CONFIGS = {64: CONFIGS[64], 128: (64, 3, 1, False, False, True, 128)}
