@@ -114,7 +114,7 @@ class _JaggedAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, table, args: AttentionArgs) -> tuple[Tensor, Tensor]:  # noqa: ANN001, D102
+    def forward(ctx, q, k, v, bias, table, args: AttentionArgs) -> tuple:  # noqa: ANN001, D102
         out, lse = _forward(*args)
         # version-checked: the outputs and the tensors with gradients; the rest as it came
         ctx.save_for_backward(out, lse, q, k, v, bias, table)

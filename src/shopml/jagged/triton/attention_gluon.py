@@ -101,8 +101,9 @@ _ROWS = WG_ROWS.value  # the same as a host int (constexpr arithmetic costs micr
 # 16, where 64-key blocks in three slots ran 476 against its 538 on one case; 128-key blocks in
 # two slots had run 465 against 490 in session 11: the third slot keeps the loader two blocks
 # ahead); SHORT_CONFIGS[128] where the mean sequence is shorter than LONG_ROWS (0.857 ms
-# against 1.057 and Triton's 0.972 at B=1024, N=1024, H=4, fill 0.25). maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader warp's gets 24 a
-# thread, the consumers 240; 128: 4 warpgroups).
+# against 1.057 and Triton's 0.972 at B=1024, N=1024, H=4, fill 0.25). maxnreg: 65536
+# registers / threads (168: 3 warpgroups, the loader warp's gets 24 a thread, the consumers
+# 240; 128: 4 warpgroups).
 CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (128, 3, 2, True, False, False, 168)}
 SHORT_CONFIGS = {64: CONFIGS[64], 128: (64, 3, 1, False, False, True, 128)}
 LONG_ROWS = 1024
@@ -932,6 +933,7 @@ def _constexprs(d: int, config: tuple, causal: bool) -> dict:
     """The forward kernel's constexprs and launch options for a configuration (built once: a
     launch reads them, never changes them)."""
     block_n, stages, num_wg, pingpong, persistent, own_tiles, maxnreg = config
+    regs = consumer_regs(num_wg, maxnreg)
     return dict(HEAD_DIM=d, BLOCK_N=block_n, STAGES=stages, NUM_WG=num_wg, PINGPONG=pingpong,
                 PERSISTENT=persistent, OWN_TILES=own_tiles, IS_CAUSAL=causal,
-                CONSUMER_REGS=consumer_regs(num_wg, maxnreg), num_warps=4, maxnreg=maxnreg)  # fmt: skip
+                CONSUMER_REGS=regs, num_warps=4, maxnreg=maxnreg)  # fmt: skip
