@@ -461,13 +461,13 @@ def test_gluon_launchers_record_their_compiles_in_a_dry_run(monkeypatch):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
     "config",
-    [(64, 2, 1, False, 128, True), (32, 2, 1, False, 80, True), (64, 2, 1, False, 128, False)],
-    ids=["tma_one_warpgroup_r128", "bm32_r80", "atomic_1wg_r128"],
+    [(64, 2, 1, False, 128, True), (64, 2, 1, False, 80, True), (64, 2, 1, False, 128, False)],
+    ids=["tma_one_warpgroup_r128", "tma_one_warpgroup_r80", "atomic_1wg_r128"],
 )
 def test_the_gluon_backward_refuses_its_occupancy_configurations(config, causal):
     """The backward's configurations of 2-3 programs an SM (maxnreg under 168) passed the small
     reference checks but gave non-finite dQ with many programs (H200, session 15): refused with a
-    message naming maxnreg, before any launch."""
+    message naming maxnreg, before any launch; and query blocks under wgmma's 64 rows."""
     from shopml.jagged.triton import attention_gluon_bwd as glb
 
     t = torch.zeros(170, 2, 64, dtype=torch.bfloat16)
@@ -475,6 +475,9 @@ def test_the_gluon_backward_refuses_its_occupancy_configurations(config, causal)
     with pytest.raises(ValueError, match=f"maxnreg={config[4]}"):
         glb._attn_bwd_gluon(t, t, t, t, t, torch.zeros(170, 2), qo, qo, 100, 100, 0.125,
                             config=config, causal=causal)  # fmt: skip
+    with pytest.raises(ValueError, match="BLOCK_M=32"):
+        glb._attn_bwd_gluon(t, t, t, t, t, torch.zeros(170, 2), qo, qo, 100, 100, 0.125,
+                            config=(32, 2, 1, False, 168, True), causal=causal)  # fmt: skip
 
 
 def test_a_descriptor_is_what_a_checked_one_would_be():

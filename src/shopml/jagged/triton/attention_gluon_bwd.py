@@ -59,10 +59,6 @@ Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
   program run its blocks (the ring's slots and the split dQ's barrier are shared), so the second
   one's first blocks can be masked whole. With IS_CAUSAL False the generated code is the
   non-causal kernel's (the PTX of every configuration compared, Triton 3.6 and 3.8).
-- BLOCK_M = 32 query rows (one consumer warpgroup, DQ_TMA): 32 rows are no wgmma M (64 a
-  warpgroup), so the warpgroup computes dQ_i^T = K^T dS'^T (D rows: K read transposed from shared
-  memory, dS'^T as stored) and stores it transposed into the dQ_i buffer; the rest as above with
-  S^T, dP^T of 64 x 32.
 
 Registers (head dim 128, two consumer warpgroups at 240 registers a thread): dK and dV take
 128, S^T and dP^T in flight 64, the block's lse spread over the score layout 16, so little is
@@ -79,19 +75,12 @@ start in int64. Causal (the first query block and the diagonal's offset held acr
 mask in the loop): 56/68 B of spills (Triton 3.6), 5 local loads an iteration in the first
 warpgroup's loop (from the L1), none in the second's; D=64 default 0/0 B.
 
-Occupancy at head dim 64 (refused by the launcher since session 15: non-finite dQ once many
-programs run, cause not found; the forward's finding: there several programs an SM beat one
-program's big tiles): one consumer warpgroup and the loader warp (padded to a warpgroup) make
-256 threads, so maxnreg 128 fits 2 programs an SM (65536 registers; 232 a consumer thread) and
-80 fits 3 (136 a consumer thread, 24 the loader's). A consumer thread holds dK and dV (32 + 32
-registers at D=64) across the loop and S^T, dP^T (2 x 64 x BLOCK_M / 128) at the peak: with 64
-query rows that is 128 before P'^T, dQ_i and addresses, and maxnreg 80 spills 440/316 B (Triton
-3.6, ptxas: 42 local loads and stores an iteration), with 32 rows (the Triton backward's D=64
-tile: 32 queries against 64 keys, 4 warps) it compiles without spills (at most 134 registers
-used of 136; maxnreg 64, 4 programs an SM, spills 356/360 B; causal at maxnreg 80: 12/12 B,
-stored before the loop and loaded after it). Shared memory (D=64, DQ_TMA):
-72 KiB with 64 query rows, 44 KiB with 32 (2 stages), so the registers set the count.
-Measured: benchmarks/README.md.
+Occupancy (refused by the launcher since session 15: non-finite dQ once many programs run,
+cause not found in the PTX either, session 16): one consumer warpgroup and the loader warp
+(padded to a warpgroup) at maxnreg 128 make 2 programs an SM (232 registers a consumer thread).
+The 32-query-row form for 3 programs an SM (dQ_i^T = K^T dS'^T, without spills at maxnreg 80)
+was deleted with the refusal's second session (its timings: benchmarks/README.md, sessions
+12-14).
 
 Differences from the reference: the descriptors read the rows after a sequence's end from the
 next sequence (queries there get lse +inf, so P = 0; keys there are zeroed in P when the key
@@ -261,9 +250,7 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
     SPLIT_DQ: gl.constexpr = ds_bars.shape[0] == 2  # see the kernel's Step 2
     DQ_TMA: gl.constexpr = dq_smem.shape[1] == BLOCK_M  # see the kernel's Step 2
     DQ_BUFS: gl.constexpr = dq_smem.shape[0] // NUM_WG  # with DQ_TMA: buffers a warpgroup
-    # BLOCK_M < 64 query rows are no wgmma M (64 a warpgroup): dQ_i^T = K^T dS'^T instead, D rows
-    TRANS_DQ: gl.constexpr = BLOCK_M < WG_ROWS
-    gl.static_assert(not TRANS_DQ or (DQ_TMA and NUM_WG == 1), "BLOCK_M < 64: one WG, DQ_TMA")
+    gl.static_assert(BLOCK_M >= WG_ROWS, "BLOCK_M: at least wgmma's 64 rows")
     # delta as dP^T's initial accumulator in the first of two warpgroups only (16 values fewer
     # beside S^T and dP^T, see the header's Registers: without it its loop spills, 7 local
     # accesses an iteration at D=128); the other warpgroups subtract it after the wait, so that
@@ -297,20 +284,14 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
     # dQ_i: (BLOCK_M, D), or with SPLIT_DQ this warpgroup's half of its columns
     DQ_COLS: gl.constexpr = HALF if SPLIT_DQ else HEAD_DIM
     zero_s = gl.zeros([WG_ROWS, BLOCK_M], gl.float32, s_layout)
-    if TRANS_DQ:  # dQ_i^T: (D, BLOCK_M)
-        qt_layout: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_M, 16]
-        )
-        zero_q = gl.zeros([HEAD_DIM, BLOCK_M], gl.float32, qt_layout)
-    else:
-        q_layout: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
-        )
-        dq_rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, q_layout))
-        dq_cols = gl.arange(0, DQ_COLS, layout=gl.SliceLayout(0, q_layout))
-        if SPLIT_DQ:
-            dq_cols += WG * HALF
-        zero_q = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, q_layout)
+    q_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, DQ_COLS, 16]
+    )
+    dq_rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, q_layout))
+    dq_cols = gl.arange(0, DQ_COLS, layout=gl.SliceLayout(0, q_layout))
+    if SPLIT_DQ:
+        dq_cols += WG * HALF
+    zero_q = gl.zeros([BLOCK_M, DQ_COLS], gl.float32, q_layout)
     dk = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
     dv = gl.zeros([WG_ROWS, HEAD_DIM], gl.float32, d_layout)
     # the sequence's first query of this head in lse, delta and dQ (rows D apart: constant
@@ -380,9 +361,7 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
         # Step 4: dV' += P'^T dO, dK += dS'^T Q and dQ_i = dS' K together
         dv = warpgroup_mma(p_op, do, dv, is_async=True)
         dk = warpgroup_mma(ds, q, dk, is_async=True)
-        if TRANS_DQ:  # (K^T from shared memory read transposed, dS'^T as stored)
-            dq = warpgroup_mma(k.permute((1, 0)), ds, zero_q, use_acc=False, is_async=True)
-        elif SPLIT_DQ:  # once both warpgroups' dS' are in: all keys, half the columns
+        if SPLIT_DQ:  # once both warpgroups' dS' are in: all keys, half the columns
             mbarrier.arrive(ds_bars.index(i % 2))
             mbarrier.wait(ds_bars.index(i % 2), (i // 2) & 1)
             dq = warpgroup_mma(ds_all.permute((1, 0)), k_smem.slice(WG * HALF, HALF, dim=1),
@@ -397,10 +376,7 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
         if DQ_TMA:  # through shared memory and the copy engine, FA3's way (see Step 2)
             tma.store_wait(DQ_BUFS - 1)  # the reduction DQ_BUFS blocks back has read its buffer
             dq_buf = dq_smem.index(WG * DQ_BUFS + i % DQ_BUFS)
-            if TRANS_DQ:
-                dq_buf.permute((1, 0)).store(dq)
-            else:
-                dq_buf.store(dq)
+            dq_buf.store(dq)
             fence_async_shared()
             _tma_reduce_add(dq_desc, [dq_row + m_start, dq_col], dq_buf)
         else:
@@ -592,11 +568,8 @@ def _attn_bwd_gluon(
     split_dq = split_dq and num_wg == 2
     if total + block_m >= 2**31:  # the copy engine's int32 row coordinates
         dq_tma = False
-    if block_m < WG_ROWS and not (num_wg == 1 and dq_tma):  # see the kernel's TRANS_DQ
-        raise ValueError(
-            f"BLOCK_M={block_m} < 64 needs one consumer warpgroup and dQ by the copy engine "
-            f"(T + BLOCK_M < 2^31 rows); got NUM_WG={num_wg}, rows {total + block_m}"
-        )
+    if block_m < WG_ROWS:
+        raise ValueError(f"Gluon backward: BLOCK_M={block_m}, at least {_ROWS} (wgmma's rows)")
     # Step 1: delta = rowsum(dO * O) and the zeroed fp32 dQ accumulator with BLOCK_M padding
     # rows: laid out as the inputs with DQ_TMA (the copy engine's reductions go anywhere, and
     # the last pass is then a contiguous cast), else heads outermost (a head's rows D apart:
