@@ -107,8 +107,9 @@ class _JaggedAttention(torch.autograd.Function):
     Its inputs are the five tensors a gradient may flow to (q, k, v, bias, table) and the whole
     :class:`AttentionArgs` as one object (its offsets and settings need no gradient): ``apply``
     then handles 6 arguments and the backward returns 6 gradients, not one per field (19), which
-    ``Function.apply``, the graph's setup and the engine each walk (33 us less a forward and
-    backward on the GPU machine's host, benchmarks/README.md "Session 16"). Old-style
+    ``Function.apply``, the graph's setup and the engine each walk (a forward and backward's
+    host time over an empty Function's 133 -> 84 us on the GPU machine, without autograd's
+    device threads; benchmarks/README.md "Session 16"). Old-style
     (``forward(ctx, ...)``): a separate ``setup_context`` would make every ``apply`` bind its
     arguments through ``inspect.signature``.
     """
