@@ -480,6 +480,19 @@ def test_the_gluon_backward_refuses_its_occupancy_configurations(config, causal)
                             config=(32, 2, 1, False, 168, True), causal=causal)  # fmt: skip
 
 
+def test_the_persistent_own_tile_walk_takes_one_warpgroup():
+    """Own tiles walked persistently: one consumer warpgroup a program (its loader serves one
+    stream of tiles); more is refused with a message naming it, before any launch."""
+    from shopml.jagged.triton import attention_gluon as glu
+
+    t = torch.zeros(170, 2, 64, dtype=torch.bfloat16)
+    qo = torch.tensor([0, 100, 170])
+    with pytest.raises(ValueError, match="one consumer warpgroup, got 2"):
+        glu._attn_fwd_gluon(t, t, t, qo, qo, 100, 100, 0.125, 1.0,
+                            config=(64, 2, 2, True, True, True, 168))  # fmt: skip
+    assert glu.per_sm(1, 128) == 2 and glu.per_sm(1, 80) == 3 and glu.per_sm(2, 168) == 1
+
+
 def test_a_descriptor_is_what_a_checked_one_would_be():
     """_desc builds a TensorDescriptor's checks once per (dtype, H, D, row stride, tile); later
     descriptors take those fields with their own tensor, rows and address: the same as a
