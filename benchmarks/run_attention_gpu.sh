@@ -7,6 +7,7 @@
 #   bash benchmarks/run_attention_gpu.sh grid      # the issue's grid + extra cases: default, Triton only, varlen
 #   bash benchmarks/run_attention_gpu.sh graph     # the same grid replayed from CUDA graphs (device time)
 #   bash benchmarks/run_attention_gpu.sh host      # eager host time against varlen_attn
+#   bash benchmarks/run_attention_gpu.sh split     # where the eager host time goes, piece by piece
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon kernels' tests; the causal
 #                                                  # Gluon backward timed (forced) against Triton
@@ -61,6 +62,12 @@ for part in "$@"; do
       OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
         --parts attention > "$OUT/host.log" 2>&1
       grep -E "us|x[0-9]|rror" "$OUT/host.log" | tail -30 ;;
+    split)
+      # the eager fwd+bwd host time taken apart (the forward with and without the graph, the
+      # backward launcher, an empty Function's floor; the Gluon forward's host path)
+      OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
+        --parts split > "$OUT/split.log" 2>&1
+      grep -E "us$|rror" "$OUT/split.log" | tail -40 ;;
     cold)  # the default routing (the Gluon kernels on sm_90)
       OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
         --deadline 480 > "$OUT/cold.log" 2>&1
@@ -91,6 +98,6 @@ for part in "$@"; do
         --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
         > "$OUT/causal_bench.log" 2>&1
       grep "^| " "$OUT/causal_bench.log" | tail -60 ;;
-    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal, causal-fwd, host)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal, causal-fwd, host, split)" >&2; exit 2 ;;
   esac
 done
