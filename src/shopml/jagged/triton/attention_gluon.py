@@ -825,7 +825,8 @@ def consumer_regs(num_wg: int, maxnreg: int) -> int:
 def per_sm(num_wg: int, maxnreg: int) -> int:
     """Programs an SM holds by their registers: ``maxnreg`` x (NUM_WG + 1) warpgroups of 128
     threads out of 65,536 (the shared memory of the configurations that run several, at most
-    96 KiB a program, fits as many)."""
+    97 KiB a program, fits as many; where it did not, the programs past it would start only as
+    the first ones end: correct, slower)."""
     return max(1, 65536 // (maxnreg * 128 * (num_wg + 1)))
 
 
