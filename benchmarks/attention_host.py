@@ -380,7 +380,8 @@ def main() -> None:
         rows += part_attention(fast, args.rounds, out_dir)
     if "split" in parts:
         part_split()
-    append_rows(out_dir / f"attention_host-{device_slug()}.csv", rows, run_meta())
+    if rows:  # (split prints only: no header-only CSV for it)
+        append_rows(out_dir / f"attention_host-{device_slug()}.csv", rows, run_meta())
 
 
 if __name__ == "__main__":
