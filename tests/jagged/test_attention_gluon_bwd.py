@@ -32,8 +32,7 @@ CONFIGS = {
     # (several programs an SM, maxnreg under 168: refused by the launcher, see
     # test_attention_gluon.py's test_the_gluon_backward_refuses_its_occupancy_configurations)
 }
-# configurations of 80 registers a thread (136 a consumer thread): head dim 64 only (at 128, dK
-# and dV alone take 128)
+# configurations tested at head dim 64 only: 128 query rows a block (FA3's D=64 tiles)
 D64_ONLY = {"bm128"}
 # (configuration, dtype): the default in both dtypes, the others in bfloat16; the simplest
 # first, so that a first failure (``-x``) says which part broke
