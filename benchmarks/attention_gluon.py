@@ -61,8 +61,10 @@ VARIANTS = {
     "1wg_bn64_r128": ((64, 2, 1, False, False, False, 128), (64, 128)),  # 2 an SM at D=128
     "bn64": ((64, 3, 2, True, False, False, 168), (64, 128)),
     "bn64_s4": ((64, 4, 2, True, False, False, 168), (128,)),  # four slots (160 KiB at D=128)
-    "bn128_s3": ((128, 3, 2, True, False, False, 168), (128,)),  # three 128-key slots (224 KiB)
+    "bn128_s3": ((128, 3, 2, True, False, False, 168), (64, 128)),  # three 128-key slots (224 KiB)
+    "pp_bn128": ((128, 2, 2, True, False, False, 168), (64,)),  # ping-pong, 128-key blocks
     "3wg": ((64, 3, 3, False, False, False, 128), (64,)),  # BLOCK_M = 192 (FA3's at D=64)
+    "3wg_bn128": ((128, 2, 3, False, False, False, 128), (64,)),  # FA3's D=64 tile, 128 keys
     # own tiles: each consumer warpgroup its own 64-row tile (of any sample and head) and K/V
     # stream, the tiles of a program consecutive in the 64-row slot numbering
     "own2": ((128, 2, 2, True, False, True, 168), (64,)),  # two, ping-pong
@@ -94,6 +96,7 @@ BWD_VARIANTS = {
     "tma_nosplit": ((64, 2, 2, False, 168, True), (64, 128)),
     "tma_1wg": ((64, 2, 1, False, 168, True), (64, 128)),
     "tma_s3": ((64, 3, 2, True, 168, True), (64,)),
+    "tma_bm128": ((128, 2, 2, True, 168, True), (64,)),  # FA3's D=64 tiles, dQ by the copy engine
     "tma2": ((64, 2, 2, True, 168, 2), (64, 128)),  # two dQ_i buffers a warpgroup
     # (the occupancy configurations, maxnreg 80-128 for 2-3 programs an SM, are refused by the
     # launcher: non-finite dQ with many programs, session 15)
