@@ -8,7 +8,8 @@ Parts (``--parts``, in this order):
   ``-v``), shared memory, wgmma and ``setmaxnreg`` counts in the PTX.
 - ``bench`` (GPU): per case, ``jagged_flash_attention`` forward (no grad) through the Gluon
   kernel (``SHOPML_ATTN_GLUON=1``), the same through the Triton forward (the default path), the
-  Gluon launcher's other configurations, and varlen_attn; outputs checked against each other
+  Gluon launcher's other configurations (``gluon_<name>``: the launcher called directly;
+  ``pub_<name>``: the public call routed to it), and varlen_attn; outputs checked against each other
   first; providers alternate within each of ``--rounds`` rounds (``do_bench`` medians);
   ms and TFLOP/s from the real lengths; rows appended to ``$OUT/attention_gluon.csv`` (the
   schema of benchmarks/_results.py) and a Markdown table printed last.
@@ -274,6 +275,16 @@ def _providers(case, variants: list[str]) -> dict:  # noqa: ANN001
             case.q, case.k, case.v, case.offsets, case.offsets, n, n, scale, 1.0, config=cfg,
             causal=causal,
         )[0]  # fmt: skip
+
+        def routed(cfg=cfg):  # the public call, routed to this configuration
+            keep = glu.auto_config
+            glu.auto_config = lambda *args, **kwargs: cfg
+            try:
+                return public()
+            finally:
+                glu.auto_config = keep
+
+        provs[f"pub_{name}"] = routed
     made = make_provider("varlen", case)
     if made is not None:
         provs["varlen"] = made[0]
@@ -305,7 +316,7 @@ def _routed(fn, bwd: bool = False) -> int:  # noqa: ANN001
 def _activate(name: str) -> None:
     from bench_attention import switch
 
-    switch("SHOPML_ATTN_GLUON", "1" if name == "gluon" else "0")
+    switch("SHOPML_ATTN_GLUON", "1" if name == "gluon" or name.startswith("pub_") else "0")
 
 
 def part_bench(rounds: int, variants: list[str], cases: list[dict]) -> None:

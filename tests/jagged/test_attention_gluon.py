@@ -95,12 +95,13 @@ CASES = [
 # beside the default, and their head dims (own tiles: a K/V ring a warpgroup, so the larger ones
 # fit shared memory at D=64 only)
 CONFIGS = {
-    "default": (None, (64, 128)),
+    "default": (None, (64, 128)),  # CONFIGS (long sequences)
     "persistent": ((128, 2, 2, True, True, False, 168), (64, 128)),
     "no_pingpong": ((128, 2, 2, False, False, False, 168), (64, 128)),
     "one_warpgroup": ((128, 2, 1, False, False, False, 128), (64, 128)),
     "bn64": ((64, 3, 2, True, False, False, 168), (64, 128)),
     "three_warpgroups": ((64, 3, 3, False, False, False, 128), (64, 128)),
+    "own_one_bn64_r80": ((64, 2, 1, False, False, True, 80), (64,)),  # SHORT_CONFIGS[64]
     "own_pingpong": ((64, 2, 2, True, False, True, 168), (64, 128)),
     "own_pingpong_bn128": ((128, 2, 2, True, False, True, 168), (64,)),
     "own_three": ((64, 3, 3, False, False, True, 128), (64,)),
@@ -290,7 +291,9 @@ def test_own_tiles_numbering_covers_every_row_block_once(lengths, lead, tail, ma
     assert len(table) == total // 64 + len(lengths)
     off = offsets.tolist()
     found = []
-    for slot, b in enumerate(table):
+    # the kernel's numbering ends at offsets[B] // 64 + B (= T // 64 + B when the offsets end at
+    # T, as the public op checks): rows after the last sample have no slot
+    for slot, b in enumerate(table[: off[-1] // 64 + len(lengths)]):
         assert 0 <= b < len(lengths)
         m_start = (slot - off[b] // 64 - b) * 64
         if 0 <= m_start < min(lengths[b], max_seqlen):
@@ -334,13 +337,15 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
         return torch.empty(total, 2, dim, device="meta")
 
     assert glu.auto_config(q(1024 * 110, 64), 1024, 256) is None  # Triton: less host work
-    assert glu.auto_config(q(1024 * 110, 64), 1024, 256, forced=True) == glu.CONFIGS[64]
+    assert glu.auto_config(q(1024 * 110, 64), 1024, 256, forced=True) == glu.SHORT_CONFIGS[64]
     assert glu.auto_config(q(256 * 400, 64), 256, 4096) is None  # under 2^24 values
-    assert glu.auto_config(q(256 * 400, 64), 256, 4096, forced=True) == glu.CONFIGS[64]
-    assert glu.auto_config(q(1024 * 256, 64), 1024, 1024) == glu.CONFIGS[64]
+    assert glu.auto_config(q(256 * 400, 64), 256, 4096, forced=True) == glu.SHORT_CONFIGS[64]
+    assert glu.auto_config(q(1024 * 256, 64), 1024, 1024) == glu.SHORT_CONFIGS[64]
+    assert glu.auto_config(q(256 * 2600, 64), 256, 4096) == glu.CONFIGS[64]
     assert glu.auto_config(q(1024 * 256, 128), 1024, 1024) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
-    assert glu.SHORT_CONFIGS[128][5] and not glu.CONFIGS[128][5]  # own tiles when short
+    for d in (64, 128):  # own tiles when short, whole tiles of a sample when long
+        assert glu.SHORT_CONFIGS[d][5] and not glu.CONFIGS[d][5]
     # sequences of at most 256 rows: Gluon at D=128 from 2^25 values (never at D=64)
     assert glu.auto_config(q(1024 * 160, 128), 1024, 256) == glu.SHORT_CONFIGS[128]
     assert glu.auto_config(q(1024 * 120, 128), 1024, 256) is None  # under 2^25 values
@@ -441,7 +446,8 @@ def test_gluon_launchers_record_their_compiles_in_a_dry_run(monkeypatch):
     assert not dry_run()
     with collecting() as jobs:
         assert dry_run()
-        out, lse_out = glu._attn_fwd_gluon(q, q, q, offsets, offsets, 200, 200, 0.125, 1.0)
+        out, lse_out = glu._attn_fwd_gluon(q, q, q, offsets, offsets, 200, 200, 0.125, 1.0,
+                                           config=glu.SHORT_CONFIGS[64])  # fmt: skip
         dq, dk, dv = glb._attn_bwd_gluon(q, q, q, q, q, lse, offsets, offsets, 200, 200, 0.125)
     assert not dry_run()
     assert out.shape == q.shape and lse_out.shape == (300, 2)
@@ -467,7 +473,8 @@ def test_gluon_launchers_record_their_compiles_in_a_dry_run(monkeypatch):
         assert set(job.kwargs) == {*names[len(job.args) :], "num_warps", "maxnreg"}
         assert job.kwargs["num_warps"] == 4 and job.kwargs["maxnreg"] == maxnreg[job.kernel]
     with collecting() as again:  # the same signatures, not launched yet: recorded again
-        glu._attn_fwd_gluon(q, q, q, offsets, offsets, 200, 200, 0.125, 1.0)
+        glu._attn_fwd_gluon(q, q, q, offsets, offsets, 200, 200, 0.125, 1.0,
+                            config=glu.SHORT_CONFIGS[64])  # fmt: skip
     assert [job.ident for job in again] == [job.ident for job in jobs[:2]]
 
 

@@ -219,6 +219,101 @@ def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, mo
     )
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        (64, 2, 1, False, False, True, 80),  # own 64-row tiles: a tile table a call
+        (128, 3, 2, True, False, False, 168),  # two warpgroups a tile of each sample
+        (64, 2, 1, False, True, True, 128),  # own tiles, persistent: the grid capped
+    ],
+    ids=["own_tiles", "pingpong", "persistent"],
+)
+def test_the_gluon_forward_passes_each_calls_tensors_and_grid_through_its_plan(
+    fake_cuda, monkeypatch, config
+):
+    """The Gluon forward's launches, through the full path and then through the plan (settings
+    seen before, another row count than the call that made it): descriptors over this call's
+    tensors, its outputs, the fixed arguments and the grid of its rows."""
+    pytest.importorskip("triton.experimental.gluon")
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    from shopml.jagged.triton import attention_gluon as glu
+
+    runs: list[tuple[str, int, tuple]] = []
+
+    class Binary:
+        function, packed_metadata = "fn", "meta"
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, *launch):
+            runs.append((self.name, launch[0], launch[9:]))
+
+    def first_launch(self, key, grid, args, constexprs):  # a compile, then that binary's launch
+        tail = tuple(constexprs.get(n, 0) for n in self._names[len(args) :])
+        self._cache[key] = (Binary(self._kernel.__name__), dict(constexprs), tail)
+        self._cache[key][0].run(grid(constexprs)[0], *(None,) * 8, *args, *tail)
+
+    monkeypatch.setattr(FastLauncher, "_first_launch", first_launch)
+    for fl in (glu._FWD, glu._TILE_SAMPLES):
+        monkeypatch.setattr(fl, "enabled", True)
+        monkeypatch.setattr(fl, "_cache", {})
+    monkeypatch.setattr(glu, "_PLANS", {})
+    monkeypatch.setattr(glu, "_sm_count", lambda index: 3)  # 3 x 2 programs: a capped grid
+    gen = torch.Generator().manual_seed(0)
+
+    def inputs(lengths):
+        offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+        qkv = [torch.randn(sum(lengths), 2, 64, generator=gen).bfloat16() for _ in range(3)]
+        return (*qkv, offsets)
+
+    def call(q, k, v, offsets):
+        runs.clear()
+        out, lse = glu._attn_fwd_gluon(q, k, v, offsets, offsets, 300, 300, 0.125, 1.0, False,
+                                       config)  # fmt: skip
+        return list(runs), (out, lse)
+
+    def expected_grid(total):  # the kernel's tile numbering, independently of the launcher
+        if config[5]:  # own tiles: slots of 64 rows, head fastest
+            tiles = -(-((total // 64 + 4) * 2) // config[2])
+        else:  # 64 x NUM_WG query rows of each sample and head
+            tiles = -(-300 // (64 * config[2])) * 4 * 2
+        return min(tiles, 3 * glu.per_sm(config[2], config[6])) if config[4] else tiles
+
+    small, large = inputs([5, 0, 7, 28]), inputs([300, 0, 70, 262])
+    made = [call(*small), call(*small), call(*large), call(*large)]  # full path, then the plan
+    assert len(glu._PLANS) == 1
+    names = glu._FWD._names
+    for (launches, (out, lse)), (q, k, v, offsets) in zip(made, [small, small, large, large]):
+        assert [name for name, _, _ in launches] == (
+            ["_tile_samples_kernel"] if config[5] else []) + ["_attn_fwd_gluon_kernel"]
+        _, gx, args = launches[-1]
+        assert gx == expected_grid(q.shape[0])
+        got = dict(zip(names, args, strict=False))
+        for name, t, rows in (("q_desc", q, 64), ("k_desc", k, config[0]), ("v_desc", v, config[0])):
+            desc = got[name]
+            assert isinstance(desc, TensorDescriptor) and desc.base is t
+            assert list(desc.shape) == [t.shape[0], 128] and list(desc.block_shape) == [rows, 64]
+
+        def addr(x):  # the bound launches pass addresses
+            return x.data_ptr() if isinstance(x, torch.Tensor) else x
+
+        assert addr(got["o_ptr"]) == out.data_ptr() and addr(got["lse_ptr"]) == lse.data_ptr()
+        assert addr(got["q_offsets_ptr"]) == addr(got["k_offsets_ptr"]) == offsets.data_ptr()
+        assert (got["stride_o_t"], got["stride_o_h"], got["stride_lse_t"]) == (128, 64, 2)
+        assert (got["max_seqlen_q"], got["max_seqlen_k"], got["batch"], got["heads"]) == (
+            300, 300, 4, 2)  # fmt: skip
+        assert got["qk_scale"] == pytest.approx(0.125 * glu.LOG2E) and got["post_scale"] == 1.0
+        if config[5]:  # the tile table: (offsets, table of T // 64 + B slots, B)
+            _, table_gx, table_args = launches[0]
+            assert table_gx == 4 and addr(table_args[0]) == offsets.data_ptr()
+            assert table_args[2] == 4 and addr(got["tile_b_ptr"]) == addr(table_args[1])
+    assert all(  # the last call went through the bound launches: addresses only
+        not isinstance(a, torch.Tensor) for _, _, args in made[-1][0] for a in args
+    )
+
+
 def test_the_attention_kernels_expose_their_argument_names():
     from shopml.jagged.triton import attention_bwd, attention_fwd
 
@@ -443,6 +538,32 @@ def test_a_descriptor_goes_to_the_binary_as_it_is_whatever_its_tensor(fake_cuda)
     (call,) = kernel.slow_launches[0][3].calls
     assert call[:6] == (2, 1, 1, 1234, "fn0", "meta0")
     assert call[9] is other and call[10:] == (64, 256, 32, 1)
+
+
+def test_a_bound_launch_passes_its_descriptors_as_they_are_on_the_grid_given(fake_cuda):
+    """Bound with leading descriptors (the Gluon forward's plan): a call's descriptors go to the
+    binary as they are and its tensors as addresses, after them the fixed arguments and the
+    tail; ``run(gx, ...)`` launches ``gx`` programs (a grid that follows the call's rows), a
+    plain call the bound grid's."""
+    kernel = _FakeAutotuner()
+    kernel.arg_names = ["x_desc", "y_ptr", "n", "bucket", "BLOCK", "MODE"]
+    fl = FastLauncher(kernel)
+    fl.enabled = True
+    y = torch.zeros(64)
+    grid = lambda meta: (3,)
+    args = (_descriptor(), y, 48, 256)
+    fl(grid, args, {"MODE": 1})  # the first launch: slow
+    bound = fl.bind(grid, args, {"MODE": 1}, 2, descs=1)
+    other, z = _descriptor(rows=96, offset=8), torch.zeros(32)
+    bound.run(7, other, z)  # first bound call: through the launcher (direct), remembered
+    bound.run(5, other, y)  # then the bound path
+    bound(other, z)
+    assert len(kernel.slow_launches) == 1 and fl.direct_launches == 3
+    calls = kernel.slow_launches[0][3].calls
+    assert [c[0] for c in calls] == [7, 5, 3]
+    assert all(c[9] is other for c in calls)
+    assert calls[0][10] is z and calls[1][10] == y.data_ptr() and calls[2][10] == z.data_ptr()
+    assert calls[0][11:] == calls[1][11:] == calls[2][11:] == (48, 256, 32, 1)
 
 
 @pytest.mark.parametrize(

@@ -83,29 +83,43 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from shopml.jagged.triton._common import cdiv
-from shopml.jagged.triton.attention_common import _dummy, _fwd_outputs, _sm90_exactly
+from shopml.jagged.triton.attention_common import (
+    MAX_PLANS,
+    _dummy,
+    _fwd_outputs,
+    _sm90_exactly,
+    plan_cache,
+)
 from shopml.jagged.triton.launch import FastLauncher, dry_run
 
 LOG2E = 1.4426950408889634
 LN2 = gl.constexpr(0.6931471805599453)
 WG_ROWS = gl.constexpr(64)  # query rows of one consumer warpgroup (wgmma's M per warpgroup)
 _ROWS = WG_ROWS.value  # the same as a host int (constexpr arithmetic costs microseconds)
+# integer arguments that change from call to call (a jagged batch's longest sequence): no binary
+# of their own for their value classes (== 1, multiple of 16), or a new class met mid-run would
+# compile the kernel again (seconds)
+_NO_SPEC = ["max_seqlen_q", "max_seqlen_k", "batch"]
 
 # (BLOCK_N, STAGES, NUM_WG, PINGPONG, PERSISTENT, OWN_TILES, maxnreg) per head dim, the fastest
 # measured on an H200 (benchmarks/README.md, "Gluon forward prototype" and "Session 12").
-# D=64: one consumer warpgroup of its own 64-row tiles, 64-key blocks in two slots, 80 registers
-# a thread so that three programs share an SM (0.270 ms against 0.292 for the Triton forward and
-# 0.377 for FA3's three warpgroups at B=1024, N=1024, fill 0.25; ahead of Triton on every D=64
-# case timed with N >= 1024). D=128: two consumer warpgroups taking turns, 128-key blocks in
-# three slots (224 KiB of shared memory; 554-604 TFLOP/s on the grid's N=4096 cases in session
-# 16, where 64-key blocks in three slots ran 476 against its 538 on one case; 128-key blocks in
-# two slots had run 465 against 490 in session 11: the third slot keeps the loader two blocks
-# ahead); SHORT_CONFIGS[128] where the mean sequence is shorter than LONG_ROWS (0.857 ms
-# against 1.057 and Triton's 0.972 at B=1024, N=1024, H=4, fill 0.25). maxnreg: 65536
-# registers / threads (168: 3 warpgroups, the loader warp's gets 24 a thread, the consumers
-# 240; 128: 4 warpgroups).
-CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (128, 3, 2, True, False, False, 168)}
-SHORT_CONFIGS = {64: CONFIGS[64], 128: (64, 3, 1, False, False, True, 128)}
+# CONFIGS where the mean sequence has at least LONG_ROWS rows, SHORT_CONFIGS below it.
+# D=64, long: FA3's tile, three consumer warpgroups of 64 rows each (192 query rows) against
+# 128-key blocks in two slots (5.448 ms against 5.595 for own tiles and 7.553 for varlen_attn at
+# B=256, N=4096, H=4, a mean of 2,565 rows; 6.430 against 6.799 at B=1024, N=4096, H=2, a mean of
+# 1,756; session 17). D=64, short: one consumer warpgroup of its own 64-row tiles, 64-key blocks
+# in two slots, 80 registers a thread so that three programs share an SM (0.270 ms against 0.292
+# for the Triton forward and 0.377 for three warpgroups at B=1024, N=1024, fill 0.25; 0.646
+# against 0.733 for FA3's tile at a mean of 973 rows, session 17). D=128, long: two consumer
+# warpgroups taking turns, 128-key blocks in three slots (224 KiB of shared memory; 554-604
+# TFLOP/s on the grid's N=4096 cases in session 16, where 64-key blocks in three slots ran 476
+# against its 538 on one case; 128-key blocks in two slots had run 465 against 490 in session
+# 11: the third slot keeps the loader two blocks ahead); D=128, short: one warpgroup of its own
+# tiles, 64-key blocks in three slots (0.857 ms against 1.057 and Triton's 0.972 at B=1024,
+# N=1024, H=4, fill 0.25). maxnreg: 65536 registers / threads (168: 3 warpgroups, the loader
+# warp's gets 24 a thread, the consumers 240; 128: 4 warpgroups).
+CONFIGS = {64: (128, 2, 3, False, False, False, 128), 128: (128, 3, 2, True, False, False, 168)}
+SHORT_CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (64, 3, 1, False, False, True, 128)}
 LONG_ROWS = 1024
 # ``auto``: sequences of at most MAX_TRITON rows stay with the Triton forward, which launches
 # with less host work (B=1024, N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116),
@@ -177,6 +191,13 @@ def _extent(offsets_ptr, b, max_seqlen):
     start = gl.load(offsets_ptr + b).to(gl.int64)
     length = gl.minimum(gl.load(offsets_ptr + b + 1).to(gl.int64) - start, max_seqlen)
     return start, length
+
+
+@gluon.jit
+def _num_slots(q_offsets_ptr, batch):
+    """Slots of the 64-row tile numbering, ``T // 64 + B`` (int32; ``T = q_offsets[B]``, the
+    size of :func:`_tile_samples`' table)."""
+    return gl.load(q_offsets_ptr + batch).to(gl.int32) // WG_ROWS + batch
 
 
 @gluon.jit
@@ -645,10 +666,10 @@ def _own_loader(descs, shared, params, IS_CAUSAL: gl.constexpr):
             _feed(k_desc, v_desc, shared, r, k2, h2, n2, 2)
 
 
-@gluon.jit
+@gluon.jit(do_not_specialize=_NO_SPEC)
 def _attn_fwd_gluon_kernel(
     q_desc, k_desc, v_desc, o_ptr, lse_ptr, q_offsets_ptr, k_offsets_ptr, tile_b_ptr,
-    stride_o_t, stride_o_h, stride_lse_t, max_seqlen_q, max_seqlen_k, batch, heads, num_slots,
+    stride_o_t, stride_o_h, stride_lse_t, max_seqlen_q, max_seqlen_k, batch, heads,
     qk_scale, post_scale,
     HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, NUM_WG: gl.constexpr,
     PINGPONG: gl.constexpr, PERSISTENT: gl.constexpr, OWN_TILES: gl.constexpr,
@@ -661,8 +682,8 @@ def _attn_fwd_gluon_kernel(
     nprog = gl.num_programs(0)
     num_m = gl.cdiv(max_seqlen_q, BLOCK_M)
     num_tiles = num_m * batch * heads
-    if OWN_TILES:  # the 64-row numbering (see _own_tile): NUM_WG tiles a program
-        num_tiles = num_slots * heads
+    if OWN_TILES:  # the 64-row numbering (see _own_tile, _tile_samples): NUM_WG tiles a program
+        num_tiles = _num_slots(q_offsets_ptr, batch) * heads
     params = (o_ptr, lse_ptr, stride_o_t, stride_o_h, stride_lse_t, qk_scale, post_scale,
               q_offsets_ptr, k_offsets_ptr, max_seqlen_q, max_seqlen_k, num_m, batch,
               num_tiles, pid, nprog, tile_b_ptr, heads)  # fmt: skip
@@ -784,16 +805,17 @@ def _attn_fwd_gluon_kernel(
 
 
 # ------------------------------------------------------------------ launcher
-@triton.jit
-def _tile_samples_kernel(offsets_ptr, table_ptr, num_slots, batch, PER: tl.constexpr):
+@triton.jit(do_not_specialize=["batch"])
+def _tile_samples_kernel(offsets_ptr, table_ptr, batch, PER: tl.constexpr):
     """Slots ``[offsets[b] // 64 + b, offsets[b + 1] // 64 + b + 1)`` of the 64-row tile
     numbering hold sample b = ``program_id(0)`` (the first sample's from 0, the last one's up to
-    ``num_slots``): every slot written once, no cumulative sum."""
+    the table's end, ``offsets[batch] // 64 + batch``): every slot written once, no cumulative
+    sum."""
     b = tl.program_id(0)
     lo = tl.load(offsets_ptr + b).to(tl.int64) // 64 + b
     hi = tl.load(offsets_ptr + b + 1).to(tl.int64) // 64 + b + 1
     lo = tl.where(b == 0, 0, lo)
-    hi = tl.where(b == batch - 1, num_slots, hi)
+    hi = tl.where(b == batch - 1, tl.load(offsets_ptr + batch).to(tl.int64) // 64 + batch, hi)
     for start in range(lo, hi, PER):
         slots = start + tl.arange(0, PER)
         tl.store(table_ptr + slots, b, mask=slots < hi)
@@ -802,6 +824,7 @@ def _tile_samples_kernel(offsets_ptr, table_ptr, num_slots, batch, PER: tl.const
 _TILE_SAMPLES = FastLauncher(_tile_samples_kernel)
 _PER = {"PER": 32}  # the slots a tile-numbering program writes at once
 _FWD = FastLauncher(_attn_fwd_gluon_kernel)  # the descriptors' tiles and layouts: in its signature
+_PLANS = plan_cache()  # settings -> _Plan (see _attn_fwd_gluon)
 
 
 def _tile_samples(q_offsets: torch.Tensor, total: int) -> torch.Tensor:
@@ -812,7 +835,7 @@ def _tile_samples(q_offsets: torch.Tensor, total: int) -> torch.Tensor:
     launch, no host sync."""
     batch = q_offsets.numel() - 1
     table = torch.empty(total // _ROWS + batch, dtype=torch.int32, device=q_offsets.device)
-    _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, table.numel(), batch), _PER)
+    _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, batch), _PER)
     return table
 
 
@@ -896,37 +919,98 @@ def _attn_fwd_gluon(
     check :func:`gluon_ok` first). ``zero_init``: rows the kernel does not write (past
     ``max_seqlen_q``) hold 0 and lse -inf. ``config``: (BLOCK_N, STAGES, NUM_WG, PINGPONG,
     PERSISTENT, OWN_TILES, maxnreg), default ``CONFIGS[D]``. ``causal``: key j visible from
-    query i iff ``j <= i + Lk - Lq`` (bottom-right aligned, as the Triton forward)."""
+    query i iff ``j <= i + Lk - Lq`` (bottom-right aligned, as the Triton forward).
+
+    Settings seen before (everything but the tensors, their row count and addresses) take
+    their :class:`_Plan`: its launches bound (:meth:`FastLauncher.bind`)."""
+    config = config or CONFIGS[q.shape[-1]]
+    key = (q.device, q.dtype, q.shape[1:], q.stride(), k.stride(), v.stride(), q_offsets.dtype,
+           k_offsets.dtype, q_offsets.numel(), max_seqlen_q, max_seqlen_k, scale, post_scale,
+           zero_init, config, causal)  # fmt: skip
+    plan = _PLANS.get(key)
+    if plan is not None and q.shape[0] and k.shape[0]:
+        return plan(q, k, v, q_offsets, k_offsets)
     total, heads, d = q.shape
     batch = q_offsets.numel() - 1
     out, lse = _fwd_outputs(q, max_seqlen_q, zero_init)
     if batch == 0 or total == 0 or max_seqlen_q == 0:
         return out, lse
-    block_n, stages, num_wg, pingpong, persistent, own_tiles, maxnreg = config or CONFIGS[d]
+    block_n, stages, num_wg, pingpong, persistent, own_tiles, maxnreg = config
     if k.shape[0] == 0:  # no keys anywhere: a descriptor needs a non-empty tensor
         if dry_run():  # inside launch.collecting: nothing launched, outputs unwritten
             return out, lse
         return out.zero_(), lse.fill_(float("-inf"))
-    if own_tiles:  # 64-row tiles of the slot numbering, num_wg consecutive ones a program
-        if persistent and num_wg != 1:
-            raise ValueError(f"OWN_TILES persistent: one consumer warpgroup, got {num_wg}")
-        tile_b = _tile_samples(q_offsets, total)
-        tiles = cdiv(tile_b.numel() * heads, num_wg)
-    else:
-        tile_b = _dummy(q.device, torch.int32)
-        tiles = cdiv(max_seqlen_q, _ROWS * num_wg) * batch * heads
-    if persistent:  # as many programs as fit on the GPU at once (the registers' count)
-        tiles = min(tiles, _sm_count(q.device.index or 0) * per_sm(num_wg, maxnreg))
-    grid = (tiles,)
-    # (inside launch.collecting both launchers record their compiles and launch nothing)
-    _FWD(
-        lambda meta: grid,
-        (_desc(q, _ROWS), _desc(k, block_n), _desc(v, block_n), out, lse, q_offsets, k_offsets,
-         tile_b, out.stride(0), out.stride(1), lse.stride(0), max_seqlen_q, max_seqlen_k, batch,
-         heads, tile_b.numel() if own_tiles else 0, scale * LOG2E, post_scale),
-        _constexprs(d, config or CONFIGS[d], causal),
-    )  # fmt: skip
+    if own_tiles and persistent and num_wg != 1:
+        raise ValueError(f"OWN_TILES persistent: one consumer warpgroup, got {num_wg}")
+    plan = _Plan(q, out, k_offsets, max_seqlen_q, max_seqlen_k, scale, post_scale, zero_init,
+                 config, causal)  # fmt: skip
+    # (inside launch.collecting the launches record their compiles and launch nothing)
+    plan.launch(q, k, v, out, lse, q_offsets, k_offsets)
+    if not dry_run():
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
     return out, lse
+
+
+class _Plan:
+    """The Gluon forward's launches for one set of settings (:func:`_attn_fwd_gluon`'s key),
+    bound once: a call then makes its outputs (and, for own tiles, the tile table), three
+    descriptors, and passes them with its tensors' addresses to the bound launches (the tile
+    count, and so the grid, follows each call's row count)."""
+
+    def __init__(self, q: torch.Tensor, out: torch.Tensor, k_offsets: torch.Tensor,
+                 max_seqlen_q: int, max_seqlen_k: int, scale: float, post_scale: float,
+                 zero_init: bool, config: tuple, causal: bool) -> None:  # fmt: skip
+        total, heads, d = q.shape
+        batch = k_offsets.numel() - 1
+        block_n, stages, num_wg, pingpong, persistent, own_tiles, maxnreg = config
+        self.heads, self.batch, self.num_wg, self.block_n = heads, batch, num_wg, block_n
+        self.own, self.max_seqlen_q, self.zero_init = own_tiles, max_seqlen_q, zero_init
+        # persistent: as many programs as fit on the GPU at once (the registers' count)
+        self.cap = _sm_count(q.device.index or 0) * per_sm(num_wg, maxnreg) if persistent else 0
+        self.dummy = _dummy(q.device, torch.int32)
+        # the fixed arguments (out's layout follows q's strides, in the key; lse is (T, H))
+        self.fixed = (out.stride(0), out.stride(1), heads, max_seqlen_q, max_seqlen_k, batch,
+                      heads, scale * LOG2E, post_scale)  # fmt: skip
+        self.constexprs = _constexprs(d, config, causal)
+        self.tiles = self.main = None
+
+    def grid(self, total: int) -> int:
+        """Programs of a call with ``total`` query rows."""
+        if self.own:  # 64-row tiles of the slot numbering, num_wg consecutive ones a program
+            tiles = cdiv((total // _ROWS + self.batch) * self.heads, self.num_wg)
+        else:
+            tiles = cdiv(self.max_seqlen_q, _ROWS * self.num_wg) * self.batch * self.heads
+        return min(tiles, self.cap) if self.cap else tiles
+
+    def launch(self, q, k, v, out, lse, q_offsets, k_offsets) -> None:  # noqa: ANN001
+        """The launches of one call into ``out`` and ``lse``; binds them the first time."""
+        total = q.shape[0]
+        table = self.dummy
+        if self.own:
+            table = torch.empty(total // _ROWS + self.batch, dtype=torch.int32, device=q.device)
+            if self.tiles is None:
+                args = (q_offsets, table, self.batch)
+                grid = lambda meta, b=self.batch: (b,)  # noqa: E731
+                _TILE_SAMPLES(grid, args, _PER)
+                self.tiles = _TILE_SAMPLES.bind(grid, args, _PER, 2)
+            else:
+                self.tiles(q_offsets, table)
+        lead = (_desc(q, _ROWS), _desc(k, self.block_n), _desc(v, self.block_n), out, lse,
+                q_offsets, k_offsets, table)  # fmt: skip
+        gx = self.grid(total)
+        if self.main is None:
+            args = (*lead, *self.fixed)
+            _FWD(lambda meta: (gx,), args, self.constexprs)
+            self.main = _FWD.bind(lambda meta: (gx,), args, self.constexprs, len(lead), 3)
+        else:
+            self.main.run(gx, *lead)
+
+    def __call__(self, q, k, v, q_offsets, k_offsets) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        out, lse = _fwd_outputs(q, self.max_seqlen_q, self.zero_init)
+        self.launch(q, k, v, out, lse, q_offsets, k_offsets)
+        return out, lse
 
 
 @functools.cache

@@ -108,6 +108,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from shopml.jagged.triton._common import cdiv, pow2
 from shopml.jagged.triton.attention_bwd_dq import _DELTA
 from shopml.jagged.triton.attention_gluon import (
+    _NO_SPEC,
     _ROWS,
     LOG2E,
     WG_ROWS,
@@ -439,7 +440,7 @@ def _bwd_loader(descs, shared, params, IS_CAUSAL: gl.constexpr):
                                         do_bufs.index(stage))  # fmt: skip
 
 
-@gluon.jit
+@gluon.jit(do_not_specialize=[*_NO_SPEC, "stride_dq_h"])  # (values that change per call)
 def _attn_bwd_gluon_kernel(
     q_desc, k_desc, v_desc, do_desc, dq_desc, lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr,
     q_offsets_ptr, k_offsets_ptr, stride_lse_t, stride_delta_t, stride_dq_h,

@@ -250,11 +250,12 @@ class FastLauncher:
         args: Sequence[object],
         constexprs: dict[str, object],
         dynamic: int,
+        descs: int = 0,
     ) -> Bound:
-        """This launch with every argument after its first ``dynamic`` ones (tensors) fixed: see
-        :class:`Bound`. ``args`` is one call's whole argument tuple (its leading tensors are
-        not kept)."""
-        return Bound(self, grid, tuple(args[dynamic:]), constexprs)
+        """This launch with every argument after its first ``dynamic`` ones (``descs`` tensor
+        descriptors, then tensors) fixed: see :class:`Bound`. ``args`` is one call's whole
+        argument tuple (its leading arguments are not kept)."""
+        return Bound(self, grid, tuple(args[dynamic:]), constexprs, descs)
 
     def _key(self, args: Sequence[object], constexprs: dict[str, object]) -> tuple:
         """The launch signature (see the module docstring) and the device."""
@@ -331,9 +332,10 @@ class Bound:
     by :meth:`FastLauncher.bind` from one call): a call site that has seen these settings before
     passes only its leading tensors. The launch signature is then the fixed arguments' (found
     once) and the passed tensors' 16-byte alignment; their dtypes, and everything the fixed
-    arguments, the grid and the constexprs derive from, are the binder's key. The first call
-    of each alignment pattern and device, and every call inside :func:`collecting` or with
-    direct launches off, takes the launcher's own path."""
+    arguments, the grid and the constexprs derive from, are the binder's key. Leading tensor
+    descriptors (``descs``) go to the binary as they are; their tiles, layouts and dtypes are
+    the binder's key too. The first call of each alignment pattern and device, and every call
+    inside :func:`collecting` or with direct launches off, takes the launcher's own path."""
 
     def __init__(
         self,
@@ -341,35 +343,47 @@ class Bound:
         grid: Callable[[dict], tuple],
         fixed: tuple,
         constexprs: dict[str, object],
+        descs: int = 0,
     ) -> None:
         self._launcher = launcher
         self._grid = grid
         self._fixed = fixed
         self._constexprs = constexprs
+        self._descs = descs  # leading arguments that are tensor descriptors (passed as they are)
         # the fixed arguments with each tensor as its address (they stay alive in _fixed)
         self._fixed_ptrs = tuple(x.data_ptr() if isinstance(x, torch.Tensor) else x for x in fixed)
         self._entries: dict[tuple, tuple] = {}  # (alignments, device) -> binary, grid, tail
 
-    def __call__(self, *tensors: torch.Tensor) -> None:
+    def __call__(self, *tensors: object) -> None:
+        self.run(None, *tensors)
+
+    def run(self, gx: int | None, *lead: object) -> None:
+        """The launch with these leading arguments (the ``descs`` descriptors, then tensors) on
+        the bound grid, its first dimension ``gx`` instead where given (a grid that follows a
+        per-call size the fixed arguments do not hold)."""
         launcher = self._launcher
         direct = launcher.enabled and _COLLECTING.get() is None
+        n = self._descs
         if direct:
             device = torch._C._cuda_getDevice()
-            ptrs = [t.data_ptr() for t in tensors]
+            ptrs = [t.data_ptr() for t in (lead[n:] if n else lead)]  # type: ignore[union-attr]
             where = (tuple([p % 16 == 0 for p in ptrs]), device)
             hit = self._entries.get(where)
             if hit is not None:
-                compiled, gx, gy, gz, tail = hit
+                compiled, g0, gy, gz, tail = hit
                 # addresses, not tensors: the binary's launcher takes an int as the pointer
                 # itself, where a tensor costs a data_ptr() call and a driver query
-                # (cuPointerGetAttribute) for each of the launch's 16-21 pointers
-                compiled.run(gx, gy, gz, torch._C._cuda_getCurrentRawStream(device),
-                             compiled.function, compiled.packed_metadata, None, None, None,
-                             *ptrs, *self._fixed_ptrs, *tail)  # fmt: skip
+                # (cuPointerGetAttribute) for each of the launch's 16-21 pointers; descriptors
+                # go as they are (the binary's launcher encodes each)
+                compiled.run(g0 if gx is None else gx, gy, gz,
+                             torch._C._cuda_getCurrentRawStream(device), compiled.function,
+                             compiled.packed_metadata, None, None, None, *lead[:n], *ptrs,
+                             *self._fixed_ptrs, *tail)  # fmt: skip
                 launcher.direct_launches += 1
                 return
-        args = (*tensors, *self._fixed)
-        launcher(self._grid, args, self._constexprs)
+        args = (*lead, *self._fixed)
+        grid = self._grid if gx is None else (lambda meta: (gx,))
+        launcher(grid, args, self._constexprs)
         if direct and launcher.enabled:  # remember the binary the launcher now holds
             found = launcher._cache.get(launcher._key(args, self._constexprs))
             if found is not None:
