@@ -121,29 +121,25 @@ _NO_SPEC = ["max_seqlen_q", "max_seqlen_k", "batch"]
 CONFIGS = {64: (128, 2, 3, False, False, False, 128), 128: (128, 3, 2, True, False, False, 168)}
 SHORT_CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (64, 3, 1, False, False, True, 128)}
 LONG_ROWS = 1024
-# ``auto``: sequences of at most MAX_TRITON rows stay with the Triton forward, which launches
-# with less host work (B=1024, N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116),
-# and so do queries of fewer than MIN_ELEMENTS values (T x H x D): in the session-13 grid the
-# Gluon forward was x0.35-0.91 the Triton one's speed on every case under 2^24 but one, and
-# x1.03-1.57 on every case above it (benchmarks/README.md, "Session 13"). At D=128 the Gluon
-# forward (own tiles) leads on short sequences too once the work hides its host time: from
-# MIN_SHORT values, 2^25 (session 15, N=256, 42-56 M values: 0.354 ms against 0.398 and
-# varlen_attn's 0.350; 0.185 against 0.205; 0.249 against 0.284; below it, at 29-33 M, the
-# public call's host time ate the kernel's lead in session 16's grid); at D=64 it trailed there
-# (0.100 against 0.086 at B=1024, N=256, H=4, 28 M values)
+# ``auto`` at D=64: sequences of at most MAX_TRITON rows stay with the Triton forward (B=1024,
+# N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116, session 12), and so do queries
+# of fewer than MIN_ELEMENTS values (T x H x D; x0.35-0.91 the Triton forward's speed under 2^24
+# in session 13's grid, x1.03-1.57 above it); both measured while the Gluon forward's host path
+# cost 70 us a call against the Triton one's 28 (not re-measured with its bound launches).
+# At D=128 every call takes the Gluon forward: with its launches bound (session 17) the public
+# call's Gluon forward was at least as fast as the Triton one on every small D=128 case timed
+# (ms, Triton / Gluon / varlen_attn: B=256, N=1024, fill 0.1, H=4 0.104 / 0.073 / 0.092; B=1024,
+# N=256, fill 0.1, H=4 0.112 / 0.068 / 0.116; B=256, N=256, H=2 0.060 / 0.057 / 0.057;
+# benchmarks/README.md, "Session 17"). Under SMALL values (T x H x D) one warpgroup of its own
+# tiles walks them persistently (PERSISTENT_CONFIGS: 0.068 against 0.092 ms for own tiles at
+# 14 M values, 0.046 against 0.048 at 8 M; from 2^24 on own tiles were as fast or faster, and at
+# 230 M the static walk lost 25%: it balances tiles of very different lengths worse than the
+# hardware's block scheduler).
+TRITON_SMALL = {64}  # head dims whose small calls stay with the Triton forward
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
-MIN_SHORT = {64: None, 128: 2**25}
-# Not taken by ``auto``: one warpgroup of its own tiles, persistent (OWN_TILES with PERSISTENT,
-# two programs an SM each walking every grid-size-th tile). Timed alone (the launcher called
-# directly) it led on small D=128 calls (session 16, ms, Triton / own tiles / persistent /
-# varlen_attn: B=256, N=256, H=4, 22 M values 0.108 / 0.145 / 0.097 / 0.099; B=256, N=1024,
-# fill 0.1, H=4, 14 M 0.104 / 0.091 / 0.081 / 0.092) and trailed own tiles on every larger one
-# (2.160 against 1.725 ms at 230 M: the static walk balances tiles of very different lengths
-# worse than the hardware's block scheduler). Routed there from 2^23 values in the grid, the
-# public call lost: its host path (the tile table's launch, the descriptors, the launcher's
-# key: 70 us against the Triton forward's 28) made those calls host-bound (0.145 against 0.062
-# ms at B=256, N=256, H=2; benchmarks/README.md, "Session 16")
+PERSISTENT_CONFIGS = {128: (64, 2, 1, False, True, True, 128)}
+SMALL = 2**24
 
 
 def auto_config(
@@ -155,12 +151,11 @@ def auto_config(
     cases timed, D=64 and 128, N=1024 and 4096 (0.563 ms against 0.682 at B=512, N=1024, H=4,
     D=128; benchmarks/README.md, "Session 14")."""
     d = q.shape[-1]
-    if not forced:
-        numel = q.numel()
-        if numel < MIN_ELEMENTS:
-            return None
-        if max_seqlen_q <= MAX_TRITON and (MIN_SHORT[d] is None or numel < MIN_SHORT[d]):
-            return None
+    numel = q.numel()
+    if d in TRITON_SMALL and not forced and (numel < MIN_ELEMENTS or max_seqlen_q <= MAX_TRITON):
+        return None
+    if numel < SMALL and d in PERSISTENT_CONFIGS:
+        return PERSISTENT_CONFIGS[d]
     return CONFIGS[d] if q.shape[0] >= LONG_ROWS * max(batch, 1) else SHORT_CONFIGS[d]
 
 
