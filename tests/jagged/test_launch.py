@@ -285,13 +285,20 @@ def test_the_gluon_forward_passes_each_calls_tensors_and_grid_through_its_plan(
     made = [call(*small), call(*small), call(*large), call(*large)]  # full path, then the plan
     assert len(glu._PLANS) == 1
     names = glu._FWD._names
-    for (launches, (out, lse)), (q, k, v, offsets) in zip(made, [small, small, large, large]):
+    for (launches, (out, lse)), (q, k, v, offsets) in zip(
+        made, [small, small, large, large], strict=True
+    ):
         assert [name for name, _, _ in launches] == (
-            ["_tile_samples_kernel"] if config[5] else []) + ["_attn_fwd_gluon_kernel"]
+            ["_tile_samples_kernel"] if config[5] else []
+        ) + ["_attn_fwd_gluon_kernel"]
         _, gx, args = launches[-1]
         assert gx == expected_grid(q.shape[0])
         got = dict(zip(names, args, strict=False))
-        for name, t, rows in (("q_desc", q, 64), ("k_desc", k, config[0]), ("v_desc", v, config[0])):
+        for name, t, rows in (
+            ("q_desc", q, 64),
+            ("k_desc", k, config[0]),
+            ("v_desc", v, config[0]),
+        ):
             desc = got[name]
             assert isinstance(desc, TensorDescriptor) and desc.base is t
             assert list(desc.shape) == [t.shape[0], 128] and list(desc.block_shape) == [rows, 64]
