@@ -323,9 +323,9 @@ class _FakeCuda:
 
 
 def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch):
-    """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward at D=64 for sequences longer
-    than 256 rows and 2^24 values, at D=128 always (own 64-row tiles for short mean lengths,
-    walked persistently under 2^24 values; whole tiles of a sample for long ones), the Gluon backward
+    """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward from 2^24 query values for
+    sequences longer than 256 rows (own 64-row tiles for short mean lengths, whole tiles of a
+    sample for long ones; at D=128 also shorter ones from 3 x 2^23 values), the Gluon backward
     at D=128 from a mean of 128 rows and at D=64 from 512; ``1`` takes them everywhere they can
     run; nothing Gluon off sm_90 or with a bias. Causal calls: the same rules."""
     from shopml.jagged.triton import attention_common
@@ -346,17 +346,14 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glu.auto_config(q(256 * 2600, 128), 256, 4096) == glu.CONFIGS[128]
     for d in (64, 128):  # own tiles when short, whole tiles of a sample when long
         assert glu.SHORT_CONFIGS[d][5] and not glu.CONFIGS[d][5]
-    # D=128: every call, however short; under 2^24 values the persistent walk of own tiles
-    small = glu.PERSISTENT_CONFIGS[128]
-    assert small[4] and small[5] and small[2] == 1  # persistent, own tiles, one warpgroup
+    # sequences of at most 256 rows: Gluon at D=128 from 3 x 2^23 values (never at D=64)
     assert glu.auto_config(q(1024 * 160, 128), 1024, 256) == glu.SHORT_CONFIGS[128]
-    assert glu.auto_config(q(1024 * 40, 128), 1024, 256) == small  # 2^23.3 values
-    assert glu.auto_config(q(2**16 - 1, 128), 1, 2**16) == small  # one long sequence too
-    assert glu.auto_config(q(2**16, 128), 16, 2**16) == glu.CONFIGS[128]  # from 2^24 values
-    assert glu.auto_config(q(10, 128), 4, 5) == small
-    # D=64: sequences of at most 256 rows, or under 2^24 values, stay with Triton
+    assert glu.auto_config(q(1024 * 90, 128), 1024, 256) is None  # under 3 x 2^23 values
+    assert glu.auto_config(q(1024 * 90, 128), 1024, 257) == glu.SHORT_CONFIGS[128]
+    assert glu.auto_config(q(1024 * 60, 128), 1024, 1024) is None  # under 2^24 values
     assert glu.auto_config(q(1024 * 256, 64), 1024, 256) is None
-    assert glu.auto_config(q(10, 64), 4, 5) is None
+    # (the persistent own-tile walk is a configuration, never the automatic choice)
+    assert not any(c[4] for c in (*glu.CONFIGS.values(), *glu.SHORT_CONFIGS.values()))
     # (causal calls: the same choice, from the same function)
     big = 2**24 // 256  # rows of 2^24 values at H=2, D=128
     assert glb.auto_config(q(2 * big, 64), 16, 4096) == glb.CONFIGS[64]  # D=64: a mean of 512
@@ -399,7 +396,7 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     [
         (128, [700, 300, 0, 5], False, 1, 1),
         (64, [700, 300, 0, 5], False, 1, 0),
-        (128, [256, 200, 1], False, 1, 0),  # short D=128: the Gluon forward, Triton backward
+        (128, [256, 200, 1], False, 0, 0),
         (128, [700, 300, 0, 5], True, 1, 1),  # causal: the same rule
     ],
     ids=["d128", "d64", "short", "causal-d128"],

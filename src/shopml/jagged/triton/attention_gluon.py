@@ -121,25 +121,22 @@ _NO_SPEC = ["max_seqlen_q", "max_seqlen_k", "batch"]
 CONFIGS = {64: (128, 2, 3, False, False, False, 128), 128: (128, 3, 2, True, False, False, 168)}
 SHORT_CONFIGS = {64: (64, 2, 1, False, False, True, 80), 128: (64, 3, 1, False, False, True, 128)}
 LONG_ROWS = 1024
-# ``auto`` at D=64: sequences of at most MAX_TRITON rows stay with the Triton forward (B=1024,
-# N=256: 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116, session 12), and so do queries
-# of fewer than MIN_ELEMENTS values (T x H x D; x0.35-0.91 the Triton forward's speed under 2^24
-# in session 13's grid, x1.03-1.57 above it); both measured while the Gluon forward's host path
-# cost 70 us a call against the Triton one's 28 (not re-measured with its bound launches).
-# At D=128 every call takes the Gluon forward: with its launches bound (session 17) the public
-# call's Gluon forward was at least as fast as the Triton one on every small D=128 case timed
-# (ms, Triton / Gluon / varlen_attn: B=256, N=1024, fill 0.1, H=4 0.104 / 0.073 / 0.092; B=1024,
-# N=256, fill 0.1, H=4 0.112 / 0.068 / 0.116; B=256, N=256, H=2 0.060 / 0.057 / 0.057;
-# benchmarks/README.md, "Session 17"). Under SMALL values (T x H x D) one warpgroup of its own
-# tiles walks them persistently (PERSISTENT_CONFIGS: 0.068 against 0.092 ms for own tiles at
-# 14 M values, 0.046 against 0.048 at 8 M; from 2^24 on own tiles were as fast or faster, and at
-# 230 M the static walk lost 25%: it balances tiles of very different lengths worse than the
-# hardware's block scheduler).
-TRITON_SMALL = {64}  # head dims whose small calls stay with the Triton forward
+# ``auto``: sequences of at most MAX_TRITON rows stay with the Triton forward (B=1024, N=256, D=64:
+# 0.072 ms against Gluon's 0.106 and varlen_attn's 0.116, session 12), and so do queries of
+# fewer than MIN_ELEMENTS values (T x H x D; x0.35-0.91 the Triton forward's speed under 2^24 in
+# session 13's grid, x1.03-1.57 above it). At D=128 the Gluon forward (own tiles) leads on short
+# sequences too from MIN_SHORT values: with its launches bound (session 17) the grid's N=256
+# cases of 29-84 M values ran x1.00-1.24 varlen_attn's speed against the Triton forward's
+# x0.90-0.97 (0.135 against 0.148 ms at B=1024, fill 0.5, H=2), and 21 M lost (0.120 against
+# 0.109). Under 2^24 values the Gluon forward (own tiles, or one warpgroup walking them
+# persistently) led the Triton one in a loop of forward calls alone (ms, Triton / own tiles /
+# persistent / varlen_attn: B=1024, N=256, fill 0.1, H=4 0.112 / 0.092 / 0.068 / 0.116; B=256,
+# N=1024, fill 0.1, H=4 0.104 / 0.073 / 0.074 / 0.092) but not in the grid's harness (the same
+# forwards timed beside forward+backward steps: 0.110-0.140 against 0.102-0.111, its rows
+# spread 2x where the Triton ones were within 2%; cause not found yet): they stay with Triton.
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
-PERSISTENT_CONFIGS = {128: (64, 2, 1, False, True, True, 128)}
-SMALL = 2**24
+MIN_SHORT = {64: None, 128: 3 * 2**23}
 
 
 def auto_config(
@@ -151,11 +148,12 @@ def auto_config(
     cases timed, D=64 and 128, N=1024 and 4096 (0.563 ms against 0.682 at B=512, N=1024, H=4,
     D=128; benchmarks/README.md, "Session 14")."""
     d = q.shape[-1]
-    numel = q.numel()
-    if d in TRITON_SMALL and not forced and (numel < MIN_ELEMENTS or max_seqlen_q <= MAX_TRITON):
-        return None
-    if numel < SMALL and d in PERSISTENT_CONFIGS:
-        return PERSISTENT_CONFIGS[d]
+    if not forced:
+        numel = q.numel()
+        if numel < MIN_ELEMENTS:
+            return None
+        if max_seqlen_q <= MAX_TRITON and (MIN_SHORT[d] is None or numel < MIN_SHORT[d]):
+            return None
     return CONFIGS[d] if q.shape[0] >= LONG_ROWS * max(batch, 1) else SHORT_CONFIGS[d]
 
 
