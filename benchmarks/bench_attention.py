@@ -383,6 +383,13 @@ def time_provider(prov: str, case: Case, modes, quick: bool, graph: bool = False
     return timings, peak
 
 
+def label(cfg: dict) -> str:
+    """A case's name in the CSV's x_value column and for ``--only``: ``B256-N1024-f0.5-H4-D128``
+    (``-causal`` appended for causal cases)."""
+    name = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
+    return name + ("-causal" if cfg["causal"] else "")
+
+
 def run_case(
     case: Case, providers, modes, out_path, meta, quick, graph=False, rounds: int = 1
 ) -> dict:
@@ -394,8 +401,7 @@ def run_case(
     """
     cfg = case.cfg
     results: dict[str, dict] = {}
-    x_value = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
-    x_value += "-causal" if cfg["causal"] else ""
+    x_value = label(cfg)
     measured: dict[str, list[tuple[dict, float]]] = {}
     for _ in range(rounds):
         for prov in providers:
@@ -465,6 +471,9 @@ def main() -> None:
     ap.add_argument(
         "--only-small", action="store_true", help="only cases with N <= 1024 and B*N <= 2^18"
     )
+    ap.add_argument(
+        "--only", default="", help="only these cases, by name (B256-N1024-f0.5-H4-D128,...)"
+    )
     ap.add_argument("--out", default="")
     ap.add_argument("--report", default="", help="print the Markdown report of a results CSV")
     args = ap.parse_args()
@@ -489,14 +498,22 @@ def main() -> None:
     out_path = args.out or results_path("attention")
     providers = [p for p in args.providers.split(",") if p]
     modes = args.modes.split(",")
-    cases = grid(args.grid)[args.skip :]
+    # (position in the grid, case): a case's lengths are drawn from its position, so a run that
+    # skips or picks cases times the very inputs of the whole grid's run
+    cases = list(enumerate(grid(args.grid)))[args.skip :]
     if args.only_small:
-        cases = [c for c in cases if c["N"] <= 1024 and c["B"] * c["N"] <= 2**18]
+        cases = [(i, c) for i, c in cases if c["N"] <= 1024 and c["B"] * c["N"] <= 2**18]
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {label(c) for _, c in cases}
+        if unknown:
+            ap.error(f"--only: no case {sorted(unknown)} in --grid {args.grid}")
+        cases = [(i, c) for i, c in cases if label(c) in wanted]
     if args.limit:
         cases = cases[: args.limit]
-    for idx, cfg in enumerate(cases):
+    for idx, (position, cfg) in enumerate(cases):
         cfg = dict(cfg, flex=idx < args.flex_cases)
-        case = Case(cfg, seed=1000 + idx)
+        case = Case(cfg, seed=1000 + position)
         print(f"[{idx + 1}/{len(cases)}] {cfg} {case.stats}", flush=True)
         if args.check:  # each of our providers in the run, under its own routing
             for prov in [p for p in ("shopml", "shopml_triton") if p in providers] or ["shopml"]:

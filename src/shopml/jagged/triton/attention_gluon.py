@@ -20,6 +20,8 @@ Algorithm (FlashAttention-3's pipeline, written with Gluon's explicit primitives
   kernel: after a signature's first launch the cached binary directly, the descriptors passed as
   they are (the binary's launcher encodes each into a TMA descriptor); inside
   ``launch.collecting`` it records the compile instead (the first call's parallel compile).
+  Settings seen before take a :class:`_Plan`: both launches (the tile table's, the kernel's)
+  bound once, a call passing its descriptors and its tensors' addresses.
 - Warp specialisation (``gl.warp_specialize``): a loader partition of one warp issues the TMA
   copies: the query tile of a tile, then K and V tiles into a ring of STAGES shared-memory slots,
   each guarded by a ``ready`` mbarrier per operand (the copy engine completes it) and an
