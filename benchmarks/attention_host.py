@@ -12,6 +12,10 @@ Parts (``--parts``, comma-separated; default all):
   public forward without and with the autograd graph, the backward launcher alone, an empty
   autograd Function's floor, with and without autograd's device threads) and the Gluon
   forward's host path piece by piece; printed.
+- ``harness`` (not in the default): a few small D=128 grid cases' forward timed as the grid
+  times it and as a loop of forward calls alone, Gluon forward on and off, each profiled: the
+  GPU's idle gap before our kernels, their device time, and the host calls that wait on the
+  device (where the Gluon forward lost in the grid but not alone, session 17).
 - ``attention``: the same on/off host loops for the attention on three host-bound cases of the
   issue's grid, then shopml against varlen_attn: host loops, four rounds of ``do_bench`` (timed as
   bench_attention.py times them, providers alternating) and a cProfile of 300 forward+backward
@@ -362,6 +366,80 @@ def gpu_split(fn, inputs, grad, calls: int = 10) -> str:  # noqa: ANN001
     return f"device time per call: {device_us:.0f} us ({calls} calls)\n{table}\n"
 
 
+# the grid's small D=128 cases where the Gluon forward lost in the grid's loop but not in a loop
+# of forward calls alone (benchmarks/README.md, "Session 17"), by name (bench_attention --only)
+HARNESS_CASES = ("B256-N256-f0.5-H2-D128", "B256-N1024-f0.1-H4-D128", "B1024-N256-f0.5-H2-D128")
+_SYNCS = ("Synchronize", "Memcpy", "cudaMalloc", "cuMemAlloc", "cuModuleLoad")  # host waits
+
+
+def part_harness(names: tuple[str, ...] = HARNESS_CASES, iters: int = 20) -> None:
+    """The forward of a few grid cases as the grid times it (inputs that need gradients, a
+    forward+backward first, ``do_bench`` under ``no_grad``) and as a loop of forward calls alone
+    times it (inputs without gradients, nothing else run), Gluon forward on and off; then
+    ``iters`` calls after an L2 flush each under ``torch.profiler``: per call the GPU's idle gap
+    between the flush's end and our first kernel, our kernels' device time, and the host calls
+    that wait on the device (synchronisations, copies, allocations, module loads) in the call."""
+    import bench_attention
+    from torch.profiler import ProfilerActivity, profile
+
+    from shopml.jagged.attention import jagged_flash_attention
+
+    grid = {bench_attention.label(c): (i, c) for i, c in enumerate(bench_attention.grid("full"))}
+    flush = torch.empty(int(256e6 // 4), dtype=torch.int, device="cuda")  # do_bench's L2 flush
+    for name in names:
+        position, cfg = grid[name]
+        case = Case(dict(cfg, flex=False), seed=1000 + position)  # the grid's lengths
+        print(name, case.stats, flush=True)
+        for gluon in ("1", "0"):
+            switch("SHOPML_ATTN_GLUON", gluon)
+            fn, inputs, grad = make_provider("shopml", case)
+            alone = lambda c=case: jagged_flash_attention(  # noqa: E731
+                c.q, c.k, c.v, c.offsets, c.cfg["N"], causal=c.cfg["causal"]
+            )
+            torch.autograd.grad(fn(), inputs, grad)  # the grid's warm-up of this provider
+            for how, call in (("grid loop", fn), ("forward alone", alone)):
+                with torch.no_grad():
+                    call()
+                    ms = bench(call, True)[0]
+                    torch.cuda.synchronize()
+                    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                        for _ in range(iters):
+                            flush.zero_()
+                            call()
+                        torch.cuda.synchronize()
+                print(f"  gluon={gluon} {how:13s} do_bench {ms * 1e3:6.1f} us; "
+                      f"{_harness_split(prof.events(), iters)}", flush=True)  # fmt: skip
+    switch("SHOPML_ATTN_GLUON", None)
+
+
+def _harness_split(events, iters: int) -> str:  # noqa: ANN001
+    """Median idle gap (flush end to our first kernel) and device time per call, and the host
+    calls that wait on the device, from a profile of ``iters`` flush + call rounds."""
+    kernels = sorted(
+        (e for e in events if e.device_type == torch.autograd.DeviceType.CUDA),
+        key=lambda e: e.time_range.start,
+    )
+    gaps, busy, ours, last_flush = [], [], 0.0, None
+    for e in kernels:
+        if "fill" in e.name.lower() or "zero" in e.name.lower():  # the flush
+            if last_flush is not None and ours:
+                busy.append(ours)
+            last_flush, ours = e, 0.0
+        elif last_flush is not None:
+            if ours == 0.0:
+                gaps.append(e.time_range.start - last_flush.time_range.end)
+            ours += e.time_range.end - e.time_range.start
+    if ours:
+        busy.append(ours)
+    waits: dict[str, int] = {}
+    for e in events:
+        if e.device_type == torch.autograd.DeviceType.CPU and any(w in e.name for w in _SYNCS):
+            waits[e.name] = waits.get(e.name, 0) + 1
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    shown = ", ".join(f"{n} x{c / iters:.1f}" for n, c in sorted(waits.items())) or "none"
+    return f"gap {med(gaps):.1f} us, device {med(busy):.1f} us a call; host waits a call: {shown}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n")[0] + " Needs CUDA; CSV and cProfiles go to $OUT."
@@ -380,6 +458,8 @@ def main() -> None:
         rows += part_attention(fast, args.rounds, out_dir)
     if "split" in parts:
         part_split()
+    if "harness" in parts:
+        part_harness()
     if rows:  # (split prints only: no header-only CSV for it)
         append_rows(out_dir / f"attention_host-{device_slug()}.csv", rows, run_meta())
 

@@ -8,6 +8,7 @@
 #   bash benchmarks/run_attention_gpu.sh graph     # the same grid replayed from CUDA graphs (device time)
 #   bash benchmarks/run_attention_gpu.sh host      # eager host time against varlen_attn
 #   bash benchmarks/run_attention_gpu.sh split     # where the eager host time goes, piece by piece
+#   bash benchmarks/run_attention_gpu.sh harness   # small D=128 forwards in the grid's loop, profiled
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon kernels' tests; the causal
 #                                                  # Gluon backward timed (forced) against Triton
@@ -62,6 +63,12 @@ for part in "$@"; do
       OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
         --parts attention > "$OUT/host.log" 2>&1
       grep -E "us|x[0-9]|rror" "$OUT/host.log" | tail -30 ;;
+    harness)
+      # small D=128 forwards timed as the grid times them and alone, Gluon on and off, profiled
+      # (the GPU's idle gap before our kernels, their device time, the host's waits)
+      OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
+        --parts harness > "$OUT/harness.log" 2>&1
+      grep -E " us|rror" "$OUT/harness.log" | tail -20 ;;
     split)
       # the eager fwd+bwd host time taken apart (the forward with and without the graph, the
       # backward launcher, an empty Function's floor; the Gluon forward's host path)

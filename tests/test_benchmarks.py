@@ -223,3 +223,31 @@ def test_attention_only_picks_cases_by_name_with_the_grids_lengths(monkeypatch, 
     with pytest.raises(SystemExit):
         bench_attention.main()
     assert "--only: no case ['B1-N1'] in --grid full" in capsys.readouterr().err
+
+
+def test_attention_host_harness_split_reads_gaps_device_time_and_host_waits():
+    """attention_host.py --parts harness: from profiler events of flush + call rounds, the GPU's
+    idle gap before each call's first kernel, the call's kernel time, and the host's waits."""
+    import types
+
+    import attention_host
+    import torch
+
+    cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
+
+    def ev(name, start, end, dev=cuda):
+        rng = types.SimpleNamespace(start=start, end=end)
+        return types.SimpleNamespace(name=name, time_range=rng, device_type=dev)
+
+    events = [
+        ev("void at::native::vectorized_elementwise_kernel<FillFunctor>", 0, 60),
+        ev("_attn_fwd_gluon_kernel", 70, 100),  # gap 10, 30 us
+        ev("void at::native::vectorized_elementwise_kernel<FillFunctor>", 200, 260),
+        ev("_tile_samples_kernel", 290, 295),  # gap 30
+        ev("_attn_fwd_gluon_kernel", 300, 330),  # 5 + 30 us
+        ev("cudaStreamSynchronize", 120, 121, cpu),
+        ev("cuLaunchKernelEx", 121, 122, cpu),
+    ]
+    got = attention_host._harness_split(events, iters=2)
+    assert got == ("gap 20.0 us, device 32.5 us a call; host waits a call: "
+                   "cudaStreamSynchronize x0.5")  # fmt: skip
