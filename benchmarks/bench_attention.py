@@ -383,6 +383,26 @@ def time_provider(prov: str, case: Case, modes, quick: bool, graph: bool = False
     return timings, peak
 
 
+def select(
+    name: str, skip: int = 0, only: str = "", only_small: bool = False, limit: int = 0
+) -> list[tuple[int, dict]]:
+    """The cases a run times, as (position in grid ``name``, case): from ``skip`` on, those named
+    in ``only`` (comma-separated :func:`label` s; an unknown name is a ``ValueError`` naming it),
+    with ``only_small`` those with N <= 1024 and B*N <= 2^18, the first ``limit`` (0: all). A
+    case's lengths are drawn from its position, so a run that skips or picks cases times the very
+    inputs of the whole grid's run."""
+    cases = list(enumerate(grid(name)))[skip:]
+    if only_small:
+        cases = [(i, c) for i, c in cases if c["N"] <= 1024 and c["B"] * c["N"] <= 2**18]
+    if only:
+        wanted = set(only.split(","))
+        unknown = wanted - {label(c) for _, c in cases}
+        if unknown:
+            raise ValueError(f"--only: no case {sorted(unknown)} in --grid {name}")
+        cases = [(i, c) for i, c in cases if label(c) in wanted]
+    return cases[:limit] if limit else cases
+
+
 def label(cfg: dict) -> str:
     """A case's name in the CSV's x_value column and for ``--only``: ``B256-N1024-f0.5-H4-D128``
     (``-causal`` appended for causal cases)."""
@@ -498,19 +518,10 @@ def main() -> None:
     out_path = args.out or results_path("attention")
     providers = [p for p in args.providers.split(",") if p]
     modes = args.modes.split(",")
-    # (position in the grid, case): a case's lengths are drawn from its position, so a run that
-    # skips or picks cases times the very inputs of the whole grid's run
-    cases = list(enumerate(grid(args.grid)))[args.skip :]
-    if args.only_small:
-        cases = [(i, c) for i, c in cases if c["N"] <= 1024 and c["B"] * c["N"] <= 2**18]
-    if args.only:
-        wanted = set(args.only.split(","))
-        unknown = wanted - {label(c) for _, c in cases}
-        if unknown:
-            ap.error(f"--only: no case {sorted(unknown)} in --grid {args.grid}")
-        cases = [(i, c) for i, c in cases if label(c) in wanted]
-    if args.limit:
-        cases = cases[: args.limit]
+    try:
+        cases = select(args.grid, args.skip, args.only, args.only_small, args.limit)
+    except ValueError as exc:
+        ap.error(str(exc))
     for idx, (position, cfg) in enumerate(cases):
         cfg = dict(cfg, flex=idx < args.flex_cases)
         case = Case(cfg, seed=1000 + position)

@@ -199,30 +199,19 @@ def test_attention_gpu_script_names_an_unknown_part(tmp_path):
     assert (tmp_path / "out").is_dir()
 
 
-def test_attention_only_picks_cases_by_name_with_the_grids_lengths(monkeypatch, capsys):
-    """--only: the named cases, each with the lengths it has in the whole grid's run (drawn from
-    its position there, also under --skip); an unknown name is an error that names it."""
+def test_attention_only_picks_cases_by_name_at_their_grid_positions():
+    """--only: the named cases, each at its position in the whole grid (its lengths are drawn
+    from it), as --skip keeps them; an unknown name is an error that names it."""
     import bench_attention
 
-    seen = []
-
-    class FakeCase:
-        def __init__(self, cfg, seed):
-            seen.append((bench_attention.label(cfg), seed))
-            raise StopIteration  # stop before any timing: only the selection is tested
-
-    monkeypatch.setattr(bench_attention, "Case", FakeCase)
     names = [bench_attention.label(c) for c in bench_attention.grid("full")]
     assert names[1] == "B256-N256-f0.1-H2-D128" and names[-1] == "B512-N4096-f0.5-H4-D128-causal"
-    for argv in (["--only", names[5]], ["--skip", "5"]):
-        monkeypatch.setattr(sys, "argv", ["bench_attention.py", "--grid", "full", *argv])
-        with pytest.raises(StopIteration):
-            bench_attention.main()
-    assert seen == [(names[5], 1005), (names[5], 1005)]
-    monkeypatch.setattr(sys, "argv", ["bench_attention.py", "--grid", "full", "--only", "B1-N1"])
-    with pytest.raises(SystemExit):
-        bench_attention.main()
-    assert "--only: no case ['B1-N1'] in --grid full" in capsys.readouterr().err
+    picked = bench_attention.select("full", only=f"{names[7]},{names[5]}")
+    assert [(i, bench_attention.label(c)) for i, c in picked] == [(5, names[5]), (7, names[7])]
+    assert bench_attention.select("full", skip=5, limit=1) == picked[:1]
+    assert [i for i, _ in bench_attention.select("full", skip=100)] == [100, 101]
+    with pytest.raises(ValueError, match=r"--only: no case \['B1-N1'\] in --grid full"):
+        bench_attention.select("full", only="B1-N1")
 
 
 def test_attention_host_harness_split_reads_gaps_device_time_and_host_waits():

@@ -128,8 +128,8 @@ LONG_ROWS = 1024
 # fewer than MIN_ELEMENTS values (T x H x D; x0.35-0.91 the Triton forward's speed under 2^24 in
 # session 13's grid, x1.03-1.57 above it). At D=128 the Gluon forward (own tiles) leads on short
 # sequences too from MIN_SHORT values: with its launches bound (session 17) the grid's N=256
-# cases of 29-84 M values ran x1.00-1.24 varlen_attn's speed against the Triton forward's
-# x0.90-0.97 (0.135 against 0.148 ms at B=1024, fill 0.5, H=2), and 21 M lost (0.120 against
+# cases of 29-84 M values ran x0.98-1.13 varlen_attn's speed against the Triton forward's
+# x0.88-0.97 (0.135 against 0.148 ms at B=1024, fill 0.5, H=2), and 21 M lost (0.120 against
 # 0.109). Under 2^24 values the Gluon forward (own tiles, or one warpgroup walking them
 # persistently) led the Triton one in a loop of forward calls alone (ms, Triton / own tiles /
 # persistent / varlen_attn: B=1024, N=256, fill 0.1, H=4 0.112 / 0.092 / 0.068 / 0.116; B=256,
