@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import importlib
 import io
 import json
@@ -375,7 +376,8 @@ _SYNCS = ("Synchronize", "Memcpy", "cudaMalloc", "cuMemAlloc", "cuModuleLoad")  
 def part_harness(names: tuple[str, ...] = HARNESS_CASES, iters: int = 20) -> None:
     """The forward of a few grid cases as the grid times it (inputs that need gradients, a
     forward+backward first, ``do_bench`` under ``no_grad``) and as a loop of forward calls alone
-    times it (inputs without gradients, nothing else run), Gluon forward on and off; then
+    times it (inputs without gradients, nothing else run), Gluon forward on and off, with
+    CPython's cyclic garbage collector on and off; then
     ``iters`` calls after an L2 flush each under ``torch.profiler``: per call the GPU's idle gap
     between the flush's end and our first kernel, our kernels' device time, and the host calls
     that wait on the device (synchronisations, copies, allocations, module loads) in the call."""
@@ -401,13 +403,19 @@ def part_harness(names: tuple[str, ...] = HARNESS_CASES, iters: int = 20) -> Non
                 with torch.no_grad():
                     call()
                     ms = bench(call, True)[0]
+                    gc.disable()  # CPython's cyclic collector: a pause the host may pay per call
+                    try:
+                        ms_no_gc = bench(call, True)[0]
+                    finally:
+                        gc.enable()
                     torch.cuda.synchronize()
                     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                         for _ in range(iters):
                             flush.zero_()
                             call()
                         torch.cuda.synchronize()
-                print(f"  gluon={gluon} {how:13s} do_bench {ms * 1e3:6.1f} us; "
+                print(f"  gluon={gluon} {how:13s} do_bench {ms * 1e3:6.1f} us "
+                      f"(collector off {ms_no_gc * 1e3:6.1f} us); "
                       f"{_harness_split(prof.events(), iters)}", flush=True)  # fmt: skip
     switch("SHOPML_ATTN_GLUON", None)
 
