@@ -141,13 +141,11 @@ def test_a_bound_launch_passes_its_tensors_with_the_fixed_arguments(fake_cuda):
     assert jobs == [] and fl.direct_launches == 2 and len(compiled.calls) == 2
 
 
-def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, monkeypatch):
-    """A second call with the same settings goes through the bound launches (no argument
-    assembly): every launch of it gets what the first call's launches got, the new outputs in
-    their place."""
-    from shopml.jagged.triton import attention_bwd, attention_common, attention_fwd
-
-    runs: list[tuple[str, tuple]] = []
+def _fake_binaries(monkeypatch, launchers) -> list[tuple[str, int, tuple]]:  # noqa: ANN001
+    """Fakes the compiles of ``launchers`` (a signature's first launch makes a binary that
+    records its launches) and turns their direct launches on: returns the list of launches,
+    ``(kernel name, grid's first dimension, arguments after the launch's 9 leading ones)``."""
+    runs: list[tuple[str, int, tuple]] = []
 
     class Binary:
         function, packed_metadata = "fn", "meta"
@@ -156,20 +154,29 @@ def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, mo
             self.name = name
 
         def run(self, *launch):
-            runs.append((self.name, launch[9:]))
+            runs.append((self.name, launch[0], launch[9:]))
 
     def first_launch(self, key, grid, args, constexprs):  # a compile, then that binary's launch
-        meta = dict(constexprs, BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
+        meta = dict({"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 4, "num_stages": 2}, **constexprs)
         tail = tuple(meta.get(n, 0) for n in self._names[len(args) :])
         self._cache[key] = (Binary(self._kernel.__name__), meta, tail)
-        self._cache[key][0].run(*(None,) * 9, *args, *tail)
+        self._cache[key][0].run(grid(meta)[0], *(None,) * 8, *args, *tail)
 
     monkeypatch.setattr(FastLauncher, "_first_launch", first_launch)
-    for mod in (attention_fwd, attention_bwd):
-        for fl in vars(mod).values():
-            if isinstance(fl, FastLauncher):
-                monkeypatch.setattr(fl, "enabled", True)
-                monkeypatch.setattr(fl, "_cache", {})
+    for fl in launchers:
+        monkeypatch.setattr(fl, "enabled", True)
+        monkeypatch.setattr(fl, "_cache", {})
+    return runs
+
+
+def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, monkeypatch):
+    """A second call with the same settings goes through the bound launches (no argument
+    assembly): every launch of it gets what the first call's launches got, the new outputs in
+    their place."""
+    from shopml.jagged.triton import attention_bwd, attention_common, attention_fwd
+
+    launchers = [fl for mod in (attention_fwd, attention_bwd) for fl in vars(mod).values()]
+    runs = _fake_binaries(monkeypatch, [fl for fl in launchers if isinstance(fl, FastLauncher)])
     attention_common.reread_settings()  # empty the plans
     gen = torch.Generator().manual_seed(0)
     offsets = torch.tensor([0, 5, 5, 12, 40])
@@ -191,9 +198,9 @@ def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, mo
     times = torch.arange(40)  # timestamps without a table: a per-call tensor, never bound
     runs.clear()
     attention_fwd._attn_fwd(q, k, v, offsets, offsets, *(None,) * 4, times, None, *settings[6:])
-    assert any(a is times for a in runs[-1][1]) and len(attention_fwd._PLANS) == 1
+    assert any(a is times for a in runs[-1][2]) and len(attention_fwd._PLANS) == 1
     (base, base_out), *later = calls
-    assert [name for name, _ in base] == ["_attn_fwd_kernel", "_attn_bwd_dq_kernel",
+    assert [name for name, _, _ in base] == ["_attn_fwd_kernel", "_attn_bwd_dq_kernel",
                                           "_attn_bwd_dkdv_kernel"]  # fmt: skip
 
     def addr(x):  # a tensor's address (the bound launches pass addresses), else the value
@@ -201,8 +208,8 @@ def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, mo
 
     for runs_now, outputs in later:
         mine = {id(a): b for a, b in zip(base_out, outputs, strict=True)}  # this call's outputs
-        assert [name for name, _ in runs_now] == [name for name, _ in base]
-        for (_, was), (_, now) in zip(base, runs_now, strict=True):
+        assert [name for name, _, _ in runs_now] == [name for name, _, _ in base]
+        for (_, _, was), (_, _, now) in zip(base, runs_now, strict=True):
             assert len(was) == len(now)
             for a, b in zip(was, now, strict=True):
                 if id(a) in mine:
@@ -215,7 +222,7 @@ def test_the_attention_launch_plans_pass_what_the_full_path_passes(fake_cuda, mo
                 else:  # the inputs, the placeholders, the numbers
                     assert addr(b) == addr(a)
     assert all(  # the last call went through the bound launches: addresses only
-        not isinstance(a, torch.Tensor) for _, args in calls[-1][0] for a in args
+        not isinstance(a, torch.Tensor) for _, _, args in calls[-1][0] for a in args
     )
 
 
@@ -239,26 +246,7 @@ def test_the_gluon_forward_passes_each_calls_tensors_and_grid_through_its_plan(
 
     from shopml.jagged.triton import attention_gluon as glu
 
-    runs: list[tuple[str, int, tuple]] = []
-
-    class Binary:
-        function, packed_metadata = "fn", "meta"
-
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def run(self, *launch):
-            runs.append((self.name, launch[0], launch[9:]))
-
-    def first_launch(self, key, grid, args, constexprs):  # a compile, then that binary's launch
-        tail = tuple(constexprs.get(n, 0) for n in self._names[len(args) :])
-        self._cache[key] = (Binary(self._kernel.__name__), dict(constexprs), tail)
-        self._cache[key][0].run(grid(constexprs)[0], *(None,) * 8, *args, *tail)
-
-    monkeypatch.setattr(FastLauncher, "_first_launch", first_launch)
-    for fl in (glu._FWD, glu._TILE_SAMPLES):
-        monkeypatch.setattr(fl, "enabled", True)
-        monkeypatch.setattr(fl, "_cache", {})
+    runs = _fake_binaries(monkeypatch, (glu._FWD, glu._TILE_SAMPLES))
     monkeypatch.setattr(glu, "_PLANS", {})
     monkeypatch.setattr(glu, "_sm_count", lambda index: 3)  # 3 x 2 programs: a capped grid
     gen = torch.Generator().manual_seed(0)

@@ -92,7 +92,7 @@ from shopml.jagged.triton.attention_common import (
     _sm90_exactly,
     plan_cache,
 )
-from shopml.jagged.triton.launch import FastLauncher, dry_run
+from shopml.jagged.triton.launch import Bound, FastLauncher, dry_run
 
 LOG2E = 1.4426950408889634
 LN2 = gl.constexpr(0.6931471805599453)
@@ -822,15 +822,18 @@ _FWD = FastLauncher(_attn_fwd_gluon_kernel)  # the descriptors' tiles and layout
 _PLANS = plan_cache()  # settings -> _Plan (see _attn_fwd_gluon)
 
 
-def _tile_samples(q_offsets: torch.Tensor, total: int) -> torch.Tensor:
+def _tile_samples(q_offsets: torch.Tensor, total: int, bound: Bound | None = None) -> torch.Tensor:
     """The sample of each slot of the 64-row tile numbering (int32, ``total // 64 + B`` slots;
     see :func:`_own_tile`): sample b's g-th block of 64 query rows is slot ``q_offsets[b] // 64
     + b + g``. The slots of consecutive samples never overlap (a sample of L rows gets
     ``L // 64 + 1`` or ``+ 2`` of them, at most two of them idle). One
-    launch, no host sync."""
+    launch, no host sync; through ``bound`` (a :class:`_Plan`'s) where given."""
     batch = q_offsets.numel() - 1
     table = torch.empty(total // _ROWS + batch, dtype=torch.int32, device=q_offsets.device)
-    _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, batch), _PER)
+    if bound is not None:
+        bound(q_offsets, table)
+    else:
+        _TILE_SAMPLES(lambda meta: (batch,), (q_offsets, table, batch), _PER)
     return table
 
 
@@ -980,27 +983,22 @@ class _Plan:
         return min(tiles, self.cap) if self.cap else tiles
 
     def launch(self, q, k, v, out, lse, q_offsets, k_offsets) -> None:  # noqa: ANN001
-        """The launches of one call into ``out`` and ``lse``; binds them the first time."""
+        """The launches of one call into ``out`` and ``lse``; binds them the first time (a bound
+        launch's first call takes the launcher's own path)."""
         total = q.shape[0]
         table = self.dummy
         if self.own:
-            table = torch.empty(total // _ROWS + self.batch, dtype=torch.int32, device=q.device)
             if self.tiles is None:
-                args = (q_offsets, table, self.batch)
                 grid = lambda meta, b=self.batch: (b,)  # noqa: E731
-                _TILE_SAMPLES(grid, args, _PER)
-                self.tiles = _TILE_SAMPLES.bind(grid, args, _PER, 2)
-            else:
-                self.tiles(q_offsets, table)
+                self.tiles = _TILE_SAMPLES.bind(grid, (q_offsets, None, self.batch), _PER, 2)
+            table = _tile_samples(q_offsets, total, self.tiles)
         lead = (_desc(q, _ROWS), _desc(k, self.block_n), _desc(v, self.block_n), out, lse,
                 q_offsets, k_offsets, table)  # fmt: skip
         gx = self.grid(total)
         if self.main is None:
             args = (*lead, *self.fixed)
-            _FWD(lambda meta: (gx,), args, self.constexprs)
             self.main = _FWD.bind(lambda meta: (gx,), args, self.constexprs, len(lead), 3)
-        else:
-            self.main.run(gx, *lead)
+        self.main.run(gx, *lead)
 
     def __call__(self, q, k, v, q_offsets, k_offsets) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
         out, lse = _fwd_outputs(q, self.max_seqlen_q, self.zero_init)
