@@ -415,16 +415,17 @@ def run_case(
 ) -> dict:
     """Times every provider on one case and appends its rows; returns {provider: {mode: ms}}.
 
-    With ``rounds > 1`` the providers are timed in turn, round after round (shopml, varlen,
-    shopml, varlen, ...), and each mode's p50/p20/p80 is the median over the rounds: a host-bound
-    case then sees every provider in the same stretches of a noisy host, not minutes apart.
+    With ``rounds > 1`` the providers are timed in turn, round after round, each round starting
+    one provider later (shopml, varlen; varlen, shopml; ...), and each mode's p50/p20/p80 is the
+    median over the rounds: a host-bound case then sees every provider in the same stretches of a
+    noisy host, not minutes apart, and no provider always in the same place of the round.
     """
     cfg = case.cfg
     results: dict[str, dict] = {}
     x_value = label(cfg)
     measured: dict[str, list[tuple[dict, float]]] = {}
-    for _ in range(rounds):
-        for prov in providers:
+    for r in range(rounds):
+        for prov in providers[r % len(providers) :] + providers[: r % len(providers)]:
             if prov in results:  # failed in an earlier round
                 continue
             try:
