@@ -326,7 +326,8 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     """``SHOPML_ATTN_GLUON=auto`` (the default): the Gluon forward from 2^24 query values for
     sequences longer than 256 rows (own 64-row tiles for short mean lengths, whole tiles of a
     sample for long ones; at D=128 also shorter ones from 3 x 2^23 values), the Gluon backward
-    at D=128 from a mean of 128 rows and at D=64 from 512; ``1`` takes them everywhere they can
+    at D=128 from a mean of 64 rows (sequences of at most 256 rows from 2^25 values) and at
+    D=64 from a mean of 512 rows (longer sequences only); ``1`` takes them everywhere they can
     run; nothing Gluon off sm_90 or with a bias. Causal calls: the same rules."""
     from shopml.jagged.triton import attention_common
     from shopml.jagged.triton import attention_gluon as glu
@@ -360,10 +361,14 @@ def test_auto_routing_takes_the_measured_faster_kernels(monkeypatch, attn_switch
     assert glb.auto_config(q(2 * big, 64), 2 * big // 512 + 1, 4096) is None  # a mean under 512
     assert glb.auto_config(q(2 * big - 1, 64), 16, 4096) is None  # under 2^24 values
     assert glb.auto_config(q(1000, 64), 16, 4096, forced=True) == glb.CONFIGS[64]
-    assert glb.auto_config(q(big, 128), 16, 256) is None
+    assert glb.auto_config(q(big, 128), 16, 256) is None  # at most 256 rows: 2^25 values
     assert glb.auto_config(q(big, 128), 16, 257) == glb.CONFIGS[128]
+    assert glb.auto_config(q(2 * big, 128), 16, 256) == glb.CONFIGS[128]
+    assert glb.auto_config(q(2 * big - 1, 128), 16, 256) is None
+    assert glb.auto_config(q(4 * big, 64), 16, 256) is None  # never at D=64
     assert glb.auto_config(q(big - 1, 128), 16, 4096) is None  # under 2^24 values
-    assert glb.auto_config(q(big, 128), big // 127, 4096) is None  # a mean under 128 rows
+    assert glb.auto_config(q(big, 128), big // 64, 4096) == glb.CONFIGS[128]  # a mean of 64
+    assert glb.auto_config(q(big, 128), big // 63, 4096) is None  # a mean under 64 rows
     # (causal calls: the same choice, from the same function)
     # the switch: off wherever the kernels cannot run, before any device query
     cpu = torch.empty(4, 2, 64, dtype=torch.bfloat16)

@@ -131,15 +131,21 @@ LOG2E_K = gl.constexpr(LOG2E)
 # configurations for D=64 (one warpgroup, 2-3 programs an SM, see the header) are refused (see
 # FULL_REGS). Timings: benchmarks/README.md ("Gluon backward prototype", "Session 12").
 CONFIGS = {64: (64, 2, 2, True, 168, True), 128: (64, 2, 2, True, 168, True)}
-# ``auto``: the Gluon backward on sequences longer than MAX_TRITON rows, with at least
-# MIN_ELEMENTS query values (T x H x D) and a mean sequence of MIN_MEAN[D] rows; the rest stay
-# with the Triton kernels. D=128: in the session-13 grid x0.53-0.84 the Triton backward's speed
-# under 2^24 values or a mean of 100 rows, x1.14-1.55 elsewhere. D=64 (session 14): 1.904 ms
-# against Triton's 2.243 at B=256, N=4096, fill 0.24 (a mean of 973 rows), but 0.903 against
-# 0.847 at a mean of 256 rows and 0.319 against 0.221 at 110 (benchmarks/README.md)
+# ``auto``: the Gluon backward on sequences longer than MAX_TRITON rows (at D=128 shorter ones
+# too from MIN_SHORT values), with at least MIN_ELEMENTS query values (T x H x D) and a mean
+# sequence of MIN_MEAN[D] rows; the rest stay with the Triton kernels. D=128: in the session-13
+# grid x0.53-0.84 the Triton backward's speed under 2^24 values, x1.14-1.55 elsewhere; in
+# session 18 it led on the grid's device-bound short cases too (fwd+bwd ms, Gluon / Triton
+# backward, the same forward, 3 rotated rounds: B=1024, N=256, fill 1.0, H=4 1.400 / 1.508;
+# fill 1.0, H=2 0.719 / 0.782; fill 0.5, H=4 1.028 / 1.099; B=1024, N=1024, fill 0.1 (a mean of
+# 100 rows), H=4 1.159 / 1.284, H=2 0.580 / 0.645) but not on host-bound ones (0.616 / 0.579 at
+# 29 M values, 0.746 / 0.431 at 22 M; benchmarks/README.md, "Session 18"). D=64 (session 14):
+# 1.904 ms against Triton's 2.243 at B=256, N=4096, fill 0.24 (a mean of 973 rows), but 0.903
+# against 0.847 at a mean of 256 rows and 0.319 against 0.221 at 110 (benchmarks/README.md)
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
-MIN_MEAN = {64: 512, 128: 128}
+MIN_SHORT = {64: None, 128: 2**25}
+MIN_MEAN = {64: 512, 128: 64}
 # the occupancy configurations (maxnreg under FULL_REGS: 2-3 programs an SM) passed the small
 # reference checks but gave non-finite dQ with many programs (B=128 of 1-1024 rows, H200,
 # session 15; one with atomic adds already on the grid in session 11): refused by the launcher
@@ -158,9 +164,12 @@ def auto_config(
     d = q.shape[-1]
     if forced:
         return CONFIGS[d]
-    mean = MIN_MEAN[d] * max(batch, 1)
-    big = q.numel() >= MIN_ELEMENTS and q.shape[0] >= mean
-    return CONFIGS[d] if max_seqlen_k > MAX_TRITON and big else None
+    numel = q.numel()
+    if numel < MIN_ELEMENTS or q.shape[0] < MIN_MEAN[d] * max(batch, 1):
+        return None
+    if max_seqlen_k <= MAX_TRITON and (MIN_SHORT[d] is None or numel < MIN_SHORT[d]):
+        return None
+    return CONFIGS[d]
 
 
 def gluon_bwd_ok(
