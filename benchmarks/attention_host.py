@@ -15,7 +15,8 @@ Parts (``--parts``, comma-separated; default all):
 - ``harness`` (not in the default): a few small D=128 grid cases' forward timed as the grid
   times it and as a loop of forward calls alone, Gluon forward on and off, each profiled: the
   GPU's idle gap before our kernels, their device time, and the host calls that wait on the
-  device (where the Gluon forward lost in the grid but not alone, session 17).
+  device (where the Gluon forward lost in the grid but not alone, session 17; session 18: its
+  longer host path, no wait on the device, benchmarks/README.md).
 - ``attention``: the same on/off host loops for the attention on three host-bound cases of the
   issue's grid, then shopml against varlen_attn: host loops, four rounds of ``do_bench`` (timed as
   bench_attention.py times them, providers alternating) and a cProfile of 300 forward+backward

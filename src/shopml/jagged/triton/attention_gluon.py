@@ -135,7 +135,11 @@ LONG_ROWS = 1024
 # persistent / varlen_attn: B=1024, N=256, fill 0.1, H=4 0.112 / 0.092 / 0.068 / 0.116; B=256,
 # N=1024, fill 0.1, H=4 0.104 / 0.073 / 0.074 / 0.092) but not in the grid's harness (the same
 # forwards timed beside forward+backward steps: 0.110-0.140 against 0.102-0.111, its rows
-# spread 2x where the Triton ones were within 2%; cause not found yet): they stay with Triton.
+# spread 2x where the Triton ones were within 2%). Session 18 found why: its host path (66 us a
+# tiny public call against the Triton forward's 30; the tile table's launch 10.5, the main launch
+# with its three descriptors 13.3, ``gluon_ok`` 4.7) outgrows the L2 flush that hides host time
+# in the benchmark, and host-bound forward+backward steps pay it whole (0.566 against 0.421 ms at
+# B=1024, N=256, fill 0.1, H=4): they stay with Triton.
 MAX_TRITON = 256
 MIN_ELEMENTS = 2**24
 MIN_SHORT = {64: None, 128: 3 * 2**23}
