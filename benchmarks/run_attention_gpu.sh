@@ -9,6 +9,7 @@
 #   bash benchmarks/run_attention_gpu.sh host      # eager host time against varlen_attn
 #   bash benchmarks/run_attention_gpu.sh split     # where the eager host time goes, piece by piece
 #   bash benchmarks/run_attention_gpu.sh harness   # small D=128 forwards in the grid's loop, profiled
+#   bash benchmarks/run_attention_gpu.sh short     # the grid's short D=128 cases (the routing's edge)
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon kernels' tests; the causal
 #                                                  # Gluon backward timed (forced) against Triton
@@ -23,6 +24,9 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 cd "$HERE"
 mkdir -p "$OUT"
 export PYTHONPATH=$HERE/src PYTHONUNBUFFERED=1
+SHORT_CASES=B1024-N256-f1.0-H4-D128,B1024-N256-f0.5-H4-D128,B1024-N256-f1.0-H2-D128,\
+B1024-N256-f0.5-H2-D128,B1024-N1024-f0.1-H4-D128,B1024-N1024-f0.1-H2-D128,\
+B1024-N256-f0.25-H4-D128,B256-N256-f1.0-H4-D128
 GRID="--grid full --providers shopml,shopml_triton,varlen --modes fwd,fwd+bwd --quick-timing --check --flex-cases 0 --rounds ${GRID_ROUNDS:-3}"
 for part in "$@"; do
   case $part in
@@ -69,6 +73,15 @@ for part in "$@"; do
       OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
         --parts harness > "$OUT/harness.log" 2>&1
       grep -E " us|rror" "$OUT/harness.log" | tail -20 ;;
+    short)
+      # the grid's short D=128 cases where the routing changes kernel (session 18: the Gluon
+      # backward from 2^25 values on sequences of at most 256 rows), default routing against
+      # the Triton kernels only and varlen_attn, checked; SHORT_TIME seconds at most
+      timeout -k 5 "${SHORT_TIME:-200}" python3 benchmarks/bench_attention.py --grid full \
+        --providers shopml,shopml_triton,varlen --modes fwd,fwd+bwd --quick-timing --check \
+        --flex-cases 0 --rounds 3 --out "$OUT/attention_short.csv" --only "$SHORT_CASES" \
+        > "$OUT/short.log" 2>&1
+      grep -E "check|x[0-9]|rror" "$OUT/short.log" | tail -20 ;;
     split)
       # the eager fwd+bwd host time taken apart (the forward with and without the graph, the
       # backward launcher, an empty Function's floor; the Gluon forward's host path)
@@ -105,6 +118,6 @@ for part in "$@"; do
         --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
         > "$OUT/causal_bench.log" 2>&1
       grep "^| " "$OUT/causal_bench.log" | tail -60 ;;
-    *) echo "unknown part: $part (tests, variants, grid, graph, cold, causal, causal-fwd, host, split)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, short, cold, causal, causal-fwd, host, split, harness)" >&2; exit 2 ;;
   esac
 done

@@ -197,7 +197,7 @@ def test_attention_gpu_script_names_an_unknown_part(tmp_path):
     done = subprocess.run(["bash", str(BENCH / "run_attention_gpu.sh"), "gridd"], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2
-    assert "unknown part: gridd" in done.stderr and "grid, graph, cold" in done.stderr
+    assert "unknown part: gridd" in done.stderr and "grid, graph, short, cold" in done.stderr
     assert (tmp_path / "out").is_dir()
 
 
