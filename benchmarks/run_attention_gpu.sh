@@ -75,12 +75,11 @@ for part in "$@"; do
       grep -E " us|rror" "$OUT/harness.log" | tail -20 ;;
     short)
       # the grid's short D=128 cases where the routing changes kernel (session 18: the Gluon
-      # backward from 2^25 values on sequences of at most 256 rows), default routing against
-      # the Triton kernels only and varlen_attn, checked; SHORT_TIME seconds at most
-      timeout -k 5 "${SHORT_TIME:-200}" python3 benchmarks/bench_attention.py --grid full \
-        --providers shopml,shopml_triton,varlen --modes fwd,fwd+bwd --quick-timing --check \
-        --flex-cases 0 --rounds 3 --out "$OUT/attention_short.csv" --only "$SHORT_CASES" \
-        > "$OUT/short.log" 2>&1
+      # backward from 2^25 values on sequences of at most 256 rows), timed as the grid times
+      # them; SHORT_TIME seconds at most
+      # shellcheck disable=SC2086
+      timeout -k 5 "${SHORT_TIME:-200}" python3 benchmarks/bench_attention.py $GRID \
+        --only "$SHORT_CASES" --out "$OUT/attention_short.csv" > "$OUT/short.log" 2>&1
       grep -E "check|x[0-9]|rror" "$OUT/short.log" | tail -20 ;;
     split)
       # the eager fwd+bwd host time taken apart (the forward with and without the graph, the
