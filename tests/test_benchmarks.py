@@ -127,8 +127,8 @@ def test_attention_report_of_one_run_leaves_other_runs_out(tmp_path, capsys):
 
 def test_attention_rounds_alternate_providers_and_report_the_median_round(tmp_path, monkeypatch):
     """--rounds: providers timed in turn each round, each round starting one provider later;
-    p50/p20/p80 the median over the rounds; a
-    provider that fails in any round is reported as failed, not as a partial median."""
+    p50/p20/p80 the median over the rounds; a provider that fails in any round is reported as
+    failed, not as a partial median."""
     import types
 
     import bench_attention
