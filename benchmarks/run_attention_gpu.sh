@@ -11,6 +11,7 @@
 #   bash benchmarks/run_attention_gpu.sh harness   # small D=128 forwards in the grid's loop, profiled
 #   bash benchmarks/run_attention_gpu.sh short     # the grid's short D=128 cases (the routing's edge)
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
+#   bash benchmarks/run_attention_gpu.sh providers # every provider on the 22-case subset
 #   bash benchmarks/run_attention_gpu.sh causal    # the causal Gluon kernels' tests; the causal
 #                                                  # Gluon backward timed (forced) against Triton
 #   bash benchmarks/run_attention_gpu.sh causal-fwd  # the causal Gluon forward timed
@@ -87,6 +88,16 @@ for part in "$@"; do
       OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
         --parts split > "$OUT/split.log" 2>&1
       grep -E "us$|rror" "$OUT/split.log" | tail -40 ;;
+    providers)
+      # every provider (compiled Flex with its mask build on the first FLEX_CASES cases, padded
+      # SDPA, nested tensors, dense, the FBGEMM-semantics path) on `--grid final`: 16 of the
+      # issue's cases covering every N, fill, H and D, then the ads and HSTU cases; one round
+      # (PROVIDERS_TIME seconds at most)
+      timeout -k 5 "${PROVIDERS_TIME:-420}" python3 benchmarks/bench_attention.py --grid final \
+        --providers shopml,varlen,flex,fbgemm_compat,sdpa_flash_pad,sdpa_mask_pad,nested,dense \
+        --modes fwd,fwd+bwd --quick-timing --check --flex-cases "${FLEX_CASES:-4}" --rounds 1 \
+        --out "$OUT/attention_peers.csv" > "$OUT/providers.log" 2>&1
+      grep -E "geomean|rror" "$OUT/providers.log" | tail -6 ;;
     cold)  # the default routing (the Gluon kernels on sm_90)
       OUT=$OUT timeout -k 5 500 python3 benchmarks/attention_cold.py \
         --deadline 480 > "$OUT/cold.log" 2>&1
@@ -117,6 +128,6 @@ for part in "$@"; do
         --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
         > "$OUT/causal_bench.log" 2>&1
       grep "^| " "$OUT/causal_bench.log" | tail -60 ;;
-    *) echo "unknown part: $part (tests, variants, grid, graph, short, cold, causal, causal-fwd, host, split, harness)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, short, providers, cold, causal, causal-fwd, host, split, harness)" >&2; exit 2 ;;
   esac
 done
