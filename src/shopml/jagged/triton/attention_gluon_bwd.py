@@ -281,10 +281,6 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
     # ptxas issues dP^T right behind S^T (with the accumulator in both, ptxas waits for S^T first
     # in one of them, its note C7517: the accumulator's copies follow the wgmma fence). ptxas,
     # Triton 3.6, D=128 default: 24/24 B of spills, none in either loop, no injected wait.
-    # Triton 3.8 merged a thread's two copies of a column and put the copies after the fence in
-    # that first warpgroup too (C7517 at D=64 and D=128: dP^T issued after S^T completed), so
-    # the accumulator is now written before S^T is issued, one register an element
-    # (:func:`_minus_spread`): no injected wait, the same spills (D=64 0/0, D=128 32/36 B).
     # WIDE (BLOCK_M = 128, FA3's D=64 tiles: S^T and dP^T 64 registers each, dK and dV 64,
     # so lse spread over the columns, 32, spilled): three changes, spill-free at D=64 (ptxas,
     # Triton 3.8, tma_bm128: 28/28 B, 3 local accesses an iteration, against 296/348 B and 15;
@@ -373,9 +369,8 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
         # Step 2: S^T = K Q^T and dP^T - delta = V dO^T - delta together (an accumulator
         # starting at -delta: delta not held beside them, see the header's Registers); P'^T
         # while the second runs
-        if DELTA_ACC:  # the accumulators before S^T is issued (see DELTA_ACC, WIDE)
+        if WIDE:  # both accumulators before S^T is issued (see WIDE)
             minus_delta = _minus_spread(delta, zero_s, col_layout)
-        if WIDE:
             minus_lse = _minus_spread(lse / qk_scale, zero_s, col_layout)
         mbarrier.wait(q_bars.index(stage), phase)
         if WIDE:
@@ -383,7 +378,10 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
         else:
             st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         mbarrier.wait(do_bars.index(stage), phase)
-        if DELTA_ACC:
+        if WIDE:
+            dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
+        elif DELTA_ACC:
+            minus_delta = zero_s - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
             dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
         else:
             dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
