@@ -73,9 +73,7 @@ subtraction, done by the wgmma's fp32 accumulation); the loop indexes lse and de
 sequence's first row in int32 (a sequence's rows x H < 2^31, lse's size), dQ from its block
 start in int64. Causal (the first query block and the diagonal's offset held across the loop, the
 mask in the loop): 56/68 B of spills (Triton 3.6), 5 local loads an iteration in the first
-warpgroup's loop (from the L1), none in the second's; D=64 default 0/0 B. With 128 query rows a
-block (FA3's D=64 tiles) lse and delta both enter as the wgmmas' accumulators and dS' takes the
-rounded P' (one rounding more, see ``_bwd_consumer``'s WIDE): 28/28 B at D=64 (Triton 3.8).
+warpgroup's loop (from the L1), none in the second's; D=64 default 0/0 B.
 
 Occupancy (refused by the launcher since session 15: non-finite dQ once many programs run,
 cause not found in the PTX either, session 16): one consumer warpgroup and the loader warp
@@ -248,18 +246,6 @@ def _zero_key_rows(params, k_row, k_left, h, BLOCK_N: gl.constexpr, HEAD_DIM: gl
 
 
 @gluon.jit
-def _minus_spread(vec, zero_s, col_layout: gl.constexpr):
-    """``-vec`` (a value a score column, in the compact layout) spread over the score layout as
-    a wgmma accumulator (BLOCK_M = 128, see the consumer's WIDE). A non-pure ``sub.f32`` an
-    element: LLVM neither merges a thread's two rows' copies of a column (the merged value's
-    copies into the accumulator would follow the wgmma fence, and ptxas would then wait for the
-    wgmma in flight, its note C7517) nor moves them below the fence."""
-    spread = gl.expand_dims(gl.convert_layout(vec, col_layout), 0)
-    return gl.inline_asm_elementwise("sub.f32 $0, $1, $2;", "=r,r,r", [zero_s, spread],
-                                     dtype=gl.float32, is_pure=False, pack=1)  # fmt: skip
-
-
-@gluon.jit
 def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.constexpr):
     """Consumer warpgroup WG: key rows [64 WG, 64 WG + 64) of the block against every query
     block of the sequence (causal: those from :func:`_first_query_block` on); dK and dV stored
@@ -281,22 +267,7 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
     # ptxas issues dP^T right behind S^T (with the accumulator in both, ptxas waits for S^T first
     # in one of them, its note C7517: the accumulator's copies follow the wgmma fence). ptxas,
     # Triton 3.6, D=128 default: 24/24 B of spills, none in either loop, no injected wait.
-    # WIDE (BLOCK_M = 128, FA3's D=64 tiles: S^T and dP^T 64 registers each, dK and dV 64,
-    # so lse spread over the columns, 32, spilled): three changes, spill-free at D=64 (ptxas,
-    # Triton 3.8, tma_bm128: 28/28 B, 3 local accesses an iteration, against 296/348 B and 15;
-    # causal 0/0 B against 168/192). (1) lse enters as S^T's initial accumulator,
-    # -(lse log2(e) - log2(scale)) / (scale log2(e)) a column, so that P'^T = exp2(S^T * scale *
-    # log2(e)) and no lse is held beside S^T and dP^T (lse +inf past the sequence's end: -inf,
-    # P' = 0 as before; -inf, rows that see no key: +inf, in masked blocks only, see the header).
-    # (2) delta is dP^T's accumulator in both warpgroups, both accumulators written before S^T
-    # is issued (no wgmma in flight: no C7517 wait), each element its own register
-    # (:func:`_minus_spread`). (3) P'^T is rounded to the input dtype before the wait for dP^T
-    # and dS'^T = P'^T (dP^T - delta) takes that rounded P' (as the wgmma for dV does), so the
-    # fp32 P'^T is not held beside its rounded copy across the wait (a rounding of P' more in
-    # dS', 2^-9 relative in bf16, as the bf16 softmax backward's P; the fp32 P' and (1), (2)
-    # alone: 204/240 B, (2) alone 144/160 B).
-    WIDE: gl.constexpr = BLOCK_M == 128
-    DELTA_ACC: gl.constexpr = NUM_WG == 2 and (WG == 0 or WIDE)
+    DELTA_ACC: gl.constexpr = NUM_WG == 2 and WG == 0
     HALF: gl.constexpr = HEAD_DIM // 2
     dtype: gl.constexpr = q_bufs.dtype
     lse_ptr, delta_ptr, dq_ptr, dk_ptr, dv_ptr, stride_lse_t, stride_delta_t, \
@@ -369,27 +340,16 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
         # Step 2: S^T = K Q^T and dP^T - delta = V dO^T - delta together (an accumulator
         # starting at -delta: delta not held beside them, see the header's Registers); P'^T
         # while the second runs
-        if WIDE:  # both accumulators before S^T is issued (see WIDE)
-            minus_delta = _minus_spread(delta, zero_s, col_layout)
-            minus_lse = _minus_spread(lse / qk_scale, zero_s, col_layout)
         mbarrier.wait(q_bars.index(stage), phase)
-        if WIDE:
-            st = warpgroup_mma(k, q.permute((1, 0)), minus_lse, is_async=True)
-        else:
-            st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+        st = warpgroup_mma(k, q.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         mbarrier.wait(do_bars.index(stage), phase)
-        if WIDE:
-            dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
-        elif DELTA_ACC:
+        if DELTA_ACC:
             minus_delta = zero_s - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
             dpt = warpgroup_mma(v, do.permute((1, 0)), minus_delta, is_async=True)
         else:
             dpt = warpgroup_mma(v, do.permute((1, 0)), zero_s, use_acc=False, is_async=True)
         st = warpgroup_mma_wait(1, deps=(st,))
-        if WIDE:  # lse already in S^T
-            pt = gl.exp2(st * qk_scale)
-        else:
-            pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
+        pt = gl.exp2(st * qk_scale - gl.expand_dims(gl.convert_layout(lse, col_layout), 0))
         if IS_CAUSAL:  # only blocks that cross this warpgroup's diagonal: P' = 0 past it
             last = m_start + diag  # the last key row column 0 sees
             if last < WG_ROWS - 1:  # (keys past the sequence's end lie past every diagonal)
@@ -399,17 +359,11 @@ def _bwd_consumer(shared, params, dq_desc, WG: gl.constexpr, IS_CAUSAL: gl.const
             pt = gl.where(gl.expand_dims(key_ok, 1), pt, 0.0)
         # Step 3: dS'^T = P'^T (dP^T - delta) into shared memory; P'^T to registers in the
         # wgmma operand layout (S^T and dP^T die here: the peak is before, 2 x 64 x BLOCK_M)
-        if WIDE:  # P'^T rounded before the wait, dS' from the rounded P' (see WIDE)
-            p_lo = pt.to(dtype)
-            dpt = warpgroup_mma_wait(0, deps=(dpt,))
-            dst = p_lo.to(gl.float32) * dpt
-            p_op = gl.convert_layout(p_lo, gl.DotOperandLayout(0, d_layout, 2))
-        else:
-            dpt = warpgroup_mma_wait(0, deps=(dpt,))
-            if not DELTA_ACC:
-                dpt = dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
-            dst = pt * dpt
-            p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
+        dpt = warpgroup_mma_wait(0, deps=(dpt,))
+        if not DELTA_ACC:
+            dpt = dpt - gl.expand_dims(gl.convert_layout(delta, col_layout), 0)
+        dst = pt * dpt
+        p_op = gl.convert_layout(pt.to(dtype), gl.DotOperandLayout(0, d_layout, 2))
         ds_all = ds_smem.index(i % ds_smem.shape[0])  # (NUM_WG x 64 keys, BLOCK_M)
         ds = ds_all.slice(WG * WG_ROWS, WG_ROWS)
         ds.store(dst.to(dtype))
