@@ -17,6 +17,13 @@ Parts (``--parts``, comma-separated; default all):
   GPU's idle gap before our kernels, their device time, and the host calls that wait on the
   device (where the Gluon forward lost in the grid but not alone, session 17; session 18: its
   longer host path, no wait on the device, benchmarks/README.md).
+- ``steps`` (not in the default): eager forward+backward steps of host-bound D=128 grid cases
+  through the default routing (the Gluon kernels where ``auto`` takes them), the Triton kernels
+  alone (``SHOPML_ATTN_GLUON=0``) and varlen_attn: per call the enqueue time of a loop of 200
+  steps, the same loop with its final synchronisation, ``do_bench`` (as the grid times it) and
+  the device time (``torch.profiler``, the kernels' sum over 20 steps); a step whose enqueue time
+  passes its device time is host-bound. The profiler's table and a cProfile of 200 steps go to
+  ``$OUT/steps_<case>_<provider>.txt`` (session 19: where the Gluon path's eager steps lose).
 - ``attention``: the same on/off host loops for the attention on three host-bound cases of the
   issue's grid, then shopml against varlen_attn: host loops, four rounds of ``do_bench`` (timed as
   bench_attention.py times them, providers alternating) and a cProfile of 300 forward+backward
@@ -449,6 +456,63 @@ def _harness_split(events, iters: int) -> str:  # noqa: ANN001
     return f"gap {med(gaps):.1f} us, device {med(busy):.1f} us a call; host waits a call: {shown}"
 
 
+STEP_CASES = (
+    dict(B=1024, N=1024, H=2, D=128, fill=0.1, causal=False),  # both Gluon kernels (25 M values)
+    dict(B=1024, N=256, H=2, D=128, fill=0.5, causal=False),  # the Gluon forward only
+    dict(B=256, N=1024, H=4, D=128, fill=0.25, causal=False),  # both Gluon kernels
+)
+
+
+def part_steps(out_dir: Path, n: int = 200) -> None:
+    """Eager forward+backward steps: enqueue, synchronised, do_bench and device time per call
+    (see the module docstring); the profiles to ``out_dir``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    print("eager fwd+bwd steps, us per call: enqueue / with the final sync / do_bench / device",
+          flush=True)  # fmt: skip
+    for cfg in STEP_CASES:
+        case = Case(dict(cfg, tag="grid"), 0)
+        name = f"B{cfg['B']}-N{cfg['N']}-f{cfg['fill']}-H{cfg['H']}-D{cfg['D']}"
+        for prov, gluon in (("shopml", None), ("shopml", "0"), ("varlen", None)):
+            switch("SHOPML_ATTN_GLUON", gluon)
+            fn, leaves, grad = make_provider(prov, case)
+
+            def step(fn=fn, grad=grad) -> None:  # noqa: ANN001
+                fn().backward(grad)
+
+            def loop(k: int, leaves=leaves, step=step) -> tuple[float, float]:  # noqa: ANN001
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                for _ in range(k):
+                    for x in leaves:
+                        x.grad = None
+                    step()
+                t1 = time.perf_counter()
+                torch.cuda.synchronize()
+                return (t1 - t) / k * 1e6, (time.perf_counter() - t) / k * 1e6
+
+            loop(5)  # first launches (compile, tune)
+            enqueue, synced = loop(n)
+            ms = bench(step, True, grad_to_none=leaves)[0]
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                loop(20)
+            kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+            device = sum(e.self_device_time_total for e in kernels) / 20
+            stats = cProfile.Profile()
+            stats.enable()
+            loop(n)
+            stats.disable()
+            text = io.StringIO()
+            pstats.Stats(stats, stream=text).sort_stats("tottime").print_stats(30)
+            label = prov if gluon is None else f"{prov}_gluon{gluon}"
+            print(f"  {name} {label:14s} {enqueue:7.1f} / {synced:7.1f} / {ms * 1e3:7.1f} / "
+                  f"{device:7.1f}", flush=True)  # fmt: skip
+            with open(out_dir / f"steps_{name}_{label}.txt", "w") as f:
+                f.write(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=20))
+                f.write("\n" + text.getvalue())
+    switch("SHOPML_ATTN_GLUON", None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n")[0] + " Needs CUDA; CSV and cProfiles go to $OUT."
@@ -469,6 +533,8 @@ def main() -> None:
         part_split()
     if "harness" in parts:
         part_harness()
+    if "steps" in parts:
+        part_steps(out_dir)
     if rows:  # (split prints only: no header-only CSV for it)
         append_rows(out_dir / f"attention_host-{device_slug()}.csv", rows, run_meta())
 

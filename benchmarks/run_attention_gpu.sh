@@ -9,6 +9,7 @@
 #   bash benchmarks/run_attention_gpu.sh host      # eager host time against varlen_attn
 #   bash benchmarks/run_attention_gpu.sh split     # where the eager host time goes, piece by piece
 #   bash benchmarks/run_attention_gpu.sh harness   # small D=128 forwards in the grid's loop, profiled
+#   bash benchmarks/run_attention_gpu.sh steps     # host-bound eager fwd+bwd steps: host against device
 #   bash benchmarks/run_attention_gpu.sh short     # the grid's short D=128 cases (the routing's edge)
 #   bash benchmarks/run_attention_gpu.sh cold      # cold start with the Gluon kernels
 #   bash benchmarks/run_attention_gpu.sh providers # every provider on the 22-case subset
@@ -74,6 +75,13 @@ for part in "$@"; do
       OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
         --parts harness > "$OUT/harness.log" 2>&1
       grep -E " us|rror" "$OUT/harness.log" | tail -20 ;;
+    steps)
+      # host-bound eager forward+backward steps of D=128 grid cases, default routing, Triton
+      # kernels alone and varlen_attn: enqueue, synchronised, do_bench and device time per call,
+      # profiles to $OUT (HOST_TIME seconds at most)
+      OUT=$OUT timeout -k 5 "${HOST_TIME:-240}" python3 benchmarks/attention_host.py \
+        --parts steps > "$OUT/steps.log" 2>&1
+      grep -E " / |rror" "$OUT/steps.log" | tail -12 ;;
     short)
       # the grid's short D=128 cases where the routing changes kernel (session 18: the Gluon
       # backward from 2^25 values on sequences of at most 256 rows), timed as the grid times
@@ -128,6 +136,6 @@ for part in "$@"; do
         --cases 512x1024x4x128x0.5xcausal,64x4096x4x128x0.5xcausal,1024x1024x2x64x0.25xcausal,256x4096x2x64x0.25xcausal \
         > "$OUT/causal_bench.log" 2>&1
       grep "^| " "$OUT/causal_bench.log" | tail -60 ;;
-    *) echo "unknown part: $part (tests, variants, grid, graph, short, providers, cold, causal, causal-fwd, host, split, harness)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (tests, variants, grid, graph, short, steps, providers, cold, causal, causal-fwd, host, split, harness)" >&2; exit 2 ;;
   esac
 done
