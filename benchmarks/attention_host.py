@@ -20,7 +20,7 @@ Parts (``--parts``, comma-separated; default all):
 - ``steps`` (not in the default): eager forward+backward steps of host-bound D=128 grid cases
   through the default routing (the Gluon kernels where ``auto`` takes them), the Triton kernels
   alone (``SHOPML_ATTN_GLUON=0``) and varlen_attn: per call the enqueue time of a loop of 200
-  steps, the same loop with its final synchronisation, ``do_bench`` (as the grid times it) and
+  steps, a second loop's time to its final synchronisation, ``do_bench`` (as the grid times it) and
   the device time (``torch.profiler``, the kernels' sum over 20 steps); a step whose enqueue time
   passes its device time is host-bound. The profiler's table and a cProfile of 200 steps go to
   ``$OUT/steps_<case>_<provider>.txt`` (session 19: where the Gluon path's eager steps lose).
@@ -75,8 +75,9 @@ LAUNCH_MODULES = ("bmm", "concat", "conversions", "elementwise", "jagged2", "red
                   "attention_gluon", "attention_gluon_bwd")  # fmt: skip
 
 
-def host_loop(fn, n: int = 400, reset=()) -> float:  # noqa: ANN001
-    """Microseconds per call of ``n`` back-to-back calls (one sync at the end)."""
+def host_loop(fn, n: int = 400, reset=(), synced: bool = False) -> float:  # noqa: ANN001
+    """Microseconds per call of ``n`` back-to-back calls (one sync at the end): their enqueue
+    time, or with ``synced`` the time until the GPU has run them all."""
     torch.cuda.synchronize()
     t = time.perf_counter()
     for _ in range(n):
@@ -85,7 +86,7 @@ def host_loop(fn, n: int = 400, reset=()) -> float:  # noqa: ANN001
         fn()
     t1 = time.perf_counter()
     torch.cuda.synchronize()
-    return round((t1 - t) / n * 1e6, 1)
+    return round(((time.perf_counter() if synced else t1) - t) / n * 1e6, 1)
 
 
 class FastLaunch:
@@ -480,27 +481,17 @@ def part_steps(out_dir: Path, n: int = 200) -> None:
             def step(fn=fn, grad=grad) -> None:  # noqa: ANN001
                 fn().backward(grad)
 
-            def loop(k: int, leaves=leaves, step=step) -> tuple[float, float]:  # noqa: ANN001
-                torch.cuda.synchronize()
-                t = time.perf_counter()
-                for _ in range(k):
-                    for x in leaves:
-                        x.grad = None
-                    step()
-                t1 = time.perf_counter()
-                torch.cuda.synchronize()
-                return (t1 - t) / k * 1e6, (time.perf_counter() - t) / k * 1e6
-
-            loop(5)  # first launches (compile, tune)
-            enqueue, synced = loop(n)
+            host_loop(step, 5, leaves)  # first launches (compile, tune)
+            enqueue = host_loop(step, n, leaves)
+            synced = host_loop(step, n, leaves, synced=True)
             ms = bench(step, True, grad_to_none=leaves)[0]
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                loop(20)
+                host_loop(step, 20, leaves)
             kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
             device = sum(e.self_device_time_total for e in kernels) / 20
             stats = cProfile.Profile()
             stats.enable()
-            loop(n)
+            host_loop(step, n, leaves)
             stats.disable()
             text = io.StringIO()
             pstats.Stats(stats, stream=text).sort_stats("tottime").print_stats(30)
