@@ -6,8 +6,9 @@ outputs and lse; on sm_90 ``_attn_bwd`` routes them here where :func:`auto_confi
 kernel measured faster (``SHOPML_ATTN_GLUON``: sequences over 256 rows, or at D=128 shorter ones
 from 2^25 query values; 2^24 query values; a mean of 64 rows at D=128 and 512 at D=64; causal or
 not). Inputs as the Triton backward's after its post-scale fold (``_attn_bwd``: dO times
-``post_scale``, O divided by it): q, k, v, o, dO and the forward's natural-log ``lse`` ``(T_q, H)`` fp32; outputs dq, dk,
-dv in the input dtype (dK and dQ include the softmax ``scale``, as the Triton kernels').
+``post_scale``, O divided by it): q, k, v, o, dO and the forward's natural-log ``lse``
+``(T_q, H)`` fp32; outputs dq, dk, dv in the input dtype (dK and dQ include the softmax
+``scale``, as the Triton kernels').
 
 Algorithm (FlashAttention-3's backward, with Gluon's explicit primitives):
 - ``_attn_bwd_delta_kernel`` (attention_bwd_dq.py) writes ``delta = rowsum(dO * O)`` and zeroes
